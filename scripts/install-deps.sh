@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs everything dispatchd needs to build, run and test on a fresh
+# Debian 12 machine, and checks it. Safe to run again: it skips what is there.
+#   - Debian packages (compiler, CMake, libuv, hiredis, libcurl, jansson, cmocka,
+#     redis-server, prometheus for promtool, jq, python3 for test helpers)
+#   - the Temporal CLI (dev server), built once with `go install` into .tools/bin
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+TEMPORAL_CLI_VERSION=v1.5.1   # later tags carry a replace directive and refuse go install
+
+pkgs=(build-essential cmake pkg-config git curl jq python3 procps psmisc iproute2
+      libuv1-dev libhiredis-dev libcurl4-openssl-dev libjansson-dev libcmocka-dev
+      redis-server redis-tools prometheus)
+if [ "${DD_INSTALL_BENCH:-0}" = 1 ]; then
+  pkgs+=(supervisor s6 runit etcd-server etcd-client hyperfine)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The prometheus package starts a server on :9090 through its service; we only
+# want promtool and our own loopback instances.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+  systemctl stop prometheus || true
+fi
+
+bin="$root/.tools/bin"
+if [ -x "$bin/temporal" ] && [ "$(cat "$bin/temporal.version" 2>/dev/null)" = "$TEMPORAL_CLI_VERSION" ]; then
+  :
+else
+  command -v go >/dev/null || { echo "install-deps: go is needed to build the Temporal CLI" >&2; exit 1; }
+  echo "install-deps: building the Temporal CLI $TEMPORAL_CLI_VERSION (once; takes minutes)"
+  mkdir -p "$bin"
+  GOBIN="$bin" GOFLAGS=-mod=mod go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION"
+  echo "$TEMPORAL_CLI_VERSION" >"$bin/temporal.version"
+fi
+
+# Check, so a missing piece fails here and not in the middle of a test.
+for c in cmake cc pkg-config redis-server redis-cli jq python3 promtool curl; do
+  command -v "$c" >/dev/null || { echo "install-deps: '$c' is still missing" >&2; exit 1; }
+done
+for m in libuv hiredis libcurl jansson cmocka; do
+  pkg-config --exists "$m" || { echo "install-deps: pkg-config cannot find $m" >&2; exit 1; }
+done
+"$bin/temporal" server start-dev --help >/dev/null || { echo "install-deps: $bin/temporal does not run" >&2; exit 1; }
+echo "install-deps: ok"

@@ -1,0 +1,52 @@
+/* cli.h - what the subcommands share: option parsing with a true --help,
+ * the process-wide logger and metrics, and the exit-code convention.
+ *
+ * Exit codes: 0 success, 1 the operation failed (dependency down, lost a
+ * race that matters, timeout), 2 bad usage or bad input. */
+#ifndef DD_CLI_CLI_H
+#define DD_CLI_CLI_H
+
+#include "core/config.h"
+#include "core/ctx.h"
+#include "core/log.h"
+
+#define DD_EXIT_OK 0
+#define DD_EXIT_FAIL 1
+#define DD_EXIT_USAGE 2
+
+typedef struct dd_cli_cmd dd_cli_cmd;
+
+typedef struct dd_cli {
+    const char *argv0;
+    const dd_cli_cmd *cmd;
+    dd_config cfg;
+    dd_log *log;
+    struct dd_metrics *metrics;
+    int npos;      /* positional arguments, at argv[0..npos) after parsing */
+    char **pos;
+    int dashdash;  /* index in pos of the first argument after "--", or -1 */
+} dd_cli;
+
+struct dd_cli_cmd {
+    const char *name;
+    int (*run)(dd_cli *cli);
+    const dd_opt *const *groups; /* NULL-terminated; common options are always added */
+    const char *usage;           /* e.g. "stack start|stop|status [temporal|redis]" */
+    const char *summary;         /* one line */
+    const char *details;         /* more lines for --help, or NULL */
+};
+
+/* Prints an error "dispatchd: <msg>" to stderr and returns DD_EXIT_USAGE. */
+int dd_cli_usage_error(dd_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints "dispatchd: <msg>" to stderr and returns DD_EXIT_FAIL. */
+int dd_cli_fail(dd_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The directory that holds the running dispatchd binary (for .tools/). Static. */
+const char *dd_cli_self_dir(void);
+
+/* Commands (one file each: cmd_<name>.c). */
+int dd_cmd_stack(dd_cli *cli);
+int dd_cmd_up(dd_cli *cli);
+int dd_cmd_version(dd_cli *cli);
+
+#endif

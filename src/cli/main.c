@@ -1,0 +1,162 @@
+/* main.c - dispatchd's entry point: picks the subcommand, parses its
+ * options (flags, then environment, then defaults), builds the process-wide
+ * logger and metrics registry, and hands over. The few process-wide objects
+ * live here and nowhere else (R11). */
+#include "cli/cli.h"
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "metrics/metrics.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const dd_opt *const dd_groups_none[] = {NULL};
+
+static const dd_cli_cmd dd_commands[] = {
+    {"version", dd_cmd_version, dd_groups_none, "version", "print the version", NULL},
+};
+
+#define DD_NCOMMANDS (sizeof(dd_commands) / sizeof(dd_commands[0]))
+
+static void dd_main_usage(FILE *out)
+{
+    fprintf(out, "usage: dispatchd COMMAND [options] [args]\n\n"
+                 "Keeps exactly one healthy dispatcher per (project, task queue) and keeps\n"
+                 "a local Temporal + Redis stack alive.\n\ncommands:\n");
+    for (size_t i = 0; i < DD_NCOMMANDS; i++)
+        fprintf(out, "  %-10s %s\n", dd_commands[i].name, dd_commands[i].summary);
+    fprintf(out, "\nRun 'dispatchd COMMAND --help' for the options of one command.\n");
+}
+
+static void dd_cmd_help(FILE *out, const dd_cli_cmd *c)
+{
+    fprintf(out, "usage: dispatchd %s\n\n%s\n", c->usage, c->summary);
+    if (c->details)
+        fprintf(out, "\n%s\n", c->details);
+    fprintf(out, "\noptions:\n");
+    const dd_opt *groups[16];
+    int n = 0;
+    groups[n++] = dd_opts_common;
+    for (int i = 0; c->groups[i] && n < 15; i++)
+        groups[n++] = c->groups[i];
+    groups[n] = NULL;
+    dd_config_help(out, groups);
+}
+
+int dd_cli_usage_error(dd_cli *cli, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("dispatchd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    if (cli->cmd)
+        fprintf(stderr, "usage: dispatchd %s (see --help)\n", cli->cmd->usage);
+    return DD_EXIT_USAGE;
+}
+
+int dd_cli_fail(dd_cli *cli, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("dispatchd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return DD_EXIT_FAIL;
+}
+
+const char *dd_cli_self_dir(void)
+{
+    static char dir[PATH_MAX];
+    if (!dir[0]) {
+        ssize_t n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+        if (n <= 0) {
+            strcpy(dir, ".");
+        } else {
+            dir[n] = '\0';
+            char *slash = strrchr(dir, '/');
+            if (slash)
+                *slash = '\0';
+        }
+    }
+    return dir;
+}
+
+int dd_cmd_version(dd_cli *cli)
+{
+    printf("dispatchd %s (commit %s)\n", DD_VERSION, DD_GIT_COMMIT);
+    return DD_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        dd_main_usage(stderr);
+        return DD_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        dd_main_usage(stdout);
+        return DD_EXIT_OK;
+    }
+    static char version_cmd[] = "version";
+    if (!strcmp(argv[1], "--version"))
+        argv[1] = version_cmd;
+
+    dd_cli cli = {.argv0 = argv[0], .dashdash = -1};
+    for (size_t i = 0; i < DD_NCOMMANDS; i++)
+        if (strcmp(argv[1], dd_commands[i].name) == 0)
+            cli.cmd = &dd_commands[i];
+    if (!cli.cmd) {
+        fprintf(stderr, "dispatchd: unknown command '%s'\n", argv[1]);
+        dd_main_usage(stderr);
+        return DD_EXIT_USAGE;
+    }
+
+    dd_config_defaults(&cli.cfg);
+    const dd_opt *groups[16];
+    int n = 0;
+    groups[n++] = dd_opts_common;
+    for (int i = 0; cli.cmd->groups[i] && n < 15; i++)
+        groups[n++] = cli.cmd->groups[i];
+    groups[n] = NULL;
+
+    char err[512];
+    int rc = dd_config_parse(&cli.cfg, groups, argc - 2, argv + 2, &cli.npos, &cli.dashdash,
+                             err, sizeof(err));
+    if (rc == 0 && cli.cfg.help) {
+        dd_cmd_help(stdout, cli.cmd);
+        dd_config_release(&cli.cfg);
+        return DD_EXIT_OK;
+    }
+    if (rc == 0)
+        rc = dd_config_validate(&cli.cfg, err, sizeof(err));
+    if (rc < 0) {
+        int code = dd_cli_usage_error(&cli, "%s", err);
+        dd_config_release(&cli.cfg);
+        return code;
+    }
+    cli.pos = argv + 2;
+
+    dd_log_level level = DD_LOG_INFO;
+    dd_log_level_parse(cli.cfg.log_level, &level);
+    cli.log = dd_log_new(stderr, level);
+    cli.metrics = dd_metrics_new();
+    const char *const bl[] = {"version", "commit", NULL};
+    dd_metric *bi = dd_metrics_family(cli.metrics, DD_GAUGE, "dispatchd_build_info",
+                                      "Build information; always 1.", bl, NULL, 0);
+    dd_metric_set(bi, (const char *const[]){DD_VERSION, DD_GIT_COMMIT}, 1);
+
+    int code = cli.cmd->run(&cli);
+
+    dd_metrics_free(cli.metrics);
+    dd_log_free(cli.log);
+    dd_config_release(&cli.cfg);
+    return code;
+}

@@ -1,0 +1,362 @@
+#include "core/config.h"
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/time.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define O(f) offsetof(dd_config, f)
+
+const dd_opt dd_opts_common[] = {
+    {"log-level", "DISPATCHD_LOG_LEVEL", DD_OPT_STR, O(log_level), "LEVEL",
+     "debug, info, warn or error (default info)"},
+    {"state-dir", "DISPATCHD_STATE_DIR", DD_OPT_STR, O(state_dir), "DIR",
+     "where lock, status, log and data files live (default $XDG_STATE_HOME/dispatchd)"},
+    {"json", NULL, DD_OPT_FLAG, O(json), NULL, "print machine-readable JSON"},
+    {"help", NULL, DD_OPT_FLAG, O(help), NULL, "show this help"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+const dd_opt dd_opts_stack[] = {
+    {"redis-port", "DISPATCHD_REDIS_PORT", DD_OPT_PORT, O(redis_port), "PORT",
+     "local redis-server port on 127.0.0.1 (default 6379)"},
+    {"temporal-port", "DISPATCHD_TEMPORAL_PORT", DD_OPT_PORT, O(temporal_port), "PORT",
+     "local Temporal frontend gRPC port on 127.0.0.1 (default 7233)"},
+    {"temporal-http-port", "DISPATCHD_TEMPORAL_HTTP_PORT", DD_OPT_PORT, O(temporal_http_port),
+     "PORT", "local Temporal HTTP API port on 127.0.0.1 (default 7243)"},
+    {"temporal-bin", "DISPATCHD_TEMPORAL_BIN", DD_OPT_STR, O(temporal_bin), "PATH",
+     "the temporal CLI (default: .tools/bin/temporal next to the build, then $PATH)"},
+    {"redis-bin", "DISPATCHD_REDIS_BIN", DD_OPT_STR, O(redis_bin), "PATH",
+     "the redis-server binary (default: redis-server from $PATH)"},
+    {"stop-timeout", "DISPATCHD_STOP_TIMEOUT", DD_OPT_DURATION, O(stop_timeout_ms), "DUR",
+     "how long stop waits after SIGTERM before SIGKILL (default 10s)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+const dd_opt dd_opts_temporal[] = {
+    {"temporal-url", "DISPATCHD_TEMPORAL_URL", DD_OPT_STR, O(temporal_url), "URL",
+     "Temporal HTTP API base URL (default http://127.0.0.1:7243)"},
+    {"namespace", "DISPATCHD_NAMESPACE", DD_OPT_STR, O(namespace_), "NS",
+     "Temporal namespace (default \"default\")"},
+    {"temporal-ca-file", "DISPATCHD_TEMPORAL_CA_FILE", DD_OPT_STR, O(temporal_ca_file), "FILE",
+     "CA bundle to verify the Temporal server (https URLs)"},
+    {"temporal-cert-file", "DISPATCHD_TEMPORAL_CERT_FILE", DD_OPT_STR, O(temporal_cert_file),
+     "FILE", "client certificate for mTLS"},
+    {"temporal-key-file", "DISPATCHD_TEMPORAL_KEY_FILE", DD_OPT_STR, O(temporal_key_file), "FILE",
+     "client private key for mTLS"},
+    {"temporal-api-key-file", "DISPATCHD_TEMPORAL_API_KEY_FILE", DD_OPT_STR,
+     O(temporal_api_key_file), "FILE",
+     "file holding an API key sent as a bearer token (or env DISPATCHD_TEMPORAL_API_KEY)"},
+    {"temporal-timeout", "DISPATCHD_TEMPORAL_TIMEOUT", DD_OPT_DURATION, O(temporal_timeout_ms),
+     "DUR", "timeout of one Temporal request (default 10s)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+const dd_opt dd_opts_redis[] = {
+    {"redis-url", "DISPATCHD_REDIS_URL", DD_OPT_STR, O(redis_url), "URL",
+     "redis://[:password@]host:port/db or unix:///path (default redis://127.0.0.1:6379/0)"},
+    {"redis-password-file", "DISPATCHD_REDIS_PASSWORD_FILE", DD_OPT_STR, O(redis_password_file),
+     "FILE", "file holding the Redis password (or env DISPATCHD_REDIS_PASSWORD)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+const dd_opt dd_opts_owner[] = {
+    {"server-id", "DISPATCHD_SERVER_ID", DD_OPT_STR, O(server_id), "ID",
+     "this host's identity (default: hostname-pid)"},
+    {"dispatcher", "DISPATCHD_DISPATCHER", DD_OPT_DISPATCHER, O(dispatchers), "PROJECT/QUEUE",
+     "a dispatcher to own (repeatable)"},
+    {"heartbeat-interval", "DISPATCHD_HEARTBEAT_INTERVAL", DD_OPT_DURATION,
+     O(heartbeat_interval_ms), "DUR", "how often the owner refreshes its record (default 5s)"},
+    {"stale-threshold", "DISPATCHD_STALE_THRESHOLD", DD_OPT_DURATION, O(stale_threshold_ms),
+     "DUR", "heartbeat age after which a record is stale (default 15s)"},
+    {"reconcile-interval", "DISPATCHD_RECONCILE_INTERVAL", DD_OPT_DURATION,
+     O(reconcile_interval_ms), "DUR", "period of the full reconcile cycle (default 60s)"},
+    {"terminate-rate", "DISPATCHD_TERMINATE_RATE", DD_OPT_DOUBLE, O(terminate_rate), "N",
+     "max stale terminations per second (default 10)"},
+    {"loop", NULL, DD_OPT_FLAG, O(loop), NULL, "keep going instead of one cycle"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+const dd_opt dd_opts_metrics[] = {
+    {"metrics-listen", "DISPATCHD_METRICS_LISTEN", DD_OPT_STR, O(metrics_listen), "HOST:PORT",
+     "serve /metrics, /healthz, /readyz here (default 127.0.0.1:9464; \"off\" disables)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+#undef O
+
+static char *dd_default_state_dir(void)
+{
+    dd_buf b = DD_BUF_INIT;
+    const char *xdg = getenv("XDG_STATE_HOME");
+    const char *home = getenv("HOME");
+    if (xdg && *xdg == '/')
+        dd_buf_printf(&b, "%s/dispatchd", xdg);
+    else if (home && *home)
+        dd_buf_printf(&b, "%s/.local/state/dispatchd", home);
+    else
+        dd_buf_puts(&b, "/tmp/dispatchd-state");
+    return dd_buf_detach(&b);
+}
+
+void dd_config_defaults(dd_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->log_level = "info";
+    cfg->state_dir = dd_default_state_dir();
+    cfg->redis_port = 6379;
+    cfg->temporal_port = 7233;
+    cfg->temporal_http_port = 7243;
+    cfg->temporal_bin = "";
+    cfg->redis_bin = "redis-server";
+    cfg->stop_timeout_ms = 10000;
+    cfg->temporal_url = "";
+    cfg->namespace_ = "default";
+    cfg->temporal_timeout_ms = 10000;
+    cfg->redis_url = "";
+    cfg->server_id = "";
+    cfg->heartbeat_interval_ms = 5000;
+    cfg->stale_threshold_ms = 15000;
+    cfg->reconcile_interval_ms = 60000;
+    cfg->terminate_rate = 10;
+    cfg->metrics_listen = "127.0.0.1:9464";
+}
+
+void dd_config_release(dd_config *cfg)
+{
+    free((char *)cfg->state_dir);
+    cfg->state_dir = NULL;
+}
+
+static const dd_opt *dd_opt_find(const dd_opt *const *groups, const char *name, size_t len)
+{
+    for (int g = 0; groups[g]; g++)
+        for (const dd_opt *o = groups[g]; o->name; o++)
+            if (strlen(o->name) == len && strncmp(o->name, name, len) == 0)
+                return o;
+    return NULL;
+}
+
+static int dd_opt_set(dd_config *cfg, const dd_opt *o, const char *val, const char *src, char *err,
+                      size_t errlen)
+{
+    char *field = (char *)cfg + o->offset;
+    switch (o->type) {
+    case DD_OPT_STR:
+        *(const char **)field = val;
+        return 0;
+    case DD_OPT_FLAG:
+        *(bool *)field = true;
+        return 0;
+    case DD_OPT_PORT: {
+        char *end;
+        errno = 0;
+        long v = strtol(val, &end, 10);
+        if (errno || *end || end == val || v < 1 || v > 65535) {
+            snprintf(err, errlen, "%s '%s': not a port number (1-65535)", src, val);
+            return DD_EINVAL;
+        }
+        *(int *)field = (int)v;
+        return 0;
+    }
+    case DD_OPT_DURATION: {
+        int64_t ms;
+        if (dd_duration_parse(val, &ms) < 0) {
+            snprintf(err, errlen,
+                     "%s '%s': not a duration (use e.g. 500ms, 5s, 2m, 1h; no negatives)", src,
+                     val);
+            return DD_EINVAL;
+        }
+        *(int64_t *)field = ms;
+        return 0;
+    }
+    case DD_OPT_DOUBLE: {
+        char *end;
+        errno = 0;
+        double v = strtod(val, &end);
+        if (errno || *end || end == val || v < 0) {
+            snprintf(err, errlen, "%s '%s': not a non-negative number", src, val);
+            return DD_EINVAL;
+        }
+        *(double *)field = v;
+        return 0;
+    }
+    case DD_OPT_DISPATCHER: {
+        const char *slash = strchr(val, '/');
+        if (!slash || slash == val || slash[1] == '\0') {
+            snprintf(err, errlen, "%s '%s': expected PROJECT/QUEUE (both non-empty)", src, val);
+            return DD_EINVAL;
+        }
+        if (cfg->ndispatchers == DD_MAX_DISPATCHERS) {
+            snprintf(err, errlen, "%s: at most %d dispatchers per process", src,
+                     DD_MAX_DISPATCHERS);
+            return DD_EINVAL;
+        }
+        for (int i = 0; i < cfg->ndispatchers; i++)
+            if (strcmp(cfg->dispatchers[i], val) == 0)
+                return 0; /* the same dispatcher twice is one dispatcher */
+        cfg->dispatchers[cfg->ndispatchers++] = val;
+        return 0;
+    }
+    }
+    return DD_EINVAL;
+}
+
+int dd_config_parse(dd_config *cfg, const dd_opt *const *groups, int argc, char **argv,
+                    int *npos, int *dashdash, char *err, size_t errlen)
+{
+    char src[128];
+    /* Environment first, so flags override it. */
+    for (int g = 0; groups[g]; g++) {
+        for (const dd_opt *o = groups[g]; o->name; o++) {
+            const char *v = o->env ? getenv(o->env) : NULL;
+            if (!v || !*v || o->type == DD_OPT_FLAG)
+                continue;
+            snprintf(src, sizeof(src), "environment %s", o->env);
+            int rc = dd_opt_set(cfg, o, v, src, err, errlen);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    int np = 0;
+    if (dashdash)
+        *dashdash = -1;
+    for (int i = 0; i < argc; i++) {
+        char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            if (dashdash)
+                *dashdash = np;
+            for (i++; i < argc; i++)
+                argv[np++] = argv[i];
+            break;
+        }
+        if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+            if (a[0] == '-' && a[1] != '\0' && strcmp(a, "-h") != 0) {
+                snprintf(err, errlen, "unknown option '%s' (options are --long-form; see --help)",
+                         a);
+                return DD_EINVAL;
+            }
+            if (strcmp(a, "-h") == 0) {
+                cfg->help = true;
+                continue;
+            }
+            argv[np++] = a;
+            continue;
+        }
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const dd_opt *o = dd_opt_find(groups, name, nlen);
+        if (!o) {
+            snprintf(err, errlen, "unknown option '--%.*s' (see --help)", (int)nlen, name);
+            return DD_EINVAL;
+        }
+        const char *val = NULL;
+        if (o->type == DD_OPT_FLAG) {
+            if (eq) {
+                snprintf(err, errlen, "option '--%s' takes no value", o->name);
+                return DD_EINVAL;
+            }
+        } else if (eq) {
+            val = eq + 1;
+        } else if (i + 1 < argc) {
+            val = argv[++i];
+        } else {
+            snprintf(err, errlen, "option '--%s' needs a value (%s)", o->name, o->metavar);
+            return DD_EINVAL;
+        }
+        snprintf(src, sizeof(src), "--%s", o->name);
+        int rc = dd_opt_set(cfg, o, val, src, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    *npos = np;
+    return 0;
+}
+
+int dd_config_validate(const dd_config *cfg, char *err, size_t errlen)
+{
+    if (strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") &&
+        strcmp(cfg->log_level, "warn") && strcmp(cfg->log_level, "error")) {
+        snprintf(err, errlen, "--log-level '%s': use debug, info, warn or error", cfg->log_level);
+        return DD_EINVAL;
+    }
+    if (!cfg->state_dir || !*cfg->state_dir) {
+        snprintf(err, errlen, "--state-dir: must not be empty");
+        return DD_EINVAL;
+    }
+    if (cfg->heartbeat_interval_ms <= 0) {
+        snprintf(err, errlen, "--heartbeat-interval must be above zero");
+        return DD_EINVAL;
+    }
+    if (cfg->stale_threshold_ms <= cfg->heartbeat_interval_ms) {
+        char a[32], b[32];
+        dd_duration_format(cfg->stale_threshold_ms, a, sizeof(a));
+        dd_duration_format(cfg->heartbeat_interval_ms, b, sizeof(b));
+        snprintf(err, errlen,
+                 "--stale-threshold (%s) must be longer than --heartbeat-interval (%s), "
+                 "or every healthy owner would look stale; 3x the interval is a good choice",
+                 a, b);
+        return DD_EINVAL;
+    }
+    if (cfg->reconcile_interval_ms <= 0) {
+        snprintf(err, errlen, "--reconcile-interval must be above zero");
+        return DD_EINVAL;
+    }
+    if (cfg->temporal_timeout_ms <= 0 || cfg->stop_timeout_ms <= 0) {
+        snprintf(err, errlen, "--temporal-timeout and --stop-timeout must be above zero");
+        return DD_EINVAL;
+    }
+    return 0;
+}
+
+void dd_config_help(FILE *out, const dd_opt *const *groups)
+{
+    for (int g = 0; groups[g]; g++) {
+        for (const dd_opt *o = groups[g]; o->name; o++) {
+            char left[64];
+            if (o->metavar)
+                snprintf(left, sizeof(left), "--%s %s", o->name, o->metavar);
+            else
+                snprintf(left, sizeof(left), "--%s", o->name);
+            fprintf(out, "  %-34s %s", left, o->help);
+            if (o->env)
+                fprintf(out, " [env %s]", o->env);
+            fputc('\n', out);
+        }
+    }
+}
+
+int dd_config_secret(const char *env, const char *file, char **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    const char *v = env ? getenv(env) : NULL;
+    if (v && *v) {
+        *out = dd_strdup(v);
+        return 0;
+    }
+    if (!file || !*file)
+        return 0;
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot open secret file '%s': %s", file, strerror(errno));
+        return -errno;
+    }
+    char line[4096];
+    if (!fgets(line, sizeof(line), f)) {
+        fclose(f);
+        snprintf(err, errlen, "secret file '%s' is empty", file);
+        return DD_EINVAL;
+    }
+    fclose(f);
+    line[strcspn(line, "\r\n")] = '\0';
+    if (!*line) {
+        snprintf(err, errlen, "secret file '%s' is empty", file);
+        return DD_EINVAL;
+    }
+    *out = dd_strdup(line);
+    return 0;
+}

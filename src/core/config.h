@@ -1,0 +1,105 @@
+/* config.h - every knob of dispatchd, and the table-driven option parser.
+ *
+ * Each knob is a flag (--name VALUE or --name=VALUE) with an optional
+ * environment variable; the flag wins over the environment, which wins over
+ * the default. Commands pick the option groups they accept, so `--help` of a
+ * command lists exactly what it understands and anything else is refused.
+ * Secrets are never accepted on the command line: only a file or env. */
+#ifndef DD_CORE_CONFIG_H
+#define DD_CORE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define DD_MAX_DISPATCHERS 64
+
+typedef struct dd_config {
+    /* common */
+    const char *log_level;
+    const char *state_dir;  /* owned (set by dd_config_defaults) */
+    bool json;
+    bool help;
+
+    /* local stack */
+    int redis_port;
+    int temporal_port;
+    int temporal_http_port;
+    const char *temporal_bin; /* path to the temporal CLI, "" = search */
+    const char *redis_bin;
+    int64_t stop_timeout_ms;
+
+    /* Temporal client */
+    const char *temporal_url; /* http://127.0.0.1:7243 */
+    const char *namespace_;
+    const char *temporal_ca_file;
+    const char *temporal_cert_file;
+    const char *temporal_key_file;
+    const char *temporal_api_key_file; /* or env DISPATCHD_TEMPORAL_API_KEY */
+    int64_t temporal_timeout_ms;
+
+    /* Redis */
+    const char *redis_url;
+    const char *redis_password_file; /* or env DISPATCHD_REDIS_PASSWORD */
+
+    /* ownership / reconciliation */
+    const char *server_id;
+    const char *dispatchers[DD_MAX_DISPATCHERS]; /* "project/queue" */
+    int ndispatchers;
+    int64_t heartbeat_interval_ms;
+    int64_t stale_threshold_ms;
+    int64_t reconcile_interval_ms;
+    double terminate_rate;
+    bool loop;
+
+    /* metrics */
+    const char *metrics_listen;
+} dd_config;
+
+typedef enum dd_opt_type {
+    DD_OPT_STR,
+    DD_OPT_PORT,
+    DD_OPT_DURATION,
+    DD_OPT_DOUBLE,
+    DD_OPT_FLAG,
+    DD_OPT_DISPATCHER, /* repeatable "project/queue" */
+} dd_opt_type;
+
+typedef struct dd_opt {
+    const char *name; /* long name without the dashes */
+    const char *env;  /* environment variable or NULL */
+    dd_opt_type type;
+    size_t offset; /* offsetof(dd_config, field) */
+    const char *metavar;
+    const char *help;
+} dd_opt;
+
+/* Option groups; each is terminated by an entry with name == NULL. */
+extern const dd_opt dd_opts_common[];
+extern const dd_opt dd_opts_stack[];
+extern const dd_opt dd_opts_temporal[];
+extern const dd_opt dd_opts_redis[];
+extern const dd_opt dd_opts_owner[];
+extern const dd_opt dd_opts_metrics[];
+
+/* Fills defaults (state dir from $XDG_STATE_HOME or ~/.local/state). */
+void dd_config_defaults(dd_config *cfg);
+void dd_config_release(dd_config *cfg);
+
+/* Parses argv[0..argc) against the NULL-terminated list of groups. Applies
+ * env first, then flags. Positional arguments are moved to the front of argv
+ * and counted in *npos; everything after "--" is positional too and *dashdash
+ * (if not NULL) gets the index in argv of the first of them (-1 if none).
+ * On error returns DD_EINVAL with a message in err (a caller-sized buffer). */
+int dd_config_parse(dd_config *cfg, const dd_opt *const *groups, int argc, char **argv,
+                    int *npos, int *dashdash, char *err, size_t errlen);
+/* Cross-field checks (threshold above heartbeat interval, ...). */
+int dd_config_validate(const dd_config *cfg, char *err, size_t errlen);
+void dd_config_help(FILE *out, const dd_opt *const *groups);
+
+/* Reads a secret from env var (if set) or a file (first line, trailing
+ * newline stripped). *out is NULL when neither is configured. Caller frees. */
+int dd_config_secret(const char *env, const char *file, char **out, char *err, size_t errlen);
+
+#endif

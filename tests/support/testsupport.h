@@ -1,0 +1,43 @@
+/* testsupport.h - shared helpers for tests: free ports, real servers.
+ *
+ * Servers started here run in their own process group and are killed with
+ * the whole group by dd_test_server_stop(); an atexit hook and a
+ * SIGABRT/SIGSEGV/SIGTERM handler stop anything still running, so a failed
+ * assertion never leaves a server behind. */
+#ifndef DD_TESTSUPPORT_H
+#define DD_TESTSUPPORT_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int dd_test_free_port(void);
+
+typedef struct dd_test_server {
+    pid_t pid; /* also the process group id */
+    int port;
+    char dir[256];
+} dd_test_server;
+
+/* Starts redis-server on a free loopback port (requirepass if password is
+ * not NULL) and waits until it answers PING. Returns 0 or -1. */
+int dd_test_redis_start(dd_test_server *s, const char *password);
+/* Stops (SIGKILL to the group) and reaps. Safe to call twice. */
+void dd_test_server_stop(dd_test_server *s);
+/* Restarts a stopped Redis on the same port and directory. */
+int dd_test_redis_restart(dd_test_server *s, const char *password);
+
+/* The Temporal HTTP base URL started by the ctest fixture, e.g.
+ * "http://127.0.0.1:41234", or NULL when the fixture did not run. Static. */
+const char *dd_test_temporal_url(void);
+/* gRPC address "127.0.0.1:PORT" of the same fixture server. Static. */
+const char *dd_test_temporal_grpc(void);
+
+/* Waits until a TCP connect to 127.0.0.1:port succeeds (true) or ms pass. */
+bool dd_test_wait_port(int port, int ms);
+
+/* A unique-ish name for workflow ids etc.: prefix-<pid>-<counter>. Static buffer
+ * rotated across 8 calls. */
+const char *dd_test_unique(const char *prefix);
+
+#endif

@@ -1,0 +1,225 @@
+/* Unit tests of src/core: durations, backoff, token bucket, logfmt, config. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+/* argv arrays of string literals: -Wwrite-strings makes them const. */
+#pragma GCC diagnostic ignored "-Wdiscarded-qualifiers"
+
+#include "core/backoff.h"
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/time.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void test_duration_parse(void **state)
+{
+    int64_t ms;
+    assert_int_equal(dd_duration_parse("500ms", &ms), 0);
+    assert_int_equal(ms, 500);
+    assert_int_equal(dd_duration_parse("5s", &ms), 0);
+    assert_int_equal(ms, 5000);
+    assert_int_equal(dd_duration_parse("2m", &ms), 0);
+    assert_int_equal(ms, 120000);
+    assert_int_equal(dd_duration_parse("1m30s", &ms), 0);
+    assert_int_equal(ms, 90000);
+    assert_int_equal(dd_duration_parse("1h", &ms), 0);
+    assert_int_equal(ms, 3600000);
+    assert_int_equal(dd_duration_parse("7", &ms), 0);
+    assert_int_equal(ms, 7000);
+    assert_int_equal(dd_duration_parse("", &ms), DD_EINVAL);
+    assert_int_equal(dd_duration_parse("-5s", &ms), DD_EINVAL);
+    assert_int_equal(dd_duration_parse("5x", &ms), DD_EINVAL);
+    assert_int_equal(dd_duration_parse("s", &ms), DD_EINVAL);
+    assert_int_equal(dd_duration_parse("5s5", &ms), DD_EINVAL);
+    assert_int_equal(dd_duration_parse("99999999999999999999s", &ms), DD_EINVAL);
+}
+
+static void test_backoff_bounds(void **state)
+{
+    dd_backoff b;
+    dd_backoff_init(&b, 100, 2000, 42);
+    int64_t nominal = 100;
+    for (int i = 0; i < 20; i++) {
+        int64_t d = dd_backoff_next(&b);
+        assert_true(d >= nominal / 2);
+        assert_true(d <= nominal);
+        nominal = nominal * 2 > 2000 ? 2000 : nominal * 2;
+    }
+    dd_backoff_reset(&b);
+    assert_true(dd_backoff_next(&b) <= 100);
+}
+
+static void test_backoff_jitter_spreads(void **state)
+{
+    /* Two hosts with different seeds must not retry in lockstep. */
+    dd_backoff a, b;
+    dd_backoff_init(&a, 1000, 60000, 1);
+    dd_backoff_init(&b, 1000, 60000, 2);
+    int same = 0;
+    for (int i = 0; i < 10; i++)
+        same += dd_backoff_next(&a) == dd_backoff_next(&b);
+    assert_true(same < 3);
+}
+
+static void test_token_bucket(void **state)
+{
+    dd_token_bucket tb;
+    dd_token_bucket_init(&tb, 2.0, 2.0, 0);
+    assert_true(dd_token_bucket_take(&tb, 0));
+    assert_true(dd_token_bucket_take(&tb, 0));
+    assert_false(dd_token_bucket_take(&tb, 0));
+    uint64_t w = dd_token_bucket_wait_us(&tb, 0);
+    assert_true(w > 490000 && w <= 500001);
+    assert_false(dd_token_bucket_take(&tb, 400000));
+    assert_true(dd_token_bucket_take(&tb, 500001));
+    dd_token_bucket_init(&tb, 0, 1, 0); /* unlimited */
+    for (int i = 0; i < 100; i++)
+        assert_true(dd_token_bucket_take(&tb, 0));
+}
+
+static void test_logfmt_quoting(void **state)
+{
+    dd_buf b = DD_BUF_INIT;
+    dd_logfmt_value(&b, "plain");
+    dd_buf_putc(&b, ' ');
+    dd_logfmt_value(&b, "two words");
+    dd_buf_putc(&b, ' ');
+    dd_logfmt_value(&b, "x=1 \"q\"\n");
+    dd_buf_putc(&b, ' ');
+    dd_logfmt_value(&b, "");
+    assert_string_equal(dd_buf_str(&b), "plain \"two words\" \"x=1 \\\"q\\\"\\n\" \"\"");
+    dd_buf_release(&b);
+}
+
+static void test_log_line_and_secret_scrub(void **state)
+{
+    char *mem = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&mem, &len);
+    dd_log *log = dd_log_new(f, DD_LOG_INFO);
+    dd_log_add_secret(log, "hunter2secret");
+    dd_log_add_field(log, "server_id", "host a");
+    dd_info(log, "takeover", "workflow_id=%s attempts=%d latency_ms=%lld err=%s",
+            "dispatcher-a b", 2, 15LL, "auth hunter2secret rejected");
+    dd_debug(log, "hidden", "x=%d", 1);
+    dd_log_free(log);
+    fclose(f);
+    assert_non_null(strstr(mem, "level=info event=takeover server_id=\"host a\" "
+                                "workflow_id=\"dispatcher-a b\" attempts=2 latency_ms=15"));
+    assert_null(strstr(mem, "hunter2secret"));
+    assert_non_null(strstr(mem, "***"));
+    assert_null(strstr(mem, "hidden"));
+    free(mem);
+}
+
+static void test_config_parse(void **state)
+{
+    dd_config cfg;
+    dd_config_defaults(&cfg);
+    const dd_opt *groups[] = {dd_opts_common, dd_opts_owner, dd_opts_stack, NULL};
+    char *argv[] = {"--stale-threshold=20s", "pos1", "--heartbeat-interval", "2s",
+                    "--dispatcher", "p/q", "--redis-port", "7000", "--", "cmd", "--x"};
+    int npos, dd;
+    char err[256];
+    assert_int_equal(dd_config_parse(&cfg, groups, 11, argv, &npos, &dd, err, sizeof(err)), 0);
+    assert_int_equal(cfg.stale_threshold_ms, 20000);
+    assert_int_equal(cfg.heartbeat_interval_ms, 2000);
+    assert_int_equal(cfg.redis_port, 7000);
+    assert_int_equal(cfg.ndispatchers, 1);
+    assert_string_equal(cfg.dispatchers[0], "p/q");
+    assert_int_equal(npos, 3);
+    assert_int_equal(dd, 1);
+    assert_string_equal(argv[0], "pos1");
+    assert_string_equal(argv[1], "cmd");
+    assert_string_equal(argv[2], "--x");
+    assert_int_equal(dd_config_validate(&cfg, err, sizeof(err)), 0);
+    dd_config_release(&cfg);
+}
+
+static void test_config_errors(void **state)
+{
+    dd_config cfg;
+    char err[256];
+    int npos;
+    const dd_opt *groups[] = {dd_opts_common, dd_opts_owner, dd_opts_stack, NULL};
+
+    dd_config_defaults(&cfg);
+    char *a1[] = {"--nope"};
+    assert_int_equal(dd_config_parse(&cfg, groups, 1, a1, &npos, NULL, err, sizeof(err)),
+                     DD_EINVAL);
+    assert_non_null(strstr(err, "unknown option '--nope'"));
+
+    char *a2[] = {"--redis-port", "99999"};
+    assert_int_equal(dd_config_parse(&cfg, groups, 2, a2, &npos, NULL, err, sizeof(err)),
+                     DD_EINVAL);
+    assert_non_null(strstr(err, "not a port"));
+
+    char *a3[] = {"--dispatcher", "noslash"};
+    assert_int_equal(dd_config_parse(&cfg, groups, 2, a3, &npos, NULL, err, sizeof(err)),
+                     DD_EINVAL);
+
+    char *a4[] = {"--heartbeat-interval", "-1s"};
+    assert_int_equal(dd_config_parse(&cfg, groups, 2, a4, &npos, NULL, err, sizeof(err)),
+                     DD_EINVAL);
+    assert_non_null(strstr(err, "not a duration"));
+
+    char *a5[] = {"--heartbeat-interval", "10s", "--stale-threshold", "5s"};
+    assert_int_equal(dd_config_parse(&cfg, groups, 4, a5, &npos, NULL, err, sizeof(err)), 0);
+    assert_int_equal(dd_config_validate(&cfg, err, sizeof(err)), DD_EINVAL);
+    assert_non_null(strstr(err, "--stale-threshold"));
+
+    char *a6[] = {"--redis-port"};
+    assert_int_equal(dd_config_parse(&cfg, groups, 1, a6, &npos, NULL, err, sizeof(err)),
+                     DD_EINVAL);
+    assert_non_null(strstr(err, "needs a value"));
+    dd_config_release(&cfg);
+}
+
+static void test_config_env(void **state)
+{
+    dd_config cfg;
+    dd_config_defaults(&cfg);
+    const dd_opt *groups[] = {dd_opts_common, dd_opts_owner, NULL};
+    setenv("DISPATCHD_STALE_THRESHOLD", "45s", 1);
+    char *argv[] = {"--heartbeat-interval", "3s"};
+    int npos;
+    char err[256];
+    assert_int_equal(dd_config_parse(&cfg, groups, 2, argv, &npos, NULL, err, sizeof(err)), 0);
+    assert_int_equal(cfg.stale_threshold_ms, 45000);
+    setenv("DISPATCHD_STALE_THRESHOLD", "bogus", 1);
+    assert_int_equal(dd_config_parse(&cfg, groups, 0, argv, &npos, NULL, err, sizeof(err)),
+                     DD_EINVAL);
+    assert_non_null(strstr(err, "DISPATCHD_STALE_THRESHOLD"));
+    unsetenv("DISPATCHD_STALE_THRESHOLD");
+    dd_config_release(&cfg);
+}
+
+static void test_strerror(void **state)
+{
+    assert_string_equal(dd_strerror(DD_EFENCED), "fenced: held by a newer owner");
+    assert_string_equal(dd_strerror(-2), "No such file or directory");
+    assert_string_equal(dd_strerror(0), "success");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_duration_parse),
+        cmocka_unit_test(test_backoff_bounds),
+        cmocka_unit_test(test_backoff_jitter_spreads),
+        cmocka_unit_test(test_token_bucket),
+        cmocka_unit_test(test_logfmt_quoting),
+        cmocka_unit_test(test_log_line_and_secret_scrub),
+        cmocka_unit_test(test_config_parse),
+        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_config_env),
+        cmocka_unit_test(test_strerror),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
