@@ -15,9 +15,21 @@
 #include <string.h>
 #include <unistd.h>
 
+static const dd_opt *const dd_groups_stack[] = {dd_opts_stack, NULL};
 static const dd_opt *const dd_groups_none[] = {NULL};
 
 static const dd_cli_cmd dd_commands[] = {
+    {"up", dd_cmd_up, dd_groups_stack, "up [options]",
+     "start the local Temporal dev server and Redis, keep them up, stop them on Ctrl-C",
+     "Runs in the foreground. A crashed server is restarted at once (with exponential\n"
+     "backoff if it keeps crashing); a server that stops answering is restarted too.\n"
+     "Servers left running by an earlier dispatchd (e.g. `stack start`) are adopted."},
+    {"stack", dd_cmd_stack, dd_groups_stack, "stack start|stop|status [temporal|redis]",
+     "manage the local Temporal dev server and Redis without staying in the foreground",
+     "start   start the services detached (idempotent: a healthy service is left alone)\n"
+     "stop    TERM each service's process group, wait --stop-timeout, then KILL it\n"
+     "status  lock, process identity (pid + kernel start time) and protocol health;\n"
+     "        exits 0 only if every service asked about is healthy (--json for details)"},
     {"version", dd_cmd_version, dd_groups_none, "version", "print the version", NULL},
 };
 

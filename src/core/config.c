@@ -106,7 +106,8 @@ void dd_config_defaults(dd_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->log_level = "info";
-    cfg->state_dir = dd_default_state_dir();
+    cfg->state_dir_default = dd_default_state_dir();
+    cfg->state_dir = cfg->state_dir_default;
     cfg->redis_port = 6379;
     cfg->temporal_port = 7233;
     cfg->temporal_http_port = 7243;
@@ -127,7 +128,8 @@ void dd_config_defaults(dd_config *cfg)
 
 void dd_config_release(dd_config *cfg)
 {
-    free((char *)cfg->state_dir);
+    free(cfg->state_dir_default);
+    cfg->state_dir_default = NULL;
     cfg->state_dir = NULL;
 }
 

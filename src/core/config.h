@@ -18,7 +18,8 @@
 typedef struct dd_config {
     /* common */
     const char *log_level;
-    const char *state_dir;  /* owned (set by dd_config_defaults) */
+    const char *state_dir;
+    char *state_dir_default; /* owned: the computed default state_dir points to */
     bool json;
     bool help;
 

@@ -27,6 +27,13 @@ int64_t dd_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t dd_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int dd_duration_parse(const char *s, int64_t *out_ms)
 {
     if (!s || !*s)
@@ -73,23 +80,19 @@ int dd_duration_parse(const char *s, int64_t *out_ms)
 
 void dd_duration_format(int64_t ms, char *out, size_t outlen)
 {
-    if (ms < 0) {
+    if (ms < 0)
         snprintf(out, outlen, "-");
-        return;
-    }
-    if (ms < 1000 || ms % 1000) {
-        if (ms < 60000) {
-            snprintf(out, outlen, "%lldms", (long long)ms);
-            return;
-        }
-    }
-    long long s = ms / 1000;
-    if (s < 60)
-        snprintf(out, outlen, "%llds", s);
-    else if (s < 3600)
-        snprintf(out, outlen, "%lldm%llds", s / 60, s % 60);
+    else if (ms < 1000)
+        snprintf(out, outlen, "%lldms", (long long)ms);
+    else if (ms < 60000 && ms % 1000)
+        snprintf(out, outlen, "%.1fs", (double)ms / 1000.0);
+    else if (ms < 60000)
+        snprintf(out, outlen, "%llds", (long long)ms / 1000);
+    else if (ms < 3600000)
+        snprintf(out, outlen, "%lldm%llds", (long long)ms / 60000, (long long)(ms / 1000) % 60);
     else
-        snprintf(out, outlen, "%lldh%lldm", s / 3600, (s % 3600) / 60);
+        snprintf(out, outlen, "%lldh%lldm", (long long)ms / 3600000,
+                 (long long)(ms / 60000) % 60);
 }
 
 void dd_rng_seed(dd_rng *r, uint64_t seed)

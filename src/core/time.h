@@ -12,6 +12,7 @@
 uint64_t dd_mono_ms(void);
 uint64_t dd_mono_us(void);
 int64_t dd_wall_ms(void);
+int64_t dd_wall_us(void);
 
 /* Parses "250ms", "5s", "2m", "1h", "1m30s", or a bare number of seconds
  * into milliseconds. Rejects negatives, empty strings, unknown units and

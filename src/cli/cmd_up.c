@@ -1,0 +1,136 @@
+/* cmd_up.c - `dispatchd up`: the local stack in the foreground.
+ *
+ * Holds <state>/up.lock for its whole life (so `stack stop` and a second
+ * `up` can find it), supervises the services on one loop, and turns SIGINT
+ * and SIGTERM into a clean stop of everything. */
+#include "cli/cli.h"
+
+#include "core/error.h"
+#include "core/time.h"
+#include "proc/proc.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+typedef struct dd_up {
+    dd_cli *cli;
+    uv_loop_t loop;
+    uv_signal_t sigint, sigterm;
+    dd_supervisor *sv;
+    dd_service svcs[DD_SVC_COUNT];
+    int nsvc;
+    dd_cancel cancel;
+    int exit_code;
+} dd_up;
+
+static void dd_up_on_ready(dd_supervisor *sv, void *arg)
+{
+    dd_up *up = arg;
+    printf("dispatchd up: the local stack is ready (Ctrl-C stops it)\n");
+    for (int i = 0; i < up->nsvc; i++) {
+        char where[128];
+        dd_service_describe(&up->svcs[i], where, sizeof(where));
+        printf("  %-9s %s\n", up->svcs[i].name, where);
+    }
+    printf("  state     %s\n", up->cli->cfg.state_dir);
+    fflush(stdout);
+}
+
+static void dd_up_on_stopped(dd_supervisor *sv, void *arg)
+{
+    dd_up *up = arg;
+    uv_close((uv_handle_t *)&up->sigint, NULL);
+    uv_close((uv_handle_t *)&up->sigterm, NULL);
+}
+
+static void dd_up_on_signal(uv_signal_t *h, int signum)
+{
+    dd_up *up = h->data;
+    if (up->cancel.cancelled) {
+        dd_info(up->cli->log, "signal_ignored", "signal=%d reason=%s", signum,
+                "shutdown already in progress");
+        return;
+    }
+    dd_info(up->cli->log, "shutdown_requested", "signal=%d", signum);
+    up->cancel.cancelled = true;
+    dd_supervisor_shutdown(up->sv);
+}
+
+int dd_cmd_up(dd_cli *cli)
+{
+    if (cli->npos > 0)
+        return dd_cli_usage_error(cli, "up takes no arguments (got '%s')", cli->pos[0]);
+    static dd_up up; /* large; lives for the whole command */
+    memset(&up, 0, sizeof(up));
+    up.cli = cli;
+    char err[512];
+    int code = DD_EXIT_OK;
+
+    for (int k = 0; k < DD_SVC_COUNT; k++) {
+        if (dd_service_init(&up.svcs[k], (dd_service_kind)k, &cli->cfg, dd_cli_self_dir(), true,
+                            err, sizeof(err)) < 0) {
+            for (int j = 0; j < k; j++)
+                dd_service_release(&up.svcs[j]);
+            return dd_cli_fail(cli, "%s", err);
+        }
+        up.nsvc++;
+    }
+
+    char lock_path[600], status_path[600];
+    snprintf(lock_path, sizeof(lock_path), "%s/up.lock", cli->cfg.state_dir);
+    snprintf(status_path, sizeof(status_path), "%s/up.status", cli->cfg.state_dir);
+    int upfd = dd_lock_acquire(lock_path);
+    if (upfd == DD_EBUSY) {
+        dd_status st;
+        int pid = dd_status_read(status_path, &st) == 0 ? (int)st.ident.pid : 0;
+        printf("dispatchd up is already running (pid %d) for %s; nothing to do\n", pid,
+               cli->cfg.state_dir);
+        code = DD_EXIT_OK;
+        goto out_services;
+    }
+    if (upfd < 0) {
+        code = dd_cli_fail(cli, "cannot take '%s': %s", lock_path, dd_strerror(upfd));
+        goto out_services;
+    }
+    dd_status me = {0};
+    snprintf(me.service, sizeof(me.service), "up");
+    dd_proc_ident_of(getpid(), &me.ident);
+    me.started_ms = dd_wall_ms();
+    snprintf(me.token, sizeof(me.token), "-");
+    snprintf(me.cmd, sizeof(me.cmd), "dispatchd up");
+    dd_status_write(status_path, &me);
+
+    uv_loop_init(&up.loop);
+    dd_ctx ctx = {.loop = &up.loop, .log = cli->log, .metrics = cli->metrics, .cfg = &cli->cfg,
+                  .cancel = &up.cancel};
+    dd_supervisor_opts opts = {.stop_timeout_ms = cli->cfg.stop_timeout_ms,
+                               .on_ready = dd_up_on_ready,
+                               .on_stopped = dd_up_on_stopped,
+                               .arg = &up};
+    up.sv = dd_supervisor_new(&ctx, up.svcs, up.nsvc, &opts);
+    uv_signal_init(&up.loop, &up.sigint);
+    uv_signal_init(&up.loop, &up.sigterm);
+    up.sigint.data = up.sigterm.data = &up;
+    uv_signal_start(&up.sigint, dd_up_on_signal, SIGINT);
+    uv_signal_start(&up.sigterm, dd_up_on_signal, SIGTERM);
+
+    if (dd_supervisor_start(up.sv, err, sizeof(err)) < 0) {
+        fprintf(stderr, "dispatchd: %s\n", err);
+        code = DD_EXIT_FAIL;
+        up.cancel.cancelled = true;
+        dd_supervisor_shutdown(up.sv);
+    }
+    uv_run(&up.loop, UV_RUN_DEFAULT);
+    dd_supervisor_free(up.sv);
+    if (uv_loop_close(&up.loop) != 0)
+        dd_warn(cli->log, "loop_not_clean", "reason=%s", "handles still open at exit");
+    unlink(status_path);
+    close(upfd);
+out_services:
+    for (int i = 0; i < up.nsvc; i++)
+        dd_service_release(&up.svcs[i]);
+    return code;
+}

@@ -1,0 +1,120 @@
+/* spawn.c - start one service process the way the lock design needs it. */
+#include "proc/proc.h"
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/time.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+extern char **environ;
+
+int dd_service_spawn(uv_loop_t *loop, const dd_service *s, int lockfd, const char *token,
+                     pid_t supervisor, uv_process_t *proc, dd_spawn_exit_cb exit_cb, dd_status *st,
+                     char *err, size_t errlen)
+{
+    int rc = 0, logfd = -1;
+    char **env = NULL;
+    size_t k = 0;
+    for (int i = 0; i < s->nports; i++) {
+        if (dd_proc_port_free(s->ports[i]) == 0)
+            continue;
+        pid_t owner = dd_proc_port_owner(s->ports[i]);
+        dd_proc_info info = {0};
+        if (owner > 0)
+            dd_proc_read(owner, &info);
+        if (owner > 0)
+            snprintf(err, errlen,
+                     "port %d on 127.0.0.1 is already in use by pid %d (%s), which dispatchd did "
+                     "not start; stop it or choose another port (--%s-port)",
+                     s->ports[i], (int)owner, info.comm,
+                     s->kind == DD_SVC_REDIS ? "redis" : (i == 0 ? "temporal-http" : "temporal"));
+        else
+            snprintf(err, errlen,
+                     "port %d on 127.0.0.1 is already in use by another process; stop it or "
+                     "choose another port (--%s-port)",
+                     s->ports[i],
+                     s->kind == DD_SVC_REDIS ? "redis" : (i == 0 ? "temporal-http" : "temporal"));
+        return DD_EBUSY;
+    }
+
+    logfd = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (logfd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot open log file '%s': %s", s->log_path, strerror(errno));
+        goto out;
+    }
+
+    size_t nenv = 0;
+    while (environ[nenv])
+        nenv++;
+    env = dd_xcalloc(nenv + 2, sizeof(char *));
+    for (size_t i = 0; i < nenv; i++)
+        if (strncmp(environ[i], "DISPATCHD_SERVICE_TOKEN=", 24) != 0)
+            env[k++] = environ[i];
+    dd_buf tok = DD_BUF_INIT;
+    dd_buf_printf(&tok, "DISPATCHD_SERVICE_TOKEN=%s", token);
+    env[k++] = dd_buf_detach(&tok);
+    env[k] = NULL;
+
+    uv_stdio_container_t stdio[4];
+    stdio[0].flags = UV_IGNORE;
+    stdio[1].flags = UV_INHERIT_FD;
+    stdio[1].data.fd = logfd;
+    stdio[2].flags = UV_INHERIT_FD;
+    stdio[2].data.fd = logfd;
+    stdio[3].flags = UV_INHERIT_FD; /* the lock: held as long as the server lives */
+    stdio[3].data.fd = lockfd;
+    uv_process_options_t opts = {
+        .exit_cb = (uv_exit_cb)exit_cb,
+        .file = s->argv[0],
+        .args = (char **)s->argv,
+        .env = env,
+        .flags = UV_PROCESS_DETACHED, /* setsid(): own session and process group */
+        .stdio_count = 4,
+        .stdio = stdio,
+    };
+    rc = uv_spawn(loop, proc, &opts);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot start %s ('%s'): %s", s->name, s->argv[0],
+                 uv_strerror(rc));
+        goto out;
+    }
+
+    memset(st, 0, sizeof(*st));
+    snprintf(st->service, sizeof(st->service), "%s", s->name);
+    rc = dd_proc_ident_of(proc->pid, &st->ident);
+    if (rc < 0) {
+        /* Died before we could look: report it, the exit callback follows. */
+        st->ident.pid = proc->pid;
+        st->ident.start_ticks = 1;
+        rc = 0;
+    }
+    for (int i = 0; i < s->nports; i++)
+        st->ports[st->nports++] = s->ports[i];
+    st->started_ms = dd_wall_ms();
+    snprintf(st->token, sizeof(st->token), "%s", token);
+    st->supervisor = supervisor;
+    size_t off = 0;
+    for (int i = 0; s->argv[i] && off < sizeof(st->cmd) - 1; i++)
+        off += (size_t)snprintf(st->cmd + off, sizeof(st->cmd) - off, "%s%s", i ? " " : "",
+                                s->argv[i]);
+    rc = dd_status_write(s->status_path, st);
+    if (rc < 0)
+        snprintf(err, errlen, "cannot write status file '%s': %s", s->status_path,
+                 dd_strerror(rc));
+out:
+    if (logfd >= 0)
+        close(logfd);
+    if (env) {
+        free(env[k - 1]);
+        free(env);
+    }
+    return rc;
+}
