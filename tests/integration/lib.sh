@@ -1,0 +1,43 @@
+# lib.sh - shared helpers for the bash end-to-end tests.
+# Every test gets its own state dir and ports; the EXIT trap stops whatever
+# the test started (dispatchd processes and any server carrying our state
+# dir on its command line), also when an assertion fails.
+set -euo pipefail
+
+DISPATCHD=${DISPATCHD:?set by ctest}
+T=$(mktemp -d /tmp/dd-test.XXXXXX)
+PASSED=0
+FAILED=0
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+cleanup() {
+  local rc=$?
+  # dispatchd up first (it stops its children), then anything of ours left.
+  pkill -TERM -f -- "--state-dir $T" 2>/dev/null || true
+  for _ in $(seq 1 50); do pgrep -f -- "$T" >/dev/null || break; sleep 0.1; done
+  pkill -KILL -f -- "$T" 2>/dev/null || true
+  rm -rf "$T"
+  echo "$PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ] && exit "$rc" || exit 1
+}
+trap cleanup EXIT
+
+ok() { PASSED=$((PASSED + 1)); echo "ok - $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL - $*" >&2; exit 1; }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+
+# wait_until TIMEOUT_S CMD...: retries CMD every 50 ms
+wait_until() {
+  local t=$1; shift
+  local end=$(( $(date +%s%N) + t * 1000000000 ))
+  while [ "$(date +%s%N)" -lt "$end" ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.05; done
+  return 1
+}
+
+redis_ping() { [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ]; }
+temporal_ok() { curl -fsS "http://127.0.0.1:$1/api/v1/system-info" >/dev/null; }
+status_pid() { jq -r .pid "$1/$2.status" 2>/dev/null; }
+now_us() { echo $(( $(date +%s%N) / 1000 )); }

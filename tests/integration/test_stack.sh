@@ -1,0 +1,124 @@
+# End-to-end tests of `dispatchd stack start|stop|status` against real
+# redis-server and Temporal dev server processes.
+source "$(dirname "$0")/lib.sh"
+
+RP=$(free_port); TP=$(free_port); HP=$(free_port)
+S=$T/state
+O=(--state-dir "$S" --redis-port "$RP" --temporal-port "$TP" --temporal-http-port "$HP")
+dd() { "$DISPATCHD" stack "$@" "${O[@]}"; }
+
+# --- bad input ----------------------------------------------------------
+set +e
+out=$("$DISPATCHD" stack start nosuch "${O[@]}" 2>&1); rc=$?
+set -e
+check "unknown service is refused with exit 2" [ $rc -eq 2 ]
+check "unknown service is named" grep -q "unknown service 'nosuch'" <<<"$out"
+set +e; out=$("$DISPATCHD" stack start --bogus 2>&1); rc=$?; set -e
+check "unknown flag is refused with exit 2" [ $rc -eq 2 ]
+check "unknown flag is named" grep -q "unknown option '--bogus'" <<<"$out"
+set +e; out=$("$DISPATCHD" stack frob 2>&1); rc=$?; set -e
+check "unknown action is refused" [ $rc -eq 2 ]
+set +e; out=$("$DISPATCHD" stack start temporal "${O[@]}" --temporal-bin /nonexistent/temporal 2>&1); rc=$?; set -e
+check "missing temporal CLI fails" [ $rc -ne 0 ]
+check "missing temporal CLI says how to install it" grep -q "install-deps.sh" <<<"$out"
+set +e; out=$("$DISPATCHD" stack start redis --state-dir /dev/null/x --redis-port "$RP" 2>&1); rc=$?; set -e
+check "unwritable state dir fails" [ $rc -ne 0 ]
+check "unwritable state dir is named" grep -q "state dir '/dev/null/x' is not writable" <<<"$out"
+set +e; out=$("$DISPATCHD" stack start redis "${O[@]}" --redis-port 0 2>&1); rc=$?; set -e
+check "port 0 is refused" [ $rc -eq 2 ]
+
+# --- port taken by a foreign process ------------------------------------
+python3 -c "import socket,time,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1',$RP)); s.listen(); time.sleep(60)" "$T" &
+squatter=$!
+wait_until 5 bash -c "ss -ltn | grep -q ':$RP '"
+set +e; out=$(dd start redis 2>&1); rc=$?; set -e
+check "port taken by a foreign process fails" [ $rc -ne 0 ]
+check "the taken port is named" grep -q "port $RP on 127.0.0.1 is already in use by pid $squatter" <<<"$out"
+check "the squatter was not touched" kill -0 $squatter
+kill $squatter; wait $squatter 2>/dev/null || true
+check "no status file is left after the refused start" [ ! -e "$S/redis.status" ]
+
+# --- start, idempotent start, status --------------------------------------
+dd start >/dev/null
+check "redis answers after start" redis_ping "$RP"
+check "temporal answers after start" temporal_ok "$HP"
+rpid=$(status_pid "$S" redis)
+check "redis runs in its own session" [ "$(ps -o sid= -p "$rpid" | tr -d ' ')" = "$rpid" ]
+check "redis holds its lock file as fd 3" [ "$(readlink /proc/$rpid/fd/3)" = "$S/redis.lock" ]
+out=$(dd start)
+check "second start says already running" grep -q "redis: already running (pid $rpid)" <<<"$out"
+check "second start did not start another redis" [ "$(pgrep -fc "redis-server 127.0.0.1:$RP")" = 1 ]
+js=$(dd status --json)
+check "status --json: redis healthy with pid and ports" \
+  [ "$(jq -r '.services[] | select(.name=="redis") | "\(.healthy) \(.pid) \(.ports[0])"' <<<"$js")" = "true $rpid $RP" ]
+check "status --json: temporal healthy with uptime" \
+  jq -e '.services[] | select(.name=="temporal") | .healthy and (.uptime_s >= 0)' <<<"$js"
+
+# --- identity: a hung server is alive but not healthy ------------------------
+kill -STOP "$rpid"
+set +e; out=$(dd status redis); rc=$?; set -e
+check "stopped (hung) redis is reported unhealthy" [ $rc -eq 1 ]
+check "the reason is the probe" grep -q "does not answer" <<<"$out"
+kill -CONT "$rpid"
+
+# --- stop leaves nothing behind -----------------------------------------------
+dd stop >/dev/null
+check "no redis left after stop" [ "$(pgrep -fc "redis-server 127.0.0.1:$RP" || true)" = 0 ]
+check "no temporal left after stop" [ "$(pgrep -fc -- "$S/temporal/temporal.db" || true)" = 0 ]
+check "status files removed" [ ! -e "$S/redis.status" ] && [ ! -e "$S/temporal.status" ]
+set +e; dd status >/dev/null; rc=$?; set -e
+check "status after stop exits 1" [ $rc -eq 1 ]
+out=$(dd stop)
+check "stop of a stopped stack is a no-op" grep -q "redis: not running" <<<"$out"
+
+# --- grandchildren die with the group ---------------------------------------------
+cat >"$T/redis-wrapper" <<WRAP
+#!/usr/bin/env bash
+# forks a grandchild, then becomes redis-server
+sleep 300 &
+echo \$! > "$T/grandchild.pid"
+exec redis-server "\$@"
+WRAP
+chmod +x "$T/redis-wrapper"
+dd start redis --redis-bin "$T/redis-wrapper" >/dev/null
+gc=$(cat "$T/grandchild.pid")
+check "grandchild is running" kill -0 "$gc"
+dd stop redis >/dev/null
+check "grandchild is gone after stop" wait_until 3 bash -c "! kill -0 $gc 2>/dev/null"
+
+# --- crash leftovers: stale status file and a foreign pid ------------------------------
+sleep 300 &
+foreign=$!
+dd start redis >/dev/null
+real=$(status_pid "$S" redis)
+kill -9 "$real"
+wait_until 3 bash -c "! redis-cli -p $RP ping" || true
+# Forge the crash leftover so it names a live foreign process: same pid field
+# as the foreign sleep, but the recorded start time is redis' (PID reuse).
+jq --argjson p "$foreign" '.pid = $p' "$S/redis.status" >"$S/redis.status.x" && mv "$S/redis.status.x" "$S/redis.status"
+set +e; out=$(dd status redis); rc=$?; set -e
+check "a status file naming a foreign live pid is not healthy" [ $rc -eq 1 ]
+check "it is reported as a crash leftover" grep -q "not running" <<<"$out"
+dd start redis >/dev/null
+check "start after a crash cleans up and starts" redis_ping "$RP"
+check "the foreign process was not killed" kill -0 "$foreign"
+kill "$foreign"
+
+# --- corrupt status file ---------------------------------------------------------------
+dd stop redis >/dev/null
+echo '{"service": "redis", "pid": ' >"$S/redis.status"
+out=$(dd status redis || true)
+check "corrupt status file is reported" grep -q "status file '$S/redis.status' is corrupt" <<<"$out"
+dd start redis >/dev/null
+check "start replaces a corrupt status file" jq -e .pid "$S/redis.status"
+
+# --- racing starts from two terminals ----------------------------------------------------
+dd stop >/dev/null
+for i in 1 2 3; do
+  dd start redis >"$T/race.$i" 2>&1 &
+done
+wait
+check "racing starts: exactly one redis-server" [ "$(pgrep -fc "redis-server 127.0.0.1:$RP")" = 1 ]
+check "racing starts: exactly one says started" [ "$(cat "$T"/race.* | grep -c 'redis: started')" = 1 ]
+check "racing starts: the others say already running" [ "$(cat "$T"/race.* | grep -c 'already running')" = 2 ]
+dd stop >/dev/null
