@@ -222,3 +222,28 @@ void dd_supervisor_shutdown(dd_supervisor *sv);
 bool dd_supervisor_all_running(const dd_supervisor *sv);
 /* Frees it after on_stopped (all handles are closed by then). */
 void dd_supervisor_free(dd_supervisor *sv);
+
+/* ---- a supervised child command (child.c) ----------------------------- */
+
+/* One command run as the leader of its own session, stopped as a group
+ * (TERM, bounded wait, KILL). Used by the owner loop to run the
+ * dispatcher's work only while owning. */
+typedef struct dd_child dd_child;
+typedef void (*dd_child_exit_cb)(dd_child *c, int64_t status, int term_signal, void *arg);
+
+/* log is borrowed; exit_cb runs on every exit of the command. */
+dd_child *dd_child_new(struct uv_loop_s *loop, struct dd_log *log, const char *name,
+                       dd_child_exit_cb exit_cb, void *arg);
+/* argv is copied. env_extra: NULL-terminated "KEY=VALUE" strings added to the
+ * inherited environment (copied). 0, DD_EBUSY if already running, or a uv
+ * error with a message in err. */
+int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra, char *err,
+                   size_t errlen);
+/* TERM to the group now, KILL after grace_ms if it is still there. No-op
+ * when not running. The exit callback reports the end. */
+void dd_child_stop(dd_child *c, int64_t grace_ms);
+bool dd_child_running(const dd_child *c);
+pid_t dd_child_pid(const dd_child *c);
+/* Kills the group if running (KILL), closes every handle, then frees c and
+ * calls done(arg) (which may be NULL). */
+void dd_child_close(dd_child *c, void (*done)(void *arg), void *arg);

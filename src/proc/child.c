@@ -1,0 +1,189 @@
+/* child.c - one command in its own session, stopped as a whole group. */
+#include "proc/proc.h"
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/time.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+extern char **environ;
+
+struct dd_child {
+    uv_loop_t *loop;
+    dd_log *log;
+    char *name;
+    uv_process_t *proc; /* NULL when not running */
+    pid_t pid;
+    uv_timer_t grace;
+    bool stopping;
+    bool closing;
+    int pending; /* handle closes in flight */
+    uint64_t started_us;
+    dd_child_exit_cb exit_cb;
+    void *arg;
+    void (*done)(void *);
+    void *done_arg;
+};
+
+dd_child *dd_child_new(uv_loop_t *loop, dd_log *log, const char *name, dd_child_exit_cb exit_cb,
+                       void *arg)
+{
+    dd_child *c = dd_xcalloc(1, sizeof(*c));
+    c->loop = loop;
+    c->log = log;
+    c->name = dd_strdup(name);
+    c->exit_cb = exit_cb;
+    c->arg = arg;
+    uv_timer_init(loop, &c->grace);
+    c->grace.data = c;
+    return c;
+}
+
+static void dd_child_maybe_free(dd_child *c)
+{
+    /* A running command still owes us its exit event. */
+    if (!c->closing || c->pending > 0 || c->proc)
+        return;
+    void (*done)(void *) = c->done;
+    void *arg = c->done_arg;
+    free(c->name);
+    free(c);
+    if (done)
+        done(arg);
+}
+
+static void dd_child_handle_closed(uv_handle_t *h)
+{
+    dd_child *c = h->data;
+    if (h != (uv_handle_t *)&c->grace)
+        free(h);
+    c->pending--;
+    dd_child_maybe_free(c);
+}
+
+static void dd_child_on_exit(uv_process_t *p, int64_t status, int sig)
+{
+    dd_child *c = p->data;
+    pid_t pid = c->pid;
+    /* The group outlives its leader if the command forked: take it along. */
+    kill(-pid, SIGKILL);
+    c->proc = NULL;
+    c->pid = 0;
+    uv_timer_stop(&c->grace);
+    c->pending++;
+    uv_close((uv_handle_t *)p, dd_child_handle_closed);
+    dd_logf(c->log, c->stopping ? DD_LOG_INFO : DD_LOG_WARN, "child_exited",
+            "child=%s pid=%d exit_status=%lld signal=%d ran_ms=%lld requested=%s wall_us=%lld",
+            c->name, (int)pid, (long long)status, sig,
+            (long long)((dd_mono_us() - c->started_us) / 1000), c->stopping ? "true" : "false",
+            (long long)dd_wall_us());
+    c->stopping = false;
+    if (!c->closing && c->exit_cb)
+        c->exit_cb(c, status, sig, c->arg);
+    dd_child_maybe_free(c);
+}
+
+int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra, char *err,
+                   size_t errlen)
+{
+    if (c->proc)
+        return DD_EBUSY;
+    size_t nenv = 0, nextra = 0;
+    while (environ[nenv])
+        nenv++;
+    while (env_extra && env_extra[nextra])
+        nextra++;
+    char **env = dd_xcalloc(nenv + nextra + 1, sizeof(char *));
+    size_t k = 0;
+    for (size_t i = 0; i < nenv; i++) {
+        /* An inherited variable of the same name must not shadow ours. */
+        bool shadowed = false;
+        for (size_t j = 0; j < nextra && !shadowed; j++) {
+            size_t klen = strcspn(env_extra[j], "=");
+            shadowed = strncmp(environ[i], env_extra[j], klen + 1) == 0;
+        }
+        if (!shadowed)
+            env[k++] = environ[i];
+    }
+    for (size_t j = 0; j < nextra; j++)
+        env[k++] = (char *)env_extra[j];
+    env[k] = NULL;
+
+    uv_process_t *p = dd_xcalloc(1, sizeof(*p));
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE}, {.flags = UV_INHERIT_FD, .data.fd = 1},
+        {.flags = UV_INHERIT_FD, .data.fd = 2}};
+    uv_process_options_t opts = {
+        .exit_cb = dd_child_on_exit,
+        .file = argv[0],
+        .args = (char **)argv,
+        .env = env,
+        .flags = UV_PROCESS_DETACHED,
+        .stdio_count = 3,
+        .stdio = stdio,
+    };
+    p->data = c;
+    int rc = uv_spawn(c->loop, p, &opts);
+    free(env);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot start '%s': %s", argv[0], uv_strerror(rc));
+        /* uv_spawn initialised the handle even on failure: close it. */
+        c->pending++;
+        p->data = c;
+        uv_close((uv_handle_t *)p, dd_child_handle_closed);
+        return rc;
+    }
+    c->proc = p;
+    c->pid = p->pid;
+    c->started_us = dd_mono_us();
+    dd_info(c->log, "child_started", "child=%s pid=%d command=%s wall_us=%lld", c->name,
+            (int)c->pid, argv[0], (long long)dd_wall_us());
+    return 0;
+}
+
+static void dd_child_grace_expired(uv_timer_t *t)
+{
+    dd_child *c = t->data;
+    if (!c->proc)
+        return;
+    dd_warn(c->log, "child_kill", "child=%s pid=%d signal=KILL reason=%s", c->name, (int)c->pid,
+            "did not exit after TERM");
+    kill(-c->pid, SIGKILL);
+}
+
+void dd_child_stop(dd_child *c, int64_t grace_ms)
+{
+    if (!c->proc || c->stopping)
+        return;
+    c->stopping = true;
+    dd_info(c->log, "child_stopping", "child=%s pid=%d signal=TERM grace_ms=%lld", c->name,
+            (int)c->pid, (long long)grace_ms);
+    kill(-c->pid, SIGTERM);
+    uv_timer_start(&c->grace, dd_child_grace_expired, (uint64_t)grace_ms, 0);
+}
+
+bool dd_child_running(const dd_child *c)
+{
+    return c->proc != NULL;
+}
+
+pid_t dd_child_pid(const dd_child *c)
+{
+    return c->pid;
+}
+
+void dd_child_close(dd_child *c, void (*done)(void *arg), void *arg)
+{
+    c->closing = true;
+    c->done = done;
+    c->done_arg = arg;
+    if (c->proc)
+        kill(-c->pid, SIGKILL); /* its exit event closes the process handle */
+    c->pending++;
+    uv_close((uv_handle_t *)&c->grace, dd_child_handle_closed);
+}
