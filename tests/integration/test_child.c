@@ -1,0 +1,150 @@
+/* dd_child: a command and its grandchildren are stopped as one group, the
+ * extra environment reaches it, and the loop closes clean. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "core/log.h"
+#include "proc/proc.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+typedef struct {
+    int exits;
+    int64_t status;
+    int sig;
+} exit_rec;
+
+static void on_exit_cb(dd_child *c, int64_t status, int sig, void *arg)
+{
+    exit_rec *r = arg;
+    r->exits++;
+    r->status = status;
+    r->sig = sig;
+}
+
+/* Gone or a zombie waiting for init to reap it. */
+static bool proc_gone(pid_t pid)
+{
+    dd_proc_info info;
+    return dd_proc_read(pid, &info) < 0 || info.state == 'Z' || info.state == 'X';
+}
+
+static void on_timer_stop(uv_timer_t *t)
+{
+    dd_child_stop(t->data, 2000);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void test_group_stop_and_env(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    dd_log *log = dd_log_new(stderr, DD_LOG_WARN);
+    exit_rec rec = {0};
+    dd_child *c = dd_child_new(&loop, log, "t", on_exit_cb, &rec);
+    char dir[] = "/tmp/dd-child-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char script[512];
+    snprintf(script, sizeof(script),
+             "echo \"$DD_TEST_VAR\" > %s/env; sleep 100 & echo $! > %s/gc; wait", dir, dir);
+    char *argv[] = {(char *)"/bin/sh", (char *)"-c", script, NULL};
+    const char *env[] = {"DD_TEST_VAR=hello", NULL};
+    char err[256];
+    assert_int_equal(dd_child_start(c, argv, env, err, sizeof(err)), 0);
+    pid_t leader = dd_child_pid(c);
+    assert_true(leader > 0);
+    /* wait for the grandchild pid file */
+    char path[600];
+    snprintf(path, sizeof(path), "%s/gc", dir);
+    pid_t gc = 0;
+    for (int i = 0; i < 200 && gc == 0; i++) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            int v = 0;
+            if (fscanf(f, "%d", &v) == 1)
+                gc = v;
+            fclose(f);
+        }
+        if (!gc)
+            usleep(10000);
+    }
+    assert_true(gc > 0);
+    assert_int_equal(kill(gc, 0), 0);
+    uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    t.data = c;
+    uv_timer_start(&t, on_timer_stop, 10, 0);
+    while (rec.exits == 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_false(dd_child_running(c));
+    /* the grandchild died with the group */
+    for (int i = 0; i < 100 && !proc_gone(gc); i++)
+        usleep(10000);
+    assert_true(proc_gone(gc));
+    snprintf(path, sizeof(path), "%s/env", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[64] = {0};
+    assert_non_null(fgets(line, sizeof(line), f));
+    fclose(f);
+    assert_string_equal(line, "hello\n");
+    dd_child_close(c, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    dd_log_free(log);
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_close_while_running_kills(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    dd_log *log = dd_log_new(stderr, DD_LOG_WARN);
+    exit_rec rec = {0};
+    dd_child *c = dd_child_new(&loop, log, "t", on_exit_cb, &rec);
+    char *argv[] = {(char *)"/bin/sleep", (char *)"100", NULL};
+    char err[256];
+    assert_int_equal(dd_child_start(c, argv, NULL, err, sizeof(err)), 0);
+    pid_t pid = dd_child_pid(c);
+    dd_child_close(c, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_true(proc_gone(pid));
+    assert_int_equal(rec.exits, 0); /* no callback after close */
+    dd_log_free(log);
+}
+
+static void test_bad_command(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    dd_log *log = dd_log_new(stderr, DD_LOG_WARN);
+    dd_child *c = dd_child_new(&loop, log, "t", NULL, NULL);
+    char *argv[] = {(char *)"/nonexistent/cmd", NULL};
+    char err[256];
+    assert_true(dd_child_start(c, argv, NULL, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "cannot start '/nonexistent/cmd'"));
+    dd_child_close(c, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    dd_log_free(log);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_group_stop_and_env),
+        cmocka_unit_test(test_close_while_running_kills),
+        cmocka_unit_test(test_bad_command),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
