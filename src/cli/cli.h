@@ -44,7 +44,17 @@ int dd_cli_fail(dd_cli *cli, const char *fmt, ...) __attribute__((format(printf,
 /* The directory that holds the running dispatchd binary (for .tools/). Static. */
 const char *dd_cli_self_dir(void);
 
+/* This host's identity: --server-id, or "<hostname>-<pid>". Static. */
+const char *dd_cli_server_id(dd_cli *cli);
+/* --temporal-url, or the local dev server's HTTP port. Static. */
+const char *dd_cli_temporal_url(const dd_cli *cli);
+/* Builds the Temporal client from the configuration (URL, namespace, TLS,
+ * API key from env or file). Returns 0, or an exit code after printing why. */
+struct dd_temporal;
+int dd_cli_temporal_new(dd_cli *cli, const dd_ctx *ctx, struct dd_temporal **out);
+
 /* Commands (one file each: cmd_<name>.c). */
+int dd_cmd_takeover(dd_cli *cli);
 int dd_cmd_stack(dd_cli *cli);
 int dd_cmd_up(dd_cli *cli);
 int dd_cmd_version(dd_cli *cli);

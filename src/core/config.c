@@ -76,6 +76,12 @@ const dd_opt dd_opts_owner[] = {
      O(reconcile_interval_ms), "DUR", "period of the full reconcile cycle (default 60s)"},
     {"terminate-rate", "DISPATCHD_TERMINATE_RATE", DD_OPT_DOUBLE, O(terminate_rate), "N",
      "max stale terminations per second (default 10)"},
+    {"legacy-takeover", "DISPATCHD_LEGACY_TAKEOVER", DD_OPT_FLAG, O(legacy_takeover), NULL,
+     "take over by terminate-then-start instead of the conflict policy (servers < 1.24)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+const dd_opt dd_opts_loop[] = {
     {"loop", NULL, DD_OPT_FLAG, O(loop), NULL, "keep going instead of one cycle"},
     {NULL, NULL, 0, 0, NULL, NULL},
 };
@@ -215,8 +221,14 @@ int dd_config_parse(dd_config *cfg, const dd_opt *const *groups, int argc, char 
     for (int g = 0; groups[g]; g++) {
         for (const dd_opt *o = groups[g]; o->name; o++) {
             const char *v = o->env ? getenv(o->env) : NULL;
-            if (!v || !*v || o->type == DD_OPT_FLAG)
+            if (!v || !*v)
                 continue;
+            if (o->type == DD_OPT_FLAG) {
+                /* Flags from the environment: 1/true/yes set them. */
+                if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes"))
+                    *(bool *)((char *)cfg + o->offset) = true;
+                continue;
+            }
             snprintf(src, sizeof(src), "environment %s", o->env);
             int rc = dd_opt_set(cfg, o, v, src, err, errlen);
             if (rc < 0)

@@ -53,6 +53,7 @@ typedef struct dd_config {
     int64_t reconcile_interval_ms;
     double terminate_rate;
     bool loop;
+    bool legacy_takeover;
 
     /* metrics */
     const char *metrics_listen;
@@ -83,6 +84,7 @@ extern const dd_opt dd_opts_temporal[];
 extern const dd_opt dd_opts_redis[];
 extern const dd_opt dd_opts_owner[];
 extern const dd_opt dd_opts_metrics[];
+extern const dd_opt dd_opts_loop[];
 
 /* Fills defaults (state dir from $XDG_STATE_HOME or ~/.local/state). */
 void dd_config_defaults(dd_config *cfg);

@@ -1,0 +1,71 @@
+/* common.c - pieces several subcommands build the same way: the server id,
+ * the Temporal client from the configuration, running one call to the end. */
+#include "cli/cli.h"
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "temporal/temporal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *dd_cli_server_id(dd_cli *cli)
+{
+    static char id[300];
+    if (cli->cfg.server_id && *cli->cfg.server_id)
+        return cli->cfg.server_id;
+    if (!id[0]) {
+        char host[256] = "localhost";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(id, sizeof(id), "%s-%d", host, (int)getpid());
+    }
+    return id;
+}
+
+const char *dd_cli_temporal_url(const dd_cli *cli)
+{
+    static char url[300];
+    if (cli->cfg.temporal_url && *cli->cfg.temporal_url)
+        return cli->cfg.temporal_url;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", cli->cfg.temporal_http_port);
+    return url;
+}
+
+int dd_cli_temporal_new(dd_cli *cli, const dd_ctx *ctx, struct dd_temporal **out)
+{
+    const char *url = dd_cli_temporal_url(cli);
+    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+        return dd_cli_usage_error(cli,
+                                  "--temporal-url '%s': expected http://HOST:PORT or "
+                                  "https://HOST:PORT (the Temporal HTTP API)",
+                                  url);
+    if (!cli->cfg.namespace_ || !*cli->cfg.namespace_)
+        return dd_cli_usage_error(cli, "--namespace must not be empty");
+    char err[512];
+    char *api_key = NULL;
+    if (dd_config_secret("DISPATCHD_TEMPORAL_API_KEY", cli->cfg.temporal_api_key_file, &api_key,
+                         err, sizeof(err)) < 0)
+        return dd_cli_usage_error(cli, "%s", err);
+    dd_temporal_opts o = {
+        .base_url = url,
+        .namespace_ = cli->cfg.namespace_,
+        .identity = dd_cli_server_id(cli),
+        .timeout_ms = cli->cfg.temporal_timeout_ms,
+        .ca_file = cli->cfg.temporal_ca_file,
+        .cert_file = cli->cfg.temporal_cert_file,
+        .key_file = cli->cfg.temporal_key_file,
+        .api_key = api_key,
+    };
+    if (api_key)
+        dd_log_add_secret(cli->log, api_key);
+    *out = dd_temporal_new(ctx, &o);
+    if (api_key) {
+        memset(api_key, 0, strlen(api_key));
+        free(api_key);
+    }
+    if (!*out)
+        return dd_cli_usage_error(cli, "cannot set up the Temporal client for '%s'", url);
+    return 0;
+}

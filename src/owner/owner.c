@@ -1,0 +1,409 @@
+/* owner.c - hold one dispatcher: take over, watch for loss, release.
+ *
+ *   state \ event   takeover ok     takeover err     close event (long-poll)   release
+ *   TAKING_OVER     OWNING,         retry after      -                         cancel, STOPPED
+ *                   start child     backoff
+ *   OWNING          -               -                LOST: stop child, count   stop child,
+ *                                                    it, do not fight back     terminate own run
+ *   LOST            -               -                -                         STOPPED
+ *
+ * A long-poll error (Temporal unreachable) does not mean we lost: Temporal
+ * being down changes nobody's ownership. We keep acting and poll again with
+ * backoff; if someone took over meanwhile, the poll answers with the close
+ * event as soon as Temporal is back. */
+#include "owner/owner.h"
+
+#include "core/backoff.h"
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "metrics/metrics.h"
+#include "proc/proc.h"
+#include "temporal/temporal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+static const char *const dd_owner_state_names[] = {"idle", "taking_over", "owning",
+                                                   "lost", "releasing",   "stopped"};
+
+struct dd_owner {
+    dd_ctx ctx;
+    dd_temporal *t;
+    dd_owner_opts opts;
+    char *project, *queue, *server_id, *name;
+    char **child_argv;
+    char wid[DD_DISPATCHER_ID_BUFLEN];
+    char run_id[DD_RUN_ID_LEN];
+    dd_owner_state state;
+    dd_takeover *takeover;  /* in flight */
+    dd_temporal_call *poll; /* close-event long-poll in flight */
+    dd_temporal_call *term; /* release terminate in flight */
+    uv_timer_t retry;       /* takeover / poll retry */
+    uv_timer_t child_retry; /* restart of a child that exited by itself */
+    int closing;            /* timer closes pending */
+    dd_backoff backoff;
+    dd_backoff child_backoff;
+    dd_child *child;
+    uint64_t owned_since_us;
+    bool child_closed;
+    bool stop_reported;
+    bool in_release; /* dd_owner_release is still issuing its steps */
+    dd_metric *m_owner, *m_lost;
+};
+
+static void dd_owner_takeover(dd_owner *o);
+static void dd_owner_poll(dd_owner *o);
+static void dd_owner_maybe_stopped(dd_owner *o);
+
+static void dd_owner_set_state(dd_owner *o, dd_owner_state s)
+{
+    if (o->state == s)
+        return;
+    dd_debug(o->ctx.log, "owner_state", "dispatcher=%s from=%s to=%s", o->name,
+             dd_owner_state_names[o->state], dd_owner_state_names[s]);
+    bool was_owning = o->state == DD_OWNER_OWNING;
+    o->state = s;
+    dd_metric_set(o->m_owner, DD_L1(o->name), s == DD_OWNER_OWNING ? 1 : 0);
+    if (was_owning != (s == DD_OWNER_OWNING) && o->opts.on_change)
+        o->opts.on_change(o, s == DD_OWNER_OWNING, o->run_id, o->opts.arg);
+}
+
+static void dd_owner_start_child(dd_owner *o)
+{
+    if (!o->child_argv || dd_child_running(o->child))
+        return;
+    char e1[300], e2[128], e3[200];
+    snprintf(e1, sizeof(e1), "DISPATCHD_WORKFLOW_ID=%s", o->wid);
+    snprintf(e2, sizeof(e2), "DISPATCHD_RUN_ID=%s", o->run_id);
+    snprintf(e3, sizeof(e3), "DISPATCHD_SERVER_ID=%s", o->server_id);
+    const char *env[] = {e1, e2, e3, NULL};
+    char err[512];
+    if (dd_child_start(o->child, o->child_argv, env, err, sizeof(err)) < 0)
+        dd_error(o->ctx.log, "child_start_failed", "dispatcher=%s error=%s", o->name, err);
+}
+
+static void dd_owner_child_retry(uv_timer_t *t)
+{
+    dd_owner *o = t->data;
+    if (o->state == DD_OWNER_OWNING)
+        dd_owner_start_child(o);
+}
+
+static void dd_owner_child_exit(dd_child *c, int64_t status, int sig, void *arg)
+{
+    dd_owner *o = arg;
+    if (o->state != DD_OWNER_OWNING) {
+        dd_owner_maybe_stopped(o);
+        return;
+    }
+    /* The work ended on its own while we still own: run it again, with
+     * backoff so a crashing command does not spin. */
+    int64_t delay = dd_backoff_next(&o->child_backoff);
+    dd_warn(o->ctx.log, "child_restart_scheduled", "dispatcher=%s delay_ms=%lld", o->name,
+            (long long)delay);
+    uv_timer_start(&o->child_retry, dd_owner_child_retry, (uint64_t)delay, 0);
+}
+
+dd_owner *dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *opts, char *err,
+                       size_t errlen)
+{
+    char wid[DD_DISPATCHER_ID_BUFLEN];
+    if (dd_dispatcher_id(opts->project, opts->queue, wid, sizeof(wid), err, errlen) < 0)
+        return NULL;
+    dd_owner *o = dd_xcalloc(1, sizeof(*o));
+    o->ctx = *ctx;
+    o->t = t;
+    o->opts = *opts;
+    if (o->opts.child_grace_ms <= 0)
+        o->opts.child_grace_ms = 10000;
+    if (o->opts.retry_base_ms <= 0)
+        o->opts.retry_base_ms = 500;
+    if (o->opts.retry_cap_ms <= 0)
+        o->opts.retry_cap_ms = 30000;
+    o->project = dd_strdup(opts->project);
+    o->queue = dd_strdup(opts->queue);
+    o->server_id = dd_strdup(opts->server_id);
+    dd_buf nb = DD_BUF_INIT;
+    dd_buf_printf(&nb, "%s/%s", opts->project, opts->queue);
+    o->name = dd_buf_detach(&nb);
+    snprintf(o->wid, sizeof(o->wid), "%s", wid);
+    if (opts->child_argv) {
+        int n = 0;
+        while (opts->child_argv[n])
+            n++;
+        o->child_argv = dd_xcalloc((size_t)n + 1, sizeof(char *));
+        for (int i = 0; i < n; i++)
+            o->child_argv[i] = dd_strdup(opts->child_argv[i]);
+    }
+    o->child = dd_child_new(ctx->loop, ctx->log, o->name, dd_owner_child_exit, o);
+    uv_timer_init(ctx->loop, &o->retry);
+    uv_timer_init(ctx->loop, &o->child_retry);
+    o->retry.data = o->child_retry.data = o;
+    dd_backoff_init(&o->backoff, o->opts.retry_base_ms, o->opts.retry_cap_ms, 0);
+    dd_backoff_init(&o->child_backoff, 500, 30000, 0);
+    if (ctx->metrics) {
+        const char *const lbl[] = {"dispatcher", NULL};
+        o->m_owner = dd_metrics_family(ctx->metrics, DD_GAUGE, "dispatchd_dispatcher_owner",
+                                       "1 while this process owns the dispatcher, else 0.", lbl,
+                                       NULL, 0);
+        o->m_lost = dd_metrics_family(ctx->metrics, DD_COUNTER, "dispatchd_ownership_lost_total",
+                                      "Times this process learned that another host took over "
+                                      "a dispatcher it owned.",
+                                      NULL, NULL, 0);
+        dd_metric_set(o->m_owner, DD_L1(o->name), 0);
+        dd_metric_add(o->m_lost, NULL, 0);
+    }
+    return o;
+}
+
+static void dd_owner_retry_fire(uv_timer_t *t)
+{
+    dd_owner *o = t->data;
+    if (o->state == DD_OWNER_TAKING_OVER)
+        dd_owner_takeover(o);
+    else if (o->state == DD_OWNER_OWNING && !o->poll)
+        dd_owner_poll(o);
+}
+
+static void dd_owner_takeover_done(const dd_takeover_result *r, void *arg)
+{
+    dd_owner *o = arg;
+    o->takeover = NULL;
+    if (o->state != DD_OWNER_TAKING_OVER) { /* released meanwhile */
+        dd_owner_maybe_stopped(o);
+        return;
+    }
+    if (r->err) {
+        int64_t delay = dd_backoff_next(&o->backoff);
+        dd_warn(o->ctx.log, "takeover_retry", "dispatcher=%s error=%s retry_in_ms=%lld", o->name,
+                r->message, (long long)delay);
+        uv_timer_start(&o->retry, dd_owner_retry_fire, (uint64_t)delay, 0);
+        return;
+    }
+    dd_backoff_reset(&o->backoff);
+    snprintf(o->run_id, sizeof(o->run_id), "%s", r->run_id);
+    o->owned_since_us = dd_mono_us();
+    dd_info(o->ctx.log, "owning", "dispatcher=%s workflow_id=%s run_id=%s wall_us=%lld", o->name,
+            o->wid, o->run_id, (long long)dd_wall_us());
+    dd_owner_set_state(o, DD_OWNER_OWNING);
+    dd_owner_poll(o);
+    dd_owner_start_child(o);
+}
+
+static void dd_owner_takeover(dd_owner *o)
+{
+    dd_owner_set_state(o, DD_OWNER_TAKING_OVER);
+    dd_takeover_req req = {.project = o->project,
+                           .queue = o->queue,
+                           .server_id = o->server_id,
+                           .legacy = o->opts.legacy};
+    char err[256];
+    int rc = dd_takeover_start(&o->ctx, o->t, &req, dd_owner_takeover_done, o, &o->takeover, err,
+                               sizeof(err));
+    if (rc < 0) {
+        o->takeover = NULL;
+        int64_t delay = dd_backoff_next(&o->backoff);
+        dd_error(o->ctx.log, "takeover_retry", "dispatcher=%s error=%s retry_in_ms=%lld",
+                 o->name, err, (long long)delay);
+        uv_timer_start(&o->retry, dd_owner_retry_fire, (uint64_t)delay, 0);
+    }
+}
+
+static void dd_owner_lost(dd_owner *o, const dd_temporal_event *ev)
+{
+    uint64_t held_ms = (dd_mono_us() - o->owned_since_us) / 1000;
+    int64_t lag_ms = ev && ev->time_ns ? dd_wall_ms() - ev->time_ns / 1000000 : -1;
+    dd_warn(o->ctx.log, "ownership_lost",
+            "dispatcher=%s workflow_id=%s run_id=%s close_event=%s reason=%s by=%s held_ms=%llu "
+            "detect_lag_ms=%lld wall_us=%lld",
+            o->name, o->wid, o->run_id, ev && ev->type ? ev->type : "unknown",
+            ev && ev->reason ? ev->reason : "", ev && ev->identity ? ev->identity : "",
+            (unsigned long long)held_ms, (long long)lag_ms, (long long)dd_wall_us());
+    dd_metric_add(o->m_lost, NULL, 1);
+    uv_timer_stop(&o->child_retry);
+    dd_child_stop(o->child, o->opts.child_grace_ms);
+    dd_owner_set_state(o, DD_OWNER_LOST);
+}
+
+static void dd_owner_poll_done(int st, const dd_temporal_result *r, void *arg)
+{
+    dd_owner *o = arg;
+    o->poll = NULL;
+    if (o->state != DD_OWNER_OWNING) {
+        dd_owner_maybe_stopped(o);
+        return;
+    }
+    if (st == 0 && r->nevents >= 1) {
+        dd_owner_lost(o, &r->events[r->nevents - 1]);
+        return;
+    }
+    if (st == DD_ENOTFOUND) {
+        /* Our run vanished (namespace reset, retention): we do not own it. */
+        dd_owner_lost(o, NULL);
+        return;
+    }
+    int64_t delay = st == 0 ? 0 : dd_backoff_next(&o->backoff);
+    if (st != 0)
+        dd_warn(o->ctx.log, "loss_watch_retry", "dispatcher=%s error=%s retry_in_ms=%lld",
+                o->name, r->message, (long long)delay);
+    uv_timer_start(&o->retry, dd_owner_retry_fire, (uint64_t)delay, 0);
+}
+
+static void dd_owner_poll(dd_owner *o)
+{
+    int rc = dd_temporal_wait_close(o->t, o->wid, o->run_id, dd_owner_poll_done, o, &o->poll);
+    if (rc < 0) {
+        o->poll = NULL;
+        uv_timer_start(&o->retry, dd_owner_retry_fire, (uint64_t)dd_backoff_next(&o->backoff),
+                       0);
+    }
+}
+
+void dd_owner_start(dd_owner *o)
+{
+    if (o->state == DD_OWNER_IDLE || o->state == DD_OWNER_LOST)
+        dd_owner_takeover(o);
+}
+
+void dd_owner_retake(dd_owner *o)
+{
+    dd_owner_start(o);
+}
+
+static void dd_owner_timer_closed(uv_handle_t *h)
+{
+    dd_owner *o = h->data;
+    o->closing--;
+    dd_owner_maybe_stopped(o);
+}
+
+static void dd_owner_child_closed(void *arg)
+{
+    dd_owner *o = arg;
+    o->child = NULL;
+    o->child_closed = true;
+    dd_owner_maybe_stopped(o);
+}
+
+/* Finishes the release once nothing is in flight. */
+static void dd_owner_maybe_stopped(dd_owner *o)
+{
+    if (o->state != DD_OWNER_RELEASING && o->state != DD_OWNER_STOPPED)
+        return;
+    if (o->in_release || o->takeover || o->poll || o->term)
+        return;
+    if (o->child && dd_child_running(o->child))
+        return;
+    if (o->state == DD_OWNER_RELEASING) {
+        o->state = DD_OWNER_STOPPED;
+        o->closing = 2;
+        uv_close((uv_handle_t *)&o->retry, dd_owner_timer_closed);
+        uv_close((uv_handle_t *)&o->child_retry, dd_owner_timer_closed);
+        dd_child_close(o->child, dd_owner_child_closed, o);
+        return;
+    }
+    if (o->closing > 0 || !o->child_closed || o->stop_reported)
+        return;
+    o->stop_reported = true;
+    if (o->opts.on_stopped)
+        o->opts.on_stopped(o, o->opts.arg);
+}
+
+static void dd_owner_released(int st, const dd_temporal_result *r, void *arg)
+{
+    dd_owner *o = arg;
+    o->term = NULL;
+    if (st == 0 || st == DD_ENOTFOUND)
+        dd_info(o->ctx.log, "released", "dispatcher=%s workflow_id=%s run_id=%s", o->name,
+                o->wid, o->run_id);
+    else
+        dd_warn(o->ctx.log, "release_failed",
+                "dispatcher=%s workflow_id=%s run_id=%s error=%s note=%s", o->name, o->wid,
+                o->run_id, r->message, "the reconciler will terminate it once it is stale");
+    o->run_id[0] = '\0';
+    dd_owner_maybe_stopped(o);
+}
+
+void dd_owner_release(dd_owner *o)
+{
+    if (o->state == DD_OWNER_RELEASING || o->state == DD_OWNER_STOPPED)
+        return;
+    bool owning = o->state == DD_OWNER_OWNING;
+    o->in_release = true;
+    dd_owner_set_state(o, DD_OWNER_RELEASING);
+    uv_timer_stop(&o->retry);
+    uv_timer_stop(&o->child_retry);
+    if (o->takeover)
+        dd_takeover_cancel(o->takeover); /* its callback sees RELEASING */
+    if (o->poll)
+        dd_temporal_cancel(o->poll);
+    /* Stop the work before giving up the run: a successor may start its own
+     * child as soon as our run is gone. */
+    dd_child_stop(o->child, o->opts.child_grace_ms);
+    if (owning) {
+        char reason[256];
+        snprintf(reason, sizeof(reason), "released by %s", o->server_id);
+        dd_info(o->ctx.log, "terminate", "workflow_id=%s run_id=%s reason=%s requester=%s",
+                o->wid, o->run_id, reason, o->server_id);
+        if (dd_temporal_terminate(o->t, o->wid, o->run_id, reason, dd_owner_released, o,
+                                  &o->term) < 0)
+            o->term = NULL;
+    }
+    o->in_release = false;
+    dd_owner_maybe_stopped(o);
+}
+
+void dd_owner_free(dd_owner *o)
+{
+    if (!o)
+        return;
+    if (o->child_argv) {
+        for (int i = 0; o->child_argv[i]; i++)
+            free(o->child_argv[i]);
+        free(o->child_argv);
+    }
+    free(o->project);
+    free(o->queue);
+    free(o->server_id);
+    free(o->name);
+    free(o);
+}
+
+dd_owner_state dd_owner_get_state(const dd_owner *o)
+{
+    return o->state;
+}
+
+bool dd_owner_owning(const dd_owner *o)
+{
+    return o->state == DD_OWNER_OWNING;
+}
+
+const char *dd_owner_workflow_id(const dd_owner *o)
+{
+    return o->wid;
+}
+
+const char *dd_owner_run_id(const dd_owner *o)
+{
+    return o->state == DD_OWNER_OWNING ? o->run_id : "";
+}
+
+const char *dd_owner_name(const dd_owner *o)
+{
+    return o->name;
+}
+
+const char *dd_owner_project(const dd_owner *o)
+{
+    return o->project;
+}
+
+const char *dd_owner_queue(const dd_owner *o)
+{
+    return o->queue;
+}

@@ -1,0 +1,118 @@
+/* owner.h - dispatcher ownership: termination-first takeover (R2, R4) and
+ * the ownership loop with fast loss detection.
+ *
+ * Takeover: describe the workflow ID's current run (to know what we
+ * replace and to be sure it is a dispatcher of the same (project, queue)),
+ * then start with conflict policy TERMINATE_EXISTING: the server terminates
+ * the old run and starts ours in one step, so the old run's history ends
+ * with WorkflowExecutionTerminated before our WorkflowExecutionStarted.
+ * Legacy mode (servers or callers without conflict policy): start with the
+ * server's default; on 409 terminate exactly the run the server named, then
+ * start again, bounded and backed off. Every termination is logged with
+ * workflow id, run id, reason and requester.
+ *
+ * Ownership: while owning, a long-poll on our run's close event is always
+ * outstanding, so when someone else takes over (terminating our run) the
+ * server answers within milliseconds and we stop acting: the child command
+ * is stopped and nothing fights back. */
+#ifndef DD_OWNER_OWNER_H
+#define DD_OWNER_OWNER_H
+
+#include "core/ctx.h"
+#include "owner/id.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct dd_temporal;
+
+#define DD_DISPATCHER_WORKFLOW_TYPE "dispatchd.dispatcher"
+#define DD_RUN_ID_LEN 64
+
+/* ---- one takeover (takeover.c) ---------------------------------------- */
+
+typedef struct dd_takeover_req {
+    const char *project;
+    const char *queue;
+    const char *server_id;
+    bool legacy;      /* no conflict policy: 409 -> terminate -> retry */
+    int max_attempts; /* legacy starts; 0: 5 */
+} dd_takeover_req;
+
+typedef struct dd_takeover_result {
+    int err;               /* 0 or DD_E* / -errno */
+    char message[512];     /* "" on success */
+    const char *outcome;   /* "started", "took_over", "legacy_took_over", "failed" */
+    char workflow_id[DD_DISPATCHER_ID_BUFLEN];
+    char run_id[DD_RUN_ID_LEN];
+    char previous_run_id[DD_RUN_ID_LEN]; /* "" when nothing was running */
+    char previous_server_id[128];        /* who owned it, from its memo, or "" */
+    int attempts;          /* start requests made */
+    double latency_ms;
+} dd_takeover_result;
+
+typedef struct dd_takeover dd_takeover;
+typedef void (*dd_takeover_cb)(const dd_takeover_result *res, void *arg);
+
+/* Starts a takeover on ctx->loop. Returns 0 (cb will run once), or DD_EINVAL
+ * with a message in err for a bad project/queue (cb will not run). Records
+ * dispatchd_takeovers_total{outcome} and dispatchd_takeover_duration_seconds.
+ * out (may be NULL) gets a handle for dd_takeover_cancel, valid until cb. */
+int dd_takeover_start(const dd_ctx *ctx, struct dd_temporal *t, const dd_takeover_req *req,
+                      dd_takeover_cb cb, void *arg, dd_takeover **out, char *err, size_t errlen);
+/* cb runs now with DD_ECANCELED. */
+void dd_takeover_cancel(dd_takeover *tk);
+
+/* ---- the ownership loop (owner.c) --------------------------------------- */
+
+typedef struct dd_owner dd_owner;
+
+typedef enum dd_owner_state {
+    DD_OWNER_IDLE,
+    DD_OWNER_TAKING_OVER,
+    DD_OWNER_OWNING,
+    DD_OWNER_LOST,      /* someone else took over: standing by, not fighting back */
+    DD_OWNER_RELEASING,
+    DD_OWNER_STOPPED,
+} dd_owner_state;
+
+typedef struct dd_owner_opts {
+    const char *project;
+    const char *queue;
+    const char *server_id;
+    bool legacy;
+    char *const *child_argv;  /* command run only while owning, or NULL */
+    int64_t child_grace_ms;   /* TERM -> KILL (default 10 s) */
+    int64_t retry_base_ms;    /* takeover retry backoff (default 500 ms) */
+    int64_t retry_cap_ms;     /* (default 30 s) */
+    /* Called on every change of ownership (owning true/false) with our run. */
+    void (*on_change)(dd_owner *o, bool owning, const char *run_id, void *arg);
+    /* Called once when release/stop has finished. */
+    void (*on_stopped)(dd_owner *o, void *arg);
+    void *arg;
+} dd_owner_opts;
+
+/* Strings in opts are copied. Returns NULL with a message in err for a bad
+ * project/queue. */
+dd_owner *dd_owner_new(const dd_ctx *ctx, struct dd_temporal *t, const dd_owner_opts *opts,
+                       char *err, size_t errlen);
+/* Takes over, retrying with backoff while Temporal is unreachable. */
+void dd_owner_start(dd_owner *o);
+/* Takes over again after a loss (failover decided by the caller). */
+void dd_owner_retake(dd_owner *o);
+/* Graceful stop: stops the child, terminates our own run with reason
+ * "released by <server_id>" (so nothing is left for the reconciler), then
+ * on_stopped. Safe in any state. */
+void dd_owner_release(dd_owner *o);
+/* Frees o; only after on_stopped. */
+void dd_owner_free(dd_owner *o);
+
+dd_owner_state dd_owner_get_state(const dd_owner *o);
+bool dd_owner_owning(const dd_owner *o);
+const char *dd_owner_workflow_id(const dd_owner *o);
+const char *dd_owner_run_id(const dd_owner *o); /* "" when not owning */
+const char *dd_owner_name(const dd_owner *o);   /* "project/queue" */
+const char *dd_owner_project(const dd_owner *o);
+const char *dd_owner_queue(const dd_owner *o);
+
+#endif
