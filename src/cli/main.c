@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 static const dd_opt *const dd_groups_stack[] = {dd_opts_stack, NULL};
+static const dd_opt *const dd_groups_takeover[] = {dd_opts_temporal, dd_opts_stack_http,
+                                                  dd_opts_owner_id, NULL};
 static const dd_opt *const dd_groups_none[] = {NULL};
 
 static const dd_cli_cmd dd_commands[] = {
@@ -30,6 +32,12 @@ static const dd_cli_cmd dd_commands[] = {
      "stop    TERM each service's process group, wait --stop-timeout, then KILL it\n"
      "status  lock, process identity (pid + kernel start time) and protocol health;\n"
      "        exits 0 only if every service asked about is healthy (--json for details)"},
+    {"takeover", dd_cmd_takeover, dd_groups_takeover, "takeover PROJECT QUEUE [options]",
+     "take over the dispatcher of (PROJECT, QUEUE) once, termination-first; prints JSON",
+     "Starts workflow dispatcher-<project>-<queue> with conflict policy TERMINATE_EXISTING\n"
+     "(or, with --legacy-takeover, terminate-then-start on 409), and prints\n"
+     "{workflow_id, run_id, previous_run_id, outcome, latency_ms, attempts}.\n"
+     "Exits 1 when Temporal cannot be reached or refuses, 2 for bad input."},
     {"version", dd_cmd_version, dd_groups_none, "version", "print the version", NULL},
 };
 

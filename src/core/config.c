@@ -64,8 +64,6 @@ const dd_opt dd_opts_redis[] = {
 };
 
 const dd_opt dd_opts_owner[] = {
-    {"server-id", "DISPATCHD_SERVER_ID", DD_OPT_STR, O(server_id), "ID",
-     "this host's identity (default: hostname-pid)"},
     {"dispatcher", "DISPATCHD_DISPATCHER", DD_OPT_DISPATCHER, O(dispatchers), "PROJECT/QUEUE",
      "a dispatcher to own (repeatable)"},
     {"heartbeat-interval", "DISPATCHD_HEARTBEAT_INTERVAL", DD_OPT_DURATION,
@@ -76,6 +74,19 @@ const dd_opt dd_opts_owner[] = {
      O(reconcile_interval_ms), "DUR", "period of the full reconcile cycle (default 60s)"},
     {"terminate-rate", "DISPATCHD_TERMINATE_RATE", DD_OPT_DOUBLE, O(terminate_rate), "N",
      "max stale terminations per second (default 10)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+/* For commands that talk to Temporal but do not run the stack. */
+const dd_opt dd_opts_stack_http[] = {
+    {"temporal-http-port", "DISPATCHD_TEMPORAL_HTTP_PORT", DD_OPT_PORT, O(temporal_http_port),
+     "PORT", "local Temporal HTTP port used when --temporal-url is not set (default 7243)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+const dd_opt dd_opts_owner_id[] = {
+    {"server-id", "DISPATCHD_SERVER_ID", DD_OPT_STR, O(server_id), "ID",
+     "this host's identity (default: hostname-pid)"},
     {"legacy-takeover", "DISPATCHD_LEGACY_TAKEOVER", DD_OPT_FLAG, O(legacy_takeover), NULL,
      "take over by terminate-then-start instead of the conflict policy (servers < 1.24)"},
     {NULL, NULL, 0, 0, NULL, NULL},

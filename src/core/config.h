@@ -85,6 +85,8 @@ extern const dd_opt dd_opts_redis[];
 extern const dd_opt dd_opts_owner[];
 extern const dd_opt dd_opts_metrics[];
 extern const dd_opt dd_opts_loop[];
+extern const dd_opt dd_opts_stack_http[];
+extern const dd_opt dd_opts_owner_id[];
 
 /* Fills defaults (state dir from $XDG_STATE_HOME or ~/.local/state). */
 void dd_config_defaults(dd_config *cfg);
