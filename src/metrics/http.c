@@ -1,0 +1,517 @@
+/* http.c - see http.h.
+ *
+ * One connection = one request. Its life is a small state machine:
+ *
+ *   READING  -> (head complete or too big) -> WRITING -> (write done)
+ *            -> DRAINING (FIN sent, discard input until the peer's EOF)
+ *            -> CLOSING (both handles closing; freed in the last close cb)
+ *
+ * Draining matters: closing a socket that still has unread input makes the
+ * kernel send RST, and an RST can destroy the response the client has not
+ * read yet (typical with an oversized header answered by 431 while the client
+ * is still sending). The per-connection timer bounds every state, so a client
+ * that never closes costs at most timeout_ms. */
+#include "metrics/http.h"
+
+#include "core/buf.h"
+#include "core/ctx.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "metrics/metrics.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+typedef enum dd_http_state {
+    DD_HTTP_READING,
+    DD_HTTP_WRITING,
+    DD_HTTP_DRAINING,
+    DD_HTTP_CLOSING,
+} dd_http_state;
+
+typedef struct dd_http_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t wr;
+    uv_shutdown_t sd;
+    struct dd_metrics_http *srv;
+    dd_http_state state;
+    int open_handles; /* handles not yet closed; freed at 0 */
+    bool peer_eof;
+    char *head; /* request head as received, cap bytes */
+    size_t len;
+    size_t cap;
+    dd_buf resp;
+    struct dd_http_conn *prev, *next;
+} dd_http_conn;
+
+struct dd_metrics_http {
+    uv_tcp_t tcp;
+    uv_loop_t *loop;
+    dd_log *log;
+    dd_metrics *m;
+    dd_metrics_http_ready_fn ready;
+    void *ready_arg;
+    dd_metrics_http_limits lim;
+    char addr[80]; /* as given by the caller, for messages */
+    int port;
+    dd_http_conn *conns;
+    int nconns;
+    int nhandles; /* listener + connections + rejected sockets still closing */
+    bool closing;
+    bool full_logged; /* one warning per burst of rejected connections */
+};
+
+static void dd_http_maybe_free(dd_metrics_http *h)
+{
+    if (h->closing && h->nhandles == 0)
+        free(h);
+}
+
+/* ---- listen address ---------------------------------------------------- */
+
+static int dd_http_parse_port(const char *s, int *port)
+{
+    if (!*s || strlen(s) > 5)
+        return DD_EINVAL;
+    long v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return DD_EINVAL;
+        v = v * 10 + (*p - '0');
+    }
+    if (v > 65535)
+        return DD_EINVAL;
+    *port = (int)v;
+    return 0;
+}
+
+/* Only IP literals: resolving a name here would block the loop, and a
+ * metrics endpoint bound to "whatever localhost resolves to" is a surprise. */
+static int dd_http_parse_listen(const char *listen, struct sockaddr_storage *ss, char *err,
+                                size_t errlen)
+{
+    char host[64];
+    const char *port_s;
+    int port = 0;
+    bool v6 = listen[0] == '[';
+    if (v6) {
+        const char *end = strchr(listen, ']');
+        if (!end || end[1] != ':') {
+            snprintf(err, errlen, "invalid listen address '%s': expected [IPv6]:PORT", listen);
+            return DD_EINVAL;
+        }
+        size_t n = (size_t)(end - (listen + 1));
+        if (n == 0 || n >= sizeof(host))
+            goto bad_host;
+        memcpy(host, listen + 1, n);
+        host[n] = '\0';
+        port_s = end + 2;
+    } else {
+        const char *colon = strrchr(listen, ':');
+        if (!colon) {
+            snprintf(err, errlen, "invalid listen address '%s': expected IPv4:PORT or [IPv6]:PORT",
+                     listen);
+            return DD_EINVAL;
+        }
+        size_t n = (size_t)(colon - listen);
+        if (n == 0 || n >= sizeof(host) || memchr(listen, ':', n))
+            goto bad_host;
+        memcpy(host, listen, n);
+        host[n] = '\0';
+        port_s = colon + 1;
+    }
+    if (dd_http_parse_port(port_s, &port) < 0) {
+        snprintf(err, errlen, "invalid port in listen address '%s': expected 0-65535", listen);
+        return DD_EINVAL;
+    }
+    memset(ss, 0, sizeof(*ss));
+    int rc = v6 ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss)
+                : uv_ip4_addr(host, port, (struct sockaddr_in *)ss);
+    if (rc == 0)
+        return 0;
+bad_host:
+    snprintf(err, errlen,
+             "invalid listen address '%s': host must be an IP literal (127.0.0.1, [::1])", listen);
+    return DD_EINVAL;
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+static void dd_http_conn_closed(uv_handle_t *handle)
+{
+    dd_http_conn *c = handle->data;
+    if (--c->open_handles > 0)
+        return;
+    dd_metrics_http *h = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    h->nconns--;
+    h->nhandles--;
+    if (h->nconns < h->lim.max_conns)
+        h->full_logged = false;
+    dd_buf_release(&c->resp);
+    free(c->head);
+    free(c);
+    dd_http_maybe_free(h);
+}
+
+static void dd_http_conn_close(dd_http_conn *c)
+{
+    if (c->state == DD_HTTP_CLOSING)
+        return;
+    c->state = DD_HTTP_CLOSING;
+    /* Pending write/shutdown requests are cancelled by uv_close and their
+     * callbacks run (with UV_ECANCELED) before the close callback. */
+    uv_close((uv_handle_t *)&c->timer, dd_http_conn_closed);
+    uv_close((uv_handle_t *)&c->tcp, dd_http_conn_closed);
+}
+
+static void dd_http_on_timeout(uv_timer_t *t)
+{
+    dd_http_conn *c = t->data;
+    dd_debug(c->srv->log, "metrics_http_timeout", "state=%d received=%zu", (int)c->state, c->len);
+    dd_http_conn_close(c);
+}
+
+static void dd_http_on_shutdown(uv_shutdown_t *req, int status)
+{
+    dd_http_conn *c = req->data;
+    if (status < 0 && c->state != DD_HTTP_CLOSING)
+        dd_http_conn_close(c);
+}
+
+static void dd_http_on_write(uv_write_t *req, int status)
+{
+    dd_http_conn *c = req->data;
+    if (c->state == DD_HTTP_CLOSING)
+        return;
+    if (status < 0 || c->peer_eof) {
+        dd_http_conn_close(c);
+        return;
+    }
+    /* Send our FIN, then wait (bounded by the timer) for the peer's. */
+    c->state = DD_HTTP_DRAINING;
+    c->sd.data = c;
+    if (uv_shutdown(&c->sd, (uv_stream_t *)&c->tcp, dd_http_on_shutdown) < 0)
+        dd_http_conn_close(c);
+}
+
+static const char *dd_http_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+#define DD_HTTP_TEXT "text/plain; charset=utf-8"
+#define DD_HTTP_PROM "text/plain; version=0.0.4; charset=utf-8"
+
+static void dd_http_respond(dd_http_conn *c, int status, const char *ctype, const char *body,
+                            size_t bodylen, bool head_only)
+{
+    dd_buf *r = &c->resp;
+    dd_buf_printf(r, "HTTP/1.1 %d %s\r\n", status, dd_http_reason(status));
+    dd_buf_printf(r, "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, bodylen);
+    if (status == 405)
+        dd_buf_puts(r, "Allow: GET, HEAD\r\n");
+    dd_buf_puts(r, "Cache-Control: no-store\r\nConnection: close\r\n\r\n");
+    if (!head_only)
+        dd_buf_append(r, body, bodylen);
+
+    c->state = DD_HTTP_WRITING;
+    c->wr.data = c;
+    uv_buf_t b = uv_buf_init(r->data, (unsigned)r->len);
+    if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, dd_http_on_write) < 0)
+        dd_http_conn_close(c);
+}
+
+static void dd_http_respond_text(dd_http_conn *c, int status, const char *body, bool head_only)
+{
+    dd_http_respond(c, status, DD_HTTP_TEXT, body, strlen(body), head_only);
+}
+
+/* Splits "METHOD SP TARGET SP HTTP/1.x" in place. Returns false if malformed. */
+static bool dd_http_parse_request_line(char *line, char **method, char **path)
+{
+    char *sp1 = strchr(line, ' ');
+    if (!sp1 || sp1 == line)
+        return false;
+    *sp1 = '\0';
+    char *target = sp1 + 1;
+    char *sp2 = strchr(target, ' ');
+    if (!sp2 || target[0] != '/')
+        return false;
+    *sp2 = '\0';
+    const char *version = sp2 + 1;
+    if (strcmp(version, "HTTP/1.1") != 0 && strcmp(version, "HTTP/1.0") != 0)
+        return false;
+    for (const char *p = line; *p; p++)
+        if (*p < 'A' || *p > 'Z')
+            return false;
+    target[strcspn(target, "?#")] = '\0';
+    *method = line;
+    *path = target;
+    return true;
+}
+
+static void dd_http_handle(dd_http_conn *c, size_t head_len)
+{
+    dd_metrics_http *h = c->srv;
+    c->head[head_len] = '\0'; /* head_len < cap: the terminator was found inside */
+    char *eol = strstr(c->head, "\r\n");
+    *eol = '\0';
+    char *method = NULL, *path = NULL;
+    if (!dd_http_parse_request_line(c->head, &method, &path)) {
+        dd_debug(h->log, "metrics_http_request", "status=400");
+        dd_http_respond_text(c, 400, "bad request\n", false);
+        return;
+    }
+    bool head_only = strcmp(method, "HEAD") == 0;
+    bool get = head_only || strcmp(method, "GET") == 0;
+    int status;
+    if (strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0 &&
+        strcmp(path, "/readyz") != 0) {
+        status = 404;
+        dd_http_respond_text(c, status, "not found\n", head_only);
+    } else if (!get) {
+        status = 405;
+        dd_http_respond_text(c, status, "method not allowed\n", false);
+    } else if (strcmp(path, "/metrics") == 0) {
+        status = 200;
+        dd_buf body = DD_BUF_INIT;
+        dd_metrics_render(h->m, &body);
+        dd_http_respond(c, status, DD_HTTP_PROM, dd_buf_str(&body), body.len, head_only);
+        dd_buf_release(&body);
+    } else if (strcmp(path, "/healthz") == 0) {
+        status = 200;
+        dd_http_respond_text(c, status, "ok\n", head_only);
+    } else {
+        char reason[128] = "";
+        bool ok = h->ready ? h->ready(h->ready_arg, reason, sizeof(reason)) : true;
+        reason[sizeof(reason) - 1] = '\0';
+        /* One line only: the body is read by humans and probes alike. */
+        reason[strcspn(reason, "\r\n")] = '\0';
+        status = ok ? 200 : 503;
+        dd_buf body = DD_BUF_INIT;
+        dd_buf_puts(&body, reason[0] ? reason : (ok ? "ok" : "not ready"));
+        dd_buf_putc(&body, '\n');
+        dd_http_respond(c, status, DD_HTTP_TEXT, dd_buf_str(&body), body.len, head_only);
+        dd_buf_release(&body);
+    }
+    dd_debug(h->log, "metrics_http_request", "method=%s path=%s status=%d", method, path,
+             status);
+}
+
+static void dd_http_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    dd_http_conn *c = handle->data;
+    if (c->state == DD_HTTP_READING) {
+        /* Keep one byte for the NUL added by dd_http_handle. */
+        *buf = uv_buf_init(c->head + c->len, (unsigned)(c->cap - 1 - c->len));
+    } else {
+        /* After the request: read only to discard. */
+        *buf = uv_buf_init(c->head, (unsigned)c->cap);
+    }
+}
+
+static void dd_http_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    dd_http_conn *c = s->data;
+    if (nread == 0 || c->state == DD_HTTP_CLOSING)
+        return;
+    if (nread < 0) {
+        /* A half-closed peer (shutdown after sending) still gets its answer. */
+        if (nread == UV_EOF && c->state == DD_HTTP_WRITING) {
+            c->peer_eof = true;
+            uv_read_stop(s);
+            return;
+        }
+        dd_http_conn_close(c);
+        return;
+    }
+    if (c->state != DD_HTTP_READING)
+        return;
+    size_t from = c->len > 3 ? c->len - 3 : 0;
+    c->len += (size_t)nread;
+    for (size_t i = from; i + 4 <= c->len; i++) {
+        if (memcmp(c->head + i, "\r\n\r\n", 4) == 0) {
+            dd_http_handle(c, i + 2);
+            return;
+        }
+    }
+    if (c->len >= c->cap - 1) {
+        dd_debug(c->srv->log, "metrics_http_request", "status=431 received=%zu", c->len);
+        dd_http_respond_text(c, 431, "request header too large\n", false);
+    }
+}
+
+static void dd_http_reject_closed(uv_handle_t *handle)
+{
+    dd_metrics_http *h = handle->data;
+    free(handle);
+    h->nhandles--;
+    dd_http_maybe_free(h);
+}
+
+static void dd_http_on_connection(uv_stream_t *server, int status)
+{
+    dd_metrics_http *h = server->data;
+    if (status < 0) {
+        dd_warn(h->log, "metrics_http_accept_failed", "addr=%s error=%s", h->addr,
+                uv_strerror(status));
+        return;
+    }
+    if (h->closing)
+        return;
+    if (h->nconns >= h->lim.max_conns) {
+        /* Accept and close at once: leaving it in the backlog would make
+         * libuv call us again and again, and the client would hang. */
+        uv_tcp_t *t = dd_xmalloc(sizeof(*t));
+        uv_tcp_init(h->loop, t);
+        t->data = h;
+        h->nhandles++;
+        uv_accept(server, (uv_stream_t *)t);
+        uv_close((uv_handle_t *)t, dd_http_reject_closed);
+        if (!h->full_logged) {
+            dd_warn(h->log, "metrics_http_too_many_connections", "addr=%s max=%d", h->addr,
+                    h->lim.max_conns);
+            h->full_logged = true;
+        }
+        return;
+    }
+    dd_http_conn *c = dd_xcalloc(1, sizeof(*c));
+    c->srv = h;
+    c->cap = h->lim.max_header_bytes + 1;
+    c->head = dd_xmalloc(c->cap);
+    uv_tcp_init(h->loop, &c->tcp);
+    uv_timer_init(h->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->open_handles = 2;
+    c->next = h->conns;
+    if (h->conns)
+        h->conns->prev = c;
+    h->conns = c;
+    h->nconns++;
+    h->nhandles++;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, dd_http_alloc, dd_http_on_read) < 0) {
+        dd_http_conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, dd_http_on_timeout, (uint64_t)h->lim.timeout_ms, 0);
+}
+
+/* ---- server ------------------------------------------------------------ */
+
+static void dd_http_listener_closed(uv_handle_t *handle)
+{
+    dd_metrics_http *h = handle->data;
+    h->nhandles--;
+    dd_http_maybe_free(h);
+}
+
+void dd_metrics_http_set_limits(dd_metrics_http *h, const dd_metrics_http_limits *limits)
+{
+    if (limits->max_header_bytes)
+        h->lim.max_header_bytes = limits->max_header_bytes;
+    if (limits->max_conns > 0)
+        h->lim.max_conns = limits->max_conns;
+    if (limits->timeout_ms > 0)
+        h->lim.timeout_ms = limits->timeout_ms;
+}
+
+int dd_metrics_http_port(const dd_metrics_http *h)
+{
+    return h->port;
+}
+
+int dd_metrics_http_start(dd_metrics_http **out, const dd_ctx *ctx, const char *listen,
+                          dd_metrics *m, dd_metrics_http_ready_fn ready, void *arg, char *err,
+                          size_t errlen)
+{
+    struct sockaddr_storage ss;
+    dd_metrics_http *h = NULL;
+    int rc;
+
+    *out = NULL;
+    if (!listen || !ctx || !ctx->loop || !m) {
+        snprintf(err, errlen, "metrics endpoint needs a loop, a registry and a listen address");
+        return DD_EINVAL;
+    }
+    rc = dd_http_parse_listen(listen, &ss, err, errlen);
+    if (rc < 0)
+        return rc;
+
+    h = dd_xcalloc(1, sizeof(*h));
+    h->loop = ctx->loop;
+    h->log = ctx->log;
+    h->m = m;
+    h->ready = ready;
+    h->ready_arg = arg;
+    h->lim.max_header_bytes = DD_METRICS_HTTP_MAX_HEADER;
+    h->lim.max_conns = DD_METRICS_HTTP_MAX_CONNS;
+    h->lim.timeout_ms = DD_METRICS_HTTP_TIMEOUT_MS;
+    snprintf(h->addr, sizeof(h->addr), "%s", listen);
+    rc = uv_tcp_init(h->loop, &h->tcp);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", listen, uv_strerror(rc));
+        free(h);
+        return rc;
+    }
+    h->tcp.data = h;
+    h->nhandles = 1;
+
+    /* libuv reports EADDRINUSE from listen(), not always from bind(). */
+    rc = uv_tcp_bind(&h->tcp, (const struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&h->tcp, 128, dd_http_on_connection);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", listen, uv_strerror(rc));
+        goto out;
+    }
+    struct sockaddr_storage bound;
+    int blen = (int)sizeof(bound);
+    rc = uv_tcp_getsockname(&h->tcp, (struct sockaddr *)&bound, &blen);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", listen, uv_strerror(rc));
+        goto out;
+    }
+    h->port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                          : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    dd_info(h->log, "metrics_http_listen", "addr=%s port=%d", listen, h->port);
+    *out = h;
+    h = NULL;
+out:
+    if (h) {
+        /* The handle is initialised: only its close callback may free h. */
+        h->closing = true;
+        uv_close((uv_handle_t *)&h->tcp, dd_http_listener_closed);
+    }
+    return rc;
+}
+
+void dd_metrics_http_close(dd_metrics_http *h)
+{
+    if (!h || h->closing)
+        return;
+    h->closing = true;
+    uv_close((uv_handle_t *)&h->tcp, dd_http_listener_closed);
+    for (dd_http_conn *c = h->conns; c; c = c->next)
+        dd_http_conn_close(c);
+}
