@@ -18,6 +18,9 @@
 static const dd_opt *const dd_groups_stack[] = {dd_opts_stack, NULL};
 static const dd_opt *const dd_groups_takeover[] = {dd_opts_temporal, dd_opts_stack_http,
                                                   dd_opts_owner_id, NULL};
+static const dd_opt *const dd_groups_run[] = {dd_opts_owner,   dd_opts_owner_id, dd_opts_temporal,
+                                             dd_opts_stack_http, dd_opts_redis, dd_opts_metrics,
+                                             dd_opts_stop, NULL};
 static const dd_opt *const dd_groups_none[] = {NULL};
 
 static const dd_cli_cmd dd_commands[] = {
@@ -32,6 +35,16 @@ static const dd_cli_cmd dd_commands[] = {
      "stop    TERM each service's process group, wait --stop-timeout, then KILL it\n"
      "status  lock, process identity (pid + kernel start time) and protocol health;\n"
      "        exits 0 only if every service asked about is healthy (--json for details)"},
+    {"run", dd_cmd_run, dd_groups_run, "run --dispatcher PROJECT/QUEUE... [options] [-- CMD ARGS...]",
+     "own dispatchers: take over, hold, detect loss, release on SIGTERM; serve /metrics",
+     "For each --dispatcher, takes over its workflow (termination-first) and holds it.\n"
+     "When another host takes over, this one learns within milliseconds (a long-poll on\n"
+     "its run's close event), stops acting and does not fight back. With -- CMD ARGS,\n"
+     "CMD runs (own process group; env DISPATCHD_WORKFLOW_ID, DISPATCHD_RUN_ID,\n"
+     "DISPATCHD_SERVER_ID) only while this host owns the dispatcher, and is stopped\n"
+     "(TERM, --stop-timeout, KILL) as soon as ownership is lost. SIGTERM or Ctrl-C\n"
+     "releases every dispatcher: the child is stopped and the own run terminated with\n"
+     "reason \"released by <server id>\"."},
     {"takeover", dd_cmd_takeover, dd_groups_takeover, "takeover PROJECT QUEUE [options]",
      "take over the dispatcher of (PROJECT, QUEUE) once, termination-first; prints JSON",
      "Starts workflow dispatcher-<project>-<queue> with conflict policy TERMINATE_EXISTING\n"

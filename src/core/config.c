@@ -92,6 +92,12 @@ const dd_opt dd_opts_owner_id[] = {
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
+const dd_opt dd_opts_stop[] = {
+    {"stop-timeout", "DISPATCHD_STOP_TIMEOUT", DD_OPT_DURATION, O(stop_timeout_ms), "DUR",
+     "how long a stop waits after SIGTERM before SIGKILL (default 10s)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
 const dd_opt dd_opts_loop[] = {
     {"loop", NULL, DD_OPT_FLAG, O(loop), NULL, "keep going instead of one cycle"},
     {NULL, NULL, 0, 0, NULL, NULL},

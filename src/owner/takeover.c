@@ -72,7 +72,7 @@ static void dd_tk_finish(dd_takeover *tk, int err, const char *fmt, ...)
     }
     dd_logf(tk->ctx.log, err ? DD_LOG_ERROR : DD_LOG_INFO, "takeover",
             "workflow_id=%s outcome=%s run_id=%s previous_run_id=%s previous_server_id=%s "
-            "attempts=%d latency_ms=%.1f server_id=%s error=%s",
+            "attempts=%d latency_ms=%.1f requester=%s error=%s",
             res->workflow_id, res->outcome, res->run_id, res->previous_run_id,
             res->previous_server_id, res->attempts, res->latency_ms, tk->server_id,
             res->message);

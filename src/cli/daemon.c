@@ -1,0 +1,164 @@
+/* daemon.c - the long-running part shared by `run` and `up`. */
+#include "cli/daemon.h"
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "metrics/http.h"
+#include "metrics/metrics.h"
+#include "owner/owner.h"
+#include "temporal/temporal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+struct dd_daemon {
+    dd_cli *cli;
+    dd_ctx ctx;
+    dd_temporal *t;
+    dd_metrics_http *http;
+    dd_owner *owners[DD_MAX_DISPATCHERS];
+    int nowners;
+    int owners_stopped;
+    bool stopping;
+    bool temporal_closed;
+    void (*done)(void *);
+    void *done_arg;
+};
+
+static bool dd_daemon_ready(void *arg, char *reason, size_t len)
+{
+    dd_daemon *d = arg;
+    if (d->stopping) {
+        snprintf(reason, len, "shutting down");
+        return false;
+    }
+    for (int i = 0; i < d->nowners; i++) {
+        dd_owner_state s = dd_owner_get_state(d->owners[i]);
+        if (s == DD_OWNER_IDLE || s == DD_OWNER_TAKING_OVER) {
+            snprintf(reason, len, "dispatcher %s: taking over", dd_owner_name(d->owners[i]));
+            return false;
+        }
+    }
+    return true;
+}
+
+static void dd_daemon_maybe_done(dd_daemon *d)
+{
+    if (d->owners_stopped < d->nowners || !d->temporal_closed)
+        return;
+    if (d->done) {
+        void (*done)(void *) = d->done;
+        d->done = NULL;
+        done(d->done_arg);
+    }
+}
+
+static void dd_daemon_temporal_closed(void *arg)
+{
+    dd_daemon *d = arg;
+    d->temporal_closed = true;
+    dd_daemon_maybe_done(d);
+}
+
+static void dd_daemon_owner_stopped(dd_owner *o, void *arg)
+{
+    dd_daemon *d = arg;
+    if (++d->owners_stopped < d->nowners)
+        return;
+    /* Every release has been sent: now the client can go. */
+    dd_temporal_close(d->t, dd_daemon_temporal_closed, d);
+}
+
+int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
+                    const char *default_dispatcher, char *const *child_argv)
+{
+    dd_daemon *d = dd_xcalloc(1, sizeof(*d));
+    d->cli = cli;
+    d->ctx = *ctx;
+    int code = dd_cli_temporal_new(cli, ctx, &d->t);
+    if (code) {
+        free(d);
+        return code;
+    }
+    const char *disp[DD_MAX_DISPATCHERS];
+    int n = cli->cfg.ndispatchers;
+    for (int i = 0; i < n; i++)
+        disp[i] = cli->cfg.dispatchers[i];
+    if (n == 0 && default_dispatcher)
+        disp[n++] = default_dispatcher;
+
+    char err[512];
+    for (int i = 0; i < n; i++) {
+        char project[256], queue[256];
+        const char *slash = strchr(disp[i], '/');
+        snprintf(project, sizeof(project), "%.*s", (int)(slash - disp[i]), disp[i]);
+        snprintf(queue, sizeof(queue), "%s", slash + 1);
+        dd_owner_opts oo = {.project = project,
+                            .queue = queue,
+                            .server_id = dd_cli_server_id(cli),
+                            .legacy = cli->cfg.legacy_takeover,
+                            .child_argv = child_argv,
+                            .child_grace_ms = cli->cfg.stop_timeout_ms,
+                            .on_stopped = dd_daemon_owner_stopped,
+                            .arg = d};
+        d->owners[i] = dd_owner_new(ctx, d->t, &oo, err, sizeof(err));
+        if (!d->owners[i]) {
+            code = dd_cli_usage_error(cli, "--dispatcher '%s': %s", disp[i], err);
+            goto fail;
+        }
+        d->nowners++;
+    }
+    if (strcmp(cli->cfg.metrics_listen, "off") != 0) {
+        int rc = dd_metrics_http_start(&d->http, ctx, cli->cfg.metrics_listen, ctx->metrics,
+                                       dd_daemon_ready, d, err, sizeof(err));
+        if (rc < 0) {
+            code = dd_cli_fail(cli, "%s (--metrics-listen, or \"off\")", err);
+            goto fail;
+        }
+        dd_info(ctx->log, "metrics_listening", "address=%s port=%d", cli->cfg.metrics_listen,
+                dd_metrics_http_port(d->http));
+    }
+    for (int i = 0; i < d->nowners; i++)
+        dd_owner_start(d->owners[i]);
+    *out = d;
+    return 0;
+fail:
+    /* Undo what was built; the caller runs the loop until it is closed. */
+    d->stopping = true;
+    if (d->nowners == 0)
+        dd_temporal_close(d->t, dd_daemon_temporal_closed, d);
+    for (int i = 0; i < d->nowners; i++)
+        dd_owner_release(d->owners[i]);
+    *out = d;
+    return code;
+}
+
+void dd_daemon_stop(dd_daemon *d, void (*done)(void *), void *arg)
+{
+    d->done = done;
+    d->done_arg = arg;
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    if (d->http) {
+        dd_metrics_http_close(d->http);
+        d->http = NULL;
+    }
+    if (d->nowners == 0) {
+        dd_temporal_close(d->t, dd_daemon_temporal_closed, d);
+        return;
+    }
+    for (int i = 0; i < d->nowners; i++)
+        dd_owner_release(d->owners[i]);
+}
+
+void dd_daemon_free(dd_daemon *d)
+{
+    if (!d)
+        return;
+    for (int i = 0; i < d->nowners; i++)
+        dd_owner_free(d->owners[i]);
+    free(d);
+}

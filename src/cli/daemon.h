@@ -1,0 +1,21 @@
+/* daemon.h - what `dispatchd run` runs (and `dispatchd up` runs beside the
+ * local stack): one owner per configured dispatcher, the /metrics endpoint,
+ * all on the caller's loop. */
+#ifndef DD_CLI_DAEMON_H
+#define DD_CLI_DAEMON_H
+
+#include "cli/cli.h"
+
+typedef struct dd_daemon dd_daemon;
+
+/* Starts everything for cli->cfg's dispatchers (or default_dispatcher when
+ * none is configured; may be NULL). child_argv (may be NULL) runs while
+ * owning. Returns 0, or an exit code after printing why. */
+int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
+                    const char *default_dispatcher, char *const *child_argv);
+/* Releases every dispatcher (own runs terminated with "released by"), stops
+ * children, closes clients and the endpoint; done(arg) when all is closed. */
+void dd_daemon_stop(dd_daemon *d, void (*done)(void *arg), void *arg);
+void dd_daemon_free(dd_daemon *d);
+
+#endif
