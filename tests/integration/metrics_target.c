@@ -71,7 +71,8 @@ static void target_register(dd_metrics *m, target *tg)
     dd_metric_add(tg->cycles, DD_L1("ok"), 0);
     const char *const service[] = {"service", NULL};
     dd_metric *up = dd_metrics_family(m, DD_GAUGE, "dispatchd_stack_up",
-                                      "1 while the supervised server is healthy.", service, NULL, 0);
+                                      "1 while the supervised server is healthy.", service,
+                                      NULL, 0);
     dd_metric_set(up, DD_L1("temporal"), 1);
     dd_metric_set(up, DD_L1("redis"), 1);
 }

@@ -290,6 +290,39 @@ static void test_readyz(void **state)
     assert_int_equal(r.status, 503);
     assert_string_equal(r.body, "redis unreachable\n");
     resp_release(&r);
+    request(f->port, "HEAD /readyz HTTP/1.1\r\n\r\n", &r);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(r.body, "");
+    resp_release(&r);
+}
+
+/* A body of ~700 KB, more than a socket takes in one write: all of it
+ * arrives and matches Content-Length. */
+static void test_large_metrics_body(void **state)
+{
+    fx *f = *state;
+    const char *const lbl[] = {"dispatcher", NULL};
+    dd_metric *o = dd_metrics_family(f->m, DD_GAUGE, "dispatchd_dispatcher_owner", "Owner.", lbl,
+                                     NULL, 0);
+    /* The loop thread is idle between requests and renders only on request;
+     * this happens-before the request through the socket. */
+    /* Few series (the registry looks series up linearly), long names. */
+    for (int i = 0; i < 5000; i++) {
+        char name[160];
+        snprintf(name, sizeof(name), "project-%d-with-a-rather-long-name/queue-%d-%s", i, i,
+                 "padded-so-that-the-body-is-far-larger-than-socket-buffers");
+        dd_metric_set(o, DD_L1(name), i % 2);
+    }
+    resp r;
+    request(f->port, "GET /metrics HTTP/1.1\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(strlen(r.body) > 500000);
+    char len[32];
+    snprintf(len, sizeof(len), "%zu", strlen(r.body));
+    assert_string_equal(resp_header(&r, "Content-Length"), len);
+    assert_non_null(strstr(r.body, "queue-4999-padded-so-that-the-body-is-far-larger-than-"
+                                   "socket-buffers\"} 1\n"));
+    resp_release(&r);
 }
 
 static void test_404_405_400(void **state)
@@ -391,6 +424,8 @@ static void test_connection_limit_and_timeout(void **state)
     int64_t t_idle = now_ms();
     int idle1 = client_connect(f->port);
     int idle2 = client_connect(f->port);
+    /* A slow client that never finishes its request is cut off the same way. */
+    client_send(idle2, "GET /met", strlen("GET /met"));
     usleep(100 * 1000); /* let the loop accept both */
 
     /* The third is accepted and closed at once, with no response. */
@@ -521,6 +556,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_head_has_no_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_healthz, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readyz, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_metrics_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_404_405_400, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversized_header_431, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_and_half_closed_requests, setup, teardown),
