@@ -1,0 +1,115 @@
+# End-to-end tests of dispatcher ownership against a real Temporal dev server
+# (the ctest fixture's, plus private ones for the 429 and outage cases).
+source "$(dirname "$0")/lib.sh"
+
+U=$(cat "$DD_FIXTURE_DIR/temporal/url")
+TEMPORAL=${DD_SOURCE_DIR}/.tools/bin/temporal
+NS=default
+hist() { curl -fsS "$U/api/v1/namespaces/$NS/workflows/$1/history?execution.runId=$2"; }
+desc_status() { curl -fsS "$U/api/v1/namespaces/$NS/workflows/$1?execution.runId=$2" | jq -r .workflowExecutionInfo.status; }
+tk() { "$DISPATCHD" takeover "$@" --temporal-url "$U" 2>>"$T/takeover.log"; }
+P=proj$$x$RANDOM
+
+# --- fresh start, then takeover in ONE attempt, termination before start ----------
+j1=$(tk "$P" q1 --server-id hostA)
+check "fresh start: outcome started" [ "$(jq -r .outcome <<<"$j1")" = started ]
+check "fresh start: no previous run" [ "$(jq -r .previous_run_id <<<"$j1")" = null ]
+check "the ID is dispatcher-<project>-<queue>" [ "$(jq -r .workflow_id <<<"$j1")" = "dispatcher-$P-q1" ]
+j2=$(tk "$P" q1 --server-id hostB)
+r1=$(jq -r .run_id <<<"$j1"); r2=$(jq -r .run_id <<<"$j2"); wid=$(jq -r .workflow_id <<<"$j2")
+check "takeover: outcome took_over in one attempt" [ "$(jq -r '"\(.outcome) \(.attempts)"' <<<"$j2")" = "took_over 1" ]
+check "takeover: previous run named" [ "$(jq -r .previous_run_id <<<"$j2")" = "$r1" ]
+check "takeover: previous owner named" [ "$(jq -r .previous_server_id <<<"$j2")" = hostA ]
+old_last=$(hist "$wid" "$r1" | jq -r '.history.events[-1] | "\(.eventType) \(.eventTime)"')
+new_first=$(hist "$wid" "$r2" | jq -r '.history.events[0] | "\(.eventType) \(.eventTime)"')
+check "old run ends with WorkflowExecutionTerminated" [ "${old_last%% *}" = EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED ]
+check "new run starts with WorkflowExecutionStarted" [ "${new_first%% *}" = EVENT_TYPE_WORKFLOW_EXECUTION_STARTED ]
+check "termination is no later than the new start" [ "$(printf '%s\n%s\n' "${old_last#* }" "${new_first#* }" | sort | head -1)" = "${old_last#* }" ]
+check "server id is in the memo, not in the ID" bash -c "curl -fsS '$U/api/v1/namespaces/$NS/workflows/$wid?execution.runId=$r2' | jq -e '.workflowExecutionInfo.memo.fields.server_id' >/dev/null && [[ '$wid' != *hostB* ]]"
+
+# --- the a-b/c vs a/b-c trap --------------------------------------------------------
+ja=$(tk "$P-a-b" c --server-id h); jb=$(tk "$P-a" b-c --server-id h)
+check "a-b/c and a/b-c get different IDs" [ "$(jq -r .workflow_id <<<"$ja")" != "$(jq -r .workflow_id <<<"$jb")" ]
+check "and both are running (neither took over the other)" [ "$(jq -r .outcome <<<"$jb")" = started ]
+
+# --- legacy path: 409 -> terminate exactly that run -> start ------------------------------
+j3=$(tk "$P" q1 --server-id hostC --legacy-takeover)
+r3=$(jq -r .run_id <<<"$j3")
+check "legacy: outcome legacy_took_over" [ "$(jq -r .outcome <<<"$j3")" = legacy_took_over ]
+check "legacy: took two start attempts (409, then start)" [ "$(jq -r .attempts <<<"$j3")" = 2 ]
+check "legacy: the 409's run was the one terminated" [ "$(jq -r .previous_run_id <<<"$j3")" = "$r2" ]
+check "legacy: its reason names the new owner" \
+  [ "$(hist "$wid" "$r2" | jq -r '.history.events[-1].workflowExecutionTerminatedEventAttributes.reason')" = "takeover by hostC" ]
+check "legacy: every termination is logged with run id and requester" \
+  grep -q "event=terminate workflow_id=$wid run_id=$r2 reason=\"takeover by hostC\" requester=hostC" "$T/takeover.log"
+
+# --- bad input ---------------------------------------------------------------------------
+set +e
+out=$("$DISPATCHD" takeover "" q --temporal-url "$U" 2>&1); rc=$?
+check "empty project is refused with exit 2" [ $rc -eq 2 ]
+check "and said so" grep -q "project name is empty" <<<"$out"
+out=$("$DISPATCHD" takeover "$P" q --temporal-url "$U" --namespace no-such-ns 2>&1); rc=$?
+check "wrong namespace fails" [ $rc -eq 1 ]
+check "wrong namespace is named" grep -q "namespace 'no-such-ns' not found" <<<"$out"
+out=$("$DISPATCHD" takeover "$P" q --temporal-url "ftp://x" 2>&1); rc=$?
+check "malformed URL is refused with exit 2" [ $rc -eq 2 ]
+dead=$(free_port)
+out=$("$DISPATCHD" takeover "$P" q --temporal-url "http://127.0.0.1:$dead" 2>&1); rc=$?
+set -e
+check "Temporal down: takeover exits 1" [ $rc -eq 1 ]
+check "Temporal down: the message says unavailable" grep -q "unavailable after" <<<"$out"
+
+# --- run: loss detected within ms, child stopped, no fighting back; release on SIGTERM ------
+child='echo "start $DISPATCHD_RUN_ID $DISPATCHD_SERVER_ID"; trap "echo stop; exit 0" TERM; while :; do sleep 0.05; done'
+"$DISPATCHD" run --dispatcher "$P/q2" --temporal-url "$U" --server-id ownerA --metrics-listen off \
+  -- sh -c "$child" >"$T/a.out" 2>"$T/a.log" &
+A=$!
+check "owner A owns" wait_until 10 grep -q "event=owning" "$T/a.log"
+check "A's child started with its run id" wait_until 5 grep -q "^start .* ownerA" "$T/a.out"
+ra=$(grep event=owning "$T/a.log" | sed 's/.*run_id=\([^ ]*\).*/\1/')
+t0=$(now_us)
+tk "$P" q2 --server-id ownerB >/dev/null
+check "A learns it lost ownership" wait_until 5 grep -q "event=ownership_lost" "$T/a.log"
+lost_us=$(grep event=ownership_lost "$T/a.log" | sed 's/.*wall_us=\([0-9]*\).*/\1/')
+echo "# loss detected $(( (lost_us - t0) / 1000 )) ms after the takeover command started"
+check "loss detected within 1 s" [ $((lost_us - t0)) -lt 1000000 ]
+check "A's child was stopped" wait_until 5 grep -q "^stop" "$T/a.out"
+sleep 1
+check "A does not fight back (one takeover in its log)" [ "$(grep -c 'event=takeover ' "$T/a.log")" = 1 ]
+kill -TERM $A; wait $A
+check "A exits cleanly" grep -q "event=stopped .*clean=true" "$T/a.log"
+
+"$DISPATCHD" run --dispatcher "$P/q3" --temporal-url "$U" --server-id relA --metrics-listen off 2>"$T/r.log" &
+R=$!
+wait_until 10 grep -q "event=owning" "$T/r.log" || fail "relA did not own"
+rr=$(grep event=owning "$T/r.log" | sed 's/.*run_id=\([^ ]*\).*/\1/')
+kill -TERM $R; wait $R
+check "release: own run is terminated" [ "$(desc_status "dispatcher-$P-q3" "$rr")" = WORKFLOW_EXECUTION_STATUS_TERMINATED ]
+check "release: reason 'released by <server id>'" \
+  [ "$(hist "dispatcher-$P-q3" "$rr" | jq -r '.history.events[-1].workflowExecutionTerminatedEventAttributes.reason')" = "released by relA" ]
+
+# --- run while Temporal is down: retries with backoff, recovers when it comes back ----------
+gp=$(free_port); hp=$(free_port)
+"$DISPATCHD" run --dispatcher "$P/q4" --temporal-url "http://127.0.0.1:$hp" --server-id late \
+  --metrics-listen off 2>"$T/late.log" &
+L=$!
+check "run keeps retrying while Temporal is down" wait_until 10 bash -c "[ \$(grep -c event=takeover_retry '$T/late.log') -ge 1 ]"
+check "run is still alive" kill -0 $L
+setsid "$TEMPORAL" server start-dev --headless --ip 127.0.0.1 --port "$gp" --http-port "$hp" \
+  --log-level error >"$T/t2.log" 2>&1 </dev/null &
+T2=$!
+check "run recovers when Temporal comes back" wait_until 60 grep -q "event=owning" "$T/late.log"
+kill -TERM $L; wait $L
+kill -TERM -- -$T2 2>/dev/null || true; wait $T2 2>/dev/null || true
+
+# --- 429: restarts of one ID faster than the server allows are retried ---------------------------
+gp=$(free_port); hp=$(free_port)
+setsid "$TEMPORAL" server start-dev --headless --ip 127.0.0.1 --port "$gp" --http-port "$hp" \
+  --log-level error --dynamic-config-value history.workflowIdReuseMinimalInterval='"2s"' >"$T/t3.log" 2>&1 </dev/null &
+T3=$!
+wait_until 30 curl -fsS "http://127.0.0.1:$hp/api/v1/system-info" || fail "second temporal did not start"
+"$DISPATCHD" takeover "$P" q5 --temporal-url "http://127.0.0.1:$hp" >/dev/null 2>&1
+j5=$("$DISPATCHD" takeover "$P" q5 --temporal-url "http://127.0.0.1:$hp" --server-id again 2>"$T/429.log")
+check "a takeover hitting the restart rate limit succeeds" [ "$(jq -r .outcome <<<"$j5")" = took_over ]
+check "after retrying on 429" grep -q "http_status=429" "$T/429.log"
+kill -TERM -- -$T3 2>/dev/null || true; wait $T3 2>/dev/null || true
