@@ -577,7 +577,9 @@ static void on_transfer_done(dd_temporal_call *c, CURLcode cc)
         return;
     }
     rc = parse_error(c, http, root, &retry);
-    json_decref(root);
+    /* The result (e.g. the running run id of a 409) may point into root. */
+    if (root)
+        json_array_append_new(c->keep, root);
     call_failed(c, rc, retry);
 }
 
