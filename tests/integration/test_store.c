@@ -23,8 +23,12 @@
 
 #define PASSWORD "correct-horse-battery"
 
+/* testsupport keeps a pointer to every server it started (to kill it from
+ * atexit/signal handlers), so the server struct must outlive the test. */
+static dd_test_server the_server;
+
 typedef struct fx {
-    dd_test_server srv;
+    dd_test_server *srvp;
     const char *srv_password;
     uv_loop_t loop;
     FILE *logf;
@@ -183,7 +187,7 @@ static void open_store(fx *f, const char *url, const char *password, int64_t tim
 
 static const char *url_of(fx *f, char *buf, size_t len)
 {
-    snprintf(buf, len, "redis://127.0.0.1:%d/0", f->srv.port);
+    snprintf(buf, len, "redis://127.0.0.1:%d/0", f->srvp->port);
     return buf;
 }
 
@@ -191,8 +195,11 @@ static int setup_common(void **state, const char *password)
 {
     fx *f = calloc(1, sizeof(*f));
     char url[128];
-    if (dd_test_redis_start(&f->srv, password) < 0)
+    f->srvp = &the_server;
+    if (dd_test_redis_start(f->srvp, password) < 0) {
+        free(f);
         return -1;
+    }
     f->srv_password = password;
     uv_loop_init(&f->loop);
     f->logf = open_memstream(&f->logbuf, &f->loglen);
@@ -224,7 +231,7 @@ static int teardown(void **state)
     dd_log_free(f->log);
     fclose(f->logf);
     free(f->logbuf);
-    dd_test_server_stop(&f->srv);
+    dd_test_server_stop(f->srvp);
     free(f);
     assert_int_equal(rc, 0); /* the loop closed clean */
     return 0;
@@ -233,7 +240,7 @@ static int teardown(void **state)
 /* A plain synchronous connection for arranging and inspecting data. */
 static redisContext *raw(fx *f)
 {
-    redisContext *c = redisConnect("127.0.0.1", f->srv.port);
+    redisContext *c = redisConnect("127.0.0.1", f->srvp->port);
     assert_non_null(c);
     assert_int_equal(c->err, 0);
     if (f->srv_password)
@@ -419,7 +426,7 @@ static void test_redis_killed_and_back(void **state)
     memset(&w2, 0, sizeof(w2));
     assert_int_equal(dd_store_heartbeat(f->s, "wf-k", "run-a", e, 2000, 30000, owner_cb, &w), 0);
     assert_int_equal(dd_store_list(f->s, 0, list_cb, &w2), 0);
-    dd_test_server_stop(&f->srv);
+    dd_test_server_stop(f->srvp);
     assert_true(run_until(f, &w.done, 5000));
     assert_true(run_until(f, &w2.done, 5000));
     assert_true(w.status == DD_EUNAVAIL || w.status == DD_ETIMEOUT);
@@ -432,7 +439,7 @@ static void test_redis_killed_and_back(void **state)
     assert_true(rc == DD_EUNAVAIL || rc == DD_ETIMEOUT);
     sleep_loop(f, 300); /* a few reconnect attempts against a closed port */
 
-    assert_int_equal(dd_test_redis_restart(&f->srv, NULL), 0);
+    assert_int_equal(dd_test_redis_restart(f->srvp, NULL), 0);
     int tries = 0;
     do {
         sleep_loop(f, 50);
@@ -456,9 +463,9 @@ static void test_paused_redis_times_out(void **state)
     open_store(f, url_of(f, url, sizeof(url)), NULL, 300);
     assert_int_equal(W(dd_store_ping(f->s, status_cb, &w)), 0);
 
-    kill(-f->srv.pid, SIGSTOP);
+    kill(-f->srvp->pid, SIGSTOP);
     assert_int_equal(W(dd_store_ping(f->s, status_cb, &w)), DD_ETIMEOUT);
-    kill(-f->srv.pid, SIGCONT);
+    kill(-f->srvp->pid, SIGCONT);
     /* the late PONG belongs to a dropped connection and a finished request:
      * ignored; the store reconnects by itself */
     int rc, tries = 0;
@@ -511,7 +518,7 @@ static void test_auth(void **state)
     uv_run(&f->loop, UV_RUN_DEFAULT);
 
     /* the right one, from the URL, and db 3 */
-    snprintf(url, sizeof(url), "redis://:%s@127.0.0.1:%d/3", PASSWORD, f->srv.port);
+    snprintf(url, sizeof(url), "redis://:%s@127.0.0.1:%d/3", PASSWORD, f->srvp->port);
     open_store(f, url, NULL, 2000);
     assert_int_equal(claim(f, "wf-auth", "r", "h", 1, NULL), 0);
     redisContext *c = raw(f);
