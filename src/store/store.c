@@ -34,6 +34,7 @@ struct dd_store {
     dd_store_url url;
     char *password; /* effective one (opts or URL); NULL: no AUTH */
     int64_t cmd_timeout_ms, connect_timeout_ms;
+    size_t max_pending;
     void (*on_state)(int status, void *arg);
     void *state_arg;
 
@@ -489,6 +490,7 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
                                                          : s->cmd_timeout_ms;
     dd_backoff_init(&s->backoff, opts->reconnect_base_ms > 0 ? opts->reconnect_base_ms : 100,
                     opts->reconnect_cap_ms > 0 ? opts->reconnect_cap_ms : 5000, opts->seed);
+    s->max_pending = opts->max_pending > 0 ? opts->max_pending : 65536;
     s->on_state = opts->on_state;
     s->state_arg = opts->state_arg;
     uv_timer_init(ctx->loop, &s->conn_timer);
@@ -659,7 +661,7 @@ int dd_store__reply_error(dd_store *s, const char *op, const redisReply *rep)
 {
     int rc = DD_EPROTO;
     if (!strncmp(rep->str, "NOAUTH", 6) || !strncmp(rep->str, "WRONGPASS", 9) ||
-        !strncmp(rep->str, "NOPERM", 6) || strstr(rep->str, "AUTH") != NULL)
+        !strncmp(rep->str, "NOPERM", 6) || !strncmp(rep->str, "ERR AUTH", 8))
         rc = -EACCES;
     else if (!strncmp(rep->str, "LOADING", 7) || !strncmp(rep->str, "BUSY", 4) ||
              !strncmp(rep->str, "READONLY", 8) || !strncmp(rep->str, "MASTERDOWN", 10))
@@ -725,6 +727,8 @@ int dd_store__check(const dd_store *s)
         return DD_ECANCELED;
     if (s->state == ST_DOWN)
         return DD_EUNAVAIL;
+    if (s->nreqs >= s->max_pending)
+        return DD_EBUSY;
     return 0;
 }
 

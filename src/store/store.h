@@ -39,7 +39,8 @@
  *
  * Calling convention: every operation either returns a negative error
  * synchronously (DD_EINVAL bad arguments, DD_EUNAVAIL not connected,
- * DD_ECANCELED store closing) and never calls cb, or returns 0 and calls cb
+ * DD_EBUSY too many operations in flight, DD_ECANCELED store closing) and
+ * never calls cb, or returns 0 and calls cb
  * exactly once, later, from the loop. Result pointers passed to callbacks
  * are owned by the store and valid only during the callback: copy what you
  * keep. Errors delivered to callbacks: DD_ETIMEOUT (no reply within the
@@ -88,6 +89,7 @@ typedef struct dd_store_opts {
     int64_t reconnect_base_ms;   /* default 100 */
     int64_t reconnect_cap_ms;    /* default 5000 */
     uint64_t seed;               /* jitter seed; 0: from the kernel */
+    size_t max_pending;          /* live operations before DD_EBUSY; default 65536 */
     /* Called with 0 whenever the connection becomes ready, and with a
      * negative error when it is lost or an attempt fails. May be NULL. */
     void (*on_state)(int status, void *arg);

@@ -495,6 +495,28 @@ static void test_close_with_pending(void **state)
     f->s = NULL;
 }
 
+static void test_bounded_pending(void **state)
+{
+    fx *f = *state;
+    waiter w, a, b;
+    char url[128];
+    dd_store_opts o = {0};
+    char err[256];
+    dd_store_close(f->s);
+    o.url = url_of(f, url, sizeof(url));
+    o.max_pending = 2;
+    assert_int_equal(dd_store_open(&f->ctx, &o, &f->s, err, sizeof(err)), 0);
+    assert_int_equal(W(dd_store_ping(f->s, status_cb, &w)), 0);
+    sleep_loop(f, 10);
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    assert_int_equal(dd_store_ping(f->s, status_cb, &a), 0);
+    assert_int_equal(dd_store_ping(f->s, status_cb, &b), 0);
+    assert_int_equal(dd_store_ping(f->s, status_cb, &w), DD_EBUSY);
+    assert_true(run_until(f, &b.done, 5000));
+    assert_int_equal(b.status, 0);
+}
+
 static void test_auth(void **state)
 {
     fx *f = *state;
@@ -662,6 +684,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_redis_killed_and_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paused_redis_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bounded_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth, setup_auth, teardown),
         cmocka_unit_test_setup_teardown(test_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workers, setup, teardown),
