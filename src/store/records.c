@@ -1,0 +1,570 @@
+/* records.c - heartbeat records, leases and the worker registry: the Lua
+ * scripts and the reply parsing. See store.h for the key schema and the
+ * fencing argument.
+ *
+ * Scripts go out with plain EVAL: they are a few hundred bytes, Redis
+ * caches the compiled function by its SHA anyway, and there is no NOSCRIPT
+ * retry path to get wrong after a restart or a failover. */
+#include "store/store_int.h"
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/log.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define INDEX_KEY "dd:hb:index"
+
+/* KEYS: hb, index, epoch. ARGV: wid run server project queue now ttl. */
+static const char lua_claim[] =
+    "local e = redis.call('INCR', KEYS[3])\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "redis.call('HSET', KEYS[1], 'workflow_id', ARGV[1], 'run_id', ARGV[2],\n"
+    "  'server_id', ARGV[3], 'project', ARGV[4], 'queue', ARGV[5], 'hb_ms', ARGV[6],\n"
+    "  'ttl_ms', ARGV[7], 'epoch', e)\n"
+    "redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])\n"
+    "return e\n";
+
+/* The fence shared by every owner write: the stored run id and epoch must
+ * both be the caller's. Returns {'fenced', server, run, epoch} otherwise. */
+#define LUA_FENCE(run, epoch)                                                                      \
+    "local cur = redis.call('HMGET', KEYS[1], 'run_id', 'epoch', 'server_id')\n"                   \
+    "if cur[1] ~= " run " or tonumber(cur[2]) ~= tonumber(" epoch ") then\n"                     \
+    "  return {'fenced', cur[3] or '', cur[1] or '', cur[2] or ''}\n"                              \
+    "end\n"
+
+/* KEYS: hb, index. ARGV: wid run epoch now ttl. */
+static const char lua_heartbeat[] = LUA_FENCE("ARGV[2]", "ARGV[3]")
+    "redis.call('HSET', KEYS[1], 'hb_ms', ARGV[4], 'ttl_ms', ARGV[5])\n"
+    "redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])\n"
+    "return {'ok'}\n";
+
+/* KEYS: hb, index. ARGV: wid run epoch. */
+static const char lua_release[] = LUA_FENCE("ARGV[2]", "ARGV[3]")
+    "redis.call('DEL', KEYS[1])\n"
+    "redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "return {'ok'}\n";
+
+/* KEYS: hb, index. ARGV: wid run hb_ms. 1 deleted, 0 gone, -1 changed.
+ * Numbers are compared as numbers so "0123" and "123" agree. */
+static const char lua_cad[] =
+    "local cur = redis.call('HMGET', KEYS[1], 'run_id', 'hb_ms')\n"
+    "if redis.call('EXISTS', KEYS[1]) == 0 then\n"
+    "  redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "  return 0\n"
+    "end\n"
+    "if cur[1] ~= ARGV[2] or tonumber(cur[2]) ~= tonumber(ARGV[3]) then return -1 end\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "return 1\n";
+
+/* KEYS: lease. ARGV: holder. */
+static const char lua_lease_release[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
+    "return 0\n";
+
+/* KEYS: hb, workers. ARGV: run epoch older_than max_batch. Returns
+ * {'ok', {member, score, ...}} or the fence answer. Batched so that one
+ * noisy moment cannot empty the registry in one go (R10). */
+static const char lua_evict[] = LUA_FENCE("ARGV[1]", "ARGV[2]")
+    "local m = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3], 'WITHSCORES',\n"
+    "  'LIMIT', 0, tonumber(ARGV[4]))\n"
+    "for i = 1, #m, 2 do redis.call('ZREM', KEYS[2], m[i]) end\n"
+    "return {'ok', m}\n";
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static char *xstrndup(const char *s, size_t n)
+{
+    char *p = dd_xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+static int parse_i64(const char *s, int64_t *out)
+{
+    char *end;
+    if (!s || !*s)
+        return -1;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static bool is_str(const redisReply *r)
+{
+    return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
+}
+
+#define I64(buf, v) (snprintf((buf), sizeof(buf), "%" PRId64, (int64_t)(v)), (buf))
+
+/* Common start of every operation: refuse early, build the request. */
+static dd_store__req *begin(dd_store *s, const dd_store__op *op, void (*cb)(void), void *arg,
+                            int *rc)
+{
+    *rc = dd_store__check(s);
+    if (*rc == 0 && !cb)
+        *rc = DD_EINVAL;
+    return *rc ? NULL : dd_store__req_new(s, op, cb, arg);
+}
+
+static int end(dd_store__req *r, int rc)
+{
+    if (rc < 0)
+        dd_store__abort(r);
+    else
+        dd_store__submit(r);
+    return rc;
+}
+
+/* ---- status-only operations --------------------------------------------- */
+
+/* reply -> status: decided per op by r->status, set by the reply parser. */
+static void status_deliver(dd_store__req *r, int status)
+{
+    ((dd_store_status_cb *)r->cb)(status ? status : r->status, r->arg);
+}
+
+static void ok_reply(dd_store__req *r, redisReply *rep)
+{
+    if (r->pending == 0)
+        dd_store__finish(r, 0);
+}
+
+static void cad_reply(dd_store__req *r, redisReply *rep)
+{
+    if (rep->type != REDIS_REPLY_INTEGER)
+        r->status = DD_EPROTO;
+    else
+        r->status = rep->integer == 1 ? 0 : rep->integer == 0 ? DD_ENOTFOUND : DD_ECONFLICT;
+    dd_store__finish(r, 0);
+}
+
+static void lease_acquire_reply(dd_store__req *r, redisReply *rep)
+{
+    r->status = rep->type == REDIS_REPLY_NIL ? DD_EBUSY : is_str(rep) ? 0 : DD_EPROTO;
+    dd_store__finish(r, 0);
+}
+
+static void lease_release_reply(dd_store__req *r, redisReply *rep)
+{
+    r->status = rep->type != REDIS_REPLY_INTEGER ? DD_EPROTO
+                : rep->integer == 1             ? 0
+                                                : DD_ENOTFOUND;
+    dd_store__finish(r, 0);
+}
+
+static const dd_store__op ping_op = {"ping", ok_reply, status_deliver};
+static const dd_store__op cad_op = {"compare_and_delete", cad_reply, status_deliver};
+static const dd_store__op lease_acquire_op = {"lease_acquire", lease_acquire_reply,
+                                              status_deliver};
+static const dd_store__op lease_release_op = {"lease_release", lease_release_reply,
+                                              status_deliver};
+static const dd_store__op worker_hb_op = {"worker_heartbeat", ok_reply, status_deliver};
+static const dd_store__op worker_dereg_op = {"worker_deregister", ok_reply, status_deliver};
+
+int dd_store_ping(dd_store *s, dd_store_status_cb *cb, void *arg)
+{
+    int rc;
+    dd_store__req *r = begin(s, &ping_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    return end(r, dd_store__cmd(r, "PING", NULL));
+}
+
+int dd_store_compare_and_delete(dd_store *s, const char *wid, const char *run_id, int64_t hb_ms,
+                                dd_store_status_cb *cb, void *arg)
+{
+    char key[DD_STORE__KEYMAX], hb[24];
+    int rc;
+    if (!dd_store__key(key, "hb", wid) || !run_id)
+        return DD_EINVAL;
+    dd_store__req *r = begin(s, &cad_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    return end(r, dd_store__cmd(r, "EVAL", lua_cad, "2", key, INDEX_KEY, wid, run_id,
+                                I64(hb, hb_ms), NULL));
+}
+
+int dd_store_lease_acquire(dd_store *s, const char *name, const char *holder, int64_t ttl_ms,
+                           dd_store_status_cb *cb, void *arg)
+{
+    char key[DD_STORE__KEYMAX], ttl[24];
+    int rc;
+    if (!dd_store__key(key, "lease", name) || !holder || !*holder || ttl_ms <= 0)
+        return DD_EINVAL;
+    dd_store__req *r = begin(s, &lease_acquire_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    return end(r, dd_store__cmd(r, "SET", key, holder, "NX", "PX", I64(ttl, ttl_ms), NULL));
+}
+
+int dd_store_lease_release(dd_store *s, const char *name, const char *holder,
+                           dd_store_status_cb *cb, void *arg)
+{
+    char key[DD_STORE__KEYMAX];
+    int rc;
+    if (!dd_store__key(key, "lease", name) || !holder)
+        return DD_EINVAL;
+    dd_store__req *r = begin(s, &lease_release_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    return end(r, dd_store__cmd(r, "EVAL", lua_lease_release, "1", key, holder, NULL));
+}
+
+int dd_store_worker_heartbeat(dd_store *s, const char *wid, const char *server_id, int64_t now_ms,
+                              dd_store_status_cb *cb, void *arg)
+{
+    char key[DD_STORE__KEYMAX], now[24];
+    int rc;
+    if (!dd_store__key(key, "workers", wid) || !server_id || !*server_id)
+        return DD_EINVAL;
+    dd_store__req *r = begin(s, &worker_hb_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    return end(r, dd_store__cmd(r, "ZADD", key, I64(now, now_ms), server_id, NULL));
+}
+
+int dd_store_worker_deregister(dd_store *s, const char *wid, const char *server_id,
+                               dd_store_status_cb *cb, void *arg)
+{
+    char key[DD_STORE__KEYMAX];
+    int rc;
+    if (!dd_store__key(key, "workers", wid) || !server_id)
+        return DD_EINVAL;
+    dd_store__req *r = begin(s, &worker_dereg_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    return end(r, dd_store__cmd(r, "ZREM", key, server_id, NULL));
+}
+
+/* ---- owner operations --------------------------------------------------- */
+
+static void owner_deliver(dd_store__req *r, int status)
+{
+    status = status ? status : r->status;
+    ((dd_store_owner_cb *)r->cb)(status, status == 0 || status == DD_EFENCED ? &r->owner : NULL,
+                                 r->arg);
+}
+
+static void claim_reply(dd_store__req *r, redisReply *rep)
+{
+    r->status = rep->type == REDIS_REPLY_INTEGER ? 0 : DD_EPROTO;
+    r->owner.epoch = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+    dd_store__finish(r, 0);
+}
+
+/* {'ok'} or {'fenced', server, run, epoch} */
+static void fenced_reply(dd_store__req *r, redisReply *rep)
+{
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || !is_str(rep->element[0])) {
+        r->status = DD_EPROTO;
+    } else if (!strcmp(rep->element[0]->str, "fenced") && rep->elements == 4) {
+        r->status = DD_EFENCED;
+        for (int i = 0; i < 2; i++)
+            if (is_str(rep->element[1 + i]) && rep->element[1 + i]->len > 0)
+                r->str[i] = xstrndup(rep->element[1 + i]->str, rep->element[1 + i]->len);
+        r->owner.server_id = r->str[0];
+        r->owner.run_id = r->str[1];
+        if (is_str(rep->element[3]))
+            (void)parse_i64(rep->element[3]->str, &r->owner.epoch);
+    } else {
+        r->status = strcmp(rep->element[0]->str, "ok") ? DD_EPROTO : 0;
+    }
+    dd_store__finish(r, 0);
+}
+
+static const dd_store__op claim_op = {"claim", claim_reply, owner_deliver};
+static const dd_store__op heartbeat_op = {"heartbeat", fenced_reply, owner_deliver};
+static const dd_store__op release_op = {"release", fenced_reply, owner_deliver};
+
+int dd_store_claim(dd_store *s, const dd_store_claim_args *a, dd_store_owner_cb *cb, void *arg)
+{
+    char hb[DD_STORE__KEYMAX], ep[DD_STORE__KEYMAX], now[24], ttl[24];
+    int rc;
+    if (!a || !dd_store__key(hb, "hb", a->workflow_id) || !dd_store__key(ep, "epoch", a->workflow_id) ||
+        !a->run_id || !*a->run_id || !a->server_id || !a->project || !a->queue)
+        return DD_EINVAL;
+    dd_store__req *r = begin(s, &claim_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    r->owner.server_id = r->str[0] = dd_strdup(a->server_id);
+    r->owner.run_id = r->str[1] = dd_strdup(a->run_id);
+    return end(r, dd_store__cmd(r, "EVAL", lua_claim, "3", hb, INDEX_KEY, ep, a->workflow_id,
+                                a->run_id, a->server_id, a->project, a->queue,
+                                I64(now, a->now_ms), I64(ttl, a->ttl_ms), NULL));
+}
+
+int dd_store_heartbeat(dd_store *s, const char *wid, const char *run_id, int64_t epoch,
+                       int64_t now_ms, int64_t ttl_ms, dd_store_owner_cb *cb, void *arg)
+{
+    char key[DD_STORE__KEYMAX], e[24], now[24], ttl[24];
+    int rc;
+    if (!dd_store__key(key, "hb", wid) || !run_id || !*run_id)
+        return DD_EINVAL;
+    dd_store__req *r = begin(s, &heartbeat_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    r->owner.epoch = epoch;
+    return end(r, dd_store__cmd(r, "EVAL", lua_heartbeat, "2", key, INDEX_KEY, wid, run_id,
+                                I64(e, epoch), I64(now, now_ms), I64(ttl, ttl_ms), NULL));
+}
+
+int dd_store_release(dd_store *s, const char *wid, const char *run_id, int64_t epoch,
+                     dd_store_owner_cb *cb, void *arg)
+{
+    char key[DD_STORE__KEYMAX], e[24];
+    int rc;
+    if (!dd_store__key(key, "hb", wid) || !run_id || !*run_id)
+        return DD_EINVAL;
+    dd_store__req *r = begin(s, &release_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    r->owner.epoch = epoch;
+    return end(r, dd_store__cmd(r, "EVAL", lua_release, "2", key, INDEX_KEY, wid, run_id,
+                                I64(e, epoch), NULL));
+}
+
+/* ---- reading records ---------------------------------------------------- */
+
+/* Fills h from an HGETALL reply; wid names it when the hash is missing. */
+static void parse_record(dd_store_hb *h, const char *wid, const redisReply *rep)
+{
+    static const char *const names[] = {"workflow_id", "run_id", "server_id", "project",
+                                        "queue",       "hb_ms",  "ttl_ms",    "epoch"};
+    char *v[8] = {0};
+    const char *problem = NULL;
+    char why[96];
+    if (rep->type != REDIS_REPLY_ARRAY) {
+        problem = "not a hash";
+    } else {
+        for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+            const redisReply *k = rep->element[i], *val = rep->element[i + 1];
+            for (int j = 0; j < 8 && is_str(k) && is_str(val); j++)
+                if (!v[j] && !strcmp(k->str, names[j]))
+                    v[j] = xstrndup(val->str, val->len);
+        }
+        if (rep->elements == 0)
+            problem = "record missing (index entry only)";
+    }
+    for (int j = 0; j < 8 && !problem; j++)
+        if (!v[j] || !*v[j]) {
+            snprintf(why, sizeof(why), "missing '%s'", names[j]);
+            problem = why;
+        }
+    int64_t *nums[3] = {&h->hb_ms, &h->ttl_ms, &h->epoch};
+    for (int j = 5; j < 8; j++)
+        if (v[j] && parse_i64(v[j], nums[j - 5]) < 0 && !problem) {
+            snprintf(why, sizeof(why), "'%s' is not a number", names[j]);
+            problem = why;
+        }
+    h->workflow_id = v[0] ? v[0] : dd_strdup(wid);
+    h->run_id = v[1];
+    h->server_id = v[2];
+    h->project = v[3];
+    h->queue = v[4];
+    for (int j = 5; j < 8; j++)
+        free(v[j]);
+    h->malformed = problem != NULL;
+    h->problem = problem ? dd_strdup(problem) : NULL;
+}
+
+static void get_reply(dd_store__req *r, redisReply *rep)
+{
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 0) {
+        r->status = DD_ENOTFOUND;
+    } else {
+        r->recs = dd_xcalloc(1, sizeof(*r->recs));
+        r->nrecs = 1;
+        parse_record(r->recs, r->str[0], rep);
+    }
+    dd_store__finish(r, 0);
+}
+
+static void get_deliver(dd_store__req *r, int status)
+{
+    status = status ? status : r->status;
+    ((dd_store_hb_cb *)r->cb)(status, status == 0 ? r->recs : NULL, r->arg);
+}
+
+static const dd_store__op get_op = {"get", get_reply, get_deliver};
+
+int dd_store_get(dd_store *s, const char *wid, dd_store_hb_cb *cb, void *arg)
+{
+    char key[DD_STORE__KEYMAX];
+    int rc;
+    if (!dd_store__key(key, "hb", wid))
+        return DD_EINVAL;
+    dd_store__req *r = begin(s, &get_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    r->str[0] = dd_strdup(wid);
+    return end(r, dd_store__cmd(r, "HGETALL", key, NULL));
+}
+
+/* Stale query / list: replies 1-3 are the range, ZCARD and ZCOUNT; the
+ * range reply sends one HGETALL per member (pipelined: all go out before
+ * the first answer is read), and reply 3 + i fills record i. */
+static void range_reply(dd_store__req *r, redisReply *rep)
+{
+    unsigned k = r->nreplies;
+    if (k == 1) {
+        if (rep->type != REDIS_REPLY_ARRAY) {
+            dd_store__finish(r, DD_EPROTO);
+            return;
+        }
+        r->recs = rep->elements ? dd_xcalloc(rep->elements, sizeof(*r->recs)) : NULL;
+        r->nrecs = rep->elements;
+        for (size_t i = 0; i < rep->elements; i++) {
+            char key[DD_STORE__KEYMAX];
+            const redisReply *m = rep->element[i];
+            /* workflow_id is set here so a failed send still frees cleanly */
+            r->recs[i].workflow_id = is_str(m) ? xstrndup(m->str, m->len) : dd_strdup("");
+            if (!dd_store__key(key, "hb", r->recs[i].workflow_id))
+                snprintf(key, sizeof(key), "dd:hb:{}");
+            if (dd_store__cmd(r, "HGETALL", key, NULL) < 0) {
+                dd_store__finish(r, DD_EUNAVAIL);
+                return;
+            }
+        }
+    } else if (k == 2 || k == 3) {
+        if (rep->type != REDIS_REPLY_INTEGER) {
+            dd_store__finish(r, DD_EPROTO);
+            return;
+        }
+        *(k == 2 ? &r->total : &r->stale) = rep->integer;
+    } else if (k - 4 < r->nrecs) {
+        dd_store_hb *h = &r->recs[k - 4];
+        char *wid = (char *)h->workflow_id;
+        parse_record(h, wid, rep);
+        if (h->workflow_id != wid)
+            free(wid);
+    }
+    if (r->pending == 0)
+        dd_store__finish(r, 0);
+}
+
+static void list_deliver(dd_store__req *r, int status)
+{
+    dd_store_hb_list l = {r->recs, r->nrecs, r->total, r->stale};
+    ((dd_store_hb_list_cb *)r->cb)(status, status == 0 ? &l : NULL, r->arg);
+}
+
+static const dd_store__op stale_op = {"stale", range_reply, list_deliver};
+static const dd_store__op list_op = {"list", range_reply, list_deliver};
+
+static int range_query(dd_store *s, const dd_store__op *op, const char *max, size_t limit,
+                       dd_store_hb_list_cb *cb, void *arg)
+{
+    char lim[24];
+    int rc;
+    dd_store__req *r = begin(s, op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    snprintf(lim, sizeof(lim), "%zu", limit);
+    rc = dd_store__cmd(r, "ZRANGEBYSCORE", INDEX_KEY, "-inf", max, "LIMIT", "0",
+                       limit ? lim : "-1", NULL);
+    if (rc == 0)
+        rc = dd_store__cmd(r, "ZCARD", INDEX_KEY, NULL);
+    if (rc == 0)
+        rc = dd_store__cmd(r, "ZCOUNT", INDEX_KEY, "-inf", max, NULL);
+    return end(r, rc);
+}
+
+int dd_store_stale(dd_store *s, int64_t now_ms, int64_t threshold_ms, size_t limit,
+                   dd_store_hb_list_cb *cb, void *arg)
+{
+    char max[32];
+    if (limit == 0 || threshold_ms < 0)
+        return DD_EINVAL;
+    /* "(" makes it exclusive: a record exactly threshold old is not stale yet */
+    snprintf(max, sizeof(max), "(%" PRId64, now_ms - threshold_ms);
+    return range_query(s, &stale_op, max, limit, cb, arg);
+}
+
+int dd_store_list(dd_store *s, size_t limit, dd_store_hb_list_cb *cb, void *arg)
+{
+    return range_query(s, &list_op, "+inf", limit, cb, arg);
+}
+
+/* ---- worker registry ---------------------------------------------------- */
+
+/* Fills r->workers from a flat {member, score, ...} array. */
+static int parse_workers(dd_store__req *r, const redisReply *a)
+{
+    if (a->type != REDIS_REPLY_ARRAY || a->elements % 2)
+        return DD_EPROTO;
+    r->nworkers = a->elements / 2;
+    r->workers = r->nworkers ? dd_xcalloc(r->nworkers, sizeof(*r->workers)) : NULL;
+    for (size_t i = 0; i < r->nworkers; i++) {
+        const redisReply *m = a->element[2 * i], *sc = a->element[2 * i + 1];
+        double d = is_str(sc) ? strtod(sc->str, NULL) : 0;
+        r->workers[i].server_id = is_str(m) ? xstrndup(m->str, m->len) : dd_strdup("");
+        r->workers[i].hb_ms = (int64_t)d;
+    }
+    return 0;
+}
+
+static void workers_reply(dd_store__req *r, redisReply *rep)
+{
+    r->status = parse_workers(r, rep);
+    dd_store__finish(r, 0);
+}
+
+static void evict_reply(dd_store__req *r, redisReply *rep)
+{
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 && is_str(rep->element[0]) &&
+        !strcmp(rep->element[0]->str, "ok"))
+        r->status = parse_workers(r, rep->element[1]);
+    else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 4)
+        r->status = DD_EFENCED;
+    else
+        r->status = DD_EPROTO;
+    dd_store__finish(r, 0);
+}
+
+static void workers_deliver(dd_store__req *r, int status)
+{
+    dd_store_workers w = {r->workers, r->nworkers};
+    status = status ? status : r->status;
+    ((dd_store_workers_cb *)r->cb)(status, status == 0 ? &w : NULL, r->arg);
+}
+
+static const dd_store__op workers_op = {"worker_list", workers_reply, workers_deliver};
+static const dd_store__op evict_op = {"worker_evict", evict_reply, workers_deliver};
+
+int dd_store_worker_list(dd_store *s, const char *wid, dd_store_workers_cb *cb, void *arg)
+{
+    char key[DD_STORE__KEYMAX];
+    int rc;
+    if (!dd_store__key(key, "workers", wid))
+        return DD_EINVAL;
+    dd_store__req *r = begin(s, &workers_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    return end(r, dd_store__cmd(r, "ZRANGE", key, "0", "-1", "WITHSCORES", NULL));
+}
+
+int dd_store_worker_evict(dd_store *s, const char *wid, const char *run_id, int64_t epoch,
+                          int64_t older_than_ms, size_t max_batch, dd_store_workers_cb *cb,
+                          void *arg)
+{
+    char hb[DD_STORE__KEYMAX], wk[DD_STORE__KEYMAX], e[24], older[24], batch[24];
+    int rc;
+    if (!dd_store__key(hb, "hb", wid) || !dd_store__key(wk, "workers", wid) || !run_id ||
+        max_batch == 0)
+        return DD_EINVAL;
+    dd_store__req *r = begin(s, &evict_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    snprintf(batch, sizeof(batch), "%zu", max_batch);
+    return end(r, dd_store__cmd(r, "EVAL", lua_evict, "2", hb, wk, run_id, I64(e, epoch),
+                                I64(older, older_than_ms), batch, NULL));
+}

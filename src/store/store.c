@@ -1,0 +1,742 @@
+/* store.c - URL parsing, the connection state machine and the request core.
+ *
+ * Connection states:
+ *   DOWN        no context; conn_timer waits out the reconnect backoff
+ *   CONNECTING  context exists, [AUTH] [SELECT] PING in flight; conn_timer
+ *               is the connect deadline; user commands are kept, not sent,
+ *               so nothing can run unauthenticated or on the wrong db
+ *   READY       user commands go straight to hiredis
+ *   CLOSING     dd_store_close ran; conn_timer (0 ms) runs the teardown
+ *               outside any hiredis callback
+ * Each new context gets a new generation number, so a reply or failure
+ * that belongs to an older context cannot disturb the current one. */
+#include "store/store_int.h"
+
+#include "core/backoff.h"
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/log.h"
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { ST_DOWN, ST_CONNECTING, ST_READY, ST_CLOSING };
+
+struct dd_store {
+    dd_ctx ctx;
+    dd_store_url url;
+    char *password; /* effective one (opts or URL); NULL: no AUTH */
+    int64_t cmd_timeout_ms, connect_timeout_ms;
+    size_t max_pending;
+    void (*on_state)(int status, void *arg);
+    void *state_arg;
+
+    int state;
+    redisAsyncContext *ac;
+    uint64_t gen;
+    dd_store__req *handshake;
+    dd_backoff backoff;
+    uv_timer_t conn_timer;
+    bool conn_timer_closed;
+
+    dd_store__req *head, *tail; /* every live request, in submission order */
+    size_t nreqs;
+    char last_error[512];
+};
+
+/* ---- URL ---------------------------------------------------------------- */
+
+static int url_fail(char *err, size_t errlen, const char *fmt, const char *subject)
+{
+    if (err && errlen)
+        snprintf(err, errlen, fmt, subject);
+    return DD_EINVAL;
+}
+
+static int parse_uint(const char *s, size_t n, long max, long *out)
+{
+    long v = 0;
+    if (n == 0 || n > 10)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* %-decodes s[0..n) into a new string; NULL on a bad escape. */
+static char *pct_decode(const char *s, size_t n)
+{
+    char *out = dd_xmalloc(n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0) {
+                free(out);
+                return NULL;
+            }
+            *o++ = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            *o++ = s[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+void dd_store_url_release(dd_store_url *u)
+{
+    free(u->host);
+    free(u->path);
+    free(u->user);
+    if (u->password) {
+        memset(u->password, 0, strlen(u->password));
+        free(u->password);
+    }
+    memset(u, 0, sizeof(*u));
+}
+
+static int parse_unix(const char *p, dd_store_url *u, char *err, size_t errlen)
+{
+    const char *q = strchr(p, '?');
+    size_t plen = q ? (size_t)(q - p) : strlen(p);
+    if (plen == 0 || p[0] != '/')
+        return url_fail(err, errlen, "missing socket path in redis url (want %s)",
+                        "unix:///path/to/redis.sock");
+    u->path = dd_xmalloc(plen + 1);
+    memcpy(u->path, p, plen);
+    u->path[plen] = '\0';
+    if (!q)
+        return 0;
+    q++;
+    if (strncmp(q, "db=", 3) != 0)
+        return url_fail(err, errlen, "unknown parameter '%s' in redis url (want db=N)", q);
+    long db;
+    if (parse_uint(q + 3, strlen(q + 3), INT_MAX, &db) < 0)
+        return url_fail(err, errlen, "bad db '%s' in redis url", q + 3);
+    u->db = (int)db;
+    return 0;
+}
+
+static int parse_tcp(const char *p, dd_store_url *u, char *err, size_t errlen)
+{
+    char sub[64];
+    const char *slash = strchr(p, '/');
+    const char *auth_end = slash ? slash : p + strlen(p);
+    /* userinfo ends at the last '@' of the authority: a password may hold
+     * '@' unencoded, a host never does. */
+    const char *at = NULL;
+    for (const char *c = p; c < auth_end; c++)
+        if (*c == '@')
+            at = c;
+    const char *host = p;
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (!colon)
+            return url_fail(err, errlen, "missing ':' before the password in redis url%s",
+                            " (want redis://[user]:password@host)");
+        if (colon > p) {
+            u->user = pct_decode(p, (size_t)(colon - p));
+            if (!u->user)
+                return url_fail(err, errlen, "bad %%-escape in the %s of the redis url", "user");
+        }
+        u->password = pct_decode(colon + 1, (size_t)(at - colon - 1));
+        if (!u->password)
+            return url_fail(err, errlen, "bad %%-escape in the %s of the redis url", "password");
+        host = at + 1;
+    }
+    const char *port = NULL, *host_end;
+    if (*host == '[') {
+        const char *rb = memchr(host, ']', (size_t)(auth_end - host));
+        if (!rb)
+            return url_fail(err, errlen, "unterminated '%s' in the redis url host", "[");
+        u->host = dd_xmalloc((size_t)(rb - host));
+        memcpy(u->host, host + 1, (size_t)(rb - host - 1));
+        u->host[rb - host - 1] = '\0';
+        host_end = rb + 1;
+        if (host_end < auth_end && *host_end != ':')
+            return url_fail(err, errlen, "unexpected text after '%s' in the redis url host", "]");
+        port = host_end < auth_end ? host_end + 1 : NULL;
+    } else {
+        const char *colon = memchr(host, ':', (size_t)(auth_end - host));
+        host_end = colon ? colon : auth_end;
+        port = colon ? colon + 1 : NULL;
+        u->host = dd_xmalloc((size_t)(host_end - host) + 1);
+        memcpy(u->host, host, (size_t)(host_end - host));
+        u->host[host_end - host] = '\0';
+    }
+    if (u->host[0] == '\0')
+        return url_fail(err, errlen, "missing host in redis url (want %s)",
+                        "redis://host:port/db");
+    u->port = 6379;
+    if (port) {
+        long v;
+        size_t n = (size_t)(auth_end - port);
+        if (parse_uint(port, n, 65535, &v) < 0 || v == 0) {
+            snprintf(sub, sizeof(sub), "%.*s", (int)(n < 40 ? n : 40), port);
+            return url_fail(err, errlen, "bad port '%s' in redis url (want 1-65535)", sub);
+        }
+        u->port = (int)v;
+    }
+    if (slash && slash[1]) {
+        long db;
+        if (parse_uint(slash + 1, strlen(slash + 1), INT_MAX, &db) < 0) {
+            snprintf(sub, sizeof(sub), "%.40s", slash + 1);
+            return url_fail(err, errlen, "bad db '%s' in redis url (want a number)", sub);
+        }
+        u->db = (int)db;
+    }
+    return 0;
+}
+
+int dd_store_url_parse(const char *url, dd_store_url *out, char *err, size_t errlen)
+{
+    int rc;
+    memset(out, 0, sizeof(*out));
+    if (!url || !*url)
+        return url_fail(err, errlen, "empty redis url%s", "");
+    if (strncmp(url, "redis://", 8) == 0) {
+        rc = parse_tcp(url + 8, out, err, errlen);
+    } else if (strncmp(url, "unix://", 7) == 0) {
+        rc = parse_unix(url + 7, out, err, errlen);
+    } else if (strncmp(url, "rediss://", 9) == 0) {
+        rc = url_fail(err, errlen, "'%s' (TLS) is not supported by this build (hiredis 0.14)",
+                      "rediss://");
+    } else {
+        char scheme[32];
+        const char *sep = strstr(url, "://");
+        snprintf(scheme, sizeof(scheme), "%.*s", sep ? (int)(sep - url < 24 ? sep - url : 24) : 0,
+                 url);
+        rc = url_fail(err, errlen, sep ? "unknown scheme '%s' in redis url (want redis:// or unix://)"
+                                      : "missing scheme in redis url%s (want redis:// or unix://)",
+                      scheme);
+    }
+    if (rc < 0)
+        dd_store_url_release(out);
+    return rc;
+}
+
+/* ---- connection --------------------------------------------------------- */
+
+static void conn_start(dd_store *s);
+static void conn_fail(dd_store *s, int status, bool dying);
+static void req_release(dd_store__req *r);
+
+struct dd_log *dd_store__log(const dd_store *s)
+{
+    return s->ctx.log;
+}
+
+bool dd_store_ready(const dd_store *s)
+{
+    return s->state == ST_READY;
+}
+
+const char *dd_store_last_error(const dd_store *s)
+{
+    return s->last_error;
+}
+
+static const char *addr_str(const dd_store *s, char *buf, size_t len)
+{
+    if (s->url.path)
+        snprintf(buf, len, "unix:%s", s->url.path);
+    else
+        snprintf(buf, len, "%s:%d", s->url.host, s->url.port);
+    return buf;
+}
+
+static void maybe_free(dd_store *s)
+{
+    if (s->state != ST_CLOSING || !s->conn_timer_closed || s->nreqs > 0)
+        return;
+    dd_store_url_release(&s->url);
+    if (s->password) {
+        memset(s->password, 0, strlen(s->password));
+        free(s->password);
+    }
+    free(s);
+}
+
+static void notify(dd_store *s, int status)
+{
+    if (s->on_state && s->state != ST_CLOSING)
+        s->on_state(status, s->state_arg);
+}
+
+static void on_reconnect_timer(uv_timer_t *t)
+{
+    conn_start(t->data);
+}
+
+static void on_connect_deadline(uv_timer_t *t)
+{
+    dd_store *s = t->data;
+    snprintf(s->last_error, sizeof(s->last_error), "redis connect timed out after %lld ms",
+             (long long)s->connect_timeout_ms);
+    conn_fail(s, DD_ETIMEOUT, false);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    dd_store *s = ac->data;
+    if (ac != s->ac || status == REDIS_OK)
+        return; /* success: the handshake replies move us on */
+    snprintf(s->last_error, sizeof(s->last_error), "cannot connect to redis: %s",
+             ac->errstr[0] ? ac->errstr : "unknown error");
+    conn_fail(s, DD_EUNAVAIL, true);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    dd_store *s = ac->data;
+    if (ac != s->ac)
+        return; /* we dropped it ourselves */
+    snprintf(s->last_error, sizeof(s->last_error), "redis connection lost: %s",
+             ac->errstr[0] ? ac->errstr : "closed by peer");
+    conn_fail(s, DD_EUNAVAIL, true);
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
+
+static int send_formatted(dd_store__req *r, const char *cmd, size_t len)
+{
+    dd_store *s = r->s;
+    if (redisAsyncFormattedCommand(s->ac, on_reply, r, cmd, len) != REDIS_OK)
+        return DD_EUNAVAIL;
+    r->pending++;
+    r->gen = s->gen;
+    return 0;
+}
+
+static void handshake_reply(dd_store__req *r, redisReply *rep)
+{
+    dd_store *s = r->s;
+    if (r->gen != s->gen || s->state != ST_CONNECTING)
+        return;
+    if (r->pending > 0)
+        return; /* PING is last: AUTH/SELECT errors finish before it */
+    char addr[300];
+    dd_store__finish(r, 0);
+    s->handshake = NULL;
+    s->state = ST_READY;
+    uv_timer_stop(&s->conn_timer);
+    dd_backoff_reset(&s->backoff);
+    s->last_error[0] = '\0';
+    dd_info(s->ctx.log, "redis_connected", "addr=%s db=%d", addr_str(s, addr, sizeof(addr)),
+            s->url.db);
+    /* Now the commands kept while connecting go out, in submission order. */
+    for (dd_store__req *q = s->head; q; q = q->next) {
+        size_t n = q->nqueued;
+        q->nqueued = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!q->done && s->state == ST_READY &&
+                send_formatted(q, q->queued[i], q->queued_len[i]) < 0)
+                dd_store__finish(q, DD_EUNAVAIL);
+            free(q->queued[i]);
+        }
+    }
+    notify(s, 0);
+}
+
+static void handshake_deliver(dd_store__req *r, int status)
+{
+    /* Errors reach here from a reply (AUTH/SELECT refused), from a NULL
+     * reply (context freed) or from conn_fail; only the first matters. */
+    dd_store *s = r->s;
+    if (status == 0 || r->gen != s->gen || s->state != ST_CONNECTING)
+        return;
+    s->handshake = NULL;
+    conn_fail(s, status, false);
+}
+
+static const dd_store__op handshake_op = {"handshake (AUTH/SELECT/PING)", handshake_reply, handshake_deliver};
+
+static void conn_start(dd_store *s)
+{
+    char addr[300];
+    redisAsyncContext *ac;
+    if (s->state == ST_CLOSING)
+        return;
+    s->gen++;
+    ac = s->url.path ? redisAsyncConnectUnix(s->url.path)
+                     : redisAsyncConnect(s->url.host, s->url.port);
+    if (!ac || ac->err) {
+        snprintf(s->last_error, sizeof(s->last_error), "cannot connect to redis at '%.200s': %.200s",
+                 addr_str(s, addr, sizeof(addr)), ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        s->state = ST_CONNECTING;
+        conn_fail(s, DD_EUNAVAIL, true);
+        return;
+    }
+    if (redisLibuvAttach(ac, s->ctx.loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        snprintf(s->last_error, sizeof(s->last_error), "cannot watch the redis socket");
+        s->state = ST_CONNECTING;
+        conn_fail(s, DD_EUNAVAIL, true);
+        return;
+    }
+    ac->data = s;
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    s->ac = ac;
+    s->state = ST_CONNECTING;
+
+    /* hiredis buffers commands until the socket is writable, so the
+     * handshake goes out first, before anything the user queued. */
+    dd_store__req *h = dd_store__req_new(s, &handshake_op, NULL, NULL);
+    h->internal = true;
+    s->handshake = h;
+    char db[16];
+    snprintf(db, sizeof(db), "%d", s->url.db);
+    int rc = 0;
+    if (s->password && s->url.user)
+        rc = dd_store__cmd(h, "AUTH", s->url.user, s->password, NULL);
+    else if (s->password)
+        rc = dd_store__cmd(h, "AUTH", s->password, NULL);
+    if (rc == 0 && s->url.db != 0)
+        rc = dd_store__cmd(h, "SELECT", db, NULL);
+    if (rc == 0)
+        rc = dd_store__cmd(h, "PING", NULL);
+    if (rc < 0) {
+        dd_store__abort(h);
+        s->handshake = NULL;
+        snprintf(s->last_error, sizeof(s->last_error), "cannot queue the redis handshake");
+        conn_fail(s, DD_EUNAVAIL, false);
+        return;
+    }
+    uv_timer_start(&s->conn_timer, on_connect_deadline, (uint64_t)s->connect_timeout_ms, 0);
+}
+
+/* The current context is unusable: drop it (unless hiredis is already
+ * freeing it: dying), fail what waited for it, and schedule a reconnect. */
+static void conn_fail(dd_store *s, int status, bool dying)
+{
+    char addr[300];
+    redisAsyncContext *ac = s->ac;
+    if (s->state == ST_CLOSING || s->state == ST_DOWN)
+        return;
+    s->ac = NULL;
+    s->gen++;
+    s->state = ST_DOWN;
+    if (s->handshake) {
+        dd_store__req *h = s->handshake;
+        s->handshake = NULL;
+        dd_store__finish(h, status);
+    }
+    /* Inside a hiredis callback this only flags the context; hiredis frees
+     * it (and NULL-replies its pending commands) when the callback returns. */
+    if (ac && !dying)
+        redisAsyncFree(ac);
+    for (dd_store__req *r = s->head; r; r = r->next)
+        if (r->nqueued > 0 && !r->internal)
+            dd_store__finish(r, status);
+    int64_t delay = dd_backoff_next(&s->backoff);
+    dd_warn(s->ctx.log, "redis_unavailable", "addr=%s err=%s error=%s retry_ms=%lld",
+            addr_str(s, addr, sizeof(addr)), dd_strerror(status), s->last_error,
+            (long long)delay);
+    uv_timer_stop(&s->conn_timer);
+    uv_timer_start(&s->conn_timer, on_reconnect_timer, (uint64_t)delay, 0);
+    notify(s, status);
+}
+
+int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, char *err,
+                  size_t errlen)
+{
+    dd_store *s = NULL;
+    int rc;
+    *out = NULL;
+    if (!ctx || !ctx->loop || !opts)
+        return url_fail(err, errlen, "dd_store_open: %s", "missing loop or options");
+    s = dd_xcalloc(1, sizeof(*s));
+    rc = dd_store_url_parse(opts->url, &s->url, err, errlen);
+    if (rc < 0)
+        goto out;
+    s->ctx = *ctx;
+    if (opts->password && *opts->password)
+        s->password = dd_strdup(opts->password);
+    else if (s->url.password && *s->url.password)
+        s->password = dd_strdup(s->url.password);
+    if (s->password && s->ctx.log)
+        dd_log_add_secret(s->ctx.log, s->password);
+    s->cmd_timeout_ms = opts->cmd_timeout_ms > 0 ? opts->cmd_timeout_ms : 2000;
+    s->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
+                                                         : s->cmd_timeout_ms;
+    dd_backoff_init(&s->backoff, opts->reconnect_base_ms > 0 ? opts->reconnect_base_ms : 100,
+                    opts->reconnect_cap_ms > 0 ? opts->reconnect_cap_ms : 5000, opts->seed);
+    s->max_pending = opts->max_pending > 0 ? opts->max_pending : 65536;
+    s->on_state = opts->on_state;
+    s->state_arg = opts->state_arg;
+    uv_timer_init(ctx->loop, &s->conn_timer);
+    s->conn_timer.data = s;
+    s->state = ST_DOWN;
+    conn_start(s);
+    *out = s;
+    s = NULL;
+out:
+    if (s) {
+        dd_store_url_release(&s->url);
+        free(s);
+    }
+    return rc;
+}
+
+static void on_conn_timer_closed(uv_handle_t *h)
+{
+    dd_store *s = h->data;
+    s->conn_timer_closed = true;
+    maybe_free(s);
+}
+
+static void on_teardown(uv_timer_t *t)
+{
+    dd_store *s = t->data;
+    redisAsyncContext *ac = s->ac;
+    /* Never inside a hiredis callback here, so the free is immediate: all
+     * pending commands get their NULL reply now and find done requests. */
+    s->ac = NULL;
+    if (ac)
+        redisAsyncFree(ac);
+    uv_close((uv_handle_t *)&s->conn_timer, on_conn_timer_closed);
+}
+
+void dd_store_close(dd_store *s)
+{
+    if (!s || s->state == ST_CLOSING)
+        return;
+    s->state = ST_CLOSING;
+    s->handshake = NULL;
+    s->gen++;
+    for (dd_store__req *r = s->head; r; r = r->next)
+        dd_store__finish(r, DD_ECANCELED);
+    uv_timer_stop(&s->conn_timer);
+    uv_timer_start(&s->conn_timer, on_teardown, 0, 0);
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static void on_req_timeout(uv_timer_t *t)
+{
+    dd_store__req *r = t->data;
+    dd_store *s = r->s;
+    bool sent = r->pending > 0 && r->gen == s->gen && s->state == ST_READY;
+    dd_warn(s->ctx.log, "redis_timeout", "op=%s timeout_ms=%lld", r->op->name,
+            (long long)s->cmd_timeout_ms);
+    dd_store__finish(r, DD_ETIMEOUT);
+    /* Replies come back in order, so every later command on this pipe is
+     * stuck behind the missing one (server paused, network black hole):
+     * drop the connection and start over rather than wait on it. */
+    if (sent) {
+        snprintf(s->last_error, sizeof(s->last_error), "redis did not answer '%s' within %lld ms",
+                 r->op->name, (long long)s->cmd_timeout_ms);
+        conn_fail(s, DD_ETIMEOUT, false);
+    }
+    req_release(r);
+}
+
+dd_store__req *dd_store__req_new(dd_store *s, const dd_store__op *op, void (*cb)(void), void *arg)
+{
+    dd_store__req *r = dd_xcalloc(1, sizeof(*r));
+    r->s = s;
+    r->op = op;
+    r->cb = cb;
+    r->arg = arg;
+    r->gen = s->gen;
+    uv_timer_init(s->ctx.loop, &r->timer);
+    r->timer.data = r;
+    r->prev = s->tail;
+    if (s->tail)
+        s->tail->next = r;
+    else
+        s->head = r;
+    s->tail = r;
+    s->nreqs++;
+    return r;
+}
+
+static void free_result(dd_store__req *r)
+{
+    for (size_t i = 0; i < r->nrecs; i++) {
+        dd_store_hb *h = &r->recs[i];
+        free((char *)h->workflow_id);
+        free((char *)h->run_id);
+        free((char *)h->server_id);
+        free((char *)h->project);
+        free((char *)h->queue);
+        free((char *)h->problem);
+    }
+    free(r->recs);
+    for (size_t i = 0; i < r->nworkers; i++)
+        free((char *)r->workers[i].server_id);
+    free(r->workers);
+    free(r->str[0]);
+    free(r->str[1]);
+}
+
+static void on_req_closed(uv_handle_t *h)
+{
+    dd_store__req *r = h->data;
+    dd_store *s = r->s;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        s->head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        s->tail = r->prev;
+    for (size_t i = 0; i < r->nqueued; i++)
+        free(r->queued[i]);
+    free(r->queued);
+    free(r->queued_len);
+    free_result(r);
+    free(r);
+    s->nreqs--;
+    maybe_free(s);
+}
+
+static void req_release(dd_store__req *r)
+{
+    if (!r->done || r->pending > 0 || r->closing)
+        return;
+    r->closing = true;
+    uv_close((uv_handle_t *)&r->timer, on_req_closed);
+}
+
+void dd_store__finish(dd_store__req *r, int status)
+{
+    if (r->done)
+        return;
+    r->done = true;
+    uv_timer_stop(&r->timer);
+    r->op->deliver(r, status);
+    req_release(r);
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    dd_store__req *r = privdata;
+    dd_store *s = r->s;
+    redisReply *rep = reply;
+    r->pending--;
+    r->nreplies++;
+    if (!r->done) {
+        if (!rep)
+            dd_store__finish(r, s->state == ST_CLOSING ? DD_ECANCELED : DD_EUNAVAIL);
+        else if (rep->type == REDIS_REPLY_ERROR)
+            dd_store__finish(r, dd_store__reply_error(s, r->op->name, rep));
+        else
+            r->op->reply(r, rep);
+    }
+    req_release(r);
+}
+
+int dd_store__reply_error(dd_store *s, const char *op, const redisReply *rep)
+{
+    int rc = DD_EPROTO;
+    if (!strncmp(rep->str, "NOAUTH", 6) || !strncmp(rep->str, "WRONGPASS", 9) ||
+        !strncmp(rep->str, "NOPERM", 6) || !strncmp(rep->str, "ERR AUTH", 8))
+        rc = -EACCES;
+    else if (!strncmp(rep->str, "LOADING", 7) || !strncmp(rep->str, "BUSY", 4) ||
+             !strncmp(rep->str, "READONLY", 8) || !strncmp(rep->str, "MASTERDOWN", 10))
+        rc = DD_EUNAVAIL;
+    snprintf(s->last_error, sizeof(s->last_error), "redis refused '%s': %.160s", op, rep->str);
+    dd_warn(s->ctx.log, "redis_error", "op=%s error=%s", op, rep->str);
+    return rc;
+}
+
+int dd_store__cmdv(dd_store__req *r, int argc, const char **argv)
+{
+    dd_store *s = r->s;
+    char *cmd = NULL;
+    int len;
+    if (s->state != ST_READY && s->state != ST_CONNECTING)
+        return DD_EUNAVAIL;
+    if (s->state == ST_READY || r->internal) {
+        if (redisAsyncCommandArgv(s->ac, on_reply, r, argc, argv, NULL) != REDIS_OK)
+            return DD_EUNAVAIL;
+        r->pending++;
+        r->gen = s->gen;
+        return 0;
+    }
+    len = redisFormatCommandArgv(&cmd, argc, argv, NULL);
+    if (len < 0)
+        return DD_EUNAVAIL;
+    r->queued = dd_xrealloc(r->queued, (r->nqueued + 1) * sizeof(*r->queued));
+    r->queued_len = dd_xrealloc(r->queued_len, (r->nqueued + 1) * sizeof(*r->queued_len));
+    r->queued[r->nqueued] = cmd;
+    r->queued_len[r->nqueued++] = (size_t)len;
+    return 0;
+}
+
+int dd_store__cmd(dd_store__req *r, ...)
+{
+    const char *argv[16];
+    int argc = 0;
+    va_list ap;
+    va_start(ap, r);
+    for (const char *a; argc < 16 && (a = va_arg(ap, const char *)) != NULL;)
+        argv[argc++] = a;
+    va_end(ap);
+    return dd_store__cmdv(r, argc, argv);
+}
+
+void dd_store__submit(dd_store__req *r)
+{
+    uv_timer_start(&r->timer, on_req_timeout, (uint64_t)r->s->cmd_timeout_ms, 0);
+}
+
+void dd_store__abort(dd_store__req *r)
+{
+    /* Commands that did go out still hold r; their replies release it. */
+    r->done = true;
+    req_release(r);
+}
+
+int dd_store__check(const dd_store *s)
+{
+    if (!s)
+        return DD_EINVAL;
+    if (s->state == ST_CLOSING)
+        return DD_ECANCELED;
+    if (s->state == ST_DOWN)
+        return DD_EUNAVAIL;
+    if (s->nreqs >= s->max_pending)
+        return DD_EBUSY;
+    return 0;
+}
+
+const char *dd_store__key(char *buf, const char *kind, const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > 1000)
+        return NULL;
+    snprintf(buf, DD_STORE__KEYMAX, "dd:%s:{%s}", kind, id);
+    return buf;
+}

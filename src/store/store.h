@@ -1,0 +1,221 @@
+/* store.h - dispatchd's Redis store: heartbeat records, fencing, leases and
+ * the worker registry, over one async hiredis connection on the caller's loop.
+ *
+ * Key schema (every key of one dispatcher carries the hash tag {wid}, so on
+ * Redis Cluster they share a slot):
+ *
+ *   dd:hb:{wid}       hash   workflow_id run_id server_id project queue
+ *                            hb_ms (owner's wall clock) ttl_ms epoch
+ *   dd:epoch:{wid}    string fencing counter, INCR'd by every claim; never
+ *                            deleted, so epochs stay monotonic across
+ *                            release/cleanup (bounded: workflow ids are
+ *                            deterministic per project/queue)
+ *   dd:workers:{wid}  zset   member = worker server id, score = last hb ms
+ *   dd:hb:index       zset   member = wid, score = hb_ms (one global index)
+ *   dd:lease:{name}   string holder, SET NX PX (short reconciler leases)
+ *
+ * No key has a TTL: staleness is decided by the reconciler from hb_ms, never
+ * by expiry (an expired key would hide an orphan workflow forever).
+ *
+ * Cluster trade-off: the owner scripts write dd:hb:{wid} and dd:hb:index in
+ * one EVAL, which is atomic and correct on a single node (or a replicated
+ * primary) but cross-slot on Cluster. On Cluster the index write would have
+ * to become a second call after the fenced script, and a crash between the
+ * two leaves the index behind the hash; the reconciler tolerates that (an
+ * index entry without a hash is reported as malformed and its
+ * compare-and-delete removes it). We run single-node today.
+ *
+ * Fencing: an owner can be paused (SIGSTOP, GC, a VM migration) or cut off
+ * long enough for the reconciler to declare it stale and for another host
+ * to take over. When it wakes up it still believes it owns the dispatcher
+ * and keeps heartbeating; if those writes landed, the record would point at
+ * a run that was terminated and the new owner's record would be
+ * overwritten. So every owner write is a Lua script that first compares the
+ * stored run_id AND epoch with the caller's and refuses otherwise
+ * (DD_EFENCED); the epoch comes from claim, which increments it atomically
+ * with the takeover write. The script runs atomically on the server, so
+ * there is no window between the check and the write, and no clock is
+ * involved in the decision.
+ *
+ * Calling convention: every operation either returns a negative error
+ * synchronously (DD_EINVAL bad arguments, DD_EUNAVAIL not connected,
+ * DD_EBUSY too many operations in flight, DD_ECANCELED store closing) and
+ * never calls cb, or returns 0 and calls cb
+ * exactly once, later, from the loop. Result pointers passed to callbacks
+ * are owned by the store and valid only during the callback: copy what you
+ * keep. Errors delivered to callbacks: DD_ETIMEOUT (no reply within the
+ * command timeout; the write may or may not have happened), DD_EUNAVAIL
+ * (connection lost), -EACCES (authentication refused), DD_EPROTO (an error
+ * reply or an unexpected shape), DD_ECANCELED (dd_store_close), plus the
+ * per-operation codes below. */
+#ifndef DD_STORE_STORE_H
+#define DD_STORE_STORE_H
+
+#include "core/ctx.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- URL ---------------------------------------------------------------- */
+
+/* redis://[[user]:password@]host[:port][/db]   (host may be [v6addr];
+ *                                               port default 6379, db 0)
+ * unix:///path/to/redis.sock[?db=N]
+ * The password may be %-encoded. rediss:// (TLS) is refused: hiredis 0.14. */
+typedef struct dd_store_url {
+    char *host;     /* NULL for unix:// */
+    int port;
+    char *path;     /* unix socket path, NULL for redis:// */
+    int db;
+    char *user;     /* NULL unless given */
+    char *password; /* NULL unless given; a secret */
+} dd_store_url;
+
+/* Fills out (owned by the caller: dd_store_url_release) or returns DD_EINVAL
+ * with a message in err. Messages never quote the password. */
+int dd_store_url_parse(const char *url, dd_store_url *out, char *err, size_t errlen);
+void dd_store_url_release(dd_store_url *u);
+
+/* ---- connection --------------------------------------------------------- */
+
+typedef struct dd_store dd_store;
+
+typedef struct dd_store_opts {
+    const char *url;             /* required */
+    const char *password;        /* wins over the URL's; NULL: the URL's, if any */
+    int64_t cmd_timeout_ms;      /* per operation; default 2000 */
+    int64_t connect_timeout_ms;  /* connect + AUTH + SELECT + PING; default cmd_timeout_ms */
+    int64_t reconnect_base_ms;   /* default 100 */
+    int64_t reconnect_cap_ms;    /* default 5000 */
+    uint64_t seed;               /* jitter seed; 0: from the kernel */
+    size_t max_pending;          /* live operations before DD_EBUSY; default 65536 */
+    /* Called with 0 whenever the connection becomes ready, and with a
+     * negative error when it is lost or an attempt fails. May be NULL. */
+    void (*on_state)(int status, void *arg);
+    void *state_arg;
+} dd_store_opts;
+
+/* Parses the URL, registers the password as a log secret and starts
+ * connecting on ctx->loop. ctx (and what it points to) is borrowed and must
+ * outlive the store; opts is copied. Operations issued before the
+ * connection is ready wait for it (bounded by their timeout). Returns 0 or
+ * DD_EINVAL (message in err). */
+int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, char *err,
+                  size_t errlen);
+/* Fails every outstanding operation with DD_ECANCELED (synchronously: no
+ * callback runs after this returns), then disconnects and frees the store
+ * once its handles have closed (the loop needs to run once more). Safe to
+ * call from a callback. */
+void dd_store_close(dd_store *s);
+bool dd_store_ready(const dd_store *s);
+/* The last connection/server error in words ("" if none). Owned by s. */
+const char *dd_store_last_error(const dd_store *s);
+
+/* Low-level PING; handy for health checks and tests. */
+typedef void dd_store_status_cb(int status, void *arg);
+int dd_store_ping(dd_store *s, dd_store_status_cb *cb, void *arg);
+
+/* ---- heartbeat records -------------------------------------------------- */
+
+typedef struct dd_store_hb {
+    const char *workflow_id; /* always set (from the index for a missing hash) */
+    const char *run_id, *server_id, *project, *queue; /* NULL when missing */
+    int64_t hb_ms, ttl_ms, epoch; /* 0 when missing or not a number */
+    bool malformed;               /* something above is missing or not numeric */
+    const char *problem;          /* why, when malformed ("missing 'run_id'") */
+} dd_store_hb;
+
+typedef struct dd_store_hb_list {
+    const dd_store_hb *items;
+    size_t n;
+    int64_t total; /* all records in the index (dispatchers_active) */
+    int64_t stale; /* all stale ones, not just this batch (dispatchers_stale) */
+} dd_store_hb_list;
+
+/* The owner's view. For claim: the new epoch (holder = the caller). For a
+ * DD_EFENCED heartbeat/release: who holds the record now (strings NULL if
+ * the record is gone). */
+typedef struct dd_store_owner {
+    int64_t epoch;
+    const char *server_id;
+    const char *run_id;
+} dd_store_owner;
+
+typedef void dd_store_owner_cb(int status, const dd_store_owner *res, void *arg);
+typedef void dd_store_hb_cb(int status, const dd_store_hb *rec, void *arg);
+typedef void dd_store_hb_list_cb(int status, const dd_store_hb_list *res, void *arg);
+
+typedef struct dd_store_claim_args {
+    const char *workflow_id, *run_id, *server_id, *project, *queue;
+    int64_t now_ms; /* caller's wall clock */
+    int64_t ttl_ms; /* the stale threshold the owner heartbeats against */
+} dd_store_claim_args;
+
+/* After a takeover: epoch := epoch + 1, record := args, index updated.
+ * Unconditional by design (the takeover itself is decided by Temporal's
+ * workflow-id uniqueness, not here); res->epoch is the fencing token for
+ * every later owner write. */
+int dd_store_claim(dd_store *s, const dd_store_claim_args *a, dd_store_owner_cb *cb, void *arg);
+/* Refreshes hb_ms/ttl_ms only if the record still has run_id and epoch;
+ * else DD_EFENCED with the current holder in res (the record is untouched). */
+int dd_store_heartbeat(dd_store *s, const char *workflow_id, const char *run_id, int64_t epoch,
+                       int64_t now_ms, int64_t ttl_ms, dd_store_owner_cb *cb, void *arg);
+/* Deletes record + index entry only if still ours; DD_EFENCED otherwise. */
+int dd_store_release(dd_store *s, const char *workflow_id, const char *run_id, int64_t epoch,
+                     dd_store_owner_cb *cb, void *arg);
+/* For the reconciler, after terminating the stale run: deletes the record
+ * and its index entry only if it still has run_id and hb_ms as classified.
+ * 0 deleted, DD_ECONFLICT refreshed or re-claimed meanwhile (kept),
+ * DD_ENOTFOUND already gone (a dangling index entry is removed). */
+int dd_store_compare_and_delete(dd_store *s, const char *workflow_id, const char *run_id,
+                                int64_t hb_ms, dd_store_status_cb *cb, void *arg);
+/* Records with hb_ms < now_ms - threshold_ms (strictly older than the
+ * threshold; a heartbeat from the future is never stale), oldest first, at
+ * most limit (> 0). One ZRANGEBYSCORE + ZCARD + ZCOUNT, then one pipelined
+ * HGETALL per candidate: cost follows the candidates, not the total. */
+int dd_store_stale(dd_store *s, int64_t now_ms, int64_t threshold_ms, size_t limit,
+                   dd_store_hb_list_cb *cb, void *arg);
+/* Every record via the index, oldest heartbeat first, at most limit (0: all). */
+int dd_store_list(dd_store *s, size_t limit, dd_store_hb_list_cb *cb, void *arg);
+/* One record; DD_ENOTFOUND if there is none. */
+int dd_store_get(dd_store *s, const char *workflow_id, dd_store_hb_cb *cb, void *arg);
+
+/* ---- leases ------------------------------------------------------------- */
+
+/* SET dd:lease:{name} holder NX PX ttl_ms: 0 acquired, DD_EBUSY held. */
+int dd_store_lease_acquire(dd_store *s, const char *name, const char *holder, int64_t ttl_ms,
+                           dd_store_status_cb *cb, void *arg);
+/* Deletes the lease only if holder still holds it: 0, or DD_ENOTFOUND. */
+int dd_store_lease_release(dd_store *s, const char *name, const char *holder,
+                           dd_store_status_cb *cb, void *arg);
+
+/* ---- worker registry ---------------------------------------------------- */
+
+typedef struct dd_store_worker {
+    const char *server_id;
+    int64_t hb_ms;
+} dd_store_worker;
+
+typedef struct dd_store_workers {
+    const dd_store_worker *items;
+    size_t n;
+} dd_store_workers;
+
+typedef void dd_store_workers_cb(int status, const dd_store_workers *res, void *arg);
+
+/* Register or refresh (ZADD). Workers are not owners: not fenced. */
+int dd_store_worker_heartbeat(dd_store *s, const char *workflow_id, const char *server_id,
+                              int64_t now_ms, dd_store_status_cb *cb, void *arg);
+int dd_store_worker_deregister(dd_store *s, const char *workflow_id, const char *server_id,
+                               dd_store_status_cb *cb, void *arg);
+int dd_store_worker_list(dd_store *s, const char *workflow_id, dd_store_workers_cb *cb,
+                         void *arg);
+/* The owner (run_id, epoch; fenced like heartbeat) removes at most
+ * max_batch workers with hb_ms < older_than_ms, oldest first, and gets them
+ * back. DD_EFENCED if it no longer owns the dispatcher. */
+int dd_store_worker_evict(dd_store *s, const char *workflow_id, const char *run_id,
+                          int64_t epoch, int64_t older_than_ms, size_t max_batch,
+                          dd_store_workers_cb *cb, void *arg);
+
+#endif

@@ -1,0 +1,83 @@
+/* store_int.h - internals shared by store.c (connection, requests) and
+ * records.c (scripts, operations). Not installed, not for other modules.
+ *
+ * A request (dd_store__req) is one user operation: one or more Redis
+ * commands, one timeout timer, one user callback. hiredis keeps a pointer
+ * to it per command until the reply (or a NULL reply on disconnect) comes
+ * back, and the timer handle must be closed before its memory goes, so a
+ * request lives until all three are over: the user has been answered
+ * (done), hiredis owes no reply (pending == 0), and the timer has closed.
+ * That is what makes a late reply after a timeout harmless: it finds a
+ * request marked done and only drops a reference. */
+#ifndef DD_STORE_STORE_INT_H
+#define DD_STORE_STORE_INT_H
+
+#include "store/store.h"
+
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+typedef struct dd_store__req dd_store__req;
+
+typedef struct dd_store__op {
+    const char *name;
+    /* One reply arrived (never NULL, never an error reply: those finish the
+     * request before). May send more commands or call dd_store__finish. */
+    void (*reply)(dd_store__req *r, redisReply *rep);
+    /* Answers the user: status 0 with the result built so far, or an error
+     * with res NULL. Called exactly once. */
+    void (*deliver)(dd_store__req *r, int status);
+} dd_store__op;
+
+struct dd_store__req {
+    dd_store *s;
+    dd_store__req *prev, *next;
+    const dd_store__op *op;
+    uv_timer_t timer;
+    unsigned pending;  /* replies hiredis still owes */
+    unsigned nreplies; /* replies received so far (they come in order) */
+    uint64_t gen;      /* connection the commands went out on */
+    bool done, closing, internal;
+    /* commands formatted while not yet connected, sent once ready */
+    char **queued;
+    size_t *queued_len;
+    size_t nqueued;
+
+    void (*cb)(void); /* the user callback, cast back by op->deliver */
+    void *arg;
+
+    /* per-operation state (only what the op uses is set) */
+    int status;       /* result code decided by a reply (e.g. DD_EFENCED) */
+    dd_store_owner owner;
+    char *str[2];     /* owned strings for owner results */
+    dd_store_hb *recs; /* owned, with strdup'd strings */
+    size_t nrecs;
+    int64_t total, stale;
+    dd_store_worker *workers; /* owned, with strdup'd server ids */
+    size_t nworkers;
+};
+
+/* Allocates a request for op on s; counted by s until its timer closes. */
+dd_store__req *dd_store__req_new(dd_store *s, const dd_store__op *op, void (*cb)(void), void *arg);
+/* Adds one command (NULL-terminated string arguments): sends it now when
+ * ready, keeps it for later while connecting. 0 or DD_EUNAVAIL. */
+int dd_store__cmd(dd_store__req *r, ...);
+int dd_store__cmdv(dd_store__req *r, int argc, const char **argv);
+/* Starts the timeout: call once all first-round commands are added. On
+ * error instead, call dd_store__abort (no user callback). */
+void dd_store__submit(dd_store__req *r);
+void dd_store__abort(dd_store__req *r);
+/* Answers the user once (later calls are ignored) and stops the timer. */
+void dd_store__finish(dd_store__req *r, int status);
+/* A synchronous refusal, before any request exists. */
+int dd_store__check(const dd_store *s);
+/* Maps an error reply to a code and records it as the last error. */
+int dd_store__reply_error(dd_store *s, const char *op, const redisReply *rep);
+
+/* Builds "dd:<kind>:{id}" into buf; NULL when id is empty or too long
+ * (Temporal caps workflow ids at 1000 bytes). */
+#define DD_STORE__KEYMAX 1100
+const char *dd_store__key(char *buf, const char *kind, const char *id);
+struct dd_log *dd_store__log(const dd_store *s);
+
+#endif
