@@ -89,7 +89,7 @@ def main(argv):
             out.append("|---|---:|---:|---:|---:|")
             for name, xs in (("detection: exit seen -> restart issued", det),
                              ("kill -> exit seen (SIGCHLD)", kex),
-                             ("kill -> new server spawned (service_started)", ksp)):
+                             ("kill -> service_started logged (after spawn and status-file fsync)", ksp)):
                 x = stats(xs)
                 out.append(f"| {name} | {x['n']} | {fmt(x['median'], 3)} | {fmt(x['p95'], 3)} | "
                            f"{fmt(x['max'], 3)} |")

@@ -216,8 +216,7 @@ META=${OUT%.csv}.meta
   echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
   for s in "${SUPS[@]}"; do
     case $s in
-      dispatchd) echo "cmd_dispatchd=$(tr '\0' ' ' <"/proc/$("$PROBE" pid "${PORT[$s]}")/cmdline" 2>/dev/null) (as spawned; redis then retitles itself)"
-                 grep -o '"cmd":"[^"]*"' "$T/dispatchd/state/redis.status" | sed 's/^/cmd_dispatchd_status=/';;
+      dispatchd) echo "cmd_dispatchd=$(jq -r .cmd "$T/dispatchd/state/redis.status" 2>/dev/null | sed "s#$T#\$TMP#g") (built by dispatchd, from its status file)";;
       supervisord) echo "cmd_supervisord=$(redis_cmd "${PORT[$s]}" "\$TMP/supervisord/data")";;
       *) echo "cmd_$s=/bin/sh run script: exec $(redis_cmd "${PORT[$s]}" "\$TMP/$s/data")";;
     esac
