@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -176,6 +177,29 @@ int dd_proc_find(const char *token, pid_t pgid, pid_t *out, int n)
 {
     struct dd_find_arg a = {token, pgid};
     return dd_proc_scan(dd_proc_pred_find, &a, out, n);
+}
+
+struct dd_group_token {
+    pid_t pgid;
+    const char *token;
+};
+
+static bool dd_proc_pred_group_token(pid_t pid, const void *varg)
+{
+    const struct dd_group_token *a = varg;
+    dd_proc_info info;
+    return dd_proc_read(pid, &info) == 0 && info.pgrp == a->pgid && info.state != 'Z' &&
+           dd_proc_has_token(pid, a->token);
+}
+
+int dd_proc_kill_group_token(pid_t pgid, const char *token, int sig)
+{
+    pid_t pids[256];
+    struct dd_group_token a = {pgid, token};
+    int n = dd_proc_scan(dd_proc_pred_group_token, &a, pids, 256);
+    for (int i = 0; i < n; i++)
+        kill(pids[i], sig);
+    return n < 0 ? 0 : n;
 }
 
 static bool dd_proc_pred_holding(pid_t pid, const void *arg)

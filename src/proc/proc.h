@@ -51,6 +51,10 @@ bool dd_proc_ident_matches(const dd_proc_ident *id);
 /* Lists pids (max n) whose environment holds DISPATCHD_SERVICE_TOKEN=token, or
  * whose process group is pgid (pgid 0: not used). Never lists the caller. */
 int dd_proc_find(const char *token, pid_t pgid, pid_t *out, int n);
+/* Sends sig to every process of group pgid that carries token (both must
+ * match, so a recycled group number can never reach a stranger). Returns how
+ * many were signalled. */
+int dd_proc_kill_group_token(pid_t pgid, const char *token, int sig);
 /* Lists pids (max n) that have path open (e.g. holders of a lock file). */
 int dd_proc_holding(const char *path, pid_t *out, int n);
 /* Which process listens on 127.0.0.1:port (or any address); 0 if unknown. */
@@ -83,7 +87,7 @@ typedef struct dd_status {
     char cmd[1024];
 } dd_status;
 
-/* Writes path atomically (path.new, fsync, rename). */
+/* Writes path atomically (path.new, then rename). */
 int dd_status_write(const char *path, const dd_status *st);
 /* -ENOENT when absent, DD_ECORRUPT when it does not parse. */
 int dd_status_read(const char *path, dd_status *st);

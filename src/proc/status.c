@@ -1,6 +1,6 @@
 /* status.c - the per-service status file: who holds the lock.
  *
- * Written atomically (.new, fsync, rename) so a reader sees the old or the
+ * Written atomically (.new, then rename) so a reader sees the old or the
  * new file, never half of one. It is a description, not a source of truth:
  * every field is checked against the kernel before it is believed. */
 #include "proc/proc.h"
@@ -37,7 +37,11 @@ int dd_status_write(const char *path, const dd_status *st)
     }
     char *text = json_dumps(o, JSON_COMPACT);
     size_t len = strlen(text);
-    if (write(fd, text, len) != (ssize_t)len || write(fd, "\n", 1) != 1 || fsync(fd) < 0)
+    /* No fsync: rename() already makes the swap atomic for every reader,
+     * and the file only has to outlive a crash of a process, not of the
+     * machine (after a reboot the boot id differs and the file is stale
+     * anyway). An fsync here would stall the supervisor's loop for ms. */
+    if (write(fd, text, len) != (ssize_t)len || write(fd, "\n", 1) != 1)
         rc = -errno;
     free(text);
     if (close(fd) < 0 && rc == 0)

@@ -179,8 +179,13 @@ static void dd_unit_exited(dd_unit *u, int64_t status, int sig)
     uint64_t uptime = u->started_mono ? now - u->started_mono : 0;
     pid_t pid = u->pid;
     /* Grandchildren die with their session: nothing of the old run may
-     * linger holding the lock or the port. */
-    dd_unit_kill_group(u, SIGKILL);
+     * linger holding the lock or the port. The leader is already reaped, so
+     * its group number is no proof any more: only processes of that group
+     * that also carry this run's token are killed. */
+    int strays = dd_proc_kill_group_token(pid, u->st.token, SIGKILL);
+    if (strays > 0)
+        dd_info(sv->ctx.log, "strays_killed", "service=%s pgid=%d processes=%d", u->svc->name,
+                (int)pid, strays);
     u->pid = 0;
     uv_timer_stop(&u->timer);
     uv_timer_stop(&u->probe_timer);
@@ -361,8 +366,8 @@ static int dd_unit_spawn_locked(dd_unit *u, int lockfd, char *err, size_t errlen
     dd_info(sv->ctx.log, "service_started", "service=%s pid=%d restarts=%u wall_us=%lld",
             u->svc->name, (int)u->pid, u->restarts, (long long)dd_wall_us());
     uv_timer_start(&u->timer, dd_unit_start_deadline, (uint64_t)u->svc->start_timeout_ms, 0);
-    /* Fast probes while starting so readiness is seen within ~50 ms. */
-    uv_timer_start(&u->probe_timer, dd_unit_probe_tick, 50, 50);
+    /* Fast probes while starting so readiness is seen within ~10 ms. */
+    uv_timer_start(&u->probe_timer, dd_unit_probe_tick, 10, 10);
     return 0;
 }
 
