@@ -4,6 +4,7 @@
  * `up` can find it), supervises the services on one loop, and turns SIGINT
  * and SIGTERM into a clean stop of everything. */
 #include "cli/cli.h"
+#include "cli/daemon.h"
 
 #include "core/error.h"
 #include "core/time.h"
@@ -23,8 +24,12 @@ typedef struct dd_up {
     dd_service svcs[DD_SVC_COUNT];
     int nsvc;
     dd_cancel cancel;
+    dd_daemon *daemon; /* the dispatcher owner, once the stack is up */
     int exit_code;
 } dd_up;
+
+/* The dispatcher `up` owns when no --dispatcher is given. */
+#define DD_UP_DEFAULT_DISPATCHER "dev/default"
 
 static void dd_up_on_ready(dd_supervisor *sv, void *arg)
 {
@@ -36,7 +41,31 @@ static void dd_up_on_ready(dd_supervisor *sv, void *arg)
         printf("  %-9s %s\n", up->svcs[i].name, where);
     }
     printf("  state     %s\n", up->cli->cfg.state_dir);
+    if (!up->daemon && !up->cancel.cancelled) {
+        dd_ctx ctx = {.loop = &up->loop, .log = up->cli->log, .metrics = up->cli->metrics,
+                      .cfg = &up->cli->cfg, .cancel = &up->cancel};
+        if (dd_daemon_start(&up->daemon, up->cli, &ctx, DD_UP_DEFAULT_DISPATCHER, NULL) != 0) {
+            up->exit_code = DD_EXIT_FAIL;
+            up->cancel.cancelled = true;
+            dd_supervisor_shutdown(up->sv);
+        } else {
+            for (int i = 0; i < up->cli->cfg.ndispatchers; i++)
+                printf("  owner     dispatcher %s\n", up->cli->cfg.dispatchers[i]);
+            if (up->cli->cfg.ndispatchers == 0)
+                printf("  owner     dispatcher %s\n", DD_UP_DEFAULT_DISPATCHER);
+            int port = dd_daemon_metrics_port(up->daemon);
+            if (port > 0)
+                printf("  metrics   http://127.0.0.1:%d/metrics\n", port);
+        }
+    }
     fflush(stdout);
+}
+
+static void dd_up_daemon_stopped(void *arg)
+{
+    dd_up *up = arg;
+    /* Dispatchers released while Temporal was still up: now the stack. */
+    dd_supervisor_shutdown(up->sv);
 }
 
 static void dd_up_on_stopped(dd_supervisor *sv, void *arg)
@@ -56,7 +85,10 @@ static void dd_up_on_signal(uv_signal_t *h, int signum)
     }
     dd_info(up->cli->log, "shutdown_requested", "signal=%d", signum);
     up->cancel.cancelled = true;
-    dd_supervisor_shutdown(up->sv);
+    if (up->daemon)
+        dd_daemon_stop(up->daemon, dd_up_daemon_stopped, up);
+    else
+        dd_supervisor_shutdown(up->sv);
 }
 
 int dd_cmd_up(dd_cli *cli)
@@ -124,6 +156,9 @@ int dd_cmd_up(dd_cli *cli)
         dd_supervisor_shutdown(up.sv);
     }
     uv_run(&up.loop, UV_RUN_DEFAULT);
+    if (up.exit_code)
+        code = up.exit_code;
+    dd_daemon_free(up.daemon);
     dd_supervisor_free(up.sv);
     if (uv_loop_close(&up.loop) != 0)
         dd_warn(cli->log, "loop_not_clean", "reason=%s", "handles still open at exit");

@@ -162,3 +162,8 @@ void dd_daemon_free(dd_daemon *d)
         dd_owner_free(d->owners[i]);
     free(d);
 }
+
+int dd_daemon_metrics_port(const dd_daemon *d)
+{
+    return d->http ? dd_metrics_http_port(d->http) : 0;
+}

@@ -17,5 +17,7 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
  * children, closes clients and the endpoint; done(arg) when all is closed. */
 void dd_daemon_stop(dd_daemon *d, void (*done)(void *arg), void *arg);
 void dd_daemon_free(dd_daemon *d);
+/* The port /metrics listens on (0 when off). */
+int dd_daemon_metrics_port(const dd_daemon *d);
 
 #endif

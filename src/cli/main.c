@@ -21,14 +21,18 @@ static const dd_opt *const dd_groups_takeover[] = {dd_opts_temporal, dd_opts_sta
 static const dd_opt *const dd_groups_run[] = {dd_opts_owner,   dd_opts_owner_id, dd_opts_temporal,
                                              dd_opts_stack_http, dd_opts_redis, dd_opts_metrics,
                                              dd_opts_stop, NULL};
+static const dd_opt *const dd_groups_up[] = {dd_opts_stack, dd_opts_owner, dd_opts_owner_id,
+                                            dd_opts_metrics, NULL};
 static const dd_opt *const dd_groups_none[] = {NULL};
 
 static const dd_cli_cmd dd_commands[] = {
-    {"up", dd_cmd_up, dd_groups_stack, "up [options]",
+    {"up", dd_cmd_up, dd_groups_up, "up [options]",
      "start the local Temporal dev server and Redis, keep them up, stop them on Ctrl-C",
      "Runs in the foreground. A crashed server is restarted at once (with exponential\n"
      "backoff if it keeps crashing); a server that stops answering is restarted too.\n"
-     "Servers left running by an earlier dispatchd (e.g. `stack start`) are adopted."},
+     "Servers left running by an earlier dispatchd (e.g. `stack start`) are adopted.\n"
+     "Once both answer, it owns the dispatcher dev/default (or each --dispatcher) like\n"
+     "`dispatchd run`, and serves /metrics; Ctrl-C releases it, then stops the stack."},
     {"stack", dd_cmd_stack, dd_groups_stack, "stack start|stop|status [temporal|redis]",
      "manage the local Temporal dev server and Redis without staying in the foreground",
      "start   start the services detached (idempotent: a healthy service is left alone)\n"

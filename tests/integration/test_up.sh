@@ -4,7 +4,8 @@ source "$(dirname "$0")/lib.sh"
 
 RP=$(free_port); TP=$(free_port); HP=$(free_port)
 S=$T/state
-O=(--state-dir "$S" --redis-port "$RP" --temporal-port "$TP" --temporal-http-port "$HP")
+O=(--state-dir "$S" --redis-port "$RP" --temporal-port "$TP" --temporal-http-port "$HP"
+   --metrics-listen 127.0.0.1:0 --server-id uphost)
 
 ready_count() { grep -c "the local stack is ready" "$T/up.out" 2>/dev/null || true; }
 start_up() {
@@ -20,6 +21,10 @@ check "up prints the redis address" grep -q "redis://127.0.0.1:$RP" "$T/up.out"
 check "up prints the temporal address" grep -q "http://127.0.0.1:$HP" "$T/up.out"
 check "redis answers" redis_ping "$RP"
 check "temporal answers" temporal_ok "$HP"
+check "up owns the default dispatcher" wait_until 10 grep -q "event=owning .*dispatcher=dev/default" "$T/up.log"
+mport=$(sed -n 's|.*metrics   http://127.0.0.1:\([0-9]*\)/metrics|\1|p' "$T/up.out" | head -1)
+check "up serves /metrics with the stack gauges" bash -c "curl -fsS http://127.0.0.1:$mport/metrics | grep -q 'dispatchd_stack_up{service=\"redis\"} 1'"
+check "and the owner gauge" bash -c "curl -fsS http://127.0.0.1:$mport/metrics | grep -q 'dispatchd_dispatcher_owner{dispatcher=\"dev/default\"} 1'"
 out=$("$DISPATCHD" up "${O[@]}" 2>&1)
 check "a second up says it is already running" grep -q "already running (pid $UP)" <<<"$out"
 
@@ -87,6 +92,8 @@ check "no redis left" [ "$(pgrep -fc "redis-server 127.0.0.1:$RP" || true)" = 0 
 check "no temporal left" [ "$(pgrep -fc -- "$S/temporal/temporal.db" || true)" = 0 ]
 check "locks are free" bash -c "flock -n '$S/redis.lock' true && flock -n '$S/temporal.lock' true && flock -n '$S/up.lock' true"
 check "the loop closed clean" bash -c "! grep -q loop_not_clean '$T/up.log'"
+check "the dispatcher was released before the stack stopped" \
+  bash -c "grep -n 'event=released\|event=stack_stopping' '$T/up.log' | tail -2 | head -1 | grep -q event=released"
 
 # workflows survive a restart of the Temporal dev server (database in the state dir)
 start_up
