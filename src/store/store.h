@@ -47,7 +47,12 @@
  * command timeout; the write may or may not have happened), DD_EUNAVAIL
  * (connection lost), -EACCES (authentication refused), DD_EPROTO (an error
  * reply or an unexpected shape), DD_ECANCELED (dd_store_close), plus the
- * per-operation codes below. */
+ * per-operation codes below. A timeout also drops the connection (replies
+ * come in order, so everything behind the missing one is stuck too) and
+ * reconnects; a reply arriving after its timeout is ignored.
+ *
+ * Metrics (when ctx->metrics is set): dispatchd_redis_connected (gauge) and
+ * dispatchd_redis_command_errors_total{error=timeout|unavailable|auth|protocol}. */
 #ifndef DD_STORE_STORE_H
 #define DD_STORE_STORE_H
 

@@ -9,6 +9,7 @@
 #include "core/ctx.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "metrics/metrics.h"
 #include "store/store.h"
 #include "../support/testsupport.h"
 
@@ -206,6 +207,7 @@ static int setup_common(void **state, const char *password)
     f->log = dd_log_new(f->logf, DD_LOG_DEBUG);
     f->ctx.loop = &f->loop;
     f->ctx.log = f->log;
+    f->ctx.metrics = dd_metrics_new();
     if (!password)
         open_store(f, url_of(f, url, sizeof(url)), NULL, 2000);
     *state = f;
@@ -229,6 +231,7 @@ static int teardown(void **state)
     uv_run(&f->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&f->loop);
     dd_log_free(f->log);
+    dd_metrics_free(f->ctx.metrics);
     fclose(f->logf);
     free(f->logbuf);
     dd_test_server_stop(f->srvp);
@@ -452,6 +455,10 @@ static void test_redis_killed_and_back(void **state)
     assert_int_equal(W(dd_store_heartbeat(f->s, "wf-k", "run-b", e, 4000, 30000, owner_cb, &w)),
                      0);
     assert_non_null(strstr(f->logbuf ? f->logbuf : "", "event=redis_unavailable"));
+    dd_metric *up = dd_metrics_find(f->ctx.metrics, "dispatchd_redis_connected");
+    dd_metric *errs = dd_metrics_find(f->ctx.metrics, "dispatchd_redis_command_errors_total");
+    assert_true(dd_metric_get(up, NULL) == 1);
+    assert_true(dd_metric_get(errs, DD_L1("unavailable")) >= 1);
 }
 
 static void test_paused_redis_times_out(void **state)
