@@ -103,9 +103,11 @@ typedef struct dd_store_opts {
 
 /* Parses the URL, registers the password as a log secret and starts
  * connecting on ctx->loop. ctx (and what it points to) is borrowed and must
- * outlive the store; opts is copied. Operations issued before the
- * connection is ready wait for it (bounded by their timeout). Returns 0 or
- * DD_EINVAL (message in err). */
+ * outlive the store; opts is copied. Operations issued while a connection
+ * attempt is in progress (e.g. right after open) wait for it, bounded by
+ * their timeout; between attempts (reconnect backoff) they are refused at
+ * once with DD_EUNAVAIL. on_state may already run inside this call. Returns
+ * 0 or DD_EINVAL (message in err). */
 int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, char *err,
                   size_t errlen);
 /* Fails every outstanding operation with DD_ECANCELED (synchronously: no
@@ -178,7 +180,9 @@ int dd_store_compare_and_delete(dd_store *s, const char *workflow_id, const char
 /* Records with hb_ms < now_ms - threshold_ms (strictly older than the
  * threshold; a heartbeat from the future is never stale), oldest first, at
  * most limit (> 0). One ZRANGEBYSCORE + ZCARD + ZCOUNT, then one pipelined
- * HGETALL per candidate: cost follows the candidates, not the total. */
+ * HGETALL per candidate: cost follows the candidates, not the total. The
+ * hashes are read after the range, so a record refreshed in between shows
+ * its new hb_ms: classify on the record, not on its index position. */
 int dd_store_stale(dd_store *s, int64_t now_ms, int64_t threshold_ms, size_t limit,
                    dd_store_hb_list_cb *cb, void *arg);
 /* Every record via the index, oldest heartbeat first, at most limit (0: all). */

@@ -17,7 +17,10 @@
 #include <uv.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -524,6 +527,48 @@ static void test_bounded_pending(void **state)
     assert_int_equal(b.status, 0);
 }
 
+/* unix:// URLs: a second redis-server listening only on a socket (the
+ * shared fixture has no socket option), killed before the test returns. */
+static void test_unix_socket(void **state)
+{
+    fx *f = *state;
+    waiter w;
+    char path[300], url[320];
+    snprintf(path, sizeof(path), "%s/redis.sock", f->srvp->dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 1);
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", path, "--save", "",
+               "--appendonly", "no", "--dir", f->srvp->dir, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100 && access(path, F_OK) != 0; i++)
+        usleep(20000);
+    dd_store_close(f->s);
+    snprintf(url, sizeof(url), "unix://%s?db=2", path);
+    open_store(f, url, NULL, 2000);
+    int64_t e;
+    int rc = claim(f, "wf-unix", "r", "h", 1, &e);
+    redisContext *c = redisConnectUnix(path);
+    redisReply *r = c && !c->err ? redisCommand(c, "SELECT 2") : NULL;
+    freeReplyObject(r);
+    r = c && !c->err ? redisCommand(c, "EXISTS dd:hb:{wf-unix}") : NULL;
+    long long exists = r ? r->integer : -1;
+    freeReplyObject(r);
+    if (c)
+        redisFree(c);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    assert_int_equal(rc, 0);
+    assert_int_equal(e, 1);
+    assert_int_equal(exists, 1);
+    /* the socket's server is gone: the store notices */
+    rc = W(dd_store_ping(f->s, status_cb, &w));
+    assert_true(rc == DD_EUNAVAIL || rc == DD_ETIMEOUT);
+}
+
 static void test_auth(void **state)
 {
     fx *f = *state;
@@ -692,6 +737,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_paused_redis_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bounded_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unix_socket, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth, setup_auth, teardown),
         cmocka_unit_test_setup_teardown(test_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workers, setup, teardown),
