@@ -233,11 +233,15 @@ int dd_store_url_parse(const char *url, dd_store_url *out, char *err, size_t err
     } else {
         char scheme[32];
         const char *sep = strstr(url, "://");
-        snprintf(scheme, sizeof(scheme), "%.*s", sep ? (int)(sep - url < 24 ? sep - url : 24) : 0,
-                 url);
-        rc = url_fail(err, errlen, sep ? "unknown scheme '%s' in redis url (want redis:// or unix://)"
-                                      : "missing scheme in redis url%s (want redis:// or unix://)",
-                      scheme);
+        if (!sep)
+            rc = url_fail(err, errlen, "missing scheme in redis url (want %s)",
+                          "redis:// or unix://");
+        else {
+            int n = (int)(sep - url < 24 ? sep - url : 24);
+            snprintf(scheme, sizeof(scheme), "%.*s", n, url);
+            rc = url_fail(err, errlen,
+                          "unknown scheme '%s' in redis url (want redis:// or unix://)", scheme);
+        }
     }
     if (rc < 0)
         dd_store_url_release(out);
@@ -380,7 +384,8 @@ static void handshake_deliver(dd_store__req *r, int status)
     conn_fail(s, status, false);
 }
 
-static const dd_store__op handshake_op = {"handshake (AUTH/SELECT/PING)", handshake_reply, handshake_deliver};
+static const dd_store__op handshake_op = {"handshake (AUTH/SELECT/PING)", handshake_reply,
+                                          handshake_deliver};
 
 static void conn_start(dd_store *s)
 {
@@ -392,8 +397,9 @@ static void conn_start(dd_store *s)
     ac = s->url.path ? redisAsyncConnectUnix(s->url.path)
                      : redisAsyncConnect(s->url.host, s->url.port);
     if (!ac || ac->err) {
-        snprintf(s->last_error, sizeof(s->last_error), "cannot connect to redis at '%.200s': %.200s",
-                 addr_str(s, addr, sizeof(addr)), ac ? ac->errstr : "out of memory");
+        snprintf(s->last_error, sizeof(s->last_error),
+                 "cannot connect to redis at '%.200s': %.200s", addr_str(s, addr, sizeof(addr)),
+                 ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree(ac);
         s->state = ST_CONNECTING;

@@ -569,6 +569,38 @@ static void test_unix_socket(void **state)
     assert_true(rc == DD_EUNAVAIL || rc == DD_ETIMEOUT);
 }
 
+typedef struct closer {
+    fx *f;
+    waiter *other;
+    int status, other_status_seen;
+    bool done;
+} closer;
+
+static void close_from_cb(int status, void *arg)
+{
+    closer *c = arg;
+    c->status = status;
+    c->done = true;
+    dd_store_close(c->f->s);
+    /* the other operation was answered inside close */
+    c->other_status_seen = c->other->done ? c->other->status : 1;
+}
+
+static void test_close_from_callback(void **state)
+{
+    fx *f = *state;
+    waiter other;
+    closer c = {f, &other, 0, 0, false};
+    memset(&other, 0, sizeof(other));
+    assert_int_equal(dd_store_ping(f->s, close_from_cb, &c), 0);
+    assert_int_equal(dd_store_list(f->s, 0, list_cb, &other), 0);
+    assert_true(run_until(f, &c.done, 5000));
+    assert_int_equal(c.status, 0);
+    assert_int_equal(c.other_status_seen, DD_ECANCELED);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    f->s = NULL;
+}
+
 static void test_auth(void **state)
 {
     fx *f = *state;
@@ -738,6 +770,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_with_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bounded_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unix_socket, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth, setup_auth, teardown),
         cmocka_unit_test_setup_teardown(test_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workers, setup, teardown),
