@@ -67,7 +67,9 @@
 /* redis://[[user]:password@]host[:port][/db]   (host may be [v6addr];
  *                                               port default 6379, db 0)
  * unix:///path/to/redis.sock[?db=N]
- * The password may be %-encoded. rediss:// (TLS) is refused: hiredis 0.14. */
+ * The password may be %-encoded. rediss:// (TLS) is refused: hiredis 0.14.
+ * A host name is resolved by hiredis with a blocking getaddrinfo on every
+ * (re)connect: prefer an IP address or a unix socket in the daemon. */
 typedef struct dd_store_url {
     char *host;     /* NULL for unix:// */
     int port;
