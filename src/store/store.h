@@ -40,8 +40,8 @@
  * Calling convention: every operation either returns a negative error
  * synchronously (DD_EINVAL bad arguments, DD_EUNAVAIL not connected,
  * DD_EBUSY too many operations in flight, DD_ECANCELED store closing) and
- * never calls cb, or returns 0 and calls cb
- * exactly once, later, from the loop. Result pointers passed to callbacks
+ * never calls cb, or returns 0 and calls cb exactly once, later, from the
+ * loop. Result pointers passed to callbacks
  * are owned by the store and valid only during the callback: copy what you
  * keep. Errors delivered to callbacks: DD_ETIMEOUT (no reply within the
  * command timeout; the write may or may not have happened), DD_EUNAVAIL
