@@ -289,8 +289,9 @@ int dd_store_claim(dd_store *s, const dd_store_claim_args *a, dd_store_owner_cb 
 {
     char hb[DD_STORE__KEYMAX], ep[DD_STORE__KEYMAX], now[24], ttl[24];
     int rc;
-    if (!a || !dd_store__key(hb, "hb", a->workflow_id) || !dd_store__key(ep, "epoch", a->workflow_id) ||
-        !a->run_id || !*a->run_id || !a->server_id || !a->project || !a->queue)
+    if (!a || !dd_store__key(hb, "hb", a->workflow_id) ||
+        !dd_store__key(ep, "epoch", a->workflow_id) || !a->run_id || !*a->run_id ||
+        !a->server_id || !a->project || !a->queue)
         return DD_EINVAL;
     dd_store__req *r = begin(s, &claim_op, (void (*)(void))cb, arg, &rc);
     if (!r)

@@ -16,6 +16,7 @@
 #include "core/buf.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "metrics/metrics.h"
 
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
@@ -45,6 +46,8 @@ struct dd_store {
     dd_backoff backoff;
     uv_timer_t conn_timer;
     bool conn_timer_closed;
+
+    dd_metric *m_up, *m_errors; /* NULL without ctx->metrics */
 
     dd_store__req *head, *tail; /* every live request, in submission order */
     size_t nreqs;
@@ -230,11 +233,15 @@ int dd_store_url_parse(const char *url, dd_store_url *out, char *err, size_t err
     } else {
         char scheme[32];
         const char *sep = strstr(url, "://");
-        snprintf(scheme, sizeof(scheme), "%.*s", sep ? (int)(sep - url < 24 ? sep - url : 24) : 0,
-                 url);
-        rc = url_fail(err, errlen, sep ? "unknown scheme '%s' in redis url (want redis:// or unix://)"
-                                      : "missing scheme in redis url%s (want redis:// or unix://)",
-                      scheme);
+        if (!sep)
+            rc = url_fail(err, errlen, "missing scheme in redis url (want %s)",
+                          "redis:// or unix://");
+        else {
+            int n = (int)(sep - url < 24 ? sep - url : 24);
+            snprintf(scheme, sizeof(scheme), "%.*s", n, url);
+            rc = url_fail(err, errlen,
+                          "unknown scheme '%s' in redis url (want redis:// or unix://)", scheme);
+        }
     }
     if (rc < 0)
         dd_store_url_release(out);
@@ -285,6 +292,8 @@ static void maybe_free(dd_store *s)
 
 static void notify(dd_store *s, int status)
 {
+    if (s->m_up)
+        dd_metric_set(s->m_up, NULL, status == 0);
     if (s->on_state && s->state != ST_CLOSING)
         s->on_state(status, s->state_arg);
 }
@@ -375,7 +384,8 @@ static void handshake_deliver(dd_store__req *r, int status)
     conn_fail(s, status, false);
 }
 
-static const dd_store__op handshake_op = {"handshake (AUTH/SELECT/PING)", handshake_reply, handshake_deliver};
+static const dd_store__op handshake_op = {"handshake (AUTH/SELECT/PING)", handshake_reply,
+                                          handshake_deliver};
 
 static void conn_start(dd_store *s)
 {
@@ -387,8 +397,9 @@ static void conn_start(dd_store *s)
     ac = s->url.path ? redisAsyncConnectUnix(s->url.path)
                      : redisAsyncConnect(s->url.host, s->url.port);
     if (!ac || ac->err) {
-        snprintf(s->last_error, sizeof(s->last_error), "cannot connect to redis at '%.200s': %.200s",
-                 addr_str(s, addr, sizeof(addr)), ac ? ac->errstr : "out of memory");
+        snprintf(s->last_error, sizeof(s->last_error),
+                 "cannot connect to redis at '%.200s': %.200s", addr_str(s, addr, sizeof(addr)),
+                 ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree(ac);
         s->state = ST_CONNECTING;
@@ -491,6 +502,14 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
     dd_backoff_init(&s->backoff, opts->reconnect_base_ms > 0 ? opts->reconnect_base_ms : 100,
                     opts->reconnect_cap_ms > 0 ? opts->reconnect_cap_ms : 5000, opts->seed);
     s->max_pending = opts->max_pending > 0 ? opts->max_pending : 65536;
+    if (ctx->metrics) {
+        static const char *const labels[] = {"error", NULL};
+        s->m_up = dd_metrics_family(ctx->metrics, DD_GAUGE, "dispatchd_redis_connected",
+                                    "1 while the redis connection is ready", NULL, NULL, 0);
+        s->m_errors = dd_metrics_family(ctx->metrics, DD_COUNTER,
+                                        "dispatchd_redis_command_errors_total",
+                                        "redis operations that failed, by error", labels, NULL, 0);
+    }
     s->on_state = opts->on_state;
     s->state_arg = opts->state_arg;
     uv_timer_init(ctx->loop, &s->conn_timer);
@@ -629,12 +648,23 @@ static void req_release(dd_store__req *r)
     uv_close((uv_handle_t *)&r->timer, on_req_closed);
 }
 
+static dd_metric *s_errors(const dd_store__req *r)
+{
+    return r->internal ? NULL : r->s->m_errors;
+}
+
 void dd_store__finish(dd_store__req *r, int status)
 {
     if (r->done)
         return;
     r->done = true;
     uv_timer_stop(&r->timer);
+    if (status < 0 && status != DD_ECANCELED && s_errors(r))
+        dd_metric_add(s_errors(r), DD_L1(status == DD_ETIMEOUT   ? "timeout"
+                                         : status == DD_EUNAVAIL ? "unavailable"
+                                         : status == -EACCES     ? "auth"
+                                                                 : "protocol"),
+                      1);
     r->op->deliver(r, status);
     req_release(r);
 }

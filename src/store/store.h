@@ -40,14 +40,19 @@
  * Calling convention: every operation either returns a negative error
  * synchronously (DD_EINVAL bad arguments, DD_EUNAVAIL not connected,
  * DD_EBUSY too many operations in flight, DD_ECANCELED store closing) and
- * never calls cb, or returns 0 and calls cb
- * exactly once, later, from the loop. Result pointers passed to callbacks
+ * never calls cb, or returns 0 and calls cb exactly once, later, from the
+ * loop. Result pointers passed to callbacks
  * are owned by the store and valid only during the callback: copy what you
  * keep. Errors delivered to callbacks: DD_ETIMEOUT (no reply within the
  * command timeout; the write may or may not have happened), DD_EUNAVAIL
  * (connection lost), -EACCES (authentication refused), DD_EPROTO (an error
  * reply or an unexpected shape), DD_ECANCELED (dd_store_close), plus the
- * per-operation codes below. */
+ * per-operation codes below. A timeout also drops the connection (replies
+ * come in order, so everything behind the missing one is stuck too) and
+ * reconnects; a reply arriving after its timeout is ignored.
+ *
+ * Metrics (when ctx->metrics is set): dispatchd_redis_connected (gauge) and
+ * dispatchd_redis_command_errors_total{error=timeout|unavailable|auth|protocol}. */
 #ifndef DD_STORE_STORE_H
 #define DD_STORE_STORE_H
 
@@ -62,7 +67,9 @@
 /* redis://[[user]:password@]host[:port][/db]   (host may be [v6addr];
  *                                               port default 6379, db 0)
  * unix:///path/to/redis.sock[?db=N]
- * The password may be %-encoded. rediss:// (TLS) is refused: hiredis 0.14. */
+ * The password may be %-encoded. rediss:// (TLS) is refused: hiredis 0.14.
+ * A host name is resolved by hiredis with a blocking getaddrinfo on every
+ * (re)connect: prefer an IP address or a unix socket in the daemon. */
 typedef struct dd_store_url {
     char *host;     /* NULL for unix:// */
     int port;
@@ -98,9 +105,11 @@ typedef struct dd_store_opts {
 
 /* Parses the URL, registers the password as a log secret and starts
  * connecting on ctx->loop. ctx (and what it points to) is borrowed and must
- * outlive the store; opts is copied. Operations issued before the
- * connection is ready wait for it (bounded by their timeout). Returns 0 or
- * DD_EINVAL (message in err). */
+ * outlive the store; opts is copied. Operations issued while a connection
+ * attempt is in progress (e.g. right after open) wait for it, bounded by
+ * their timeout; between attempts (reconnect backoff) they are refused at
+ * once with DD_EUNAVAIL. on_state may already run inside this call. Returns
+ * 0 or DD_EINVAL (message in err). */
 int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, char *err,
                   size_t errlen);
 /* Fails every outstanding operation with DD_ECANCELED (synchronously: no
@@ -173,7 +182,9 @@ int dd_store_compare_and_delete(dd_store *s, const char *workflow_id, const char
 /* Records with hb_ms < now_ms - threshold_ms (strictly older than the
  * threshold; a heartbeat from the future is never stale), oldest first, at
  * most limit (> 0). One ZRANGEBYSCORE + ZCARD + ZCOUNT, then one pipelined
- * HGETALL per candidate: cost follows the candidates, not the total. */
+ * HGETALL per candidate: cost follows the candidates, not the total. The
+ * hashes are read after the range, so a record refreshed in between shows
+ * its new hb_ms: classify on the record, not on its index position. */
 int dd_store_stale(dd_store *s, int64_t now_ms, int64_t threshold_ms, size_t limit,
                    dd_store_hb_list_cb *cb, void *arg);
 /* Every record via the index, oldest heartbeat first, at most limit (0: all). */

@@ -9,6 +9,7 @@
 #include "core/ctx.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "metrics/metrics.h"
 #include "store/store.h"
 #include "../support/testsupport.h"
 
@@ -16,7 +17,10 @@
 #include <uv.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,6 +210,7 @@ static int setup_common(void **state, const char *password)
     f->log = dd_log_new(f->logf, DD_LOG_DEBUG);
     f->ctx.loop = &f->loop;
     f->ctx.log = f->log;
+    f->ctx.metrics = dd_metrics_new();
     if (!password)
         open_store(f, url_of(f, url, sizeof(url)), NULL, 2000);
     *state = f;
@@ -229,6 +234,7 @@ static int teardown(void **state)
     uv_run(&f->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&f->loop);
     dd_log_free(f->log);
+    dd_metrics_free(f->ctx.metrics);
     fclose(f->logf);
     free(f->logbuf);
     dd_test_server_stop(f->srvp);
@@ -452,6 +458,10 @@ static void test_redis_killed_and_back(void **state)
     assert_int_equal(W(dd_store_heartbeat(f->s, "wf-k", "run-b", e, 4000, 30000, owner_cb, &w)),
                      0);
     assert_non_null(strstr(f->logbuf ? f->logbuf : "", "event=redis_unavailable"));
+    dd_metric *up = dd_metrics_find(f->ctx.metrics, "dispatchd_redis_connected");
+    dd_metric *errs = dd_metrics_find(f->ctx.metrics, "dispatchd_redis_command_errors_total");
+    assert_true(dd_metric_get(up, NULL) == 1);
+    assert_true(dd_metric_get(errs, DD_L1("unavailable")) >= 1);
 }
 
 static void test_paused_redis_times_out(void **state)
@@ -515,6 +525,80 @@ static void test_bounded_pending(void **state)
     assert_int_equal(dd_store_ping(f->s, status_cb, &w), DD_EBUSY);
     assert_true(run_until(f, &b.done, 5000));
     assert_int_equal(b.status, 0);
+}
+
+/* unix:// URLs: a second redis-server listening only on a socket (the
+ * shared fixture has no socket option), killed before the test returns. */
+static void test_unix_socket(void **state)
+{
+    fx *f = *state;
+    waiter w;
+    char path[300], url[320];
+    snprintf(path, sizeof(path), "%s/redis.sock", f->srvp->dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 1);
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", path, "--save", "",
+               "--appendonly", "no", "--dir", f->srvp->dir, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100 && access(path, F_OK) != 0; i++)
+        usleep(20000);
+    dd_store_close(f->s);
+    snprintf(url, sizeof(url), "unix://%s?db=2", path);
+    open_store(f, url, NULL, 2000);
+    int64_t e;
+    int rc = claim(f, "wf-unix", "r", "h", 1, &e);
+    redisContext *c = redisConnectUnix(path);
+    redisReply *r = c && !c->err ? redisCommand(c, "SELECT 2") : NULL;
+    freeReplyObject(r);
+    r = c && !c->err ? redisCommand(c, "EXISTS dd:hb:{wf-unix}") : NULL;
+    long long exists = r ? r->integer : -1;
+    freeReplyObject(r);
+    if (c)
+        redisFree(c);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    assert_int_equal(rc, 0);
+    assert_int_equal(e, 1);
+    assert_int_equal(exists, 1);
+    /* the socket's server is gone: the store notices */
+    rc = W(dd_store_ping(f->s, status_cb, &w));
+    assert_true(rc == DD_EUNAVAIL || rc == DD_ETIMEOUT);
+}
+
+typedef struct closer {
+    fx *f;
+    waiter *other;
+    int status, other_status_seen;
+    bool done;
+} closer;
+
+static void close_from_cb(int status, void *arg)
+{
+    closer *c = arg;
+    c->status = status;
+    c->done = true;
+    dd_store_close(c->f->s);
+    /* the other operation was answered inside close */
+    c->other_status_seen = c->other->done ? c->other->status : 1;
+}
+
+static void test_close_from_callback(void **state)
+{
+    fx *f = *state;
+    waiter other;
+    closer c = {f, &other, 0, 0, false};
+    memset(&other, 0, sizeof(other));
+    assert_int_equal(dd_store_ping(f->s, close_from_cb, &c), 0);
+    assert_int_equal(dd_store_list(f->s, 0, list_cb, &other), 0);
+    assert_true(run_until(f, &c.done, 5000));
+    assert_int_equal(c.status, 0);
+    assert_int_equal(c.other_status_seen, DD_ECANCELED);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    f->s = NULL;
 }
 
 static void test_auth(void **state)
@@ -685,6 +769,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_paused_redis_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bounded_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unix_socket, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth, setup_auth, teardown),
         cmocka_unit_test_setup_teardown(test_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workers, setup, teardown),
