@@ -53,6 +53,13 @@ const char *dd_cli_temporal_url(const dd_cli *cli);
 struct dd_temporal;
 int dd_cli_temporal_new(dd_cli *cli, const dd_ctx *ctx, struct dd_temporal **out);
 
+/* --redis-url, or the local Redis port. Static. */
+const char *dd_cli_redis_url(const dd_cli *cli);
+/* Opens the Redis store from the configuration (URL, password from env or
+ * file). Returns 0, or an exit code after printing why. */
+struct dd_store;
+int dd_cli_store_open(dd_cli *cli, const dd_ctx *ctx, struct dd_store **out);
+
 /* Commands (one file each: cmd_<name>.c). */
 int dd_cmd_takeover(dd_cli *cli);
 int dd_cmd_run(dd_cli *cli);

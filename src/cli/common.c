@@ -4,6 +4,7 @@
 
 #include "core/buf.h"
 #include "core/error.h"
+#include "store/store.h"
 #include "temporal/temporal.h"
 
 #include <stdio.h>
@@ -67,5 +68,32 @@ int dd_cli_temporal_new(dd_cli *cli, const dd_ctx *ctx, struct dd_temporal **out
     }
     if (!*out)
         return dd_cli_usage_error(cli, "cannot set up the Temporal client for '%s'", url);
+    return 0;
+}
+
+const char *dd_cli_redis_url(const dd_cli *cli)
+{
+    static char url[300];
+    if (cli->cfg.redis_url && *cli->cfg.redis_url)
+        return cli->cfg.redis_url;
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", cli->cfg.redis_port);
+    return url;
+}
+
+int dd_cli_store_open(dd_cli *cli, const dd_ctx *ctx, dd_store **out)
+{
+    char err[512];
+    char *pw = NULL;
+    if (dd_config_secret("DISPATCHD_REDIS_PASSWORD", cli->cfg.redis_password_file, &pw, err,
+                         sizeof(err)) < 0)
+        return dd_cli_usage_error(cli, "%s", err);
+    dd_store_opts so = {.url = dd_cli_redis_url(cli), .password = pw};
+    int rc = dd_store_open(ctx, &so, out, err, sizeof(err));
+    if (pw) {
+        memset(pw, 0, strlen(pw));
+        free(pw);
+    }
+    if (rc < 0)
+        return dd_cli_usage_error(cli, "--redis-url: %s", err);
     return 0;
 }

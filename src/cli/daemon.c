@@ -6,6 +6,7 @@
 #include "metrics/http.h"
 #include "metrics/metrics.h"
 #include "owner/owner.h"
+#include "store/store.h"
 #include "temporal/temporal.h"
 
 #include <stdio.h>
@@ -17,10 +18,13 @@ struct dd_daemon {
     dd_cli *cli;
     dd_ctx ctx;
     dd_temporal *t;
+    dd_store *store;
     dd_metrics_http *http;
     dd_owner *owners[DD_MAX_DISPATCHERS];
+    dd_heartbeat *hbs[DD_MAX_DISPATCHERS];
     int nowners;
     int owners_stopped;
+    int hbs_closed;
     bool stopping;
     bool temporal_closed;
     void (*done)(void *);
@@ -46,7 +50,7 @@ static bool dd_daemon_ready(void *arg, char *reason, size_t len)
 
 static void dd_daemon_maybe_done(dd_daemon *d)
 {
-    if (d->owners_stopped < d->nowners || !d->temporal_closed)
+    if (d->owners_stopped < d->nowners || d->hbs_closed < d->nowners || !d->temporal_closed)
         return;
     if (d->done) {
         void (*done)(void *) = d->done;
@@ -62,13 +66,36 @@ static void dd_daemon_temporal_closed(void *arg)
     dd_daemon_maybe_done(d);
 }
 
+static void dd_daemon_hb_closed(void *arg)
+{
+    dd_daemon *d = arg;
+    if (++d->hbs_closed < d->nowners)
+        return;
+    /* Records released: now the clients can go. */
+    if (d->store) {
+        dd_store_close(d->store);
+        d->store = NULL;
+    }
+    dd_temporal_close(d->t, dd_daemon_temporal_closed, d);
+}
+
 static void dd_daemon_owner_stopped(dd_owner *o, void *arg)
 {
     dd_daemon *d = arg;
     if (++d->owners_stopped < d->nowners)
         return;
-    /* Every release has been sent: now the client can go. */
-    dd_temporal_close(d->t, dd_daemon_temporal_closed, d);
+    /* Every run release has been answered; let the heartbeats finish their
+     * record releases, then close the clients. */
+    for (int i = 0; i < d->nowners; i++)
+        dd_heartbeat_close(d->hbs[i], dd_daemon_hb_closed, d);
+}
+
+static void dd_daemon_owner_changed(dd_owner *o, bool owning, const char *run_id, void *arg)
+{
+    dd_daemon *d = arg;
+    for (int i = 0; i < d->nowners; i++)
+        if (d->owners[i] == o && d->hbs[i])
+            dd_heartbeat_owner_changed(d->hbs[i], owning, run_id);
 }
 
 int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
@@ -79,6 +106,12 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
     d->ctx = *ctx;
     int code = dd_cli_temporal_new(cli, ctx, &d->t);
     if (code) {
+        free(d);
+        return code;
+    }
+    code = dd_cli_store_open(cli, ctx, &d->store);
+    if (code) {
+        dd_temporal_close(d->t, NULL, NULL);
         free(d);
         return code;
     }
@@ -101,6 +134,7 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                             .legacy = cli->cfg.legacy_takeover,
                             .child_argv = child_argv,
                             .child_grace_ms = cli->cfg.stop_timeout_ms,
+                            .on_change = dd_daemon_owner_changed,
                             .on_stopped = dd_daemon_owner_stopped,
                             .arg = d};
         d->owners[i] = dd_owner_new(ctx, d->t, &oo, err, sizeof(err));
@@ -108,6 +142,10 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
             code = dd_cli_usage_error(cli, "--dispatcher '%s': %s", disp[i], err);
             goto fail;
         }
+        dd_heartbeat_opts ho = {.interval_ms = cli->cfg.heartbeat_interval_ms,
+                                .threshold_ms = cli->cfg.stale_threshold_ms,
+                                .failover = true};
+        d->hbs[i] = dd_heartbeat_new(ctx, d->store, d->owners[i], &ho);
         d->nowners++;
     }
     if (strcmp(cli->cfg.metrics_listen, "off") != 0) {
@@ -120,15 +158,20 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
         dd_info(ctx->log, "metrics_listening", "address=%s port=%d", cli->cfg.metrics_listen,
                 dd_metrics_http_port(d->http));
     }
-    for (int i = 0; i < d->nowners; i++)
+    for (int i = 0; i < d->nowners; i++) {
         dd_owner_start(d->owners[i]);
+        dd_heartbeat_start(d->hbs[i]);
+    }
     *out = d;
     return 0;
 fail:
     /* Undo what was built; the caller runs the loop until it is closed. */
     d->stopping = true;
-    if (d->nowners == 0)
+    if (d->nowners == 0) {
+        dd_store_close(d->store);
+        d->store = NULL;
         dd_temporal_close(d->t, dd_daemon_temporal_closed, d);
+    }
     for (int i = 0; i < d->nowners; i++)
         dd_owner_release(d->owners[i]);
     *out = d;
@@ -147,6 +190,8 @@ void dd_daemon_stop(dd_daemon *d, void (*done)(void *), void *arg)
         d->http = NULL;
     }
     if (d->nowners == 0) {
+        dd_store_close(d->store);
+        d->store = NULL;
         dd_temporal_close(d->t, dd_daemon_temporal_closed, d);
         return;
     }

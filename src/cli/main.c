@@ -23,6 +23,7 @@ static const dd_opt *const dd_groups_run[] = {dd_opts_owner,   dd_opts_owner_id,
                                              dd_opts_stop, NULL};
 static const dd_opt *const dd_groups_up[] = {dd_opts_stack, dd_opts_owner, dd_opts_owner_id,
                                             dd_opts_metrics, NULL};
+
 static const dd_opt *const dd_groups_none[] = {NULL};
 
 static const dd_cli_cmd dd_commands[] = {

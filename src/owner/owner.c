@@ -229,6 +229,21 @@ static void dd_owner_lost(dd_owner *o, const dd_temporal_event *ev)
     dd_owner_set_state(o, DD_OWNER_LOST);
 }
 
+void dd_owner_fenced(dd_owner *o, const char *holder)
+{
+    if (o->state != DD_OWNER_OWNING)
+        return;
+    dd_temporal_event ev = {.type = "HEARTBEAT_FENCED", .reason = "a newer owner holds the record",
+                            .identity = holder};
+    if (o->poll) {
+        dd_temporal_call *c = o->poll;
+        dd_owner_lost(o, &ev); /* state LOST first: the cancelled poll sees it */
+        dd_temporal_cancel(c);
+        return;
+    }
+    dd_owner_lost(o, &ev);
+}
+
 static void dd_owner_poll_done(int st, const dd_temporal_result *r, void *arg)
 {
     dd_owner *o = arg;
@@ -406,4 +421,9 @@ const char *dd_owner_project(const dd_owner *o)
 const char *dd_owner_queue(const dd_owner *o)
 {
     return o->queue;
+}
+
+const char *dd_owner_server_id(const dd_owner *o)
+{
+    return o->server_id;
 }

@@ -114,5 +114,44 @@ const char *dd_owner_run_id(const dd_owner *o); /* "" when not owning */
 const char *dd_owner_name(const dd_owner *o);   /* "project/queue" */
 const char *dd_owner_project(const dd_owner *o);
 const char *dd_owner_queue(const dd_owner *o);
+const char *dd_owner_server_id(const dd_owner *o);
 
 #endif
+
+/* Marks ownership lost for a reason other than our run's close event (our
+ * heartbeat was fenced: a newer owner holds the record). Stops the child
+ * like a close event does. No-op unless owning. */
+void dd_owner_fenced(dd_owner *o, const char *holder);
+
+/* ---- heartbeats, fencing and failover (heartbeat.c) ---------------------- */
+
+/* Keeps one dispatcher's Redis record in step with its owner:
+ *  - when the owner starts owning: claim the record (a new fencing epoch),
+ *    then heartbeat every interval; a fenced heartbeat means a newer owner
+ *    exists, and the owner is told it lost (dd_owner_fenced);
+ *  - when it stops owning on release: delete the record if still ours;
+ *  - while NOT owning (a standby): read the record and arm a timer for the
+ *    moment it turns stale; when it is stale (or gone) take one short
+ *    failover lease per stale run, so exactly one standby takes over, and
+ *    take over termination-first. */
+struct dd_store;
+typedef struct dd_heartbeat dd_heartbeat;
+
+typedef struct dd_heartbeat_opts {
+    int64_t interval_ms;  /* default 5000 */
+    int64_t threshold_ms; /* stale threshold, default 15000 */
+    bool failover;        /* standbys take over stale dispatchers */
+} dd_heartbeat_opts;
+
+/* s and o are borrowed. Wire dd_heartbeat_owner_changed into the owner's
+ * on_change callback. */
+dd_heartbeat *dd_heartbeat_new(const dd_ctx *ctx, struct dd_store *s, dd_owner *o,
+                               const dd_heartbeat_opts *opts);
+void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id);
+/* Begins watching as a standby (call after the owner's first takeover
+ * attempt failed to own, or right away: owning cancels the watch). */
+void dd_heartbeat_start(dd_heartbeat *h);
+/* Stops timers; waits for an in-flight release/claim; then done(arg) and frees h. */
+void dd_heartbeat_close(dd_heartbeat *h, void (*done)(void *arg), void *arg);
+/* The fencing epoch of the current ownership (0 when none). */
+int64_t dd_heartbeat_epoch(const dd_heartbeat *h);
