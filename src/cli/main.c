@@ -24,6 +24,7 @@ static const dd_opt *const dd_groups_run[] = {dd_opts_owner,   dd_opts_owner_id,
 static const dd_opt *const dd_groups_up[] = {dd_opts_stack, dd_opts_owner, dd_opts_owner_id,
                                             dd_opts_metrics, NULL};
 
+static const dd_opt *const dd_groups_status[] = {dd_opts_redis, dd_opts_stale, NULL};
 static const dd_opt *const dd_groups_none[] = {NULL};
 
 static const dd_cli_cmd dd_commands[] = {
@@ -50,6 +51,10 @@ static const dd_cli_cmd dd_commands[] = {
      "(TERM, --stop-timeout, KILL) as soon as ownership is lost. SIGTERM or Ctrl-C\n"
      "releases every dispatcher: the child is stopped and the own run terminated with\n"
      "reason \"released by <server id>\"."},
+    {"status", dd_cmd_status, dd_groups_status, "status [--json] [options]",
+     "every dispatcher in Redis: owner, run id, heartbeat age, healthy/stale, workers",
+     "A dispatcher is stale when its last heartbeat is older than --stale-threshold.\n"
+     "Exits 1 when Redis cannot be read."},
     {"takeover", dd_cmd_takeover, dd_groups_takeover, "takeover PROJECT QUEUE [options]",
      "take over the dispatcher of (PROJECT, QUEUE) once, termination-first; prints JSON",
      "Starts workflow dispatcher-<project>-<queue> with conflict policy TERMINATE_EXISTING\n"
