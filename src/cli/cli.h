@@ -43,6 +43,8 @@ int dd_cli_fail(dd_cli *cli, const char *fmt, ...) __attribute__((format(printf,
 
 /* The directory that holds the running dispatchd binary (for .tools/). Static. */
 const char *dd_cli_self_dir(void);
+/* The running dispatchd binary's path. Static. */
+const char *dd_cli_self_exe(void);
 
 /* This host's identity: --server-id, or "<hostname>-<pid>". Static. */
 const char *dd_cli_server_id(dd_cli *cli);

@@ -7,6 +7,7 @@
 #include "core/buf.h"
 #include "core/error.h"
 #include "metrics/metrics.h"
+#include "proc/proc.h"
 
 #include <limits.h>
 #include <stdarg.h>
@@ -132,6 +133,19 @@ const char *dd_cli_self_dir(void)
     return dir;
 }
 
+const char *dd_cli_self_exe(void)
+{
+    static char exe[PATH_MAX];
+    if (!exe[0]) {
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+        if (n <= 0)
+            strcpy(exe, "/proc/self/exe");
+        else
+            exe[n] = '\0';
+    }
+    return exe;
+}
+
 int dd_cmd_version(dd_cli *cli)
 {
     printf("dispatchd %s (commit %s)\n", DD_VERSION, DD_GIT_COMMIT);
@@ -144,6 +158,9 @@ int main(int argc, char **argv)
         dd_main_usage(stderr);
         return DD_EXIT_USAGE;
     }
+    /* Internal: the first process of every owner child command (guard.c). */
+    if (!strcmp(argv[1], "__guard"))
+        return dd_guard_main(argc - 1, argv + 1);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         dd_main_usage(stdout);
         return DD_EXIT_OK;

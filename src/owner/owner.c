@@ -140,6 +140,8 @@ dd_owner *dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *o
             o->child_argv[i] = dd_strdup(opts->child_argv[i]);
     }
     o->child = dd_child_new(ctx->loop, ctx->log, o->name, dd_owner_child_exit, o);
+    if (opts->guard_exe)
+        dd_child_set_guard(o->child, opts->guard_exe, o->opts.child_grace_ms);
     uv_timer_init(ctx->loop, &o->retry);
     uv_timer_init(ctx->loop, &o->child_retry);
     o->retry.data = o->child_retry.data = o;

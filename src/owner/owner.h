@@ -82,6 +82,7 @@ typedef struct dd_owner_opts {
     const char *server_id;
     bool legacy;
     char *const *child_argv;  /* command run only while owning, or NULL */
+    const char *guard_exe;    /* binary with the __guard command (dies-with-us), or NULL */
     int64_t child_grace_ms;   /* TERM -> KILL (default 10 s) */
     int64_t retry_base_ms;    /* takeover retry backoff (default 500 ms) */
     int64_t retry_cap_ms;     /* (default 30 s) */

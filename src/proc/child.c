@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 extern char **environ;
@@ -26,6 +27,8 @@ struct dd_child {
     uint64_t started_us;
     dd_child_exit_cb exit_cb;
     void *arg;
+    char *guard_exe; /* NULL: exec the command directly */
+    int64_t guard_grace_ms;
     void (*done)(void *);
     void *done_arg;
 };
@@ -51,6 +54,7 @@ static void dd_child_maybe_free(dd_child *c)
         return;
     void (*done)(void *) = c->done;
     void *arg = c->done_arg;
+    free(c->guard_exe);
     free(c->name);
     free(c);
     if (done)
@@ -114,14 +118,32 @@ int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra,
         env[k++] = (char *)env_extra[j];
     env[k] = NULL;
 
+    /* Through the guard: guard_exe __guard PPID:GRACE -- argv... */
+    char **run_argv = (char **)argv;
+    char guard_arg[64];
+    if (c->guard_exe) {
+        size_t n = 0;
+        while (argv[n])
+            n++;
+        run_argv = dd_xcalloc(n + 5, sizeof(char *));
+        snprintf(guard_arg, sizeof(guard_arg), "%d:%lld", (int)getpid(),
+                 (long long)c->guard_grace_ms);
+        run_argv[0] = c->guard_exe;
+        run_argv[1] = (char *)"__guard";
+        run_argv[2] = guard_arg;
+        run_argv[3] = (char *)"--";
+        for (size_t i = 0; i < n; i++)
+            run_argv[4 + i] = argv[i];
+        run_argv[4 + n] = NULL;
+    }
     uv_process_t *p = dd_xcalloc(1, sizeof(*p));
     uv_stdio_container_t stdio[3] = {
         {.flags = UV_IGNORE}, {.flags = UV_INHERIT_FD, .data.fd = 1},
         {.flags = UV_INHERIT_FD, .data.fd = 2}};
     uv_process_options_t opts = {
         .exit_cb = dd_child_on_exit,
-        .file = argv[0],
-        .args = (char **)argv,
+        .file = run_argv[0],
+        .args = run_argv,
         .env = env,
         .flags = UV_PROCESS_DETACHED,
         .stdio_count = 3,
@@ -130,6 +152,8 @@ int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra,
     p->data = c;
     int rc = uv_spawn(c->loop, p, &opts);
     free(env);
+    if (run_argv != (char **)argv)
+        free(run_argv);
     if (rc < 0) {
         snprintf(err, errlen, "cannot start '%s': %s", argv[0], uv_strerror(rc));
         /* uv_spawn initialised the handle even on failure: close it. */
@@ -186,4 +210,11 @@ void dd_child_close(dd_child *c, void (*done)(void *arg), void *arg)
         kill(-c->pid, SIGKILL); /* its exit event closes the process handle */
     c->pending++;
     uv_close((uv_handle_t *)&c->grace, dd_child_handle_closed);
+}
+
+void dd_child_set_guard(dd_child *c, const char *guard_exe, int64_t grace_ms)
+{
+    free(c->guard_exe);
+    c->guard_exe = guard_exe ? dd_strdup(guard_exe) : NULL;
+    c->guard_grace_ms = grace_ms;
 }

@@ -13,8 +13,22 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+PIDS=()
+track() { PIDS+=("$1"); }
+
+# start_redis PORT [extra args]: a throwaway redis-server, stopped by cleanup.
+start_redis() {
+  local port=$1; shift
+  mkdir -p "$T/redis-$port"
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$T/redis-$port" --loglevel warning "$@" >"$T/redis-$port.log" 2>&1 &
+  track $!
+  wait_until 5 redis-cli -p "$port" ping || fail "redis on $port did not start"
+}
+
 cleanup() {
   local rc=$?
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   # dispatchd up first (it stops its children), then anything of ours left.
   pkill -TERM -f -- "--state-dir $T" 2>/dev/null || true
   for _ in $(seq 1 50); do pgrep -f -- "$T" >/dev/null || break; sleep 0.1; done

@@ -1,0 +1,86 @@
+# Heartbeats, fencing and failover end to end: real Redis, real Temporal,
+# several dispatchd hosts on one machine.
+source "$(dirname "$0")/lib.sh"
+
+U=$(cat "$DD_FIXTURE_DIR/temporal/url")
+RP=$(free_port); start_redis "$RP"
+P=fo$$x$RANDOM
+W="dispatcher-$P-q"
+KEY="dd:hb:{$W}"
+C=(--temporal-url "$U" --redis-url "redis://127.0.0.1:$RP/0" --heartbeat-interval 300ms
+   --stale-threshold 1200ms --metrics-listen off)
+child='echo "start $(date +%s%N) $DISPATCHD_SERVER_ID"; trap "echo stop $(date +%s%N) $DISPATCHD_SERVER_ID; exit 0" TERM; while :; do sleep 0.05; done'
+host() { # host NAME: start a dispatchd host for P/q
+  "$DISPATCHD" run --dispatcher "$P/q" "${C[@]}" --server-id "$1" -- sh -c "$child" \
+    >>"$T/children.log" 2>"$T/$1.log" &
+  echo $! >"$T/$1.pid"
+}
+rec() { redis-cli -p "$RP" hget "$KEY" "$1"; }
+running_children() { # who started and did not stop yet
+  awk '$1=="start"{on[$3]=1} $1=="stop"{delete on[$3]} END{for(h in on) print h}' "$T/children.log" | sort
+}
+
+only_child_is() { [ "$(running_children | tr '\n' ' ')" = "$1 " ]; }
+
+# --- bad knobs are refused at startup ----------------------------------------------
+set +e
+out=$("$DISPATCHD" run --dispatcher a/b "${C[@]}" --stale-threshold 200ms 2>&1); rc=$?
+check "threshold below the heartbeat interval is refused" [ $rc -eq 2 ]
+check "and the message says which and why" grep -q -- "--stale-threshold (200ms) must be longer than --heartbeat-interval (300ms)" <<<"$out"
+out=$("$DISPATCHD" run --dispatcher a/b "${C[@]}" --heartbeat-interval 5x 2>&1); rc=$?
+check "an unparsable duration is refused" [ $rc -eq 2 ]
+out=$("$DISPATCHD" run --dispatcher a/b "${C[@]}" --redis-url "http://x" 2>&1); rc=$?
+check "a malformed Redis URL is refused" [ $rc -eq 2 ]
+set -e
+
+# --- the owner claims and heartbeats its record -----------------------------------------
+host h1
+wait_until 10 grep -q event=record_claimed "$T/h1.log" || fail "h1 did not claim"
+check "the record names the owner" [ "$(rec server_id)" = h1 ]
+hb1=$(rec hb_ms); sleep 0.7
+check "the owner refreshes its heartbeat" [ "$(rec hb_ms)" -gt "$hb1" ]
+check "the record is in the index" bash -c "redis-cli -p $RP zscore dd:hb:index '$W' | grep -q ."
+js=$("$DISPATCHD" status --json --redis-url "redis://127.0.0.1:$RP/0")
+check "status shows the dispatcher healthy with its owner" \
+  [ "$(jq -r --arg w "$W" '.dispatchers[] | select(.workflow_id==$w) | "\(.state) \(.owner)"' <<<"$js")" = "healthy h1" ]
+
+# --- three standbys: kill -9 the owner, exactly one takes over within threshold + 2 s ----------
+# each new host takes over at start (termination-first); start them one by one
+for h in h2 h3 h4; do
+  host $h
+  wait_until 10 bash -c "[ \"\$(redis-cli -p $RP hget '$KEY' server_id)\" = $h ]" || fail "$h did not take over"
+done
+check "only h4's child runs" wait_until 5 only_child_is h4
+t0=$(now_us)
+kill -9 "$(cat "$T/h4.pid")"
+wait_until 10 bash -c "o=\$(redis-cli -p $RP hget '$KEY' server_id); [ -n \"\$o\" ] && [ \"\$o\" != h4 ]" || fail "no failover"
+t1=$(now_us)
+new=$(rec server_id)
+echo "# failover after kill -9: $(( (t1 - t0) / 1000 )) ms (threshold 1200 ms), new owner $new"
+check "failover within threshold + 2 s" [ $((t1 - t0)) -lt 3200000 ]
+sleep 1.5
+check "exactly one standby took over" [ "$(cat "$T"/h1.log "$T"/h2.log "$T"/h3.log | grep -c 'event=failover ')" = 1 ]
+check "the killed owner's child was stopped by its guard" wait_until 5 grep -q "^stop .* h4$" "$T/children.log"
+check "exactly one child runs after the failover" wait_until 5 only_child_is "$new"
+check "Temporal has exactly one running run of the ID" \
+  [ "$(curl -fsS "$U/api/v1/namespaces/default/workflows/$W" | jq -r .workflowExecutionInfo.status)" = WORKFLOW_EXECUTION_STATUS_RUNNING ]
+check "the dead owner's run was terminated" bash -c "grep -q . '$T/h4.log'"
+
+# --- a paused owner (SIGSTOP past the threshold) is fenced when it wakes up -------------------
+paused=$new
+pr=$(rec run_id)
+kill -STOP "$(cat "$T/$paused.pid")"
+wait_until 10 bash -c "o=\$(redis-cli -p $RP hget '$KEY' server_id); [ \"\$o\" != '$paused' ]" || fail "no failover from the paused owner"
+succ=$(rec server_id); sr=$(rec run_id); se=$(rec epoch)
+kill -CONT "$(cat "$T/$paused.pid")"
+check "the woken ex-owner learns it lost" wait_until 5 grep -q event=ownership_lost "$T/$paused.log"
+check "and stops its child" wait_until 5 only_child_is "$succ"
+sleep 1
+check "its late writes did not touch the new owner's record" [ "$(rec server_id) $(rec run_id) $(rec epoch)" = "$succ $sr $se" ]
+check "the new owner keeps heartbeating" [ "$(( $(date +%s%3N) - $(rec hb_ms) ))" -lt 1200 ]
+
+# --- clean release leaves nothing behind --------------------------------------------------------
+for h in h1 h2 h3; do kill -TERM "$(cat "$T/$h.pid")" 2>/dev/null || true; done
+for h in h1 h2 h3; do wait "$(cat "$T/$h.pid")" 2>/dev/null || true; done
+check "after every host released, the record is gone" [ -z "$(rec server_id)" ]
+check "and the index entry too" [ -z "$(redis-cli -p "$RP" zscore dd:hb:index "$W")" ]
