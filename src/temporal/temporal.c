@@ -577,7 +577,8 @@ static void on_transfer_done(dd_temporal_call *c, CURLcode cc)
         return;
     }
     rc = parse_error(c, http, root, &retry);
-    json_decref(root);
+    if (root) /* the result may point into it (409: the running run id) */
+        json_array_append_new(c->keep, root);
     call_failed(c, rc, retry);
 }
 
