@@ -207,21 +207,30 @@ static int payloads(const char *json_text, const char *what, json_t **out, dd_bu
 }
 
 /* Decodes a json/plain payload; a JSON string yields its value, anything
- * else its JSON text. NULL if absent or undecodable. */
+ * else its JSON text. NULL if undecodable. A server that ignored our Accept
+ * header sends the "shorthand" form (the JSON value itself): take it as is. */
 static const char *payload_text(dd_temporal_call *c, json_t *p)
 {
-    const char *data = jstr(p, "data");
     dd_buf raw = DD_BUF_INIT;
     const char *res = NULL;
-    if (!data || dd_tc_base64_decode(&raw, data) < 0)
-        goto out;
-    json_t *v = json_loadb(raw.data, raw.len, JSON_DECODE_ANY, NULL);
-    if (json_is_string(v))
+    json_t *v = NULL;
+    if (json_is_object(p) && json_object_get(p, "metadata")) {
+        const char *data = jstr(p, "data");
+        if (!data || dd_tc_base64_decode(&raw, data) < 0)
+            goto out;
+        v = json_loadb(raw.data ? raw.data : "", raw.len, JSON_DECODE_ANY, NULL);
+    } else {
+        v = json_incref(p);
+    }
+    if (json_is_string(v)) {
         res = keep_str(c, json_string_value(v), json_string_length(v));
-    else
-        res = keep_str(c, dd_buf_str(&raw), raw.len);
-    json_decref(v);
+    } else if (v) {
+        char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        res = keep_str(c, text, strlen(text));
+        free(text);
+    }
 out:
+    json_decref(v);
     dd_buf_release(&raw);
     return res;
 }

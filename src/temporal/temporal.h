@@ -102,7 +102,7 @@ typedef struct dd_temporal_result {
     /* start / signal-with-start: the new run; on DD_ECONFLICT (409, legacy
      * conflict policy) the run that is already running. */
     const char *run_id;
-    bool started;      /* start: the server started a new run (false: deduplicated) */
+    bool started;      /* start: "started" as the server reports it */
     const dd_temporal_execution *execution;   /* describe */
     const dd_temporal_event *events;          /* history, wait_close (the close event) */
     size_t nevents;

@@ -652,6 +652,8 @@ static void test_bad_arguments(void **state)
     assert_int_equal(dd_temporal_wait_close(f->t, "wf", "", capture, &d, NULL), DD_EINVAL);
     assert_int_equal(dd_temporal_describe(f->t, "", NULL, capture, &d, NULL), DD_EINVAL);
     assert_false(d.done); /* no callback for refused calls */
+    dd_temporal_opts bad = {.base_url = "", .namespace_ = "default"};
+    assert_null(dd_temporal_new(&f->ctx, &bad));
 }
 
 static void test_api_key_never_logged(void **state)

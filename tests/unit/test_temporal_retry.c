@@ -132,7 +132,9 @@ static void stub_start(uv_loop_t *loop, stub *s, const char *const *replies, int
 typedef struct got {
     bool done;
     int status, http, attempts;
-    char msg[512], run_id[64];
+    char msg[512], run_id[64], server_id[64];
+    dd_temporal_status wf_status;
+    int64_t start_ns;
 } got;
 
 static void capture(int st, const dd_temporal_result *r, void *arg)
@@ -144,6 +146,13 @@ static void capture(int st, const dd_temporal_result *r, void *arg)
     g->attempts = r->attempts;
     snprintf(g->msg, sizeof(g->msg), "%s", r->message);
     snprintf(g->run_id, sizeof(g->run_id), "%s", r->run_id ? r->run_id : "");
+    if (r->execution) {
+        snprintf(g->run_id, sizeof(g->run_id), "%s", r->execution->run_id);
+        snprintf(g->server_id, sizeof(g->server_id), "%s",
+                 r->execution->server_id ? r->execution->server_id : "(null)");
+        g->wf_status = r->execution->status;
+        g->start_ns = r->execution->start_ns;
+    }
 }
 
 typedef struct fx {
@@ -154,8 +163,8 @@ typedef struct fx {
 } fx;
 
 /* Runs one start against a stub scripted with replies; returns the result. */
-static got run_start(const char *const *replies, int n, int attempts, int64_t deadline_ms,
-                     stub *s_out, uint64_t *took)
+static got run_op(bool describe, const char *const *replies, int n, int attempts,
+                  int64_t deadline_ms, stub *s_out, uint64_t *took)
 {
     fx f;
     got g = {0};
@@ -172,7 +181,10 @@ static got run_start(const char *const *replies, int n, int attempts, int64_t de
     dd_temporal_start_req r = {.workflow_id = "w", .workflow_type = "ty", .task_queue = "q",
                                .conflict_policy = "TERMINATE_EXISTING"};
     uint64_t t0 = dd_mono_ms();
-    assert_int_equal(dd_temporal_start(t, &r, capture, &g, NULL), 0);
+    if (describe)
+        assert_int_equal(dd_temporal_describe(t, "w", "r-1", capture, &g, NULL), 0);
+    else
+        assert_int_equal(dd_temporal_start(t, &r, capture, &g, NULL), 0);
     while (!g.done)
         uv_run(&f.loop, UV_RUN_ONCE);
     if (took)
@@ -185,6 +197,12 @@ static got run_start(const char *const *replies, int n, int attempts, int64_t de
     if (s_out)
         *s_out = f.s;
     return g;
+}
+
+static got run_start(const char *const *replies, int n, int attempts, int64_t deadline_ms,
+                     stub *s_out, uint64_t *took)
+{
+    return run_op(false, replies, n, attempts, deadline_ms, s_out, took);
 }
 
 static const char *request_id(const char *req, char *out)
@@ -265,6 +283,35 @@ static void test_deadline_bounds_retries(void **state)
     assert_true(took <= 400);
 }
 
+static void test_describe_payload_forms(void **state)
+{
+    /* the form we ask for (base64 payloads), the shorthand form a server may
+     * send anyway, and a numeric status */
+    static const char *const full[] = {
+        "200 {\"workflowExecutionInfo\":{\"execution\":{\"workflowId\":\"w\",\"runId\":\"r-1\"},"
+        "\"status\":\"WORKFLOW_EXECUTION_STATUS_TERMINATED\",\"startTime\":\"1970-01-01T00:00:02Z\","
+        "\"memo\":{\"fields\":{\"server_id\":{\"metadata\":{\"encoding\":\"anNvbi9wbGFpbg==\"},"
+        "\"data\":\"ImgxIg==\"}}}}}"};
+    static const char *const shorthand[] = {
+        "200 {\"workflowExecutionInfo\":{\"execution\":{\"workflowId\":\"w\",\"runId\":\"r-1\"},"
+        "\"status\":1,\"memo\":{\"fields\":{\"server_id\":\"h2\"}}}}"};
+    static const char *const no_run[] = {"200 {}"};
+    stub s;
+    got g = run_op(true, full, 1, 1, 0, &s, NULL);
+    assert_int_equal(g.status, 0);
+    assert_string_equal(g.run_id, "r-1");
+    assert_string_equal(g.server_id, "h1");
+    assert_int_equal(g.wf_status, DD_WF_TERMINATED);
+    assert_int_equal(g.start_ns, 2000000000LL);
+    assert_non_null(strstr(s.reqs[0], "GET /api/v1/namespaces/ns%201/workflows/w?execution.runId=r-1 "));
+    g = run_op(true, shorthand, 1, 1, 0, NULL, NULL);
+    assert_int_equal(g.status, 0);
+    assert_string_equal(g.server_id, "h2");
+    assert_int_equal(g.wf_status, DD_WF_RUNNING);
+    g = run_op(true, no_run, 1, 1, 0, NULL, NULL);
+    assert_int_equal(g.status, DD_EPROTO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -272,6 +319,7 @@ int main(void)
         cmocka_unit_test(test_rate_limit_exhausted),
         cmocka_unit_test(test_no_retry_on_4xx_and_501),
         cmocka_unit_test(test_deadline_bounds_retries),
+        cmocka_unit_test(test_describe_payload_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
