@@ -550,6 +550,41 @@ static void test_list(void **state)
     assert_int_equal(d.status, 0);
 }
 
+static void test_concurrent_calls(void **state)
+{
+    /* many calls in flight on one client: sockets multiplexed on the loop */
+    fx *f = *state;
+    enum { N = 24 };
+    char wf[DD_DISPATCHER_ID_BUFLEN];
+    static got g[N];
+    got a, d;
+    unique_id(wf, "proj-conc");
+    do_start(f, wf, "h", "TERMINATE_EXISTING", &a);
+    assert_int_equal(a.status, 0);
+    memset(g, 0, sizeof(g));
+    uint64_t t0 = dd_mono_ms();
+    for (int i = 0; i < N; i++) {
+        if (i % 3 == 0)
+            assert_int_equal(dd_temporal_history(f->t, wf, a.run_id, capture, &g[i], NULL), 0);
+        else
+            assert_int_equal(dd_temporal_describe(f->t, wf, a.run_id, capture, &g[i], NULL), 0);
+    }
+    for (int i = 0; i < N; i++)
+        wait_for(f, &g[i]);
+    printf("measure: %d concurrent describe/history calls on one client took %llu ms\n", N,
+           (unsigned long long)(dd_mono_ms() - t0));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(g[i].status, 0);
+        if (i % 3 == 0)
+            assert_string_equal(g[i].ev_type[0], "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED");
+        else
+            assert_string_equal(g[i].exec_run, a.run_id);
+    }
+    memset(&d, 0, sizeof(d));
+    do_op(f, &d, dd_temporal_terminate(f->t, wf, a.run_id, "test done", capture, &d, NULL));
+    assert_int_equal(d.status, 0);
+}
+
 static void test_unknown_namespace(void **state)
 {
     fx *f = *state;
@@ -697,6 +732,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wait_close_already_closed_and_cancel, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_namespace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_timeout, setup, teardown),

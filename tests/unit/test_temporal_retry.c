@@ -163,6 +163,8 @@ typedef struct fx {
 } fx;
 
 /* Runs one start against a stub scripted with replies; returns the result. */
+static dd_cancel *g_cancel; /* test knob: shutdown already begun */
+
 static got run_op(bool describe, const char *const *replies, int n, int attempts,
                   int64_t deadline_ms, stub *s_out, uint64_t *took)
 {
@@ -170,7 +172,7 @@ static got run_op(bool describe, const char *const *replies, int n, int attempts
     got g = {0};
     uv_loop_init(&f.loop);
     f.log = dd_log_new(stderr, DD_LOG_WARN);
-    f.ctx = (dd_ctx){.loop = &f.loop, .log = f.log};
+    f.ctx = (dd_ctx){.loop = &f.loop, .log = f.log, .cancel = g_cancel};
     stub_start(&f.loop, &f.s, replies, n);
     char url[64];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/", f.s.port);
@@ -283,6 +285,17 @@ static void test_deadline_bounds_retries(void **state)
     assert_true(took <= 400);
 }
 
+static void test_shutdown_stops_retries(void **state)
+{
+    static const char *const replies[] = {"503 {\"code\":14,\"message\":\"down\"}"};
+    dd_cancel c = {.cancelled = true};
+    g_cancel = &c;
+    got g = run_start(replies, 1, 5, 0, NULL, NULL);
+    g_cancel = NULL;
+    assert_int_equal(g.status, DD_ECANCELED);
+    assert_int_equal(g.attempts, 1);
+}
+
 static void test_describe_payload_forms(void **state)
 {
     /* the form we ask for (base64 payloads), the shorthand form a server may
@@ -320,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_no_retry_on_4xx_and_501),
         cmocka_unit_test(test_deadline_bounds_retries),
         cmocka_unit_test(test_describe_payload_forms),
+        cmocka_unit_test(test_shutdown_stops_retries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
