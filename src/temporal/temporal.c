@@ -116,8 +116,6 @@ static char *xdup(const char *s)
     return s ? dd_strdup(s) : NULL;
 }
 
-static void handle_closed(uv_handle_t *h);
-
 static void maybe_free_client(dd_temporal *t)
 {
     if (!t->closing || t->open_handles > 0)
@@ -474,7 +472,8 @@ static void call_finish(dd_temporal_call *c, int err)
         dd_debug(t->ctx.log, "temporal_call_failed", "op=%s workflow_id=%s error=%s message=%s",
                  op_names[c->op], c->workflow_id ? c->workflow_id : "", dd_strerror(err),
                  c->res.message);
-    c->cb(err, &c->res, c->arg);
+    if (c->cb) /* NULL: fire and forget (e.g. a best-effort terminate) */
+        c->cb(err, &c->res, c->arg);
 
     json_decref(c->keep);
     free(c->events);
