@@ -2,9 +2,11 @@
  *
  * Everything runs on the caller's libuv loop: libcurl's multi *socket*
  * interface with one uv_poll_t per socket and one uv_timer_t, so no call
- * ever blocks the loop. Each operation takes a callback that runs exactly
- * once, on the loop, when the operation returns 0; when it returns < 0
- * (bad arguments, client closing) the callback never runs.
+ * ever blocks the loop. Each operation takes a callback (NULL: fire and
+ * forget) that runs exactly once when the operation returned 0: from the
+ * loop, or from inside dd_temporal_cancel()/dd_temporal_close(). When the
+ * operation returns < 0 (bad arguments: DD_EINVAL; client closing:
+ * DD_ECANCELED) the callback never runs.
  *
  * Retries: connection failures, timeouts, HTTP 5xx (except 501) and 429 are
  * retried with capped exponential backoff and jitter, at most max_attempts
