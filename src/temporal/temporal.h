@@ -25,7 +25,8 @@
  *     int st = 1;
  *     dd_temporal_describe(t, "wf", NULL, done, &st, NULL);
  *     while (st == 1 && uv_run(loop, UV_RUN_ONCE)) {}
- *     dd_temporal_close(t, NULL);  uv_run(loop, UV_RUN_DEFAULT);
+ *     dd_temporal_close(t, NULL, NULL);
+ *     uv_run(loop, UV_RUN_DEFAULT);   // runs the close; uv_loop_close() then returns 0
  */
 #ifndef DD_TEMPORAL_TEMPORAL_H
 #define DD_TEMPORAL_TEMPORAL_H
