@@ -116,8 +116,6 @@ static char *xdup(const char *s)
     return s ? dd_strdup(s) : NULL;
 }
 
-static void handle_closed(uv_handle_t *h);
-
 static void maybe_free_client(dd_temporal *t)
 {
     if (!t->closing || t->open_handles > 0)
@@ -207,21 +205,30 @@ static int payloads(const char *json_text, const char *what, json_t **out, dd_bu
 }
 
 /* Decodes a json/plain payload; a JSON string yields its value, anything
- * else its JSON text. NULL if absent or undecodable. */
+ * else its JSON text. NULL if undecodable. A server that ignored our Accept
+ * header sends the "shorthand" form (the JSON value itself): take it as is. */
 static const char *payload_text(dd_temporal_call *c, json_t *p)
 {
-    const char *data = jstr(p, "data");
     dd_buf raw = DD_BUF_INIT;
     const char *res = NULL;
-    if (!data || dd_tc_base64_decode(&raw, data) < 0)
-        goto out;
-    json_t *v = json_loadb(raw.data, raw.len, JSON_DECODE_ANY, NULL);
-    if (json_is_string(v))
+    json_t *v = NULL;
+    if (json_is_object(p) && json_object_get(p, "metadata")) {
+        const char *data = jstr(p, "data");
+        if (!data || dd_tc_base64_decode(&raw, data) < 0)
+            goto out;
+        v = json_loadb(raw.data ? raw.data : "", raw.len, JSON_DECODE_ANY, NULL);
+    } else {
+        v = json_incref(p);
+    }
+    if (json_is_string(v)) {
         res = keep_str(c, json_string_value(v), json_string_length(v));
-    else
-        res = keep_str(c, dd_buf_str(&raw), raw.len);
-    json_decref(v);
+    } else if (v) {
+        char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        res = keep_str(c, text, strlen(text));
+        free(text);
+    }
 out:
+    json_decref(v);
     dd_buf_release(&raw);
     return res;
 }
@@ -465,7 +472,8 @@ static void call_finish(dd_temporal_call *c, int err)
         dd_debug(t->ctx.log, "temporal_call_failed", "op=%s workflow_id=%s error=%s message=%s",
                  op_names[c->op], c->workflow_id ? c->workflow_id : "", dd_strerror(err),
                  c->res.message);
-    c->cb(err, &c->res, c->arg);
+    if (c->cb) /* NULL: fire and forget (e.g. a best-effort terminate) */
+        c->cb(err, &c->res, c->arg);
 
     json_decref(c->keep);
     free(c->events);
@@ -577,8 +585,7 @@ static void on_transfer_done(dd_temporal_call *c, CURLcode cc)
         return;
     }
     rc = parse_error(c, http, root, &retry);
-    /* The result (e.g. the running run id of a 409) may point into root. */
-    if (root)
+    if (root) /* the result may point into it (409: the running run id) */
         json_array_append_new(c->keep, root);
     call_failed(c, rc, retry);
 }

@@ -2,9 +2,11 @@
  *
  * Everything runs on the caller's libuv loop: libcurl's multi *socket*
  * interface with one uv_poll_t per socket and one uv_timer_t, so no call
- * ever blocks the loop. Each operation takes a callback that runs exactly
- * once, on the loop, when the operation returns 0; when it returns < 0
- * (bad arguments, client closing) the callback never runs.
+ * ever blocks the loop. Each operation takes a callback (NULL: fire and
+ * forget) that runs exactly once when the operation returned 0: from the
+ * loop, or from inside dd_temporal_cancel()/dd_temporal_close(). When the
+ * operation returns < 0 (bad arguments: DD_EINVAL; client closing:
+ * DD_ECANCELED) the callback never runs.
  *
  * Retries: connection failures, timeouts, HTTP 5xx (except 501) and 429 are
  * retried with capped exponential backoff and jitter, at most max_attempts
@@ -23,7 +25,8 @@
  *     int st = 1;
  *     dd_temporal_describe(t, "wf", NULL, done, &st, NULL);
  *     while (st == 1 && uv_run(loop, UV_RUN_ONCE)) {}
- *     dd_temporal_close(t, NULL);  uv_run(loop, UV_RUN_DEFAULT);
+ *     dd_temporal_close(t, NULL, NULL);
+ *     uv_run(loop, UV_RUN_DEFAULT);   // runs the close; uv_loop_close() then returns 0
  */
 #ifndef DD_TEMPORAL_TEMPORAL_H
 #define DD_TEMPORAL_TEMPORAL_H
@@ -102,7 +105,7 @@ typedef struct dd_temporal_result {
     /* start / signal-with-start: the new run; on DD_ECONFLICT (409, legacy
      * conflict policy) the run that is already running. */
     const char *run_id;
-    bool started;      /* start: the server started a new run (false: deduplicated) */
+    bool started;      /* start: "started" as the server reports it */
     const dd_temporal_execution *execution;   /* describe */
     const dd_temporal_event *events;          /* history, wait_close (the close event) */
     size_t nevents;

@@ -1,0 +1,58 @@
+/* dispatchd.h - the public C API for worker processes.
+ *
+ * A worker registers with a dispatcher (server id + the dispatcher's
+ * project/queue), heartbeats while it lives, and deregisters on a clean
+ * exit. The dispatcher's owner evicts workers whose heartbeat is older than
+ * the stale threshold. Link with libdispatchd.a (and libuv, hiredis,
+ * jansson, libcurl).
+ *
+ * Two ways to run it:
+ *  - on your own libuv loop: dispatchd_worker_start / dispatchd_worker_stop;
+ *  - blocking: dispatchd_worker_run, until *stop becomes non-zero (set it
+ *    from a signal handler).
+ * Errors: functions return 0 or a negative code and fill err (for humans). */
+#ifndef DISPATCHD_H
+#define DISPATCHD_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct uv_loop_s;
+typedef struct dispatchd_worker dispatchd_worker;
+
+typedef struct dispatchd_worker_opts {
+    const char *redis_url;        /* redis://[:pw@]host:port/db or unix:///path */
+    const char *redis_password;   /* or NULL (never logged) */
+    const char *project;          /* the dispatcher this worker serves */
+    const char *queue;
+    const char *server_id;        /* this worker's identity */
+    int64_t heartbeat_interval_ms; /* default 5000; keep it below the owners' threshold */
+    FILE *log;                    /* logfmt lines go here; NULL: stderr */
+} dispatchd_worker_opts;
+
+/* Registers at once and then heartbeats on loop. Returns 0, or < 0 with a
+ * message in err (bad options). Redis being down is not an error here: the
+ * worker keeps retrying and logs it. */
+int dispatchd_worker_start(struct uv_loop_s *loop, const dispatchd_worker_opts *opts,
+                           dispatchd_worker **out, char *err, size_t errlen);
+/* Deregisters (bounded by a short timeout), closes every handle, frees w,
+ * then calls done(arg) (may be NULL) from the loop. */
+void dispatchd_worker_stop(dispatchd_worker *w, void (*done)(void *arg), void *arg);
+/* Heartbeats written successfully so far. */
+uint64_t dispatchd_worker_heartbeats(const dispatchd_worker *w);
+
+/* Blocking variant: runs a private loop until *stop != 0, then deregisters.
+ * Returns 0, or < 0 with a message in err. */
+int dispatchd_worker_run(const dispatchd_worker_opts *opts, volatile sig_atomic_t *stop,
+                         char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,204 @@
+/* worker.c - the worker side of the registry (include/dispatchd.h).
+ *
+ * A worker is deliberately simple: ZADD its server id with the current time
+ * into the dispatcher's worker set every interval. It is not fenced (it
+ * owns nothing); the owner decides who is dead. */
+#include "dispatchd.h"
+
+#include "core/buf.h"
+#include "core/ctx.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "owner/id.h"
+#include "store/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+struct dispatchd_worker {
+    uv_loop_t *loop;
+    dd_log *log;
+    dd_ctx ctx;
+    dd_store *s;
+    char wid[DD_DISPATCHER_ID_BUFLEN];
+    char *server_id;
+    int64_t interval_ms;
+    uv_timer_t timer;
+    uv_timer_t stop_deadline;
+    uint64_t beats;
+    int inflight;
+    bool stopping;
+    bool logged_down;
+    void (*done)(void *);
+    void *done_arg;
+};
+
+static void dd_worker_tick(uv_timer_t *t);
+
+static void dd_worker_beat_done(int st, void *arg)
+{
+    dispatchd_worker *w = arg;
+    w->inflight--;
+    if (w->stopping)
+        return;
+    if (st == 0) {
+        if (w->beats == 0 || w->logged_down)
+            dd_info(w->log, "worker_registered", "workflow_id=%s worker=%s", w->wid,
+                    w->server_id);
+        w->beats++;
+        w->logged_down = false;
+    } else if (!w->logged_down) {
+        dd_warn(w->log, "worker_heartbeat_failed", "workflow_id=%s worker=%s error=%s", w->wid,
+                w->server_id, dd_strerror(st));
+        w->logged_down = true;
+    }
+}
+
+static void dd_worker_tick(uv_timer_t *t)
+{
+    dispatchd_worker *w = t->data;
+    if (w->stopping)
+        return;
+    if (dd_store_worker_heartbeat(w->s, w->wid, w->server_id, dd_wall_ms(), dd_worker_beat_done,
+                                  w) == 0)
+        w->inflight++;
+}
+
+int dispatchd_worker_start(uv_loop_t *loop, const dispatchd_worker_opts *o,
+                           dispatchd_worker **out, char *err, size_t errlen)
+{
+    if (!o->server_id || !*o->server_id) {
+        snprintf(err, errlen, "worker server id must not be empty");
+        return DD_EINVAL;
+    }
+    char wid[DD_DISPATCHER_ID_BUFLEN];
+    const char *project = o->project ? o->project : "";
+    const char *queue = o->queue ? o->queue : "";
+    int rc = dd_dispatcher_id(project, queue, wid, sizeof(wid), err, errlen);
+    if (rc < 0)
+        return rc;
+    dispatchd_worker *w = dd_xcalloc(1, sizeof(*w));
+    w->loop = loop;
+    FILE *logf = o->log ? o->log : stderr;
+    w->log = dd_log_new(logf, DD_LOG_INFO);
+    if (o->redis_password)
+        dd_log_add_secret(w->log, o->redis_password);
+    w->ctx = (dd_ctx){.loop = loop, .log = w->log};
+    snprintf(w->wid, sizeof(w->wid), "%s", wid);
+    w->server_id = dd_strdup(o->server_id);
+    w->interval_ms = o->heartbeat_interval_ms > 0 ? o->heartbeat_interval_ms : 5000;
+    dd_store_opts so = {.url = o->redis_url, .password = o->redis_password};
+    rc = dd_store_open(&w->ctx, &so, &w->s, err, errlen);
+    if (rc < 0) {
+        dd_log_free(w->log);
+        free(w->server_id);
+        free(w);
+        return rc;
+    }
+    uv_timer_init(loop, &w->timer);
+    uv_timer_init(loop, &w->stop_deadline);
+    w->timer.data = w->stop_deadline.data = w;
+    uv_timer_start(&w->timer, dd_worker_tick, 0, (uint64_t)w->interval_ms);
+    *out = w;
+    return 0;
+}
+
+uint64_t dispatchd_worker_heartbeats(const dispatchd_worker *w)
+{
+    return w->beats;
+}
+
+static void dd_worker_closed(uv_handle_t *h)
+{
+    dispatchd_worker *w = h->data;
+    if (h == (uv_handle_t *)&w->timer)
+        return; /* the second close frees */
+    void (*done)(void *) = w->done;
+    void *arg = w->done_arg;
+    dd_log_free(w->log);
+    free(w->server_id);
+    free(w);
+    if (done)
+        done(arg);
+}
+
+static void dd_worker_finish(dispatchd_worker *w)
+{
+    if (uv_is_closing((uv_handle_t *)&w->stop_deadline))
+        return;
+    dd_store_close(w->s); /* cancels anything still in flight */
+    uv_close((uv_handle_t *)&w->timer, dd_worker_closed);
+    uv_close((uv_handle_t *)&w->stop_deadline, dd_worker_closed);
+}
+
+static void dd_worker_deregistered(int st, void *arg)
+{
+    dispatchd_worker *w = arg;
+    if (st == 0)
+        dd_info(w->log, "worker_deregistered", "workflow_id=%s worker=%s", w->wid,
+                w->server_id);
+    else if (st != DD_ECANCELED)
+        dd_warn(w->log, "worker_deregister_failed", "workflow_id=%s worker=%s error=%s note=%s",
+                w->wid, w->server_id, dd_strerror(st), "the owner will evict it when stale");
+    if (st != DD_ECANCELED)
+        dd_worker_finish(w);
+}
+
+static void dd_worker_deadline(uv_timer_t *t)
+{
+    dd_worker_finish(t->data);
+}
+
+void dispatchd_worker_stop(dispatchd_worker *w, void (*done)(void *), void *arg)
+{
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    w->done = done;
+    w->done_arg = arg;
+    uv_timer_stop(&w->timer);
+    if (dd_store_worker_deregister(w->s, w->wid, w->server_id, dd_worker_deregistered, w) < 0) {
+        dd_worker_finish(w);
+        return;
+    }
+    /* Redis may be down: do not hang the caller's shutdown on it. */
+    uv_timer_start(&w->stop_deadline, dd_worker_deadline, 2000, 0);
+}
+
+typedef struct {
+    volatile sig_atomic_t *stop;
+    dispatchd_worker *w;
+} dd_worker_blocking;
+
+static void dd_worker_check_stop(uv_timer_t *t)
+{
+    dd_worker_blocking *b = t->data;
+    if (*b->stop) {
+        uv_close((uv_handle_t *)t, NULL);
+        dispatchd_worker_stop(b->w, NULL, NULL);
+    }
+}
+
+int dispatchd_worker_run(const dispatchd_worker_opts *o, volatile sig_atomic_t *stop, char *err,
+                         size_t errlen)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    dd_worker_blocking b = {.stop = stop};
+    int rc = dispatchd_worker_start(&loop, o, &b.w, err, errlen);
+    if (rc == 0) {
+        /* A signal handler can only set a flag; look at it a few times a
+         * second (the blocking API has no loop of the caller to wake). */
+        uv_timer_t t;
+        uv_timer_init(&loop, &t);
+        t.data = &b;
+        uv_timer_start(&t, dd_worker_check_stop, 100, 100);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return rc;
+}
