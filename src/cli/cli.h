@@ -66,6 +66,8 @@ int dd_cli_store_open(dd_cli *cli, const dd_ctx *ctx, struct dd_store **out);
 int dd_cmd_takeover(dd_cli *cli);
 int dd_cmd_run(dd_cli *cli);
 int dd_cmd_status(dd_cli *cli);
+int dd_cmd_worker(dd_cli *cli);
+int dd_cmd_workers(dd_cli *cli);
 int dd_cmd_stack(dd_cli *cli);
 int dd_cmd_up(dd_cli *cli);
 int dd_cmd_version(dd_cli *cli);

@@ -145,7 +145,8 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
         }
         dd_heartbeat_opts ho = {.interval_ms = cli->cfg.heartbeat_interval_ms,
                                 .threshold_ms = cli->cfg.stale_threshold_ms,
-                                .failover = true};
+                                .failover = true,
+                                .t = d->t};
         d->hbs[i] = dd_heartbeat_new(ctx, d->store, d->owners[i], &ho);
         d->nowners++;
     }

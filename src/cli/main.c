@@ -26,6 +26,8 @@ static const dd_opt *const dd_groups_up[] = {dd_opts_stack, dd_opts_owner, dd_op
                                             dd_opts_metrics, NULL};
 
 static const dd_opt *const dd_groups_status[] = {dd_opts_redis, dd_opts_stale, NULL};
+static const dd_opt *const dd_groups_worker[] = {dd_opts_worker, dd_opts_redis, NULL};
+static const dd_opt *const dd_groups_workers[] = {dd_opts_redis, NULL};
 static const dd_opt *const dd_groups_none[] = {NULL};
 
 static const dd_cli_cmd dd_commands[] = {
@@ -56,6 +58,17 @@ static const dd_cli_cmd dd_commands[] = {
      "every dispatcher in Redis: owner, run id, heartbeat age, healthy/stale, workers",
      "A dispatcher is stale when its last heartbeat is older than --stale-threshold.\n"
      "Exits 1 when Redis cannot be read."},
+    {"worker", dd_cmd_worker, dd_groups_worker,
+     "worker --dispatcher PROJECT/QUEUE --server-id ID [options]",
+     "worker sidecar: register with a dispatcher and heartbeat until stopped",
+     "Registers ID with the dispatcher of PROJECT/QUEUE in Redis and refreshes it every\n"
+     "--heartbeat-interval; deregisters on SIGTERM or Ctrl-C. The dispatcher's owner evicts\n"
+     "workers whose heartbeat is older than its stale threshold. Programs can do the same\n"
+     "with include/dispatchd.h and libdispatchd.a."},
+    {"workers", dd_cmd_workers, dd_groups_workers, "workers PROJECT/QUEUE [--json]",
+     "the workers registered with one dispatcher, and its owner",
+     "A dispatcher with workers but no owner is shown as waiting. Exits 1 for a dispatcher\n"
+     "Redis knows nothing about."},
     {"takeover", dd_cmd_takeover, dd_groups_takeover, "takeover PROJECT QUEUE [options]",
      "take over the dispatcher of (PROJECT, QUEUE) once, termination-first; prints JSON",
      "Starts workflow dispatcher-<project>-<queue> with conflict policy TERMINATE_EXISTING\n"

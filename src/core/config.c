@@ -104,6 +104,15 @@ const dd_opt dd_opts_stale[] = {
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
+const dd_opt dd_opts_worker[] = {
+    {"dispatcher", "DISPATCHD_DISPATCHER", DD_OPT_DISPATCHER, O(dispatchers), "PROJECT/QUEUE",
+     "the dispatcher this worker serves"},
+    {"server-id", "DISPATCHD_SERVER_ID", DD_OPT_STR, O(server_id), "ID", "this worker's identity"},
+    {"heartbeat-interval", "DISPATCHD_HEARTBEAT_INTERVAL", DD_OPT_DURATION,
+     O(heartbeat_interval_ms), "DUR", "how often the worker refreshes its registration (default 5s)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
 const dd_opt dd_opts_loop[] = {
     {"loop", NULL, DD_OPT_FLAG, O(loop), NULL, "keep going instead of one cycle"},
     {NULL, NULL, 0, 0, NULL, NULL},

@@ -85,6 +85,7 @@ extern const dd_opt dd_opts_redis[];
 extern const dd_opt dd_opts_owner[];
 extern const dd_opt dd_opts_metrics[];
 extern const dd_opt dd_opts_loop[];
+extern const dd_opt dd_opts_worker[];
 extern const dd_opt dd_opts_stale[];
 extern const dd_opt dd_opts_stop[];
 extern const dd_opt dd_opts_stack_http[];

@@ -16,7 +16,11 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "metrics/metrics.h"
 #include "store/store.h"
+#include "temporal/temporal.h"
+
+#include <jansson.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,15 +42,24 @@ struct dd_heartbeat {
     bool watching;     /* standby watch armed */
     bool failing_over; /* we asked the owner to take over; wait for the outcome */
     dd_rng rng;
+    /* worker registry, while owning */
+    char **known;      /* worker server ids seen at the last check (sorted) */
+    size_t nknown;
+    size_t workers;    /* what we added to dispatchd_workers_registered */
+    dd_metric *m_evictions, *m_registered;
     void (*done)(void *);
     void *done_arg;
 };
+
+static void dd_hb_workers_check(dd_heartbeat *h);
+static void dd_hb_forget_workers(dd_heartbeat *h);
 
 static void dd_hb_tick(uv_timer_t *t);
 
 static void dd_hb_timer_closed(uv_handle_t *t)
 {
     dd_heartbeat *h = t->data;
+    free(h->known);
     void (*done)(void *) = h->done;
     void *arg = h->done_arg;
     free(h);
@@ -82,7 +95,22 @@ dd_heartbeat *dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o,
         h->opts.interval_ms = 5000;
     if (h->opts.threshold_ms <= h->opts.interval_ms)
         h->opts.threshold_ms = 3 * h->opts.interval_ms;
+    if (h->opts.evict_batch == 0)
+        h->opts.evict_batch = 100;
     dd_rng_seed(&h->rng, 0);
+    if (ctx->metrics) {
+        h->m_evictions = dd_metrics_family(ctx->metrics, DD_COUNTER,
+                                           "dispatchd_worker_evictions_total",
+                                           "Workers evicted from the registry of a dispatcher "
+                                           "this process owns because their heartbeat went stale.",
+                                           NULL, NULL, 0);
+        h->m_registered = dd_metrics_family(ctx->metrics, DD_GAUGE, "dispatchd_workers_registered",
+                                            "Workers registered with the dispatchers this process "
+                                            "owns.",
+                                            NULL, NULL, 0);
+        dd_metric_add(h->m_evictions, NULL, 0);
+        dd_metric_add(h->m_registered, NULL, 0);
+    }
     uv_timer_init(ctx->loop, &h->timer);
     h->timer.data = h;
     return h;
@@ -152,7 +180,132 @@ static void dd_hb_beat_done(int st, const dd_store_owner *res, void *arg)
     if (st < 0)
         dd_warn(h->ctx.log, "heartbeat_failed", "dispatcher=%s error=%s", dd_owner_name(h->o),
                 dd_strerror(st));
+    else
+        dd_hb_workers_check(h);
     dd_hb_arm(h, h->opts.interval_ms);
+}
+
+/* ---- worker registry (R9, R10) ------------------------------------------ */
+
+static void dd_hb_signal_done(int st, const dd_temporal_result *r, void *arg)
+{
+    dd_heartbeat *h = arg;
+    h->inflight--;
+    if (st < 0 && st != DD_ECANCELED)
+        dd_warn(h->ctx.log, "workers_signal_failed", "dispatcher=%s error=%s",
+                dd_owner_name(h->o), r->message);
+    dd_hb_finish_close(h);
+}
+
+/* One signal per batch puts registrations and evictions into the
+ * dispatcher workflow's own history, readable in Temporal's UI. */
+static void dd_hb_signal(dd_heartbeat *h, const char *kind, json_t *ids)
+{
+    if (!h->opts.t || json_array_size(ids) == 0)
+        return;
+    json_t *body = json_pack("{s:O, s:s, s:I}", kind, ids, "by", dd_owner_server_id(h->o),
+                             "at_ms", (json_int_t)dd_wall_ms());
+    char *text = json_dumps(body, JSON_COMPACT);
+    if (dd_temporal_signal(h->opts.t, dd_owner_workflow_id(h->o), h->run_id, "workers", text,
+                           dd_hb_signal_done, h, NULL) == 0)
+        h->inflight++;
+    free(text);
+    json_decref(body);
+}
+
+static int dd_hb_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void dd_hb_forget_workers(dd_heartbeat *h)
+{
+    for (size_t i = 0; i < h->nknown; i++)
+        free(h->known[i]);
+    free(h->known);
+    h->known = NULL;
+    h->nknown = 0;
+    dd_metric_add(h->m_registered, NULL, -(double)h->workers);
+    h->workers = 0;
+}
+
+static void dd_hb_list_done(int st, const dd_store_workers *w, void *arg)
+{
+    dd_heartbeat *h = arg;
+    h->inflight--;
+    if (h->closing || !h->owning || st < 0) {
+        dd_hb_finish_close(h);
+        return;
+    }
+    char **now = dd_xcalloc(w->n + 1, sizeof(char *));
+    for (size_t i = 0; i < w->n; i++)
+        now[i] = dd_strdup(w->items[i].server_id);
+    qsort(now, w->n, sizeof(char *), dd_hb_cmp);
+    json_t *added = json_array();
+    for (size_t i = 0; i < w->n; i++)
+        if (!h->known || !bsearch(&now[i], h->known, h->nknown, sizeof(char *), dd_hb_cmp))
+            json_array_append_new(added, json_string(now[i]));
+    if (json_array_size(added) > 0) {
+        char *list = json_dumps(added, JSON_COMPACT);
+        dd_info(h->ctx.log, "workers_registered", "dispatcher=%s count=%zu workers=%s",
+                dd_owner_name(h->o), json_array_size(added), list);
+        free(list);
+        dd_hb_signal(h, "registered", added);
+    }
+    json_decref(added);
+    size_t old = h->workers;
+    for (size_t i = 0; i < h->nknown; i++)
+        free(h->known[i]);
+    free(h->known);
+    h->known = now;
+    h->nknown = w->n;
+    h->workers = w->n;
+    dd_metric_add(h->m_registered, NULL, (double)w->n - (double)old);
+}
+
+static void dd_hb_evict_done(int st, const dd_store_workers *w, void *arg)
+{
+    dd_heartbeat *h = arg;
+    h->inflight--;
+    if (h->closing || !h->owning) {
+        dd_hb_finish_close(h);
+        return;
+    }
+    if (st == DD_EFENCED)
+        return; /* the next heartbeat learns it lost and says so */
+    if (st == 0 && w->n > 0) {
+        json_t *ids = json_array();
+        for (size_t i = 0; i < w->n; i++)
+            json_array_append_new(ids, json_string(w->items[i].server_id));
+        char *list = json_dumps(ids, JSON_COMPACT);
+        dd_info(h->ctx.log, "workers_evicted",
+                "dispatcher=%s count=%zu workers=%s threshold_ms=%lld epoch=%lld",
+                dd_owner_name(h->o), w->n, list, (long long)h->opts.threshold_ms,
+                (long long)h->epoch);
+        free(list);
+        dd_metric_add(h->m_evictions, NULL, (double)w->n);
+        dd_hb_signal(h, "evicted", ids);
+        json_decref(ids);
+    }
+    if (dd_store_worker_list(h->s, dd_owner_workflow_id(h->o), dd_hb_list_done, h) == 0)
+        h->inflight++;
+}
+
+/* Evict first, then list: the registered count and the "registered"
+ * signal never include a worker we are about to evict. A worker is evicted
+ * only after threshold_ms without a heartbeat (several missed beats), so one
+ * late heartbeat does not flap it out and back in. */
+static void dd_hb_workers_check(dd_heartbeat *h)
+{
+    if (dd_store_worker_evict(h->s, dd_owner_workflow_id(h->o), h->run_id, h->epoch,
+                              dd_wall_ms() - h->opts.threshold_ms, h->opts.evict_batch,
+                              dd_hb_evict_done, h) == 0)
+        h->inflight++;
+}
+
+size_t dd_heartbeat_workers(const dd_heartbeat *h)
+{
+    return h->owning ? h->workers : 0;
 }
 
 /* ---- standby side ----------------------------------------------------- */
@@ -291,6 +444,7 @@ void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id
     }
     bool was_claimed = h->owning && h->claimed;
     h->owning = false;
+    dd_hb_forget_workers(h);
     h->claimed = false;
     uv_timer_stop(&h->timer);
     if (was_claimed && dd_owner_get_state(h->o) == DD_OWNER_RELEASING) {
@@ -317,6 +471,7 @@ int64_t dd_heartbeat_epoch(const dd_heartbeat *h)
 
 void dd_heartbeat_close(dd_heartbeat *h, void (*done)(void *), void *arg)
 {
+    dd_hb_forget_workers(h);
     h->closing = true;
     h->done = done;
     h->done_arg = arg;

@@ -142,6 +142,12 @@ typedef struct dd_heartbeat_opts {
     int64_t interval_ms;  /* default 5000 */
     int64_t threshold_ms; /* stale threshold, default 15000 */
     bool failover;        /* standbys take over stale dispatchers */
+    /* Worker eviction (R10): while owning, each interval removes (fenced by
+     * our epoch) at most evict_batch workers whose heartbeat is older than
+     * threshold_ms, and tells the dispatcher workflow about registrations
+     * and evictions with one "workers" signal per batch. NULL t: no signals. */
+    struct dd_temporal *t;
+    size_t evict_batch;   /* default 100 */
 } dd_heartbeat_opts;
 
 /* s and o are borrowed. Wire dd_heartbeat_owner_changed into the owner's
@@ -156,3 +162,5 @@ void dd_heartbeat_start(dd_heartbeat *h);
 void dd_heartbeat_close(dd_heartbeat *h, void (*done)(void *arg), void *arg);
 /* The fencing epoch of the current ownership (0 when none). */
 int64_t dd_heartbeat_epoch(const dd_heartbeat *h);
+/* Workers registered at the last check while owning (0 when not owning). */
+size_t dd_heartbeat_workers(const dd_heartbeat *h);

@@ -1,0 +1,206 @@
+/* cmd_worker.c - `dispatchd worker`: the worker-side sidecar, and
+ * `dispatchd workers P/Q`: who is registered with a dispatcher. */
+#include "cli/cli.h"
+
+#include "core/error.h"
+#include "core/time.h"
+#include "dispatchd.h"
+#include "owner/id.h"
+#include "store/store.h"
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+typedef struct {
+    dd_cli *cli;
+    dispatchd_worker *w;
+    uv_signal_t sigint, sigterm;
+} dd_sidecar;
+
+static void dd_sidecar_stopped(void *arg)
+{
+    dd_sidecar *sc = arg;
+    uv_close((uv_handle_t *)&sc->sigint, NULL);
+    uv_close((uv_handle_t *)&sc->sigterm, NULL);
+}
+
+static void dd_sidecar_signal(uv_signal_t *h, int signum)
+{
+    dd_sidecar *sc = h->data;
+    uv_signal_stop(&sc->sigint);
+    uv_signal_stop(&sc->sigterm);
+    dd_info(sc->cli->log, "shutdown_requested", "signal=%d", signum);
+    dispatchd_worker_stop(sc->w, dd_sidecar_stopped, sc);
+}
+
+/* Splits "project/queue" (validated by the option parser). */
+static void dd_split_dispatcher(const char *d, char *p, size_t plen, char *q, size_t qlen)
+{
+    const char *slash = strchr(d, '/');
+    snprintf(p, plen, "%.*s", (int)(slash - d), d);
+    snprintf(q, qlen, "%s", slash + 1);
+}
+
+int dd_cmd_worker(dd_cli *cli)
+{
+    if (cli->npos > 0)
+        return dd_cli_usage_error(cli, "worker takes no arguments (got '%s')", cli->pos[0]);
+    if (cli->cfg.ndispatchers != 1)
+        return dd_cli_usage_error(cli, "worker needs exactly one --dispatcher PROJECT/QUEUE");
+    if (!cli->cfg.server_id || !*cli->cfg.server_id)
+        return dd_cli_usage_error(cli, "worker needs --server-id (the worker's identity)");
+    char project[256], queue[256], err[512];
+    dd_split_dispatcher(cli->cfg.dispatchers[0], project, sizeof(project), queue, sizeof(queue));
+    char *pw = NULL;
+    if (dd_config_secret("DISPATCHD_REDIS_PASSWORD", cli->cfg.redis_password_file, &pw, err,
+                         sizeof(err)) < 0)
+        return dd_cli_usage_error(cli, "%s", err);
+    dispatchd_worker_opts o = {.redis_url = dd_cli_redis_url(cli),
+                               .redis_password = pw,
+                               .project = project,
+                               .queue = queue,
+                               .server_id = cli->cfg.server_id,
+                               .heartbeat_interval_ms = cli->cfg.heartbeat_interval_ms};
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    dd_sidecar sc = {.cli = cli};
+    int rc = dispatchd_worker_start(&loop, &o, &sc.w, err, sizeof(err));
+    if (pw) {
+        memset(pw, 0, strlen(pw));
+        free(pw);
+    }
+    int code = DD_EXIT_OK;
+    if (rc < 0) {
+        code = dd_cli_usage_error(cli, "%s", err);
+    } else {
+        uv_signal_init(&loop, &sc.sigint);
+        uv_signal_init(&loop, &sc.sigterm);
+        sc.sigint.data = sc.sigterm.data = &sc;
+        uv_signal_start(&sc.sigint, dd_sidecar_signal, SIGINT);
+        uv_signal_start(&sc.sigterm, dd_sidecar_signal, SIGTERM);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return code;
+}
+
+typedef struct {
+    bool done;
+    int rec_status;
+    json_t *out;
+    int pending;
+    int err;
+} dd_workers_q;
+
+static void dd_workers_rec(int st, const dd_store_hb *rec, void *arg)
+{
+    dd_workers_q *q = arg;
+    q->rec_status = st;
+    if (st == 0) {
+        json_object_set_new(q->out, "owner", rec->server_id ? json_string(rec->server_id)
+                                                            : json_null());
+        json_object_set_new(q->out, "run_id", rec->run_id ? json_string(rec->run_id)
+                                                          : json_null());
+        json_object_set_new(q->out, "owner_heartbeat_age_ms",
+                            json_integer(dd_wall_ms() - rec->hb_ms));
+    } else if (st != DD_ENOTFOUND) {
+        q->err = st;
+    }
+    if (--q->pending == 0)
+        q->done = true;
+}
+
+static void dd_workers_list(int st, const dd_store_workers *w, void *arg)
+{
+    dd_workers_q *q = arg;
+    json_t *arr = json_array();
+    int64_t now = dd_wall_ms();
+    if (st == 0)
+        for (size_t i = 0; i < w->n; i++)
+            json_array_append_new(arr, json_pack("{s:s, s:I}", "server_id", w->items[i].server_id,
+                                                 "heartbeat_age_ms",
+                                                 (json_int_t)(now - w->items[i].hb_ms)));
+    else
+        q->err = st;
+    json_object_set_new(q->out, "workers", arr);
+    if (--q->pending == 0)
+        q->done = true;
+}
+
+int dd_cmd_workers(dd_cli *cli)
+{
+    if (cli->npos != 1 || !strchr(cli->pos[0], '/'))
+        return dd_cli_usage_error(cli, "workers needs one PROJECT/QUEUE");
+    char project[256], queue[256], wid[DD_DISPATCHER_ID_BUFLEN], err[512];
+    const char *slash = strchr(cli->pos[0], '/');
+    snprintf(project, sizeof(project), "%.*s", (int)(slash - cli->pos[0]), cli->pos[0]);
+    snprintf(queue, sizeof(queue), "%s", slash + 1);
+    if (dd_dispatcher_id(project, queue, wid, sizeof(wid), err, sizeof(err)) < 0)
+        return dd_cli_usage_error(cli, "'%s': %s", cli->pos[0], err);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    dd_ctx ctx = {.loop = &loop, .log = cli->log, .metrics = cli->metrics, .cfg = &cli->cfg};
+    dd_store *s = NULL;
+    int code = dd_cli_store_open(cli, &ctx, &s);
+    dd_workers_q q = {.out = json_object()};
+    if (code == 0) {
+        json_object_set_new(q.out, "dispatcher", json_string(cli->pos[0]));
+        json_object_set_new(q.out, "workflow_id", json_string(wid));
+        if (dd_store_get(s, wid, dd_workers_rec, &q) == 0)
+            q.pending++;
+        if (dd_store_worker_list(s, wid, dd_workers_list, &q) == 0)
+            q.pending++;
+        if (q.pending < 2)
+            q.err = DD_EUNAVAIL;
+        while (!q.done && q.pending > 0 && uv_run(&loop, UV_RUN_ONCE))
+            ;
+        json_t *workers = json_object_get(q.out, "workers");
+        if (q.err) {
+            code = dd_cli_fail(cli, "cannot read %s from %s: %s (%s)", cli->pos[0],
+                               dd_cli_redis_url(cli), dd_strerror(q.err),
+                               dd_store_last_error(s));
+        } else if (q.rec_status == DD_ENOTFOUND && json_array_size(workers) == 0) {
+            code = dd_cli_fail(cli,
+                               "unknown dispatcher '%s': no owner record and no workers in %s",
+                               cli->pos[0], dd_cli_redis_url(cli));
+        } else {
+            bool owned = q.rec_status == 0;
+            json_object_set_new(q.out, "state", json_string(owned ? "owned" : "waiting"));
+            if (!owned)
+                json_object_set_new(q.out, "owner", json_null());
+            if (cli->cfg.json) {
+                char *text = json_dumps(q.out, JSON_INDENT(2));
+                printf("%s\n", text);
+                free(text);
+            } else {
+                const char *owner = json_string_value(json_object_get(q.out, "owner"));
+                printf("%s (%s): %s\n", cli->pos[0], wid,
+                       owned ? "owned" : "waiting: no owner yet, workers are registered");
+                if (owned)
+                    printf("  owner  %s  run %s\n", owner ? owner : "-",
+                           json_string_value(json_object_get(q.out, "run_id")));
+                size_t i;
+                json_t *w;
+                json_array_foreach(workers, i, w)
+                {
+                    char age[32];
+                    dd_duration_format(json_integer_value(json_object_get(w, "heartbeat_age_ms")),
+                                       age, sizeof(age));
+                    printf("  worker %-30s heartbeat %s ago\n",
+                           json_string_value(json_object_get(w, "server_id")), age);
+                }
+                if (json_array_size(workers) == 0)
+                    printf("  no workers registered\n");
+            }
+        }
+        dd_store_close(s);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    json_decref(q.out);
+    return code;
+}
