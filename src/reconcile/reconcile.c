@@ -87,6 +87,7 @@ struct dd_reconciler {
     dd_temporal *t;      /* borrowed */
     dd_reconciler_opts o; /* o.holder points at holder */
     char *holder;        /* owned */
+    char *sweep_query;   /* owned */
     uv_timer_t tick;     /* next cycle (periodic or early wake) */
     uv_timer_t bucket;   /* waiting for a termination token */
     uv_timer_t later;    /* answers a cycle the store refused synchronously */
@@ -160,6 +161,11 @@ static char *xdup(const char *s)
     return s ? dd_strdup(s) : NULL;
 }
 
+static int64_t wall_ms(const dd_reconciler *r)
+{
+    return r->o.clock_ms ? r->o.clock_ms(r->o.arg) : dd_wall_ms();
+}
+
 static void cand_free(cand *c)
 {
     free(c->wid);
@@ -193,6 +199,7 @@ static void maybe_free(dd_reconciler *r)
         free(r->seen[i].key);
     free(r->seen);
     free(r->holder);
+    free(r->sweep_query);
     free(r);
     if (done)
         done(arg);
@@ -682,7 +689,7 @@ static void on_list_page(int st, const dd_temporal_result *res, void *arg)
 
 static void list_page(cycle *cy)
 {
-    int rc = dd_temporal_list(cy->r->t, SWEEP_QUERY, cy->page_token, SWEEP_PAGE, on_list_page,
+    int rc = dd_temporal_list(cy->r->t, cy->r->sweep_query, cy->page_token, SWEEP_PAGE, on_list_page,
                               cy, &cy->call);
     if (rc == 0) {
         cy->wait = WAIT_TEMPORAL;
@@ -715,7 +722,7 @@ static void end_cycle(cycle *cy)
     dd_reconciler *r = cy->r;
     cy->ph = PH_END;
     if (r->started) {
-        int rc = dd_store_oldest(r->s, dd_wall_ms() - r->o.stale_threshold_ms, on_oldest, cy);
+        int rc = dd_store_oldest(r->s, wall_ms(r) - r->o.stale_threshold_ms, on_oldest, cy);
         if (rc == 0) {
             cy->wait = WAIT_STORE;
             return;
@@ -847,7 +854,7 @@ static int cycle_begin(dd_reconciler *r, void (*done)(const dd_reconcile_stats *
     cycle *cy = dd_xcalloc(1, sizeof(*cy));
     cy->r = r;
     cy->start_us = dd_mono_us();
-    cy->now_ms = dd_wall_ms();
+    cy->now_ms = wall_ms(r);
     cy->oldest_hb = -1;
     cy->done = done;
     cy->done_arg = arg;
@@ -886,7 +893,7 @@ static void schedule(dd_reconciler *r, int64_t oldest_hb)
     int64_t periodic = r->next_periodic_ms > now ? (int64_t)(r->next_periodic_ms - now) : 0;
     uint64_t gap_end = r->last_cycle_ms + EARLY_GAP_MS;
     int64_t gap = gap_end > now ? (int64_t)(gap_end - now) : 0;
-    int64_t d = dd_reconcile_next_wake_ms(dd_wall_ms(), oldest_hb, r->o.stale_threshold_ms,
+    int64_t d = dd_reconcile_next_wake_ms(wall_ms(r), oldest_hb, r->o.stale_threshold_ms,
                                           periodic, gap);
     uv_timer_start(&r->tick, on_tick, (uint64_t)d, 0);
 }
@@ -910,6 +917,14 @@ dd_reconciler *dd_reconciler_new(const dd_ctx *ctx, dd_store *s, dd_temporal *t,
     r->o = *o;
     r->holder = dd_strdup(o->holder);
     r->o.holder = r->holder;
+    if (o->sweep_scope && *o->sweep_scope) {
+        size_t len = sizeof(SWEEP_QUERY) + strlen(o->sweep_scope) + 8;
+        r->sweep_query = dd_xmalloc(len);
+        snprintf(r->sweep_query, len, "%s AND (%s)", SWEEP_QUERY, o->sweep_scope);
+    } else {
+        r->sweep_query = dd_strdup(SWEEP_QUERY);
+    }
+    r->o.sweep_scope = NULL;
     if (!r->o.stale_threshold_ms)
         r->o.stale_threshold_ms = 15000;
     if (!r->o.interval_ms)

@@ -86,6 +86,13 @@ typedef struct dd_reconciler_opts {
     int64_t sweep_interval_ms;   /* minimum time between sweeps; default 5 x interval_ms */
     int64_t lease_ttl_ms;        /* per-candidate lease; default 30000 */
     uint64_t seed;               /* jitter seed; 0: from the kernel */
+    /* Extra visibility clause ANDed to the sweep's query, e.g.
+     * "TaskQueue='billing'", for a fleet that shares a namespace with
+     * dispatchers whose records live in another Redis. NULL: whole namespace. */
+    const char *sweep_scope;
+    /* Wall clock in ms (heartbeats are wall-clock stamps); NULL: dd_wall_ms.
+     * Tests pin it to check the threshold boundary exactly. Gets arg. */
+    int64_t (*clock_ms)(void *arg);
     /* Called after every finished cycle (not for one cut short by close). */
     void (*on_cycle)(const dd_reconcile_stats *st, void *arg);
     /* Observer called after each successful terminate, before the record's
@@ -95,7 +102,7 @@ typedef struct dd_reconciler_opts {
 } dd_reconciler_opts;
 
 /* ctx, s and t are borrowed and must outlive the reconciler; opts (and the
- * holder string) are copied. Returns NULL (and logs) when holder is missing
+ * holder and sweep_scope strings) are copied. Returns NULL (and logs) when holder is missing
  * or an option is out of range. Free with dd_reconciler_close(). */
 dd_reconciler *dd_reconciler_new(const dd_ctx *ctx, struct dd_store *s, struct dd_temporal *t,
                                  const dd_reconciler_opts *o);
