@@ -472,6 +472,12 @@ static void on_describe(int st, const dd_temporal_result *res, void *arg)
     cand *c = cy->cur;
     if (!resume(cy))
         return;
+    /* "Not found" also answers a request for a namespace that does not
+     * exist. Taking that for "run gone" would delete every stale record of a
+     * misconfigured host while their runs keep running elsewhere, with
+     * nothing left to find them by: a configuration error, record kept. */
+    if (st == DD_ENOTFOUND && res && res->message && !strncmp(res->message, "namespace ", 10))
+        st = DD_EINVAL;
     if (st == DD_ENOTFOUND) {
         cy->st.already_closed++;
         cad(cy);

@@ -657,6 +657,23 @@ static void test_temporal_down(void **state)
     dd_temporal_close(dead, count_cb, &closed);
     uv_run(&f->loop, UV_RUN_NOWAIT);
 
+    /* a client for a namespace that does not exist: "not found" must not
+     * read as "run gone" (that would delete the record of a running run) */
+    dd_temporal_opts no = {.base_url = dd_test_temporal_url(), .namespace_ = "no-such-ns",
+                           .identity = "test_reconcile", .max_attempts = 1};
+    dd_temporal *wrong = dd_temporal_new(&f->ctx, &no);
+    assert_non_null(wrong);
+    r = reconciler(f, NULL, wrong, "host-rec", NULL);
+    st = run_cycle(f, r);
+    assert_int_not_equal(st.result, 0);
+    assert_int_equal(st.already_closed, 0);
+    assert_int_equal(st.cleaned, 0);
+    assert_int_equal(metric(f, "dispatchd_cleanup_errors_total", "describe"), 2);
+    assert_int_equal(get_record(f, w, &g), 0);
+    close_reconciler(f, r);
+    dd_temporal_close(wrong, count_cb, &closed);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+
     /* Temporal back: the next cycle (with the lease released) finishes the job */
     r = reconciler(f, NULL, NULL, "host-rec", NULL);
     st = run_cycle(f, r);
@@ -664,7 +681,7 @@ static void test_temporal_down(void **state)
     assert_int_equal(st.terminated, 1);
     assert_int_equal(st.cleaned, 1);
     close_reconciler(f, r);
-    assert_int_equal(closed, 1);
+    assert_int_equal(closed, 2);
 }
 
 /* Two reconcilers (two hosts: own store connections) at once: each stale
