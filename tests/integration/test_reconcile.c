@@ -23,6 +23,11 @@
 #include "../support/testsupport.h"
 
 #include <hiredis/hiredis.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,11 +53,17 @@ typedef struct fx {
     int hook_calls;
     bool hook_heartbeat, hook_reclaim, hook_stop_redis;
     int64_t hook_epoch;
+    uv_timer_t *hook_kill_timer;
+    dd_reconciler *hook_close; /* close this reconciler from the hook */
+    int closed_from_hook;
+    char private_dir[512]; /* a private Temporal to stop in teardown, if any */
     int cycles;
     dd_reconcile_stats last; /* from on_cycle */
 } fx;
 
 /* ---- plumbing ----------------------------------------------------------- */
+
+static void stop_private_temporal(const char *dir);
 
 static void on_guard(uv_timer_t *t)
 {
@@ -142,6 +153,8 @@ static int teardown(void **state)
 {
     fx *f = *state;
     int closed = 0;
+    if (f->private_dir[0])
+        stop_private_temporal(f->private_dir); /* also after a failed assertion */
     dd_temporal_close(f->t, count_cb, &closed);
     dd_store_close(f->s);
     uv_run(&f->loop, UV_RUN_DEFAULT);
@@ -292,6 +305,8 @@ static int64_t pinned_clock(void *arg)
     return f->clock_pinned ? f->clock : dd_wall_ms();
 }
 
+static void on_kill_timer(uv_timer_t *h);
+
 static void on_terminated(const char *wid, const char *run, void *arg)
 {
     fx *f = arg;
@@ -312,6 +327,12 @@ static void on_terminated(const char *wid, const char *run, void *arg)
         snprintf(runbuf, sizeof(runbuf), "%s", "new-owner-run");
         dd_store_claim_args a = {wid, runbuf, "host-new", "p", f->queue, dd_wall_ms(), THR};
         assert_int_equal(dd_store_claim(f->s, &a, owner_cb, &g), 0);
+    }
+    if (f->hook_kill_timer)
+        uv_timer_start(f->hook_kill_timer, on_kill_timer, 300, 0);
+    if (f->hook_close) {
+        dd_reconciler_close(f->hook_close, count_cb, &f->closed_from_hook);
+        f->hook_close = NULL;
     }
     if (f->hook_stop_redis)
         dd_test_server_stop(&the_server); /* Redis dies mid-cycle */
@@ -684,6 +705,109 @@ static void test_temporal_down(void **state)
     assert_int_equal(closed, 2);
 }
 
+/* A private Temporal dev server (same fixture script, own directory and
+ * ports), so this test can kill it without disturbing the shared one. */
+static int private_temporal(char *dir, size_t dirlen, char *url, size_t urllen)
+{
+    const char *src = getenv("DD_SOURCE_DIR"), *fix = getenv("DD_FIXTURE_DIR");
+    char cmd[1024];
+    if (!src || !fix)
+        return -1;
+    snprintf(dir, dirlen, "%s/temporal-recon-%d", fix, (int)getpid());
+    snprintf(cmd, sizeof(cmd), "bash '%s/tests/fixtures/temporal.sh' start '%s' >/dev/null", src,
+             dir);
+    if (system(cmd) != 0)
+        return -1;
+    snprintf(cmd, sizeof(cmd), "%s/url", dir);
+    FILE *fp = fopen(cmd, "r");
+    if (!fp || !fgets(url, (int)urllen, fp)) {
+        if (fp)
+            fclose(fp);
+        return -1;
+    }
+    fclose(fp);
+    url[strcspn(url, "\n")] = '\0';
+    return 0;
+}
+
+/* SIGKILL to the server's whole process group: Temporal dies mid-cycle. */
+static void kill_private_temporal(const char *dir)
+{
+    char path[512];
+    long pid = 0;
+    snprintf(path, sizeof(path), "%s/pid", dir);
+    FILE *fp = fopen(path, "r");
+    if (fp) {
+        if (fscanf(fp, "%ld", &pid) != 1)
+            pid = 0;
+        fclose(fp);
+    }
+    if (pid > 0)
+        kill(-(pid_t)pid, SIGKILL);
+}
+
+static void stop_private_temporal(const char *dir)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "bash '%s/tests/fixtures/temporal.sh' stop '%s' >/dev/null 2>&1",
+             getenv("DD_SOURCE_DIR"), dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "stopping the private temporal failed\n");
+}
+
+static void on_kill_timer(uv_timer_t *h)
+{
+    kill_private_temporal(h->data);
+}
+
+/* Temporal dies after the describe vouched for the run and while the
+ * terminate waits for its token: the terminate fails, is counted with stage
+ * "terminate", and the record is kept for the next cycle. */
+static void test_temporal_dies_before_terminate(void **state)
+{
+    fx *f = *state;
+    char *dir = f->private_dir, url[128], w[2][DD_DISPATCHER_ID_BUFLEN], run[2][64];
+    assert_int_equal(private_temporal(dir, sizeof(f->private_dir), url, sizeof(url)), 0);
+    dd_temporal *pt = open_temporal(f, url, 1, 1000);
+    dd_temporal *shared = f->t;
+    f->t = pt; /* start the dispatchers on the private server */
+    int64_t old = dd_wall_ms() - THR - 1000;
+    start_dispatcher(f, "p-die-0", "host-dead", w[0], run[0]);
+    start_dispatcher(f, "p-die-1", "host-dead", w[1], run[1]);
+    f->t = shared;
+    claim(f, "p-die-0", w[0], run[0], "host-dead", old);
+    claim(f, "p-die-1", w[1], run[1], "host-dead", old - 1); /* older: goes first */
+
+    /* 1 token per second, burst 1: the second terminate waits ~1 s, and
+     * Temporal is killed 300 ms after the first one succeeded */
+    uv_timer_t killer;
+    uv_timer_init(&f->loop, &killer);
+    killer.data = dir;
+    dd_reconciler_opts o = {.terminate_rate = 1};
+    dd_reconciler *r = reconciler(f, NULL, pt, "host-rec", &o);
+    f->hook_kill_timer = &killer;
+    dd_reconcile_stats st = run_cycle(f, r);
+    f->hook_kill_timer = NULL;
+    uv_close((uv_handle_t *)&killer, NULL);
+    assert_int_equal(st.terminated, 1);
+    assert_int_equal(st.cleaned, 1);
+    assert_int_equal(st.errors, 1);
+    assert_int_not_equal(st.result, 0);
+    assert_int_equal(metric(f, "dispatchd_cleanup_errors_total", "terminate"), 1);
+    assert_int_equal(metric(f, "dispatchd_cleanup_errors_total", "describe"), 0);
+    sgot g;
+    assert_int_equal(get_record(f, w[1], &g), DD_ENOTFOUND);
+    assert_int_equal(get_record(f, w[0], &g), 0); /* kept: retried next cycle */
+    assert_string_equal(g.run_id, run[0]);
+    close_reconciler(f, r);
+    int closed = 0;
+    dd_temporal_close(pt, count_cb, &closed);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    stop_private_temporal(dir);
+    dir[0] = '\0';
+    assert_int_equal(closed, 1);
+}
+
 /* Two reconcilers (two hosts: own store connections) at once: each stale
  * run terminated exactly once, every record cleaned. */
 static void test_two_reconcilers(void **state)
@@ -851,6 +975,116 @@ static void test_close_mid_cycle(void **state)
     terminate_now(f, w, run);
 }
 
+static void on_close_timer(uv_timer_t *h)
+{
+    fx *f = h->data;
+    dd_reconciler_close(f->hook_close, count_cb, &f->closed_from_hook);
+    f->hook_close = NULL;
+}
+
+/* Close while the cycle waits for a termination token: ends at once,
+ * the waiting record untouched. */
+static void test_close_waiting_for_token(void **state)
+{
+    fx *f = *state;
+    char w[2][DD_DISPATCHER_ID_BUFLEN], run[2][64];
+    int64_t old = dd_wall_ms() - THR - 1000;
+    start_dispatcher(f, "p-tok-0", "host-dead", w[0], run[0]);
+    start_dispatcher(f, "p-tok-1", "host-dead", w[1], run[1]);
+    claim(f, "p-tok-0", w[0], run[0], "host-dead", old - 1);
+    claim(f, "p-tok-1", w[1], run[1], "host-dead", old);
+    dd_reconciler_opts o = {.terminate_rate = 0.2}; /* the 2nd token comes after 5 s */
+    dd_reconciler *r = reconciler(f, NULL, NULL, "host-rec", &o);
+    cyc c = {0};
+    uv_timer_t tm;
+    uv_timer_init(&f->loop, &tm);
+    tm.data = f;
+    f->hook_close = r;
+    uint64_t t0 = dd_mono_ms();
+    assert_int_equal(dd_reconciler_run_once(r, cycle_done, &c), 0);
+    uv_timer_start(&tm, on_close_timer, 500, 0);
+    assert_true(run_until(f, &c.done, 10000));
+    uint64_t took = dd_mono_ms() - t0;
+    assert_int_equal(c.st.result, DD_ECANCELED);
+    assert_true(took < 2000);
+    bool never = false;
+    for (int i = 0; i < 50 && !f->closed_from_hook; i++)
+        run_until(f, &never, 20);
+    assert_int_equal(f->closed_from_hook, 1);
+    uv_close((uv_handle_t *)&tm, NULL);
+    sgot g;
+    assert_int_equal(get_record(f, w[1], &g), 0);
+    assert_int_equal(wf_status(f, w[1], run[1]), DD_WF_RUNNING);
+    terminate_now(f, w[1], run[1]);
+}
+
+/* Close from inside the reconciler's own callback (the on_terminated
+ * observer): the cycle stops at its next step, no use after free. */
+static void test_close_from_callback(void **state)
+{
+    fx *f = *state;
+    char w[DD_DISPATCHER_ID_BUFLEN], run[64];
+    start_dispatcher(f, "p-cb", "host-dead", w, run);
+    claim(f, "p-cb", w, run, "host-dead", dd_wall_ms() - THR - 1000);
+    dd_reconciler *r = reconciler(f, NULL, NULL, "host-rec", NULL);
+    cyc c = {0};
+    f->hook_close = r;
+    assert_int_equal(dd_reconciler_run_once(r, cycle_done, &c), 0);
+    assert_true(run_until(f, &c.done, 10000));
+    assert_int_equal(c.st.result, DD_ECANCELED);
+    bool never = false;
+    for (int i = 0; i < 50 && !f->closed_from_hook; i++)
+        run_until(f, &never, 20);
+    assert_int_equal(f->closed_from_hook, 1);
+    assert_int_equal(wf_status(f, w, run), DD_WF_TERMINATED);
+}
+
+/* Close while a describe hangs (a peer that accepts and never answers):
+ * the Temporal call is cancelled at once. */
+static void test_close_during_describe(void **state)
+{
+    fx *f = *state;
+    char w[DD_DISPATCHER_ID_BUFLEN], run[64], url[64];
+    start_dispatcher(f, "p-hang", "host-dead", w, run);
+    claim(f, "p-hang", w, run, "host-dead", dd_wall_ms() - THR - 1000);
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(ls, 8), 0);
+    assert_int_equal(getsockname(ls, (struct sockaddr *)&sa, &sl), 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(sa.sin_port));
+    dd_temporal *hang = open_temporal(f, url, 1, 10000);
+    dd_reconciler *r = reconciler(f, NULL, hang, "host-rec", NULL);
+    cyc c = {0};
+    uv_timer_t tm;
+    uv_timer_init(&f->loop, &tm);
+    tm.data = f;
+    f->hook_close = r;
+    uint64_t t0 = dd_mono_ms();
+    assert_int_equal(dd_reconciler_run_once(r, cycle_done, &c), 0);
+    uv_timer_start(&tm, on_close_timer, 300, 0);
+    assert_true(run_until(f, &c.done, 10000));
+    uint64_t took = dd_mono_ms() - t0;
+    printf("measure: close during a hung describe answered after %llu ms\n",
+           (unsigned long long)took);
+    assert_int_equal(c.st.result, DD_ECANCELED);
+    assert_true(took < 1500);
+    bool never = false;
+    for (int i = 0; i < 50 && !f->closed_from_hook; i++)
+        run_until(f, &never, 20);
+    assert_int_equal(f->closed_from_hook, 1);
+    uv_close((uv_handle_t *)&tm, NULL);
+    int closed = 0;
+    dd_temporal_close(hang, count_cb, &closed);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    close(ls);
+    sgot g;
+    assert_int_equal(get_record(f, w, &g), 0);
+    assert_int_equal(closed, 1);
+    terminate_now(f, w, run);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -860,11 +1094,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_temporal_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_temporal_dies_before_terminate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_reconcilers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_early_wake, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_mid_cycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_waiting_for_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_during_describe, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
