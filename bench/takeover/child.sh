@@ -16,6 +16,8 @@ printf 'start %s %s %s\n' "${EPOCHREALTIME/./}" "$DISPATCHD_SERVER_ID" "$DISPATC
 # is our process group; if dispatchd itself dies we must not be left behind.
 # The TERM trap removes the file again.
 echo $$ >"$pgidf"
+# For run.sh's wait: one file test instead of rereading the shared log.
+: >"$DD_BENCH_DIR/started.$DISPATCHD_RUN_ID"
 # `wait` returns as soon as TERM arrives (a foreground sleep would delay the
 # trap until it ended). dispatchd signals the whole group, so sleep goes too.
 while :; do

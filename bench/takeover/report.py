@@ -30,7 +30,7 @@ ROUND_COLS = [
     "old_terminated_event_us", "old_lost_us", "old_detect_lag_ms",
     "old_child_stop_us", "old_child_exited_us", "old_close_event", "old_lost_by",
     "takeover_ms", "takeover_internal_ms", "loss_from_terminated_ms", "loss_from_owning_ms",
-    "overlap_ms", "new_run_id", "old_run_id", "problems",
+    "overlap_ms", "cpu_busy_pct", "steal_pct", "load1", "problems",
 ]
 CLI_COLS = ["round", "outcome", "attempts", "latency_ms", "wall_ms", "run_id", "previous_run_id"]
 
@@ -121,6 +121,23 @@ def extract(workdir, outdir, url, wid, nrounds):
         e = first(logs[i], "owning")
         return e["run_id"] if e else None
 
+    # Machine-wide CPU use from each round's start to the next one's (ours included).
+    samples = {}
+    try:
+        with open(os.path.join(workdir, "stat.txt")) as f:
+            for line in f:
+                p = line.split()
+                samples[int(p[0])] = ([int(x) for x in p[2:10]], p[10])
+    except FileNotFoundError:
+        pass
+    noise = {}
+    for i, (j, l1) in samples.items():
+        if i + 1 in samples:
+            d = [b - a for a, b in zip(j, samples[i + 1][0])]
+            tot = sum(d) or 1
+            noise[i] = {"cpu_busy_pct": f"{100.0 * (tot - d[3] - d[4]) / tot:.0f}",
+                        "steal_pct": f"{100.0 * d[7] / tot:.0f}", "load1": l1}
+
     rows = []
     for i in range(1, nrounds + 1):
         new, old = logs[i], logs[i - 1]
@@ -188,8 +205,7 @@ def extract(workdir, outdir, url, wid, nrounds):
             "loss_from_terminated_ms": ms(term, old_lost),
             "loss_from_owning_ms": ms(new_owning, old_lost),
             "overlap_ms": ms(new_child_start, old_child_stop),
-            "new_run_id": new_run or "",
-            "old_run_id": old_run or "",
+            **noise.get(i, {"cpu_busy_pct": "", "steal_pct": "", "load1": ""}),
             "problems": "; ".join(problems),
         })
     with open(os.path.join(outdir, "rounds.csv"), "w", newline="") as f:
@@ -296,6 +312,22 @@ def summary(outdir):
                      f"of {len(ov)}; smallest {fmt(ov[0])} ms (negative: a gap, nobody acting)")
     lines.append(f"- rounds with problems: {len(bad)}"
                  + "".join(f"\n  - round {r['round']}: {r['problems']}" for r in bad[:20]))
+    busy = col(rounds, "cpu_busy_pct")
+    if busy:
+        l1 = col(rounds, "load1")
+        lines.append(f"- noise: machine-wide CPU busy per round (every process, ours included) "
+                     f"p50 {busy[len(busy) // 2]:.0f} %, p95 {pct(busy, .95):.0f} %, max {busy[-1]:.0f} %; "
+                     f"steal max {col(rounds, 'steal_pct')[-1]:.0f} %; 1-min load {l1[0]:.2f}-{l1[-1]:.2f}")
+        quiet = [r for r in rounds if r["cpu_busy_pct"] and float(r["cpu_busy_pct"]) < 80]
+        busy_r = [r for r in rounds if r["cpu_busy_pct"] and float(r["cpu_busy_pct"]) >= 80]
+        for name, label in (("takeover_ms", "takeover"), ("loss_from_terminated_ms", "loss detection"),
+                            ("overlap_ms", "overlap")):
+            parts = []
+            for tag, rs in (("CPU < 80 %", quiet), ("CPU >= 80 %", busy_r)):
+                v = col(rs, name)
+                if v:
+                    parts.append(f"{tag}: n {len(v)}, p50 {fmt(pct(v, .5))}, p99 {fmt(pct(v, .99))}")
+            lines.append(f"  - {label} by machine load: " + "; ".join(parts))
     lines.append(f"- CLI reference rounds: {len(cli)}; outcomes: "
                  + ", ".join(f"{k} {v}" for k, v in sorted(cli_out.items())))
     goals = []

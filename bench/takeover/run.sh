@@ -179,12 +179,14 @@ start_owner() {
   LIVE[$!]=1
 }
 owns() { has "$W/r$1.log" "event=owning "; }
-child_up() {
-  local r line
-  field "$W/r$1.log" owning run_id || return 1
-  r=$FIELD
-  while IFS= read -r line; do [[ $line == "start "* && $line == *" $r" ]] && return 0; done <"$W/child.log"
-  return 1
+child_up() { field "$W/r$1.log" owning run_id && [ -e "$W/started.$FIELD" ]; }
+# Noise record: the machine's cumulative CPU jiffies (user nice system idle
+# iowait irq softirq steal) and 1-min load, read with builtins at each round's start.
+stat_sample() {
+  local _c a b c d e f g h l1
+  read -r _c a b c d e f g h _ </proc/stat
+  read -r l1 _ </proc/loadavg
+  echo "$1 ${EPOCHREALTIME/./} $a $b $c $d $e $f $g $h $l1" >>"$W/stat.txt"
 }
 lost() { has "$W/r$1.log" "event=ownership_lost "; }
 child_down() { has "$W/r$1.log" "event=child_exited "; }
@@ -209,6 +211,7 @@ fails=0
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
   out_of_time && { echo "time limit reached after $((ROUND - 1)) rounds" | tee -a "$ANOMALIES" >&2; break; }
   i=$ROUND; o=$((i - 1))
+  stat_sample "$i"
   start_owner "$i" "${SIDS[$((i % 2))]}"
   ok=1
   wait_for "owner $i to own" owns "$i" || ok=0
@@ -224,6 +227,7 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
   nap "$SETTLE_S"
 done
 DONE_ROUNDS=$((ROUND - 1))
+stat_sample "$ROUND"
 ROUND=end
 # The last owner must still own: nobody took over from it.
 last=$DONE_ROUNDS
