@@ -208,6 +208,18 @@ def extract(workdir, outdir, url, wid, nrounds):
             **noise.get(i, {"cpu_busy_pct": "", "steal_pct": "", "load1": ""}),
             "problems": "; ".join(problems),
         })
+    # Every (level, event) dispatchd logged, over all owners: warnings and errors
+    # other than the expected ownership_lost would be worth a look.
+    tally = {}
+    for evs in logs.values():
+        for e in evs:
+            k = (e.get("level", "?"), e["event"])
+            tally[k] = tally.get(k, 0) + 1
+    with open(os.path.join(outdir, "events.txt"), "w") as f:
+        f.write(f"# (level, event) counts over the {len(logs)} dispatchd run logs\n")
+        for (lvl, ev), n in sorted(tally.items()):
+            f.write(f"{lvl} {ev} {n}\n")
+
     with open(os.path.join(outdir, "rounds.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=ROUND_COLS)
         w.writeheader()
