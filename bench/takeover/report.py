@@ -5,8 +5,9 @@
       run.sh's logs -> OUTDIR/rounds.csv and OUTDIR/cli.csv. Needs the Temporal
       dev server still up: each replaced run's WorkflowExecutionTerminated
       eventTime comes from its history (HTTP API).
-  report.py summary [OUTDIR]
-      rounds.csv + cli.csv -> a markdown table: p50/p95/p99/max and counts.
+  report.py summary [OUTDIR...]
+      rounds.csv + cli.csv -> a markdown table: p50/p95/p99/max and counts
+      (several OUTDIRs: their rounds pooled).
 
 Percentiles are nearest-rank (the ceil(p*n)-th smallest value), so every
 number in the table is one measured round; no means are reported.
@@ -265,13 +266,14 @@ def fmt(v):
     return f"{v:.1f}"
 
 
-def summary(outdir):
-    with open(os.path.join(outdir, "rounds.csv")) as f:
-        rounds = list(csv.DictReader(f))
-    cli = []
-    if os.path.exists(os.path.join(outdir, "cli.csv")):
-        with open(os.path.join(outdir, "cli.csv")) as f:
-            cli = list(csv.DictReader(f))
+def summary(outdirs):
+    rounds, cli = [], []
+    for outdir in outdirs:  # several: their rounds are pooled
+        with open(os.path.join(outdir, "rounds.csv")) as f:
+            rounds += list(csv.DictReader(f))
+        if os.path.exists(os.path.join(outdir, "cli.csv")):
+            with open(os.path.join(outdir, "cli.csv")) as f:
+                cli += list(csv.DictReader(f))
 
     def derived(name, a, b):
         for r in rounds:
@@ -358,7 +360,7 @@ def summary(outdir):
 
 def main(argv):
     if len(argv) >= 2 and argv[1] == "summary":
-        summary(argv[2] if len(argv) > 2 else os.path.join(HERE, "results"))
+        summary(argv[2:] or [os.path.join(HERE, "results")])
         return 0
     if len(argv) >= 4 and argv[1] == "extract":
         opts = dict(zip(argv[4::2], argv[5::2]))
