@@ -140,6 +140,7 @@ def extract(workdir, outdir, url, wid, nrounds):
                         "steal_pct": f"{100.0 * d[7] / tot:.0f}", "load1": l1}
 
     rows = []
+    hist_failures = 0
     for i in range(1, nrounds + 1):
         new, old = logs[i], logs[i - 1]
         problems = []
@@ -169,10 +170,13 @@ def extract(workdir, outdir, url, wid, nrounds):
         if lost and lost.get("run_id") != old_run:
             problems.append("lost a different run")
         term = None
-        if old_run:
+        if old_run and hist_failures >= 3:
+            problems.append("history not fetched (server not answering)")
+        elif old_run:
             try:
                 term = terminated_us(url, wid, old_run)
             except Exception as ex:  # noqa: BLE001 - recorded, not fatal
+                hist_failures += 1  # bounded: a dead server costs at most 3 timeouts
                 problems.append(f"history: {ex}")
             if term is None and "history" not in " ".join(problems):
                 problems.append("old run has no Terminated event")

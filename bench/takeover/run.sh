@@ -16,6 +16,10 @@
 #      DISPATCHD (build/dispatchd), OUT (bench/takeover/results), KEEP_LOGS (0).
 # Output: $OUT/rounds.csv, $OUT/cli.csv, $OUT/meta.txt, $OUT/summary.md.
 # The EXIT trap stops every process this script started, also on failure.
+# Bounded: every wait here is bounded (STEP_TIMEOUT_S, TIME_LIMIT_S); the
+# fixture gives the server 60 s to come up; each `dispatchd takeover` call is
+# bounded by dispatchd's own per-request deadline (30 s); report.py gives up on
+# histories after 3 failed 10 s requests.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
