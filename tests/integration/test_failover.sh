@@ -9,7 +9,9 @@ W="dispatcher-$P-q"
 KEY="dd:hb:{$W}"
 C=(--temporal-url "$U" --redis-url "redis://127.0.0.1:$RP/0" --heartbeat-interval 300ms
    --stale-threshold 1200ms --metrics-listen off)
-child='echo "start $(date +%s%N) $DISPATCHD_SERVER_ID"; trap "echo stop $(date +%s%N) $DISPATCHD_SERVER_ID; exit 0" TERM; while :; do sleep 0.05; done'
+# The trap is set before "start" is written, so a child stopped right after it
+# started still says so; the stop time is taken when it stops.
+child='trap '"'"'echo stop $(date +%s%N) $DISPATCHD_SERVER_ID; exit 0'"'"' TERM; echo "start $(date +%s%N) $DISPATCHD_SERVER_ID"; while :; do sleep 0.05; done'
 host() { # host NAME: start a dispatchd host for P/q
   "$DISPATCHD" run --dispatcher "$P/q" "${C[@]}" --server-id "$1" -- sh -c "$child" \
     >>"$T/children.log" 2>"$T/$1.log" &
