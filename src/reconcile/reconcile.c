@@ -612,9 +612,7 @@ static void on_sweep_get(int st, const dd_store_hb *rec, void *arg)
         if (r->nseen < SEEN_MAX) {
             if (r->nseen == r->capseen) {
                 r->capseen = r->capseen ? 2 * r->capseen : 16;
-                r->seen = realloc(r->seen, r->capseen * sizeof(*r->seen));
-                if (!r->seen)
-                    abort();
+                r->seen = dd_xrealloc(r->seen, r->capseen * sizeof(*r->seen));
             }
             r->seen[r->nseen++] = (seen){key, cy->now_ms, true};
             key = NULL;
@@ -671,9 +669,7 @@ static void on_list_page(int st, const dd_temporal_result *res, void *arg)
             continue;
         if (cy->nsw == cy->capsw) {
             cy->capsw = cy->capsw ? 2 * cy->capsw : 16;
-            cy->sw = realloc(cy->sw, cy->capsw * sizeof(*cy->sw));
-            if (!cy->sw)
-                abort();
+            cy->sw = dd_xrealloc(cy->sw, cy->capsw * sizeof(*cy->sw));
         }
         cand *c = &cy->sw[cy->nsw++];
         memset(c, 0, sizeof(*c));
@@ -748,6 +744,7 @@ static void start_sweep(cycle *cy)
     }
     r->last_sweep_ms = now;
     cy->st.sweep_ran = true;
+    cy->cur = NULL; /* errors from here on name no record */
     for (size_t i = 0; i < r->nseen; i++)
         r->seen[i].live = false;
     list_page(cy);
@@ -823,7 +820,8 @@ static void on_stale(int st, const dd_store_hb_list *l, void *arg)
         return;
     }
     cy->listed = true;
-    cy->st.active = l->total;
+    /* active = fresh ones (deploy/metrics.txt): active + stale = all records */
+    cy->st.active = l->total - l->stale;
     cy->st.stale = l->stale;
     cy->st.candidates = (int)l->n;
     cy->n = l->n;
@@ -957,22 +955,23 @@ dd_reconciler *dd_reconciler_new(const dd_ctx *ctx, dd_store *s, dd_temporal *t,
     if (m) {
         const char *const stage[] = {"stage", NULL}, *const result[] = {"result", NULL};
         r->m_active = dd_metrics_family(m, DD_GAUGE, "dispatchd_dispatchers_active",
-                                        "Dispatcher heartbeat records in the index, as seen by "
-                                        "the last reconcile cycle.",
+                                        "Dispatchers with a fresh heartbeat in Redis, as seen "
+                                        "by this process's reconciler (a fleet-wide count).",
                                         NULL, NULL, 0);
         r->m_stale = dd_metrics_family(m, DD_GAUGE, "dispatchd_dispatchers_stale",
-                                       "Dispatcher heartbeat records older than the stale "
-                                       "threshold at the start of the last reconcile cycle.",
+                                       "Dispatchers whose heartbeat is older than the stale "
+                                       "threshold and not yet cleaned up (fleet-wide count).",
                                        NULL, NULL, 0);
         r->m_terms = dd_metrics_family(m, DD_COUNTER, "dispatchd_stale_terminations_total",
                                        "Stale dispatcher runs terminated by the reconciler.",
                                        NULL, NULL, 0);
         r->m_cleanups = dd_metrics_family(m, DD_COUNTER, "dispatchd_stale_cleanups_total",
-                                          "Stale heartbeat records deleted by the reconciler.",
+                                          "Stale heartbeat entries deleted by the reconciler after "
+                                          "their run was terminated.",
                                           NULL, NULL, 0);
         r->m_errors = dd_metrics_family(m, DD_COUNTER, "dispatchd_cleanup_errors_total",
-                                        "Reconciler failures by stage (list, describe, "
-                                        "terminate, delete, lease) and malformed records.",
+                                        "Errors while cleaning up a stale dispatcher, by stage "
+                                        "(list, describe, terminate, delete, lease, malformed).",
                                         stage, NULL, 0);
         r->m_cycles = dd_metrics_family(m, DD_COUNTER, "dispatchd_reconcile_cycles_total",
                                         "Reconcile cycles by result (ok, error).", result, NULL,

@@ -440,7 +440,7 @@ static void test_classify_terminate_delete(void **state)
     dd_reconcile_stats st = run_cycle(f, r);
     printf("measure: cycle with 2 stale of 5: %.1f ms\n", st.duration_ms);
     assert_int_equal(st.result, 0);
-    assert_int_equal(st.active, 5);
+    assert_int_equal(st.active, 3); /* fresh: healthy, future, edge */
     assert_int_equal(st.stale, 2);
     assert_int_equal(st.candidates, 2);
     assert_int_equal(st.terminated, 2);
@@ -464,7 +464,7 @@ static void test_classify_terminate_delete(void **state)
     /* metrics and the cycle line */
     assert_int_equal(metric(f, "dispatchd_stale_terminations_total", NULL), 2);
     assert_int_equal(metric(f, "dispatchd_stale_cleanups_total", NULL), 2);
-    assert_int_equal(metric(f, "dispatchd_dispatchers_active", NULL), 5);
+    assert_int_equal(metric(f, "dispatchd_dispatchers_active", NULL), 3);
     assert_int_equal(metric(f, "dispatchd_dispatchers_stale", NULL), 2);
     assert_int_equal(metric(f, "dispatchd_reconcile_cycles_total", "ok"), 1);
     assert_int_equal(metric(f, "dispatchd_reconcile_duration_seconds", NULL), 1);
