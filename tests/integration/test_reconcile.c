@@ -975,6 +975,51 @@ static void test_close_mid_cycle(void **state)
     terminate_now(f, w, run);
 }
 
+/* Started: the first cycle after the stagger, then periodic within the
+ * jitter bounds (no records: no early wake-ups). */
+static void test_periodic(void **state)
+{
+    fx *f = *state;
+    dd_reconciler_opts o = {.interval_ms = 1500};
+    dd_reconciler *r = reconciler(f, NULL, NULL, "host-periodic", &o);
+    uint64_t t0 = dd_mono_ms();
+    dd_reconciler_start(r);
+    sleep_loop(f, 5000);
+    int n = f->cycles;
+    printf("measure: interval 1.5 s, %d cycles in 5 s\n", n);
+    /* stagger <= 180 ms, then every 1.35-1.65 s: cycles at <= 0.18, <= 1.83,
+     * <= 3.48, (<= 5.13) s, and at least at 1.35, 2.7, 4.05 s */
+    assert_true(n >= 3 && n <= 4);
+    assert_true(dd_mono_ms() - t0 >= 5000);
+    close_reconciler(f, r);
+}
+
+/* Per-candidate cost when nothing needs terminating (lease, describe ->
+ * not found, compare-and-delete, release): sizing for batch. */
+static void test_many_closed(void **state)
+{
+    fx *f = *state;
+    enum { N = 300 };
+    int64_t old = dd_wall_ms() - THR - 1000;
+    for (int i = 0; i < N; i++) {
+        char p[32], wid[DD_DISPATCHER_ID_BUFLEN], err[64], run[64];
+        snprintf(p, sizeof(p), "p-many-%d", i);
+        assert_int_equal(dd_dispatcher_id(p, f->queue, wid, sizeof(wid), err, sizeof(err)), 0);
+        snprintf(run, sizeof(run), "00000000-0000-4000-8000-%012d", i);
+        claim(f, p, wid, run, "host-gone", old);
+    }
+    dd_reconciler *r = reconciler(f, NULL, NULL, "host-rec", NULL);
+    dd_reconcile_stats st = run_cycle(f, r);
+    printf("measure: %d stale records of closed/unknown runs: cycle %.0f ms (%.2f ms each)\n", N,
+           st.duration_ms, st.duration_ms / N);
+    assert_int_equal(st.result, 0);
+    assert_int_equal(st.already_closed, N);
+    assert_int_equal(st.cleaned, N);
+    st = run_cycle(f, r);
+    assert_int_equal(st.stale, 0);
+    close_reconciler(f, r);
+}
+
 static void on_close_timer(uv_timer_t *h)
 {
     fx *f = h->data;
@@ -1100,6 +1145,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_early_wake, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_mid_cycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_periodic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_waiting_for_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_during_describe, setup, teardown),
