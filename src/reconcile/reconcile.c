@@ -97,6 +97,7 @@ struct dd_reconciler {
     cycle *cy; /* in flight, or NULL */
     bool started, closing;
     uint64_t next_periodic_ms; /* monotonic deadline of the next full cycle */
+    bool tick_periodic;        /* the armed tick is for that deadline (not an early wake) */
     uint64_t last_cycle_ms;    /* monotonic start of the last cycle */
     int64_t last_sweep_ms;     /* monotonic, -1 never */
     seen *seen;                /* owned */
@@ -885,7 +886,10 @@ static void on_tick(uv_timer_t *h)
     if (r->closing || r->cy) /* a running cycle re-arms when it ends */
         return;
     uint64_t now = dd_mono_ms();
-    if (now >= r->next_periodic_ms)
+    /* Not just now >= deadline: libuv's loop clock may trail ours by a
+     * millisecond, and a periodic tick taken for an early one would leave the
+     * deadline in the past (next cycle one gap later instead of an interval). */
+    if (r->tick_periodic || now >= r->next_periodic_ms)
         r->next_periodic_ms =
             now + (uint64_t)dd_reconcile_jitter_ms(r->o.interval_ms, dd_rng_unit(&r->rng));
     (void)cycle_begin(r, NULL, NULL);
@@ -899,6 +903,7 @@ static void schedule(dd_reconciler *r, int64_t oldest_hb)
     int64_t gap = gap_end > now ? (int64_t)(gap_end - now) : 0;
     int64_t d = dd_reconcile_next_wake_ms(wall_ms(r), oldest_hb, r->o.stale_threshold_ms,
                                           periodic, gap);
+    r->tick_periodic = d >= periodic;
     uv_timer_start(&r->tick, on_tick, (uint64_t)d, 0);
 }
 
@@ -1001,6 +1006,7 @@ void dd_reconciler_start(dd_reconciler *r)
             r->holder, (long long)d, (long long)r->o.interval_ms,
             (long long)r->o.stale_threshold_ms, r->o.terminate_rate,
             r->o.sweep ? "true" : "false");
+    r->tick_periodic = true;
     if (!r->cy)
         uv_timer_start(&r->tick, on_tick, (uint64_t)d, 0);
 }
