@@ -692,8 +692,8 @@ static void on_list_page(int st, const dd_temporal_result *res, void *arg)
 
 static void list_page(cycle *cy)
 {
-    int rc = dd_temporal_list(cy->r->t, cy->r->sweep_query, cy->page_token, SWEEP_PAGE, on_list_page,
-                              cy, &cy->call);
+    int rc = dd_temporal_list(cy->r->t, cy->r->sweep_query, cy->page_token, SWEEP_PAGE,
+                              on_list_page, cy, &cy->call);
     if (rc == 0) {
         cy->wait = WAIT_TEMPORAL;
         return;

@@ -59,8 +59,8 @@ typedef struct fx {
     char private_dir[512]; /* a private Temporal to stop in teardown, if any */
     int cycles;
     dd_reconcile_stats last; /* from on_cycle */
-    dd_reconciler *open[4];
-    uint64_t last_cycle_ms, min_gap_ms; /* between on_cycle calls */  /* closed by teardown if a failed assertion left them */
+    dd_reconciler *open[4];  /* closed by teardown if a failed assertion left them */
+    uint64_t last_cycle_ms, min_gap_ms; /* between on_cycle calls */
 } fx;
 
 /* ---- plumbing ----------------------------------------------------------- */
@@ -449,7 +449,8 @@ static void test_classify_terminate_delete(void **state)
     dd_metrics_render(f->metrics, &b);
     assert_non_null(strstr(dd_buf_str(&b), "dispatchd_stale_terminations_total 0"));
     assert_non_null(strstr(dd_buf_str(&b), "dispatchd_stale_cleanups_total 0"));
-    assert_non_null(strstr(dd_buf_str(&b), "dispatchd_cleanup_errors_total{stage=\"terminate\"} 0"));
+    assert_non_null(
+        strstr(dd_buf_str(&b), "dispatchd_cleanup_errors_total{stage=\"terminate\"} 0"));
     assert_non_null(strstr(dd_buf_str(&b), "dispatchd_reconcile_cycles_total{result=\"error\"} 0"));
     dd_buf_release(&b);
 
@@ -517,7 +518,8 @@ static void test_classify_terminate_delete(void **state)
     while (fgets(line, sizeof(line), f->logf))
         if (strstr(line, "event=stale_terminate") && strstr(line, r_stale)) {
             assert_non_null(strstr(line, "server_id=host-dead"));
-            assert_non_null(strstr(line, "reason=\"stale: no heartbeat from host-dead for 1m15s\""));
+            assert_non_null(
+                strstr(line, "reason=\"stale: no heartbeat from host-dead for 1m15s\""));
             assert_non_null(strstr(line, "requester=host-rec"));
             assert_non_null(strstr(line, "age_ms=75000"));
             seen = true;
