@@ -77,7 +77,9 @@ check "the dead owner's run was terminated" bash -c "grep -q . '$T/h4.log'"
 paused=$new
 pr=$(rec run_id)
 kill -STOP "$(cat "$T/$paused.pid")"
-wait_until 10 bash -c "o=\$(redis-cli -p $RP hget '$KEY' server_id); [ \"\$o\" != '$paused' ]" || fail "no failover from the paused owner"
+# (the reconciler may delete the stale record before a standby claims it:
+# wait for a live successor's record, not just for the paused owner's to go)
+wait_until 10 bash -c "o=\$(redis-cli -p $RP hget '$KEY' server_id); [ -n \"\$o\" ] && [ \"\$o\" != '$paused' ]" || fail "no failover from the paused owner"
 succ=$(rec server_id); sr=$(rec run_id); se=$(rec epoch)
 kill -CONT "$(cat "$T/$paused.pid")"
 check "the woken ex-owner learns it lost" wait_until 5 grep -q event=ownership_lost "$T/$paused.log"
