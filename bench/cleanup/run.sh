@@ -60,8 +60,8 @@ echo "kind,round,dispatcher,ms"
 PIDS+=($!)
 for ((r = 1; r <= ROUNDS; r++)); do
   declare -A RUN=()
-  for ((i = 1; i <= M; i++)); do host "c$r-$i" "cl$r-$i/q"; done
-  for ((i = 1; i <= M; i++)); do wait_owned "cl$r-$i-q" "c$r-$i"; RUN[$i]=$(rec "cl$r-$i-q" run_id); done
+  for ((i = 1; i <= M; i++)); do host "c$r-$i" "cl${r}x$i/q"; done
+  for ((i = 1; i <= M; i++)); do wait_owned "cl${r}x$i-q" "c$r-$i"; RUN[$i]=$(rec "cl${r}x$i-q" run_id); done
   sleep 1
   t0=$(now_ms)
   for ((i = 1; i <= M; i++)); do kill -9 "$(cat "$T/c$r-$i.pid")"; done
@@ -71,9 +71,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
     [ "$(date +%s)" -lt "$end" ] || { echo "timeout waiting for cleanup" >&2; exit 1; }
     for ((i = 1; i <= M; i++)); do
       [ -n "${DONE[$i]:-}" ] && continue
-      if [ -z "$(rec "cl$r-$i-q" run_id)" ] &&
-         [ "$(run_status "cl$r-$i-q" "${RUN[$i]}")" = WORKFLOW_EXECUTION_STATUS_TERMINATED ]; then
-        DONE[$i]=1; echo "cleanup,$r,cl$r-$i/q,$(( $(now_ms) - t0 ))"
+      if [ -z "$(rec "cl${r}x$i-q" run_id)" ] &&
+         [ "$(run_status "cl${r}x$i-q" "${RUN[$i]}")" = WORKFLOW_EXECUTION_STATUS_TERMINATED ]; then
+        DONE[$i]=1; echo "cleanup,$r,cl${r}x$i/q,$(( $(now_ms) - t0 ))"
       fi
     done
     sleep 0.02
@@ -82,14 +82,14 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 # --- failover -------------------------------------------------------------------------------
 for ((r = 1; r <= ROUNDS; r++)); do
-  for ((i = 1; i <= M; i++)); do host "o$r-$i" "fo$r-$i/q"; done
-  for ((i = 1; i <= M; i++)); do wait_owned "fo$r-$i-q" "o$r-$i"; done
-  for ((i = 1; i <= M; i++)); do host "s$r-$i" "fo$r-$i/q"; done
+  for ((i = 1; i <= M; i++)); do host "o$r-$i" "fo${r}x$i/q"; done
+  for ((i = 1; i <= M; i++)); do wait_owned "fo${r}x$i-q" "o$r-$i"; done
+  for ((i = 1; i <= M; i++)); do host "s$r-$i" "fo${r}x$i/q"; done
   # the standby takes over at start (newest starter wins); let the first owner take it back
-  for ((i = 1; i <= M; i++)); do wait_owned "fo$r-$i-q" "s$r-$i"; done
+  for ((i = 1; i <= M; i++)); do wait_owned "fo${r}x$i-q" "s$r-$i"; done
   for ((i = 1; i <= M; i++)); do kill -TERM "$(cat "$T/o$r-$i.pid")"; done
-  for ((i = 1; i <= M; i++)); do wait "$(cat "$T/o$r-$i.pid")" 2>/dev/null || true; host "o$r-$i" "fo$r-$i/q"; done
-  for ((i = 1; i <= M; i++)); do wait_owned "fo$r-$i-q" "o$r-$i"; done
+  for ((i = 1; i <= M; i++)); do wait "$(cat "$T/o$r-$i.pid")" 2>/dev/null || true; host "o$r-$i" "fo${r}x$i/q"; done
+  for ((i = 1; i <= M; i++)); do wait_owned "fo${r}x$i-q" "o$r-$i"; done
   sleep 1
   t0=$(now_ms)
   for ((i = 1; i <= M; i++)); do kill -9 "$(cat "$T/o$r-$i.pid")"; done
@@ -99,8 +99,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
     [ "$(date +%s)" -lt "$end" ] || { echo "timeout waiting for failover" >&2; exit 1; }
     for ((i = 1; i <= M; i++)); do
       [ -n "${DONE[$i]:-}" ] && continue
-      if [ "$(rec "fo$r-$i-q" server_id)" = "s$r-$i" ]; then
-        DONE[$i]=1; echo "failover,$r,fo$r-$i/q,$(( $(now_ms) - t0 ))"
+      if [ "$(rec "fo${r}x$i-q" server_id)" = "s$r-$i" ]; then
+        DONE[$i]=1; echo "failover,$r,fo${r}x$i/q,$(( $(now_ms) - t0 ))"
       fi
     done
     sleep 0.02

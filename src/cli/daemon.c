@@ -40,6 +40,10 @@ static bool dd_daemon_ready(void *arg, char *reason, size_t len)
         snprintf(reason, len, "shutting down");
         return false;
     }
+    if (d->store && !dd_store_ready(d->store)) {
+        snprintf(reason, len, "redis unavailable: %s", dd_store_last_error(d->store));
+        return false;
+    }
     for (int i = 0; i < d->nowners; i++) {
         dd_owner_state s = dd_owner_get_state(d->owners[i]);
         if (s == DD_OWNER_IDLE || s == DD_OWNER_TAKING_OVER) {

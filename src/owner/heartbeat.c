@@ -45,6 +45,7 @@ struct dd_heartbeat {
     bool closing;
     bool watching;     /* standby watch armed */
     bool failing_over; /* we asked the owner to take over; wait for the outcome */
+    bool releasing;    /* owner releasing: keep heartbeating until its child stopped */
     dd_rng rng;
     /* worker registry, while owning */
     char **known;      /* worker server ids seen at the last check (sorted) */
@@ -179,6 +180,11 @@ static void dd_hb_beat_done(int st, const dd_store_owner *res, void *arg)
     dd_heartbeat *h = arg;
     if (!dd_hb_reply(h))
         return;
+    if (h->releasing) {
+        if (st == 0)
+            dd_hb_arm(h, h->opts.interval_ms);
+        return;
+    }
     if (!h->owning)
         return;
     if (st == DD_EFENCED) {
@@ -410,7 +416,7 @@ static void dd_hb_tick(uv_timer_t *t)
     dd_heartbeat *h = t->data;
     if (h->closing)
         return;
-    if (h->owning) {
+    if (h->owning || h->releasing) {
         if (!h->claimed) {
             dd_hb_claim(h);
             return;
@@ -523,6 +529,16 @@ static void dd_hb_prev_record(int st, const dd_store_hb *rec, void *arg)
 
 void dd_heartbeat_stopped_acting(dd_heartbeat *h, const char *run_id)
 {
+    if (h->releasing && strcmp(run_id, h->run_id) == 0) {
+        h->releasing = false;
+        h->claimed = false;
+        uv_timer_stop(&h->timer);
+        if (dd_store_release(h->s, dd_owner_workflow_id(h->o), h->run_id, h->epoch,
+                             dd_hb_released, h) == 0)
+            h->inflight++;
+        h->epoch = 0;
+        return;
+    }
     if (h->closing)
         return;
     char name[300];
@@ -554,16 +570,17 @@ void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id
     bool was_claimed = h->owning && h->claimed;
     h->owning = false;
     dd_hb_forget_workers(h);
+    if (was_claimed && dd_owner_get_state(h->o) == DD_OWNER_RELEASING) {
+        /* A clean release leaves nothing for the reconciler, but the record
+         * stays fresh until our child has stopped (dd_heartbeat_stopped_acting):
+         * a standby that saw it vanish now could start its child next to ours. */
+        h->releasing = true;
+        return;
+    }
     h->claimed = false;
     uv_timer_stop(&h->timer);
-    if (was_claimed && dd_owner_get_state(h->o) == DD_OWNER_RELEASING) {
-        /* A clean release leaves nothing for the reconciler. */
-        if (dd_store_release(h->s, dd_owner_workflow_id(h->o), h->run_id, h->epoch,
-                             dd_hb_released, h) == 0)
-            h->inflight++;
-    } else if (h->opts.failover) {
+    if (h->opts.failover)
         dd_hb_arm(h, h->opts.interval_ms); /* lost: become a standby */
-    }
     h->epoch = 0;
 }
 

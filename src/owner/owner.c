@@ -56,6 +56,7 @@ struct dd_owner {
     bool stop_reported;
     bool in_release; /* dd_owner_release is still issuing its steps */
     bool release_terminate; /* terminate our run once the child has exited */
+    bool one_shot;          /* failover takeover: on error go back to LOST, no retry */
     dd_metric *m_owner, *m_lost;
 };
 
@@ -200,6 +201,15 @@ static void dd_owner_takeover_done(const dd_takeover_result *r, void *arg)
         dd_owner_maybe_stopped(o);
         return;
     }
+    if (r->err && o->one_shot) {
+        /* A failover attempt: the standby's lease, not our retries, decides
+         * who tries next (a retry loop could outlive the lease and race
+         * the next standby). */
+        o->one_shot = false;
+        dd_warn(o->ctx.log, "failover_failed", "dispatcher=%s error=%s", o->name, r->message);
+        dd_owner_set_state(o, DD_OWNER_LOST);
+        return;
+    }
     if (r->err) {
         int64_t delay = dd_backoff_next(&o->backoff);
         dd_warn(o->ctx.log, "takeover_retry", "dispatcher=%s error=%s retry_in_ms=%lld", o->name,
@@ -208,6 +218,7 @@ static void dd_owner_takeover_done(const dd_takeover_result *r, void *arg)
         return;
     }
     dd_backoff_reset(&o->backoff);
+    o->one_shot = false;
     snprintf(o->run_id, sizeof(o->run_id), "%s", r->run_id);
     snprintf(o->prev_run_id, sizeof(o->prev_run_id), "%s", r->previous_run_id);
     o->gate_open = !o->opts.child_gate;
@@ -331,7 +342,10 @@ void dd_owner_start(dd_owner *o)
 
 void dd_owner_retake(dd_owner *o)
 {
-    dd_owner_start(o);
+    if (o->state != DD_OWNER_LOST && o->state != DD_OWNER_IDLE)
+        return;
+    o->one_shot = true;
+    dd_owner_takeover(o);
 }
 
 static void dd_owner_timer_closed(uv_handle_t *h)
@@ -393,6 +407,11 @@ static void dd_owner_release_terminate(dd_owner *o)
     if (!o->release_terminate || (o->child && dd_child_running(o->child)))
         return;
     o->release_terminate = false;
+    /* Our child is gone: the record may go now (heartbeat.c), and our run. */
+    dd_info(o->ctx.log, "stopped_acting", "dispatcher=%s run_id=%s wall_us=%lld", o->name,
+            o->run_id, (long long)dd_wall_us());
+    if (o->opts.on_stopped_acting)
+        o->opts.on_stopped_acting(o, o->run_id, o->opts.arg);
     char reason[256];
     snprintf(reason, sizeof(reason), "released by %s", o->server_id);
     dd_info(o->ctx.log, "terminate", "workflow_id=%s run_id=%s reason=%s requester=%s", o->wid,

@@ -233,7 +233,7 @@ static void count_malformed(cycle *cy, cand *c, const char *problem, const char 
     if (r->m_errors)
         dd_metric_add(r->m_errors, DD_L1("malformed"), 1);
     dd_warn(r->ctx.log, "reconcile_malformed",
-            "workflow_id=%s run_id=%s server_id=%s problem=%s action=%s holder=%s", c->wid,
+            "workflow_id=%s run_id=%s owner=%s problem=%s action=%s holder=%s", c->wid,
             c->run_id ? c->run_id : "", c->server_id ? c->server_id : "", problem, action,
             r->holder);
 }
@@ -264,7 +264,9 @@ static void finish(cycle *cy, int status)
         dd_metric_add(r->m_cycles, DD_L1(st.result ? "error" : "ok"), 1);
         dd_metric_observe(r->m_duration, NULL, st.duration_ms / 1000.0);
     }
-    dd_logf(r->ctx.log, cut ? DD_LOG_INFO : st.result ? DD_LOG_WARN : DD_LOG_INFO,
+    /* Quiet cycles (nothing stale, nothing failed) are frequent: debug. */
+    bool quiet = !cut && !st.result && st.candidates == 0 && st.swept == 0 && st.malformed == 0;
+    dd_logf(r->ctx.log, cut ? DD_LOG_INFO : st.result ? DD_LOG_WARN : quiet ? DD_LOG_DEBUG : DD_LOG_INFO,
             "reconcile_cycle",
             "result=%s error=%s active=%lld stale=%lld candidates=%d terminated=%d "
             "already_closed=%d cleaned=%d kept_refreshed=%d malformed=%d leased_elsewhere=%d "
@@ -345,7 +347,7 @@ static void on_cad(int st, void *arg)
         if (r->m_cleanups)
             dd_metric_add(r->m_cleanups, NULL, 1);
         dd_info(r->ctx.log, "stale_cleanup",
-                "workflow_id=%s run_id=%s server_id=%s hb_ms=%lld age_ms=%lld requester=%s",
+                "workflow_id=%s run_id=%s owner=%s hb_ms=%lld age_ms=%lld requester=%s",
                 c->wid, c->run_id, c->server_id ? c->server_id : "", (long long)c->hb_ms,
                 (long long)(cy->now_ms - c->hb_ms), r->holder);
     } else if (st == DD_ECONFLICT) {
@@ -391,7 +393,7 @@ static void on_terminate(int st, const dd_temporal_result *res, void *arg)
         if (r->m_terms)
             dd_metric_add(r->m_terms, NULL, 1);
         dd_info(r->ctx.log, "stale_terminate",
-                "workflow_id=%s run_id=%s server_id=%s age_ms=%lld reason=%s requester=%s "
+                "workflow_id=%s run_id=%s owner=%s age_ms=%lld reason=%s requester=%s "
                 "source=%s",
                 c->wid, c->run_id, c->server_id ? c->server_id : "",
                 (long long)(cy->now_ms - c->hb_ms), cy->reason, r->holder,
@@ -903,6 +905,19 @@ static void schedule(dd_reconciler *r, int64_t oldest_hb)
     int64_t gap = gap_end > now ? (int64_t)(gap_end - now) : 0;
     int64_t d = dd_reconcile_next_wake_ms(wall_ms(r), oldest_hb, r->o.stale_threshold_ms,
                                           periodic, gap);
+    if (oldest_hb < 0) {
+        /* No healthy record to time the next look by: one claimed after
+         * this cycle (a host that starts, then crashes) would wait for the
+         * periodic cycle, up to an interval past its threshold. Look again
+         * within a quarter threshold: a quiet cycle is three Redis reads. */
+        int64_t watch = r->o.stale_threshold_ms / 4;
+        if (watch < EARLY_GAP_MS)
+            watch = EARLY_GAP_MS;
+        if (watch < gap)
+            watch = gap;
+        if (d > watch)
+            d = watch;
+    }
     r->tick_periodic = d >= periodic;
     uv_timer_start(&r->tick, on_tick, (uint64_t)d, 0);
 }

@@ -517,7 +517,7 @@ static void test_classify_terminate_delete(void **state)
     bool seen = false;
     while (fgets(line, sizeof(line), f->logf))
         if (strstr(line, "event=stale_terminate") && strstr(line, r_stale)) {
-            assert_non_null(strstr(line, "server_id=host-dead"));
+            assert_non_null(strstr(line, "owner=host-dead"));
             assert_non_null(
                 strstr(line, "reason=\"stale: no heartbeat from host-dead for 1m15s\""));
             assert_non_null(strstr(line, "requester=host-rec"));
