@@ -69,6 +69,7 @@ int dd_cmd_takeover(dd_cli *cli);
 int dd_cmd_run(dd_cli *cli);
 int dd_cmd_status(dd_cli *cli);
 int dd_cmd_worker(dd_cli *cli);
+int dd_cmd_reconcile(dd_cli *cli);
 int dd_cmd_workers(dd_cli *cli);
 int dd_cmd_stack(dd_cli *cli);
 int dd_cmd_up(dd_cli *cli);

@@ -6,6 +6,7 @@
 #include "metrics/http.h"
 #include "metrics/metrics.h"
 #include "owner/owner.h"
+#include "reconcile/reconcile.h"
 #include "store/store.h"
 #include "temporal/temporal.h"
 
@@ -19,6 +20,7 @@ struct dd_daemon {
     dd_ctx ctx;
     dd_temporal *t;
     dd_store *store;
+    dd_reconciler *rec;
     dd_metrics_http *http;
     dd_owner *owners[DD_MAX_DISPATCHERS];
     dd_heartbeat *hbs[DD_MAX_DISPATCHERS];
@@ -66,12 +68,30 @@ static void dd_daemon_temporal_closed(void *arg)
     dd_daemon_maybe_done(d);
 }
 
+static void dd_daemon_close_clients(dd_daemon *d);
+
+static void dd_daemon_rec_closed(void *arg)
+{
+    dd_daemon *d = arg;
+    d->rec = NULL;
+    dd_daemon_close_clients(d);
+}
+
 static void dd_daemon_hb_closed(void *arg)
 {
     dd_daemon *d = arg;
     if (++d->hbs_closed < d->nowners)
         return;
-    /* Records released: now the clients can go. */
+    dd_daemon_close_clients(d);
+}
+
+/* Records released and the reconciler stopped: now the clients can go. */
+static void dd_daemon_close_clients(dd_daemon *d)
+{
+    if (d->rec) {
+        dd_reconciler_close(d->rec, dd_daemon_rec_closed, d);
+        return;
+    }
     if (d->store) {
         dd_store_close(d->store);
         d->store = NULL;
@@ -88,6 +108,14 @@ static void dd_daemon_owner_stopped(dd_owner *o, void *arg)
      * record releases, then close the clients. */
     for (int i = 0; i < d->nowners; i++)
         dd_heartbeat_close(d->hbs[i], dd_daemon_hb_closed, d);
+}
+
+static void dd_daemon_stopped_acting(dd_owner *o, const char *run_id, void *arg)
+{
+    dd_daemon *d = arg;
+    for (int i = 0; i < d->nowners; i++)
+        if (d->owners[i] == o && d->hbs[i])
+            dd_heartbeat_stopped_acting(d->hbs[i], run_id);
 }
 
 static void dd_daemon_owner_changed(dd_owner *o, bool owning, const char *run_id, void *arg)
@@ -136,6 +164,8 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                             .guard_exe = dd_cli_self_exe(),
                             .child_grace_ms = cli->cfg.stop_timeout_ms,
                             .on_change = dd_daemon_owner_changed,
+                            .child_gate = true,
+                            .on_stopped_acting = dd_daemon_stopped_acting,
                             .on_stopped = dd_daemon_owner_stopped,
                             .arg = d};
         d->owners[i] = dd_owner_new(ctx, d->t, &oo, err, sizeof(err));
@@ -149,6 +179,16 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                                 .t = d->t};
         d->hbs[i] = dd_heartbeat_new(ctx, d->store, d->owners[i], &ho);
         d->nowners++;
+    }
+    dd_reconciler_opts ro = {.stale_threshold_ms = cli->cfg.stale_threshold_ms,
+                             .interval_ms = cli->cfg.reconcile_interval_ms,
+                             .terminate_rate = cli->cfg.terminate_rate,
+                             .holder = dd_cli_server_id(cli),
+                             .sweep = true};
+    d->rec = dd_reconciler_new(ctx, d->store, d->t, &ro);
+    if (!d->rec) {
+        code = dd_cli_usage_error(cli, "invalid reconciler settings (see the log)");
+        goto fail;
     }
     if (strcmp(cli->cfg.metrics_listen, "off") != 0) {
         int rc = dd_metrics_http_start(&d->http, ctx, cli->cfg.metrics_listen, ctx->metrics,
@@ -164,16 +204,14 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
         dd_owner_start(d->owners[i]);
         dd_heartbeat_start(d->hbs[i]);
     }
+    dd_reconciler_start(d->rec);
     *out = d;
     return 0;
 fail:
     /* Undo what was built; the caller runs the loop until it is closed. */
     d->stopping = true;
-    if (d->nowners == 0) {
-        dd_store_close(d->store);
-        d->store = NULL;
-        dd_temporal_close(d->t, dd_daemon_temporal_closed, d);
-    }
+    if (d->nowners == 0)
+        dd_daemon_close_clients(d);
     for (int i = 0; i < d->nowners; i++)
         dd_owner_release(d->owners[i]);
     *out = d;
@@ -192,9 +230,7 @@ void dd_daemon_stop(dd_daemon *d, void (*done)(void *), void *arg)
         d->http = NULL;
     }
     if (d->nowners == 0) {
-        dd_store_close(d->store);
-        d->store = NULL;
-        dd_temporal_close(d->t, dd_daemon_temporal_closed, d);
+        dd_daemon_close_clients(d);
         return;
     }
     for (int i = 0; i < d->nowners; i++)

@@ -33,6 +33,10 @@ struct dd_heartbeat {
     dd_owner *o;
     dd_heartbeat_opts opts;
     uv_timer_t timer;
+    uv_timer_t ack_timer;   /* handoff: polls for the previous owner's ack */
+    int64_t ack_deadline_ms; /* monotonic */
+    char ack_name[300];
+    int closes;             /* timer closes pending */
     bool owning;
     bool claimed;
     char run_id[DD_RUN_ID_LEN];
@@ -59,6 +63,8 @@ static void dd_hb_tick(uv_timer_t *t);
 static void dd_hb_timer_closed(uv_handle_t *t)
 {
     dd_heartbeat *h = t->data;
+    if (--h->closes > 0)
+        return;
     free(h->known);
     void (*done)(void *) = h->done;
     void *arg = h->done_arg;
@@ -71,7 +77,9 @@ static void dd_hb_finish_close(dd_heartbeat *h)
 {
     if (!h->closing || h->inflight > 0 || uv_is_closing((uv_handle_t *)&h->timer))
         return;
+    h->closes = 2;
     uv_close((uv_handle_t *)&h->timer, dd_hb_timer_closed);
+    uv_close((uv_handle_t *)&h->ack_timer, dd_hb_timer_closed);
 }
 
 static void dd_hb_arm(dd_heartbeat *h, int64_t delay_ms)
@@ -112,7 +120,8 @@ dd_heartbeat *dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o,
         dd_metric_add(h->m_registered, NULL, 0);
     }
     uv_timer_init(ctx->loop, &h->timer);
-    h->timer.data = h;
+    uv_timer_init(ctx->loop, &h->ack_timer);
+    h->timer.data = h->ack_timer.data = h;
     return h;
 }
 
@@ -431,6 +440,100 @@ static void dd_hb_released(int st, const dd_store_owner *res, void *arg)
         dd_hb_arm(h, h->opts.interval_ms);
 }
 
+static void dd_hb_lease_set(int st, void *arg)
+{
+    dd_heartbeat *h = arg;
+    h->inflight--;
+    if (st < 0 && st != DD_ECANCELED)
+        dd_warn(h->ctx.log, "handoff_ack_failed", "dispatcher=%s error=%s",
+                dd_owner_name(h->o), dd_strerror(st));
+    dd_hb_finish_close(h);
+}
+
+/* ---- handoff ----------------------------------------------------------
+ *
+ * A graceful takeover has two owners for a moment: ours starts as soon as
+ * Temporal has swapped the runs, the old one stops its child only when its
+ * long-poll tells it, some milliseconds later. To keep the two children from
+ * acting at once, the new owner reads the old record before claiming it: if
+ * the replaced run was heartbeating (alive), our child waits until the old
+ * owner says it stopped acting (a short flag in Redis, set once its child
+ * has exited), or until the stale threshold, after which the old owner
+ * counts as dead anyway (and its guard has killed its child if it died). */
+
+static void dd_hb_ack_poll(uv_timer_t *t);
+
+static void dd_hb_ack_done(int st, void *arg)
+{
+    dd_heartbeat *h = arg;
+    h->inflight--;
+    if (h->closing) {
+        dd_hb_finish_close(h);
+        return;
+    }
+    if (!h->owning)
+        return;
+    if (st == 0) {
+        dd_owner_open_gate(h->o, "previous owner stopped acting");
+        return;
+    }
+    if ((int64_t)dd_mono_ms() >= h->ack_deadline_ms) {
+        dd_warn(h->ctx.log, "handoff_timeout", "dispatcher=%s previous_run_id=%s waited_ms=%lld",
+                dd_owner_name(h->o), dd_owner_previous_run_id(h->o),
+                (long long)h->opts.threshold_ms);
+        dd_owner_open_gate(h->o, "previous owner did not acknowledge within the threshold");
+        return;
+    }
+    uv_timer_start(&h->ack_timer, dd_hb_ack_poll, 10, 0);
+}
+
+static void dd_hb_ack_poll(uv_timer_t *t)
+{
+    dd_heartbeat *h = t->data;
+    if (h->closing || !h->owning)
+        return;
+    if (dd_store_lease_held(h->s, h->ack_name, dd_hb_ack_done, h) == 0)
+        h->inflight++;
+    else
+        uv_timer_start(&h->ack_timer, dd_hb_ack_poll, 50, 0);
+}
+
+static void dd_hb_prev_record(int st, const dd_store_hb *rec, void *arg)
+{
+    dd_heartbeat *h = arg;
+    h->inflight--;
+    if (h->closing) {
+        dd_hb_finish_close(h);
+        return;
+    }
+    if (!h->owning)
+        return;
+    const char *prev = dd_owner_previous_run_id(h->o);
+    bool alive = st == 0 && !rec->malformed && rec->run_id && prev[0] &&
+                 strcmp(rec->run_id, prev) == 0 &&
+                 dd_wall_ms() - rec->hb_ms <= h->opts.threshold_ms;
+    dd_hb_claim(h);
+    if (!alive) {
+        dd_owner_open_gate(h->o, prev[0] ? "previous owner not heartbeating" : "no previous run");
+        return;
+    }
+    snprintf(h->ack_name, sizeof(h->ack_name), "handoff:%s:%s", dd_owner_workflow_id(h->o),
+             prev);
+    h->ack_deadline_ms = (int64_t)dd_mono_ms() + h->opts.threshold_ms;
+    dd_hb_ack_poll(&h->ack_timer);
+}
+
+void dd_heartbeat_stopped_acting(dd_heartbeat *h, const char *run_id)
+{
+    if (h->closing)
+        return;
+    char name[300];
+    snprintf(name, sizeof(name), "handoff:%s:%s", dd_owner_workflow_id(h->o), run_id);
+    if (dd_store_lease_acquire(h->s, name, dd_owner_server_id(h->o), 2 * h->opts.threshold_ms,
+                               dd_hb_lease_set, h) == 0)
+        h->inflight++;
+}
+
 void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id)
 {
     if (owning) {
@@ -439,9 +542,17 @@ void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id
         h->claimed = false;
         snprintf(h->run_id, sizeof(h->run_id), "%s", run_id);
         uv_timer_stop(&h->timer);
-        dd_hb_claim(h);
+        uv_timer_stop(&h->ack_timer);
+        /* Read the record we are replacing before claim overwrites it. */
+        if (dd_store_get(h->s, dd_owner_workflow_id(h->o), dd_hb_prev_record, h) == 0) {
+            h->inflight++;
+        } else {
+            dd_hb_claim(h);
+            dd_owner_open_gate(h->o, "redis unavailable: cannot wait for the previous owner");
+        }
         return;
     }
+    uv_timer_stop(&h->ack_timer);
     bool was_claimed = h->owning && h->claimed;
     h->owning = false;
     dd_hb_forget_workers(h);
@@ -476,5 +587,6 @@ void dd_heartbeat_close(dd_heartbeat *h, void (*done)(void *), void *arg)
     h->done = done;
     h->done_arg = arg;
     uv_timer_stop(&h->timer);
+    uv_timer_stop(&h->ack_timer);
     dd_hb_finish_close(h);
 }

@@ -51,6 +51,11 @@ for h in h2 h3 h4; do
   wait_until 10 bash -c "[ \"\$(redis-cli -p $RP hget '$KEY' server_id)\" = $h ]" || fail "$h did not take over"
 done
 check "only h4's child runs" wait_until 5 only_child_is h4
+# Graceful takeovers hand off: the new owner's child starts only after the
+# old owner's child stopped (the old owner acknowledges through Redis).
+overlaps() { awk '$1=="start"{if (n>0) bad++; n++} $1=="stop"{n--} END{print bad+0}' "$T/children.log"; }
+check "no two children ever acted at once during the takeovers" [ "$(overlaps)" = 0 ]
+check "each new owner waited for the handoff" [ "$(cat "$T"/h2.log "$T"/h3.log "$T"/h4.log | grep -c 'event=handoff .*reason="previous owner stopped acting"')" = 3 ]
 t0=$(now_us)
 kill -9 "$(cat "$T/h4.pid")"
 wait_until 10 bash -c "o=\$(redis-cli -p $RP hget '$KEY' server_id); [ -n \"\$o\" ] && [ \"\$o\" != h4 ]" || fail "no failover"
