@@ -82,6 +82,17 @@ static void dd_hb_finish_close(dd_heartbeat *h)
     uv_close((uv_handle_t *)&h->ack_timer, dd_hb_timer_closed);
 }
 
+/* Every reply: one less in flight. False when closing: the reply is
+ * dropped and the close finishes once nothing is in flight. */
+static bool dd_hb_reply(dd_heartbeat *h)
+{
+    h->inflight--;
+    if (!h->closing)
+        return true;
+    dd_hb_finish_close(h);
+    return false;
+}
+
 static void dd_hb_arm(dd_heartbeat *h, int64_t delay_ms)
 {
     if (h->closing)
@@ -130,11 +141,8 @@ dd_heartbeat *dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o,
 static void dd_hb_claimed(int st, const dd_store_owner *res, void *arg)
 {
     dd_heartbeat *h = arg;
-    h->inflight--;
-    if (h->closing) {
-        dd_hb_finish_close(h);
+    if (!dd_hb_reply(h))
         return;
-    }
     if (!h->owning)
         return;
     if (st == 0) {
@@ -169,11 +177,8 @@ static void dd_hb_claim(dd_heartbeat *h)
 static void dd_hb_beat_done(int st, const dd_store_owner *res, void *arg)
 {
     dd_heartbeat *h = arg;
-    h->inflight--;
-    if (h->closing) {
-        dd_hb_finish_close(h);
+    if (!dd_hb_reply(h))
         return;
-    }
     if (!h->owning)
         return;
     if (st == DD_EFENCED) {
@@ -322,11 +327,8 @@ size_t dd_heartbeat_workers(const dd_heartbeat *h)
 static void dd_hb_lease_done(int st, void *arg)
 {
     dd_heartbeat *h = arg;
-    h->inflight--;
-    if (h->closing) {
-        dd_hb_finish_close(h);
+    if (!dd_hb_reply(h))
         return;
-    }
     if (h->owning)
         return;
     if (st == 0) {
@@ -345,10 +347,15 @@ static void dd_hb_lease_done(int st, void *arg)
 
 static void dd_hb_try_failover(dd_heartbeat *h, const char *stale_run)
 {
-    /* One lease per stale run: exactly one standby takes over that run,
-     * and a later failure of the new owner gets a fresh lease name. */
+    /* One lease per dispatcher, held for a stale threshold: exactly one
+     * standby takes over, whether it saw the stale record or (after the
+     * reconciler removed it) no record at all. By the time the lease
+     * expires the winner has been heartbeating for a threshold, so a later
+     * failure of the new owner finds the lease free again. */
     dd_buf name = DD_BUF_INIT;
-    dd_buf_printf(&name, "failover:%s:%s", dd_owner_workflow_id(h->o), stale_run);
+    dd_buf_printf(&name, "failover:%s", dd_owner_workflow_id(h->o));
+    dd_info(h->ctx.log, "failover_attempt", "dispatcher=%s stale_run_id=%s",
+            dd_owner_name(h->o), stale_run);
     int rc = dd_store_lease_acquire(h->s, dd_buf_str(&name), dd_owner_server_id(h->o),
                                     h->opts.threshold_ms, dd_hb_lease_done, h);
     dd_buf_release(&name);
@@ -361,11 +368,8 @@ static void dd_hb_try_failover(dd_heartbeat *h, const char *stale_run)
 static void dd_hb_watch_done(int st, const dd_store_hb *rec, void *arg)
 {
     dd_heartbeat *h = arg;
-    h->inflight--;
-    if (h->closing) {
-        dd_hb_finish_close(h);
+    if (!dd_hb_reply(h))
         return;
-    }
     if (h->owning || !h->opts.failover)
         return;
     if (dd_owner_get_state(h->o) == DD_OWNER_TAKING_OVER ||
@@ -466,11 +470,8 @@ static void dd_hb_ack_poll(uv_timer_t *t);
 static void dd_hb_ack_done(int st, void *arg)
 {
     dd_heartbeat *h = arg;
-    h->inflight--;
-    if (h->closing) {
-        dd_hb_finish_close(h);
+    if (!dd_hb_reply(h))
         return;
-    }
     if (!h->owning)
         return;
     if (st == 0) {
@@ -501,11 +502,8 @@ static void dd_hb_ack_poll(uv_timer_t *t)
 static void dd_hb_prev_record(int st, const dd_store_hb *rec, void *arg)
 {
     dd_heartbeat *h = arg;
-    h->inflight--;
-    if (h->closing) {
-        dd_hb_finish_close(h);
+    if (!dd_hb_reply(h))
         return;
-    }
     if (!h->owning)
         return;
     const char *prev = dd_owner_previous_run_id(h->o);

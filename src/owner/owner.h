@@ -143,9 +143,9 @@ void dd_owner_fenced(dd_owner *o, const char *holder);
  *    exists, and the owner is told it lost (dd_owner_fenced);
  *  - when it stops owning on release: delete the record if still ours;
  *  - while NOT owning (a standby): read the record and arm a timer for the
- *    moment it turns stale; when it is stale (or gone) take one short
- *    failover lease per stale run, so exactly one standby takes over, and
- *    take over termination-first. */
+ *    moment it turns stale; when it is stale (or gone) take the
+ *    dispatcher's failover lease (held for a threshold), so exactly one
+ *    standby takes over, and take over termination-first. */
 struct dd_store;
 typedef struct dd_heartbeat dd_heartbeat;
 

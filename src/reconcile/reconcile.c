@@ -97,6 +97,7 @@ struct dd_reconciler {
     cycle *cy; /* in flight, or NULL */
     bool started, closing;
     uint64_t next_periodic_ms; /* monotonic deadline of the next full cycle */
+    bool tick_periodic;        /* the armed tick is for that deadline (not an early wake) */
     uint64_t last_cycle_ms;    /* monotonic start of the last cycle */
     int64_t last_sweep_ms;     /* monotonic, -1 never */
     seen *seen;                /* owned */
@@ -612,9 +613,7 @@ static void on_sweep_get(int st, const dd_store_hb *rec, void *arg)
         if (r->nseen < SEEN_MAX) {
             if (r->nseen == r->capseen) {
                 r->capseen = r->capseen ? 2 * r->capseen : 16;
-                r->seen = realloc(r->seen, r->capseen * sizeof(*r->seen));
-                if (!r->seen)
-                    abort();
+                r->seen = dd_xrealloc(r->seen, r->capseen * sizeof(*r->seen));
             }
             r->seen[r->nseen++] = (seen){key, cy->now_ms, true};
             key = NULL;
@@ -671,9 +670,7 @@ static void on_list_page(int st, const dd_temporal_result *res, void *arg)
             continue;
         if (cy->nsw == cy->capsw) {
             cy->capsw = cy->capsw ? 2 * cy->capsw : 16;
-            cy->sw = realloc(cy->sw, cy->capsw * sizeof(*cy->sw));
-            if (!cy->sw)
-                abort();
+            cy->sw = dd_xrealloc(cy->sw, cy->capsw * sizeof(*cy->sw));
         }
         cand *c = &cy->sw[cy->nsw++];
         memset(c, 0, sizeof(*c));
@@ -695,8 +692,8 @@ static void on_list_page(int st, const dd_temporal_result *res, void *arg)
 
 static void list_page(cycle *cy)
 {
-    int rc = dd_temporal_list(cy->r->t, cy->r->sweep_query, cy->page_token, SWEEP_PAGE, on_list_page,
-                              cy, &cy->call);
+    int rc = dd_temporal_list(cy->r->t, cy->r->sweep_query, cy->page_token, SWEEP_PAGE,
+                              on_list_page, cy, &cy->call);
     if (rc == 0) {
         cy->wait = WAIT_TEMPORAL;
         return;
@@ -748,6 +745,7 @@ static void start_sweep(cycle *cy)
     }
     r->last_sweep_ms = now;
     cy->st.sweep_ran = true;
+    cy->cur = NULL; /* errors from here on name no record */
     for (size_t i = 0; i < r->nseen; i++)
         r->seen[i].live = false;
     list_page(cy);
@@ -823,7 +821,8 @@ static void on_stale(int st, const dd_store_hb_list *l, void *arg)
         return;
     }
     cy->listed = true;
-    cy->st.active = l->total;
+    /* active = fresh ones (deploy/metrics.txt): active + stale = all records */
+    cy->st.active = l->total - l->stale;
     cy->st.stale = l->stale;
     cy->st.candidates = (int)l->n;
     cy->n = l->n;
@@ -887,7 +886,10 @@ static void on_tick(uv_timer_t *h)
     if (r->closing || r->cy) /* a running cycle re-arms when it ends */
         return;
     uint64_t now = dd_mono_ms();
-    if (now >= r->next_periodic_ms)
+    /* Not just now >= deadline: libuv's loop clock may trail ours by a
+     * millisecond, and a periodic tick taken for an early one would leave the
+     * deadline in the past (next cycle one gap later instead of an interval). */
+    if (r->tick_periodic || now >= r->next_periodic_ms)
         r->next_periodic_ms =
             now + (uint64_t)dd_reconcile_jitter_ms(r->o.interval_ms, dd_rng_unit(&r->rng));
     (void)cycle_begin(r, NULL, NULL);
@@ -901,6 +903,7 @@ static void schedule(dd_reconciler *r, int64_t oldest_hb)
     int64_t gap = gap_end > now ? (int64_t)(gap_end - now) : 0;
     int64_t d = dd_reconcile_next_wake_ms(wall_ms(r), oldest_hb, r->o.stale_threshold_ms,
                                           periodic, gap);
+    r->tick_periodic = d >= periodic;
     uv_timer_start(&r->tick, on_tick, (uint64_t)d, 0);
 }
 
@@ -957,22 +960,23 @@ dd_reconciler *dd_reconciler_new(const dd_ctx *ctx, dd_store *s, dd_temporal *t,
     if (m) {
         const char *const stage[] = {"stage", NULL}, *const result[] = {"result", NULL};
         r->m_active = dd_metrics_family(m, DD_GAUGE, "dispatchd_dispatchers_active",
-                                        "Dispatcher heartbeat records in the index, as seen by "
-                                        "the last reconcile cycle.",
+                                        "Dispatchers with a fresh heartbeat in Redis, as seen "
+                                        "by this process's reconciler (a fleet-wide count).",
                                         NULL, NULL, 0);
         r->m_stale = dd_metrics_family(m, DD_GAUGE, "dispatchd_dispatchers_stale",
-                                       "Dispatcher heartbeat records older than the stale "
-                                       "threshold at the start of the last reconcile cycle.",
+                                       "Dispatchers whose heartbeat is older than the stale "
+                                       "threshold and not yet cleaned up (fleet-wide count).",
                                        NULL, NULL, 0);
         r->m_terms = dd_metrics_family(m, DD_COUNTER, "dispatchd_stale_terminations_total",
                                        "Stale dispatcher runs terminated by the reconciler.",
                                        NULL, NULL, 0);
         r->m_cleanups = dd_metrics_family(m, DD_COUNTER, "dispatchd_stale_cleanups_total",
-                                          "Stale heartbeat records deleted by the reconciler.",
+                                          "Stale heartbeat entries deleted by the reconciler after "
+                                          "their run was terminated.",
                                           NULL, NULL, 0);
         r->m_errors = dd_metrics_family(m, DD_COUNTER, "dispatchd_cleanup_errors_total",
-                                        "Reconciler failures by stage (list, describe, "
-                                        "terminate, delete, lease) and malformed records.",
+                                        "Errors while cleaning up a stale dispatcher, by stage "
+                                        "(list, describe, terminate, delete, lease, malformed).",
                                         stage, NULL, 0);
         r->m_cycles = dd_metrics_family(m, DD_COUNTER, "dispatchd_reconcile_cycles_total",
                                         "Reconcile cycles by result (ok, error).", result, NULL,
@@ -1002,6 +1006,7 @@ void dd_reconciler_start(dd_reconciler *r)
             r->holder, (long long)d, (long long)r->o.interval_ms,
             (long long)r->o.stale_threshold_ms, r->o.terminate_rate,
             r->o.sweep ? "true" : "false");
+    r->tick_periodic = true;
     if (!r->cy)
         uv_timer_start(&r->tick, on_tick, (uint64_t)d, 0);
 }

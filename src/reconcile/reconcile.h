@@ -60,7 +60,9 @@ struct dd_temporal;
 
 typedef struct dd_reconcile_stats {
     int result;             /* 0 ok, else the first error (DD_ECANCELED: closed mid-cycle) */
-    int64_t active, stale;  /* fleet-wide counts from the index at cycle start */
+    int64_t active, stale;  /* fleet-wide counts from the index at cycle start:
+                             * active = fresh heartbeats, stale = older than
+                             * the threshold (all of them, not just this batch) */
     int candidates;         /* records examined this cycle (<= batch) */
     int terminated;         /* runs we terminated (cycle + sweep) */
     int already_closed;     /* runs found closed or gone: record deleted only */

@@ -44,7 +44,7 @@ fail() {
   FAILED=$((FAILED + 1)); echo "FAIL - $*" >&2
   # What the processes said, for whoever reads a CI log.
   for f in "$T"/*.log "$T"/*.out; do
-    [ -f "$f" ] && { echo "--- tail of $f" >&2; tail -n 25 "$f" >&2; }
+    [ -f "$f" ] && { echo "--- tail of $f" >&2; tail -n 60 "$f" >&2; }
   done
   exit 1
 }

@@ -9,7 +9,9 @@ W="dispatcher-$P-q"
 KEY="dd:hb:{$W}"
 C=(--temporal-url "$U" --redis-url "redis://127.0.0.1:$RP/0" --heartbeat-interval 300ms
    --stale-threshold 1200ms --metrics-listen off)
-child='echo "start $(date +%s%N) $DISPATCHD_SERVER_ID"; trap "echo stop $(date +%s%N) $DISPATCHD_SERVER_ID; exit 0" TERM; while :; do sleep 0.05; done'
+# The trap is set before "start" is written, so a child stopped right after it
+# started still says so; the stop time is taken when it stops.
+child='trap '"'"'echo stop $(date +%s%N) $DISPATCHD_SERVER_ID; exit 0'"'"' TERM; echo "start $(date +%s%N) $DISPATCHD_SERVER_ID"; while :; do sleep 0.05; done'
 host() { # host NAME: start a dispatchd host for P/q
   "$DISPATCHD" run --dispatcher "$P/q" "${C[@]}" --server-id "$1" -- sh -c "$child" \
     >>"$T/children.log" 2>"$T/$1.log" &
@@ -75,7 +77,9 @@ check "the dead owner's run was terminated" bash -c "grep -q . '$T/h4.log'"
 paused=$new
 pr=$(rec run_id)
 kill -STOP "$(cat "$T/$paused.pid")"
-wait_until 10 bash -c "o=\$(redis-cli -p $RP hget '$KEY' server_id); [ \"\$o\" != '$paused' ]" || fail "no failover from the paused owner"
+# (the reconciler may delete the stale record before a standby claims it:
+# wait for a live successor's record, not just for the paused owner's to go)
+wait_until 10 bash -c "o=\$(redis-cli -p $RP hget '$KEY' server_id); [ -n \"\$o\" ] && [ \"\$o\" != '$paused' ]" || fail "no failover from the paused owner"
 succ=$(rec server_id); sr=$(rec run_id); se=$(rec epoch)
 kill -CONT "$(cat "$T/$paused.pid")"
 check "the woken ex-owner learns it lost" wait_until 5 grep -q event=ownership_lost "$T/$paused.log"

@@ -59,6 +59,8 @@ typedef struct fx {
     char private_dir[512]; /* a private Temporal to stop in teardown, if any */
     int cycles;
     dd_reconcile_stats last; /* from on_cycle */
+    dd_reconciler *open[4];  /* closed by teardown if a failed assertion left them */
+    uint64_t last_cycle_ms, min_gap_ms; /* between on_cycle calls */
 } fx;
 
 /* ---- plumbing ----------------------------------------------------------- */
@@ -153,6 +155,12 @@ static int teardown(void **state)
 {
     fx *f = *state;
     int closed = 0;
+    for (int i = 0; i < 4; i++)
+        if (f->open[i]) {
+            dd_reconciler_close(f->open[i], NULL, NULL);
+            f->open[i] = NULL;
+        }
+    uv_run(&f->loop, UV_RUN_NOWAIT);
     if (f->private_dir[0])
         stop_private_temporal(f->private_dir); /* also after a failed assertion */
     dd_temporal_close(f->t, count_cb, &closed);
@@ -306,6 +314,7 @@ static int64_t pinned_clock(void *arg)
 }
 
 static void on_kill_timer(uv_timer_t *h);
+static void forget(fx *f, dd_reconciler *r);
 
 static void on_terminated(const char *wid, const char *run, void *arg)
 {
@@ -331,6 +340,7 @@ static void on_terminated(const char *wid, const char *run, void *arg)
     if (f->hook_kill_timer)
         uv_timer_start(f->hook_kill_timer, on_kill_timer, 300, 0);
     if (f->hook_close) {
+        forget(f, f->hook_close);
         dd_reconciler_close(f->hook_close, count_cb, &f->closed_from_hook);
         f->hook_close = NULL;
     }
@@ -341,6 +351,10 @@ static void on_terminated(const char *wid, const char *run, void *arg)
 static void on_cycle(const dd_reconcile_stats *st, void *arg)
 {
     fx *f = arg;
+    uint64_t now = dd_mono_ms();
+    if (f->cycles > 0 && (f->min_gap_ms == 0 || now - f->last_cycle_ms < f->min_gap_ms))
+        f->min_gap_ms = now - f->last_cycle_ms;
+    f->last_cycle_ms = now;
     f->cycles++;
     f->last = *st;
 }
@@ -361,6 +375,11 @@ static dd_reconciler *reconciler(fx *f, dd_store *s, dd_temporal *t, const char 
     o->arg = f;
     dd_reconciler *r = dd_reconciler_new(&f->ctx, s ? s : f->s, t ? t : f->t, o);
     assert_non_null(r);
+    for (int i = 0; i < 4; i++)
+        if (!f->open[i]) {
+            f->open[i] = r;
+            break;
+        }
     return r;
 }
 
@@ -384,9 +403,17 @@ static dd_reconcile_stats run_cycle(fx *f, dd_reconciler *r)
     return c.st;
 }
 
+static void forget(fx *f, dd_reconciler *r)
+{
+    for (int i = 0; i < 4; i++)
+        if (f->open[i] == r)
+            f->open[i] = NULL;
+}
+
 static void close_reconciler(fx *f, dd_reconciler *r)
 {
     int closed = 0;
+    forget(f, r);
     dd_reconciler_close(r, count_cb, &closed);
     bool flag = false;
     for (int i = 0; i < 300 && !closed; i++)
@@ -422,7 +449,8 @@ static void test_classify_terminate_delete(void **state)
     dd_metrics_render(f->metrics, &b);
     assert_non_null(strstr(dd_buf_str(&b), "dispatchd_stale_terminations_total 0"));
     assert_non_null(strstr(dd_buf_str(&b), "dispatchd_stale_cleanups_total 0"));
-    assert_non_null(strstr(dd_buf_str(&b), "dispatchd_cleanup_errors_total{stage=\"terminate\"} 0"));
+    assert_non_null(
+        strstr(dd_buf_str(&b), "dispatchd_cleanup_errors_total{stage=\"terminate\"} 0"));
     assert_non_null(strstr(dd_buf_str(&b), "dispatchd_reconcile_cycles_total{result=\"error\"} 0"));
     dd_buf_release(&b);
 
@@ -440,7 +468,7 @@ static void test_classify_terminate_delete(void **state)
     dd_reconcile_stats st = run_cycle(f, r);
     printf("measure: cycle with 2 stale of 5: %.1f ms\n", st.duration_ms);
     assert_int_equal(st.result, 0);
-    assert_int_equal(st.active, 5);
+    assert_int_equal(st.active, 3); /* fresh: healthy, future, edge */
     assert_int_equal(st.stale, 2);
     assert_int_equal(st.candidates, 2);
     assert_int_equal(st.terminated, 2);
@@ -464,7 +492,7 @@ static void test_classify_terminate_delete(void **state)
     /* metrics and the cycle line */
     assert_int_equal(metric(f, "dispatchd_stale_terminations_total", NULL), 2);
     assert_int_equal(metric(f, "dispatchd_stale_cleanups_total", NULL), 2);
-    assert_int_equal(metric(f, "dispatchd_dispatchers_active", NULL), 5);
+    assert_int_equal(metric(f, "dispatchd_dispatchers_active", NULL), 3);
     assert_int_equal(metric(f, "dispatchd_dispatchers_stale", NULL), 2);
     assert_int_equal(metric(f, "dispatchd_reconcile_cycles_total", "ok"), 1);
     assert_int_equal(metric(f, "dispatchd_reconcile_duration_seconds", NULL), 1);
@@ -490,7 +518,8 @@ static void test_classify_terminate_delete(void **state)
     while (fgets(line, sizeof(line), f->logf))
         if (strstr(line, "event=stale_terminate") && strstr(line, r_stale)) {
             assert_non_null(strstr(line, "server_id=host-dead"));
-            assert_non_null(strstr(line, "reason=\"stale: no heartbeat from host-dead for 1m15s\""));
+            assert_non_null(
+                strstr(line, "reason=\"stale: no heartbeat from host-dead for 1m15s\""));
             assert_non_null(strstr(line, "requester=host-rec"));
             assert_non_null(strstr(line, "age_ms=75000"));
             seen = true;
@@ -975,9 +1004,56 @@ static void test_close_mid_cycle(void **state)
     terminate_now(f, w, run);
 }
 
+/* Started: the first cycle after the stagger, then periodic within the
+ * jitter bounds (no records: no early wake-ups). */
+static void test_periodic(void **state)
+{
+    fx *f = *state;
+    dd_reconciler_opts o = {.interval_ms = 1500};
+    dd_reconciler *r = reconciler(f, NULL, NULL, "host-periodic", &o);
+    dd_reconciler_start(r);
+    sleep_loop(f, 5000);
+    int n = f->cycles;
+    printf("measure: interval 1.5 s, %d cycles in 5 s, shortest gap %llu ms\n", n,
+           (unsigned long long)f->min_gap_ms);
+    /* stagger <= 180 ms, then every 1.35-1.65 s: cycles at <= 0.18, <= 1.83,
+     * <= 3.48, (<= 5.13) s, and at least at 1.35, 2.7, 4.05 s */
+    assert_true(n >= 3 && n <= 4);
+    /* and no cycle came sooner than 0.9 x interval after the previous one */
+    assert_true(f->min_gap_ms >= 1350);
+    close_reconciler(f, r);
+}
+
+/* Per-candidate cost when nothing needs terminating (lease, describe ->
+ * not found, compare-and-delete, release): sizing for batch. */
+static void test_many_closed(void **state)
+{
+    fx *f = *state;
+    enum { N = 300 };
+    int64_t old = dd_wall_ms() - THR - 1000;
+    for (int i = 0; i < N; i++) {
+        char p[32], wid[DD_DISPATCHER_ID_BUFLEN], err[64], run[64];
+        snprintf(p, sizeof(p), "p-many-%d", i);
+        assert_int_equal(dd_dispatcher_id(p, f->queue, wid, sizeof(wid), err, sizeof(err)), 0);
+        snprintf(run, sizeof(run), "00000000-0000-4000-8000-%012d", i);
+        claim(f, p, wid, run, "host-gone", old);
+    }
+    dd_reconciler *r = reconciler(f, NULL, NULL, "host-rec", NULL);
+    dd_reconcile_stats st = run_cycle(f, r);
+    printf("measure: %d stale records of closed/unknown runs: cycle %.0f ms (%.2f ms each)\n", N,
+           st.duration_ms, st.duration_ms / N);
+    assert_int_equal(st.result, 0);
+    assert_int_equal(st.already_closed, N);
+    assert_int_equal(st.cleaned, N);
+    st = run_cycle(f, r);
+    assert_int_equal(st.stale, 0);
+    close_reconciler(f, r);
+}
+
 static void on_close_timer(uv_timer_t *h)
 {
     fx *f = h->data;
+    forget(f, f->hook_close);
     dd_reconciler_close(f->hook_close, count_cb, &f->closed_from_hook);
     f->hook_close = NULL;
 }
@@ -1100,6 +1176,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_early_wake, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_mid_cycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_periodic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_waiting_for_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_during_describe, setup, teardown),
