@@ -3,7 +3,8 @@
 # lower case>, and docs/runbook.md has a "## <AlertName>" heading that
 # produces exactly that anchor (GitHub's slug rules: lower case, punctuation
 # other than '-' and '_' dropped, spaces become '-', a repeated heading gets
-# a -1, -2 ... suffix). Headings inside ``` fences do not count.
+# a -1, -2 ... suffix). Headings inside ``` fences do not count. Also: every
+# in-page link (](#anchor)) of the runbook resolves to a heading.
 set -euo pipefail
 root=${DD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 rules=$root/deploy/prometheus/dispatchd-rules.yml
@@ -52,5 +53,11 @@ while IFS=$'\t' read -r alert url; do
   [ "$text" = "$alert" ] || err "alert '$alert': heading is '$text', expected exactly '$alert'"
 done <<<"$pairs"
 
-[ $fail = 0 ] && echo "ok: $n alerts, each with a '## <alert>' section in docs/runbook.md"
+# Every in-page link [text](#anchor) of the runbook points at a heading.
+for a in $(grep -o '](#[^)]*)' "$runbook" | sed 's/^](#//; s/)$//' | sort -u); do
+  awk -F'\t' -v s="$a" '$2 == s { found = 1 } END { exit !found }' <<<"$headings" ||
+    err "docs/runbook.md links to '#$a', which no heading produces"
+done
+
+[ $fail = 0 ] && echo "ok: $n alerts, each with a '## <alert>' section in docs/runbook.md; in-page links resolve"
 exit $fail
