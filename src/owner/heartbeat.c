@@ -46,6 +46,8 @@ struct dd_heartbeat {
     bool watching;     /* standby watch armed */
     bool failing_over; /* we asked the owner to take over; wait for the outcome */
     bool releasing;    /* owner releasing: keep heartbeating until its child stopped */
+    uint64_t last_ok_ms; /* monotonic: last claim/heartbeat that succeeded while owning */
+    bool suspended;      /* we stopped acting because heartbeats failed */
     dd_rng rng;
     /* worker registry, while owning */
     char **known;      /* worker server ids seen at the last check (sorted) */
@@ -137,7 +139,35 @@ dd_heartbeat *dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o,
     return h;
 }
 
-/* ---- owner side ------------------------------------------------------- */
+/* ---- owner side ------------------------------------------------------- *
+ *
+ * Self-fencing: an owner whose heartbeats keep failing can no longer show
+ * the fleet that it is alive; after threshold - interval without a
+ * successful write (before anyone may call it stale, with an interval of
+ * margin for clock skew) it stops acting, like a leader whose lease it
+ * cannot renew. It keeps its run; a heartbeat that succeeds again resumes
+ * the child, a fenced one means someone took over. */
+
+static void dd_hb_write_ok(dd_heartbeat *h)
+{
+    h->last_ok_ms = dd_mono_ms();
+    if (h->suspended) {
+        h->suspended = false;
+        dd_owner_open_gate(h->o, "heartbeats succeed again");
+    }
+}
+
+static void dd_hb_write_failed(dd_heartbeat *h, int st)
+{
+    int64_t silent = (int64_t)(dd_mono_ms() - h->last_ok_ms);
+    if (h->suspended || silent < h->opts.threshold_ms - h->opts.interval_ms)
+        return;
+    h->suspended = true;
+    char why[160];
+    snprintf(why, sizeof(why), "no heartbeat written for %lld ms (%s)", (long long)silent,
+             dd_strerror(st));
+    dd_owner_suspend(h->o, why);
+}
 
 static void dd_hb_claimed(int st, const dd_store_owner *res, void *arg)
 {
@@ -149,6 +179,7 @@ static void dd_hb_claimed(int st, const dd_store_owner *res, void *arg)
     if (st == 0) {
         h->claimed = true;
         h->epoch = res->epoch;
+        dd_hb_write_ok(h);
         dd_info(h->ctx.log, "record_claimed", "dispatcher=%s workflow_id=%s run_id=%s epoch=%lld",
                 dd_owner_name(h->o), dd_owner_workflow_id(h->o), h->run_id,
                 (long long)h->epoch);
@@ -157,6 +188,7 @@ static void dd_hb_claimed(int st, const dd_store_owner *res, void *arg)
     }
     dd_warn(h->ctx.log, "record_claim_failed", "dispatcher=%s error=%s retry_in_ms=%lld",
             dd_owner_name(h->o), dd_strerror(st), (long long)h->opts.interval_ms);
+    dd_hb_write_failed(h, st);
     dd_hb_arm(h, h->opts.interval_ms);
 }
 
@@ -169,10 +201,14 @@ static void dd_hb_claim(dd_heartbeat *h)
                              .queue = dd_owner_queue(h->o),
                              .now_ms = dd_wall_ms(),
                              .ttl_ms = h->opts.threshold_ms};
-    if (dd_store_claim(h->s, &a, dd_hb_claimed, h) == 0)
+    int rc = dd_store_claim(h->s, &a, dd_hb_claimed, h);
+    if (rc == 0) {
         h->inflight++;
-    else
-        dd_hb_arm(h, h->opts.interval_ms);
+        return;
+    }
+    if (h->owning)
+        dd_hb_write_failed(h, rc);
+    dd_hb_arm(h, h->opts.interval_ms);
 }
 
 static void dd_hb_beat_done(int st, const dd_store_owner *res, void *arg)
@@ -197,11 +233,14 @@ static void dd_hb_beat_done(int st, const dd_store_owner *res, void *arg)
         dd_owner_fenced(h->o, holder); /* comes back as owner_changed(false) */
         return;
     }
-    if (st < 0)
+    if (st < 0) {
         dd_warn(h->ctx.log, "heartbeat_failed", "dispatcher=%s error=%s", dd_owner_name(h->o),
                 dd_strerror(st));
-    else
+        dd_hb_write_failed(h, st);
+    } else {
+        dd_hb_write_ok(h);
         dd_hb_workers_check(h);
+    }
     dd_hb_arm(h, h->opts.interval_ms);
 }
 
@@ -421,11 +460,15 @@ static void dd_hb_tick(uv_timer_t *t)
             dd_hb_claim(h);
             return;
         }
-        if (dd_store_heartbeat(h->s, dd_owner_workflow_id(h->o), h->run_id, h->epoch,
-                               dd_wall_ms(), h->opts.threshold_ms, dd_hb_beat_done, h) == 0)
+        int rc = dd_store_heartbeat(h->s, dd_owner_workflow_id(h->o), h->run_id, h->epoch,
+                                    dd_wall_ms(), h->opts.threshold_ms, dd_hb_beat_done, h);
+        if (rc == 0) {
             h->inflight++;
-        else
-            dd_hb_arm(h, h->opts.interval_ms);
+            return;
+        }
+        if (h->owning)
+            dd_hb_write_failed(h, rc);
+        dd_hb_arm(h, h->opts.interval_ms);
         return;
     }
     if (!h->opts.failover)
@@ -554,6 +597,8 @@ void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id
         h->owning = true;
         h->failing_over = false;
         h->claimed = false;
+        h->suspended = false;
+        h->last_ok_ms = dd_mono_ms();
         snprintf(h->run_id, sizeof(h->run_id), "%s", run_id);
         uv_timer_stop(&h->timer);
         uv_timer_stop(&h->ack_timer);

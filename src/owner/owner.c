@@ -80,7 +80,7 @@ static void dd_owner_set_state(dd_owner *o, dd_owner_state s)
 
 static void dd_owner_start_child(dd_owner *o)
 {
-    if (!o->child_argv || dd_child_running(o->child))
+    if (!o->child_argv || !o->gate_open || dd_child_running(o->child))
         return;
     char e1[300], e2[128], e3[200];
     snprintf(e1, sizeof(e1), "DISPATCHD_WORKFLOW_ID=%s", o->wid);
@@ -241,6 +241,17 @@ void dd_owner_open_gate(dd_owner *o, const char *why)
             o->name, o->run_id, o->prev_run_id, why,
             (unsigned long long)((dd_mono_us() - o->owned_since_us) / 1000));
     dd_owner_start_child(o);
+}
+
+void dd_owner_suspend(dd_owner *o, const char *why)
+{
+    if (o->state != DD_OWNER_OWNING || !o->gate_open)
+        return;
+    o->gate_open = false;
+    uv_timer_stop(&o->child_retry);
+    dd_warn(o->ctx.log, "acting_suspended", "dispatcher=%s run_id=%s reason=%s wall_us=%lld",
+            o->name, o->run_id, why, (long long)dd_wall_us());
+    dd_child_stop(o->child, o->opts.child_grace_ms);
 }
 
 const char *dd_owner_previous_run_id(const dd_owner *o)

@@ -127,6 +127,10 @@ const char *dd_owner_server_id(const dd_owner *o);
 /* Lets the child start (child_gate): the previous owner has stopped acting,
  * or there is no live previous owner to wait for. No-op unless owning. */
 void dd_owner_open_gate(dd_owner *o, const char *why);
+/* Stops acting without giving up the run: the child is stopped and not
+ * restarted until dd_owner_open_gate. Used when our heartbeats fail (we can
+ * no longer show the fleet we are alive, so a standby may take over). */
+void dd_owner_suspend(dd_owner *o, const char *why);
 /* The run our last takeover replaced ("" if none). */
 const char *dd_owner_previous_run_id(const dd_owner *o);
 
