@@ -392,17 +392,20 @@ static void dd_hb_lease_done(int st, void *arg)
 
 static void dd_hb_try_failover(dd_heartbeat *h, const char *stale_run)
 {
-    /* One lease per dispatcher, held for a stale threshold: exactly one
-     * standby takes over, whether it saw the stale record or (after the
-     * reconciler removed it) no record at all. By the time the lease
-     * expires the winner has been heartbeating for a threshold, so a later
-     * failure of the new owner finds the lease free again. */
+    /* One lease per dispatcher: exactly one standby takes over, whether it
+     * saw the stale record or (after the reconciler removed it) no record
+     * at all. By the time the lease expires the winner has been
+     * heartbeating for a while, so a later failure of the new owner finds
+     * it free again. */
     dd_buf name = DD_BUF_INIT;
     dd_buf_printf(&name, "failover:%s", dd_owner_workflow_id(h->o));
     dd_info(h->ctx.log, "failover_attempt", "dispatcher=%s stale_run_id=%s",
             dd_owner_name(h->o), stale_run);
+    /* Held past the longest the takeover call can take (the Temporal
+     * client's 30 s per-call deadline), so a slow attempt is never raced by
+     * a second standby; a winner that dies costs the next one that long. */
     int rc = dd_store_lease_acquire(h->s, dd_buf_str(&name), dd_owner_server_id(h->o),
-                                    h->opts.threshold_ms, dd_hb_lease_done, h);
+                                    h->opts.threshold_ms + 30000, dd_hb_lease_done, h);
     dd_buf_release(&name);
     if (rc == 0)
         h->inflight++;
