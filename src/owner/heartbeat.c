@@ -380,8 +380,8 @@ static void dd_hb_lease_done(int st, void *arg)
         dd_info(h->ctx.log, "failover", "dispatcher=%s action=takeover", dd_owner_name(h->o));
         h->failing_over = true;
         dd_owner_retake(h->o);
-        /* If the takeover fails we look again after an interval. */
-        dd_hb_arm(h, h->opts.interval_ms);
+        /* If the takeover fails we give the lease back and look again. */
+        dd_hb_arm(h, h->opts.interval_ms / 2);
         return;
     }
     if (st == DD_EBUSY)
@@ -453,6 +453,15 @@ static void dd_hb_watch_done(int st, const dd_store_hb *rec, void *arg)
     dd_hb_arm(h, wait);
 }
 
+static void dd_hb_lease_given_back(int st, void *arg)
+{
+    dd_heartbeat *h = arg;
+    if (!dd_hb_reply(h))
+        return;
+    dd_info(h->ctx.log, "failover_lease_released", "dispatcher=%s status=%s",
+            dd_owner_name(h->o), st == 0 ? "released" : dd_strerror(st));
+}
+
 static void dd_hb_tick(uv_timer_t *t)
 {
     dd_heartbeat *h = t->data;
@@ -476,6 +485,17 @@ static void dd_hb_tick(uv_timer_t *t)
     }
     if (!h->opts.failover)
         return;
+    if (h->failing_over && dd_owner_get_state(h->o) == DD_OWNER_LOST) {
+        /* Our failover attempt failed: give the lease back at once so the
+         * next attempt (ours or another standby's) need not wait it out. */
+        h->failing_over = false;
+        dd_buf name = DD_BUF_INIT;
+        dd_buf_printf(&name, "failover:%s", dd_owner_workflow_id(h->o));
+        if (dd_store_lease_release(h->s, dd_buf_str(&name), dd_owner_server_id(h->o),
+                                   dd_hb_lease_given_back, h) == 0)
+            h->inflight++;
+        dd_buf_release(&name);
+    }
     if (dd_store_get(h->s, dd_owner_workflow_id(h->o), dd_hb_watch_done, h) == 0)
         h->inflight++;
     else
@@ -597,6 +617,15 @@ void dd_heartbeat_stopped_acting(dd_heartbeat *h, const char *run_id)
 void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id)
 {
     if (owning) {
+        if (h->failing_over) {
+            /* The failover is done: the lease only guarded the attempt. */
+            dd_buf name = DD_BUF_INIT;
+            dd_buf_printf(&name, "failover:%s", dd_owner_workflow_id(h->o));
+            if (dd_store_lease_release(h->s, dd_buf_str(&name), dd_owner_server_id(h->o),
+                                       dd_hb_lease_given_back, h) == 0)
+                h->inflight++;
+            dd_buf_release(&name);
+        }
         h->owning = true;
         h->failing_over = false;
         h->claimed = false;
