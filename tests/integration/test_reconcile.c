@@ -1050,6 +1050,302 @@ static void test_many_closed(void **state)
     close_reconciler(f, r);
 }
 
+/* ---- a slow stand-in for Temporal ---------------------------------------
+ * Answers every request (GET, HTTP/1.1 keep-alive, one at a time per
+ * connection, as the client sends them) with Temporal's "not found" after a
+ * fixed delay: a remote Temporal's round trip that costs no CPU here. The
+ * lanes test uses it so that what it measures is how well lanes overlap the
+ * waits, not how many describes per second the local dev server manages on
+ * a (shared, busy) machine. Runs on the test's loop. */
+#define SLOW_BODY "{\"code\":5,\"message\":\"workflow execution not found\"}"
+
+typedef struct slow_srv slow_srv;
+typedef struct slow_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    slow_srv *srv;
+    char buf[16384];
+    size_t len;
+    int open; /* handles not yet closed */
+} slow_conn;
+
+struct slow_srv {
+    uv_tcp_t tcp;
+    int port, delay_ms, conns, requests;
+    bool closed;
+};
+
+static void slow_conn_closed(uv_handle_t *h)
+{
+    slow_conn *c = h->data;
+    if (--c->open == 0) {
+        c->srv->conns--;
+        free(c);
+    }
+}
+
+static void slow_conn_close(slow_conn *c)
+{
+    if (!uv_is_closing((uv_handle_t *)&c->tcp)) {
+        uv_close((uv_handle_t *)&c->tcp, slow_conn_closed);
+        uv_close((uv_handle_t *)&c->timer, slow_conn_closed);
+    }
+}
+
+static void slow_written(uv_write_t *w, int status)
+{
+    (void)status;
+    free(w);
+}
+
+static void on_slow_timer(uv_timer_t *t);
+
+/* A complete request head in the buffer: consume it, answer after the delay. */
+static void slow_next(slow_conn *c)
+{
+    if (uv_is_active((uv_handle_t *)&c->timer))
+        return;
+    char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+    if (!end)
+        return;
+    size_t n = (size_t)(end + 4 - c->buf);
+    memmove(c->buf, c->buf + n, c->len - n);
+    c->len -= n;
+    uv_timer_start(&c->timer, on_slow_timer, (uint64_t)c->srv->delay_ms, 0);
+}
+
+static void on_slow_timer(uv_timer_t *t)
+{
+    slow_conn *c = t->data;
+    static char resp[512];
+    int len = snprintf(resp, sizeof(resp),
+                       "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %zu\r\n\r\n%s",
+                       strlen(SLOW_BODY), SLOW_BODY);
+    uv_write_t *w = malloc(sizeof(*w));
+    uv_buf_t b = uv_buf_init(resp, (unsigned)len);
+    c->srv->requests++;
+    if (uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, slow_written) < 0) {
+        free(w);
+        slow_conn_close(c);
+        return;
+    }
+    slow_next(c);
+}
+
+static void slow_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    (void)hint;
+    slow_conn *c = h->data;
+    *b = uv_buf_init(c->buf + c->len, (unsigned)(sizeof(c->buf) - c->len));
+}
+
+static void slow_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    (void)b;
+    slow_conn *c = st->data;
+    if (n < 0 || c->len + (size_t)n >= sizeof(c->buf)) {
+        slow_conn_close(c);
+        return;
+    }
+    c->len += (size_t)n;
+    slow_next(c);
+}
+
+static void slow_accept(uv_stream_t *ls, int status)
+{
+    slow_srv *srv = ls->data;
+    if (status < 0)
+        return;
+    slow_conn *c = calloc(1, sizeof(*c));
+    c->srv = srv;
+    uv_tcp_init(ls->loop, &c->tcp);
+    uv_timer_init(ls->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->open = 2;
+    srv->conns++;
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, slow_alloc, slow_read) < 0)
+        slow_conn_close(c);
+}
+
+static void slow_start(fx *f, slow_srv *srv, int delay_ms)
+{
+    memset(srv, 0, sizeof(*srv));
+    srv->delay_ms = delay_ms;
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    uv_tcp_init(&f->loop, &srv->tcp);
+    srv->tcp.data = srv;
+    assert_int_equal(uv_tcp_bind(&srv->tcp, (const struct sockaddr *)&sa, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&srv->tcp, 128, slow_accept), 0);
+    int sl = sizeof(sa);
+    assert_int_equal(uv_tcp_getsockname(&srv->tcp, (struct sockaddr *)&sa, &sl), 0);
+    srv->port = ntohs(sa.sin_port);
+}
+
+static void slow_listener_closed(uv_handle_t *h)
+{
+    ((slow_srv *)h->data)->closed = true;
+}
+
+/* After the client using it was closed (its connections hang up). */
+static void slow_stop(fx *f, slow_srv *srv)
+{
+    uv_close((uv_handle_t *)&srv->tcp, slow_listener_closed);
+    bool never = false;
+    for (int i = 0; i < 100 && (srv->conns > 0 || !srv->closed); i++)
+        run_until(f, &never, 20);
+    assert_int_equal(srv->conns, 0);
+    assert_true(srv->closed);
+}
+
+/* Lanes: 200 stale records of closed/unknown runs, once with max_inflight 1
+ * and once (the same records written again) with 8. Both clean every record
+ * exactly once (one stale_cleanup line per record and run, nothing found
+ * "already gone"), and 8 lanes are at least twice as fast. Describes go to
+ * the slow stand-in (10 ms each): one at a time costs about N x 10 ms, 8
+ * lanes about an eighth of that; 2x leaves a wide margin for a noisy
+ * machine and ASan. */
+static void lanes_round(fx *f, dd_temporal *t, size_t inflight, double *ms)
+{
+    enum { N = 200 };
+    int64_t old = dd_wall_ms() - THR - 1000;
+    char wids[N][DD_DISPATCHER_ID_BUFLEN];
+    for (int i = 0; i < N; i++) {
+        char p[32], err[64], run[64];
+        snprintf(p, sizeof(p), "p-lane-%d", i);
+        assert_int_equal(dd_dispatcher_id(p, f->queue, wids[i], sizeof(wids[i]), err,
+                                          sizeof(err)),
+                         0);
+        snprintf(run, sizeof(run), "00000000-0000-4000-8000-%06zu%06d", inflight, i);
+        claim(f, p, wids[i], run, "host-gone", old - i);
+    }
+    fflush(f->logf);
+    long from = ftell(f->logf);
+    dd_reconciler_opts o = {.max_inflight = inflight};
+    dd_reconciler *r = reconciler(f, NULL, t, "host-rec", &o);
+    dd_reconcile_stats st = run_cycle(f, r);
+    printf("measure: %d stale records of closed/unknown runs (10 ms describes), "
+           "max_inflight %zu: cycle %.0f ms (%.2f ms each)\n",
+           N, inflight, st.duration_ms, st.duration_ms / N);
+    assert_int_equal(st.result, 0);
+    assert_int_equal(st.errors, 0);
+    assert_int_equal(st.candidates, N);
+    assert_int_equal(st.already_closed, N);
+    assert_int_equal(st.cleaned, N);
+    assert_int_equal(st.terminated, 0);
+    *ms = st.duration_ms;
+    /* each record cleaned exactly once, by its own run id */
+    int *seen = calloc(N, sizeof(int));
+    char line[2048], want[160];
+    fflush(f->logf);
+    assert_int_equal(fseek(f->logf, from, SEEK_SET), 0);
+    while (fgets(line, sizeof(line), f->logf)) {
+        assert_null(strstr(line, "already gone"));
+        if (!strstr(line, "event=stale_cleanup "))
+            continue;
+        int hits = 0;
+        for (int i = 0; i < N; i++) {
+            snprintf(want, sizeof(want),
+                     "workflow_id=%s run_id=00000000-0000-4000-8000-%06zu%06d ", wids[i],
+                     inflight, i);
+            if (strstr(line, want)) {
+                seen[i]++;
+                hits++;
+            }
+        }
+        assert_int_equal(hits, 1);
+    }
+    fseek(f->logf, 0, SEEK_END);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(seen[i], 1);
+    free(seen);
+    st = run_cycle(f, r);
+    assert_int_equal(st.stale, 0);
+    close_reconciler(f, r);
+}
+
+static void test_lanes_faster(void **state)
+{
+    fx *f = *state;
+    slow_srv srv;
+    char url[64];
+    double one, eight;
+    slow_start(f, &srv, 10);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", srv.port);
+    dd_temporal *slow = open_temporal(f, url, 1, 10000);
+    lanes_round(f, slow, 1, &one);
+    lanes_round(f, slow, 8, &eight);
+    printf("measure: lanes: max_inflight 1 %.0f ms, 8 %.0f ms (%.1fx), %d describes\n", one,
+           eight, one / eight, srv.requests);
+    int closed = 0;
+    dd_temporal_close(slow, count_cb, &closed);
+    slow_stop(f, &srv);
+    assert_int_equal(closed, 1);
+    assert_int_equal(srv.requests, 2 * 200);
+    assert_true(one >= 2 * eight);
+}
+
+/* Close with lanes busy: once right after the start (the stale query or the
+ * lanes' lease replies pending: the store is waited for), once while 8
+ * describes hang on the slow stand-in (all cancelled at once). The cycle
+ * answers DD_ECANCELED, close completes, nothing was deleted, and the loop
+ * closes clean (teardown). */
+static void test_close_with_lanes(void **state)
+{
+    fx *f = *state;
+    enum { N = 40 };
+    slow_srv srv;
+    char url[64], wids[N][DD_DISPATCHER_ID_BUFLEN];
+    slow_start(f, &srv, 2000);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", srv.port);
+    dd_temporal *slow = open_temporal(f, url, 1, 10000);
+    int64_t old = dd_wall_ms() - THR - 1000;
+    for (int i = 0; i < N; i++) {
+        char p[32], err[64], run[64];
+        snprintf(p, sizeof(p), "p-lclose-%d", i);
+        assert_int_equal(dd_dispatcher_id(p, f->queue, wids[i], sizeof(wids[i]), err,
+                                          sizeof(err)),
+                         0);
+        snprintf(run, sizeof(run), "00000000-0000-4000-8000-%012d", i);
+        claim(f, p, wids[i], run, "host-gone", old - i);
+    }
+    for (int round = 0; round < 2; round++) {
+        char holder[32];
+        /* the cancelled lanes keep their leases until the TTL: a new holder */
+        snprintf(holder, sizeof(holder), "host-rec-%d", round);
+        dd_reconciler_opts o = {.max_inflight = 8};
+        dd_reconciler *r = reconciler(f, NULL, slow, holder, &o);
+        cyc c = {0};
+        assert_int_equal(dd_reconciler_run_once(r, cycle_done, &c), 0);
+        if (round == 0) {
+            for (int i = 0; i < 2; i++)
+                uv_run(&f->loop, UV_RUN_ONCE);
+        } else {
+            sleep_loop(f, 300);
+        }
+        assert_false(c.done);
+        uint64_t t0 = dd_mono_ms();
+        close_reconciler(f, r);
+        uint64_t took = dd_mono_ms() - t0;
+        printf("measure: close with 8 busy lanes (%s): %llu ms\n",
+               round ? "describes hanging" : "right after the start", (unsigned long long)took);
+        assert_true(c.done);
+        assert_int_equal(c.st.result, DD_ECANCELED);
+        assert_int_equal(c.st.cleaned, 0);
+        assert_true(took < 1000);
+    }
+    int closed = 0;
+    dd_temporal_close(slow, count_cb, &closed);
+    slow_stop(f, &srv);
+    assert_int_equal(closed, 1);
+    for (int i = 0; i < N; i++) {
+        sgot g;
+        assert_int_equal(get_record(f, wids[i], &g), 0);
+    }
+}
+
 static void on_close_timer(uv_timer_t *h)
 {
     fx *f = h->data;
@@ -1178,6 +1474,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_mid_cycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_periodic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lanes_faster, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_with_lanes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_waiting_for_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_during_describe, setup, teardown),
