@@ -1200,13 +1200,11 @@ static void slow_stop(fx *f, slow_srv *srv)
     assert_true(srv->closed);
 }
 
-/* Lanes: 200 stale records of closed/unknown runs, once with max_inflight 1
- * and once (the same records written again) with 8. Both clean every record
- * exactly once (one stale_cleanup line per record and run, nothing found
- * "already gone"), and 8 lanes are at least twice as fast. Describes go to
- * the slow stand-in (10 ms each): one at a time costs about N x 10 ms, 8
- * lanes about an eighth of that; 2x leaves a wide margin for a noisy
- * machine and ASan. */
+/* Lanes: 200 stale records of closed/unknown runs, cleaned by a cycle with
+ * 8 lanes against the real dev server: every record exactly once (one
+ * stale_cleanup line per record and run, nothing found "already gone").
+ * How much faster lanes are is a benchmark question (bench/reconcile), not
+ * a timed assertion here. */
 static void lanes_round(fx *f, dd_temporal *t, size_t inflight, double *ms)
 {
     enum { N = 200 };
@@ -1226,7 +1224,7 @@ static void lanes_round(fx *f, dd_temporal *t, size_t inflight, double *ms)
     dd_reconciler_opts o = {.max_inflight = inflight};
     dd_reconciler *r = reconciler(f, NULL, t, "host-rec", &o);
     dd_reconcile_stats st = run_cycle(f, r);
-    printf("measure: %d stale records of closed/unknown runs (10 ms describes), "
+    printf("measure: %d stale records of closed/unknown runs, "
            "max_inflight %zu: cycle %.0f ms (%.2f ms each)\n",
            N, inflight, st.duration_ms, st.duration_ms / N);
     assert_int_equal(st.result, 0);
@@ -1266,25 +1264,11 @@ static void lanes_round(fx *f, dd_temporal *t, size_t inflight, double *ms)
     close_reconciler(f, r);
 }
 
-static void test_lanes_faster(void **state)
+static void test_lanes_exactly_once(void **state)
 {
     fx *f = *state;
-    slow_srv srv;
-    char url[64];
-    double one, eight;
-    slow_start(f, &srv, 10);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", srv.port);
-    dd_temporal *slow = open_temporal(f, url, 1, 10000);
-    lanes_round(f, slow, 1, &one);
-    lanes_round(f, slow, 8, &eight);
-    printf("measure: lanes: max_inflight 1 %.0f ms, 8 %.0f ms (%.1fx), %d describes\n", one,
-           eight, one / eight, srv.requests);
-    int closed = 0;
-    dd_temporal_close(slow, count_cb, &closed);
-    slow_stop(f, &srv);
-    assert_int_equal(closed, 1);
-    assert_int_equal(srv.requests, 2 * 200);
-    assert_true(one >= 2 * eight);
+    double ms;
+    lanes_round(f, f->t, 8, &ms);
 }
 
 /* Close with lanes busy: once right after the start (the stale query or the
@@ -1474,7 +1458,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_mid_cycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_periodic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_closed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lanes_faster, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lanes_exactly_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_lanes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_waiting_for_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
