@@ -47,6 +47,7 @@ struct dd_heartbeat {
     bool failing_over; /* we asked the owner to take over; wait for the outcome */
     bool releasing;    /* owner releasing: keep heartbeating until its child stopped */
     uint64_t last_ok_ms; /* monotonic: last claim/heartbeat that succeeded while owning */
+    bool lease_after_claim; /* we hold the failover lease: release it after the claim */
     bool suspended;      /* we stopped acting because heartbeats failed */
     dd_rng rng;
     /* worker registry, while owning */
@@ -59,6 +60,7 @@ struct dd_heartbeat {
 };
 
 static void dd_hb_workers_check(dd_heartbeat *h);
+static void dd_hb_lease_given_back(int st, void *arg);
 static void dd_hb_forget_workers(dd_heartbeat *h);
 
 static void dd_hb_tick(uv_timer_t *t);
@@ -180,6 +182,15 @@ static void dd_hb_claimed(int st, const dd_store_owner *res, void *arg)
         h->claimed = true;
         h->epoch = res->epoch;
         dd_hb_write_ok(h);
+        if (h->lease_after_claim) {
+            h->lease_after_claim = false;
+            dd_buf name = DD_BUF_INIT;
+            dd_buf_printf(&name, "failover:%s", dd_owner_workflow_id(h->o));
+            if (dd_store_lease_release(h->s, dd_buf_str(&name), dd_owner_server_id(h->o),
+                                       dd_hb_lease_given_back, h) == 0)
+                h->inflight++;
+            dd_buf_release(&name);
+        }
         dd_info(h->ctx.log, "record_claimed", "dispatcher=%s workflow_id=%s run_id=%s epoch=%lld",
                 dd_owner_name(h->o), dd_owner_workflow_id(h->o), h->run_id,
                 (long long)h->epoch);
@@ -617,15 +628,9 @@ void dd_heartbeat_stopped_acting(dd_heartbeat *h, const char *run_id)
 void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id)
 {
     if (owning) {
-        if (h->failing_over) {
-            /* The failover is done: the lease only guarded the attempt. */
-            dd_buf name = DD_BUF_INIT;
-            dd_buf_printf(&name, "failover:%s", dd_owner_workflow_id(h->o));
-            if (dd_store_lease_release(h->s, dd_buf_str(&name), dd_owner_server_id(h->o),
-                                       dd_hb_lease_given_back, h) == 0)
-                h->inflight++;
-            dd_buf_release(&name);
-        }
+        /* A failover's lease is given back once our claim is in Redis (a
+         * standby reading the record then sees us, fresh), not before. */
+        h->lease_after_claim = h->failing_over;
         h->owning = true;
         h->failing_over = false;
         h->claimed = false;

@@ -981,12 +981,22 @@ static void on_stale(int st, const dd_store_hb_list *l, void *arg)
     /* active = fresh ones (deploy/metrics.txt): active + stale = all records */
     cy->st.active = l->total - l->stale;
     cy->st.stale = l->stale;
-    cy->st.candidates = (int)l->n;
-    cy->n = l->n;
     cy->c = l->n ? dd_xcalloc(l->n, sizeof(*cy->c)) : NULL;
+    cy->n = 0;
     for (size_t i = 0; i < l->n; i++) {
         const dd_store_hb *h = &l->items[i];
-        cand *c = &cy->c[i];
+        /* The index said stale, but the record is read after it: a new
+         * owner may have claimed it in between (a failover). Judge by the
+         * record itself, or we would terminate a run seconds old. */
+        if (!h->malformed && h->hb_ms >= cy->now_ms - r->o.stale_threshold_ms) {
+            cy->st.kept_refreshed++;
+            dd_info(r->ctx.log, "stale_skipped",
+                    "workflow_id=%s run_id=%s owner=%s reason=%s holder=%s", h->workflow_id,
+                    h->run_id ? h->run_id : "", h->server_id ? h->server_id : "",
+                    "record refreshed after the index was read", r->holder);
+            continue;
+        }
+        cand *c = &cy->c[cy->n++];
         c->wid = dd_strdup(h->workflow_id);
         c->run_id = xdup(h->run_id);
         c->server_id = xdup(h->server_id);
@@ -996,6 +1006,7 @@ static void on_stale(int st, const dd_store_hb_list *l, void *arg)
         c->hb_ms = h->hb_ms;
         c->malformed = h->malformed;
     }
+    cy->st.candidates = (int)cy->n;
     /* lanes: never more than there are candidates, at least one (the sweep) */
     cy->nlanes = r->o.max_inflight < cy->n ? r->o.max_inflight : cy->n;
     if (cy->nlanes == 0)
