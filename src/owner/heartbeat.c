@@ -61,6 +61,22 @@ struct dd_heartbeat {
 
 static void dd_hb_workers_check(dd_heartbeat *h);
 static void dd_hb_lease_given_back(int st, void *arg);
+
+/* The dispatcher's failover lease (see dd_hb_try_failover). */
+static void dd_hb_lease_name(const dd_heartbeat *h, dd_buf *name)
+{
+    dd_buf_printf(name, "failover:%s", dd_owner_workflow_id(h->o));
+}
+
+static void dd_hb_give_back_lease(dd_heartbeat *h)
+{
+    dd_buf name = DD_BUF_INIT;
+    dd_hb_lease_name(h, &name);
+    if (dd_store_lease_release(h->s, dd_buf_str(&name), dd_owner_server_id(h->o),
+                               dd_hb_lease_given_back, h) == 0)
+        h->inflight++;
+    dd_buf_release(&name);
+}
 static void dd_hb_forget_workers(dd_heartbeat *h);
 
 static void dd_hb_tick(uv_timer_t *t);
@@ -184,12 +200,7 @@ static void dd_hb_claimed(int st, const dd_store_owner *res, void *arg)
         dd_hb_write_ok(h);
         if (h->lease_after_claim) {
             h->lease_after_claim = false;
-            dd_buf name = DD_BUF_INIT;
-            dd_buf_printf(&name, "failover:%s", dd_owner_workflow_id(h->o));
-            if (dd_store_lease_release(h->s, dd_buf_str(&name), dd_owner_server_id(h->o),
-                                       dd_hb_lease_given_back, h) == 0)
-                h->inflight++;
-            dd_buf_release(&name);
+            dd_hb_give_back_lease(h);
         }
         dd_info(h->ctx.log, "record_claimed", "dispatcher=%s workflow_id=%s run_id=%s epoch=%lld",
                 dd_owner_name(h->o), dd_owner_workflow_id(h->o), h->run_id,
@@ -409,7 +420,7 @@ static void dd_hb_try_failover(dd_heartbeat *h, const char *stale_run)
      * heartbeating for a while, so a later failure of the new owner finds
      * it free again. */
     dd_buf name = DD_BUF_INIT;
-    dd_buf_printf(&name, "failover:%s", dd_owner_workflow_id(h->o));
+    dd_hb_lease_name(h, &name);
     dd_info(h->ctx.log, "failover_attempt", "dispatcher=%s stale_run_id=%s",
             dd_owner_name(h->o), stale_run);
     /* Held past the longest the takeover call can take (the Temporal
@@ -500,12 +511,7 @@ static void dd_hb_tick(uv_timer_t *t)
         /* Our failover attempt failed: give the lease back at once so the
          * next attempt (ours or another standby's) need not wait it out. */
         h->failing_over = false;
-        dd_buf name = DD_BUF_INIT;
-        dd_buf_printf(&name, "failover:%s", dd_owner_workflow_id(h->o));
-        if (dd_store_lease_release(h->s, dd_buf_str(&name), dd_owner_server_id(h->o),
-                                   dd_hb_lease_given_back, h) == 0)
-            h->inflight++;
-        dd_buf_release(&name);
+        dd_hb_give_back_lease(h);
     }
     if (dd_store_get(h->s, dd_owner_workflow_id(h->o), dd_hb_watch_done, h) == 0)
         h->inflight++;
