@@ -285,7 +285,7 @@ kills() {
     start_host "$h"
     wait_settled "restart $h" "$h" || true
     if [ $e -lt "$ETCD_KILLS" ]; then etcd_kill_cycle; e=$((e + 1)); fi
-    [ $((k % 25)) = 0 ] && log "kill -9 $k/$KILLS (load $(cut -d' ' -f1 /proc/loadavg))"
+    if [ $((k % 25)) = 0 ]; then log "kill -9 $k/$KILLS (load $(cut -d' ' -f1 /proc/loadavg))"; fi
   done
   while [ $e -lt "$ETCD_KILLS" ]; do etcd_kill_cycle; e=$((e + 1)); done
 }
@@ -338,7 +338,7 @@ worker_kills() {
     line=$(shuf -n1 "$T/workers"); sid=${line%% *}; q=${line#* }
     ev worker_kill9 "dispatcher-${q/\//-}" "$sid"
     kill -KILL "${WPID[$sid]}" 2>/dev/null; wait "${WPID[$sid]}" 2>/dev/null || true
-    unset "WPID[$sid]"; grep -v "^$sid " "$T/workers" >"$T/workers.new"; mv "$T/workers.new" "$T/workers"
+    unset "WPID[$sid]"; { grep -v "^$sid " "$T/workers" || true; } >"$T/workers.new"; mv "$T/workers.new" "$T/workers"
     start_worker "${q#fleet/q}"
     sleep "$THRESH_S"
   done
@@ -379,12 +379,12 @@ idle() {
 } >"$D/meta"
 
 idle
-[ "$ROLLING_ROUNDS" -gt 0 ] && rolling
-[ "$KILLS" -gt 0 ] && kills
-[ "$STOPS" -gt 0 ] && stops
-[ "$WORKER_KILLS" -gt 0 ] && worker_kills
-[ "$REDIS_RESTARTS" -gt 0 ] && redis_restarts
-[ "$TEMPORAL_RESTARTS" -gt 0 ] && temporal_restarts
+if [ "$ROLLING_ROUNDS" -gt 0 ]; then rolling; fi
+if [ "$KILLS" -gt 0 ]; then kills; fi
+if [ "$STOPS" -gt 0 ]; then stops; fi
+if [ "$WORKER_KILLS" -gt 0 ]; then worker_kills; fi
+if [ "$REDIS_RESTARTS" -gt 0 ]; then redis_restarts; fi
+if [ "$TEMPORAL_RESTARTS" -gt 0 ]; then temporal_restarts; fi
 wait_settled "end" || true
 sleep 1
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$D/meta"
@@ -397,5 +397,5 @@ $PY "$here/checker.py" check --dir "$D" --temporal-url "$U" --redis-port "$RP" \
   --window-ms "$WINDOW_MS" --stale-threshold-s "$THRESH_S" --final "${extra[@]}" | tee "$D/report.txt"
 rc=${PIPESTATUS[0]}
 set -e
-log "checker exit $rc; results in $D"
+log "checker exit $rc${OUT:+; results in $D}"
 exit "$rc"
