@@ -383,6 +383,7 @@ def cmd_check(a):
     split_us = int(a.split_ms * 1000)
     window_us = int(a.window_ms * 1000)
     children = read_children(os.path.join(d, "children.log"), tick_us, split_us)
+    t_children_read = now_us()
     violations = []
     rep = {"window_ms": a.window_ms, "tick_ms": a.tick_ms, "split_ms": a.split_ms}
 
@@ -540,10 +541,12 @@ def cmd_check(a):
             host = e["args"][0]
             for wid, insts in children.items():
                 for i in insts:
-                    if i.server != host:
+                    if i.server != host or i.start is None or i.start >= t:
                         continue
                     for s, en in i.segs:
-                        if s < t < en:  # the zombie's child was still acting when it woke
+                        # the zombie's child acting when it woke (it never
+                        # stopped: daemon scope) or right after (frozen with it)
+                        if en > t and s < t + 1000000:
                             lat["zombie_fenced_after_cont"].append(en - t)
         if k == "host_start":
             host = e["args"][0]
@@ -607,7 +610,7 @@ def cmd_check(a):
             run_by_wid = {}
             for e in running:
                 run_by_wid.setdefault(e["execution"]["workflowId"], []).append(e["execution"]["runId"])
-            tend = now_us()
+            tend = t_children_read
             live = {}
             for wid, insts in children.items():
                 live[wid] = [i for i in insts if i.stopped is None and i.times[-1] > tend - 1500000]
@@ -708,7 +711,7 @@ def main():
     c.add_argument("--dir", required=True)
     c.add_argument("--temporal-url", required=True)
     c.add_argument("--redis-port", type=int, required=True)
-    c.add_argument("--window-ms", type=float, default=100)
+    c.add_argument("--window-ms", type=float, default=250)
     c.add_argument("--tick-ms", type=float, default=100)
     c.add_argument("--split-ms", type=float, default=1000)
     c.add_argument("--stale-threshold-s", type=float, default=2)

@@ -22,7 +22,9 @@
 #                       with the dispatchd kills; ETCD_HOLDERS (3), ETCD_TTL (=THRESH_S)
 #   RECONCILE (auto)    run `dispatchd reconcile` after every event if it exists
 #   IDLE_S (0)          measure RSS and CPU of every host over an idle period
-#   WINDOW_MS (100)     overlap the checker allows (see RESULTS.md)
+#   WINDOW_MS (250)     overlap the checker allows: fixed before the full run from a
+#                       calibration run's graceful takeovers (n=29: p50 11 ms, p95 35,
+#                       p99 85, max 103 ms): ~2.4x the worst graceful overlap seen
 #   ENFORCE_TARGETS (0) make missed latency targets fail the checker too
 #   MAX_SECONDS (3600)  hard bound of the whole run; SETTLE_S (30) per wait
 #   OUT                 keep logs + report here (default: a temp dir, removed)
@@ -40,7 +42,7 @@ STOP_SCOPE=${STOP_SCOPE:-daemon}
 REDIS_RESTARTS=${REDIS_RESTARTS:-1}; REDIS_DOWN_S=${REDIS_DOWN_S:-1}
 TEMPORAL_RESTARTS=${TEMPORAL_RESTARTS:-1}; WORKER_KILLS=${WORKER_KILLS:-0}
 ETCD_KILLS=${ETCD_KILLS:-0}; ETCD_HOLDERS=${ETCD_HOLDERS:-3}; ETCD_TTL=${ETCD_TTL:-$THRESH_S}
-RECONCILE=${RECONCILE:-auto}; IDLE_S=${IDLE_S:-0}; WINDOW_MS=${WINDOW_MS:-100}
+RECONCILE=${RECONCILE:-auto}; IDLE_S=${IDLE_S:-0}; WINDOW_MS=${WINDOW_MS:-250}
 ENFORCE_TARGETS=${ENFORCE_TARGETS:-0}
 MAX_SECONDS=${MAX_SECONDS:-3600}; SETTLE_S=${SETTLE_S:-30}
 DISPATCHD=${DISPATCHD:-$root/build/dispatchd}
