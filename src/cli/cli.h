@@ -55,8 +55,10 @@ const char *dd_cli_temporal_url(const dd_cli *cli);
 struct dd_temporal;
 int dd_cli_temporal_new(dd_cli *cli, const dd_ctx *ctx, struct dd_temporal **out);
 
-/* --redis-url, or the local Redis port. Static. */
+/* --redis-url, or the local Redis port. Static. Never print it: */
 const char *dd_cli_redis_url(const dd_cli *cli);
+/* the same with any user:password replaced by "***", for messages. Static. */
+const char *dd_cli_redis_url_safe(const dd_cli *cli);
 /* Opens the Redis store from the configuration (URL, password from env or
  * file). Returns 0, or an exit code after printing why. */
 struct dd_store;
@@ -67,6 +69,7 @@ int dd_cmd_takeover(dd_cli *cli);
 int dd_cmd_run(dd_cli *cli);
 int dd_cmd_status(dd_cli *cli);
 int dd_cmd_worker(dd_cli *cli);
+int dd_cmd_reconcile(dd_cli *cli);
 int dd_cmd_workers(dd_cli *cli);
 int dd_cmd_stack(dd_cli *cli);
 int dd_cmd_up(dd_cli *cli);

@@ -90,7 +90,7 @@ static void dd_status_print(dd_status_run *r)
     size_t i;
     json_t *row;
     if (json_array_size(r->rows) == 0) {
-        printf("no dispatchers in %s\n", dd_cli_redis_url(r->cli));
+        printf("no dispatchers in %s\n", dd_cli_redis_url_safe(r->cli));
         return;
     }
     printf("%-40s %-9s %-24s %-10s %s\n", "DISPATCHER", "STATE", "OWNER", "HEARTBEAT",
@@ -153,7 +153,7 @@ int dd_cmd_status(dd_cli *cli)
             ;
         if (r.err) {
             code = dd_cli_fail(cli, "cannot read dispatchers from %s: %s (%s)",
-                               dd_cli_redis_url(cli), dd_strerror(r.err),
+                               dd_cli_redis_url_safe(cli), dd_strerror(r.err),
                                dd_store_last_error(r.s));
         } else if (cli->cfg.json) {
             json_t *o = json_pack("{s:O, s:I}", "dispatchers", r.rows, "stale_threshold_ms",

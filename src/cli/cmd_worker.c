@@ -59,7 +59,7 @@ int dd_cmd_worker(dd_cli *cli)
     if (dd_config_secret("DISPATCHD_REDIS_PASSWORD", cli->cfg.redis_password_file, &pw, err,
                          sizeof(err)) < 0)
         return dd_cli_usage_error(cli, "%s", err);
-    dispatchd_worker_opts o = {.redis_url = dd_cli_redis_url(cli),
+    dispatchd_worker_opts o = {.redis_url = dd_cli_redis_url_safe(cli),
                                .redis_password = pw,
                                .project = project,
                                .queue = queue,
@@ -161,12 +161,12 @@ int dd_cmd_workers(dd_cli *cli)
         json_t *workers = json_object_get(q.out, "workers");
         if (q.err) {
             code = dd_cli_fail(cli, "cannot read %s from %s: %s (%s)", cli->pos[0],
-                               dd_cli_redis_url(cli), dd_strerror(q.err),
+                               dd_cli_redis_url_safe(cli), dd_strerror(q.err),
                                dd_store_last_error(s));
         } else if (q.rec_status == DD_ENOTFOUND && json_array_size(workers) == 0) {
             code = dd_cli_fail(cli,
                                "unknown dispatcher '%s': no owner record and no workers in %s",
-                               cli->pos[0], dd_cli_redis_url(cli));
+                               cli->pos[0], dd_cli_redis_url_safe(cli));
         } else {
             bool owned = q.rec_status == 0;
             json_object_set_new(q.out, "state", json_string(owned ? "owned" : "waiting"));

@@ -97,3 +97,19 @@ int dd_cli_store_open(dd_cli *cli, const dd_ctx *ctx, dd_store **out)
         return dd_cli_usage_error(cli, "--redis-url: %s", err);
     return 0;
 }
+
+const char *dd_cli_redis_url_safe(const dd_cli *cli)
+{
+    /* For messages: the URL without its user:password part. */
+    static char safe[300];
+    const char *url = dd_cli_redis_url(cli);
+    const char *scheme = strstr(url, "://");
+    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    const char *slash = scheme ? strchr(scheme + 3, '/') : NULL;
+    if (!at || (slash && slash < at)) {
+        snprintf(safe, sizeof(safe), "%s", url);
+        return safe;
+    }
+    snprintf(safe, sizeof(safe), "%.*s***@%s", (int)(scheme + 3 - url), url, at + 1);
+    return safe;
+}

@@ -6,6 +6,7 @@
 #include "metrics/http.h"
 #include "metrics/metrics.h"
 #include "owner/owner.h"
+#include "reconcile/reconcile.h"
 #include "store/store.h"
 #include "temporal/temporal.h"
 
@@ -19,6 +20,7 @@ struct dd_daemon {
     dd_ctx ctx;
     dd_temporal *t;
     dd_store *store;
+    dd_reconciler *rec;
     dd_metrics_http *http;
     dd_owner *owners[DD_MAX_DISPATCHERS];
     dd_heartbeat *hbs[DD_MAX_DISPATCHERS];
@@ -66,12 +68,30 @@ static void dd_daemon_temporal_closed(void *arg)
     dd_daemon_maybe_done(d);
 }
 
+static void dd_daemon_close_clients(dd_daemon *d);
+
+static void dd_daemon_rec_closed(void *arg)
+{
+    dd_daemon *d = arg;
+    d->rec = NULL;
+    dd_daemon_close_clients(d);
+}
+
 static void dd_daemon_hb_closed(void *arg)
 {
     dd_daemon *d = arg;
     if (++d->hbs_closed < d->nowners)
         return;
-    /* Records released: now the clients can go. */
+    dd_daemon_close_clients(d);
+}
+
+/* Records released and the reconciler stopped: now the clients can go. */
+static void dd_daemon_close_clients(dd_daemon *d)
+{
+    if (d->rec) {
+        dd_reconciler_close(d->rec, dd_daemon_rec_closed, d);
+        return;
+    }
     if (d->store) {
         dd_store_close(d->store);
         d->store = NULL;
@@ -150,6 +170,16 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
         d->hbs[i] = dd_heartbeat_new(ctx, d->store, d->owners[i], &ho);
         d->nowners++;
     }
+    dd_reconciler_opts ro = {.stale_threshold_ms = cli->cfg.stale_threshold_ms,
+                             .interval_ms = cli->cfg.reconcile_interval_ms,
+                             .terminate_rate = cli->cfg.terminate_rate,
+                             .holder = dd_cli_server_id(cli),
+                             .sweep = true};
+    d->rec = dd_reconciler_new(ctx, d->store, d->t, &ro);
+    if (!d->rec) {
+        code = dd_cli_usage_error(cli, "invalid reconciler settings (see the log)");
+        goto fail;
+    }
     if (strcmp(cli->cfg.metrics_listen, "off") != 0) {
         int rc = dd_metrics_http_start(&d->http, ctx, cli->cfg.metrics_listen, ctx->metrics,
                                        dd_daemon_ready, d, err, sizeof(err));
@@ -164,16 +194,14 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
         dd_owner_start(d->owners[i]);
         dd_heartbeat_start(d->hbs[i]);
     }
+    dd_reconciler_start(d->rec);
     *out = d;
     return 0;
 fail:
     /* Undo what was built; the caller runs the loop until it is closed. */
     d->stopping = true;
-    if (d->nowners == 0) {
-        dd_store_close(d->store);
-        d->store = NULL;
-        dd_temporal_close(d->t, dd_daemon_temporal_closed, d);
-    }
+    if (d->nowners == 0)
+        dd_daemon_close_clients(d);
     for (int i = 0; i < d->nowners; i++)
         dd_owner_release(d->owners[i]);
     *out = d;
@@ -192,9 +220,7 @@ void dd_daemon_stop(dd_daemon *d, void (*done)(void *), void *arg)
         d->http = NULL;
     }
     if (d->nowners == 0) {
-        dd_store_close(d->store);
-        d->store = NULL;
-        dd_temporal_close(d->t, dd_daemon_temporal_closed, d);
+        dd_daemon_close_clients(d);
         return;
     }
     for (int i = 0; i < d->nowners; i++)

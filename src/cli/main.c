@@ -28,6 +28,9 @@ static const dd_opt *const dd_groups_up[] = {dd_opts_stack, dd_opts_owner, dd_op
 static const dd_opt *const dd_groups_status[] = {dd_opts_redis, dd_opts_stale, NULL};
 static const dd_opt *const dd_groups_worker[] = {dd_opts_worker, dd_opts_redis, NULL};
 static const dd_opt *const dd_groups_workers[] = {dd_opts_redis, NULL};
+static const dd_opt *const dd_groups_reconcile[] = {dd_opts_reconcile, dd_opts_owner_id,
+                                                   dd_opts_temporal, dd_opts_stack_http,
+                                                   dd_opts_redis, dd_opts_loop, NULL};
 static const dd_opt *const dd_groups_none[] = {NULL};
 
 static const dd_cli_cmd dd_commands[] = {
@@ -69,6 +72,13 @@ static const dd_cli_cmd dd_commands[] = {
      "the workers registered with one dispatcher, and its owner",
      "A dispatcher with workers but no owner is shown as waiting. Exits 1 for a dispatcher\n"
      "Redis knows nothing about."},
+    {"reconcile", dd_cmd_reconcile, dd_groups_reconcile, "reconcile [--loop] [options]",
+     "clean up stale dispatchers once (or keep going with --loop); prints JSON per cycle",
+     "A record whose heartbeat is older than --stale-threshold is stale: its exact run is\n"
+     "terminated first (reason \"stale: no heartbeat from <server id> for <age>\"), then the\n"
+     "record is deleted only if nobody refreshed it meanwhile. A run already closed: the\n"
+     "record is deleted. Running dispatcher workflows without any record for longer than\n"
+     "the threshold are terminated too. Exits 1 when the cycle had errors."},
     {"takeover", dd_cmd_takeover, dd_groups_takeover, "takeover PROJECT QUEUE [options]",
      "take over the dispatcher of (PROJECT, QUEUE) once, termination-first; prints JSON",
      "Starts workflow dispatcher-<project>-<queue> with conflict policy TERMINATE_EXISTING\n"
@@ -208,6 +218,9 @@ int main(int argc, char **argv)
         dd_config_release(&cli.cfg);
         return DD_EXIT_OK;
     }
+    for (int i = 0; groups[i]; i++)
+        if (groups[i] == dd_opts_owner)
+            cli.cfg.heartbeats = true;
     if (rc == 0)
         rc = dd_config_validate(&cli.cfg, err, sizeof(err));
     if (rc < 0) {

@@ -113,6 +113,16 @@ const dd_opt dd_opts_worker[] = {
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
+const dd_opt dd_opts_reconcile[] = {
+    {"stale-threshold", "DISPATCHD_STALE_THRESHOLD", DD_OPT_DURATION, O(stale_threshold_ms),
+     "DUR", "heartbeat age after which a record is stale (default 15s)"},
+    {"reconcile-interval", "DISPATCHD_RECONCILE_INTERVAL", DD_OPT_DURATION,
+     O(reconcile_interval_ms), "DUR", "period of the full reconcile cycle (default 60s)"},
+    {"terminate-rate", "DISPATCHD_TERMINATE_RATE", DD_OPT_DOUBLE, O(terminate_rate), "N",
+     "max stale terminations per second (default 10)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
 const dd_opt dd_opts_loop[] = {
     {"loop", NULL, DD_OPT_FLAG, O(loop), NULL, "keep going instead of one cycle"},
     {NULL, NULL, 0, 0, NULL, NULL},
@@ -338,7 +348,11 @@ int dd_config_validate(const dd_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "--heartbeat-interval must be above zero");
         return DD_EINVAL;
     }
-    if (cfg->stale_threshold_ms <= cfg->heartbeat_interval_ms) {
+    if (cfg->stale_threshold_ms <= 0) {
+        snprintf(err, errlen, "--stale-threshold must be above zero");
+        return DD_EINVAL;
+    }
+    if (cfg->heartbeats && cfg->stale_threshold_ms <= cfg->heartbeat_interval_ms) {
         char a[32], b[32];
         dd_duration_format(cfg->stale_threshold_ms, a, sizeof(a));
         dd_duration_format(cfg->heartbeat_interval_ms, b, sizeof(b));

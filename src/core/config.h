@@ -54,6 +54,7 @@ typedef struct dd_config {
     double terminate_rate;
     bool loop;
     bool legacy_takeover;
+    bool heartbeats; /* the command heartbeats: validate threshold vs interval */
 
     /* metrics */
     const char *metrics_listen;
@@ -85,6 +86,7 @@ extern const dd_opt dd_opts_redis[];
 extern const dd_opt dd_opts_owner[];
 extern const dd_opt dd_opts_metrics[];
 extern const dd_opt dd_opts_loop[];
+extern const dd_opt dd_opts_reconcile[];
 extern const dd_opt dd_opts_worker[];
 extern const dd_opt dd_opts_stale[];
 extern const dd_opt dd_opts_stop[];

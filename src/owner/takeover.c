@@ -197,6 +197,14 @@ static void dd_tk_start_done(int st, const dd_temporal_result *r, void *arg)
     tk->call = NULL;
     if (st == 0) {
         snprintf(tk->res.run_id, sizeof(tk->res.run_id), "%s", r->run_id ? r->run_id : "");
+        if (!tk->legacy && tk->res.previous_run_id[0])
+            /* The server terminated it as part of our start: log it as ours,
+             * now that it really happened. */
+            dd_info(tk->ctx.log, "terminate",
+                    "workflow_id=%s run_id=%s reason=%s requester=%s previous_server_id=%s "
+                    "new_run_id=%s via=conflict_policy",
+                    tk->res.workflow_id, tk->res.previous_run_id, "takeover (TERMINATE_EXISTING)",
+                    tk->server_id, tk->res.previous_server_id, tk->res.run_id);
         if (tk->legacy && tk->res.previous_run_id[0])
             tk->res.outcome = "legacy_took_over";
         else
@@ -239,13 +247,6 @@ static void dd_tk_describe_done(int st, const dd_temporal_result *r, void *arg)
         if (r->execution->server_id)
             snprintf(tk->res.previous_server_id, sizeof(tk->res.previous_server_id), "%s",
                      r->execution->server_id);
-        if (!tk->legacy)
-            /* The server terminates it as part of our start; log it as ours. */
-            dd_info(tk->ctx.log, "terminate",
-                    "workflow_id=%s run_id=%s reason=%s requester=%s previous_server_id=%s "
-                    "via=conflict_policy",
-                    tk->res.workflow_id, tk->res.previous_run_id, "takeover (TERMINATE_EXISTING)",
-                    tk->server_id, tk->res.previous_server_id);
     }
     dd_tk_send_start(tk);
 }

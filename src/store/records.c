@@ -569,3 +569,41 @@ int dd_store_worker_evict(dd_store *s, const char *wid, const char *run_id, int6
     return end(r, dd_store__cmd(r, "EVAL", lua_evict, "2", hb, wk, run_id, I64(e, epoch),
                                 I64(older, older_than_ms), batch, NULL));
 }
+
+/* ---- oldest heartbeat --------------------------------------------------- */
+
+static void oldest_reply(dd_store__req *r, redisReply *rep)
+{
+    if (rep->type != REDIS_REPLY_ARRAY || (rep->elements != 0 && rep->elements != 2)) {
+        r->status = DD_EPROTO;
+    } else if (rep->elements == 0) {
+        r->status = DD_ENOTFOUND;
+    } else if (!is_str(rep->element[0]) || !is_str(rep->element[1])) {
+        r->status = DD_EPROTO;
+    } else {
+        /* scores come back as "1700000000000" (or "1.7e+12" for big ones) */
+        r->str[0] = xstrndup(rep->element[0]->str, rep->element[0]->len);
+        r->owner.epoch = (int64_t)strtod(rep->element[1]->str, NULL);
+    }
+    dd_store__finish(r, 0);
+}
+
+static void oldest_deliver(dd_store__req *r, int status)
+{
+    status = status ? status : r->status;
+    ((dd_store_oldest_cb *)r->cb)(status, status == 0 ? r->str[0] : NULL,
+                                  status == 0 ? r->owner.epoch : 0, r->arg);
+}
+
+static const dd_store__op oldest_op = {"oldest", oldest_reply, oldest_deliver};
+
+int dd_store_oldest(dd_store *s, int64_t min_hb_ms, dd_store_oldest_cb *cb, void *arg)
+{
+    char min[24];
+    int rc;
+    dd_store__req *r = begin(s, &oldest_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    return end(r, dd_store__cmd(r, "ZRANGEBYSCORE", INDEX_KEY, I64(min, min_hb_ms), "+inf",
+                                "WITHSCORES", "LIMIT", "0", "1", NULL));
+}

@@ -192,6 +192,14 @@ int dd_store_list(dd_store *s, size_t limit, dd_store_hb_list_cb *cb, void *arg)
 /* One record; DD_ENOTFOUND if there is none. */
 int dd_store_get(dd_store *s, const char *workflow_id, dd_store_hb_cb *cb, void *arg);
 
+/* The oldest record whose heartbeat is at or after min_hb_ms (one
+ * ZRANGEBYSCORE min +inf LIMIT 0 1 WITHSCORES on the index): the reconciler
+ * asks for the oldest non-stale heartbeat to know when the next one can turn
+ * stale. cb gets 0 with the workflow id and hb_ms, or DD_ENOTFOUND when
+ * there is none. */
+typedef void dd_store_oldest_cb(int status, const char *workflow_id, int64_t hb_ms, void *arg);
+int dd_store_oldest(dd_store *s, int64_t min_hb_ms, dd_store_oldest_cb *cb, void *arg);
+
 /* ---- leases ------------------------------------------------------------- */
 
 /* SET dd:lease:{name} holder NX PX ttl_ms: 0 acquired, DD_EBUSY held. */

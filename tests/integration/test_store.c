@@ -122,6 +122,17 @@ static void list_cb(int status, const dd_store_hb_list *res, void *arg)
     }
 }
 
+static void oldest_cb(int status, const char *wid, int64_t hb_ms, void *arg)
+{
+    waiter *w = arg;
+    w->status = status;
+    w->done = true;
+    if (status == 0) {
+        snprintf(w->ids[0], sizeof(w->ids[0]), "%s", wid);
+        w->hbs[0] = hb_ms;
+    }
+}
+
 static void workers_cb(int status, const dd_store_workers *res, void *arg)
 {
     waiter *w = arg;
@@ -385,6 +396,16 @@ static void test_stale_query(void **state)
     assert_int_equal(w.n, 5);
     assert_string_equal(w.ids[4], "wf-future");
     assert_int_equal(dd_store_stale(f->s, now, thr, 0, list_cb, &w), DD_EINVAL);
+
+    /* the oldest heartbeat not stale yet (the reconciler's next wake-up):
+     * the boundary record is included, stale ones are not */
+    assert_int_equal(W(dd_store_oldest(f->s, now - thr, oldest_cb, &w)), 0);
+    assert_string_equal(w.ids[0], "wf-boundary");
+    assert_int_equal(w.hbs[0], now - thr);
+    assert_int_equal(W(dd_store_oldest(f->s, now + 1, oldest_cb, &w)), 0);
+    assert_string_equal(w.ids[0], "wf-future");
+    assert_int_equal(w.hbs[0], now + 60000);
+    assert_int_equal(W(dd_store_oldest(f->s, now + 60001, oldest_cb, &w)), DD_ENOTFOUND);
 }
 
 static void test_malformed_records(void **state)

@@ -25,6 +25,13 @@ check "up owns the default dispatcher" wait_until 10 grep -q "event=owning .*dis
 mport=$(sed -n 's|.*metrics   http://127.0.0.1:\([0-9]*\)/metrics|\1|p' "$T/up.out" | head -1)
 check "up serves /metrics with the stack gauges" bash -c "curl -fsS http://127.0.0.1:$mport/metrics | grep -q 'dispatchd_stack_up{service=\"redis\"} 1'"
 check "and the owner gauge" bash -c "curl -fsS http://127.0.0.1:$mport/metrics | grep -q 'dispatchd_dispatcher_owner{dispatcher=\"dev/default\"} 1'"
+# The metrics contract (deploy/metrics.txt, which the dashboard and rules are
+# checked against) is exactly what a running dispatchd exports: up runs the
+# stack, an owner, heartbeats and the reconciler, so every family is there.
+curl -fsS "http://127.0.0.1:$mport/metrics" | awk '/^# TYPE /{print $3, $4}' | sort >"$T/exported"
+grep -v '^#' "$DD_SOURCE_DIR/deploy/metrics.txt" | awk '{print $1, $2}' | sort >"$T/contract"
+check "every contract metric is exported with its type" bash -c "[ -z \"\$(comm -23 '$T/contract' '$T/exported')\" ]"
+check "every exported metric is in the contract" bash -c "[ -z \"\$(comm -13 '$T/contract' '$T/exported')\" ]"
 out=$("$DISPATCHD" up "${O[@]}" 2>&1)
 check "a second up says it is already running" grep -q "already running (pid $UP)" <<<"$out"
 

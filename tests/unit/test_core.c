@@ -171,6 +171,8 @@ static void test_config_errors(void **state)
 
     char *a5[] = {"--heartbeat-interval", "10s", "--stale-threshold", "5s"};
     assert_int_equal(dd_config_parse(&cfg, groups, 4, a5, &npos, NULL, err, sizeof(err)), 0);
+    assert_int_equal(dd_config_validate(&cfg, err, sizeof(err)), 0); /* no heartbeats here */
+    cfg.heartbeats = true;
     assert_int_equal(dd_config_validate(&cfg, err, sizeof(err)), DD_EINVAL);
     assert_non_null(strstr(err, "--stale-threshold"));
 

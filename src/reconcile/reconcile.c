@@ -1,0 +1,1038 @@
+/* reconcile.c - the reconcile cycle as a chain of loop callbacks, the
+ * scheduling timer and the sweep. See reconcile.h for the behaviour and
+ * the reasoning behind terminate-then-compare-and-delete.
+ *
+ * One cycle at a time, candidates one at a time: terminations are rate
+ * limited anyway (10/s by default), so running candidates in parallel would
+ * only shorten the describe/lease part and would make close and the
+ * per-candidate lease bookkeeping harder. A cycle waits on at most one
+ * thing at any moment (cy->wait), which is what close needs to know: a
+ * Temporal call can be cancelled at once, a token wait is just a timer, a
+ * store reply must be waited for (the store has no per-operation cancel;
+ * its command timeout bounds the wait). */
+#include "reconcile/reconcile.h"
+
+#include "core/backoff.h"
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "metrics/metrics.h"
+#include "owner/id.h"
+#include "owner/owner.h"
+#include "store/store.h"
+#include "temporal/temporal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#define SWEEP_QUERY "WorkflowType='" DD_DISPATCHER_WORKFLOW_TYPE "' AND ExecutionStatus='Running'"
+#define SWEEP_PAGE 100
+#define SWEEP_MAX_PAGES 100
+#define SEEN_MAX 10000      /* bound on the sweep's first-seen map */
+#define EARLY_GAP_MS 1000   /* at most one early wake-up per second */
+#define WAKE_SLACK_MS 50
+
+static const char *const stages[] = {"list", "describe", "terminate", "delete", "lease",
+                                     "malformed"};
+
+/* One record (or, for the sweep, one running execution) to look at. All
+ * strings owned by the cycle. */
+typedef struct cand {
+    char *wid, *run_id, *server_id, *project, *queue, *problem;
+    int64_t hb_ms;    /* record: as classified; sweep: when first seen without a record */
+    int64_t start_ms; /* sweep: run start (wall ms) */
+    bool malformed, sweep;
+} cand;
+
+typedef struct seen {
+    char *key; /* "<wid>\n<run_id>", owned */
+    int64_t first_ms;
+    bool live; /* seen in the current sweep */
+} seen;
+
+typedef enum wait_kind { WAIT_NONE, WAIT_STORE, WAIT_TEMPORAL, WAIT_TOKEN, WAIT_LATER } wait_kind;
+typedef enum phase { PH_RECORDS, PH_SWEEP, PH_END } phase;
+
+typedef struct cycle {
+    dd_reconciler *r;
+    dd_reconcile_stats st;
+    uint64_t start_us;
+    int64_t now_ms; /* wall clock at cycle start: ages are measured from it */
+    bool listed;    /* the stale query answered: active/stale are real */
+    phase ph;
+    cand *c; /* records, owned */
+    size_t n, i;
+    cand *sw; /* sweep executions, owned */
+    size_t nsw, capsw, isw;
+    bool sweep_failed;
+    char *page_token; /* owned */
+    int pages;
+    cand *cur;       /* the one being worked on (points into c or sw) */
+    char *lease;     /* its lease name while held, owned */
+    char reason[256];
+    wait_kind wait;
+    dd_temporal_call *call; /* while wait == WAIT_TEMPORAL */
+    int64_t oldest_hb;      /* oldest non-stale heartbeat, -1 none */
+    void (*done)(const dd_reconcile_stats *, void *);
+    void *done_arg;
+} cycle;
+
+struct dd_reconciler {
+    dd_ctx ctx;          /* copied; pointees borrowed */
+    dd_store *s;         /* borrowed */
+    dd_temporal *t;      /* borrowed */
+    dd_reconciler_opts o; /* o.holder points at holder */
+    char *holder;        /* owned */
+    char *sweep_query;   /* owned */
+    uv_timer_t tick;     /* next cycle (periodic or early wake) */
+    uv_timer_t bucket;   /* waiting for a termination token */
+    uv_timer_t later;    /* answers a cycle the store refused synchronously */
+    int handles_open;
+    dd_token_bucket tb;
+    dd_rng rng;
+    cycle *cy; /* in flight, or NULL */
+    bool started, closing;
+    uint64_t next_periodic_ms; /* monotonic deadline of the next full cycle */
+    uint64_t last_cycle_ms;    /* monotonic start of the last cycle */
+    int64_t last_sweep_ms;     /* monotonic, -1 never */
+    seen *seen;                /* owned */
+    size_t nseen, capseen;
+    void (*close_done)(void *);
+    void *close_arg;
+    /* metric families (owned by ctx.metrics), NULL without metrics */
+    dd_metric *m_active, *m_stale, *m_terms, *m_cleanups, *m_errors, *m_cycles, *m_duration;
+};
+
+/* ---- pure parts --------------------------------------------------------- */
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+int64_t dd_reconcile_stagger_ms(const char *holder, int64_t interval_ms, double u)
+{
+    if (interval_ms <= 0)
+        return 0;
+    int64_t spread = interval_ms / 10;
+    int64_t base = spread > 0 ? (int64_t)(fnv1a(holder ? holder : "") % (uint64_t)spread) : 0;
+    return base + (int64_t)(u * (double)(interval_ms / 50));
+}
+
+int64_t dd_reconcile_jitter_ms(int64_t interval_ms, double u)
+{
+    return (int64_t)((double)interval_ms * (0.9 + 0.2 * u));
+}
+
+int64_t dd_reconcile_next_wake_ms(int64_t now_wall_ms, int64_t oldest_hb_ms, int64_t threshold_ms,
+                                  int64_t periodic_ms, int64_t min_gap_ms)
+{
+    int64_t d = periodic_ms;
+    if (oldest_hb_ms >= 0) {
+        /* stale means hb < now - threshold, i.e. from hb + threshold + 1 on */
+        int64_t e = oldest_hb_ms + threshold_ms + 1 + WAKE_SLACK_MS - now_wall_ms;
+        if (e < d)
+            d = e;
+    }
+    if (d < min_gap_ms)
+        d = min_gap_ms;
+    return d < 0 ? 0 : d;
+}
+
+void dd_reconcile_reason(char *out, size_t outlen, const char *server_id, int64_t age_ms)
+{
+    char age[32];
+    dd_duration_format(age_ms < 0 ? 0 : age_ms, age, sizeof(age));
+    snprintf(out, outlen, "stale: no heartbeat from %s for %s", server_id ? server_id : "?",
+             age);
+}
+
+/* ---- bookkeeping -------------------------------------------------------- */
+
+static char *xdup(const char *s)
+{
+    return s ? dd_strdup(s) : NULL;
+}
+
+static int64_t wall_ms(const dd_reconciler *r)
+{
+    return r->o.clock_ms ? r->o.clock_ms(r->o.arg) : dd_wall_ms();
+}
+
+static void cand_free(cand *c)
+{
+    free(c->wid);
+    free(c->run_id);
+    free(c->server_id);
+    free(c->project);
+    free(c->queue);
+    free(c->problem);
+}
+
+static void cycle_free(cycle *cy)
+{
+    for (size_t i = 0; i < cy->n; i++)
+        cand_free(&cy->c[i]);
+    for (size_t i = 0; i < cy->nsw; i++)
+        cand_free(&cy->sw[i]);
+    free(cy->c);
+    free(cy->sw);
+    free(cy->page_token);
+    free(cy->lease);
+    free(cy);
+}
+
+static void maybe_free(dd_reconciler *r)
+{
+    if (!r->closing || r->handles_open > 0 || r->cy)
+        return;
+    void (*done)(void *) = r->close_done;
+    void *arg = r->close_arg;
+    for (size_t i = 0; i < r->nseen; i++)
+        free(r->seen[i].key);
+    free(r->seen);
+    free(r->holder);
+    free(r->sweep_query);
+    free(r);
+    if (done)
+        done(arg);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    dd_reconciler *r = h->data;
+    r->handles_open--;
+    maybe_free(r);
+}
+
+static void count_error(cycle *cy, const char *stage, int rc, const char *msg)
+{
+    dd_reconciler *r = cy->r;
+    cy->st.errors++;
+    if (!cy->st.result)
+        cy->st.result = rc ? rc : DD_EPROTO;
+    if (r->m_errors)
+        dd_metric_add(r->m_errors, DD_L1(stage), 1);
+    dd_warn(r->ctx.log, "reconcile_error", "stage=%s workflow_id=%s run_id=%s error=%s holder=%s",
+            stage, cy->cur ? cy->cur->wid : "", cy->cur && cy->cur->run_id ? cy->cur->run_id : "",
+            msg && *msg ? msg : dd_strerror(rc), r->holder);
+}
+
+static void count_malformed(cycle *cy, cand *c, const char *problem, const char *action)
+{
+    dd_reconciler *r = cy->r;
+    cy->st.malformed++;
+    if (r->m_errors)
+        dd_metric_add(r->m_errors, DD_L1("malformed"), 1);
+    dd_warn(r->ctx.log, "reconcile_malformed",
+            "workflow_id=%s run_id=%s server_id=%s problem=%s action=%s holder=%s", c->wid,
+            c->run_id ? c->run_id : "", c->server_id ? c->server_id : "", problem, action,
+            r->holder);
+}
+
+static void schedule(dd_reconciler *r, int64_t oldest_hb);
+
+/* Ends the cycle: metrics, the cycle log line, callbacks, the next timer.
+ * May free r (when closing): callers return right after. */
+static void finish(cycle *cy, int status)
+{
+    dd_reconciler *r = cy->r;
+    dd_reconcile_stats st = cy->st;
+    void (*done)(const dd_reconcile_stats *, void *) = cy->done;
+    void *done_arg = cy->done_arg;
+    int64_t oldest = cy->oldest_hb;
+    bool cut = status == DD_ECANCELED;
+
+    st.duration_ms = (double)(dd_mono_us() - cy->start_us) / 1000.0;
+    if (status && !st.result)
+        st.result = status;
+    if (cut)
+        st.result = DD_ECANCELED;
+    if (!cut && r->ctx.metrics) {
+        if (cy->listed) {
+            dd_metric_set(r->m_active, NULL, (double)st.active);
+            dd_metric_set(r->m_stale, NULL, (double)st.stale);
+        }
+        dd_metric_add(r->m_cycles, DD_L1(st.result ? "error" : "ok"), 1);
+        dd_metric_observe(r->m_duration, NULL, st.duration_ms / 1000.0);
+    }
+    dd_logf(r->ctx.log, cut ? DD_LOG_INFO : st.result ? DD_LOG_WARN : DD_LOG_INFO,
+            "reconcile_cycle",
+            "result=%s error=%s active=%lld stale=%lld candidates=%d terminated=%d "
+            "already_closed=%d cleaned=%d kept_refreshed=%d malformed=%d leased_elsewhere=%d "
+            "swept=%d errors=%d sweep=%s duration_ms=%.1f holder=%s",
+            cut ? "canceled" : st.result ? "error" : "ok", st.result ? dd_strerror(st.result) : "",
+            (long long)st.active, (long long)st.stale, st.candidates, st.terminated,
+            st.already_closed, st.cleaned, st.kept_refreshed, st.malformed, st.leased_elsewhere,
+            st.swept, st.errors, st.sweep_ran ? "true" : "false", st.duration_ms, r->holder);
+
+    r->cy = NULL; /* before the callbacks: they may start a cycle or close */
+    cycle_free(cy);
+    if (done)
+        done(&st, done_arg);
+    if (!cut && r->o.on_cycle)
+        r->o.on_cycle(&st, r->o.arg);
+    if (r->closing) {
+        maybe_free(r);
+        return;
+    }
+    if (r->started && !dd_ctx_cancelled(&r->ctx) && !r->cy)
+        schedule(r, oldest);
+}
+
+/* ---- per candidate ------------------------------------------------------ */
+
+static void next(cycle *cy);
+
+/* Callbacks start with this: false when the cycle must stop (closing). */
+static bool resume(cycle *cy)
+{
+    cy->wait = WAIT_NONE;
+    cy->call = NULL;
+    if (cy->r->closing) {
+        finish(cy, DD_ECANCELED);
+        return false;
+    }
+    return true;
+}
+
+static void on_release(int st, void *arg)
+{
+    cycle *cy = arg;
+    if (!resume(cy))
+        return;
+    if (st < 0 && st != DD_ENOTFOUND)
+        dd_debug(cy->r->ctx.log, "reconcile_lease_release", "lease=%s error=%s", cy->lease,
+                 dd_strerror(st));
+    free(cy->lease);
+    cy->lease = NULL;
+    next(cy);
+}
+
+/* Done with cy->cur: give its lease back (so a retry next cycle need not
+ * wait for the TTL), then go on. */
+static void release(cycle *cy)
+{
+    if (cy->lease) {
+        int rc = dd_store_lease_release(cy->r->s, cy->lease, cy->r->holder, on_release, cy);
+        if (rc == 0) {
+            cy->wait = WAIT_STORE;
+            return;
+        }
+        free(cy->lease);
+        cy->lease = NULL;
+    }
+    next(cy);
+}
+
+static void on_cad(int st, void *arg)
+{
+    cycle *cy = arg;
+    dd_reconciler *r = cy->r;
+    cand *c = cy->cur;
+    if (!resume(cy))
+        return;
+    if (st == 0) {
+        cy->st.cleaned++;
+        if (r->m_cleanups)
+            dd_metric_add(r->m_cleanups, NULL, 1);
+        dd_info(r->ctx.log, "stale_cleanup",
+                "workflow_id=%s run_id=%s server_id=%s hb_ms=%lld age_ms=%lld requester=%s",
+                c->wid, c->run_id, c->server_id ? c->server_id : "", (long long)c->hb_ms,
+                (long long)(cy->now_ms - c->hb_ms), r->holder);
+    } else if (st == DD_ECONFLICT) {
+        /* refreshed or re-claimed since we classified it: someone owns it */
+        cy->st.kept_refreshed++;
+        dd_info(r->ctx.log, "stale_kept",
+                "workflow_id=%s run_id=%s hb_ms=%lld why=\"refreshed or re-claimed meanwhile\" "
+                "requester=%s",
+                c->wid, c->run_id, (long long)c->hb_ms, r->holder);
+    } else if (st == DD_ENOTFOUND) {
+        dd_debug(r->ctx.log, "stale_cleanup", "workflow_id=%s run_id=%s note=%s", c->wid,
+                 c->run_id ? c->run_id : "", "already gone");
+    } else {
+        count_error(cy, "delete", st, NULL);
+    }
+    release(cy);
+}
+
+static void cad(cycle *cy)
+{
+    cand *c = cy->cur;
+    int rc = dd_store_compare_and_delete(cy->r->s, c->wid, c->run_id ? c->run_id : "", c->hb_ms,
+                                         on_cad, cy);
+    if (rc == 0) {
+        cy->wait = WAIT_STORE;
+        return;
+    }
+    count_error(cy, "delete", rc, NULL);
+    release(cy);
+}
+
+static void on_terminate(int st, const dd_temporal_result *res, void *arg)
+{
+    cycle *cy = arg;
+    dd_reconciler *r = cy->r;
+    cand *c = cy->cur;
+    if (!resume(cy))
+        return;
+    if (st == 0) {
+        cy->st.terminated++;
+        if (c->sweep)
+            cy->st.swept++;
+        if (r->m_terms)
+            dd_metric_add(r->m_terms, NULL, 1);
+        dd_info(r->ctx.log, "stale_terminate",
+                "workflow_id=%s run_id=%s server_id=%s age_ms=%lld reason=%s requester=%s "
+                "source=%s",
+                c->wid, c->run_id, c->server_id ? c->server_id : "",
+                (long long)(cy->now_ms - c->hb_ms), cy->reason, r->holder,
+                c->sweep ? "sweep" : "record");
+        if (c->sweep) {
+            release(cy);
+            return;
+        }
+        if (r->o.on_terminated)
+            r->o.on_terminated(c->wid, c->run_id, r->o.arg);
+        cad(cy);
+    } else if (st == DD_ENOTFOUND) {
+        /* closed between describe and terminate: nothing left to end */
+        cy->st.already_closed++;
+        if (c->sweep)
+            release(cy);
+        else
+            cad(cy);
+    } else {
+        /* keep the record: it is how the next cycle finds this run again */
+        count_error(cy, "terminate", st, res ? res->message : NULL);
+        release(cy);
+    }
+}
+
+static void terminate(cycle *cy)
+{
+    dd_reconciler *r = cy->r;
+    cand *c = cy->cur;
+    int64_t age = cy->now_ms - c->hb_ms;
+    if (c->sweep) {
+        char a[32];
+        dd_duration_format(age < 0 ? 0 : age, a, sizeof(a));
+        snprintf(cy->reason, sizeof(cy->reason), "stale: no heartbeat record for %s", a);
+    } else {
+        dd_reconcile_reason(cy->reason, sizeof(cy->reason), c->server_id, age);
+    }
+    int rc = dd_temporal_terminate(r->t, c->wid, c->run_id, cy->reason, on_terminate, cy,
+                                   &cy->call);
+    if (rc == 0) {
+        cy->wait = WAIT_TEMPORAL;
+        return;
+    }
+    count_error(cy, "terminate", rc, NULL);
+    release(cy);
+}
+
+static void take_token(cycle *cy);
+
+static void on_bucket(uv_timer_t *h)
+{
+    dd_reconciler *r = h->data;
+    cycle *cy = r->cy;
+    if (!cy || cy->wait != WAIT_TOKEN)
+        return;
+    cy->wait = WAIT_NONE;
+    take_token(cy);
+}
+
+/* Terminations are rate limited fleet-wide per host: wait on a timer for
+ * a token, never block the loop. */
+static void take_token(cycle *cy)
+{
+    dd_reconciler *r = cy->r;
+    uint64_t now = dd_mono_us();
+    if (dd_token_bucket_take(&r->tb, now)) {
+        terminate(cy);
+        return;
+    }
+    uint64_t us = dd_token_bucket_wait_us(&r->tb, now);
+    cy->wait = WAIT_TOKEN;
+    uv_timer_start(&r->bucket, on_bucket, (us + 999) / 1000, 0);
+}
+
+static void on_describe(int st, const dd_temporal_result *res, void *arg)
+{
+    cycle *cy = arg;
+    dd_reconciler *r = cy->r;
+    cand *c = cy->cur;
+    if (!resume(cy))
+        return;
+    /* "Not found" also answers a request for a namespace that does not
+     * exist. Taking that for "run gone" would delete every stale record of a
+     * misconfigured host while their runs keep running elsewhere, with
+     * nothing left to find them by: a configuration error, record kept. */
+    if (st == DD_ENOTFOUND && res && res->message && !strncmp(res->message, "namespace ", 10))
+        st = DD_EINVAL;
+    if (st == DD_ENOTFOUND) {
+        cy->st.already_closed++;
+        cad(cy);
+        return;
+    }
+    if (st < 0 || !res->execution) {
+        count_error(cy, "describe", st < 0 ? st : DD_EPROTO, res ? res->message : NULL);
+        release(cy);
+        return;
+    }
+    const dd_temporal_execution *e = res->execution;
+    /* The record names a workflow id; make sure the run there really is one
+     * of ours before ending it: a wrong record must not kill a stranger. */
+    if (!e->type || strcmp(e->type, DD_DISPATCHER_WORKFLOW_TYPE)) {
+        char why[160];
+        snprintf(why, sizeof(why), "run has workflow type '%s', not a dispatcher",
+                 e->type ? e->type : "");
+        count_malformed(cy, c, why, "kept");
+        release(cy);
+        return;
+    }
+    if (e->status == DD_WF_RUNNING) {
+        take_token(cy);
+        return;
+    }
+    cy->st.already_closed++;
+    dd_info(r->ctx.log, "stale_closed", "workflow_id=%s run_id=%s status=%s requester=%s", c->wid,
+            c->run_id, dd_temporal_status_name(e->status), r->holder);
+    cad(cy);
+}
+
+static void on_lease(int st, void *arg)
+{
+    cycle *cy = arg;
+    dd_reconciler *r = cy->r;
+    cand *c = cy->cur;
+    if (!resume(cy))
+        return;
+    if (st == DD_EBUSY) {
+        cy->st.leased_elsewhere++;
+        free(cy->lease);
+        cy->lease = NULL;
+        next(cy);
+        return;
+    }
+    if (st < 0) {
+        count_error(cy, "lease", st, NULL);
+        free(cy->lease);
+        cy->lease = NULL;
+        next(cy);
+        return;
+    }
+    if (c->sweep) {
+        take_token(cy);
+        return;
+    }
+    int rc = dd_temporal_describe(r->t, c->wid, c->run_id, on_describe, cy, &cy->call);
+    if (rc == 0) {
+        cy->wait = WAIT_TEMPORAL;
+        return;
+    }
+    count_error(cy, "describe", rc, NULL);
+    release(cy);
+}
+
+/* Leases "reconcile:<wid>:<run_id>" for cy->cur. 0: waiting for the reply. */
+static int lease(cycle *cy)
+{
+    dd_reconciler *r = cy->r;
+    cand *c = cy->cur;
+    size_t len = strlen(c->wid) + strlen(c->run_id) + 12;
+    cy->lease = dd_xmalloc(len);
+    snprintf(cy->lease, len, "reconcile:%s:%s", c->wid, c->run_id);
+    int rc = dd_store_lease_acquire(r->s, cy->lease, r->holder, r->o.lease_ttl_ms, on_lease, cy);
+    if (rc == 0) {
+        cy->wait = WAIT_STORE;
+        return 0;
+    }
+    free(cy->lease);
+    cy->lease = NULL;
+    count_error(cy, "lease", rc, NULL);
+    return rc;
+}
+
+/* ---- sweep -------------------------------------------------------------- */
+
+static seen *seen_find(dd_reconciler *r, const char *key)
+{
+    for (size_t i = 0; i < r->nseen; i++)
+        if (!strcmp(r->seen[i].key, key))
+            return &r->seen[i];
+    return NULL;
+}
+
+static void seen_drop(dd_reconciler *r, seen *e)
+{
+    free(e->key);
+    *e = r->seen[--r->nseen];
+}
+
+static char *seen_key(const cand *c)
+{
+    size_t len = strlen(c->wid) + strlen(c->run_id) + 2;
+    char *k = dd_xmalloc(len);
+    snprintf(k, len, "%s\n%s", c->wid, c->run_id);
+    return k;
+}
+
+static void on_sweep_get(int st, const dd_store_hb *rec, void *arg)
+{
+    cycle *cy = arg;
+    dd_reconciler *r = cy->r;
+    cand *c = cy->cur;
+    if (!resume(cy))
+        return;
+    if (st < 0 && st != DD_ENOTFOUND) {
+        count_error(cy, "list", st, NULL);
+        next(cy);
+        return;
+    }
+    char *key = seen_key(c);
+    seen *e = seen_find(r, key);
+    if (st == 0 && rec->run_id && !strcmp(rec->run_id, c->run_id)) {
+        /* it has its record: the normal cycle owns its fate */
+        if (e)
+            seen_drop(r, e);
+        free(key);
+        next(cy);
+        return;
+    }
+    if (!e) {
+        if (r->nseen < SEEN_MAX) {
+            if (r->nseen == r->capseen) {
+                r->capseen = r->capseen ? 2 * r->capseen : 16;
+                r->seen = realloc(r->seen, r->capseen * sizeof(*r->seen));
+                if (!r->seen)
+                    abort();
+            }
+            r->seen[r->nseen++] = (seen){key, cy->now_ms, true};
+            key = NULL;
+            dd_info(r->ctx.log, "sweep_unrecorded", "workflow_id=%s run_id=%s holder=%s",
+                    c->wid, c->run_id, r->holder);
+        }
+        free(key);
+        next(cy);
+        return;
+    }
+    free(key);
+    e->live = true;
+    int64_t thr = r->o.stale_threshold_ms;
+    if (cy->now_ms - e->first_ms > thr && cy->now_ms - c->start_ms > thr) {
+        c->hb_ms = e->first_ms; /* the age in the reason: how long without a record */
+        if (lease(cy) == 0)
+            return;
+    }
+    next(cy);
+}
+
+static void sweep_end(cycle *cy)
+{
+    dd_reconciler *r = cy->r;
+    /* forget what was not listed this time (closed or recorded), unless the
+     * listing failed and we do not know */
+    for (size_t i = 0; !cy->sweep_failed && i < r->nseen;) {
+        if (!r->seen[i].live)
+            seen_drop(r, &r->seen[i]);
+        else
+            i++;
+    }
+}
+
+static void list_page(cycle *cy);
+
+static void on_list_page(int st, const dd_temporal_result *res, void *arg)
+{
+    cycle *cy = arg;
+    dd_reconciler *r = cy->r;
+    if (!resume(cy))
+        return;
+    if (st < 0) {
+        cy->sweep_failed = true;
+        count_error(cy, "list", st, res ? res->message : NULL);
+        cy->ph = PH_SWEEP;
+        next(cy);
+        return;
+    }
+    for (size_t i = 0; i < res->nexecutions && cy->nsw < r->o.batch; i++) {
+        const dd_temporal_execution *e = &res->executions[i];
+        if (e->status != DD_WF_RUNNING || !e->type ||
+            strcmp(e->type, DD_DISPATCHER_WORKFLOW_TYPE) || !e->workflow_id || !e->run_id)
+            continue;
+        if (cy->nsw == cy->capsw) {
+            cy->capsw = cy->capsw ? 2 * cy->capsw : 16;
+            cy->sw = realloc(cy->sw, cy->capsw * sizeof(*cy->sw));
+            if (!cy->sw)
+                abort();
+        }
+        cand *c = &cy->sw[cy->nsw++];
+        memset(c, 0, sizeof(*c));
+        c->wid = dd_strdup(e->workflow_id);
+        c->run_id = dd_strdup(e->run_id);
+        c->server_id = xdup(e->server_id);
+        c->start_ms = e->start_ns / 1000000;
+        c->sweep = true;
+    }
+    free(cy->page_token);
+    cy->page_token = xdup(res->next_page_token);
+    if (cy->page_token && ++cy->pages < SWEEP_MAX_PAGES && cy->nsw < r->o.batch) {
+        list_page(cy);
+        return;
+    }
+    cy->ph = PH_SWEEP;
+    next(cy);
+}
+
+static void list_page(cycle *cy)
+{
+    int rc = dd_temporal_list(cy->r->t, cy->r->sweep_query, cy->page_token, SWEEP_PAGE, on_list_page,
+                              cy, &cy->call);
+    if (rc == 0) {
+        cy->wait = WAIT_TEMPORAL;
+        return;
+    }
+    cy->sweep_failed = true;
+    count_error(cy, "list", rc, NULL);
+    cy->ph = PH_SWEEP;
+    next(cy);
+}
+
+/* ---- the cycle ---------------------------------------------------------- */
+
+static void on_oldest(int st, const char *wid, int64_t hb_ms, void *arg)
+{
+    cycle *cy = arg;
+    if (!resume(cy))
+        return;
+    /* only an optimisation: without it the periodic timer still runs */
+    cy->oldest_hb = st == 0 ? hb_ms : -1;
+    if (st < 0 && st != DD_ENOTFOUND)
+        dd_debug(cy->r->ctx.log, "reconcile_oldest", "error=%s", dd_strerror(st));
+    finish(cy, 0);
+}
+
+/* After the records (and the sweep): learn when the next record can turn
+ * stale, for the early wake-up, then finish. */
+static void end_cycle(cycle *cy)
+{
+    dd_reconciler *r = cy->r;
+    cy->ph = PH_END;
+    if (r->started) {
+        int rc = dd_store_oldest(r->s, wall_ms(r) - r->o.stale_threshold_ms, on_oldest, cy);
+        if (rc == 0) {
+            cy->wait = WAIT_STORE;
+            return;
+        }
+    }
+    finish(cy, 0);
+}
+
+static void start_sweep(cycle *cy)
+{
+    dd_reconciler *r = cy->r;
+    int64_t now = (int64_t)dd_mono_ms();
+    if (!r->o.sweep ||
+        (r->last_sweep_ms >= 0 && now - r->last_sweep_ms < r->o.sweep_interval_ms)) {
+        end_cycle(cy);
+        return;
+    }
+    r->last_sweep_ms = now;
+    cy->st.sweep_ran = true;
+    for (size_t i = 0; i < r->nseen; i++)
+        r->seen[i].live = false;
+    list_page(cy);
+}
+
+/* Moves on to the next candidate (iteratively over the ones that need no
+ * I/O, so a batch of malformed records does not recurse). */
+static void next(cycle *cy)
+{
+    dd_reconciler *r = cy->r;
+    for (;;) {
+        if (r->closing || dd_ctx_cancelled(&r->ctx)) {
+            finish(cy, DD_ECANCELED);
+            return;
+        }
+        if (cy->ph == PH_RECORDS) {
+            if (cy->i >= cy->n) {
+                start_sweep(cy);
+                return;
+            }
+            cand *c = cy->cur = &cy->c[cy->i++];
+            if (c->malformed) {
+                if (c->problem && !strncmp(c->problem, "record missing", 14)) {
+                    /* an index entry without its hash (a crash between two
+                     * writes on Cluster): nothing to terminate by, and left
+                     * alone it would count as stale forever. Removing the
+                     * entry is what compare-and-delete does for a missing
+                     * hash; logged, never silent. */
+                    count_malformed(cy, c, c->problem, "index_entry_removed");
+                    cad(cy);
+                    return;
+                }
+                count_malformed(cy, c, c->problem ? c->problem : "malformed", "kept");
+                continue;
+            }
+            if (!dd_dispatcher_id_matches(c->wid, c->project, c->queue)) {
+                count_malformed(cy, c, "workflow_id does not match project/queue", "kept");
+                continue;
+            }
+            if (lease(cy) == 0)
+                return;
+            continue;
+        }
+        if (cy->ph == PH_SWEEP) {
+            if (cy->isw >= cy->nsw) {
+                sweep_end(cy);
+                end_cycle(cy);
+                return;
+            }
+            cy->cur = &cy->sw[cy->isw++];
+            int rc = dd_store_get(r->s, cy->cur->wid, on_sweep_get, cy);
+            if (rc == 0) {
+                cy->wait = WAIT_STORE;
+                return;
+            }
+            count_error(cy, "list", rc, NULL);
+            continue;
+        }
+        end_cycle(cy);
+        return;
+    }
+}
+
+static void on_stale(int st, const dd_store_hb_list *l, void *arg)
+{
+    cycle *cy = arg;
+    if (!resume(cy))
+        return;
+    if (st < 0) {
+        count_error(cy, "list", st, NULL);
+        /* Redis is down: the sweep and the early wake-up would fail too */
+        finish(cy, 0);
+        return;
+    }
+    cy->listed = true;
+    cy->st.active = l->total;
+    cy->st.stale = l->stale;
+    cy->st.candidates = (int)l->n;
+    cy->n = l->n;
+    cy->c = l->n ? dd_xcalloc(l->n, sizeof(*cy->c)) : NULL;
+    for (size_t i = 0; i < l->n; i++) {
+        const dd_store_hb *h = &l->items[i];
+        cand *c = &cy->c[i];
+        c->wid = dd_strdup(h->workflow_id);
+        c->run_id = xdup(h->run_id);
+        c->server_id = xdup(h->server_id);
+        c->project = xdup(h->project);
+        c->queue = xdup(h->queue);
+        c->problem = xdup(h->problem);
+        c->hb_ms = h->hb_ms;
+        c->malformed = h->malformed;
+    }
+    next(cy);
+}
+
+static void on_later(uv_timer_t *h)
+{
+    dd_reconciler *r = h->data;
+    if (r->cy && r->cy->wait == WAIT_LATER && resume(r->cy))
+        finish(r->cy, 0);
+}
+
+static int cycle_begin(dd_reconciler *r, void (*done)(const dd_reconcile_stats *, void *),
+                       void *arg)
+{
+    if (r->closing || dd_ctx_cancelled(&r->ctx))
+        return DD_ECANCELED;
+    if (r->cy)
+        return DD_EBUSY;
+    cycle *cy = dd_xcalloc(1, sizeof(*cy));
+    cy->r = r;
+    cy->start_us = dd_mono_us();
+    cy->now_ms = wall_ms(r);
+    cy->oldest_hb = -1;
+    cy->done = done;
+    cy->done_arg = arg;
+    r->cy = cy;
+    r->last_cycle_ms = dd_mono_ms();
+    int rc = dd_store_stale(r->s, cy->now_ms, r->o.stale_threshold_ms, r->o.batch, on_stale, cy);
+    if (rc == 0) {
+        cy->wait = WAIT_STORE;
+        return 0;
+    }
+    /* not even queued (store closing, too busy): still one finished cycle,
+     * answered from the loop, never from inside the caller */
+    count_error(cy, "list", rc, NULL);
+    cy->wait = WAIT_LATER;
+    uv_timer_start(&r->later, on_later, 0, 0);
+    return 0;
+}
+
+/* ---- scheduling --------------------------------------------------------- */
+
+static void on_tick(uv_timer_t *h)
+{
+    dd_reconciler *r = h->data;
+    if (r->closing || r->cy) /* a running cycle re-arms when it ends */
+        return;
+    uint64_t now = dd_mono_ms();
+    if (now >= r->next_periodic_ms)
+        r->next_periodic_ms =
+            now + (uint64_t)dd_reconcile_jitter_ms(r->o.interval_ms, dd_rng_unit(&r->rng));
+    (void)cycle_begin(r, NULL, NULL);
+}
+
+static void schedule(dd_reconciler *r, int64_t oldest_hb)
+{
+    uint64_t now = dd_mono_ms();
+    int64_t periodic = r->next_periodic_ms > now ? (int64_t)(r->next_periodic_ms - now) : 0;
+    uint64_t gap_end = r->last_cycle_ms + EARLY_GAP_MS;
+    int64_t gap = gap_end > now ? (int64_t)(gap_end - now) : 0;
+    int64_t d = dd_reconcile_next_wake_ms(wall_ms(r), oldest_hb, r->o.stale_threshold_ms,
+                                          periodic, gap);
+    uv_timer_start(&r->tick, on_tick, (uint64_t)d, 0);
+}
+
+/* ---- public ------------------------------------------------------------- */
+
+dd_reconciler *dd_reconciler_new(const dd_ctx *ctx, dd_store *s, dd_temporal *t,
+                                 const dd_reconciler_opts *o)
+{
+    if (!ctx || !s || !t || !o || !o->holder || !*o->holder || o->stale_threshold_ms < 0 ||
+        o->interval_ms < 0 || o->terminate_rate < 0 || o->sweep_interval_ms < 0 ||
+        o->lease_ttl_ms < 0) {
+        if (ctx && ctx->log)
+            dd_error(ctx->log, "reconcile_config", "error=%s", "holder required, no negatives");
+        return NULL;
+    }
+    dd_reconciler *r = dd_xcalloc(1, sizeof(*r));
+    r->ctx = *ctx;
+    r->s = s;
+    r->t = t;
+    r->o = *o;
+    r->holder = dd_strdup(o->holder);
+    r->o.holder = r->holder;
+    if (o->sweep_scope && *o->sweep_scope) {
+        size_t len = sizeof(SWEEP_QUERY) + strlen(o->sweep_scope) + 8;
+        r->sweep_query = dd_xmalloc(len);
+        snprintf(r->sweep_query, len, "%s AND (%s)", SWEEP_QUERY, o->sweep_scope);
+    } else {
+        r->sweep_query = dd_strdup(SWEEP_QUERY);
+    }
+    r->o.sweep_scope = NULL;
+    if (!r->o.stale_threshold_ms)
+        r->o.stale_threshold_ms = 15000;
+    if (!r->o.interval_ms)
+        r->o.interval_ms = 60000;
+    if (r->o.terminate_rate == 0)
+        r->o.terminate_rate = 10;
+    if (!r->o.batch)
+        r->o.batch = 1000;
+    if (!r->o.sweep_interval_ms)
+        r->o.sweep_interval_ms = 5 * r->o.interval_ms;
+    if (!r->o.lease_ttl_ms)
+        r->o.lease_ttl_ms = 30000;
+    r->last_sweep_ms = -1;
+    dd_rng_seed(&r->rng, o->seed);
+    dd_token_bucket_init(&r->tb, r->o.terminate_rate,
+                         r->o.terminate_rate > 1 ? r->o.terminate_rate : 1, dd_mono_us());
+    uv_timer_init(ctx->loop, &r->tick);
+    uv_timer_init(ctx->loop, &r->bucket);
+    uv_timer_init(ctx->loop, &r->later);
+    r->tick.data = r->bucket.data = r->later.data = r;
+    r->handles_open = 3;
+
+    dd_metrics *m = ctx->metrics;
+    if (m) {
+        const char *const stage[] = {"stage", NULL}, *const result[] = {"result", NULL};
+        r->m_active = dd_metrics_family(m, DD_GAUGE, "dispatchd_dispatchers_active",
+                                        "Dispatcher heartbeat records in the index, as seen by "
+                                        "the last reconcile cycle.",
+                                        NULL, NULL, 0);
+        r->m_stale = dd_metrics_family(m, DD_GAUGE, "dispatchd_dispatchers_stale",
+                                       "Dispatcher heartbeat records older than the stale "
+                                       "threshold at the start of the last reconcile cycle.",
+                                       NULL, NULL, 0);
+        r->m_terms = dd_metrics_family(m, DD_COUNTER, "dispatchd_stale_terminations_total",
+                                       "Stale dispatcher runs terminated by the reconciler.",
+                                       NULL, NULL, 0);
+        r->m_cleanups = dd_metrics_family(m, DD_COUNTER, "dispatchd_stale_cleanups_total",
+                                          "Stale heartbeat records deleted by the reconciler.",
+                                          NULL, NULL, 0);
+        r->m_errors = dd_metrics_family(m, DD_COUNTER, "dispatchd_cleanup_errors_total",
+                                        "Reconciler failures by stage (list, describe, "
+                                        "terminate, delete, lease) and malformed records.",
+                                        stage, NULL, 0);
+        r->m_cycles = dd_metrics_family(m, DD_COUNTER, "dispatchd_reconcile_cycles_total",
+                                        "Reconcile cycles by result (ok, error).", result, NULL,
+                                        0);
+        r->m_duration = dd_metrics_family(m, DD_HISTOGRAM, "dispatchd_reconcile_duration_seconds",
+                                          "Duration of one reconcile cycle.", NULL, NULL, 0);
+        /* exported at 0 from the start, so rate() and absent() behave */
+        dd_metric_add(r->m_terms, NULL, 0);
+        dd_metric_add(r->m_cleanups, NULL, 0);
+        for (size_t i = 0; i < sizeof(stages) / sizeof(stages[0]); i++)
+            dd_metric_add(r->m_errors, DD_L1(stages[i]), 0);
+        dd_metric_add(r->m_cycles, DD_L1("ok"), 0);
+        dd_metric_add(r->m_cycles, DD_L1("error"), 0);
+    }
+    return r;
+}
+
+void dd_reconciler_start(dd_reconciler *r)
+{
+    if (r->closing || r->started)
+        return;
+    r->started = true;
+    int64_t d = dd_reconcile_stagger_ms(r->holder, r->o.interval_ms, dd_rng_unit(&r->rng));
+    r->next_periodic_ms = dd_mono_ms() + (uint64_t)d;
+    dd_info(r->ctx.log, "reconcile_start",
+            "holder=%s first_cycle_ms=%lld interval_ms=%lld threshold_ms=%lld rate=%.1f sweep=%s",
+            r->holder, (long long)d, (long long)r->o.interval_ms,
+            (long long)r->o.stale_threshold_ms, r->o.terminate_rate,
+            r->o.sweep ? "true" : "false");
+    if (!r->cy)
+        uv_timer_start(&r->tick, on_tick, (uint64_t)d, 0);
+}
+
+int dd_reconciler_run_once(dd_reconciler *r, void (*done)(const dd_reconcile_stats *, void *),
+                           void *arg)
+{
+    return cycle_begin(r, done, arg);
+}
+
+void dd_reconciler_close(dd_reconciler *r, void (*done)(void *), void *arg)
+{
+    if (r->closing)
+        return;
+    r->closing = true;
+    r->close_done = done;
+    r->close_arg = arg;
+    uv_timer_stop(&r->tick);
+    uv_timer_stop(&r->bucket);
+    uv_timer_stop(&r->later);
+    uv_close((uv_handle_t *)&r->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&r->bucket, on_handle_closed);
+    uv_close((uv_handle_t *)&r->later, on_handle_closed);
+    cycle *cy = r->cy;
+    if (cy) {
+        if (cy->wait == WAIT_TEMPORAL)
+            dd_temporal_cancel(cy->call); /* its callback finishes the cycle */
+        else if (cy->wait == WAIT_TOKEN || cy->wait == WAIT_LATER)
+            finish(cy, DD_ECANCELED);
+        /* WAIT_STORE: the reply (or the store's close) finishes it;
+         * WAIT_NONE: we are inside one of its callbacks, which checks
+         * r->closing at its next step */
+    }
+}
