@@ -678,6 +678,11 @@ def cmd_check(a):
     target("stale cleanup p95 <= threshold + 2 s", L["cleanup_kill9"].get("p95"), thr + 2000)
     if rep["reconcile"]["cycles"]:
         target("reconcile errors < 1 % of cycles", rep["reconcile"]["error_rate"], 0.00999)
+    if rep.get("idle"):
+        target("dispatchd RSS < 10 MB per host (max VmRSS, kB)",
+               max(int(x["rss_kb"]) for x in rep["idle"]), 10239)
+        target("idle CPU < 0.5 % per host (max over hosts, %)",
+               max(float(x["cpu_pct"]) for x in rep["idle"]), 0.4999)
     rep["targets"] = tg
     if a.enforce_targets:
         for x in tg:

@@ -20,13 +20,16 @@
 #   WORKER_KILLS (0)    kill -9 of a random worker sidecar, then a new one
 #   ETCD_KILLS (0)      the etcdctl-lock anchor: kill -9 of the holder, interleaved
 #                       with the dispatchd kills; ETCD_HOLDERS (3), ETCD_TTL (=THRESH_S)
-#   RECONCILE (auto)    run `dispatchd reconcile` after every event if it exists
+#   RECONCILE (auto)    run `dispatchd reconcile` (one cycle) after every event if it
+#                       exists; its exit code is the checker's reconcile error count
+#   RECONCILE_INTERVAL (5s) the reconciler inside every host
 #   IDLE_S (0)          measure RSS and CPU of every host over an idle period
 #   WINDOW_MS (250)     overlap the checker allows: fixed before the full run from a
 #                       calibration run's graceful takeovers (n=29: p50 11 ms, p95 35,
 #                       p99 85, max 103 ms): ~2.4x the worst graceful overlap seen
 #   ENFORCE_TARGETS (0) make missed latency targets fail the checker too
-#   MAX_SECONDS (3600)  hard bound of the whole run; SETTLE_S (30) per wait
+#   MAX_SECONDS (3600)  hard bound of the whole run; SETTLE_S (30) per wait;
+#   QUIET_S (2 x THRESH_S + 6) quiet period before the end state is checked
 #   OUT                 keep logs + report here (default: a temp dir, removed)
 #   DISPATCHD (build/dispatchd)
 # Everything runs on 127.0.0.1 free ports under a private temp dir; the EXIT
@@ -42,9 +45,10 @@ STOP_SCOPE=${STOP_SCOPE:-daemon}
 REDIS_RESTARTS=${REDIS_RESTARTS:-1}; REDIS_DOWN_S=${REDIS_DOWN_S:-1}
 TEMPORAL_RESTARTS=${TEMPORAL_RESTARTS:-1}; WORKER_KILLS=${WORKER_KILLS:-0}
 ETCD_KILLS=${ETCD_KILLS:-0}; ETCD_HOLDERS=${ETCD_HOLDERS:-3}; ETCD_TTL=${ETCD_TTL:-$THRESH_S}
-RECONCILE=${RECONCILE:-auto}; IDLE_S=${IDLE_S:-0}; WINDOW_MS=${WINDOW_MS:-250}
+RECONCILE=${RECONCILE:-auto}; RECONCILE_INTERVAL=${RECONCILE_INTERVAL:-5s}; IDLE_S=${IDLE_S:-0}; WINDOW_MS=${WINDOW_MS:-250}
 ENFORCE_TARGETS=${ENFORCE_TARGETS:-0}
 MAX_SECONDS=${MAX_SECONDS:-3600}; SETTLE_S=${SETTLE_S:-30}
+QUIET_S=${QUIET_S:-$((THRESH_S * 2 + 6))}
 DISPATCHD=${DISPATCHD:-$root/build/dispatchd}
 PY=$(${PYTHON:-python3} -c "import sys; print(sys.executable)")  # absolute: pgrep matches it
 
@@ -141,6 +145,7 @@ start_host() { # h
   ev host_start "$1"
   "$DISPATCHD" run "${DISP[@]}" --temporal-url "$U" --redis-url "$RURL" --server-id "$1" \
     --heartbeat-interval "$HB" --stale-threshold "${THRESH_S}s" --metrics-listen 127.0.0.1:0 \
+    --reconcile-interval "$RECONCILE_INTERVAL" \
     --stop-timeout 5s -- "$PY" -S "$here/child.py" "$D/children.log" \
     </dev/null >>"$T/hosts/$1.log" 2>&1 &
   HPID[$1]=$!
@@ -376,7 +381,7 @@ idle() {
   echo "temporal=$("$root/.tools/bin/temporal" --version 2>/dev/null || temporal --version 2>/dev/null)"
   echo "etcd=$(etcd --version 2>/dev/null | head -1)"
   echo "dispatchd=$(git -C "$root" rev-parse --short HEAD 2>/dev/null)"
-  echo "reconcile_cycles=$RECONCILE"
+  echo "reconcile_cycles=$RECONCILE reconcile_interval_in_hosts=$RECONCILE_INTERVAL"
   echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$D/meta"
 
@@ -387,8 +392,11 @@ if [ "$STOPS" -gt 0 ]; then stops; fi
 if [ "$WORKER_KILLS" -gt 0 ]; then worker_kills; fi
 if [ "$REDIS_RESTARTS" -gt 0 ]; then redis_restarts; fi
 if [ "$TEMPORAL_RESTARTS" -gt 0 ]; then temporal_restarts; fi
+# quiet period: whatever the last scenario set in motion (reconciler cycles,
+# late failovers) happens now, so the end state the checker reads is settled
 wait_settled "end" || true
-sleep 1
+sleep "$QUIET_S"
+wait_settled "end (after ${QUIET_S}s quiet)" || true
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$D/meta"
 ev settled_end
 log "scenarios done; checking"
