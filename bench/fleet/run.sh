@@ -185,8 +185,16 @@ stop_host() { # h: SIGTERM, bounded wait
   local end=$((SECONDS + 15))
   while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.02; done
   if kill -0 "$p" 2>/dev/null; then ev term_timeout "$h"; kill -KILL "$p"; fi
-  wait "$p" 2>/dev/null || true
+  local rc=0
+  wait "$p" 2>/dev/null || rc=$?
+  # a graceful stop exits 0 (under ASan a leak or UB report makes it non-zero)
+  ev host_exit "$h" "$rc"
+  if [ "$rc" != 0 ]; then
+    BAD_EXITS=$((BAD_EXITS + 1))
+    log "WARN: $h exited $rc after SIGTERM:"; tail -20 "$T/hosts/$h.log" >&2
+  fi
 }
+BAD_EXITS=0
 reconcile() {
   [ "$RECONCILE" = 1 ] || return 0
   local rc=0
@@ -408,4 +416,8 @@ $PY "$here/checker.py" check --dir "$D" --temporal-url "$U" --redis-port "$RP" \
 rc=${PIPESTATUS[0]}
 set -e
 log "checker exit $rc${OUT:+; results in $D}"
+if [ "$BAD_EXITS" -gt 0 ]; then
+  log "FAIL: $BAD_EXITS graceful stops of dispatchd exited non-zero (see above)"
+  [ "$rc" = 0 ] && rc=1
+fi
 exit "$rc"
