@@ -1,0 +1,423 @@
+#!/usr/bin/env bash
+# bench/fleet/run.sh - fleet chaos bench: a real Temporal dev server and a real
+# Redis (dispatchd stack), N dispatchd hosts owning M dispatchers, each owner
+# running bench/fleet/child.py, W worker sidecars; then bounded scenarios, and
+# the independent checker (checker.py) decides pass/fail.
+#
+#   bench/fleet/run.sh                       (defaults below; OUT=dir keeps results)
+#
+# Env (defaults): N (5) hosts, M (10) dispatchers fleet/q1..qM, W (0) worker
+# sidecars (needs `dispatchd worker`), HB (500ms) heartbeat, THRESH_S (2) stale
+# threshold in seconds,
+#   ROLLING_ROUNDS (1)  graceful restart of every host in turn (SIGTERM, restart)
+#   KILLS (5)           kill -9 of a random owning host, failover, restart it
+#   STOPS (2)           SIGSTOP of an owning host past the threshold, SIGCONT
+#   STOP_SCOPE (daemon) what SIGSTOP freezes: "daemon" (dispatchd only: its child
+#                       keeps running), "host" (dispatchd and its children, like
+#                       a paused VM) or "both" (alternating, daemon first)
+#   REDIS_RESTARTS (1)  graceful Redis restart (RDB kept), REDIS_DOWN_S (1) down
+#   TEMPORAL_RESTARTS (1) Temporal dev server restart (same sqlite file)
+#   WORKER_KILLS (0)    kill -9 of a random worker sidecar, then a new one
+#   ETCD_KILLS (0)      the etcdctl-lock anchor: kill -9 of the holder, interleaved
+#                       with the dispatchd kills; ETCD_HOLDERS (3), ETCD_TTL (=THRESH_S)
+#   RECONCILE (auto)    run `dispatchd reconcile` (one cycle) after every event if it
+#                       exists; its exit code is the checker's reconcile error count
+#   RECONCILE_INTERVAL (5s) the reconciler inside every host
+#   IDLE_S (0)          measure RSS and CPU of every host over an idle period
+#   WINDOW_MS (250)     overlap the checker allows: fixed before the full run from a
+#                       calibration run's graceful takeovers (n=29: p50 11 ms, p95 35,
+#                       p99 85, max 103 ms): ~2.4x the worst graceful overlap seen
+#   ENFORCE_TARGETS (0) make missed latency targets fail the checker too
+#   MAX_SECONDS (3600)  hard bound of the whole run; SETTLE_S (30) per wait;
+#   QUIET_S (2 x THRESH_S + 6) quiet period before the end state is checked
+#   OUT                 keep logs + report here (default: a temp dir, removed)
+#   DISPATCHD (build/dispatchd)
+# Everything runs on 127.0.0.1 free ports under a private temp dir; the EXIT
+# trap stops what this script started (by pid / by our stack state dir), also
+# on failure. Exit status: the checker's (1 = an invariant broke).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+N=${N:-5}; M=${M:-10}; W=${W:-0}
+HB=${HB:-500ms}; THRESH_S=${THRESH_S:-2}
+ROLLING_ROUNDS=${ROLLING_ROUNDS:-1}; KILLS=${KILLS:-5}; STOPS=${STOPS:-2}
+STOP_SCOPE=${STOP_SCOPE:-daemon}
+REDIS_RESTARTS=${REDIS_RESTARTS:-1}; REDIS_DOWN_S=${REDIS_DOWN_S:-1}
+TEMPORAL_RESTARTS=${TEMPORAL_RESTARTS:-1}; WORKER_KILLS=${WORKER_KILLS:-0}
+ETCD_KILLS=${ETCD_KILLS:-0}; ETCD_HOLDERS=${ETCD_HOLDERS:-3}; ETCD_TTL=${ETCD_TTL:-$THRESH_S}
+RECONCILE=${RECONCILE:-auto}; RECONCILE_INTERVAL=${RECONCILE_INTERVAL:-5s}; IDLE_S=${IDLE_S:-0}; WINDOW_MS=${WINDOW_MS:-250}
+ENFORCE_TARGETS=${ENFORCE_TARGETS:-0}
+MAX_SECONDS=${MAX_SECONDS:-3600}; SETTLE_S=${SETTLE_S:-30}
+QUIET_S=${QUIET_S:-$((THRESH_S * 2 + 6))}
+DISPATCHD=${DISPATCHD:-$root/build/dispatchd}
+PY=$(${PYTHON:-python3} -c "import sys; print(sys.executable)")  # absolute: pgrep matches it
+
+die() { echo "fleet: $*" >&2; exit 2; }
+log() { echo "# $(date -u +%H:%M:%S) $*" >&2; }
+[ -x "$DISPATCHD" ] || die "$DISPATCHD missing (BUILD_DIR=build scripts/build.sh)"
+command -v redis-server >/dev/null || die "redis-server missing (scripts/install-deps.sh)"
+[ "$ETCD_KILLS" = 0 ] || command -v etcd >/dev/null ||
+  die "etcd missing (DD_INSTALL_BENCH=1 scripts/install-deps.sh)"
+if [ "$W" -gt 0 ] && ! "$DISPATCHD" worker --help >/dev/null 2>&1; then
+  log "no 'dispatchd worker' in this build: W=$W ignored"; W=0; WORKER_KILLS=0
+fi
+if [ "$RECONCILE" = auto ]; then
+  if "$DISPATCHD" reconcile --help >/dev/null 2>&1; then RECONCILE=1; else RECONCILE=0; fi
+fi
+
+T=$(mktemp -d /tmp/dd-fleet.XXXXXX)
+D=${OUT:-$T/out}
+mkdir -p "$D" "$T/hosts"
+: >"$D/events.log"; : >"$D/children.log"
+declare -A HPID=() WPID=()
+EPIDS=()   # etcdctl lock holders (session leaders)
+ETCD_PID=""; WATCH_PID=""; WATCHDOG=""; STACK_UP=0
+SCOPE=(--state-dir "$T/stack")
+
+# ---- cleanup: everything we started ----------------------------------------------
+descendants() {
+  ps -e -o pid=,ppid= | awk -v root="$1" '
+    { kids[$2] = kids[$2] " " $1 }
+    END { n = split(kids[root], q, " "); i = 1
+          while (i <= n) { p = q[i++]; print p; m = split(kids[p], c, " "); for (j = 1; j <= m; j++) q[++n] = c[j] } }'
+}
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM HUP
+  [ -n "$WATCHDOG" ] && { kill $(descendants "$WATCHDOG") "$WATCHDOG" 2>/dev/null; wait "$WATCHDOG" 2>/dev/null; }
+  local all=() p
+  for p in "${HPID[@]}" "${WPID[@]}"; do kill -CONT "$p" 2>/dev/null; all+=("$p" $(descendants "$p")); done
+  for p in "${EPIDS[@]}"; do all+=("$p" $(descendants "$p")); kill -TERM -- "-$p" 2>/dev/null; done
+  for p in "${HPID[@]}" "${WPID[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  local end=$((SECONDS + 15)) alive
+  while [ $SECONDS -lt $end ]; do
+    alive=0; for p in "${HPID[@]}" "${WPID[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break; sleep 0.1
+  done
+  [ -n "$WATCH_PID" ] && { kill -TERM "$WATCH_PID" 2>/dev/null; wait "$WATCH_PID" 2>/dev/null; }
+  [ -n "$ETCD_PID" ] && { all+=("$ETCD_PID"); kill -TERM "$ETCD_PID" 2>/dev/null; wait "$ETCD_PID" 2>/dev/null; }
+  for p in "${all[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  [ $STACK_UP = 1 ] && "$DISPATCHD" stack stop "${SCOPE[@]}" "${PORTS[@]}" --stop-timeout 10s >/dev/null 2>&1
+  if [ -n "${OUT:-}" ]; then
+    cp "$T"/hosts/*.log "$D/" 2>/dev/null
+    cp "$T/stack/"*.log "$D/" 2>/dev/null
+  fi
+  rm -rf "$T"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+( sleep "$MAX_SECONDS"; echo "fleet: MAX_SECONDS=$MAX_SECONDS reached" >&2; kill -TERM $$ ) &
+WATCHDOG=$!
+
+now_us() { local t=$EPOCHREALTIME; echo $(( ${t%.*} * 1000000 + 10#${t#*.} )); }
+ev() { echo "$(now_us) $*" >>"$D/events.log"; }
+
+read -r RP TP THP EC EP < <($PY - <<'EOF'
+import socket
+s = [socket.socket() for _ in range(5)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(" ".join(str(x.getsockname()[1]) for x in s))
+EOF
+)
+PORTS=(--redis-port "$RP" --temporal-port "$TP" --temporal-http-port "$THP")
+U=http://127.0.0.1:$THP
+RURL=redis://127.0.0.1:$RP/0
+
+# ---- stack -------------------------------------------------------------------------
+STACK_UP=1
+"$DISPATCHD" stack start "${SCOPE[@]}" "${PORTS[@]}" >"$T/stack.out" 2>&1 ||
+  { cat "$T/stack.out" >&2; die "stack did not start"; }
+log "stack up: redis $RP, temporal $U"
+
+DISP=(); WIDS=()
+for q in $(seq 1 "$M"); do DISP+=(--dispatcher "fleet/q$q"); WIDS+=("dispatcher-fleet-q$q"); done
+printf '%s\n' "${WIDS[@]}" >"$D/dispatchers"
+
+$PY "$here/checker.py" watch --dir "$D" --redis-port "$RP" --temporal-url "$U" \
+  --max-seconds "$MAX_SECONDS" 2>"$T/watch.err" &
+WATCH_PID=$!
+
+# ---- hosts ---------------------------------------------------------------------------
+start_host() { # h
+  ev host_start "$1"
+  "$DISPATCHD" run "${DISP[@]}" --temporal-url "$U" --redis-url "$RURL" --server-id "$1" \
+    --heartbeat-interval "$HB" --stale-threshold "${THRESH_S}s" --metrics-listen 127.0.0.1:0 \
+    --reconcile-interval "$RECONCILE_INTERVAL" \
+    --stop-timeout 5s -- "$PY" -S "$here/child.py" "$D/children.log" \
+    </dev/null >>"$T/hosts/$1.log" 2>&1 &
+  HPID[$1]=$!
+}
+# owners: "wid server" for every dispatcher whose newest child has not stopped
+owners() {
+  awk '$1=="start"{o[$3]=$5; k[$3]=$6} $1=="stop"{ if (k[$3]==$6) delete o[$3] }
+       END{for (w in o) print w, o[w]}' "$D/children.log"
+}
+owner_hosts() { owners | awk '{print $2}' | sort -u; }
+# every dispatcher has a running child, whose last tick is recent, and (with $1)
+# all of them belong to host $1
+settled() {
+  local want=${1:-} now; now=$(now_us)
+  awk -v m="$M" -v want="$want" -v now="$now" '
+    $1=="start"{o[$3]=$5; k[$3]=$6; last[$3]=$2}
+    $1=="tick"{ if (k[$3]==$6) last[$3]=$2 }
+    $1=="stop"{ if (k[$3]==$6) delete o[$3] }
+    END{ n=0; for (w in o) { if (want != "" && o[w] != want) exit 1; if (now - last[w] > 1000000) exit 1; n++ }
+         exit (n == m) ? 0 : 1 }' "$D/children.log"
+}
+# and no stopped-but-not-yet-stopped children: the number of live child.py
+# processes equals M (a zombie's child counts)
+children_alive() { pgrep -f -- "^$PY -S $here/child.py $D/children.log" | wc -l; }
+wait_settled() { # what [host]
+  local end=$((SECONDS + SETTLE_S))
+  while [ $SECONDS -lt $end ]; do
+    if settled "${2:-}" && [ "$(children_alive)" -eq "$M" ]; then return 0; fi
+    sleep 0.05
+  done
+  ev settle_timeout "$1"; log "WARN: not settled within ${SETTLE_S}s after $1"
+  return 1
+}
+stop_host() { # h: SIGTERM, bounded wait
+  local h=$1 p=${HPID[$1]}
+  ev host_term "$h"; kill -TERM "$p" 2>/dev/null
+  local end=$((SECONDS + 15))
+  while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.02; done
+  if kill -0 "$p" 2>/dev/null; then ev term_timeout "$h"; kill -KILL "$p"; fi
+  local rc=0
+  wait "$p" 2>/dev/null || rc=$?
+  # a graceful stop exits 0 (under ASan a leak or UB report makes it non-zero)
+  ev host_exit "$h" "$rc"
+  if [ "$rc" != 0 ]; then
+    BAD_EXITS=$((BAD_EXITS + 1))
+    log "WARN: $h exited $rc after SIGTERM:"; tail -20 "$T/hosts/$h.log" >&2
+  fi
+}
+BAD_EXITS=0
+reconcile() {
+  [ "$RECONCILE" = 1 ] || return 0
+  local rc=0
+  timeout 30 "$DISPATCHD" reconcile --temporal-url "$U" --redis-url "$RURL" \
+    --stale-threshold "${THRESH_S}s" >>"$T/reconcile.out" 2>>"$T/reconcile.log" || rc=$?
+  ev reconcile "$rc"
+}
+
+for i in $(seq 1 "$N"); do
+  start_host "h$i"
+  wait_settled "start h$i" "h$i" || die "h$i did not take over everything (see $T/hosts/h$i.log)"
+done
+log "$N hosts up; h$N owns all $M dispatchers"
+
+# ---- workers ---------------------------------------------------------------------
+WSEQ=0
+start_worker() { # q
+  WSEQ=$((WSEQ + 1)); local sid=w$WSEQ
+  "$DISPATCHD" worker --dispatcher "fleet/q$1" --server-id "$sid" --redis-url "$RURL" \
+    --heartbeat-interval "$HB" </dev/null >>"$T/hosts/workers.log" 2>&1 &
+  WPID[$sid]=$!
+  echo "$sid fleet/q$1" >>"$T/workers"
+  ev worker_start "dispatcher-fleet-q$1" "$sid"
+}
+for j in $(seq 1 "$W"); do start_worker $(( (j - 1) % M + 1 )); done
+
+# ---- etcd anchor -----------------------------------------------------------------
+start_etcd_holder() { # name
+  # (etcdctl parses flags after the command too: the command is a flagless script)
+  DISPATCHD_SERVER_ID=$1 setsid etcdctl --endpoints="127.0.0.1:$EC" lock --ttl="$ETCD_TTL" \
+    fleet-anchor "$T/etcd-child.sh" </dev/null >>"$T/etcd-holders.log" 2>&1 &
+  EPIDS+=($!)
+  ev etcd_start "$1" $!
+}
+etcd_holder_of() { # pid of the etcdctl whose child acts now
+  local cpid; cpid=$(awk '$1=="start"{p=$6} END{print p}' "$D/etcd_children.log" 2>/dev/null)
+  [ -n "$cpid" ] || return 1
+  local p
+  for p in "${EPIDS[@]}"; do
+    kill -0 "$p" 2>/dev/null || continue
+    descendants "$p" | grep -qx "$cpid" && { echo "$p"; return 0; }
+  done
+  return 1
+}
+ESEQ=0
+if [ "$ETCD_KILLS" -gt 0 ]; then
+  mkdir -p "$T/etcd"
+  etcd --name fleet --data-dir "$T/etcd/data" --listen-client-urls "http://127.0.0.1:$EC" \
+    --advertise-client-urls "http://127.0.0.1:$EC" --listen-peer-urls "http://127.0.0.1:$EP" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$EP" \
+    --initial-cluster "fleet=http://127.0.0.1:$EP" --log-level warn >"$T/etcd/etcd.log" 2>&1 &
+  ETCD_PID=$!
+  for _ in $(seq 1 200); do etcdctl --endpoints="127.0.0.1:$EC" endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
+  : >"$D/etcd_children.log"
+  printf '#!/bin/sh\nDISPATCHD_WORKFLOW_ID=etcd-anchor DISPATCHD_RUN_ID=rev$ETCD_LOCK_REV exec %s -S %s %s\n' \
+    "$PY" "$here/child.py" "$D/etcd_children.log" >"$T/etcd-child.sh"
+  chmod +x "$T/etcd-child.sh"
+  for j in $(seq 1 "$ETCD_HOLDERS"); do ESEQ=$((ESEQ + 1)); start_etcd_holder "e$ESEQ"; done
+  for _ in $(seq 1 100); do etcd_holder_of >/dev/null && break; sleep 0.1; done
+  log "etcd anchor up on 127.0.0.1:$EC: $ETCD_HOLDERS holders, lock TTL ${ETCD_TTL}s"
+fi
+etcd_kill_cycle() {
+  local p; p=$(etcd_holder_of) || { ev etcd_no_holder; return 0; }
+  # the holder dies with its process tree (etcdctl does not stop its command when
+  # it is killed alone: see RESULTS.md), like a dispatchd host whose guard works
+  ev etcd_kill9 "$p"; kill -KILL -- "-$p" 2>/dev/null
+  local end=$((SECONDS + SETTLE_S)) cur
+  while [ $SECONDS -lt $end ]; do
+    cur=$(etcd_holder_of) && [ "$cur" != "$p" ] && break
+    sleep 0.05
+  done
+  ESEQ=$((ESEQ + 1)); start_etcd_holder "e$ESEQ"
+}
+
+# ---- scenarios ---------------------------------------------------------------------
+pick_owner() { owner_hosts | shuf -n1; }
+rolling() {
+  # Each round restarts every host once, the current owner first: with
+  # takeover at start (the newest starter wins) the restarted host owns
+  # everything afterwards, so every round has one release handover (SIGTERM of
+  # the owner -> standbys) and N takeovers at start (the restarted host takes
+  # over from the previous owner).
+  local r h first
+  for r in $(seq 1 "$ROLLING_ROUNDS"); do
+    first=$(pick_owner)
+    for h in $first $(printf 'h%s\n' $(seq 1 "$N") | grep -vx "$first"); do
+      stop_host "$h"
+      wait_settled "term $h" || true
+      start_host "$h"
+      wait_settled "restart $h" "$h" || true
+      reconcile
+    done
+    log "rolling round $r/$ROLLING_ROUNDS done"
+  done
+}
+kills() {
+  local k h e=0
+  for k in $(seq 1 "$KILLS"); do
+    h=$(pick_owner); [ -n "$h" ] || { wait_settled "kill $k: no owner" || true; h=$(pick_owner); }
+    ev host_kill9 "$h"; kill -KILL "${HPID[$h]}"; wait "${HPID[$h]}" 2>/dev/null || true
+    wait_settled "kill9 $h" || true
+    reconcile
+    start_host "$h"
+    wait_settled "restart $h" "$h" || true
+    if [ $e -lt "$ETCD_KILLS" ]; then etcd_kill_cycle; e=$((e + 1)); fi
+    if [ $((k % 25)) = 0 ]; then log "kill -9 $k/$KILLS (load $(cut -d' ' -f1 /proc/loadavg))"; fi
+  done
+  while [ $e -lt "$ETCD_KILLS" ]; do etcd_kill_cycle; e=$((e + 1)); done
+}
+stops() {
+  local k h p pids end scope
+  for k in $(seq 1 "$STOPS"); do
+    h=$(pick_owner); p=${HPID[$h]}
+    scope=$STOP_SCOPE
+    [ "$scope" = both ] && { scope=host; [ $((k % 2)) = 1 ] && scope=daemon; }
+    pids=("$p"); [ "$scope" = host ] && pids+=($(descendants "$p"))
+    ev host_stop "$h" "$scope"; kill -STOP "${pids[@]}"
+    # wait for every dispatcher to have a child of another host (bounded), then
+    # keep it paused one more threshold: its record is long stale, it is a zombie
+    end=$((SECONDS + SETTLE_S))
+    while [ $SECONDS -lt $end ]; do
+      owners | awk -v h="$h" '$2==h{f=1} END{exit f}' && [ "$(owners | wc -l)" -eq "$M" ] && break
+      sleep 0.05
+    done
+    sleep "$THRESH_S"
+    ev host_cont "$h"; kill -CONT "${pids[@]}"
+    wait_settled "cont $h" || true
+    reconcile
+  done
+}
+redis_restarts() {
+  local k
+  for k in $(seq 1 "$REDIS_RESTARTS"); do
+    ev redis_stop; "$DISPATCHD" stack stop redis "${SCOPE[@]}" "${PORTS[@]}" >>"$T/stack.out" 2>&1
+    sleep "$REDIS_DOWN_S"
+    ev redis_start; "$DISPATCHD" stack start redis "${SCOPE[@]}" "${PORTS[@]}" >>"$T/stack.out" 2>&1 ||
+      die "redis did not come back"
+    wait_settled "redis restart $k" || true
+    reconcile
+  done
+}
+temporal_restarts() {
+  local k
+  for k in $(seq 1 "$TEMPORAL_RESTARTS"); do
+    ev temporal_stop; "$DISPATCHD" stack stop temporal "${SCOPE[@]}" "${PORTS[@]}" >>"$T/stack.out" 2>&1
+    ev temporal_start; "$DISPATCHD" stack start temporal "${SCOPE[@]}" "${PORTS[@]}" >>"$T/stack.out" 2>&1 ||
+      die "temporal did not come back"
+    wait_settled "temporal restart $k" || true
+    reconcile
+  done
+}
+worker_kills() {
+  local k line sid q
+  [ "$W" -gt 0 ] || return 0
+  for k in $(seq 1 "$WORKER_KILLS"); do
+    line=$(shuf -n1 "$T/workers"); sid=${line%% *}; q=${line#* }
+    ev worker_kill9 "dispatcher-${q/\//-}" "$sid"
+    kill -KILL "${WPID[$sid]}" 2>/dev/null; wait "${WPID[$sid]}" 2>/dev/null || true
+    unset "WPID[$sid]"; { grep -v "^$sid " "$T/workers" || true; } >"$T/workers.new"; mv "$T/workers.new" "$T/workers"
+    start_worker "${q#fleet/q}"
+    sleep "$THRESH_S"
+  done
+  # the last kills need a threshold + an eviction pass
+  sleep $((THRESH_S * 2))
+}
+idle() {
+  [ "$IDLE_S" -gt 0 ] || return 0
+  wait_settled "idle" || true
+  local h tck; tck=$(getconf CLK_TCK)
+  declare -A c0=()
+  for h in "${!HPID[@]}"; do c0[$h]=$(awk '{print $14 + $15}' "/proc/${HPID[$h]}/stat"); done
+  local t0=$SECONDS
+  sleep "$IDLE_S"
+  for h in $(printf '%s\n' "${!HPID[@]}" | sort); do
+    local p=${HPID[$h]} c1 rss hwm
+    c1=$(awk '{print $14 + $15}' "/proc/$p/stat")
+    rss=$(awk '/^VmRSS/{print $2}' "/proc/$p/status"); hwm=$(awk '/^VmHWM/{print $2}' "/proc/$p/status")
+    ev idle_sample "host=$h" "pid=$p" "rss_kb=$rss" "hwm_kb=$hwm" \
+      "cpu_pct=$(awk -v a="${c0[$h]}" -v b="$c1" -v t="$tck" -v s="$((SECONDS - t0))" 'BEGIN{printf "%.3f", (b-a)/t/s*100}')" \
+      "owns=$(owners | awk -v h="$h" '$2==h' | wc -l)"
+  done
+}
+
+{
+  echo "date_utc=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "command=N=$N M=$M W=$W HB=$HB THRESH_S=$THRESH_S ROLLING_ROUNDS=$ROLLING_ROUNDS KILLS=$KILLS STOPS=$STOPS STOP_SCOPE=$STOP_SCOPE REDIS_RESTARTS=$REDIS_RESTARTS TEMPORAL_RESTARTS=$TEMPORAL_RESTARTS WORKER_KILLS=$WORKER_KILLS ETCD_KILLS=$ETCD_KILLS ETCD_TTL=$ETCD_TTL IDLE_S=$IDLE_S WINDOW_MS=$WINDOW_MS bench/fleet/run.sh"
+  echo "nproc=$(nproc)"
+  echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+  echo "mem=$(awk '/MemTotal/{print $2" kB"}' /proc/meminfo)"
+  echo "kernel=$(uname -r)"
+  echo "redis=$(redis-server --version | awk '{print $3}')"
+  echo "temporal=$("$root/.tools/bin/temporal" --version 2>/dev/null || temporal --version 2>/dev/null)"
+  echo "etcd=$(etcd --version 2>/dev/null | head -1)"
+  echo "dispatchd=$(git -C "$root" rev-parse --short HEAD 2>/dev/null)"
+  echo "reconcile_cycles=$RECONCILE reconcile_interval_in_hosts=$RECONCILE_INTERVAL"
+  echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$D/meta"
+
+idle
+if [ "$ROLLING_ROUNDS" -gt 0 ]; then rolling; fi
+if [ "$KILLS" -gt 0 ]; then kills; fi
+if [ "$STOPS" -gt 0 ]; then stops; fi
+if [ "$WORKER_KILLS" -gt 0 ]; then worker_kills; fi
+if [ "$REDIS_RESTARTS" -gt 0 ]; then redis_restarts; fi
+if [ "$TEMPORAL_RESTARTS" -gt 0 ]; then temporal_restarts; fi
+# quiet period: whatever the last scenario set in motion (reconciler cycles,
+# late failovers) happens now, so the end state the checker reads is settled
+wait_settled "end" || true
+sleep "$QUIET_S"
+wait_settled "end (after ${QUIET_S}s quiet)" || true
+echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$D/meta"
+ev settled_end
+log "scenarios done; checking"
+kill -TERM "$WATCH_PID" 2>/dev/null; wait "$WATCH_PID" 2>/dev/null || true; WATCH_PID=""
+extra=(); [ "$ENFORCE_TARGETS" = 1 ] && extra+=(--enforce-targets)
+set +e
+$PY "$here/checker.py" check --dir "$D" --temporal-url "$U" --redis-port "$RP" \
+  --window-ms "$WINDOW_MS" --stale-threshold-s "$THRESH_S" --final "${extra[@]}" | tee "$D/report.txt"
+rc=${PIPESTATUS[0]}
+set -e
+log "checker exit $rc${OUT:+; results in $D}"
+if [ "$BAD_EXITS" -gt 0 ]; then
+  log "FAIL: $BAD_EXITS graceful stops of dispatchd exited non-zero (see above)"
+  [ "$rc" = 0 ] && rc=1
+fi
+exit "$rc"
