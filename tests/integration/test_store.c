@@ -147,30 +147,15 @@ static void workers_cb(int status, const dd_store_workers *res, void *arg)
     }
 }
 
-static void on_guard(uv_timer_t *t)
-{
-    *(bool *)t->data = true;
-}
-
 /* Runs the loop until *flag or ms pass; returns *flag. */
 static bool run_until(fx *f, bool *flag, int ms)
 {
-    bool expired = false;
-    uv_timer_t guard;
-    uv_timer_init(&f->loop, &guard);
-    guard.data = &expired;
-    uv_timer_start(&guard, on_guard, (uint64_t)ms, 0);
-    while (!*flag && !expired)
-        uv_run(&f->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&guard, NULL);
-    uv_run(&f->loop, UV_RUN_NOWAIT);
-    return *flag;
+    return dd_test_run_until(&f->loop, flag, ms);
 }
 
 static void sleep_loop(fx *f, int ms)
 {
-    bool never = false;
-    run_until(f, &never, ms);
+    dd_test_sleep_loop(&f->loop, ms);
 }
 
 /* Waits for one callback; an op refused synchronously counts as answered. */

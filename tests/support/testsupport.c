@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 #define DD_TEST_MAX_SERVERS 16
 static dd_test_server *dd_test_servers[DD_TEST_MAX_SERVERS];
@@ -198,4 +199,29 @@ const char *dd_test_unique(const char *prefix)
     snprintf(b, sizeof(bufs[0]), "%s-%d-%ld-%u", prefix, (int)getpid(), (long)time(NULL), n);
     n++;
     return b;
+}
+
+static void dd_test_on_guard(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
+bool dd_test_run_until(uv_loop_t *loop, bool *flag, int ms)
+{
+    bool expired = false;
+    uv_timer_t guard;
+    uv_timer_init(loop, &guard);
+    guard.data = &expired;
+    uv_timer_start(&guard, dd_test_on_guard, (uint64_t)ms, 0);
+    while (!*flag && !expired)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return *flag;
+}
+
+void dd_test_sleep_loop(uv_loop_t *loop, int ms)
+{
+    bool never = false;
+    dd_test_run_until(loop, &never, ms);
 }

@@ -33,6 +33,12 @@ const char *dd_test_temporal_url(void);
 /* gRPC address "127.0.0.1:PORT" of the same fixture server. Static. */
 const char *dd_test_temporal_grpc(void);
 
+struct uv_loop_s;
+/* Runs loop until *flag is true or ms pass (a timer bounds it); returns *flag. */
+bool dd_test_run_until(struct uv_loop_s *loop, bool *flag, int ms);
+/* Runs loop for ms. */
+void dd_test_sleep_loop(struct uv_loop_s *loop, int ms);
+
 /* Waits until a TCP connect to 127.0.0.1:port succeeds (true) or ms pass. */
 bool dd_test_wait_port(int port, int ms);
 
