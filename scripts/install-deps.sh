@@ -15,20 +15,27 @@ if [ "${DD_INSTALL_BENCH:-0}" = 1 ]; then
   pkgs+=(supervisor s6 runit etcd-server etcd-client hyperfine)
 fi
 
+sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
-  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The prometheus package starts a server on :9090 through its service; we only
-# want promtool and our own loopback instances.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
-  systemctl stop prometheus || true
+# Packages installed just now that start a system service on our default ports
+# (redis-server on 6379, prometheus on 9090): we only want the binaries, and
+# `dispatchd up` would find 6379 taken. Services that were there before are
+# left alone.
+if [ ${#missing[@]} -gt 0 ] && command -v systemctl >/dev/null 2>&1; then
+  for svc in redis-server prometheus; do
+    if printf '%s\n' "${missing[@]}" | grep -qx "$svc" && systemctl is-active --quiet "$svc" 2>/dev/null; then
+      echo "install-deps: stopping the $svc system service the package just started"
+      $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 bin="$root/.tools/bin"

@@ -77,6 +77,7 @@ cleanup() {
     fi
   done
   bash "$root/tests/fixtures/temporal.sh" stop "$TEMPORAL_DIR" 2>/dev/null || true
+  [ -n "${REDIS_PORT:-}" ] && redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
   if [ "$KEEP_LOGS" = 1 ] || [ $rc -ne 0 ]; then
     echo "logs kept in $W" >&2
   else
@@ -155,6 +156,10 @@ reap() {
 bash "$root/tests/fixtures/temporal.sh" start "$TEMPORAL_DIR" >&2
 check_stop
 U=$(cat "$TEMPORAL_DIR/url")
+# Redis: heartbeats, and the handoff that keeps the two children from acting at once.
+REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+  --dir "$W" --logfile "$W/redis.log" >/dev/null
 PROJECT=tbench$$
 QUEUE=q
 DISP=$PROJECT/$QUEUE
@@ -177,7 +182,7 @@ start_owner() {
   (
     echo "${EPOCHREALTIME/./}" >"$W/r$i.t0"
     exec "$DISPATCHD" run --dispatcher "$DISP" --temporal-url "$U" --server-id "$sid" \
-      --metrics-listen off -- bash "$here/child.sh"
+      --redis-url "redis://127.0.0.1:$REDIS_PORT/0" --metrics-listen off -- bash "$here/child.sh"
   ) </dev/null >/dev/null 2>"$W/r$i.log" &
   PID[$i]=$!
   LIVE[$!]=1

@@ -40,6 +40,10 @@ static bool dd_daemon_ready(void *arg, char *reason, size_t len)
         snprintf(reason, len, "shutting down");
         return false;
     }
+    if (d->store && !dd_store_ready(d->store)) {
+        snprintf(reason, len, "redis unavailable: %s", dd_store_last_error(d->store));
+        return false;
+    }
     for (int i = 0; i < d->nowners; i++) {
         dd_owner_state s = dd_owner_get_state(d->owners[i]);
         if (s == DD_OWNER_IDLE || s == DD_OWNER_TAKING_OVER) {
@@ -110,6 +114,14 @@ static void dd_daemon_owner_stopped(dd_owner *o, void *arg)
         dd_heartbeat_close(d->hbs[i], dd_daemon_hb_closed, d);
 }
 
+static void dd_daemon_stopped_acting(dd_owner *o, const char *run_id, void *arg)
+{
+    dd_daemon *d = arg;
+    for (int i = 0; i < d->nowners; i++)
+        if (d->owners[i] == o && d->hbs[i])
+            dd_heartbeat_stopped_acting(d->hbs[i], run_id);
+}
+
 static void dd_daemon_owner_changed(dd_owner *o, bool owning, const char *run_id, void *arg)
 {
     dd_daemon *d = arg;
@@ -156,6 +168,8 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                             .guard_exe = dd_cli_self_exe(),
                             .child_grace_ms = cli->cfg.stop_timeout_ms,
                             .on_change = dd_daemon_owner_changed,
+                            .child_gate = true,
+                            .on_stopped_acting = dd_daemon_stopped_acting,
                             .on_stopped = dd_daemon_owner_stopped,
                             .arg = d};
         d->owners[i] = dd_owner_new(ctx, d->t, &oo, err, sizeof(err));

@@ -16,21 +16,23 @@
 #include <string.h>
 #include <unistd.h>
 
-static const dd_opt *const dd_groups_stack[] = {dd_opts_stack, NULL};
-static const dd_opt *const dd_groups_takeover[] = {dd_opts_temporal, dd_opts_stack_http,
-                                                  dd_opts_owner_id, NULL};
-static const dd_opt *const dd_groups_run[] = {dd_opts_owner,   dd_opts_owner_id, dd_opts_temporal,
-                                             dd_opts_stack_http, dd_opts_redis, dd_opts_metrics,
-                                             dd_opts_stop, NULL};
-static const dd_opt *const dd_groups_up[] = {dd_opts_stack, dd_opts_owner, dd_opts_owner_id,
-                                            dd_opts_metrics, NULL};
-
-static const dd_opt *const dd_groups_status[] = {dd_opts_redis, dd_opts_stale, NULL};
-static const dd_opt *const dd_groups_worker[] = {dd_opts_worker, dd_opts_redis, NULL};
-static const dd_opt *const dd_groups_workers[] = {dd_opts_redis, NULL};
-static const dd_opt *const dd_groups_reconcile[] = {dd_opts_reconcile, dd_opts_owner_id,
-                                                   dd_opts_temporal, dd_opts_stack_http,
-                                                   dd_opts_redis, dd_opts_loop, NULL};
+static const dd_opt *const dd_groups_stack[] = {dd_opts_state, dd_opts_stack, dd_opts_json, NULL};
+static const dd_opt *const dd_groups_up[] = {
+    dd_opts_state, dd_opts_stack, dd_opts_dispatcher, dd_opts_server_id, dd_opts_heartbeat, dd_opts_stale,
+    dd_opts_reconcile, dd_opts_takeover, dd_opts_metrics, NULL};
+static const dd_opt *const dd_groups_run[] = {
+    dd_opts_dispatcher, dd_opts_server_id, dd_opts_heartbeat, dd_opts_stale, dd_opts_reconcile,
+    dd_opts_takeover, dd_opts_temporal, dd_opts_stack_http, dd_opts_redis, dd_opts_metrics,
+    dd_opts_stop, NULL};
+static const dd_opt *const dd_groups_takeover[] = {dd_opts_server_id, dd_opts_takeover,
+                                                  dd_opts_temporal, dd_opts_stack_http, NULL};
+static const dd_opt *const dd_groups_status[] = {dd_opts_json, dd_opts_redis, dd_opts_stale, NULL};
+static const dd_opt *const dd_groups_worker[] = {dd_opts_dispatcher, dd_opts_server_id,
+                                                dd_opts_heartbeat, dd_opts_redis, NULL};
+static const dd_opt *const dd_groups_workers[] = {dd_opts_json, dd_opts_redis, NULL};
+static const dd_opt *const dd_groups_reconcile[] = {
+    dd_opts_stale, dd_opts_reconcile, dd_opts_server_id, dd_opts_temporal, dd_opts_stack_http,
+    dd_opts_redis, dd_opts_loop, NULL};
 static const dd_opt *const dd_groups_none[] = {NULL};
 
 static const dd_cli_cmd dd_commands[] = {
@@ -219,7 +221,7 @@ int main(int argc, char **argv)
         return DD_EXIT_OK;
     }
     for (int i = 0; groups[i]; i++)
-        if (groups[i] == dd_opts_owner)
+        if (groups[i] == dd_opts_heartbeat)
             cli.cfg.heartbeats = true;
     if (rc == 0)
         rc = dd_config_validate(&cli.cfg, err, sizeof(err));

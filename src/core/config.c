@@ -13,10 +13,18 @@
 const dd_opt dd_opts_common[] = {
     {"log-level", "DISPATCHD_LOG_LEVEL", DD_OPT_STR, O(log_level), "LEVEL",
      "debug, info, warn or error (default info)"},
+    {"help", NULL, DD_OPT_FLAG, O(help), NULL, "show this help"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+const dd_opt dd_opts_state[] = {
     {"state-dir", "DISPATCHD_STATE_DIR", DD_OPT_STR, O(state_dir), "DIR",
      "where lock, status, log and data files live (default $XDG_STATE_HOME/dispatchd)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+const dd_opt dd_opts_json[] = {
     {"json", NULL, DD_OPT_FLAG, O(json), NULL, "print machine-readable JSON"},
-    {"help", NULL, DD_OPT_FLAG, O(help), NULL, "show this help"},
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
@@ -63,17 +71,42 @@ const dd_opt dd_opts_redis[] = {
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
-const dd_opt dd_opts_owner[] = {
+/* Small groups, each option in exactly one, composed per command in main.c. */
+const dd_opt dd_opts_dispatcher[] = {
     {"dispatcher", "DISPATCHD_DISPATCHER", DD_OPT_DISPATCHER, O(dispatchers), "PROJECT/QUEUE",
-     "a dispatcher to own (repeatable)"},
+     "a dispatcher (repeatable where a command serves several)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+const dd_opt dd_opts_server_id[] = {
+    {"server-id", "DISPATCHD_SERVER_ID", DD_OPT_STR, O(server_id), "ID",
+     "this host's (or worker's) identity (default: hostname-pid)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+const dd_opt dd_opts_heartbeat[] = {
     {"heartbeat-interval", "DISPATCHD_HEARTBEAT_INTERVAL", DD_OPT_DURATION,
-     O(heartbeat_interval_ms), "DUR", "how often the owner refreshes its record (default 5s)"},
+     O(heartbeat_interval_ms), "DUR", "how often a heartbeat is written (default 5s)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+const dd_opt dd_opts_stale[] = {
     {"stale-threshold", "DISPATCHD_STALE_THRESHOLD", DD_OPT_DURATION, O(stale_threshold_ms),
      "DUR", "heartbeat age after which a record is stale (default 15s)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+const dd_opt dd_opts_reconcile[] = {
     {"reconcile-interval", "DISPATCHD_RECONCILE_INTERVAL", DD_OPT_DURATION,
      O(reconcile_interval_ms), "DUR", "period of the full reconcile cycle (default 60s)"},
     {"terminate-rate", "DISPATCHD_TERMINATE_RATE", DD_OPT_DOUBLE, O(terminate_rate), "N",
      "max stale terminations per second (default 10)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+const dd_opt dd_opts_takeover[] = {
+    {"legacy-takeover", "DISPATCHD_LEGACY_TAKEOVER", DD_OPT_FLAG, O(legacy_takeover), NULL,
+     "take over by terminate-then-start instead of the conflict policy (servers < 1.24)"},
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
@@ -84,42 +117,9 @@ const dd_opt dd_opts_stack_http[] = {
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
-const dd_opt dd_opts_owner_id[] = {
-    {"server-id", "DISPATCHD_SERVER_ID", DD_OPT_STR, O(server_id), "ID",
-     "this host's identity (default: hostname-pid)"},
-    {"legacy-takeover", "DISPATCHD_LEGACY_TAKEOVER", DD_OPT_FLAG, O(legacy_takeover), NULL,
-     "take over by terminate-then-start instead of the conflict policy (servers < 1.24)"},
-    {NULL, NULL, 0, 0, NULL, NULL},
-};
-
 const dd_opt dd_opts_stop[] = {
     {"stop-timeout", "DISPATCHD_STOP_TIMEOUT", DD_OPT_DURATION, O(stop_timeout_ms), "DUR",
      "how long a stop waits after SIGTERM before SIGKILL (default 10s)"},
-    {NULL, NULL, 0, 0, NULL, NULL},
-};
-
-const dd_opt dd_opts_stale[] = {
-    {"stale-threshold", "DISPATCHD_STALE_THRESHOLD", DD_OPT_DURATION, O(stale_threshold_ms),
-     "DUR", "heartbeat age after which a record is stale (default 15s)"},
-    {NULL, NULL, 0, 0, NULL, NULL},
-};
-
-const dd_opt dd_opts_worker[] = {
-    {"dispatcher", "DISPATCHD_DISPATCHER", DD_OPT_DISPATCHER, O(dispatchers), "PROJECT/QUEUE",
-     "the dispatcher this worker serves"},
-    {"server-id", "DISPATCHD_SERVER_ID", DD_OPT_STR, O(server_id), "ID", "this worker's identity"},
-    {"heartbeat-interval", "DISPATCHD_HEARTBEAT_INTERVAL", DD_OPT_DURATION,
-     O(heartbeat_interval_ms), "DUR", "how often the worker refreshes its registration (default 5s)"},
-    {NULL, NULL, 0, 0, NULL, NULL},
-};
-
-const dd_opt dd_opts_reconcile[] = {
-    {"stale-threshold", "DISPATCHD_STALE_THRESHOLD", DD_OPT_DURATION, O(stale_threshold_ms),
-     "DUR", "heartbeat age after which a record is stale (default 15s)"},
-    {"reconcile-interval", "DISPATCHD_RECONCILE_INTERVAL", DD_OPT_DURATION,
-     O(reconcile_interval_ms), "DUR", "period of the full reconcile cycle (default 60s)"},
-    {"terminate-rate", "DISPATCHD_TERMINATE_RATE", DD_OPT_DOUBLE, O(terminate_rate), "N",
-     "max stale terminations per second (default 10)"},
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 

@@ -80,18 +80,21 @@ typedef struct dd_opt {
 
 /* Option groups; each is terminated by an entry with name == NULL. */
 extern const dd_opt dd_opts_common[];
+extern const dd_opt dd_opts_state[];
+extern const dd_opt dd_opts_json[];
 extern const dd_opt dd_opts_stack[];
 extern const dd_opt dd_opts_temporal[];
 extern const dd_opt dd_opts_redis[];
-extern const dd_opt dd_opts_owner[];
 extern const dd_opt dd_opts_metrics[];
-extern const dd_opt dd_opts_loop[];
-extern const dd_opt dd_opts_reconcile[];
-extern const dd_opt dd_opts_worker[];
+extern const dd_opt dd_opts_dispatcher[];
+extern const dd_opt dd_opts_server_id[];
+extern const dd_opt dd_opts_heartbeat[];
 extern const dd_opt dd_opts_stale[];
-extern const dd_opt dd_opts_stop[];
+extern const dd_opt dd_opts_reconcile[];
+extern const dd_opt dd_opts_takeover[];
 extern const dd_opt dd_opts_stack_http[];
-extern const dd_opt dd_opts_owner_id[];
+extern const dd_opt dd_opts_stop[];
+extern const dd_opt dd_opts_loop[];
 
 /* Fills defaults (state dir from $XDG_STATE_HOME or ~/.local/state). */
 void dd_config_defaults(dd_config *cfg);

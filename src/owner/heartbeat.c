@@ -33,6 +33,10 @@ struct dd_heartbeat {
     dd_owner *o;
     dd_heartbeat_opts opts;
     uv_timer_t timer;
+    uv_timer_t ack_timer;   /* handoff: polls for the previous owner's ack */
+    int64_t ack_deadline_ms; /* monotonic */
+    char ack_name[300];
+    int closes;             /* timer closes pending */
     bool owning;
     bool claimed;
     char run_id[DD_RUN_ID_LEN];
@@ -41,6 +45,10 @@ struct dd_heartbeat {
     bool closing;
     bool watching;     /* standby watch armed */
     bool failing_over; /* we asked the owner to take over; wait for the outcome */
+    bool releasing;    /* owner releasing: keep heartbeating until its child stopped */
+    uint64_t last_ok_ms; /* monotonic: last claim/heartbeat that succeeded while owning */
+    bool lease_after_claim; /* we hold the failover lease: release it after the claim */
+    bool suspended;      /* we stopped acting because heartbeats failed */
     dd_rng rng;
     /* worker registry, while owning */
     char **known;      /* worker server ids seen at the last check (sorted) */
@@ -52,6 +60,23 @@ struct dd_heartbeat {
 };
 
 static void dd_hb_workers_check(dd_heartbeat *h);
+static void dd_hb_lease_given_back(int st, void *arg);
+
+/* The dispatcher's failover lease (see dd_hb_try_failover). */
+static void dd_hb_lease_name(const dd_heartbeat *h, dd_buf *name)
+{
+    dd_buf_printf(name, "failover:%s", dd_owner_workflow_id(h->o));
+}
+
+static void dd_hb_give_back_lease(dd_heartbeat *h)
+{
+    dd_buf name = DD_BUF_INIT;
+    dd_hb_lease_name(h, &name);
+    if (dd_store_lease_release(h->s, dd_buf_str(&name), dd_owner_server_id(h->o),
+                               dd_hb_lease_given_back, h) == 0)
+        h->inflight++;
+    dd_buf_release(&name);
+}
 static void dd_hb_forget_workers(dd_heartbeat *h);
 
 static void dd_hb_tick(uv_timer_t *t);
@@ -59,6 +84,8 @@ static void dd_hb_tick(uv_timer_t *t);
 static void dd_hb_timer_closed(uv_handle_t *t)
 {
     dd_heartbeat *h = t->data;
+    if (--h->closes > 0)
+        return;
     free(h->known);
     void (*done)(void *) = h->done;
     void *arg = h->done_arg;
@@ -71,7 +98,20 @@ static void dd_hb_finish_close(dd_heartbeat *h)
 {
     if (!h->closing || h->inflight > 0 || uv_is_closing((uv_handle_t *)&h->timer))
         return;
+    h->closes = 2;
     uv_close((uv_handle_t *)&h->timer, dd_hb_timer_closed);
+    uv_close((uv_handle_t *)&h->ack_timer, dd_hb_timer_closed);
+}
+
+/* Every reply: one less in flight. False when closing: the reply is
+ * dropped and the close finishes once nothing is in flight. */
+static bool dd_hb_reply(dd_heartbeat *h)
+{
+    h->inflight--;
+    if (!h->closing)
+        return true;
+    dd_hb_finish_close(h);
+    return false;
 }
 
 static void dd_hb_arm(dd_heartbeat *h, int64_t delay_ms)
@@ -112,25 +152,56 @@ dd_heartbeat *dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o,
         dd_metric_add(h->m_registered, NULL, 0);
     }
     uv_timer_init(ctx->loop, &h->timer);
-    h->timer.data = h;
+    uv_timer_init(ctx->loop, &h->ack_timer);
+    h->timer.data = h->ack_timer.data = h;
     return h;
 }
 
-/* ---- owner side ------------------------------------------------------- */
+/* ---- owner side ------------------------------------------------------- *
+ *
+ * Self-fencing: an owner whose heartbeats keep failing can no longer show
+ * the fleet that it is alive; after threshold - interval without a
+ * successful write (before anyone may call it stale, with an interval of
+ * margin for clock skew) it stops acting, like a leader whose lease it
+ * cannot renew. It keeps its run; a heartbeat that succeeds again resumes
+ * the child, a fenced one means someone took over. */
+
+static void dd_hb_write_ok(dd_heartbeat *h)
+{
+    h->last_ok_ms = dd_mono_ms();
+    if (h->suspended) {
+        h->suspended = false;
+        dd_owner_open_gate(h->o, "heartbeats succeed again");
+    }
+}
+
+static void dd_hb_write_failed(dd_heartbeat *h, int st)
+{
+    int64_t silent = (int64_t)(dd_mono_ms() - h->last_ok_ms);
+    if (h->suspended || silent < h->opts.threshold_ms - h->opts.interval_ms)
+        return;
+    h->suspended = true;
+    char why[160];
+    snprintf(why, sizeof(why), "no heartbeat written for %lld ms (%s)", (long long)silent,
+             dd_strerror(st));
+    dd_owner_suspend(h->o, why);
+}
 
 static void dd_hb_claimed(int st, const dd_store_owner *res, void *arg)
 {
     dd_heartbeat *h = arg;
-    h->inflight--;
-    if (h->closing) {
-        dd_hb_finish_close(h);
+    if (!dd_hb_reply(h))
         return;
-    }
     if (!h->owning)
         return;
     if (st == 0) {
         h->claimed = true;
         h->epoch = res->epoch;
+        dd_hb_write_ok(h);
+        if (h->lease_after_claim) {
+            h->lease_after_claim = false;
+            dd_hb_give_back_lease(h);
+        }
         dd_info(h->ctx.log, "record_claimed", "dispatcher=%s workflow_id=%s run_id=%s epoch=%lld",
                 dd_owner_name(h->o), dd_owner_workflow_id(h->o), h->run_id,
                 (long long)h->epoch);
@@ -139,6 +210,7 @@ static void dd_hb_claimed(int st, const dd_store_owner *res, void *arg)
     }
     dd_warn(h->ctx.log, "record_claim_failed", "dispatcher=%s error=%s retry_in_ms=%lld",
             dd_owner_name(h->o), dd_strerror(st), (long long)h->opts.interval_ms);
+    dd_hb_write_failed(h, st);
     dd_hb_arm(h, h->opts.interval_ms);
 }
 
@@ -151,18 +223,24 @@ static void dd_hb_claim(dd_heartbeat *h)
                              .queue = dd_owner_queue(h->o),
                              .now_ms = dd_wall_ms(),
                              .ttl_ms = h->opts.threshold_ms};
-    if (dd_store_claim(h->s, &a, dd_hb_claimed, h) == 0)
+    int rc = dd_store_claim(h->s, &a, dd_hb_claimed, h);
+    if (rc == 0) {
         h->inflight++;
-    else
-        dd_hb_arm(h, h->opts.interval_ms);
+        return;
+    }
+    if (h->owning)
+        dd_hb_write_failed(h, rc);
+    dd_hb_arm(h, h->opts.interval_ms);
 }
 
 static void dd_hb_beat_done(int st, const dd_store_owner *res, void *arg)
 {
     dd_heartbeat *h = arg;
-    h->inflight--;
-    if (h->closing) {
-        dd_hb_finish_close(h);
+    if (!dd_hb_reply(h))
+        return;
+    if (h->releasing) {
+        if (st == 0)
+            dd_hb_arm(h, h->opts.interval_ms);
         return;
     }
     if (!h->owning)
@@ -177,11 +255,14 @@ static void dd_hb_beat_done(int st, const dd_store_owner *res, void *arg)
         dd_owner_fenced(h->o, holder); /* comes back as owner_changed(false) */
         return;
     }
-    if (st < 0)
+    if (st < 0) {
         dd_warn(h->ctx.log, "heartbeat_failed", "dispatcher=%s error=%s", dd_owner_name(h->o),
                 dd_strerror(st));
-    else
+        dd_hb_write_failed(h, st);
+    } else {
+        dd_hb_write_ok(h);
         dd_hb_workers_check(h);
+    }
     dd_hb_arm(h, h->opts.interval_ms);
 }
 
@@ -313,19 +394,16 @@ size_t dd_heartbeat_workers(const dd_heartbeat *h)
 static void dd_hb_lease_done(int st, void *arg)
 {
     dd_heartbeat *h = arg;
-    h->inflight--;
-    if (h->closing) {
-        dd_hb_finish_close(h);
+    if (!dd_hb_reply(h))
         return;
-    }
     if (h->owning)
         return;
     if (st == 0) {
         dd_info(h->ctx.log, "failover", "dispatcher=%s action=takeover", dd_owner_name(h->o));
         h->failing_over = true;
         dd_owner_retake(h->o);
-        /* If the takeover fails we look again after an interval. */
-        dd_hb_arm(h, h->opts.interval_ms);
+        /* If the takeover fails we give the lease back and look again. */
+        dd_hb_arm(h, h->opts.interval_ms / 2);
         return;
     }
     if (st == DD_EBUSY)
@@ -336,12 +414,20 @@ static void dd_hb_lease_done(int st, void *arg)
 
 static void dd_hb_try_failover(dd_heartbeat *h, const char *stale_run)
 {
-    /* One lease per stale run: exactly one standby takes over that run,
-     * and a later failure of the new owner gets a fresh lease name. */
+    /* One lease per dispatcher: exactly one standby takes over, whether it
+     * saw the stale record or (after the reconciler removed it) no record
+     * at all. By the time the lease expires the winner has been
+     * heartbeating for a while, so a later failure of the new owner finds
+     * it free again. */
     dd_buf name = DD_BUF_INIT;
-    dd_buf_printf(&name, "failover:%s:%s", dd_owner_workflow_id(h->o), stale_run);
+    dd_hb_lease_name(h, &name);
+    dd_info(h->ctx.log, "failover_attempt", "dispatcher=%s stale_run_id=%s",
+            dd_owner_name(h->o), stale_run);
+    /* Held past the longest the takeover call can take (the Temporal
+     * client's 30 s per-call deadline), so a slow attempt is never raced by
+     * a second standby; a winner that dies costs the next one that long. */
     int rc = dd_store_lease_acquire(h->s, dd_buf_str(&name), dd_owner_server_id(h->o),
-                                    h->opts.threshold_ms, dd_hb_lease_done, h);
+                                    h->opts.threshold_ms + 30000, dd_hb_lease_done, h);
     dd_buf_release(&name);
     if (rc == 0)
         h->inflight++;
@@ -352,11 +438,8 @@ static void dd_hb_try_failover(dd_heartbeat *h, const char *stale_run)
 static void dd_hb_watch_done(int st, const dd_store_hb *rec, void *arg)
 {
     dd_heartbeat *h = arg;
-    h->inflight--;
-    if (h->closing) {
-        dd_hb_finish_close(h);
+    if (!dd_hb_reply(h))
         return;
-    }
     if (h->owning || !h->opts.failover)
         return;
     if (dd_owner_get_state(h->o) == DD_OWNER_TAKING_OVER ||
@@ -392,25 +475,44 @@ static void dd_hb_watch_done(int st, const dd_store_hb *rec, void *arg)
     dd_hb_arm(h, wait);
 }
 
+static void dd_hb_lease_given_back(int st, void *arg)
+{
+    dd_heartbeat *h = arg;
+    if (!dd_hb_reply(h))
+        return;
+    dd_info(h->ctx.log, "failover_lease_released", "dispatcher=%s status=%s",
+            dd_owner_name(h->o), st == 0 ? "released" : dd_strerror(st));
+}
+
 static void dd_hb_tick(uv_timer_t *t)
 {
     dd_heartbeat *h = t->data;
     if (h->closing)
         return;
-    if (h->owning) {
+    if (h->owning || h->releasing) {
         if (!h->claimed) {
             dd_hb_claim(h);
             return;
         }
-        if (dd_store_heartbeat(h->s, dd_owner_workflow_id(h->o), h->run_id, h->epoch,
-                               dd_wall_ms(), h->opts.threshold_ms, dd_hb_beat_done, h) == 0)
+        int rc = dd_store_heartbeat(h->s, dd_owner_workflow_id(h->o), h->run_id, h->epoch,
+                                    dd_wall_ms(), h->opts.threshold_ms, dd_hb_beat_done, h);
+        if (rc == 0) {
             h->inflight++;
-        else
-            dd_hb_arm(h, h->opts.interval_ms);
+            return;
+        }
+        if (h->owning)
+            dd_hb_write_failed(h, rc);
+        dd_hb_arm(h, h->opts.interval_ms);
         return;
     }
     if (!h->opts.failover)
         return;
+    if (h->failing_over && dd_owner_get_state(h->o) == DD_OWNER_LOST) {
+        /* Our failover attempt failed: give the lease back at once so the
+         * next attempt (ours or another standby's) need not wait it out. */
+        h->failing_over = false;
+        dd_hb_give_back_lease(h);
+    }
     if (dd_store_get(h->s, dd_owner_workflow_id(h->o), dd_hb_watch_done, h) == 0)
         h->inflight++;
     else
@@ -431,30 +533,142 @@ static void dd_hb_released(int st, const dd_store_owner *res, void *arg)
         dd_hb_arm(h, h->opts.interval_ms);
 }
 
-void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id)
+static void dd_hb_lease_set(int st, void *arg)
 {
-    if (owning) {
-        h->owning = true;
-        h->failing_over = false;
-        h->claimed = false;
-        snprintf(h->run_id, sizeof(h->run_id), "%s", run_id);
-        uv_timer_stop(&h->timer);
-        dd_hb_claim(h);
+    dd_heartbeat *h = arg;
+    h->inflight--;
+    if (st < 0 && st != DD_ECANCELED)
+        dd_warn(h->ctx.log, "handoff_ack_failed", "dispatcher=%s error=%s",
+                dd_owner_name(h->o), dd_strerror(st));
+    dd_hb_finish_close(h);
+}
+
+/* ---- handoff ----------------------------------------------------------
+ *
+ * A graceful takeover has two owners for a moment: ours starts as soon as
+ * Temporal has swapped the runs, the old one stops its child only when its
+ * long-poll tells it, some milliseconds later. To keep the two children from
+ * acting at once, the new owner reads the old record before claiming it: if
+ * the replaced run was heartbeating (alive), our child waits until the old
+ * owner says it stopped acting (a short flag in Redis, set once its child
+ * has exited), or until the stale threshold, after which the old owner
+ * counts as dead anyway (and its guard has killed its child if it died). */
+
+static void dd_hb_ack_poll(uv_timer_t *t);
+
+static void dd_hb_ack_done(int st, void *arg)
+{
+    dd_heartbeat *h = arg;
+    if (!dd_hb_reply(h))
+        return;
+    if (!h->owning)
+        return;
+    if (st == 0) {
+        dd_owner_open_gate(h->o, "previous owner stopped acting");
         return;
     }
-    bool was_claimed = h->owning && h->claimed;
-    h->owning = false;
-    dd_hb_forget_workers(h);
-    h->claimed = false;
-    uv_timer_stop(&h->timer);
-    if (was_claimed && dd_owner_get_state(h->o) == DD_OWNER_RELEASING) {
-        /* A clean release leaves nothing for the reconciler. */
+    if ((int64_t)dd_mono_ms() >= h->ack_deadline_ms) {
+        dd_warn(h->ctx.log, "handoff_timeout", "dispatcher=%s previous_run_id=%s waited_ms=%lld",
+                dd_owner_name(h->o), dd_owner_previous_run_id(h->o),
+                (long long)h->opts.threshold_ms);
+        dd_owner_open_gate(h->o, "previous owner did not acknowledge within the threshold");
+        return;
+    }
+    uv_timer_start(&h->ack_timer, dd_hb_ack_poll, 10, 0);
+}
+
+static void dd_hb_ack_poll(uv_timer_t *t)
+{
+    dd_heartbeat *h = t->data;
+    if (h->closing || !h->owning)
+        return;
+    if (dd_store_lease_held(h->s, h->ack_name, dd_hb_ack_done, h) == 0)
+        h->inflight++;
+    else
+        uv_timer_start(&h->ack_timer, dd_hb_ack_poll, 50, 0);
+}
+
+static void dd_hb_prev_record(int st, const dd_store_hb *rec, void *arg)
+{
+    dd_heartbeat *h = arg;
+    if (!dd_hb_reply(h))
+        return;
+    if (!h->owning)
+        return;
+    const char *prev = dd_owner_previous_run_id(h->o);
+    bool alive = st == 0 && !rec->malformed && rec->run_id && prev[0] &&
+                 strcmp(rec->run_id, prev) == 0 &&
+                 dd_wall_ms() - rec->hb_ms <= h->opts.threshold_ms;
+    dd_hb_claim(h);
+    if (!alive) {
+        dd_owner_open_gate(h->o, prev[0] ? "previous owner not heartbeating" : "no previous run");
+        return;
+    }
+    snprintf(h->ack_name, sizeof(h->ack_name), "handoff:%s:%s", dd_owner_workflow_id(h->o),
+             prev);
+    h->ack_deadline_ms = (int64_t)dd_mono_ms() + h->opts.threshold_ms;
+    dd_hb_ack_poll(&h->ack_timer);
+}
+
+void dd_heartbeat_stopped_acting(dd_heartbeat *h, const char *run_id)
+{
+    if (h->releasing && strcmp(run_id, h->run_id) == 0) {
+        h->releasing = false;
+        h->claimed = false;
+        uv_timer_stop(&h->timer);
         if (dd_store_release(h->s, dd_owner_workflow_id(h->o), h->run_id, h->epoch,
                              dd_hb_released, h) == 0)
             h->inflight++;
-    } else if (h->opts.failover) {
-        dd_hb_arm(h, h->opts.interval_ms); /* lost: become a standby */
+        h->epoch = 0;
+        return;
     }
+    if (h->closing)
+        return;
+    char name[300];
+    snprintf(name, sizeof(name), "handoff:%s:%s", dd_owner_workflow_id(h->o), run_id);
+    if (dd_store_lease_acquire(h->s, name, dd_owner_server_id(h->o), 2 * h->opts.threshold_ms,
+                               dd_hb_lease_set, h) == 0)
+        h->inflight++;
+}
+
+void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id)
+{
+    if (owning) {
+        /* A failover's lease is given back once our claim is in Redis (a
+         * standby reading the record then sees us, fresh), not before. */
+        h->lease_after_claim = h->failing_over;
+        h->owning = true;
+        h->failing_over = false;
+        h->claimed = false;
+        h->suspended = false;
+        h->last_ok_ms = dd_mono_ms();
+        snprintf(h->run_id, sizeof(h->run_id), "%s", run_id);
+        uv_timer_stop(&h->timer);
+        uv_timer_stop(&h->ack_timer);
+        /* Read the record we are replacing before claim overwrites it. */
+        if (dd_store_get(h->s, dd_owner_workflow_id(h->o), dd_hb_prev_record, h) == 0) {
+            h->inflight++;
+        } else {
+            dd_hb_claim(h);
+            dd_owner_open_gate(h->o, "redis unavailable: cannot wait for the previous owner");
+        }
+        return;
+    }
+    uv_timer_stop(&h->ack_timer);
+    bool was_claimed = h->owning && h->claimed;
+    h->owning = false;
+    dd_hb_forget_workers(h);
+    if (was_claimed && dd_owner_get_state(h->o) == DD_OWNER_RELEASING) {
+        /* A clean release leaves nothing for the reconciler, but the record
+         * stays fresh until our child has stopped (dd_heartbeat_stopped_acting):
+         * a standby that saw it vanish now could start its child next to ours. */
+        h->releasing = true;
+        return;
+    }
+    h->claimed = false;
+    uv_timer_stop(&h->timer);
+    if (h->opts.failover)
+        dd_hb_arm(h, h->opts.interval_ms); /* lost: become a standby */
     h->epoch = 0;
 }
 
@@ -476,5 +690,6 @@ void dd_heartbeat_close(dd_heartbeat *h, void (*done)(void *), void *arg)
     h->done = done;
     h->done_arg = arg;
     uv_timer_stop(&h->timer);
+    uv_timer_stop(&h->ack_timer);
     dd_hb_finish_close(h);
 }

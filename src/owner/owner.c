@@ -38,6 +38,9 @@ struct dd_owner {
     char **child_argv;
     char wid[DD_DISPATCHER_ID_BUFLEN];
     char run_id[DD_RUN_ID_LEN];
+    char prev_run_id[DD_RUN_ID_LEN];
+    char lost_run_id[DD_RUN_ID_LEN]; /* run we lost; acked once the child stopped */
+    bool gate_open;
     dd_owner_state state;
     dd_takeover *takeover;  /* in flight */
     dd_temporal_call *poll; /* close-event long-poll in flight */
@@ -52,10 +55,13 @@ struct dd_owner {
     bool child_closed;
     bool stop_reported;
     bool in_release; /* dd_owner_release is still issuing its steps */
+    bool release_terminate; /* terminate our run once the child has exited */
+    bool one_shot;          /* failover takeover: on error go back to LOST, no retry */
     dd_metric *m_owner, *m_lost;
 };
 
 static void dd_owner_takeover(dd_owner *o);
+static void dd_owner_release_terminate(dd_owner *o);
 static void dd_owner_poll(dd_owner *o);
 static void dd_owner_maybe_stopped(dd_owner *o);
 
@@ -74,7 +80,7 @@ static void dd_owner_set_state(dd_owner *o, dd_owner_state s)
 
 static void dd_owner_start_child(dd_owner *o)
 {
-    if (!o->child_argv || dd_child_running(o->child))
+    if (!o->child_argv || !o->gate_open || dd_child_running(o->child))
         return;
     char e1[300], e2[128], e3[200];
     snprintf(e1, sizeof(e1), "DISPATCHD_WORKFLOW_ID=%s", o->wid);
@@ -93,10 +99,26 @@ static void dd_owner_child_retry(uv_timer_t *t)
         dd_owner_start_child(o);
 }
 
+/* After a loss: once nothing of ours acts any more, say so (handoff). */
+static void dd_owner_maybe_stopped_acting(dd_owner *o)
+{
+    if (!o->lost_run_id[0] || (o->child && dd_child_running(o->child)))
+        return;
+    char run[DD_RUN_ID_LEN];
+    snprintf(run, sizeof(run), "%s", o->lost_run_id);
+    o->lost_run_id[0] = '\0';
+    dd_info(o->ctx.log, "stopped_acting", "dispatcher=%s run_id=%s wall_us=%lld", o->name, run,
+            (long long)dd_wall_us());
+    if (o->opts.on_stopped_acting)
+        o->opts.on_stopped_acting(o, run, o->opts.arg);
+}
+
 static void dd_owner_child_exit(dd_child *c, int64_t status, int sig, void *arg)
 {
     dd_owner *o = arg;
     if (o->state != DD_OWNER_OWNING) {
+        dd_owner_maybe_stopped_acting(o);
+        dd_owner_release_terminate(o);
         dd_owner_maybe_stopped(o);
         return;
     }
@@ -179,6 +201,15 @@ static void dd_owner_takeover_done(const dd_takeover_result *r, void *arg)
         dd_owner_maybe_stopped(o);
         return;
     }
+    if (r->err && o->one_shot) {
+        /* A failover attempt: the standby's lease, not our retries, decides
+         * who tries next (a retry loop could outlive the lease and race
+         * the next standby). */
+        o->one_shot = false;
+        dd_warn(o->ctx.log, "failover_failed", "dispatcher=%s error=%s", o->name, r->message);
+        dd_owner_set_state(o, DD_OWNER_LOST);
+        return;
+    }
     if (r->err) {
         int64_t delay = dd_backoff_next(&o->backoff);
         dd_warn(o->ctx.log, "takeover_retry", "dispatcher=%s error=%s retry_in_ms=%lld", o->name,
@@ -187,13 +218,45 @@ static void dd_owner_takeover_done(const dd_takeover_result *r, void *arg)
         return;
     }
     dd_backoff_reset(&o->backoff);
+    o->one_shot = false;
     snprintf(o->run_id, sizeof(o->run_id), "%s", r->run_id);
+    snprintf(o->prev_run_id, sizeof(o->prev_run_id), "%s", r->previous_run_id);
+    o->gate_open = !o->opts.child_gate;
     o->owned_since_us = dd_mono_us();
     dd_info(o->ctx.log, "owning", "dispatcher=%s workflow_id=%s run_id=%s wall_us=%lld", o->name,
             o->wid, o->run_id, (long long)dd_wall_us());
     dd_owner_set_state(o, DD_OWNER_OWNING);
     dd_owner_poll(o);
+    if (o->gate_open)
+        dd_owner_start_child(o);
+}
+
+void dd_owner_open_gate(dd_owner *o, const char *why)
+{
+    if (o->state != DD_OWNER_OWNING || o->gate_open)
+        return;
+    o->gate_open = true;
+    dd_info(o->ctx.log, "handoff", "dispatcher=%s run_id=%s previous_run_id=%s reason=%s "
+            "waited_ms=%llu",
+            o->name, o->run_id, o->prev_run_id, why,
+            (unsigned long long)((dd_mono_us() - o->owned_since_us) / 1000));
     dd_owner_start_child(o);
+}
+
+void dd_owner_suspend(dd_owner *o, const char *why)
+{
+    if (o->state != DD_OWNER_OWNING || !o->gate_open)
+        return;
+    o->gate_open = false;
+    uv_timer_stop(&o->child_retry);
+    dd_warn(o->ctx.log, "acting_suspended", "dispatcher=%s run_id=%s reason=%s wall_us=%lld",
+            o->name, o->run_id, why, (long long)dd_wall_us());
+    dd_child_stop(o->child, o->opts.child_grace_ms);
+}
+
+const char *dd_owner_previous_run_id(const dd_owner *o)
+{
+    return o->prev_run_id;
 }
 
 static void dd_owner_takeover(dd_owner *o)
@@ -227,8 +290,10 @@ static void dd_owner_lost(dd_owner *o, const dd_temporal_event *ev)
             (unsigned long long)held_ms, (long long)lag_ms, (long long)dd_wall_us());
     dd_metric_add(o->m_lost, NULL, 1);
     uv_timer_stop(&o->child_retry);
+    snprintf(o->lost_run_id, sizeof(o->lost_run_id), "%s", o->run_id);
     dd_child_stop(o->child, o->opts.child_grace_ms);
     dd_owner_set_state(o, DD_OWNER_LOST);
+    dd_owner_maybe_stopped_acting(o);
 }
 
 void dd_owner_fenced(dd_owner *o, const char *holder)
@@ -288,7 +353,10 @@ void dd_owner_start(dd_owner *o)
 
 void dd_owner_retake(dd_owner *o)
 {
-    dd_owner_start(o);
+    if (o->state != DD_OWNER_LOST && o->state != DD_OWNER_IDLE)
+        return;
+    o->one_shot = true;
+    dd_owner_takeover(o);
 }
 
 static void dd_owner_timer_closed(uv_handle_t *h)
@@ -311,7 +379,7 @@ static void dd_owner_maybe_stopped(dd_owner *o)
 {
     if (o->state != DD_OWNER_RELEASING && o->state != DD_OWNER_STOPPED)
         return;
-    if (o->in_release || o->takeover || o->poll || o->term)
+    if (o->in_release || o->release_terminate || o->takeover || o->poll || o->term)
         return;
     if (o->child && dd_child_running(o->child))
         return;
@@ -345,6 +413,25 @@ static void dd_owner_released(int st, const dd_temporal_result *r, void *arg)
     dd_owner_maybe_stopped(o);
 }
 
+static void dd_owner_release_terminate(dd_owner *o)
+{
+    if (!o->release_terminate || (o->child && dd_child_running(o->child)))
+        return;
+    o->release_terminate = false;
+    /* Our child is gone: the record may go now (heartbeat.c), and our run. */
+    dd_info(o->ctx.log, "stopped_acting", "dispatcher=%s run_id=%s wall_us=%lld", o->name,
+            o->run_id, (long long)dd_wall_us());
+    if (o->opts.on_stopped_acting)
+        o->opts.on_stopped_acting(o, o->run_id, o->opts.arg);
+    char reason[256];
+    snprintf(reason, sizeof(reason), "released by %s", o->server_id);
+    dd_info(o->ctx.log, "terminate", "workflow_id=%s run_id=%s reason=%s requester=%s", o->wid,
+            o->run_id, reason, o->server_id);
+    if (dd_temporal_terminate(o->t, o->wid, o->run_id, reason, dd_owner_released, o, &o->term) <
+        0)
+        o->term = NULL;
+}
+
 void dd_owner_release(dd_owner *o)
 {
     if (o->state == DD_OWNER_RELEASING || o->state == DD_OWNER_STOPPED)
@@ -359,18 +446,12 @@ void dd_owner_release(dd_owner *o)
     if (o->poll)
         dd_temporal_cancel(o->poll);
     /* Stop the work before giving up the run: a successor may start its own
-     * child as soon as our run is gone. */
+     * child as soon as our run is gone, so the run is terminated only once
+     * our child has exited (bounded by the child's grace period). */
     dd_child_stop(o->child, o->opts.child_grace_ms);
-    if (owning) {
-        char reason[256];
-        snprintf(reason, sizeof(reason), "released by %s", o->server_id);
-        dd_info(o->ctx.log, "terminate", "workflow_id=%s run_id=%s reason=%s requester=%s",
-                o->wid, o->run_id, reason, o->server_id);
-        if (dd_temporal_terminate(o->t, o->wid, o->run_id, reason, dd_owner_released, o,
-                                  &o->term) < 0)
-            o->term = NULL;
-    }
+    o->release_terminate = owning;
     o->in_release = false;
+    dd_owner_release_terminate(o);
     dd_owner_maybe_stopped(o);
 }
 

@@ -90,6 +90,11 @@ typedef struct dd_owner_opts {
     void (*on_change)(dd_owner *o, bool owning, const char *run_id, void *arg);
     /* Called once when release/stop has finished. */
     void (*on_stopped)(dd_owner *o, void *arg);
+    /* Handoff (see heartbeat.c): with child_gate, the child starts only
+     * when dd_owner_open_gate is called, not as soon as we own; and
+     * on_stopped_acting runs once our child has stopped after a loss. */
+    bool child_gate;
+    void (*on_stopped_acting)(dd_owner *o, const char *run_id, void *arg);
     void *arg;
 } dd_owner_opts;
 
@@ -119,6 +124,16 @@ const char *dd_owner_server_id(const dd_owner *o);
 
 #endif
 
+/* Lets the child start (child_gate): the previous owner has stopped acting,
+ * or there is no live previous owner to wait for. No-op unless owning. */
+void dd_owner_open_gate(dd_owner *o, const char *why);
+/* Stops acting without giving up the run: the child is stopped and not
+ * restarted until dd_owner_open_gate. Used when our heartbeats fail (we can
+ * no longer show the fleet we are alive, so a standby may take over). */
+void dd_owner_suspend(dd_owner *o, const char *why);
+/* The run our last takeover replaced ("" if none). */
+const char *dd_owner_previous_run_id(const dd_owner *o);
+
 /* Marks ownership lost for a reason other than our run's close event (our
  * heartbeat was fenced: a newer owner holds the record). Stops the child
  * like a close event does. No-op unless owning. */
@@ -132,9 +147,9 @@ void dd_owner_fenced(dd_owner *o, const char *holder);
  *    exists, and the owner is told it lost (dd_owner_fenced);
  *  - when it stops owning on release: delete the record if still ours;
  *  - while NOT owning (a standby): read the record and arm a timer for the
- *    moment it turns stale; when it is stale (or gone) take one short
- *    failover lease per stale run, so exactly one standby takes over, and
- *    take over termination-first. */
+ *    moment it turns stale; when it is stale (or gone) take the
+ *    dispatcher's failover lease (held for a threshold), so exactly one
+ *    standby takes over, and take over termination-first. */
 struct dd_store;
 typedef struct dd_heartbeat dd_heartbeat;
 
@@ -155,6 +170,8 @@ typedef struct dd_heartbeat_opts {
 dd_heartbeat *dd_heartbeat_new(const dd_ctx *ctx, struct dd_store *s, dd_owner *o,
                                const dd_heartbeat_opts *opts);
 void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id);
+/* Wire to the owner's on_stopped_acting: tells the next owner (handoff). */
+void dd_heartbeat_stopped_acting(dd_heartbeat *h, const char *run_id);
 /* Begins watching as a standby (call after the owner's first takeover
  * attempt failed to own, or right away: owning cancels the watch). */
 void dd_heartbeat_start(dd_heartbeat *h);

@@ -30,9 +30,12 @@ static void dd_guard_on_term(int sig)
 
 static void dd_guard_kill_rest(pid_t self, int sig)
 {
-    /* Everyone in our group but us. */
-    signal(sig, SIG_IGN);
-    kill(-self, sig);
+    /* Everyone in our group but us: kill(-self) would also hit the guard,
+     * and a KILL to ourselves would hide CMD's exit status from dispatchd. */
+    pid_t pids[256];
+    int n = dd_proc_find(NULL, self, pids, 256); /* never lists the caller */
+    for (int i = 0; i < n; i++)
+        kill(pids[i], sig);
 }
 
 int dd_guard_main(int argc, char **argv)

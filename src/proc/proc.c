@@ -202,9 +202,10 @@ int dd_proc_kill_group_token(pid_t pgid, const char *token, int sig)
     return n < 0 ? 0 : n;
 }
 
-static bool dd_proc_pred_holding(pid_t pid, const void *arg)
+/* True when one of pid's open files is a link to target ("/path" or
+ * "socket:[inode]"). */
+static bool dd_proc_has_fd_to(pid_t pid, const char *target)
 {
-    const char *path = arg;
     char dir[64];
     snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
     DIR *d = opendir(dir);
@@ -212,19 +213,24 @@ static bool dd_proc_pred_holding(pid_t pid, const void *arg)
         return false;
     bool found = false;
     struct dirent *e;
-    char link[600], target[600];
+    char link[600], got[600];
     while (!found && (e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
         snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
-        ssize_t len = readlink(link, target, sizeof(target) - 1);
+        ssize_t len = readlink(link, got, sizeof(got) - 1);
         if (len <= 0)
             continue;
-        target[len] = '\0';
-        found = strcmp(target, path) == 0;
+        got[len] = '\0';
+        found = strcmp(got, target) == 0;
     }
     closedir(d);
     return found;
+}
+
+static bool dd_proc_pred_holding(pid_t pid, const void *arg)
+{
+    return dd_proc_has_fd_to(pid, arg);
 }
 
 int dd_proc_holding(const char *path, pid_t *out, int n)
@@ -272,26 +278,7 @@ static bool dd_proc_pred_socket(pid_t pid, const void *arg)
 {
     char want[64];
     snprintf(want, sizeof(want), "socket:[%lu]", *(const unsigned long *)arg);
-    char dir[64];
-    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(dir);
-    if (!d)
-        return false;
-    bool found = false;
-    struct dirent *e;
-    char link[600], target[128];
-    while (!found && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
-        ssize_t len = readlink(link, target, sizeof(target) - 1);
-        if (len <= 0)
-            continue;
-        target[len] = '\0';
-        found = strcmp(target, want) == 0;
-    }
-    closedir(d);
-    return found;
+    return dd_proc_has_fd_to(pid, want);
 }
 
 pid_t dd_proc_port_owner(int port)

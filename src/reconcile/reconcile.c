@@ -2,14 +2,29 @@
  * scheduling timer and the sweep. See reconcile.h for the behaviour and
  * the reasoning behind terminate-then-compare-and-delete.
  *
- * One cycle at a time, candidates one at a time: terminations are rate
- * limited anyway (10/s by default), so running candidates in parallel would
- * only shorten the describe/lease part and would make close and the
- * per-candidate lease bookkeeping harder. A cycle waits on at most one
- * thing at any moment (cy->wait), which is what close needs to know: a
- * Temporal call can be cancelled at once, a token wait is just a timer, a
- * store reply must be waited for (the store has no per-operation cancel;
- * its command timeout bounds the wait). */
+ * One cycle at a time; within it, up to max_inflight candidates at once,
+ * each in its own lane (a slot holding the candidate, its lease name and
+ * the one call it waits on). Each lane runs the same chain as before: lease,
+ * describe, token, terminate, compare-and-delete, release. Lanes take the
+ * candidates in order (oldest first), and tokens are handed out in that
+ * order too: a lane that needs one gets it only when every lane holding an
+ * older candidate has passed the token point (got its token, or found it
+ * needs none), so terminations happen in the same order as one at a time,
+ * while the other lanes keep leasing, describing and deleting. The sweep
+ * still takes its executions one at a time (one lane).
+ *
+ * A lane waits on at most one thing at any moment (l->wait), and the cycle
+ * itself waits on one thing (cy->wait) only while no lane is busy (the
+ * stale query, the sweep's listing, the early-wake query). That is what
+ * close needs to know: a Temporal call can be cancelled at once, a token
+ * wait is just the shared timer, a store reply must be waited for (the
+ * store has no per-operation cancel; its command timeout bounds the wait).
+ *
+ * Re-entrancy: only loop callbacks (and close) call settle(), and always
+ * last; everything settle() calls (starting lanes, granting tokens, a call
+ * the store or Temporal refuses at once) just changes lane state, never
+ * calls settle() back. settle() is the one place that starts lanes, hands
+ * out tokens, moves the cycle to its next phase and finishes it. */
 #include "reconcile/reconcile.h"
 
 #include "core/backoff.h"
@@ -55,7 +70,22 @@ typedef struct seen {
 } seen;
 
 typedef enum wait_kind { WAIT_NONE, WAIT_STORE, WAIT_TEMPORAL, WAIT_TOKEN, WAIT_LATER } wait_kind;
-typedef enum phase { PH_RECORDS, PH_SWEEP, PH_END } phase;
+typedef enum phase { PH_RECORDS, PH_LIST, PH_SWEEP, PH_END } phase;
+
+struct cycle;
+
+/* One candidate being worked on. Free when c is NULL. */
+typedef struct lane {
+    struct cycle *cy;
+    cand *c;          /* points into cy->c or cy->sw */
+    size_t seq;       /* the candidate's place in its list: token order */
+    char *lease;      /* its lease name while held, owned */
+    char reason[256];
+    wait_kind wait;
+    dd_temporal_call *call; /* while wait == WAIT_TEMPORAL */
+    bool gated;       /* before the token point: older than a lane waiting for a token? */
+    bool want_token;  /* waiting for a token (wait == WAIT_TOKEN) */
+} lane;
 
 typedef struct cycle {
     dd_reconciler *r;
@@ -71,10 +101,10 @@ typedef struct cycle {
     bool sweep_failed;
     char *page_token; /* owned */
     int pages;
-    cand *cur;       /* the one being worked on (points into c or sw) */
-    char *lease;     /* its lease name while held, owned */
-    char reason[256];
-    wait_kind wait;
+    lane *lanes;      /* owned, nlanes of them */
+    size_t nlanes, busy;
+    int hold;         /* > 0: settle() must not run (close is walking the lanes) */
+    wait_kind wait;   /* cycle-level call (only while no lane is busy) */
     dd_temporal_call *call; /* while wait == WAIT_TEMPORAL */
     int64_t oldest_hb;      /* oldest non-stale heartbeat, -1 none */
     void (*done)(const dd_reconcile_stats *, void *);
@@ -97,6 +127,7 @@ struct dd_reconciler {
     cycle *cy; /* in flight, or NULL */
     bool started, closing;
     uint64_t next_periodic_ms; /* monotonic deadline of the next full cycle */
+    bool tick_periodic;        /* the armed tick is for that deadline (not an early wake) */
     uint64_t last_cycle_ms;    /* monotonic start of the last cycle */
     int64_t last_sweep_ms;     /* monotonic, -1 never */
     seen *seen;                /* owned */
@@ -182,10 +213,12 @@ static void cycle_free(cycle *cy)
         cand_free(&cy->c[i]);
     for (size_t i = 0; i < cy->nsw; i++)
         cand_free(&cy->sw[i]);
+    for (size_t i = 0; i < cy->nlanes; i++)
+        free(cy->lanes[i].lease);
     free(cy->c);
     free(cy->sw);
     free(cy->page_token);
-    free(cy->lease);
+    free(cy->lanes);
     free(cy);
 }
 
@@ -212,7 +245,8 @@ static void on_handle_closed(uv_handle_t *h)
     maybe_free(r);
 }
 
-static void count_error(cycle *cy, const char *stage, int rc, const char *msg)
+/* c: the candidate the error is about, NULL for the cycle's own queries. */
+static void count_error(cycle *cy, const cand *c, const char *stage, int rc, const char *msg)
 {
     dd_reconciler *r = cy->r;
     cy->st.errors++;
@@ -221,7 +255,7 @@ static void count_error(cycle *cy, const char *stage, int rc, const char *msg)
     if (r->m_errors)
         dd_metric_add(r->m_errors, DD_L1(stage), 1);
     dd_warn(r->ctx.log, "reconcile_error", "stage=%s workflow_id=%s run_id=%s error=%s holder=%s",
-            stage, cy->cur ? cy->cur->wid : "", cy->cur && cy->cur->run_id ? cy->cur->run_id : "",
+            stage, c ? c->wid : "", c && c->run_id ? c->run_id : "",
             msg && *msg ? msg : dd_strerror(rc), r->holder);
 }
 
@@ -232,7 +266,7 @@ static void count_malformed(cycle *cy, cand *c, const char *problem, const char 
     if (r->m_errors)
         dd_metric_add(r->m_errors, DD_L1("malformed"), 1);
     dd_warn(r->ctx.log, "reconcile_malformed",
-            "workflow_id=%s run_id=%s server_id=%s problem=%s action=%s holder=%s", c->wid,
+            "workflow_id=%s run_id=%s owner=%s problem=%s action=%s holder=%s", c->wid,
             c->run_id ? c->run_id : "", c->server_id ? c->server_id : "", problem, action,
             r->holder);
 }
@@ -263,7 +297,9 @@ static void finish(cycle *cy, int status)
         dd_metric_add(r->m_cycles, DD_L1(st.result ? "error" : "ok"), 1);
         dd_metric_observe(r->m_duration, NULL, st.duration_ms / 1000.0);
     }
-    dd_logf(r->ctx.log, cut ? DD_LOG_INFO : st.result ? DD_LOG_WARN : DD_LOG_INFO,
+    /* Quiet cycles (nothing stale, nothing failed) are frequent: debug. */
+    bool quiet = !cut && !st.result && st.candidates == 0 && st.swept == 0 && st.malformed == 0;
+    dd_logf(r->ctx.log, cut ? DD_LOG_INFO : st.result ? DD_LOG_WARN : quiet ? DD_LOG_DEBUG : DD_LOG_INFO,
             "reconcile_cycle",
             "result=%s error=%s active=%lld stale=%lld candidates=%d terminated=%d "
             "already_closed=%d cleaned=%d kept_refreshed=%d malformed=%d leased_elsewhere=%d "
@@ -287,11 +323,57 @@ static void finish(cycle *cy, int status)
         schedule(r, oldest);
 }
 
-/* ---- per candidate ------------------------------------------------------ */
+/* ---- lanes --------------------------------------------------------------- */
 
-static void next(cycle *cy);
+static void settle(cycle *cy);
 
-/* Callbacks start with this: false when the cycle must stop (closing). */
+/* Puts candidate c (number seq in its list) into a free lane. */
+static lane *lane_start(cycle *cy, cand *c, size_t seq)
+{
+    for (size_t k = 0; k < cy->nlanes; k++) {
+        lane *l = &cy->lanes[k];
+        if (l->c)
+            continue;
+        l->c = c;
+        l->seq = seq;
+        l->gated = true;
+        l->want_token = false;
+        l->wait = WAIT_NONE;
+        l->call = NULL;
+        cy->busy++;
+        return l;
+    }
+    abort(); /* settle() starts lanes only while busy < nlanes */
+}
+
+/* The lane is done with its candidate (its lease released, given up, or
+ * left to expire when closing). Never calls settle(). */
+static void lane_end(lane *l)
+{
+    free(l->lease);
+    l->lease = NULL;
+    l->c = NULL;
+    l->gated = l->want_token = false;
+    l->wait = WAIT_NONE;
+    l->call = NULL;
+    l->cy->busy--;
+}
+
+/* Lane callbacks start with this: false when the lane must stop (closing);
+ * the lane is then ended and the callback only calls settle(). */
+static bool lane_resume(lane *l)
+{
+    l->wait = WAIT_NONE;
+    l->call = NULL;
+    if (l->cy->r->closing) {
+        lane_end(l);
+        return false;
+    }
+    return true;
+}
+
+/* Cycle-level callbacks (no lane busy) start with this: false when the
+ * cycle was finished because we are closing. */
 static bool resume(cycle *cy)
 {
     cy->wait = WAIT_NONE;
@@ -303,48 +385,52 @@ static bool resume(cycle *cy)
     return true;
 }
 
+/* ---- per candidate ------------------------------------------------------ */
+
 static void on_release(int st, void *arg)
 {
-    cycle *cy = arg;
-    if (!resume(cy))
-        return;
-    if (st < 0 && st != DD_ENOTFOUND)
-        dd_debug(cy->r->ctx.log, "reconcile_lease_release", "lease=%s error=%s", cy->lease,
-                 dd_strerror(st));
-    free(cy->lease);
-    cy->lease = NULL;
-    next(cy);
+    lane *l = arg;
+    cycle *cy = l->cy;
+    if (lane_resume(l)) {
+        if (st < 0 && st != DD_ENOTFOUND)
+            dd_debug(cy->r->ctx.log, "reconcile_lease_release", "lease=%s error=%s", l->lease,
+                     dd_strerror(st));
+        lane_end(l);
+    }
+    settle(cy);
 }
 
-/* Done with cy->cur: give its lease back (so a retry next cycle need not
- * wait for the TTL), then go on. */
-static void release(cycle *cy)
+/* Done with l->c: give its lease back (so a retry next cycle need not
+ * wait for the TTL), then end the lane. */
+static void release(lane *l)
 {
-    if (cy->lease) {
-        int rc = dd_store_lease_release(cy->r->s, cy->lease, cy->r->holder, on_release, cy);
+    l->gated = false;
+    if (l->lease) {
+        int rc = dd_store_lease_release(l->cy->r->s, l->lease, l->cy->r->holder, on_release, l);
         if (rc == 0) {
-            cy->wait = WAIT_STORE;
+            l->wait = WAIT_STORE;
             return;
         }
-        free(cy->lease);
-        cy->lease = NULL;
     }
-    next(cy);
+    lane_end(l);
 }
 
 static void on_cad(int st, void *arg)
 {
-    cycle *cy = arg;
+    lane *l = arg;
+    cycle *cy = l->cy;
     dd_reconciler *r = cy->r;
-    cand *c = cy->cur;
-    if (!resume(cy))
+    cand *c = l->c;
+    if (!lane_resume(l)) {
+        settle(cy);
         return;
+    }
     if (st == 0) {
         cy->st.cleaned++;
         if (r->m_cleanups)
             dd_metric_add(r->m_cleanups, NULL, 1);
         dd_info(r->ctx.log, "stale_cleanup",
-                "workflow_id=%s run_id=%s server_id=%s hb_ms=%lld age_ms=%lld requester=%s",
+                "workflow_id=%s run_id=%s owner=%s hb_ms=%lld age_ms=%lld requester=%s",
                 c->wid, c->run_id, c->server_id ? c->server_id : "", (long long)c->hb_ms,
                 (long long)(cy->now_ms - c->hb_ms), r->holder);
     } else if (st == DD_ECONFLICT) {
@@ -358,31 +444,36 @@ static void on_cad(int st, void *arg)
         dd_debug(r->ctx.log, "stale_cleanup", "workflow_id=%s run_id=%s note=%s", c->wid,
                  c->run_id ? c->run_id : "", "already gone");
     } else {
-        count_error(cy, "delete", st, NULL);
+        count_error(cy, c, "delete", st, NULL);
     }
-    release(cy);
+    release(l);
+    settle(cy);
 }
 
-static void cad(cycle *cy)
+static void cad(lane *l)
 {
-    cand *c = cy->cur;
-    int rc = dd_store_compare_and_delete(cy->r->s, c->wid, c->run_id ? c->run_id : "", c->hb_ms,
-                                         on_cad, cy);
+    cand *c = l->c;
+    l->gated = false;
+    int rc = dd_store_compare_and_delete(l->cy->r->s, c->wid, c->run_id ? c->run_id : "",
+                                         c->hb_ms, on_cad, l);
     if (rc == 0) {
-        cy->wait = WAIT_STORE;
+        l->wait = WAIT_STORE;
         return;
     }
-    count_error(cy, "delete", rc, NULL);
-    release(cy);
+    count_error(l->cy, c, "delete", rc, NULL);
+    release(l);
 }
 
 static void on_terminate(int st, const dd_temporal_result *res, void *arg)
 {
-    cycle *cy = arg;
+    lane *l = arg;
+    cycle *cy = l->cy;
     dd_reconciler *r = cy->r;
-    cand *c = cy->cur;
-    if (!resume(cy))
+    cand *c = l->c;
+    if (!lane_resume(l)) {
+        settle(cy);
         return;
+    }
     if (st == 0) {
         cy->st.terminated++;
         if (c->sweep)
@@ -390,88 +481,111 @@ static void on_terminate(int st, const dd_temporal_result *res, void *arg)
         if (r->m_terms)
             dd_metric_add(r->m_terms, NULL, 1);
         dd_info(r->ctx.log, "stale_terminate",
-                "workflow_id=%s run_id=%s server_id=%s age_ms=%lld reason=%s requester=%s "
+                "workflow_id=%s run_id=%s owner=%s age_ms=%lld reason=%s requester=%s "
                 "source=%s",
                 c->wid, c->run_id, c->server_id ? c->server_id : "",
-                (long long)(cy->now_ms - c->hb_ms), cy->reason, r->holder,
+                (long long)(cy->now_ms - c->hb_ms), l->reason, r->holder,
                 c->sweep ? "sweep" : "record");
         if (c->sweep) {
-            release(cy);
-            return;
+            release(l);
+        } else {
+            /* may close us: the lane still sends its delete, as before */
+            if (r->o.on_terminated)
+                r->o.on_terminated(c->wid, c->run_id, r->o.arg);
+            cad(l);
         }
-        if (r->o.on_terminated)
-            r->o.on_terminated(c->wid, c->run_id, r->o.arg);
-        cad(cy);
     } else if (st == DD_ENOTFOUND) {
         /* closed between describe and terminate: nothing left to end */
         cy->st.already_closed++;
         if (c->sweep)
-            release(cy);
+            release(l);
         else
-            cad(cy);
+            cad(l);
     } else {
         /* keep the record: it is how the next cycle finds this run again */
-        count_error(cy, "terminate", st, res ? res->message : NULL);
-        release(cy);
+        count_error(cy, c, "terminate", st, res ? res->message : NULL);
+        release(l);
     }
+    settle(cy);
 }
 
-static void terminate(cycle *cy)
+static void terminate(lane *l)
 {
-    dd_reconciler *r = cy->r;
-    cand *c = cy->cur;
-    int64_t age = cy->now_ms - c->hb_ms;
+    dd_reconciler *r = l->cy->r;
+    cand *c = l->c;
+    int64_t age = l->cy->now_ms - c->hb_ms;
     if (c->sweep) {
         char a[32];
         dd_duration_format(age < 0 ? 0 : age, a, sizeof(a));
-        snprintf(cy->reason, sizeof(cy->reason), "stale: no heartbeat record for %s", a);
+        snprintf(l->reason, sizeof(l->reason), "stale: no heartbeat record for %s", a);
     } else {
-        dd_reconcile_reason(cy->reason, sizeof(cy->reason), c->server_id, age);
+        dd_reconcile_reason(l->reason, sizeof(l->reason), c->server_id, age);
     }
-    int rc = dd_temporal_terminate(r->t, c->wid, c->run_id, cy->reason, on_terminate, cy,
-                                   &cy->call);
+    int rc = dd_temporal_terminate(r->t, c->wid, c->run_id, l->reason, on_terminate, l,
+                                   &l->call);
     if (rc == 0) {
-        cy->wait = WAIT_TEMPORAL;
+        l->wait = WAIT_TEMPORAL;
         return;
     }
-    count_error(cy, "terminate", rc, NULL);
-    release(cy);
+    count_error(l->cy, c, "terminate", rc, NULL);
+    release(l);
 }
 
-static void take_token(cycle *cy);
+/* The lane needs a termination token; settle() hands it out (pump_tokens). */
+static void take_token(lane *l)
+{
+    l->want_token = true;
+    l->wait = WAIT_TOKEN;
+}
 
 static void on_bucket(uv_timer_t *h)
 {
     dd_reconciler *r = h->data;
-    cycle *cy = r->cy;
-    if (!cy || cy->wait != WAIT_TOKEN)
-        return;
-    cy->wait = WAIT_NONE;
-    take_token(cy);
+    if (r->cy && !r->closing)
+        settle(r->cy);
 }
 
-/* Terminations are rate limited fleet-wide per host: wait on a timer for
- * a token, never block the loop. */
-static void take_token(cycle *cy)
+/* Terminations are rate limited per host, across all lanes: one token
+ * bucket, waited for on a timer, never blocking the loop. Tokens go in
+ * candidate order: to the oldest lane still before its token point, and
+ * only if that lane is the one waiting (otherwise its describe decides
+ * first). Returns whether a lane was given a token. */
+static bool pump_tokens(cycle *cy)
 {
     dd_reconciler *r = cy->r;
-    uint64_t now = dd_mono_us();
-    if (dd_token_bucket_take(&r->tb, now)) {
-        terminate(cy);
-        return;
+    bool progress = false;
+    for (;;) {
+        lane *h = NULL;
+        for (size_t k = 0; k < cy->nlanes; k++) {
+            lane *l = &cy->lanes[k];
+            if (l->c && l->gated && (!h || l->seq < h->seq))
+                h = l;
+        }
+        if (!h || !h->want_token)
+            return progress;
+        uint64_t now = dd_mono_us();
+        if (!dd_token_bucket_take(&r->tb, now)) {
+            uint64_t us = dd_token_bucket_wait_us(&r->tb, now);
+            uv_timer_start(&r->bucket, on_bucket, (us + 999) / 1000, 0);
+            return progress;
+        }
+        h->gated = h->want_token = false;
+        h->wait = WAIT_NONE;
+        terminate(h);
+        progress = true;
     }
-    uint64_t us = dd_token_bucket_wait_us(&r->tb, now);
-    cy->wait = WAIT_TOKEN;
-    uv_timer_start(&r->bucket, on_bucket, (us + 999) / 1000, 0);
 }
 
 static void on_describe(int st, const dd_temporal_result *res, void *arg)
 {
-    cycle *cy = arg;
+    lane *l = arg;
+    cycle *cy = l->cy;
     dd_reconciler *r = cy->r;
-    cand *c = cy->cur;
-    if (!resume(cy))
+    cand *c = l->c;
+    if (!lane_resume(l)) {
+        settle(cy);
         return;
+    }
     /* "Not found" also answers a request for a namespace that does not
      * exist. Taking that for "run gone" would delete every stale record of a
      * misconfigured host while their runs keep running elsewhere, with
@@ -480,85 +594,80 @@ static void on_describe(int st, const dd_temporal_result *res, void *arg)
         st = DD_EINVAL;
     if (st == DD_ENOTFOUND) {
         cy->st.already_closed++;
-        cad(cy);
-        return;
+        cad(l);
+    } else if (st < 0 || !res->execution) {
+        count_error(cy, c, "describe", st < 0 ? st : DD_EPROTO, res ? res->message : NULL);
+        release(l);
+    } else {
+        const dd_temporal_execution *e = res->execution;
+        /* The record names a workflow id; make sure the run there really is
+         * one of ours before ending it: a wrong record must not kill a
+         * stranger. */
+        if (!e->type || strcmp(e->type, DD_DISPATCHER_WORKFLOW_TYPE)) {
+            char why[160];
+            snprintf(why, sizeof(why), "run has workflow type '%s', not a dispatcher",
+                     e->type ? e->type : "");
+            count_malformed(cy, c, why, "kept");
+            release(l);
+        } else if (e->status == DD_WF_RUNNING) {
+            take_token(l);
+        } else {
+            cy->st.already_closed++;
+            dd_info(r->ctx.log, "stale_closed", "workflow_id=%s run_id=%s status=%s requester=%s",
+                    c->wid, c->run_id, dd_temporal_status_name(e->status), r->holder);
+            cad(l);
+        }
     }
-    if (st < 0 || !res->execution) {
-        count_error(cy, "describe", st < 0 ? st : DD_EPROTO, res ? res->message : NULL);
-        release(cy);
-        return;
-    }
-    const dd_temporal_execution *e = res->execution;
-    /* The record names a workflow id; make sure the run there really is one
-     * of ours before ending it: a wrong record must not kill a stranger. */
-    if (!e->type || strcmp(e->type, DD_DISPATCHER_WORKFLOW_TYPE)) {
-        char why[160];
-        snprintf(why, sizeof(why), "run has workflow type '%s', not a dispatcher",
-                 e->type ? e->type : "");
-        count_malformed(cy, c, why, "kept");
-        release(cy);
-        return;
-    }
-    if (e->status == DD_WF_RUNNING) {
-        take_token(cy);
-        return;
-    }
-    cy->st.already_closed++;
-    dd_info(r->ctx.log, "stale_closed", "workflow_id=%s run_id=%s status=%s requester=%s", c->wid,
-            c->run_id, dd_temporal_status_name(e->status), r->holder);
-    cad(cy);
+    settle(cy);
 }
 
 static void on_lease(int st, void *arg)
 {
-    cycle *cy = arg;
+    lane *l = arg;
+    cycle *cy = l->cy;
     dd_reconciler *r = cy->r;
-    cand *c = cy->cur;
-    if (!resume(cy))
+    cand *c = l->c;
+    if (!lane_resume(l)) {
+        settle(cy);
         return;
+    }
     if (st == DD_EBUSY) {
         cy->st.leased_elsewhere++;
-        free(cy->lease);
-        cy->lease = NULL;
-        next(cy);
-        return;
+        lane_end(l);
+    } else if (st < 0) {
+        count_error(cy, c, "lease", st, NULL);
+        lane_end(l);
+    } else if (c->sweep) {
+        take_token(l);
+    } else {
+        int rc = dd_temporal_describe(r->t, c->wid, c->run_id, on_describe, l, &l->call);
+        if (rc == 0) {
+            l->wait = WAIT_TEMPORAL;
+        } else {
+            count_error(cy, c, "describe", rc, NULL);
+            release(l);
+        }
     }
-    if (st < 0) {
-        count_error(cy, "lease", st, NULL);
-        free(cy->lease);
-        cy->lease = NULL;
-        next(cy);
-        return;
-    }
-    if (c->sweep) {
-        take_token(cy);
-        return;
-    }
-    int rc = dd_temporal_describe(r->t, c->wid, c->run_id, on_describe, cy, &cy->call);
-    if (rc == 0) {
-        cy->wait = WAIT_TEMPORAL;
-        return;
-    }
-    count_error(cy, "describe", rc, NULL);
-    release(cy);
+    settle(cy);
 }
 
-/* Leases "reconcile:<wid>:<run_id>" for cy->cur. 0: waiting for the reply. */
-static int lease(cycle *cy)
+/* Leases "reconcile:<wid>:<run_id>" for l->c. 0: waiting for the reply;
+ * else counted, and the caller ends the lane. */
+static int lease(lane *l)
 {
-    dd_reconciler *r = cy->r;
-    cand *c = cy->cur;
+    dd_reconciler *r = l->cy->r;
+    cand *c = l->c;
     size_t len = strlen(c->wid) + strlen(c->run_id) + 12;
-    cy->lease = dd_xmalloc(len);
-    snprintf(cy->lease, len, "reconcile:%s:%s", c->wid, c->run_id);
-    int rc = dd_store_lease_acquire(r->s, cy->lease, r->holder, r->o.lease_ttl_ms, on_lease, cy);
+    l->lease = dd_xmalloc(len);
+    snprintf(l->lease, len, "reconcile:%s:%s", c->wid, c->run_id);
+    int rc = dd_store_lease_acquire(r->s, l->lease, r->holder, r->o.lease_ttl_ms, on_lease, l);
     if (rc == 0) {
-        cy->wait = WAIT_STORE;
+        l->wait = WAIT_STORE;
         return 0;
     }
-    free(cy->lease);
-    cy->lease = NULL;
-    count_error(cy, "lease", rc, NULL);
+    free(l->lease);
+    l->lease = NULL;
+    count_error(l->cy, c, "lease", rc, NULL);
     return rc;
 }
 
@@ -586,16 +695,15 @@ static char *seen_key(const cand *c)
     return k;
 }
 
-static void on_sweep_get(int st, const dd_store_hb *rec, void *arg)
+/* Decides about one listed execution; ends the lane unless it leased. */
+static void sweep_check(lane *l, int st, const dd_store_hb *rec)
 {
-    cycle *cy = arg;
+    cycle *cy = l->cy;
     dd_reconciler *r = cy->r;
-    cand *c = cy->cur;
-    if (!resume(cy))
-        return;
+    cand *c = l->c;
     if (st < 0 && st != DD_ENOTFOUND) {
-        count_error(cy, "list", st, NULL);
-        next(cy);
+        count_error(cy, c, "list", st, NULL);
+        lane_end(l);
         return;
     }
     char *key = seen_key(c);
@@ -605,16 +713,14 @@ static void on_sweep_get(int st, const dd_store_hb *rec, void *arg)
         if (e)
             seen_drop(r, e);
         free(key);
-        next(cy);
+        lane_end(l);
         return;
     }
     if (!e) {
         if (r->nseen < SEEN_MAX) {
             if (r->nseen == r->capseen) {
                 r->capseen = r->capseen ? 2 * r->capseen : 16;
-                r->seen = realloc(r->seen, r->capseen * sizeof(*r->seen));
-                if (!r->seen)
-                    abort();
+                r->seen = dd_xrealloc(r->seen, r->capseen * sizeof(*r->seen));
             }
             r->seen[r->nseen++] = (seen){key, cy->now_ms, true};
             key = NULL;
@@ -622,7 +728,7 @@ static void on_sweep_get(int st, const dd_store_hb *rec, void *arg)
                     c->wid, c->run_id, r->holder);
         }
         free(key);
-        next(cy);
+        lane_end(l);
         return;
     }
     free(key);
@@ -630,10 +736,19 @@ static void on_sweep_get(int st, const dd_store_hb *rec, void *arg)
     int64_t thr = r->o.stale_threshold_ms;
     if (cy->now_ms - e->first_ms > thr && cy->now_ms - c->start_ms > thr) {
         c->hb_ms = e->first_ms; /* the age in the reason: how long without a record */
-        if (lease(cy) == 0)
+        if (lease(l) == 0)
             return;
     }
-    next(cy);
+    lane_end(l);
+}
+
+static void on_sweep_get(int st, const dd_store_hb *rec, void *arg)
+{
+    lane *l = arg;
+    cycle *cy = l->cy;
+    if (lane_resume(l))
+        sweep_check(l, st, rec);
+    settle(cy);
 }
 
 static void sweep_end(cycle *cy)
@@ -659,9 +774,9 @@ static void on_list_page(int st, const dd_temporal_result *res, void *arg)
         return;
     if (st < 0) {
         cy->sweep_failed = true;
-        count_error(cy, "list", st, res ? res->message : NULL);
+        count_error(cy, NULL, "list", st, res ? res->message : NULL);
         cy->ph = PH_SWEEP;
-        next(cy);
+        settle(cy);
         return;
     }
     for (size_t i = 0; i < res->nexecutions && cy->nsw < r->o.batch; i++) {
@@ -671,9 +786,7 @@ static void on_list_page(int st, const dd_temporal_result *res, void *arg)
             continue;
         if (cy->nsw == cy->capsw) {
             cy->capsw = cy->capsw ? 2 * cy->capsw : 16;
-            cy->sw = realloc(cy->sw, cy->capsw * sizeof(*cy->sw));
-            if (!cy->sw)
-                abort();
+            cy->sw = dd_xrealloc(cy->sw, cy->capsw * sizeof(*cy->sw));
         }
         cand *c = &cy->sw[cy->nsw++];
         memset(c, 0, sizeof(*c));
@@ -685,26 +798,25 @@ static void on_list_page(int st, const dd_temporal_result *res, void *arg)
     }
     free(cy->page_token);
     cy->page_token = xdup(res->next_page_token);
-    if (cy->page_token && ++cy->pages < SWEEP_MAX_PAGES && cy->nsw < r->o.batch) {
+    if (cy->page_token && ++cy->pages < SWEEP_MAX_PAGES && cy->nsw < r->o.batch)
         list_page(cy);
-        return;
-    }
-    cy->ph = PH_SWEEP;
-    next(cy);
+    else
+        cy->ph = PH_SWEEP;
+    settle(cy);
 }
 
+/* Asks for the next page; a refusal ends the listing (counted). */
 static void list_page(cycle *cy)
 {
-    int rc = dd_temporal_list(cy->r->t, cy->r->sweep_query, cy->page_token, SWEEP_PAGE, on_list_page,
-                              cy, &cy->call);
+    int rc = dd_temporal_list(cy->r->t, cy->r->sweep_query, cy->page_token, SWEEP_PAGE,
+                              on_list_page, cy, &cy->call);
     if (rc == 0) {
         cy->wait = WAIT_TEMPORAL;
         return;
     }
     cy->sweep_failed = true;
-    count_error(cy, "list", rc, NULL);
+    count_error(cy, NULL, "list", rc, NULL);
     cy->ph = PH_SWEEP;
-    next(cy);
 }
 
 /* ---- the cycle ---------------------------------------------------------- */
@@ -722,7 +834,7 @@ static void on_oldest(int st, const char *wid, int64_t hb_ms, void *arg)
 }
 
 /* After the records (and the sweep): learn when the next record can turn
- * stale, for the early wake-up, then finish. */
+ * stale, for the early wake-up, then finish. May free cy: callers return. */
 static void end_cycle(cycle *cy)
 {
     dd_reconciler *r = cy->r;
@@ -737,100 +849,154 @@ static void end_cycle(cycle *cy)
     finish(cy, 0);
 }
 
-static void start_sweep(cycle *cy)
+/* After the records: starts the sweep's listing if one is due (true), else
+ * false (the cycle ends). */
+static bool start_sweep(cycle *cy)
 {
     dd_reconciler *r = cy->r;
     int64_t now = (int64_t)dd_mono_ms();
     if (!r->o.sweep ||
-        (r->last_sweep_ms >= 0 && now - r->last_sweep_ms < r->o.sweep_interval_ms)) {
-        end_cycle(cy);
-        return;
-    }
+        (r->last_sweep_ms >= 0 && now - r->last_sweep_ms < r->o.sweep_interval_ms))
+        return false;
     r->last_sweep_ms = now;
     cy->st.sweep_ran = true;
     for (size_t i = 0; i < r->nseen; i++)
         r->seen[i].live = false;
+    cy->ph = PH_LIST;
     list_page(cy);
+    return true;
 }
 
-/* Moves on to the next candidate (iteratively over the ones that need no
- * I/O, so a batch of malformed records does not recurse). */
-static void next(cycle *cy)
+/* Takes the next candidate of the current phase: into a lane, or dealt
+ * with at once (malformed). false when there is none left. */
+static bool start_next(cycle *cy)
 {
     dd_reconciler *r = cy->r;
+    if (cy->ph == PH_RECORDS) {
+        if (cy->i >= cy->n)
+            return false;
+        size_t seq = cy->i;
+        cand *c = &cy->c[cy->i++];
+        if (c->malformed) {
+            if (c->problem && !strncmp(c->problem, "record missing", 14)) {
+                /* an index entry without its hash (a crash between two
+                 * writes on Cluster): nothing to terminate by, and left
+                 * alone it would count as stale forever. Removing the
+                 * entry is what compare-and-delete does for a missing
+                 * hash; logged, never silent. */
+                count_malformed(cy, c, c->problem, "index_entry_removed");
+                cad(lane_start(cy, c, seq));
+                return true;
+            }
+            count_malformed(cy, c, c->problem ? c->problem : "malformed", "kept");
+            return true;
+        }
+        if (!dd_dispatcher_id_matches(c->wid, c->project, c->queue)) {
+            count_malformed(cy, c, "workflow_id does not match project/queue", "kept");
+            return true;
+        }
+        lane *l = lane_start(cy, c, seq);
+        if (lease(l) != 0)
+            lane_end(l);
+        return true;
+    }
+    if (cy->ph == PH_SWEEP) {
+        if (cy->isw >= cy->nsw)
+            return false;
+        size_t seq = cy->isw;
+        cand *c = &cy->sw[cy->isw++];
+        lane *l = lane_start(cy, c, seq);
+        int rc = dd_store_get(r->s, c->wid, on_sweep_get, l);
+        if (rc == 0) {
+            l->wait = WAIT_STORE;
+            return true;
+        }
+        count_error(cy, c, "list", rc, NULL);
+        lane_end(l);
+        return true;
+    }
+    return false;
+}
+
+/* Moves the cycle on after anything happened: hands out tokens, fills free
+ * lanes with the next candidates (the sweep: one at a time), and when
+ * nothing is left in flight goes to the next phase or finishes. Called last
+ * by every callback; may free cy. */
+static void settle(cycle *cy)
+{
+    dd_reconciler *r = cy->r;
+    if (cy->hold)
+        return;
     for (;;) {
-        if (r->closing || dd_ctx_cancelled(&r->ctx)) {
+        if (r->closing) {
+            /* no new work; the cycle ends when the last lane has stopped */
+            if (!cy->busy && cy->wait == WAIT_NONE)
+                finish(cy, DD_ECANCELED);
+            return;
+        }
+        if (cy->wait != WAIT_NONE)
+            return;
+        bool progress = pump_tokens(cy);
+        bool stopping = dd_ctx_cancelled(&r->ctx);
+        size_t limit = cy->ph == PH_SWEEP ? 1 : cy->nlanes;
+        if (!stopping && cy->busy < limit && start_next(cy))
+            continue;
+        if (cy->busy) {
+            if (progress)
+                continue;
+            return;
+        }
+        if (stopping) {
             finish(cy, DD_ECANCELED);
             return;
         }
         if (cy->ph == PH_RECORDS) {
-            if (cy->i >= cy->n) {
-                start_sweep(cy);
-                return;
-            }
-            cand *c = cy->cur = &cy->c[cy->i++];
-            if (c->malformed) {
-                if (c->problem && !strncmp(c->problem, "record missing", 14)) {
-                    /* an index entry without its hash (a crash between two
-                     * writes on Cluster): nothing to terminate by, and left
-                     * alone it would count as stale forever. Removing the
-                     * entry is what compare-and-delete does for a missing
-                     * hash; logged, never silent. */
-                    count_malformed(cy, c, c->problem, "index_entry_removed");
-                    cad(cy);
-                    return;
-                }
-                count_malformed(cy, c, c->problem ? c->problem : "malformed", "kept");
+            if (start_sweep(cy))
                 continue;
-            }
-            if (!dd_dispatcher_id_matches(c->wid, c->project, c->queue)) {
-                count_malformed(cy, c, "workflow_id does not match project/queue", "kept");
-                continue;
-            }
-            if (lease(cy) == 0)
-                return;
-            continue;
+            end_cycle(cy);
+            return;
         }
         if (cy->ph == PH_SWEEP) {
-            if (cy->isw >= cy->nsw) {
-                sweep_end(cy);
-                end_cycle(cy);
-                return;
-            }
-            cy->cur = &cy->sw[cy->isw++];
-            int rc = dd_store_get(r->s, cy->cur->wid, on_sweep_get, cy);
-            if (rc == 0) {
-                cy->wait = WAIT_STORE;
-                return;
-            }
-            count_error(cy, "list", rc, NULL);
-            continue;
+            sweep_end(cy);
+            end_cycle(cy);
+            return;
         }
-        end_cycle(cy);
-        return;
+        return; /* PH_LIST/PH_END wait on cy->wait */
     }
 }
 
 static void on_stale(int st, const dd_store_hb_list *l, void *arg)
 {
     cycle *cy = arg;
+    dd_reconciler *r = cy->r;
     if (!resume(cy))
         return;
     if (st < 0) {
-        count_error(cy, "list", st, NULL);
+        count_error(cy, NULL, "list", st, NULL);
         /* Redis is down: the sweep and the early wake-up would fail too */
         finish(cy, 0);
         return;
     }
     cy->listed = true;
-    cy->st.active = l->total;
+    /* active = fresh ones (deploy/metrics.txt): active + stale = all records */
+    cy->st.active = l->total - l->stale;
     cy->st.stale = l->stale;
-    cy->st.candidates = (int)l->n;
-    cy->n = l->n;
     cy->c = l->n ? dd_xcalloc(l->n, sizeof(*cy->c)) : NULL;
+    cy->n = 0;
     for (size_t i = 0; i < l->n; i++) {
         const dd_store_hb *h = &l->items[i];
-        cand *c = &cy->c[i];
+        /* The index said stale, but the record is read after it: a new
+         * owner may have claimed it in between (a failover). Judge by the
+         * record itself, or we would terminate a run seconds old. */
+        if (!h->malformed && h->hb_ms >= cy->now_ms - r->o.stale_threshold_ms) {
+            cy->st.kept_refreshed++;
+            dd_info(r->ctx.log, "stale_skipped",
+                    "workflow_id=%s run_id=%s owner=%s reason=%s holder=%s", h->workflow_id,
+                    h->run_id ? h->run_id : "", h->server_id ? h->server_id : "",
+                    "record refreshed after the index was read", r->holder);
+            continue;
+        }
+        cand *c = &cy->c[cy->n++];
         c->wid = dd_strdup(h->workflow_id);
         c->run_id = xdup(h->run_id);
         c->server_id = xdup(h->server_id);
@@ -840,7 +1006,15 @@ static void on_stale(int st, const dd_store_hb_list *l, void *arg)
         c->hb_ms = h->hb_ms;
         c->malformed = h->malformed;
     }
-    next(cy);
+    cy->st.candidates = (int)cy->n;
+    /* lanes: never more than there are candidates, at least one (the sweep) */
+    cy->nlanes = r->o.max_inflight < cy->n ? r->o.max_inflight : cy->n;
+    if (cy->nlanes == 0)
+        cy->nlanes = 1;
+    cy->lanes = dd_xcalloc(cy->nlanes, sizeof(*cy->lanes));
+    for (size_t k = 0; k < cy->nlanes; k++)
+        cy->lanes[k].cy = cy;
+    settle(cy);
 }
 
 static void on_later(uv_timer_t *h)
@@ -873,7 +1047,7 @@ static int cycle_begin(dd_reconciler *r, void (*done)(const dd_reconcile_stats *
     }
     /* not even queued (store closing, too busy): still one finished cycle,
      * answered from the loop, never from inside the caller */
-    count_error(cy, "list", rc, NULL);
+    count_error(cy, NULL, "list", rc, NULL);
     cy->wait = WAIT_LATER;
     uv_timer_start(&r->later, on_later, 0, 0);
     return 0;
@@ -887,7 +1061,10 @@ static void on_tick(uv_timer_t *h)
     if (r->closing || r->cy) /* a running cycle re-arms when it ends */
         return;
     uint64_t now = dd_mono_ms();
-    if (now >= r->next_periodic_ms)
+    /* Not just now >= deadline: libuv's loop clock may trail ours by a
+     * millisecond, and a periodic tick taken for an early one would leave the
+     * deadline in the past (next cycle one gap later instead of an interval). */
+    if (r->tick_periodic || now >= r->next_periodic_ms)
         r->next_periodic_ms =
             now + (uint64_t)dd_reconcile_jitter_ms(r->o.interval_ms, dd_rng_unit(&r->rng));
     (void)cycle_begin(r, NULL, NULL);
@@ -901,6 +1078,20 @@ static void schedule(dd_reconciler *r, int64_t oldest_hb)
     int64_t gap = gap_end > now ? (int64_t)(gap_end - now) : 0;
     int64_t d = dd_reconcile_next_wake_ms(wall_ms(r), oldest_hb, r->o.stale_threshold_ms,
                                           periodic, gap);
+    if (oldest_hb < 0) {
+        /* No healthy record to time the next look by: one claimed after
+         * this cycle (a host that starts, then crashes) would wait for the
+         * periodic cycle, up to an interval past its threshold. Look again
+         * within a quarter threshold: a quiet cycle is three Redis reads. */
+        int64_t watch = r->o.stale_threshold_ms / 4;
+        if (watch < EARLY_GAP_MS)
+            watch = EARLY_GAP_MS;
+        if (watch < gap)
+            watch = gap;
+        if (d > watch)
+            d = watch;
+    }
+    r->tick_periodic = d >= periodic;
     uv_timer_start(&r->tick, on_tick, (uint64_t)d, 0);
 }
 
@@ -939,6 +1130,8 @@ dd_reconciler *dd_reconciler_new(const dd_ctx *ctx, dd_store *s, dd_temporal *t,
         r->o.terminate_rate = 10;
     if (!r->o.batch)
         r->o.batch = 1000;
+    if (!r->o.max_inflight)
+        r->o.max_inflight = 16;
     if (!r->o.sweep_interval_ms)
         r->o.sweep_interval_ms = 5 * r->o.interval_ms;
     if (!r->o.lease_ttl_ms)
@@ -957,22 +1150,23 @@ dd_reconciler *dd_reconciler_new(const dd_ctx *ctx, dd_store *s, dd_temporal *t,
     if (m) {
         const char *const stage[] = {"stage", NULL}, *const result[] = {"result", NULL};
         r->m_active = dd_metrics_family(m, DD_GAUGE, "dispatchd_dispatchers_active",
-                                        "Dispatcher heartbeat records in the index, as seen by "
-                                        "the last reconcile cycle.",
+                                        "Dispatchers with a fresh heartbeat in Redis, as seen "
+                                        "by this process's reconciler (a fleet-wide count).",
                                         NULL, NULL, 0);
         r->m_stale = dd_metrics_family(m, DD_GAUGE, "dispatchd_dispatchers_stale",
-                                       "Dispatcher heartbeat records older than the stale "
-                                       "threshold at the start of the last reconcile cycle.",
+                                       "Dispatchers whose heartbeat is older than the stale "
+                                       "threshold and not yet cleaned up (fleet-wide count).",
                                        NULL, NULL, 0);
         r->m_terms = dd_metrics_family(m, DD_COUNTER, "dispatchd_stale_terminations_total",
                                        "Stale dispatcher runs terminated by the reconciler.",
                                        NULL, NULL, 0);
         r->m_cleanups = dd_metrics_family(m, DD_COUNTER, "dispatchd_stale_cleanups_total",
-                                          "Stale heartbeat records deleted by the reconciler.",
+                                          "Stale heartbeat entries deleted by the reconciler after "
+                                          "their run was terminated.",
                                           NULL, NULL, 0);
         r->m_errors = dd_metrics_family(m, DD_COUNTER, "dispatchd_cleanup_errors_total",
-                                        "Reconciler failures by stage (list, describe, "
-                                        "terminate, delete, lease) and malformed records.",
+                                        "Errors while cleaning up a stale dispatcher, by stage "
+                                        "(list, describe, terminate, delete, lease, malformed).",
                                         stage, NULL, 0);
         r->m_cycles = dd_metrics_family(m, DD_COUNTER, "dispatchd_reconcile_cycles_total",
                                         "Reconcile cycles by result (ok, error).", result, NULL,
@@ -998,10 +1192,12 @@ void dd_reconciler_start(dd_reconciler *r)
     int64_t d = dd_reconcile_stagger_ms(r->holder, r->o.interval_ms, dd_rng_unit(&r->rng));
     r->next_periodic_ms = dd_mono_ms() + (uint64_t)d;
     dd_info(r->ctx.log, "reconcile_start",
-            "holder=%s first_cycle_ms=%lld interval_ms=%lld threshold_ms=%lld rate=%.1f sweep=%s",
+            "holder=%s first_cycle_ms=%lld interval_ms=%lld threshold_ms=%lld rate=%.1f sweep=%s "
+            "max_inflight=%zu",
             r->holder, (long long)d, (long long)r->o.interval_ms,
             (long long)r->o.stale_threshold_ms, r->o.terminate_rate,
-            r->o.sweep ? "true" : "false");
+            r->o.sweep ? "true" : "false", r->o.max_inflight);
+    r->tick_periodic = true;
     if (!r->cy)
         uv_timer_start(&r->tick, on_tick, (uint64_t)d, 0);
 }
@@ -1026,13 +1222,35 @@ void dd_reconciler_close(dd_reconciler *r, void (*done)(void *), void *arg)
     uv_close((uv_handle_t *)&r->bucket, on_handle_closed);
     uv_close((uv_handle_t *)&r->later, on_handle_closed);
     cycle *cy = r->cy;
-    if (cy) {
-        if (cy->wait == WAIT_TEMPORAL)
-            dd_temporal_cancel(cy->call); /* its callback finishes the cycle */
-        else if (cy->wait == WAIT_TOKEN || cy->wait == WAIT_LATER)
-            finish(cy, DD_ECANCELED);
-        /* WAIT_STORE: the reply (or the store's close) finishes it;
-         * WAIT_NONE: we are inside one of its callbacks, which checks
-         * r->closing at its next step */
+    if (!cy)
+        return;
+    /* a cycle-level call (no lane busy then) */
+    if (cy->wait == WAIT_TEMPORAL) {
+        dd_temporal_cancel(cy->call); /* its callback finishes the cycle */
+        return;
     }
+    if (cy->wait == WAIT_LATER) {
+        finish(cy, DD_ECANCELED);
+        return;
+    }
+    if (cy->wait == WAIT_STORE)
+        return; /* the reply (or the store's close) finishes it */
+    /* the lanes: cancel every Temporal call (their callbacks end their lanes
+     * at once), drop the token waits; a lane waiting for the store ends when
+     * its reply comes; a lane in WAIT_NONE is the one whose callback we are
+     * inside (close from on_terminated), which checks r->closing at its next
+     * step. The hold keeps those callbacks from finishing (and freeing) the
+     * cycle while we walk the lanes. */
+    cy->hold++;
+    for (size_t k = 0; k < cy->nlanes; k++) {
+        lane *l = &cy->lanes[k];
+        if (!l->c)
+            continue;
+        if (l->wait == WAIT_TEMPORAL)
+            dd_temporal_cancel(l->call);
+        else if (l->wait == WAIT_TOKEN)
+            lane_end(l);
+    }
+    cy->hold--;
+    settle(cy);
 }

@@ -2,7 +2,8 @@
  *
  * A cycle asks the store for heartbeat records older than the stale
  * threshold (a range query on the dd:hb:index ZSET, never a keyspace scan)
- * and, for each candidate, one at a time:
+ * and, for each candidate (up to max_inflight of them at once, each in its
+ * own lane, taken oldest first):
  *
  *   lease "reconcile:<wid>:<run_id>" (SET NX PX, ~30 s)   busy -> another host has it
  *   describe (wid, run_id)                               must be a dispatchd.dispatcher run
@@ -60,7 +61,9 @@ struct dd_temporal;
 
 typedef struct dd_reconcile_stats {
     int result;             /* 0 ok, else the first error (DD_ECANCELED: closed mid-cycle) */
-    int64_t active, stale;  /* fleet-wide counts from the index at cycle start */
+    int64_t active, stale;  /* fleet-wide counts from the index at cycle start:
+                             * active = fresh heartbeats, stale = older than
+                             * the threshold (all of them, not just this batch) */
     int candidates;         /* records examined this cycle (<= batch) */
     int terminated;         /* runs we terminated (cycle + sweep) */
     int already_closed;     /* runs found closed or gone: record deleted only */
@@ -82,6 +85,9 @@ typedef struct dd_reconciler_opts {
     double terminate_rate;       /* terminations per second (token bucket), default 10 */
     const char *holder;          /* required: this host's server id (leases, reasons, logs) */
     size_t batch;                /* candidates per cycle, default 1000 */
+    /* Candidates worked on at once (lanes), default 16. 1: one at a time.
+     * Each lane holds one lease and at most one Redis or Temporal call. */
+    size_t max_inflight;
     bool sweep;                  /* also sweep Temporal for dispatchers without a record */
     int64_t sweep_interval_ms;   /* minimum time between sweeps; default 5 x interval_ms */
     int64_t lease_ttl_ms;        /* per-candidate lease; default 30000 */
@@ -114,9 +120,10 @@ void dd_reconciler_start(dd_reconciler *r);
  * this cycle as after any other. */
 int dd_reconciler_run_once(dd_reconciler *r, void (*done)(const dd_reconcile_stats *, void *),
                            void *arg);
-/* Stops timers, cancels the in-flight Temporal call (a cycle in progress
- * ends with DD_ECANCELED), waits for an in-flight store reply (bounded by
- * the store's command timeout, or immediate when the store is closed), closes
+/* Stops timers, cancels every in-flight Temporal call (a cycle in progress
+ * ends with DD_ECANCELED), drops the lanes waiting for a token, waits for the
+ * in-flight store replies (bounded by the store's command timeout, or
+ * immediate when the store is closed), closes
  * the handles, then calls done(arg) (may be NULL) from the loop and frees r. */
 void dd_reconciler_close(dd_reconciler *r, void (*done)(void *), void *arg);
 

@@ -161,7 +161,14 @@ static void lease_release_reply(dd_store__req *r, redisReply *rep)
     dd_store__finish(r, 0);
 }
 
+static void lease_held_reply(dd_store__req *r, redisReply *rep)
+{
+    r->status = rep->type == REDIS_REPLY_NIL ? DD_ENOTFOUND : is_str(rep) ? 0 : DD_EPROTO;
+    dd_store__finish(r, 0);
+}
+
 static const dd_store__op ping_op = {"ping", ok_reply, status_deliver};
+static const dd_store__op lease_held_op = {"lease_held", lease_held_reply, status_deliver};
 static const dd_store__op cad_op = {"compare_and_delete", cad_reply, status_deliver};
 static const dd_store__op lease_acquire_op = {"lease_acquire", lease_acquire_reply,
                                               status_deliver};
@@ -217,6 +224,18 @@ int dd_store_lease_release(dd_store *s, const char *name, const char *holder,
     if (!r)
         return rc;
     return end(r, dd_store__cmd(r, "EVAL", lua_lease_release, "1", key, holder, NULL));
+}
+
+int dd_store_lease_held(dd_store *s, const char *name, dd_store_status_cb *cb, void *arg)
+{
+    char key[DD_STORE__KEYMAX];
+    int rc;
+    if (!dd_store__key(key, "lease", name))
+        return DD_EINVAL;
+    dd_store__req *r = begin(s, &lease_held_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    return end(r, dd_store__cmd(r, "GET", key, NULL));
 }
 
 int dd_store_worker_heartbeat(dd_store *s, const char *wid, const char *server_id, int64_t now_ms,

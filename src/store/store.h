@@ -205,6 +205,9 @@ int dd_store_oldest(dd_store *s, int64_t min_hb_ms, dd_store_oldest_cb *cb, void
 /* SET dd:lease:{name} holder NX PX ttl_ms: 0 acquired, DD_EBUSY held. */
 int dd_store_lease_acquire(dd_store *s, const char *name, const char *holder, int64_t ttl_ms,
                            dd_store_status_cb *cb, void *arg);
+/* Whether the lease is held by anyone: 0 held, DD_ENOTFOUND free. Also
+ * used as a short-lived flag (the owner handoff acknowledgement). */
+int dd_store_lease_held(dd_store *s, const char *name, dd_store_status_cb *cb, void *arg);
 /* Deletes the lease only if holder still holds it: 0, or DD_ENOTFOUND. */
 int dd_store_lease_release(dd_store *s, const char *name, const char *holder,
                            dd_store_status_cb *cb, void *arg);

@@ -40,7 +40,14 @@ cleanup() {
 trap cleanup EXIT
 
 ok() { PASSED=$((PASSED + 1)); echo "ok - $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL - $*" >&2; exit 1; }
+fail() {
+  FAILED=$((FAILED + 1)); echo "FAIL - $*" >&2
+  # What the processes said, for whoever reads a CI log.
+  for f in "$T"/*.log "$T"/*.out; do
+    [ -f "$f" ] && { echo "--- tail of $f" >&2; tail -n 60 "$f" >&2; }
+  done
+  exit 1
+}
 check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
 
 # wait_until TIMEOUT_S CMD...: retries CMD every 50 ms

@@ -9,7 +9,9 @@ W="dispatcher-$P-q"
 KEY="dd:hb:{$W}"
 C=(--temporal-url "$U" --redis-url "redis://127.0.0.1:$RP/0" --heartbeat-interval 300ms
    --stale-threshold 1200ms --metrics-listen off)
-child='echo "start $(date +%s%N) $DISPATCHD_SERVER_ID"; trap "echo stop $(date +%s%N) $DISPATCHD_SERVER_ID; exit 0" TERM; while :; do sleep 0.05; done'
+# The trap is set before "start" is written, so a child stopped right after it
+# started still says so; the stop time is taken when it stops.
+child='trap '"'"'echo stop $(date +%s%N) $DISPATCHD_SERVER_ID; exit 0'"'"' TERM; echo "start $(date +%s%N) $DISPATCHD_SERVER_ID"; while :; do sleep 0.05; done'
 host() { # host NAME: start a dispatchd host for P/q
   "$DISPATCHD" run --dispatcher "$P/q" "${C[@]}" --server-id "$1" -- sh -c "$child" \
     >>"$T/children.log" 2>"$T/$1.log" &
@@ -51,6 +53,11 @@ for h in h2 h3 h4; do
   wait_until 10 bash -c "[ \"\$(redis-cli -p $RP hget '$KEY' server_id)\" = $h ]" || fail "$h did not take over"
 done
 check "only h4's child runs" wait_until 5 only_child_is h4
+# Graceful takeovers hand off: the new owner's child starts only after the
+# old owner's child stopped (the old owner acknowledges through Redis).
+overlaps() { awk '$1=="start"{if (n>0) bad++; n++} $1=="stop"{n--} END{print bad+0}' "$T/children.log"; }
+check "no two children ever acted at once during the takeovers" [ "$(overlaps)" = 0 ]
+check "each new owner waited for the handoff" [ "$(cat "$T"/h2.log "$T"/h3.log "$T"/h4.log | grep -c 'event=handoff .*reason="previous owner stopped acting"')" = 3 ]
 t0=$(now_us)
 kill -9 "$(cat "$T/h4.pid")"
 wait_until 10 bash -c "o=\$(redis-cli -p $RP hget '$KEY' server_id); [ -n \"\$o\" ] && [ \"\$o\" != h4 ]" || fail "no failover"
@@ -70,7 +77,9 @@ check "the dead owner's run was terminated" bash -c "grep -q . '$T/h4.log'"
 paused=$new
 pr=$(rec run_id)
 kill -STOP "$(cat "$T/$paused.pid")"
-wait_until 10 bash -c "o=\$(redis-cli -p $RP hget '$KEY' server_id); [ \"\$o\" != '$paused' ]" || fail "no failover from the paused owner"
+# (the reconciler may delete the stale record before a standby claims it:
+# wait for a live successor's record, not just for the paused owner's to go)
+wait_until 10 bash -c "o=\$(redis-cli -p $RP hget '$KEY' server_id); [ -n \"\$o\" ] && [ \"\$o\" != '$paused' ]" || fail "no failover from the paused owner"
 succ=$(rec server_id); sr=$(rec run_id); se=$(rec epoch)
 kill -CONT "$(cat "$T/$paused.pid")"
 check "the woken ex-owner learns it lost" wait_until 5 grep -q event=ownership_lost "$T/$paused.log"
@@ -78,6 +87,22 @@ check "and stops its child" wait_until 5 only_child_is "$succ"
 sleep 1
 check "its late writes did not touch the new owner's record" [ "$(rec server_id) $(rec run_id) $(rec epoch)" = "$succ $sr $se" ]
 check "the new owner keeps heartbeating" [ "$(( $(date +%s%3N) - $(rec hb_ms) ))" -lt 1200 ]
+
+# --- an owner that cannot write heartbeats stops acting (self-fencing) -----------------------
+owner=$(rec server_id)
+RPID=$(redis-cli -p "$RP" info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p')
+kill -STOP "$RPID"
+check "an owner cut off from Redis suspends its child" wait_until 10 grep -q event=acting_suspended "$T/$owner.log"
+no_child_runs() { [ -z "$(running_children)" ]; }
+check "its child stopped" wait_until 5 no_child_runs
+kill -CONT "$RPID"
+# Back online, either the owner's next heartbeat lands first (it resumes) or a
+# standby saw the record stale first (it takes over, the owner is fenced):
+# both are right, as long as exactly the record's owner acts.
+owner_acts() { o=$(rec server_id); [ -n "$o" ] && only_child_is "$o"; }
+check "after Redis returns exactly the record's owner acts" wait_until 15 owner_acts
+check "the suspended owner resumed or learned it lost" \
+  bash -c "sed -n '/event=acting_suspended/,\$p' '$T/$owner.log' | grep -q 'heartbeats succeed again\|event=ownership_lost'"
 
 # --- clean release leaves nothing behind --------------------------------------------------------
 for h in h1 h2 h3; do kill -TERM "$(cat "$T/$h.pid")" 2>/dev/null || true; done

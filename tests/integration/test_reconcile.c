@@ -59,6 +59,8 @@ typedef struct fx {
     char private_dir[512]; /* a private Temporal to stop in teardown, if any */
     int cycles;
     dd_reconcile_stats last; /* from on_cycle */
+    dd_reconciler *open[4];  /* closed by teardown if a failed assertion left them */
+    uint64_t last_cycle_ms, min_gap_ms; /* between on_cycle calls */
 } fx;
 
 /* ---- plumbing ----------------------------------------------------------- */
@@ -153,6 +155,12 @@ static int teardown(void **state)
 {
     fx *f = *state;
     int closed = 0;
+    for (int i = 0; i < 4; i++)
+        if (f->open[i]) {
+            dd_reconciler_close(f->open[i], NULL, NULL);
+            f->open[i] = NULL;
+        }
+    uv_run(&f->loop, UV_RUN_NOWAIT);
     if (f->private_dir[0])
         stop_private_temporal(f->private_dir); /* also after a failed assertion */
     dd_temporal_close(f->t, count_cb, &closed);
@@ -306,6 +314,7 @@ static int64_t pinned_clock(void *arg)
 }
 
 static void on_kill_timer(uv_timer_t *h);
+static void forget(fx *f, dd_reconciler *r);
 
 static void on_terminated(const char *wid, const char *run, void *arg)
 {
@@ -331,6 +340,7 @@ static void on_terminated(const char *wid, const char *run, void *arg)
     if (f->hook_kill_timer)
         uv_timer_start(f->hook_kill_timer, on_kill_timer, 300, 0);
     if (f->hook_close) {
+        forget(f, f->hook_close);
         dd_reconciler_close(f->hook_close, count_cb, &f->closed_from_hook);
         f->hook_close = NULL;
     }
@@ -341,6 +351,10 @@ static void on_terminated(const char *wid, const char *run, void *arg)
 static void on_cycle(const dd_reconcile_stats *st, void *arg)
 {
     fx *f = arg;
+    uint64_t now = dd_mono_ms();
+    if (f->cycles > 0 && (f->min_gap_ms == 0 || now - f->last_cycle_ms < f->min_gap_ms))
+        f->min_gap_ms = now - f->last_cycle_ms;
+    f->last_cycle_ms = now;
     f->cycles++;
     f->last = *st;
 }
@@ -361,6 +375,11 @@ static dd_reconciler *reconciler(fx *f, dd_store *s, dd_temporal *t, const char 
     o->arg = f;
     dd_reconciler *r = dd_reconciler_new(&f->ctx, s ? s : f->s, t ? t : f->t, o);
     assert_non_null(r);
+    for (int i = 0; i < 4; i++)
+        if (!f->open[i]) {
+            f->open[i] = r;
+            break;
+        }
     return r;
 }
 
@@ -384,9 +403,17 @@ static dd_reconcile_stats run_cycle(fx *f, dd_reconciler *r)
     return c.st;
 }
 
+static void forget(fx *f, dd_reconciler *r)
+{
+    for (int i = 0; i < 4; i++)
+        if (f->open[i] == r)
+            f->open[i] = NULL;
+}
+
 static void close_reconciler(fx *f, dd_reconciler *r)
 {
     int closed = 0;
+    forget(f, r);
     dd_reconciler_close(r, count_cb, &closed);
     bool flag = false;
     for (int i = 0; i < 300 && !closed; i++)
@@ -422,7 +449,8 @@ static void test_classify_terminate_delete(void **state)
     dd_metrics_render(f->metrics, &b);
     assert_non_null(strstr(dd_buf_str(&b), "dispatchd_stale_terminations_total 0"));
     assert_non_null(strstr(dd_buf_str(&b), "dispatchd_stale_cleanups_total 0"));
-    assert_non_null(strstr(dd_buf_str(&b), "dispatchd_cleanup_errors_total{stage=\"terminate\"} 0"));
+    assert_non_null(
+        strstr(dd_buf_str(&b), "dispatchd_cleanup_errors_total{stage=\"terminate\"} 0"));
     assert_non_null(strstr(dd_buf_str(&b), "dispatchd_reconcile_cycles_total{result=\"error\"} 0"));
     dd_buf_release(&b);
 
@@ -440,7 +468,7 @@ static void test_classify_terminate_delete(void **state)
     dd_reconcile_stats st = run_cycle(f, r);
     printf("measure: cycle with 2 stale of 5: %.1f ms\n", st.duration_ms);
     assert_int_equal(st.result, 0);
-    assert_int_equal(st.active, 5);
+    assert_int_equal(st.active, 3); /* fresh: healthy, future, edge */
     assert_int_equal(st.stale, 2);
     assert_int_equal(st.candidates, 2);
     assert_int_equal(st.terminated, 2);
@@ -464,7 +492,7 @@ static void test_classify_terminate_delete(void **state)
     /* metrics and the cycle line */
     assert_int_equal(metric(f, "dispatchd_stale_terminations_total", NULL), 2);
     assert_int_equal(metric(f, "dispatchd_stale_cleanups_total", NULL), 2);
-    assert_int_equal(metric(f, "dispatchd_dispatchers_active", NULL), 5);
+    assert_int_equal(metric(f, "dispatchd_dispatchers_active", NULL), 3);
     assert_int_equal(metric(f, "dispatchd_dispatchers_stale", NULL), 2);
     assert_int_equal(metric(f, "dispatchd_reconcile_cycles_total", "ok"), 1);
     assert_int_equal(metric(f, "dispatchd_reconcile_duration_seconds", NULL), 1);
@@ -489,8 +517,9 @@ static void test_classify_terminate_delete(void **state)
     bool seen = false;
     while (fgets(line, sizeof(line), f->logf))
         if (strstr(line, "event=stale_terminate") && strstr(line, r_stale)) {
-            assert_non_null(strstr(line, "server_id=host-dead"));
-            assert_non_null(strstr(line, "reason=\"stale: no heartbeat from host-dead for 1m15s\""));
+            assert_non_null(strstr(line, "owner=host-dead"));
+            assert_non_null(
+                strstr(line, "reason=\"stale: no heartbeat from host-dead for 1m15s\""));
             assert_non_null(strstr(line, "requester=host-rec"));
             assert_non_null(strstr(line, "age_ms=75000"));
             seen = true;
@@ -975,9 +1004,336 @@ static void test_close_mid_cycle(void **state)
     terminate_now(f, w, run);
 }
 
+/* Started: the first cycle after the stagger, then periodic within the
+ * jitter bounds (no records: no early wake-ups). */
+static void test_periodic(void **state)
+{
+    fx *f = *state;
+    dd_reconciler_opts o = {.interval_ms = 1500};
+    dd_reconciler *r = reconciler(f, NULL, NULL, "host-periodic", &o);
+    dd_reconciler_start(r);
+    sleep_loop(f, 5000);
+    int n = f->cycles;
+    printf("measure: interval 1.5 s, %d cycles in 5 s, shortest gap %llu ms\n", n,
+           (unsigned long long)f->min_gap_ms);
+    /* stagger <= 180 ms, then every 1.35-1.65 s: cycles at <= 0.18, <= 1.83,
+     * <= 3.48, (<= 5.13) s, and at least at 1.35, 2.7, 4.05 s */
+    assert_true(n >= 3 && n <= 4);
+    /* and no cycle came sooner than 0.9 x interval after the previous one */
+    assert_true(f->min_gap_ms >= 1350);
+    close_reconciler(f, r);
+}
+
+/* Per-candidate cost when nothing needs terminating (lease, describe ->
+ * not found, compare-and-delete, release): sizing for batch. */
+static void test_many_closed(void **state)
+{
+    fx *f = *state;
+    enum { N = 300 };
+    int64_t old = dd_wall_ms() - THR - 1000;
+    for (int i = 0; i < N; i++) {
+        char p[32], wid[DD_DISPATCHER_ID_BUFLEN], err[64], run[64];
+        snprintf(p, sizeof(p), "p-many-%d", i);
+        assert_int_equal(dd_dispatcher_id(p, f->queue, wid, sizeof(wid), err, sizeof(err)), 0);
+        snprintf(run, sizeof(run), "00000000-0000-4000-8000-%012d", i);
+        claim(f, p, wid, run, "host-gone", old);
+    }
+    dd_reconciler *r = reconciler(f, NULL, NULL, "host-rec", NULL);
+    dd_reconcile_stats st = run_cycle(f, r);
+    printf("measure: %d stale records of closed/unknown runs: cycle %.0f ms (%.2f ms each)\n", N,
+           st.duration_ms, st.duration_ms / N);
+    assert_int_equal(st.result, 0);
+    assert_int_equal(st.already_closed, N);
+    assert_int_equal(st.cleaned, N);
+    st = run_cycle(f, r);
+    assert_int_equal(st.stale, 0);
+    close_reconciler(f, r);
+}
+
+/* ---- a slow stand-in for Temporal ---------------------------------------
+ * Answers every request (GET, HTTP/1.1 keep-alive, one at a time per
+ * connection, as the client sends them) with Temporal's "not found" after a
+ * fixed delay: a remote Temporal's round trip that costs no CPU here. The
+ * lanes test uses it so that what it measures is how well lanes overlap the
+ * waits, not how many describes per second the local dev server manages on
+ * a (shared, busy) machine. Runs on the test's loop. */
+#define SLOW_BODY "{\"code\":5,\"message\":\"workflow execution not found\"}"
+
+typedef struct slow_srv slow_srv;
+typedef struct slow_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    slow_srv *srv;
+    char buf[16384];
+    size_t len;
+    int open; /* handles not yet closed */
+} slow_conn;
+
+struct slow_srv {
+    uv_tcp_t tcp;
+    int port, delay_ms, conns, requests;
+    bool closed;
+};
+
+static void slow_conn_closed(uv_handle_t *h)
+{
+    slow_conn *c = h->data;
+    if (--c->open == 0) {
+        c->srv->conns--;
+        free(c);
+    }
+}
+
+static void slow_conn_close(slow_conn *c)
+{
+    if (!uv_is_closing((uv_handle_t *)&c->tcp)) {
+        uv_close((uv_handle_t *)&c->tcp, slow_conn_closed);
+        uv_close((uv_handle_t *)&c->timer, slow_conn_closed);
+    }
+}
+
+static void slow_written(uv_write_t *w, int status)
+{
+    (void)status;
+    free(w);
+}
+
+static void on_slow_timer(uv_timer_t *t);
+
+/* A complete request head in the buffer: consume it, answer after the delay. */
+static void slow_next(slow_conn *c)
+{
+    if (uv_is_active((uv_handle_t *)&c->timer))
+        return;
+    char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+    if (!end)
+        return;
+    size_t n = (size_t)(end + 4 - c->buf);
+    memmove(c->buf, c->buf + n, c->len - n);
+    c->len -= n;
+    uv_timer_start(&c->timer, on_slow_timer, (uint64_t)c->srv->delay_ms, 0);
+}
+
+static void on_slow_timer(uv_timer_t *t)
+{
+    slow_conn *c = t->data;
+    static char resp[512];
+    int len = snprintf(resp, sizeof(resp),
+                       "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %zu\r\n\r\n%s",
+                       strlen(SLOW_BODY), SLOW_BODY);
+    uv_write_t *w = malloc(sizeof(*w));
+    uv_buf_t b = uv_buf_init(resp, (unsigned)len);
+    c->srv->requests++;
+    if (uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, slow_written) < 0) {
+        free(w);
+        slow_conn_close(c);
+        return;
+    }
+    slow_next(c);
+}
+
+static void slow_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    (void)hint;
+    slow_conn *c = h->data;
+    *b = uv_buf_init(c->buf + c->len, (unsigned)(sizeof(c->buf) - c->len));
+}
+
+static void slow_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    (void)b;
+    slow_conn *c = st->data;
+    if (n < 0 || c->len + (size_t)n >= sizeof(c->buf)) {
+        slow_conn_close(c);
+        return;
+    }
+    c->len += (size_t)n;
+    slow_next(c);
+}
+
+static void slow_accept(uv_stream_t *ls, int status)
+{
+    slow_srv *srv = ls->data;
+    if (status < 0)
+        return;
+    slow_conn *c = calloc(1, sizeof(*c));
+    c->srv = srv;
+    uv_tcp_init(ls->loop, &c->tcp);
+    uv_timer_init(ls->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->open = 2;
+    srv->conns++;
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, slow_alloc, slow_read) < 0)
+        slow_conn_close(c);
+}
+
+static void slow_start(fx *f, slow_srv *srv, int delay_ms)
+{
+    memset(srv, 0, sizeof(*srv));
+    srv->delay_ms = delay_ms;
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    uv_tcp_init(&f->loop, &srv->tcp);
+    srv->tcp.data = srv;
+    assert_int_equal(uv_tcp_bind(&srv->tcp, (const struct sockaddr *)&sa, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&srv->tcp, 128, slow_accept), 0);
+    int sl = sizeof(sa);
+    assert_int_equal(uv_tcp_getsockname(&srv->tcp, (struct sockaddr *)&sa, &sl), 0);
+    srv->port = ntohs(sa.sin_port);
+}
+
+static void slow_listener_closed(uv_handle_t *h)
+{
+    ((slow_srv *)h->data)->closed = true;
+}
+
+/* After the client using it was closed (its connections hang up). */
+static void slow_stop(fx *f, slow_srv *srv)
+{
+    uv_close((uv_handle_t *)&srv->tcp, slow_listener_closed);
+    bool never = false;
+    for (int i = 0; i < 100 && (srv->conns > 0 || !srv->closed); i++)
+        run_until(f, &never, 20);
+    assert_int_equal(srv->conns, 0);
+    assert_true(srv->closed);
+}
+
+/* Lanes: 200 stale records of closed/unknown runs, cleaned by a cycle with
+ * 8 lanes against the real dev server: every record exactly once (one
+ * stale_cleanup line per record and run, nothing found "already gone").
+ * How much faster lanes are is a benchmark question (bench/reconcile), not
+ * a timed assertion here. */
+static void lanes_round(fx *f, dd_temporal *t, size_t inflight, double *ms)
+{
+    enum { N = 200 };
+    int64_t old = dd_wall_ms() - THR - 1000;
+    char wids[N][DD_DISPATCHER_ID_BUFLEN];
+    for (int i = 0; i < N; i++) {
+        char p[32], err[64], run[64];
+        snprintf(p, sizeof(p), "p-lane-%d", i);
+        assert_int_equal(dd_dispatcher_id(p, f->queue, wids[i], sizeof(wids[i]), err,
+                                          sizeof(err)),
+                         0);
+        snprintf(run, sizeof(run), "00000000-0000-4000-8000-%06zu%06d", inflight, i);
+        claim(f, p, wids[i], run, "host-gone", old - i);
+    }
+    fflush(f->logf);
+    long from = ftell(f->logf);
+    dd_reconciler_opts o = {.max_inflight = inflight};
+    dd_reconciler *r = reconciler(f, NULL, t, "host-rec", &o);
+    dd_reconcile_stats st = run_cycle(f, r);
+    printf("measure: %d stale records of closed/unknown runs, "
+           "max_inflight %zu: cycle %.0f ms (%.2f ms each)\n",
+           N, inflight, st.duration_ms, st.duration_ms / N);
+    assert_int_equal(st.result, 0);
+    assert_int_equal(st.errors, 0);
+    assert_int_equal(st.candidates, N);
+    assert_int_equal(st.already_closed, N);
+    assert_int_equal(st.cleaned, N);
+    assert_int_equal(st.terminated, 0);
+    *ms = st.duration_ms;
+    /* each record cleaned exactly once, by its own run id */
+    int *seen = calloc(N, sizeof(int));
+    char line[2048], want[160];
+    fflush(f->logf);
+    assert_int_equal(fseek(f->logf, from, SEEK_SET), 0);
+    while (fgets(line, sizeof(line), f->logf)) {
+        assert_null(strstr(line, "already gone"));
+        if (!strstr(line, "event=stale_cleanup "))
+            continue;
+        int hits = 0;
+        for (int i = 0; i < N; i++) {
+            snprintf(want, sizeof(want),
+                     "workflow_id=%s run_id=00000000-0000-4000-8000-%06zu%06d ", wids[i],
+                     inflight, i);
+            if (strstr(line, want)) {
+                seen[i]++;
+                hits++;
+            }
+        }
+        assert_int_equal(hits, 1);
+    }
+    fseek(f->logf, 0, SEEK_END);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(seen[i], 1);
+    free(seen);
+    st = run_cycle(f, r);
+    assert_int_equal(st.stale, 0);
+    close_reconciler(f, r);
+}
+
+static void test_lanes_exactly_once(void **state)
+{
+    fx *f = *state;
+    double ms;
+    lanes_round(f, f->t, 8, &ms);
+}
+
+/* Close with lanes busy: once right after the start (the stale query or the
+ * lanes' lease replies pending: the store is waited for), once while 8
+ * describes hang on the slow stand-in (all cancelled at once). The cycle
+ * answers DD_ECANCELED, close completes, nothing was deleted, and the loop
+ * closes clean (teardown). */
+static void test_close_with_lanes(void **state)
+{
+    fx *f = *state;
+    enum { N = 40 };
+    slow_srv srv;
+    char url[64], wids[N][DD_DISPATCHER_ID_BUFLEN];
+    slow_start(f, &srv, 2000);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", srv.port);
+    dd_temporal *slow = open_temporal(f, url, 1, 10000);
+    int64_t old = dd_wall_ms() - THR - 1000;
+    for (int i = 0; i < N; i++) {
+        char p[32], err[64], run[64];
+        snprintf(p, sizeof(p), "p-lclose-%d", i);
+        assert_int_equal(dd_dispatcher_id(p, f->queue, wids[i], sizeof(wids[i]), err,
+                                          sizeof(err)),
+                         0);
+        snprintf(run, sizeof(run), "00000000-0000-4000-8000-%012d", i);
+        claim(f, p, wids[i], run, "host-gone", old - i);
+    }
+    for (int round = 0; round < 2; round++) {
+        char holder[32];
+        /* the cancelled lanes keep their leases until the TTL: a new holder */
+        snprintf(holder, sizeof(holder), "host-rec-%d", round);
+        dd_reconciler_opts o = {.max_inflight = 8};
+        dd_reconciler *r = reconciler(f, NULL, slow, holder, &o);
+        cyc c = {0};
+        assert_int_equal(dd_reconciler_run_once(r, cycle_done, &c), 0);
+        if (round == 0) {
+            for (int i = 0; i < 2; i++)
+                uv_run(&f->loop, UV_RUN_ONCE);
+        } else {
+            sleep_loop(f, 300);
+        }
+        assert_false(c.done);
+        uint64_t t0 = dd_mono_ms();
+        close_reconciler(f, r);
+        uint64_t took = dd_mono_ms() - t0;
+        printf("measure: close with 8 busy lanes (%s): %llu ms\n",
+               round ? "describes hanging" : "right after the start", (unsigned long long)took);
+        assert_true(c.done);
+        assert_int_equal(c.st.result, DD_ECANCELED);
+        assert_int_equal(c.st.cleaned, 0);
+        assert_true(took < 1000);
+    }
+    int closed = 0;
+    dd_temporal_close(slow, count_cb, &closed);
+    slow_stop(f, &srv);
+    assert_int_equal(closed, 1);
+    for (int i = 0; i < N; i++) {
+        sgot g;
+        assert_int_equal(get_record(f, wids[i], &g), 0);
+    }
+}
+
 static void on_close_timer(uv_timer_t *h)
 {
     fx *f = h->data;
+    forget(f, f->hook_close);
     dd_reconciler_close(f->hook_close, count_cb, &f->closed_from_hook);
     f->hook_close = NULL;
 }
@@ -1100,6 +1456,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_early_wake, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_mid_cycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_periodic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lanes_exactly_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_with_lanes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_waiting_for_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_during_describe, setup, teardown),

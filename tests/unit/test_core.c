@@ -122,7 +122,7 @@ static void test_config_parse(void **state)
 {
     dd_config cfg;
     dd_config_defaults(&cfg);
-    const dd_opt *groups[] = {dd_opts_common, dd_opts_owner, dd_opts_owner_id, dd_opts_stack, NULL};
+    const dd_opt *groups[] = {dd_opts_common, dd_opts_state, dd_opts_dispatcher, dd_opts_heartbeat, dd_opts_stale, dd_opts_stack, NULL};
     char *argv[] = {"--stale-threshold=20s", "pos1", "--heartbeat-interval", "2s",
                     "--dispatcher", "p/q", "--redis-port", "7000", "--", "cmd", "--x"};
     int npos, dd;
@@ -147,7 +147,7 @@ static void test_config_errors(void **state)
     dd_config cfg;
     char err[256];
     int npos;
-    const dd_opt *groups[] = {dd_opts_common, dd_opts_owner, dd_opts_owner_id, dd_opts_stack, NULL};
+    const dd_opt *groups[] = {dd_opts_common, dd_opts_state, dd_opts_dispatcher, dd_opts_heartbeat, dd_opts_stale, dd_opts_stack, NULL};
 
     dd_config_defaults(&cfg);
     char *a1[] = {"--nope"};
@@ -187,7 +187,7 @@ static void test_config_env(void **state)
 {
     dd_config cfg;
     dd_config_defaults(&cfg);
-    const dd_opt *groups[] = {dd_opts_common, dd_opts_owner, NULL};
+    const dd_opt *groups[] = {dd_opts_common, dd_opts_heartbeat, dd_opts_stale, NULL};
     setenv("DISPATCHD_STALE_THRESHOLD", "45s", 1);
     char *argv[] = {"--heartbeat-interval", "3s"};
     int npos;
