@@ -166,6 +166,9 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                             .legacy = cli->cfg.legacy_takeover,
                             .child_argv = child_argv,
                             .guard_exe = dd_cli_self_exe(),
+                            /* same window as self-fencing (heartbeat.c) */
+                            .child_live_ms = cli->cfg.stale_threshold_ms -
+                                             cli->cfg.heartbeat_interval_ms,
                             .child_grace_ms = cli->cfg.stop_timeout_ms,
                             .on_change = dd_daemon_owner_changed,
                             .child_gate = true,

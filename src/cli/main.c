@@ -10,6 +10,7 @@
 #include "proc/proc.h"
 
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,6 +194,10 @@ int main(int argc, char **argv)
     static char version_cmd[] = "version";
     if (!strcmp(argv[1], "--version"))
         argv[1] = version_cmd;
+
+    /* A peer that went away (a scraper, Redis, a guard) must be an EPIPE on
+     * that write, not the end of the daemon. */
+    signal(SIGPIPE, SIG_IGN);
 
     dd_cli cli = {.argv0 = argv[0], .dashdash = -1};
     for (size_t i = 0; i < DD_NCOMMANDS; i++)

@@ -169,6 +169,7 @@ dd_heartbeat *dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o,
 static void dd_hb_write_ok(dd_heartbeat *h)
 {
     h->last_ok_ms = dd_mono_ms();
+    dd_owner_alive(h->o); /* the child's guard counts these (guard.c) */
     if (h->suspended) {
         h->suspended = false;
         dd_owner_open_gate(h->o, "heartbeats succeed again");

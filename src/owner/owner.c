@@ -163,7 +163,8 @@ dd_owner *dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *o
     }
     o->child = dd_child_new(ctx->loop, ctx->log, o->name, dd_owner_child_exit, o);
     if (opts->guard_exe)
-        dd_child_set_guard(o->child, opts->guard_exe, o->opts.child_grace_ms);
+        dd_child_set_guard(o->child, opts->guard_exe, o->opts.child_grace_ms,
+                           opts->child_live_ms);
     uv_timer_init(ctx->loop, &o->retry);
     uv_timer_init(ctx->loop, &o->child_retry);
     o->retry.data = o->child_retry.data = o;
@@ -241,6 +242,12 @@ void dd_owner_open_gate(dd_owner *o, const char *why)
             o->name, o->run_id, o->prev_run_id, why,
             (unsigned long long)((dd_mono_us() - o->owned_since_us) / 1000));
     dd_owner_start_child(o);
+}
+
+void dd_owner_alive(dd_owner *o)
+{
+    if (o->child)
+        dd_child_kick(o->child);
 }
 
 void dd_owner_suspend(dd_owner *o, const char *why)

@@ -83,6 +83,7 @@ typedef struct dd_owner_opts {
     bool legacy;
     char *const *child_argv;  /* command run only while owning, or NULL */
     const char *guard_exe;    /* binary with the __guard command (dies-with-us), or NULL */
+    int64_t child_live_ms;    /* guard stops the child without dd_owner_alive this long (0: off) */
     int64_t child_grace_ms;   /* TERM -> KILL (default 10 s) */
     int64_t retry_base_ms;    /* takeover retry backoff (default 500 ms) */
     int64_t retry_cap_ms;     /* (default 30 s) */
@@ -131,6 +132,8 @@ void dd_owner_open_gate(dd_owner *o, const char *why);
  * restarted until dd_owner_open_gate. Used when our heartbeats fail (we can
  * no longer show the fleet we are alive, so a standby may take over). */
 void dd_owner_suspend(dd_owner *o, const char *why);
+/* A sign of life for the child's guard (after each heartbeat that landed). */
+void dd_owner_alive(dd_owner *o);
 /* The run our last takeover replaced ("" if none). */
 const char *dd_owner_previous_run_id(const dd_owner *o);
 

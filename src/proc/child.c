@@ -6,6 +6,8 @@
 #include "core/log.h"
 #include "core/time.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,8 @@ struct dd_child {
     void *arg;
     char *guard_exe; /* NULL: exec the command directly */
     int64_t guard_grace_ms;
+    int64_t guard_live_ms; /* > 0: a liveness pipe to the guard (guard.c) */
+    int live_wfd;          /* its write end while the command runs, else -1 */
     void (*done)(void *);
     void *done_arg;
 };
@@ -42,6 +46,7 @@ dd_child *dd_child_new(uv_loop_t *loop, dd_log *log, const char *name, dd_child_
     c->name = dd_strdup(name);
     c->exit_cb = exit_cb;
     c->arg = arg;
+    c->live_wfd = -1;
     uv_timer_init(loop, &c->grace);
     c->grace.data = c;
     return c;
@@ -78,6 +83,10 @@ static void dd_child_on_exit(uv_process_t *p, int64_t status, int sig)
     kill(-pid, SIGKILL);
     c->proc = NULL;
     c->pid = 0;
+    if (c->live_wfd >= 0) {
+        close(c->live_wfd);
+        c->live_wfd = -1;
+    }
     uv_timer_stop(&c->grace);
     c->pending++;
     uv_close((uv_handle_t *)p, dd_child_handle_closed);
@@ -118,16 +127,23 @@ int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra,
         env[k++] = (char *)env_extra[j];
     env[k] = NULL;
 
-    /* Through the guard: guard_exe __guard PPID:GRACE -- argv... */
+    /* Through the guard: guard_exe __guard PPID:GRACE[:LIVE] -- argv... */
     char **run_argv = (char **)argv;
-    char guard_arg[64];
+    char guard_arg[80];
+    int live[2] = {-1, -1};
+    if (c->guard_exe && c->guard_live_ms > 0 && pipe2(live, O_CLOEXEC) < 0)
+        live[0] = live[1] = -1;
     if (c->guard_exe) {
         size_t n = 0;
         while (argv[n])
             n++;
         run_argv = dd_xcalloc(n + 5, sizeof(char *));
-        snprintf(guard_arg, sizeof(guard_arg), "%d:%lld", (int)getpid(),
-                 (long long)c->guard_grace_ms);
+        if (live[0] >= 0)
+            snprintf(guard_arg, sizeof(guard_arg), "%d:%lld:%lld", (int)getpid(),
+                     (long long)c->guard_grace_ms, (long long)c->guard_live_ms);
+        else
+            snprintf(guard_arg, sizeof(guard_arg), "%d:%lld", (int)getpid(),
+                     (long long)c->guard_grace_ms);
         run_argv[0] = c->guard_exe;
         run_argv[1] = (char *)"__guard";
         run_argv[2] = guard_arg;
@@ -137,16 +153,16 @@ int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra,
         run_argv[4 + n] = NULL;
     }
     uv_process_t *p = dd_xcalloc(1, sizeof(*p));
-    uv_stdio_container_t stdio[3] = {
+    uv_stdio_container_t stdio[4] = {
         {.flags = UV_IGNORE}, {.flags = UV_INHERIT_FD, .data.fd = 1},
-        {.flags = UV_INHERIT_FD, .data.fd = 2}};
+        {.flags = UV_INHERIT_FD, .data.fd = 2}, {.flags = UV_INHERIT_FD, .data.fd = live[0]}};
     uv_process_options_t opts = {
         .exit_cb = dd_child_on_exit,
         .file = run_argv[0],
         .args = run_argv,
         .env = env,
         .flags = UV_PROCESS_DETACHED,
-        .stdio_count = 3,
+        .stdio_count = live[0] >= 0 ? 4 : 3,
         .stdio = stdio,
     };
     p->data = c;
@@ -154,6 +170,15 @@ int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra,
     free(env);
     if (run_argv != (char **)argv)
         free(run_argv);
+    if (live[0] >= 0) {
+        close(live[0]); /* the guard has its copy as fd 3 */
+        if (rc < 0) {
+            close(live[1]);
+        } else {
+            fcntl(live[1], F_SETFL, O_NONBLOCK);
+            c->live_wfd = live[1];
+        }
+    }
     if (rc < 0) {
         snprintf(err, errlen, "cannot start '%s': %s", argv[0], uv_strerror(rc));
         /* uv_spawn initialised the handle even on failure: close it. */
@@ -206,15 +231,27 @@ void dd_child_close(dd_child *c, void (*done)(void *arg), void *arg)
     c->closing = true;
     c->done = done;
     c->done_arg = arg;
+    if (c->live_wfd >= 0) {
+        close(c->live_wfd);
+        c->live_wfd = -1;
+    }
     if (c->proc)
         kill(-c->pid, SIGKILL); /* its exit event closes the process handle */
     c->pending++;
     uv_close((uv_handle_t *)&c->grace, dd_child_handle_closed);
 }
 
-void dd_child_set_guard(dd_child *c, const char *guard_exe, int64_t grace_ms)
+void dd_child_set_guard(dd_child *c, const char *guard_exe, int64_t grace_ms, int64_t live_ms)
 {
     free(c->guard_exe);
     c->guard_exe = guard_exe ? dd_strdup(guard_exe) : NULL;
     c->guard_grace_ms = grace_ms;
+    c->guard_live_ms = live_ms;
+}
+
+void dd_child_kick(dd_child *c)
+{
+    /* Non-blocking: a full pipe already holds plenty of signs of life. */
+    if (c->live_wfd >= 0 && write(c->live_wfd, "k", 1) < 0 && errno != EAGAIN)
+        dd_warn(c->log, "child_kick_failed", "child=%s error=%s", c->name, strerror(errno));
 }

@@ -139,12 +139,68 @@ static void test_bad_command(void **state)
     dd_log_free(log);
 }
 
+typedef struct {
+    dd_child *c;
+    int kicks;
+} kicker;
+
+static void on_kick(uv_timer_t *t)
+{
+    kicker *k = t->data;
+    if (k->kicks-- > 0)
+        dd_child_kick(k->c);
+    else
+        uv_timer_stop(t);
+}
+
+/* The guard stops a command whose dispatchd gives no sign of life for the
+ * liveness window, and leaves it alone while kicks come. */
+static void test_guard_liveness(void **state)
+{
+    const char *exe = getenv("DISPATCHD");
+    if (!exe)
+        skip();
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    dd_log *log = dd_log_new(stderr, DD_LOG_WARN);
+    exit_rec rec = {0};
+    dd_child *c = dd_child_new(&loop, log, "t", on_exit_cb, &rec);
+    dd_child_set_guard(c, exe, 500, 300);
+    char *argv[] = {(char *)"/bin/sh", (char *)"-c",
+                    (char *)"trap 'exit 0' TERM; while :; do sleep 0.02; done", NULL};
+    char err[256];
+
+    /* kicked every 100 ms for 1.2 s: still running */
+    assert_int_equal(dd_child_start(c, argv, NULL, err, sizeof(err)), 0);
+    kicker k = {c, 12};
+    uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    t.data = &k;
+    uv_timer_start(&t, on_kick, 100, 100);
+    uint64_t t0 = uv_now(&loop);
+    while (uv_now(&loop) - t0 < 1200 && rec.exits == 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(rec.exits, 0);
+    assert_true(dd_child_running(c));
+
+    /* kicks stop: stopped within the window plus its grace (and slack) */
+    while (rec.exits == 0 && uv_now(&loop) - t0 < 6000)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(rec.exits, 1);
+    uv_close((uv_handle_t *)&t, NULL);
+    dd_child_close(c, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    dd_log_free(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_group_stop_and_env),
         cmocka_unit_test(test_close_while_running_kills),
         cmocka_unit_test(test_bad_command),
+        cmocka_unit_test(test_guard_liveness),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

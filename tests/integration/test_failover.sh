@@ -81,6 +81,9 @@ kill -STOP "$(cat "$T/$paused.pid")"
 # wait for a live successor's record, not just for the paused owner's to go)
 wait_until 10 bash -c "o=\$(redis-cli -p $RP hget '$KEY' server_id); [ -n \"\$o\" ] && [ \"\$o\" != '$paused' ]" || fail "no failover from the paused owner"
 succ=$(rec server_id); sr=$(rec run_id); se=$(rec epoch)
+# Its guard heard nothing from the frozen dispatchd for threshold - interval:
+# the child stopped while dispatchd was still frozen, so only the successor acts.
+check "the frozen owner's guard stopped its child" wait_until 5 only_child_is "$succ"
 kill -CONT "$(cat "$T/$paused.pid")"
 check "the woken ex-owner learns it lost" wait_until 5 grep -q event=ownership_lost "$T/$paused.log"
 check "and stops its child" wait_until 5 only_child_is "$succ"
