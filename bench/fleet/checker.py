@@ -468,7 +468,7 @@ def cmd_check(a):
             successors.append((prev, cur))
             if prev[1] > cur[0]:
                 overl_runs += 1
-                suspects.append(("visibility start/close times (%.1f ms)" % ((prev[1] - cur[0]) / 1000),
+                suspects.append(("visibility start/close times (%d us)" % (prev[1] - cur[0]),
                                  [(str(pq), [prev[3], cur[3]])]))
     # Visibility is an eventually consistent index; the histories are the
     # record. A suspect pair is a duplicate unless the older run's history
@@ -509,8 +509,10 @@ def cmd_check(a):
             if ok:
                 lag.append("%s: %s %s" % (what, key, rids))
             else:
-                violations.append("I1 %s: two running executions for %s (%s), confirmed by the histories"
-                                  % (what, key, rids))
+                worst = max((spans[k - 1][0][1] or 1 << 62) - spans[k][0][0] for k in range(1, len(spans)))
+                violations.append("I1 %s: two running executions for %s (%s), confirmed by the histories "
+                                  "(older run closed %d us after the newer one started)"
+                                  % (what, key, rids, worst))
     rep["i1_suspects_cleared_by_histories"] = {"n": len(lag), "examples": lag[:20]}
     rep["temporal_runs_total"] = len(runs)
     rep["temporal_run_overlaps"] = overl_runs
