@@ -489,11 +489,24 @@ def cmd_check(a):
                 closed = "COMPLETED" in last["eventType"] or "TERMINATED" in last["eventType"] or \
                     "FAILED" in last["eventType"] or "CANCELED" in last["eventType"] or \
                     "TIMED_OUT" in last["eventType"] or "CONTINUED_AS_NEW" in last["eventType"]
-                res = (st, parse_ts(last["eventTime"]) if closed else None)
+                reason = (last.get("workflowExecutionTerminatedEventAttributes") or {}).get("reason", "")
+                res = (st, parse_ts(last["eventTime"]) if closed else None, reason)
             except Exception:  # noqa: BLE001
                 res = None
         hcache[rid] = res
         return res
+
+    # TERMINATE_EXISTING ends the old run and starts the new one in ONE
+    # server step (the old run's reason is the server's "TerminateIfRunning
+    # ..."); the two events' times are taken separately and, about 4 times
+    # in 14 000 runs here, come out up to 65 us inverted. No two runs were
+    # running at any moment a client could observe, so such an inversion -
+    # only that reason, only within 1 ms - is reported, not failed. Every
+    # other inversion still fails I1/I3.
+    inversions = []
+
+    def server_step(reason, inverted_us):
+        return reason.startswith("TerminateIfRunning") and 0 < inverted_us <= 1000
 
     lag = []
     for what, items in suspects:
@@ -506,7 +519,12 @@ def cmd_check(a):
             spans.sort(key=lambda x: x[0][0])
             ok = all(spans[k - 1][0][1] is not None and spans[k - 1][0][1] <= spans[k][0][0]
                      for k in range(1, len(spans)))
-            if ok:
+            step = not ok and all(spans[k - 1][0][1] is not None and
+                                  server_step(spans[k - 1][0][2], spans[k - 1][0][1] - spans[k][0][0])
+                                  for k in range(1, len(spans)))
+            if step:
+                inversions.append("%s: %s %s" % (what, key, rids))
+            elif ok:
                 lag.append("%s: %s %s" % (what, key, rids))
             else:
                 worst = max((spans[k - 1][0][1] or 1 << 62) - spans[k][0][0] for k in range(1, len(spans)))
@@ -533,8 +551,13 @@ def cmd_check(a):
         if last["eventType"] != "EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED":
             violations.append("I3 run %s of %s ends with %s, not a termination" % (prev[3], prev[2], last["eventType"]))
         elif parse_ts(last["eventTime"]) > parse_ts(first["eventTime"]):
-            violations.append("I3 run %s terminated after its successor %s started" % (prev[3], cur[3]))
+            reason = (last.get("workflowExecutionTerminatedEventAttributes") or {}).get("reason", "")
+            if server_step(reason, parse_ts(last["eventTime"]) - parse_ts(first["eventTime"])):
+                inversions.append("I3 %s: %s -> %s" % (prev[2], prev[3], cur[3]))
+            else:
+                violations.append("I3 run %s terminated after its successor %s started" % (prev[3], cur[3]))
     rep["histories_checked"] = hist_checked
+    rep["terminate_existing_inversions"] = {"n": len(inversions), "examples": inversions[:20]}
 
     # ---- latencies from the harness's actions and the children's lines
     lim = int(a.failover_limit_s * 1e6)
