@@ -651,15 +651,20 @@ static void on_lease(int st, void *arg)
     settle(cy);
 }
 
-/* Leases "reconcile:<wid>:<run_id>" for l->c. 0: waiting for the reply;
- * else counted, and the caller ends the lane. */
+/* Leases "failover:<wid>" for l->c: the same lease a standby takes to fail
+ * the dispatcher over (src/owner/heartbeat.c), so a reconciler and a standby
+ * never both terminate one stale run (their requests meeting inside
+ * Temporal showed two running executions for a couple of milliseconds).
+ * Held elsewhere -> leased_elsewhere: a standby is replacing the run
+ * termination-first, or another reconciler has it. 0: waiting for the
+ * reply; else counted, and the caller ends the lane. */
 static int lease(lane *l)
 {
     dd_reconciler *r = l->cy->r;
     cand *c = l->c;
-    size_t len = strlen(c->wid) + strlen(c->run_id) + 12;
+    size_t len = strlen(c->wid) + 12;
     l->lease = dd_xmalloc(len);
-    snprintf(l->lease, len, "reconcile:%s:%s", c->wid, c->run_id);
+    snprintf(l->lease, len, "failover:%s", c->wid);
     int rc = dd_store_lease_acquire(r->s, l->lease, r->holder, r->o.lease_ttl_ms, on_lease, l);
     if (rc == 0) {
         l->wait = WAIT_STORE;

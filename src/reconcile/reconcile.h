@@ -5,7 +5,7 @@
  * and, for each candidate (up to max_inflight of them at once, each in its
  * own lane, taken oldest first):
  *
- *   lease "reconcile:<wid>:<run_id>" (SET NX PX, ~30 s)   busy -> another host has it
+ *   lease "failover:<wid>" (SET NX PX, ~30 s)   busy -> a standby or another host has it
  *   describe (wid, run_id)                               must be a dispatchd.dispatcher run
  *   RUNNING: token bucket -> terminate exactly that run  then compare-and-delete the record
  *   closed / not found:                                  compare-and-delete only
