@@ -28,6 +28,14 @@ start_redis() {
 
 cleanup() {
   local rc=$?
+  # TERM first so a dispatchd's guard stops its child; then KILL what is left.
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for _ in $(seq 1 30); do
+    local alive=0
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   # dispatchd up first (it stops its children), then anything of ours left.
   pkill -TERM -f -- "--state-dir $T" 2>/dev/null || true

@@ -16,6 +16,7 @@ host() { # host NAME: start a dispatchd host for P/q
   "$DISPATCHD" run --dispatcher "$P/q" "${C[@]}" --server-id "$1" -- sh -c "$child" \
     >>"$T/children.log" 2>"$T/$1.log" &
   echo $! >"$T/$1.pid"
+  track $!
 }
 rec() { redis-cli -p "$RP" hget "$KEY" "$1"; }
 running_children() { # who started and did not stop yet

@@ -63,7 +63,7 @@ check "Temporal down: the message says unavailable" grep -q "unavailable after" 
 child='echo "start $DISPATCHD_RUN_ID $DISPATCHD_SERVER_ID"; trap "echo stop; exit 0" TERM; while :; do sleep 0.05; done'
 "$DISPATCHD" run --dispatcher "$P/q2" --temporal-url "$U" --server-id ownerA --metrics-listen off \
   -- sh -c "$child" >"$T/a.out" 2>"$T/a.log" &
-A=$!
+A=$!; track $A
 check "owner A owns" wait_until 10 grep -q "event=owning" "$T/a.log"
 check "A's child started with its run id" wait_until 5 grep -q "^start .* ownerA" "$T/a.out"
 ra=$(grep event=owning "$T/a.log" | sed 's/.*run_id=\([^ ]*\).*/\1/')
@@ -80,7 +80,7 @@ kill -TERM $A; wait $A
 check "A exits cleanly" grep -q "event=stopped .*clean=true" "$T/a.log"
 
 "$DISPATCHD" run --dispatcher "$P/q3" --temporal-url "$U" --server-id relA --metrics-listen off 2>"$T/r.log" &
-R=$!
+R=$!; track $R
 wait_until 10 grep -q "event=owning" "$T/r.log" || fail "relA did not own"
 rr=$(grep event=owning "$T/r.log" | sed 's/.*run_id=\([^ ]*\).*/\1/')
 kill -TERM $R; wait $R
@@ -92,12 +92,12 @@ check "release: reason 'released by <server id>'" \
 gp=$(free_port); hp=$(free_port)
 "$DISPATCHD" run --dispatcher "$P/q4" --temporal-url "http://127.0.0.1:$hp" --server-id late \
   --metrics-listen off 2>"$T/late.log" &
-L=$!
+L=$!; track $L
 check "run keeps retrying while Temporal is down" wait_until 10 bash -c "[ \$(grep -c event=takeover_retry '$T/late.log') -ge 1 ]"
 check "run is still alive" kill -0 $L
 setsid "$TEMPORAL" server start-dev --headless --ip 127.0.0.1 --port "$gp" --http-port "$hp" \
   --log-level error >"$T/t2.log" 2>&1 </dev/null &
-T2=$!
+T2=$!; track $T2
 check "run recovers when Temporal comes back" wait_until 60 grep -q "event=owning" "$T/late.log"
 kill -TERM $L; wait $L
 kill -TERM -- -$T2 2>/dev/null || true; wait $T2 2>/dev/null || true
