@@ -65,7 +65,7 @@ static void dd_hb_lease_given_back(int st, void *arg);
 /* The dispatcher's failover lease (see dd_hb_try_failover). */
 static void dd_hb_lease_name(const dd_heartbeat *h, dd_buf *name)
 {
-    dd_buf_printf(name, "failover:%s", dd_owner_workflow_id(h->o));
+    dd_buf_printf(name, DD_STORE_LEASE_FAILOVER, dd_owner_workflow_id(h->o));
 }
 
 static void dd_hb_give_back_lease(dd_heartbeat *h)
@@ -605,7 +605,8 @@ static void dd_hb_prev_record(int st, const dd_store_hb *rec, void *arg)
         dd_owner_open_gate(h->o, prev[0] ? "previous owner not heartbeating" : "no previous run");
         return;
     }
-    snprintf(h->ack_name, sizeof(h->ack_name), "handoff:%s:%s", dd_owner_workflow_id(h->o),
+    snprintf(h->ack_name, sizeof(h->ack_name), DD_STORE_LEASE_HANDOFF,
+             dd_owner_workflow_id(h->o),
              prev);
     h->ack_deadline_ms = (int64_t)dd_mono_ms() + h->opts.threshold_ms;
     dd_hb_ack_poll(&h->ack_timer);
@@ -626,7 +627,7 @@ void dd_heartbeat_stopped_acting(dd_heartbeat *h, const char *run_id)
     if (h->closing)
         return;
     char name[300];
-    snprintf(name, sizeof(name), "handoff:%s:%s", dd_owner_workflow_id(h->o), run_id);
+    snprintf(name, sizeof(name), DD_STORE_LEASE_HANDOFF, dd_owner_workflow_id(h->o), run_id);
     if (dd_store_lease_acquire(h->s, name, dd_owner_server_id(h->o), 2 * h->opts.threshold_ms,
                                dd_hb_lease_set, h) == 0)
         h->inflight++;

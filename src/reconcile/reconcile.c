@@ -664,7 +664,7 @@ static int lease(lane *l)
     cand *c = l->c;
     size_t len = strlen(c->wid) + 12;
     l->lease = dd_xmalloc(len);
-    snprintf(l->lease, len, "failover:%s", c->wid);
+    snprintf(l->lease, len, DD_STORE_LEASE_FAILOVER, c->wid);
     int rc = dd_store_lease_acquire(r->s, l->lease, r->holder, r->o.lease_ttl_ms, on_lease, l);
     if (rc == 0) {
         l->wait = WAIT_STORE;

@@ -202,6 +202,13 @@ int dd_store_oldest(dd_store *s, int64_t min_hb_ms, dd_store_oldest_cb *cb, void
 
 /* ---- leases ------------------------------------------------------------- */
 
+/* Lease names shared across modules (printf formats, workflow id first):
+ * one per dispatcher guards the termination of its stale run, taken by a
+ * failing-over standby and by the reconciler alike, so only one of them
+ * ends it; the handoff flag says an ex-owner's child has stopped. */
+#define DD_STORE_LEASE_FAILOVER "failover:%s"
+#define DD_STORE_LEASE_HANDOFF "handoff:%s:%s"
+
 /* SET dd:lease:{name} holder NX PX ttl_ms: 0 acquired, DD_EBUSY held. */
 int dd_store_lease_acquire(dd_store *s, const char *name, const char *holder, int64_t ttl_ms,
                            dd_store_status_cb *cb, void *arg);
