@@ -1,0 +1,1346 @@
+/* http.c - HTTP/1.1 client on libuv, TLS through OpenSSL memory BIOs.
+ *
+ * Shape: a client owns connections; a connection carries at most one
+ * request at a time and goes RESOLVING -> CONNECTING -> (HANDSHAKE) ->
+ * ACTIVE -> IDLE (kept for reuse) or closed. Each connection has one timer:
+ * connect / reply deadline while busy, idle expiry while idle. Replies are
+ * parsed incrementally (status line and headers, then Content-Length,
+ * chunked, or read-to-EOF bodies), so reads may split anywhere.
+ *
+ * TLS: the socket's bytes go into a read memory BIO and whatever OpenSSL
+ * wants to send is drained from a write memory BIO into uv_write(), so TLS
+ * never blocks and never owns the socket.
+ *
+ * Lifetimes: a request is plain memory freed when its callback returns (or
+ * when cancelled); a connection is freed once its timer and socket handles
+ * are closed and no getaddrinfo is pending; the client once its own timer
+ * and every connection are gone. */
+#include "http/http.h"
+
+#include "core/error.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define HEAD_MAX (64u << 10) /* status line + headers of one reply */
+#define LINE_MAX_ 1024u      /* a chunk-size or trailer line */
+#define IDLE_MS 30000        /* an unused keep-alive connection is closed after this */
+
+typedef enum conn_state {
+    C_RESOLVING,
+    C_CONNECTING,
+    C_HANDSHAKE,
+    C_ACTIVE,
+    C_IDLE,
+    C_DEAD,
+} conn_state;
+
+typedef enum parse_state {
+    P_HEAD,
+    P_BODY_LEN,
+    P_CHUNK_SIZE,
+    P_CHUNK_DATA,
+    P_CHUNK_END,
+    P_TRAILERS,
+    P_BODY_EOF,
+    P_DONE,
+} parse_state;
+
+typedef struct conn conn;
+
+struct dd_http_req {
+    dd_http *h;
+    conn *c;
+    dd_http_cb cb;
+    void *arg;
+    char *wire; /* the whole request: head and body */
+    size_t wire_len;
+    bool head_only; /* HEAD: a reply has no body whatever its headers say */
+    uint64_t deadline; /* uv_now() */
+    int64_t timeout_ms;
+    bool resent; /* already sent once more after a stale keep-alive */
+    bool delivering; /* its callback is running: cancel is a no-op */
+};
+
+struct conn {
+    dd_http *h;
+    conn *prev, *next; /* every live connection of h */
+    conn *idle_next;   /* h->idle stack */
+    conn_state state;
+    dd_http_req *req;
+    uv_timer_t timer;
+    uv_tcp_t tcp;
+    enum { SK_NONE, SK_OPEN, SK_CLOSING } tcp_state;
+    bool reconnect; /* connect to the next address once tcp is closed */
+    uv_connect_t connect;
+    uv_getaddrinfo_t gai;
+    bool gai_pending;
+    struct addrinfo *ai, *ai_cur;
+    int last_err;  /* of the last address tried */
+    int defer_err; /* a send/connect error found outside a loop callback */
+    uint64_t connect_deadline;
+    int handles;  /* open uv handles */
+    int writes;   /* uv_write requests not yet completed */
+    bool reused;  /* a request already completed on it */
+    bool got_bytes; /* reply bytes arrived for the current request */
+
+    SSL *ssl;
+    BIO *rbio, *wbio; /* owned by ssl */
+
+    /* reply parser */
+    parse_state ps;
+    dd_buf head, line, body;
+    int status;
+    uint64_t remaining;
+    bool close_after;
+};
+
+struct dd_http {
+    uv_loop_t *loop;
+    char *url;       /* scheme://host:port/prefix, for messages */
+    char *host;      /* without brackets */
+    char *port;      /* digits */
+    char *authority; /* host (bracketed if IPv6) ":" port, for messages */
+    char *host_header; /* the same without a default port (as browsers and curl send it) */
+    char *prefix;    /* "" or "/x/y" */
+    bool tls, numeric;
+    SSL_CTX *ssl_ctx;
+    int max_idle;
+    size_t max_body;
+    int64_t connect_timeout_ms;
+    conn *conns;
+    conn *idle;
+    int nidle;
+    uv_timer_t timer; /* only so the close callback can run from the loop */
+    int handles;      /* the timer + one per live connection */
+    bool closing;
+    dd_http_close_cb close_cb;
+    void *close_arg;
+    char rbuf[65536];   /* socket reads (one loop thread: one buffer) */
+    char tlsbuf[16384]; /* decrypted bytes */
+};
+
+static void conn_attach(conn *c, dd_http_req *r);
+static void conn_fail(conn *c, int err, bool transient, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void conn_close(conn *c);
+static conn *conn_new(dd_http *h);
+static void gai_cb(uv_getaddrinfo_t *g, int status, struct addrinfo *res);
+static void try_next_addr(conn *c);
+
+/* --------------------------------------------------------------- client */
+
+static void client_maybe_free(dd_http *h)
+{
+    if (!h->closing || h->handles > 0)
+        return;
+    dd_http_close_cb cb = h->close_cb;
+    void *arg = h->close_arg;
+    if (h->ssl_ctx)
+        SSL_CTX_free(h->ssl_ctx);
+    free(h->url);
+    free(h->host);
+    free(h->port);
+    free(h->authority);
+    free(h->host_header);
+    free(h->prefix);
+    free(h);
+    if (cb)
+        cb(arg);
+}
+
+static void client_timer_closed(uv_handle_t *hd)
+{
+    dd_http *h = hd->data;
+    h->handles--;
+    client_maybe_free(h);
+}
+
+/* The first OpenSSL error as text ("" if none), and the queue cleared. */
+static const char *ssl_err_text(char *buf, size_t n)
+{
+    unsigned long e = ERR_peek_last_error();
+    buf[0] = '\0';
+    if (e) {
+        const char *reason = ERR_reason_error_string(e);
+        if (reason)
+            snprintf(buf, n, "%s", reason);
+        else
+            ERR_error_string_n(e, buf, n);
+    }
+    ERR_clear_error();
+    return buf;
+}
+
+/* OpenSSL says "system lib" for a missing file: name the cause ourselves. */
+static int check_readable(const char *path, const char *what, dd_buf *err)
+{
+    FILE *fp = path ? fopen(path, "r") : NULL;
+    if (path && !fp) {
+        dd_buf_printf(err, "cannot read %s '%s': %s", what, path, strerror(errno));
+        return DD_EINVAL;
+    }
+    if (fp)
+        fclose(fp);
+    return 0;
+}
+
+static int no_password(char *buf, int size, int rwflag, void *arg)
+{
+    return 0;
+}
+
+static int tls_setup(dd_http *h, const dd_http_opts *o, dd_buf *err)
+{
+    char e[256];
+    if (check_readable(o->ca_file, "CA file", err) < 0 ||
+        check_readable(o->cert_file, "client certificate file", err) < 0 ||
+        check_readable(o->key_file, "client key file", err) < 0)
+        return DD_EINVAL;
+    if (o->key_file && !o->cert_file) {
+        dd_buf_printf(err, "a client key file ('%s') needs a client certificate file too",
+                      o->key_file);
+        return DD_EINVAL;
+    }
+    h->ssl_ctx = SSL_CTX_new(TLS_client_method());
+    if (!h->ssl_ctx) {
+        dd_buf_printf(err, "cannot create a TLS context: %s", ssl_err_text(e, sizeof(e)));
+        return DD_EINVAL;
+    }
+    SSL_CTX_set_min_proto_version(h->ssl_ctx, TLS1_2_VERSION);
+    /* an encrypted key must fail, not prompt on the daemon's terminal */
+    SSL_CTX_set_default_passwd_cb(h->ssl_ctx, no_password);
+    SSL_CTX_set_verify(h->ssl_ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_alpn_protos(h->ssl_ctx, (const unsigned char *)"\x08http/1.1", 9);
+    if (o->ca_file) {
+        if (SSL_CTX_load_verify_locations(h->ssl_ctx, o->ca_file, NULL) != 1) {
+            dd_buf_printf(err, "cannot load CA file '%s': %s", o->ca_file,
+                          ssl_err_text(e, sizeof(e)));
+            return DD_EINVAL;
+        }
+    } else if (SSL_CTX_set_default_verify_paths(h->ssl_ctx) != 1) {
+        dd_buf_printf(err, "cannot load the system CA store: %s", ssl_err_text(e, sizeof(e)));
+        return DD_EINVAL;
+    }
+    if (o->cert_file) {
+        const char *key = o->key_file ? o->key_file : o->cert_file;
+        if (SSL_CTX_use_certificate_chain_file(h->ssl_ctx, o->cert_file) != 1) {
+            dd_buf_printf(err, "cannot load client certificate file '%s': %s", o->cert_file,
+                          ssl_err_text(e, sizeof(e)));
+            return DD_EINVAL;
+        }
+        if (SSL_CTX_use_PrivateKey_file(h->ssl_ctx, key, SSL_FILETYPE_PEM) != 1) {
+            dd_buf_printf(err, "cannot load client key file '%s': %s", key,
+                          ssl_err_text(e, sizeof(e)));
+            return DD_EINVAL;
+        }
+        if (SSL_CTX_check_private_key(h->ssl_ctx) != 1) {
+            dd_buf_printf(err, "client key '%s' does not match certificate '%s'", key,
+                          o->cert_file);
+            ERR_clear_error();
+            return DD_EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* scheme://host[:port][/prefix]; no user info, query or fragment. */
+static int parse_url(dd_http *h, const char *url, dd_buf *err)
+{
+    const char *p, *auth_end, *host_b, *host_e, *port_b = NULL;
+    if (!url || !*url) {
+        dd_buf_puts(err, "the URL is empty");
+        return DD_EINVAL;
+    }
+    if (strncmp(url, "http://", 7) == 0) {
+        p = url + 7;
+    } else if (strncmp(url, "https://", 8) == 0) {
+        p = url + 8;
+        h->tls = true;
+    } else {
+        dd_buf_printf(err, "'%s': expected http://HOST:PORT or https://HOST:PORT", url);
+        return DD_EINVAL;
+    }
+    if (strpbrk(p, "?#")) {
+        dd_buf_printf(err, "'%s': a query or fragment is not allowed in the base URL", url);
+        return DD_EINVAL;
+    }
+    auth_end = p + strcspn(p, "/");
+    if (memchr(p, '@', (size_t)(auth_end - p))) {
+        dd_buf_printf(err, "'%s': user info in the URL is not supported", url);
+        return DD_EINVAL;
+    }
+    if (*p == '[') {
+        host_b = p + 1;
+        host_e = memchr(host_b, ']', (size_t)(auth_end - host_b));
+        if (!host_e) {
+            dd_buf_printf(err, "'%s': missing ']' after the IPv6 address", url);
+            return DD_EINVAL;
+        }
+        if (host_e + 1 < auth_end) {
+            if (host_e[1] != ':') {
+                dd_buf_printf(err, "'%s': expected ':PORT' after ']'", url);
+                return DD_EINVAL;
+            }
+            port_b = host_e + 2;
+        }
+    } else {
+        host_b = p;
+        host_e = memchr(p, ':', (size_t)(auth_end - p));
+        if (host_e) {
+            port_b = host_e + 1;
+            if (memchr(port_b, ':', (size_t)(auth_end - port_b))) {
+                dd_buf_printf(err, "'%s': an IPv6 address needs brackets: http://[ADDR]:PORT",
+                              url);
+                return DD_EINVAL;
+            }
+        } else {
+            host_e = auth_end;
+        }
+    }
+    if (host_e == host_b) {
+        dd_buf_printf(err, "'%s': the host is empty", url);
+        return DD_EINVAL;
+    }
+    long port = h->tls ? 443 : 80;
+    if (port_b) {
+        size_t n = (size_t)(auth_end - port_b);
+        char digits[8];
+        if (n == 0 || n > 5 || strspn(port_b, "0123456789") < n) {
+            dd_buf_printf(err, "'%s': the port must be a number from 1 to 65535", url);
+            return DD_EINVAL;
+        }
+        memcpy(digits, port_b, n);
+        digits[n] = '\0';
+        port = strtol(digits, NULL, 10);
+        if (port < 1 || port > 65535) {
+            dd_buf_printf(err, "'%s': the port must be a number from 1 to 65535", url);
+            return DD_EINVAL;
+        }
+    }
+    dd_buf b = DD_BUF_INIT;
+    h->host = dd_xmalloc((size_t)(host_e - host_b) + 1);
+    memcpy(h->host, host_b, (size_t)(host_e - host_b));
+    h->host[host_e - host_b] = '\0';
+    dd_buf_printf(&b, "%ld", port);
+    h->port = dd_buf_detach(&b);
+    unsigned char addr[sizeof(struct in6_addr)];
+    bool v6 = inet_pton(AF_INET6, h->host, addr) == 1;
+    h->numeric = v6 || inet_pton(AF_INET, h->host, addr) == 1;
+    if (*p == '[' && !v6) {
+        dd_buf_printf(err, "'%s': '%s' is not an IPv6 address", url, h->host);
+        return DD_EINVAL;
+    }
+    dd_buf_printf(&b, v6 ? "[%s]:%s" : "%s:%s", h->host, h->port);
+    h->authority = dd_buf_detach(&b);
+    if (port == (h->tls ? 443 : 80))
+        dd_buf_printf(&b, v6 ? "[%s]" : "%s", h->host);
+    else
+        dd_buf_puts(&b, h->authority);
+    h->host_header = dd_buf_detach(&b);
+    size_t plen = strlen(auth_end);
+    while (plen > 0 && auth_end[plen - 1] == '/')
+        plen--;
+    dd_buf_append(&b, auth_end, plen);
+    h->prefix = dd_buf_detach(&b);
+    if (!h->prefix)
+        h->prefix = dd_strdup("");
+    dd_buf_printf(&b, "%s://%s%s", h->tls ? "https" : "http", h->authority, h->prefix);
+    h->url = dd_buf_detach(&b);
+    return 0;
+}
+
+int dd_http_new(uv_loop_t *loop, const dd_http_opts *o, dd_http **out, dd_buf *err)
+{
+    dd_http *h = dd_xcalloc(1, sizeof(*h));
+    int rc;
+    *out = NULL;
+    h->loop = loop;
+    h->max_idle = o->max_idle > 0 ? o->max_idle : 4;
+    h->max_body = o->max_body > 0 ? o->max_body : (16u << 20);
+    h->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
+    rc = parse_url(h, o->base_url, err);
+    if (rc == 0 && h->tls)
+        rc = tls_setup(h, o, err);
+    if (rc == 0 && !h->tls && (o->ca_file || o->cert_file || o->key_file)) {
+        dd_buf_printf(err, "'%s': TLS files were given but the URL is not https://", h->url);
+        rc = DD_EINVAL;
+    }
+    if (rc < 0) {
+        h->closing = true;
+        client_maybe_free(h);
+        return rc;
+    }
+    uv_timer_init(loop, &h->timer);
+    h->timer.data = h;
+    h->handles = 1;
+    *out = h;
+    return 0;
+}
+
+const char *dd_http_base_url(const dd_http *h)
+{
+    return h->url;
+}
+
+/* ------------------------------------------------------------- requests */
+
+static void req_free(dd_http_req *r)
+{
+    free(r->wire);
+    free(r);
+}
+
+/* Runs the callback once and frees the request. */
+static void req_deliver(dd_http_req *r, int err, bool transient, int status, dd_buf *body,
+                        const char *msg)
+{
+    dd_http_reply rep = {
+        .err = err,
+        .transient = err != 0 && transient,
+        .status = status,
+        .body = body ? dd_buf_str(body) : "",
+        .body_len = body ? body->len : 0,
+        .message = msg ? msg : "",
+    };
+    r->c = NULL;
+    r->delivering = true;
+    if (r->cb)
+        r->cb(&rep, r->arg);
+    req_free(r);
+}
+
+/* Each line ends in CRLF, no bare CR or LF, no blank line. */
+static bool header_lines_ok(const char *hd)
+{
+    size_t n = hd ? strlen(hd) : 0;
+    if (n == 0)
+        return true;
+    if (n < 2 || hd[n - 2] != '\r' || hd[n - 1] != '\n' || hd[0] == '\r')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (hd[i] == '\r' && hd[i + 1] != '\n')
+            return false;
+        if (hd[i] == '\n' && (i == 0 || hd[i - 1] != '\r' || hd[i + 1] == '\r'))
+            return false;
+    }
+    return true;
+}
+
+int dd_http_request(dd_http *h, const char *method, const char *target, const char *headers,
+                    const char *body, size_t body_len, int64_t timeout_ms, dd_http_cb cb,
+                    void *arg, dd_http_req **out)
+{
+    if (out)
+        *out = NULL;
+    if (!h || !method || !*method || !target || target[0] != '/' || timeout_ms <= 0 ||
+        strpbrk(target, " \r\n") || strpbrk(method, " \r\n") || !header_lines_ok(headers))
+        return DD_EINVAL;
+    if (h->closing)
+        return DD_ECANCELED;
+    dd_http_req *r = dd_xcalloc(1, sizeof(*r));
+    dd_buf w = DD_BUF_INIT;
+    bool with_len = body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0;
+    dd_buf_printf(&w, "%s %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: dispatchd\r\n%s", method,
+                  h->prefix, target, h->host_header, headers ? headers : "");
+    if (with_len)
+        dd_buf_printf(&w, "Content-Length: %zu\r\n", body ? body_len : 0);
+    dd_buf_puts(&w, "\r\n");
+    if (body)
+        dd_buf_append(&w, body, body_len);
+    r->h = h;
+    r->cb = cb;
+    r->arg = arg;
+    r->wire_len = w.len;
+    r->wire = dd_buf_detach(&w);
+    r->head_only = strcmp(method, "HEAD") == 0;
+    r->timeout_ms = timeout_ms;
+    uv_update_time(h->loop); /* the cached loop time is stale after a blocking caller */
+    r->deadline = uv_now(h->loop) + (uint64_t)timeout_ms;
+    if (out)
+        *out = r;
+
+    conn *c = h->idle;
+    if (c) { /* newest first: the least likely to have been closed by the server */
+        h->idle = c->idle_next;
+        h->nidle--;
+        c->idle_next = NULL;
+        uv_ref((uv_handle_t *)&c->timer);
+        uv_ref((uv_handle_t *)&c->tcp);
+    } else {
+        c = conn_new(h);
+    }
+    conn_attach(c, r);
+    return 0;
+}
+
+void dd_http_cancel(dd_http_req *r)
+{
+    if (!r || r->delivering)
+        return;
+    conn *c = r->c;
+    if (c) {
+        c->req = NULL;
+        conn_close(c); /* mid-request: the connection's state is unknown */
+    }
+    req_free(r);
+}
+
+void dd_http_close(dd_http *h, dd_http_close_cb cb, void *arg)
+{
+    if (!h || h->closing)
+        return;
+    h->closing = true;
+    h->close_cb = cb;
+    h->close_arg = arg;
+    for (conn *c = h->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->req) {
+            req_free(c->req);
+            c->req = NULL;
+        }
+        conn_close(c);
+    }
+    uv_close((uv_handle_t *)&h->timer, client_timer_closed);
+}
+
+/* ---------------------------------------------------------- connections */
+
+static void conn_maybe_free(conn *c)
+{
+    if (c->state != C_DEAD || c->handles > 0 || c->gai_pending)
+        return;
+    dd_http *h = c->h;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->ai)
+        freeaddrinfo(c->ai);
+    dd_buf_release(&c->head);
+    dd_buf_release(&c->line);
+    dd_buf_release(&c->body);
+    free(c);
+    h->handles--;
+    client_maybe_free(h);
+}
+
+static void conn_handle_closed(uv_handle_t *hd)
+{
+    conn *c = hd->data;
+    c->handles--;
+    conn_maybe_free(c);
+}
+
+/* A socket closed: after a failed connect, try the next address. */
+static void tcp_closed(uv_handle_t *hd)
+{
+    conn *c = hd->data;
+    c->tcp_state = SK_NONE;
+    c->handles--;
+    if (c->reconnect && c->state == C_CONNECTING)
+        try_next_addr(c);
+    else
+        conn_maybe_free(c);
+}
+
+/* Closes the socket of a failed connect attempt and moves to the next address. */
+static void next_addr_after_close(conn *c, int err)
+{
+    c->last_err = err;
+    c->ai_cur = c->ai_cur->ai_next;
+    c->reconnect = true;
+    c->tcp_state = SK_CLOSING;
+    uv_close((uv_handle_t *)&c->tcp, tcp_closed);
+}
+
+static void conn_timer_cb(uv_timer_t *t);
+
+/* Arms the timer for the current phase. */
+static void conn_arm(conn *c)
+{
+    uint64_t now = uv_now(c->h->loop), until;
+    if (c->state == C_IDLE) {
+        uv_timer_start(&c->timer, conn_timer_cb, IDLE_MS, 0);
+        return;
+    }
+    if (!c->req)
+        return;
+    until = c->req->deadline;
+    if (c->state != C_ACTIVE && c->connect_deadline < until)
+        until = c->connect_deadline;
+    uv_timer_start(&c->timer, conn_timer_cb, until > now ? until - now : 0, 0);
+}
+
+static conn *conn_new(dd_http *h)
+{
+    conn *c = dd_xcalloc(1, sizeof(*c));
+    c->h = h;
+    c->state = C_RESOLVING;
+    uv_timer_init(h->loop, &c->timer);
+    c->timer.data = c;
+    c->handles = 1;
+    c->next = h->conns;
+    if (h->conns)
+        h->conns->prev = c;
+    h->conns = c;
+    h->handles++;
+    return c;
+}
+
+static void conn_close(conn *c)
+{
+    dd_http *h = c->h;
+    if (c->state == C_DEAD)
+        return;
+    if (c->state == C_IDLE) {
+        for (conn **pp = &h->idle; *pp; pp = &(*pp)->idle_next) {
+            if (*pp == c) {
+                *pp = c->idle_next;
+                h->nidle--;
+                break;
+            }
+        }
+    }
+    c->state = C_DEAD;
+    c->reconnect = false;
+    if (c->ssl) {
+        SSL_free(c->ssl); /* frees both BIOs */
+        c->ssl = NULL;
+    }
+    if (c->gai_pending)
+        uv_cancel((uv_req_t *)&c->gai);
+    if (c->tcp_state == SK_OPEN) {
+        c->tcp_state = SK_CLOSING;
+        uv_close((uv_handle_t *)&c->tcp, tcp_closed);
+    }
+    uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+}
+
+static void parser_reset(conn *c)
+{
+    c->ps = P_HEAD;
+    dd_buf_reset(&c->head);
+    dd_buf_reset(&c->line);
+    dd_buf_reset(&c->body);
+    c->status = 0;
+    c->remaining = 0;
+    c->close_after = false;
+    c->got_bytes = false;
+}
+
+/* A request fails on c: maybe resend it once on a new connection, else
+ * report. Always called from a loop callback. */
+static void conn_fail(conn *c, int err, bool transient, const char *fmt, ...)
+{
+    dd_http *h = c->h;
+    dd_http_req *r = c->req;
+    c->req = NULL;
+    if (r && c->reused && !c->got_bytes && !r->resent && err == DD_EUNAVAIL && !h->closing) {
+        /* The server closed a keep-alive connection as we reused it: the
+         * request never reached it, so send it once more on a fresh one. */
+        r->resent = true;
+        conn_close(c);
+        conn_attach(conn_new(h), r);
+        return;
+    }
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    int status = c->status;
+    conn_close(c);
+    if (r)
+        req_deliver(r, err, transient, status, NULL, msg);
+}
+
+typedef struct wr {
+    uv_write_t w;
+    conn *c;
+    char data[];
+} wr;
+
+static void write_done(uv_write_t *w, int status)
+{
+    wr *x = (wr *)w;
+    conn *c = x->c;
+    free(x);
+    c->writes--;
+    if (status < 0 && status != UV_ECANCELED && c->state != C_DEAD) {
+        if (c->req)
+            conn_fail(c, DD_EUNAVAIL, true, "send to %s: %s", c->h->authority,
+                      uv_strerror(status));
+        else
+            conn_close(c); /* idle and broken: not for reuse */
+    }
+}
+
+static int write_bytes(conn *c, const char *data, size_t n)
+{
+    wr *x = dd_xmalloc(sizeof(*x) + n);
+    x->c = c;
+    memcpy(x->data, data, n);
+    uv_buf_t b = uv_buf_init(x->data, (unsigned)n);
+    int rc = uv_write(&x->w, (uv_stream_t *)&c->tcp, &b, 1, write_done);
+    if (rc < 0)
+        free(x);
+    else
+        c->writes++;
+    return rc;
+}
+
+/* Sends what OpenSSL queued for the peer. */
+static int tls_flush(conn *c)
+{
+    int pending;
+    while ((pending = (int)BIO_ctrl_pending(c->wbio)) > 0) {
+        wr *x = dd_xmalloc(sizeof(*x) + (size_t)pending);
+        x->c = c;
+        int n = BIO_read(c->wbio, x->data, pending);
+        if (n <= 0) {
+            free(x);
+            return UV_EIO;
+        }
+        uv_buf_t b = uv_buf_init(x->data, (unsigned)n);
+        int rc = uv_write(&x->w, (uv_stream_t *)&c->tcp, &b, 1, write_done);
+        if (rc < 0) {
+            free(x);
+            return rc;
+        }
+        c->writes++;
+    }
+    return 0;
+}
+
+/* The request goes out on an ACTIVE connection. Errors come back through
+ * the timer so the callback never runs inside dd_http_request(). */
+static void send_request(conn *c)
+{
+    dd_http_req *r = c->req;
+    int rc;
+    if (c->ssl) {
+        ERR_clear_error();
+        if (SSL_write(c->ssl, r->wire, (int)r->wire_len) <= 0) { /* memory BIO: all or error */
+            ERR_clear_error();
+            rc = UV_EIO;
+        }
+        else
+            rc = tls_flush(c);
+    } else {
+        rc = write_bytes(c, r->wire, r->wire_len);
+    }
+    if (rc < 0) {
+        c->defer_err = rc;
+        uv_timer_start(&c->timer, conn_timer_cb, 0, 0);
+    }
+}
+
+/* TLS failures name their cause: verification, or the handshake/alert. */
+/* Alerts saying the peer refused our certificate (or us): configuration,
+ * not bad luck, so another attempt would fail the same way. */
+static bool refused_alert(unsigned long e)
+{
+    switch (ERR_GET_REASON(e)) {
+    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+    case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* TLS failures name their cause. Verification failures, handshake failures
+ * and certificate alerts are final (-EACCES); other errors on an
+ * established session (a corrupted record) are worth another attempt. */
+static void tls_fail(conn *c, bool handshake)
+{
+    char e[256];
+    long v = SSL_get_verify_result(c->ssl);
+    if (v != X509_V_OK) {
+        ERR_clear_error();
+        conn_fail(c, -EACCES, false, "TLS: certificate verification of %s failed: %s",
+                  c->h->authority, X509_verify_cert_error_string(v));
+        return;
+    }
+    bool final = handshake || refused_alert(ERR_peek_last_error());
+    ssl_err_text(e, sizeof(e));
+    conn_fail(c, final ? -EACCES : DD_EUNAVAIL, !final, "TLS %s with %s failed: %s",
+              handshake ? "handshake" : "session", c->h->authority,
+              *e ? e : "connection closed");
+}
+
+static void tls_handshake(conn *c)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    int rc = tls_flush(c);
+    if (r == 1) {
+        c->state = C_ACTIVE;
+        conn_arm(c);
+        send_request(c);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ && rc == 0)
+        return;
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_SYSCALL) {
+        ERR_clear_error();
+        conn_fail(c, DD_EUNAVAIL, true, "TLS handshake with %s: %s", c->h->authority,
+                  rc < 0 ? uv_strerror(rc) : "connection closed");
+        return;
+    }
+    tls_fail(c, true);
+}
+
+static void conn_attach(conn *c, dd_http_req *r)
+{
+    c->req = r;
+    r->c = c;
+    parser_reset(c);
+    if (c->state == C_IDLE) {
+        c->state = C_ACTIVE;
+        conn_arm(c);
+        send_request(c);
+        return;
+    }
+    /* a new connection: resolve, then connect */
+    dd_http *h = c->h;
+    c->connect_deadline = uv_now(h->loop) + (uint64_t)h->connect_timeout_ms;
+    conn_arm(c);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    /* no AI_ADDRCONFIG: it hides ::1 for "localhost" on IPv4-only hosts */
+    hints.ai_flags = AI_NUMERICSERV;
+    if (h->numeric) {
+        hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST;
+        int rc = getaddrinfo(h->host, h->port, &hints, &c->ai);
+        if (rc != 0) {
+            c->ai = NULL;
+            c->defer_err = UV_EINVAL;
+            uv_timer_start(&c->timer, conn_timer_cb, 0, 0);
+            return;
+        }
+        c->ai_cur = c->ai;
+        c->state = C_CONNECTING;
+        c->reconnect = true;
+        uv_timer_start(&c->timer, conn_timer_cb, 0, 0); /* connect from the loop */
+        return;
+    }
+    c->gai.data = c;
+    int rc = uv_getaddrinfo(h->loop, &c->gai, gai_cb, h->host, h->port, &hints);
+    if (rc < 0) {
+        c->defer_err = rc;
+        uv_timer_start(&c->timer, conn_timer_cb, 0, 0);
+        return;
+    }
+    c->gai_pending = true;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void alloc_cb(uv_handle_t *hd, size_t suggested, uv_buf_t *b)
+{
+    conn *c = hd->data;
+    *b = uv_buf_init(c->h->rbuf, sizeof(c->h->rbuf));
+}
+
+static void on_connect(uv_connect_t *cr, int status)
+{
+    conn *c = cr->data;
+    if (status == UV_ECANCELED || c->state == C_DEAD)
+        return;
+    if (status < 0) {
+        next_addr_after_close(c, status);
+        return;
+    }
+    dd_http *h = c->h;
+    uv_tcp_nodelay(&c->tcp, 1);
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+    if (rc < 0) {
+        conn_fail(c, DD_EUNAVAIL, true, "receive from %s: %s", h->authority, uv_strerror(rc));
+        return;
+    }
+    if (!h->tls) {
+        c->state = C_ACTIVE;
+        conn_arm(c);
+        send_request(c);
+        return;
+    }
+    c->state = C_HANDSHAKE;
+    c->ssl = SSL_new(h->ssl_ctx);
+    c->rbio = BIO_new(BIO_s_mem());
+    c->wbio = BIO_new(BIO_s_mem());
+    if (!c->ssl || !c->rbio || !c->wbio) {
+        if (c->ssl) {
+            SSL_free(c->ssl);
+            c->ssl = NULL;
+        }
+        BIO_free(c->rbio);
+        BIO_free(c->wbio);
+        ERR_clear_error();
+        conn_fail(c, DD_EUNAVAIL, true, "TLS with %s: out of memory", h->authority);
+        return;
+    }
+    BIO_set_mem_eof_return(c->rbio, -1); /* empty means "wait", not EOF */
+    SSL_set_bio(c->ssl, c->rbio, c->wbio);
+    SSL_set_connect_state(c->ssl);
+    /* the name (or address) the certificate must carry: never skip it */
+    int ok = h->numeric ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), h->host)
+                        : SSL_set_tlsext_host_name(c->ssl, h->host) == 1 &&
+                              SSL_set1_host(c->ssl, h->host) == 1;
+    if (!ok) {
+        ERR_clear_error();
+        conn_fail(c, -EACCES, false, "TLS with %s: cannot set the name to verify",
+                  h->authority);
+        return;
+    }
+    tls_handshake(c);
+}
+
+/* Connects to c->ai_cur, or fails with the last error once none is left.
+ * Called from the loop only (timer or a closed socket). */
+static void try_next_addr(conn *c)
+{
+    dd_http *h = c->h;
+    c->reconnect = false;
+    if (c->ai_cur) {
+        uv_tcp_init(h->loop, &c->tcp);
+        c->tcp.data = c;
+        c->tcp_state = SK_OPEN;
+        c->handles++;
+        c->connect.data = c;
+        int rc = uv_tcp_connect(&c->connect, &c->tcp, c->ai_cur->ai_addr, on_connect);
+        if (rc < 0) {
+            next_addr_after_close(c, rc);
+        } else { /* each address gets the whole connect timeout */
+            c->connect_deadline = uv_now(h->loop) + (uint64_t)h->connect_timeout_ms;
+            conn_arm(c);
+        }
+        return;
+    }
+    conn_fail(c, DD_EUNAVAIL, true, "connect to %s: %s", h->authority,
+              uv_strerror(c->last_err ? c->last_err : UV_EADDRNOTAVAIL));
+}
+
+static void gai_cb(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
+{
+    conn *c = g->data;
+    c->gai_pending = false;
+    if (c->state == C_DEAD) {
+        if (res)
+            uv_freeaddrinfo(res);
+        conn_maybe_free(c);
+        return;
+    }
+    if (status < 0) {
+        conn_fail(c, DD_EUNAVAIL, true, "cannot resolve '%s': %s", c->h->host,
+                  uv_strerror(status));
+        return;
+    }
+    c->ai = res;
+    c->ai_cur = res;
+    c->state = C_CONNECTING;
+    try_next_addr(c);
+}
+
+static void conn_timer_cb(uv_timer_t *t)
+{
+    conn *c = t->data;
+    dd_http *h = c->h;
+    if (c->state == C_DEAD)
+        return;
+    if (c->state == C_IDLE) {
+        conn_close(c);
+        return;
+    }
+    if (!c->req)
+        return;
+    if (c->defer_err) {
+        int e = c->defer_err;
+        c->defer_err = 0;
+        conn_fail(c, DD_EUNAVAIL, true, "%s %s: %s",
+                  c->state == C_ACTIVE ? "send to" : "connect to", h->authority,
+                  uv_strerror(e));
+        return;
+    }
+    if (c->state == C_CONNECTING && c->reconnect && c->tcp_state == SK_NONE) {
+        try_next_addr(c); /* first address of a numeric host */
+        return;
+    }
+    uint64_t now = uv_now(h->loop);
+    if (now >= c->req->deadline) {
+        if (c->state == C_ACTIVE)
+            conn_fail(c, DD_ETIMEOUT, true, "no complete reply from %s within %lld ms",
+                      h->authority, (long long)c->req->timeout_ms);
+        else
+            conn_fail(c, DD_ETIMEOUT, true, "connect to %s: timed out after %lld ms",
+                      h->authority, (long long)c->req->timeout_ms);
+        return;
+    }
+    if (c->state == C_CONNECTING && now >= c->connect_deadline && c->tcp_state == SK_OPEN &&
+        c->ai_cur && c->ai_cur->ai_next) {
+        next_addr_after_close(c, UV_ETIMEDOUT); /* a black-holed address: try the next */
+        return;
+    }
+    if (c->state != C_ACTIVE && now >= c->connect_deadline) {
+        conn_fail(c, DD_ETIMEOUT, true, "connect to %s: timed out after %lld ms",
+                  h->authority, (long long)h->connect_timeout_ms);
+        return;
+    }
+    conn_arm(c);
+}
+
+/* ---------------------------------------------------------------- reply */
+
+/* Parses the status line and headers in c->head (without the blank line). */
+static int parse_head(conn *c, const char *p, size_t n)
+{
+    int minor, status;
+    const char *end = p + n, *eol;
+    bool chunked = false, has_len = false, conn_close_ = false, keep_alive = false;
+    uint64_t len = 0;
+    if (n < 12 || sscanf(p, "HTTP/1.%1d %3d", &minor, &status) != 2 || p[8] != ' ' ||
+        (p[12] != ' ' && p[12] != '\r' && p[12] != '\n') || status < 100 || status > 599) {
+        char shown[48];
+        size_t k = strcspn(p, "\r\n");
+        snprintf(shown, sizeof(shown), "%.*s", (int)(k < 40 ? k : 40), p);
+        conn_fail(c, DD_EPROTO, false, "malformed reply from %s: '%s'", c->h->authority,
+                  shown);
+        return -1;
+    }
+    c->status = status;
+    for (const char *l = memchr(p, '\n', n); l && l + 1 < end; l = eol) {
+        const char *k = l + 1, *colon, *v, *ve;
+        eol = memchr(k, '\n', (size_t)(end - k));
+        if (!eol)
+            eol = end;
+        colon = memchr(k, ':', (size_t)(eol - k));
+        if (!colon)
+            continue;
+        v = colon + 1;
+        while (v < eol && (*v == ' ' || *v == '\t'))
+            v++;
+        ve = eol;
+        while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        size_t kl = (size_t)(colon - k), vl = (size_t)(ve - v);
+        if (kl == 14 && strncasecmp(k, "content-length", 14) == 0) {
+            char num[24];
+            if (vl == 0 || vl > 19 || strspn(v, "0123456789") < vl) {
+                conn_fail(c, DD_EPROTO, false, "bad Content-Length from %s", c->h->authority);
+                return -1;
+            }
+            memcpy(num, v, vl);
+            num[vl] = '\0';
+            len = strtoull(num, NULL, 10);
+            has_len = true;
+        } else if (kl == 17 && strncasecmp(k, "transfer-encoding", 17) == 0) {
+            for (const char *q = v; q + 7 <= ve; q++)
+                if (strncasecmp(q, "chunked", 7) == 0)
+                    chunked = true;
+        } else if (kl == 10 && strncasecmp(k, "connection", 10) == 0) {
+            for (const char *q = v; q + 5 <= ve; q++) {
+                if (strncasecmp(q, "close", 5) == 0)
+                    conn_close_ = true;
+                if (q + 10 <= ve && strncasecmp(q, "keep-alive", 10) == 0)
+                    keep_alive = true;
+            }
+        }
+    }
+    c->close_after = conn_close_ || (minor == 0 && !keep_alive);
+    if (status < 200) {
+        if (status == 101) {
+            conn_fail(c, DD_EPROTO, false, "%s switched protocols unasked", c->h->authority);
+            return -1;
+        }
+        c->ps = P_HEAD; /* interim (100 Continue): the real reply follows */
+        return 0;
+    }
+    if (c->req->head_only || status == 204 || status == 304) {
+        c->ps = P_DONE;
+    } else if (chunked) {
+        c->ps = P_CHUNK_SIZE;
+    } else if (has_len) {
+        if (len > c->h->max_body) {
+            conn_fail(c, DD_EPROTO, false, "reply from %s too large (%llu bytes, limit %zu)",
+                      c->h->authority, (unsigned long long)len, c->h->max_body);
+            return -1;
+        }
+        c->remaining = len;
+        c->ps = len ? P_BODY_LEN : P_DONE;
+    } else {
+        c->ps = P_BODY_EOF;
+        c->close_after = true;
+    }
+    return 0;
+}
+
+static int body_add(conn *c, const char *p, size_t n)
+{
+    if (c->body.len + n > c->h->max_body) {
+        conn_fail(c, DD_EPROTO, false, "reply from %s too large (over %zu bytes)",
+                  c->h->authority, c->h->max_body);
+        return -1;
+    }
+    dd_buf_append(&c->body, p, n);
+    return 0;
+}
+
+/* Collects one CRLF-terminated line into c->line; returns bytes used and
+ * sets *complete. */
+static size_t take_line(conn *c, const char *p, size_t n, bool *complete, int *err)
+{
+    const char *nl = memchr(p, '\n', n);
+    size_t used = nl ? (size_t)(nl - p) + 1 : n;
+    *complete = nl != NULL;
+    *err = 0;
+    if (c->line.len + used > LINE_MAX_) {
+        conn_fail(c, DD_EPROTO, false, "malformed chunked reply from %s", c->h->authority);
+        *err = -1;
+        return n;
+    }
+    dd_buf_append(&c->line, p, used);
+    return used;
+}
+
+/* Feeds reply bytes. Returns 1 when the reply is complete, 0 for more,
+ * -1 when c has failed (already reported). */
+static int feed(conn *c, const char *p, size_t n)
+{
+    bool complete;
+    int err;
+    c->got_bytes = c->got_bytes || n > 0;
+    while (n > 0 && c->ps != P_DONE) {
+        size_t used;
+        switch (c->ps) {
+        case P_HEAD: {
+            size_t from = c->head.len > 3 ? c->head.len - 3 : 0;
+            dd_buf_append(&c->head, p, n);
+            char *end = memmem(c->head.data + from, c->head.len - from, "\r\n\r\n", 4);
+            if (!end) {
+                if (c->head.len > HEAD_MAX) {
+                    conn_fail(c, DD_EPROTO, false, "reply headers from %s too large",
+                              c->h->authority);
+                    return -1;
+                }
+                if (c->head.len >= 5 && strncmp(c->head.data, "HTTP/", 5) != 0)
+                    return parse_head(c, c->head.data, c->head.len) < 0 ? -1 : 0;
+                return 0;
+            }
+            size_t hl = (size_t)(end - c->head.data) + 4;
+            used = n - (c->head.len - hl); /* bytes of p that belong to the head */
+            if (parse_head(c, c->head.data, hl - 2) < 0)
+                return -1;
+            dd_buf_reset(&c->head);
+            break;
+        }
+        case P_BODY_LEN:
+            used = n < c->remaining ? n : (size_t)c->remaining;
+            if (body_add(c, p, used) < 0)
+                return -1;
+            c->remaining -= used;
+            if (c->remaining == 0)
+                c->ps = P_DONE;
+            break;
+        case P_CHUNK_SIZE:
+            used = take_line(c, p, n, &complete, &err);
+            if (err)
+                return -1;
+            if (complete) {
+                char *e;
+                errno = 0;
+                unsigned long long sz = strtoull(c->line.data, &e, 16);
+                if (e == c->line.data || errno ||
+                    (*e != '\r' && *e != '\n' && *e != ';' && *e != ' ' && *e != '\t')) {
+                    conn_fail(c, DD_EPROTO, false, "malformed chunk size from %s",
+                              c->h->authority);
+                    return -1;
+                }
+                dd_buf_reset(&c->line);
+                if (sz > c->h->max_body - c->body.len) {
+                    conn_fail(c, DD_EPROTO, false, "reply from %s too large (over %zu bytes)",
+                              c->h->authority, c->h->max_body);
+                    return -1;
+                }
+                c->remaining = sz;
+                c->ps = sz ? P_CHUNK_DATA : P_TRAILERS;
+            }
+            break;
+        case P_CHUNK_DATA:
+            used = n < c->remaining ? n : (size_t)c->remaining;
+            if (body_add(c, p, used) < 0)
+                return -1;
+            c->remaining -= used;
+            if (c->remaining == 0)
+                c->ps = P_CHUNK_END;
+            break;
+        case P_CHUNK_END:
+        case P_TRAILERS:
+            used = take_line(c, p, n, &complete, &err);
+            if (err)
+                return -1;
+            if (complete) {
+                bool empty = c->line.len <= 2 && strspn(c->line.data, "\r\n") == c->line.len;
+                if (c->ps == P_CHUNK_END && !empty) {
+                    conn_fail(c, DD_EPROTO, false, "malformed chunked reply from %s",
+                              c->h->authority);
+                    return -1;
+                }
+                dd_buf_reset(&c->line);
+                if (c->ps == P_CHUNK_END)
+                    c->ps = P_CHUNK_SIZE;
+                else if (empty)
+                    c->ps = P_DONE; /* end of trailers */
+            }
+            break;
+        case P_BODY_EOF:
+            if (body_add(c, p, n) < 0)
+                return -1;
+            used = n;
+            break;
+        default:
+            used = n;
+            break;
+        }
+        p += used;
+        n -= used;
+    }
+    if (c->ps == P_DONE && n > 0)
+        c->close_after = true; /* bytes after the reply: the stream is not ours to parse */
+    return c->ps == P_DONE ? 1 : 0;
+}
+
+/* The reply is complete: keep or close the connection, then deliver. */
+static void complete(conn *c)
+{
+    dd_http *h = c->h;
+    dd_http_req *r = c->req;
+    dd_buf body = c->body; /* the callback may reuse c: take the body along */
+    int status = c->status;
+    c->body = (dd_buf)DD_BUF_INIT;
+    c->req = NULL;
+    uv_timer_stop(&c->timer);
+    /* Not reusable: the server said so, we have enough idle ones, request
+     * bytes are still on their way (an early reply), or more bytes came
+     * after the reply (they would be taken for the next request's reply). */
+    if (c->close_after || h->closing || h->nidle >= h->max_idle || c->writes > 0 ||
+        (c->ssl && (SSL_pending(c->ssl) > 0 || BIO_ctrl_pending(c->rbio) > 0))) {
+        conn_close(c);
+    } else {
+        c->state = C_IDLE;
+        c->reused = true;
+        parser_reset(c);
+        c->idle_next = h->idle;
+        h->idle = c;
+        h->nidle++;
+        conn_arm(c);
+        /* an idle connection must not keep the loop running */
+        uv_unref((uv_handle_t *)&c->timer);
+        uv_unref((uv_handle_t *)&c->tcp);
+    }
+    req_deliver(r, 0, false, status, &body, NULL);
+    dd_buf_release(&body);
+}
+
+/* The peer closed (err UV_EOF, or TLS close_notify: tls_close) or the read
+ * failed. A read-to-EOF body over TLS ends only with close_notify: a bare
+ * TCP close could be a truncation. */
+static void on_eof(conn *c, int err, bool tls_close)
+{
+    if (c->state == C_IDLE || !c->req) {
+        conn_close(c);
+        return;
+    }
+    if (err == UV_EOF && c->ps == P_BODY_EOF && (!c->ssl || tls_close)) {
+        c->ps = P_DONE;
+        complete(c);
+        return;
+    }
+    if (err == UV_EOF)
+        conn_fail(c, DD_EUNAVAIL, true, "%s closed the connection %s", c->h->authority,
+                  c->got_bytes ? "in the middle of the reply" : "before replying");
+    else
+        conn_fail(c, DD_EUNAVAIL, true, "receive from %s: %s", c->h->authority,
+                  uv_strerror(err));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    conn *c = s->data;
+    if (c->state == C_DEAD || nread == 0)
+        return;
+    if (nread < 0) {
+        on_eof(c, (int)nread, false);
+        return;
+    }
+    if (!c->ssl) {
+        if (c->state == C_IDLE || !c->req) { /* unasked bytes: drop the connection */
+            conn_close(c);
+            return;
+        }
+        if (feed(c, buf->base, (size_t)nread) == 1)
+            complete(c);
+        return;
+    }
+    BIO_write(c->rbio, buf->base, (int)nread);
+    if (c->state == C_HANDSHAKE) {
+        tls_handshake(c);
+        if (c->state != C_ACTIVE)
+            return;
+    }
+    for (;;) {
+        ERR_clear_error();
+        int r = SSL_read(c->ssl, c->h->tlsbuf, sizeof(c->h->tlsbuf));
+        if (r > 0) {
+            if (c->state == C_IDLE || !c->req) {
+                conn_close(c);
+                return;
+            }
+            int fr = feed(c, c->h->tlsbuf, (size_t)r);
+            if (fr < 0)
+                return;
+            if (fr == 1) {
+                complete(c);
+                return;
+            }
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ) {
+            ERR_clear_error();
+            if (tls_flush(c) < 0 && c->req)
+                conn_fail(c, DD_EUNAVAIL, true, "send to %s failed", c->h->authority);
+            return;
+        }
+        if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify */
+            on_eof(c, UV_EOF, true);
+            return;
+        }
+        if (c->state == C_IDLE || !c->req) {
+            ERR_clear_error();
+            conn_close(c);
+            return;
+        }
+        tls_fail(c, false);
+        return;
+    }
+}
