@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything dispatchd needs to build, run and test on a fresh
 # Debian 12 machine, and checks it. Safe to run again: it skips what is there.
-#   - Debian packages (compiler, CMake, libuv, hiredis, libcurl, OpenSSL, jansson, cmocka,
-#     redis-server, prometheus for promtool, jq, python3 for test helpers)
+#   - Debian packages (compiler, CMake, libuv, hiredis, OpenSSL, jansson, cmocka,
+#     redis-server, prometheus for promtool, jq, python3 and openssl for test helpers)
 #   - the Temporal CLI (dev server), built once with `go install` into .tools/bin
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 TEMPORAL_CLI_VERSION=v1.5.1   # later tags carry a replace directive and refuse go install
 
-pkgs=(build-essential cmake pkg-config git curl jq python3 procps psmisc iproute2
-      libuv1-dev libhiredis-dev libcurl4-openssl-dev libssl-dev libjansson-dev libcmocka-dev
+pkgs=(build-essential cmake pkg-config git curl jq python3 openssl procps psmisc iproute2
+      libuv1-dev libhiredis-dev libssl-dev libjansson-dev libcmocka-dev
       redis-server redis-tools prometheus)
 if [ "${DD_INSTALL_BENCH:-0}" = 1 ]; then
   pkgs+=(supervisor s6 runit etcd-server etcd-client hyperfine)
@@ -50,10 +50,10 @@ else
 fi
 
 # Check, so a missing piece fails here and not in the middle of a test.
-for c in cmake cc pkg-config redis-server redis-cli jq python3 promtool curl; do
+for c in cmake cc pkg-config redis-server redis-cli jq python3 openssl promtool curl; do
   command -v "$c" >/dev/null || { echo "install-deps: '$c' is still missing" >&2; exit 1; }
 done
-for m in libuv hiredis libcurl openssl jansson cmocka; do
+for m in libuv hiredis openssl jansson cmocka; do
   pkg-config --exists "$m" || { echo "install-deps: pkg-config cannot find $m" >&2; exit 1; }
 done
 "$bin/temporal" server start-dev --help >/dev/null || { echo "install-deps: $bin/temporal does not run" >&2; exit 1; }

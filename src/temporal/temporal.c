@@ -1,18 +1,14 @@
 /* temporal.c - Temporal HTTP API client on the libuv loop.
  *
- * Plumbing (curl's multi-socket API, as in curl's docs/examples/multi-uv.c):
- * curl tells us which sockets to watch (sock_cb) and when to wake it
- * (timer_cb); we keep one uv_poll_t per socket and one uv_timer_t, and hand
- * readiness back with curl_multi_socket_action(). Finished transfers are
- * collected by process_done() after every socket_action, i.e. never inside a
- * curl callback, so user callbacks may start or cancel calls freely.
+ * Transport: src/http (HTTP/1.1 with keep-alive, optional TLS), whose
+ * callbacks run from the loop, so user callbacks may start or cancel calls
+ * freely.
  *
  * A call (dd_temporal_call) is one logical operation: it may take several
- * HTTP attempts (retries, history pages, long-poll re-polls). Each attempt
- * uses a fresh easy handle; connections are still reused because the
- * connection cache lives in the multi handle. A call owns a uv_timer_t for
- * its retry delay, so a call is freed from that timer's close callback, and
- * the client is freed once its last handle has closed. */
+ * HTTP attempts (retries, history pages, long-poll re-polls), each one
+ * dd_http request. A call owns a uv_timer_t for its retry delay, so a call is
+ * freed from that timer's close callback, and the client is freed once its
+ * last handle (the calls' timers and the HTTP client) has closed. */
 #include "temporal/temporal.h"
 
 #include "core/backoff.h"
@@ -20,10 +16,10 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "http/http.h"
 #include "metrics/metrics.h"
 #include "temporal/codec.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -48,23 +44,14 @@ typedef enum op_kind {
 static const char *const op_names[] = {"start", "signal_with_start", "signal", "terminate",
                                        "describe", "history", "wait_close", "list"};
 
-typedef struct sock_ctx {
-    uv_poll_t poll;
-    curl_socket_t fd;
-    dd_temporal *t;
-    struct sock_ctx *next;
-} sock_ctx;
-
 struct dd_temporal {
     dd_ctx ctx;
-    char *base; /* base_url + "/api/v1/namespaces/<ns>" */
-    char *base_url, *ns, *identity, *ca_file, *cert_file, *key_file;
+    char *base; /* "/api/v1/namespaces/<ns>": request paths start with it */
+    char *base_url, *ns, *identity;
     int64_t timeout_ms, deadline_ms, long_poll_ms, backoff_base_ms, backoff_cap_ms;
     int max_attempts;
-    struct curl_slist *headers; /* shared by every easy handle; holds the API key */
-    CURLM *multi;
-    uv_timer_t timer;
-    sock_ctx *socks;
+    dd_buf headers; /* extra header lines of every request; holds the API key */
+    dd_http *http;
     dd_temporal_call *calls; /* in flight, doubly linked */
     dd_rng rng;
     dd_metric *m_requests;
@@ -84,9 +71,7 @@ struct dd_temporal_call {
     dd_temporal_cb cb;
     void *arg;
 
-    CURL *easy;
-    char curl_err[CURL_ERROR_SIZE];
-    dd_buf resp;
+    dd_http_req *req; /* the attempt in flight, if any */
     uv_timer_t timer; /* retry delay */
     dd_backoff bo;
     int failures;       /* consecutive failed attempts */
@@ -122,23 +107,22 @@ static void maybe_free_client(dd_temporal *t)
         return;
     dd_temporal_close_cb cb = t->close_cb;
     void *arg = t->close_arg;
-    curl_slist_free_all(t->headers);
+    if (t->headers.data) /* wipe the API key */
+        memset(t->headers.data, 0, t->headers.len);
+    dd_buf_release(&t->headers);
     free(t->base);
     free(t->base_url);
     free(t->ns);
     free(t->identity);
-    free(t->ca_file);
-    free(t->cert_file);
-    free(t->key_file);
     free(t);
-    curl_global_cleanup(); /* balances the init in dd_temporal_new */
     if (cb)
         cb(arg);
 }
 
-static void handle_closed(uv_handle_t *h)
+static void http_closed(void *arg)
 {
-    dd_temporal *t = h->data;
+    dd_temporal *t = arg;
+    t->http = NULL;
     t->open_handles--;
     maybe_free_client(t);
 }
@@ -431,12 +415,11 @@ static void call_closed(uv_handle_t *h)
     maybe_free_client(t);
 }
 
-static void detach_easy(dd_temporal_call *c)
+static void abandon_attempt(dd_temporal_call *c)
 {
-    if (c->easy) {
-        curl_multi_remove_handle(c->t->multi, c->easy);
-        curl_easy_cleanup(c->easy);
-        c->easy = NULL;
+    if (c->req) {
+        dd_http_cancel(c->req);
+        c->req = NULL;
     }
 }
 
@@ -447,7 +430,7 @@ static void call_finish(dd_temporal_call *c, int err)
     if (c->done)
         return;
     c->done = true;
-    detach_easy(c);
+    abandon_attempt(c);
     uv_timer_stop(&c->timer);
     if (c->prev)
         c->prev->next = c->next;
@@ -483,7 +466,6 @@ static void call_finish(dd_temporal_call *c, int err)
     free(c->workflow_id);
     free(c->run_id);
     free(c->page_token);
-    dd_buf_release(&c->resp);
     dd_buf_release(&c->msg);
     uv_close((uv_handle_t *)&c->timer, call_closed);
 }
@@ -491,24 +473,6 @@ static void call_finish(dd_temporal_call *c, int err)
 static void retry_timer_cb(uv_timer_t *h)
 {
     call_attempt(h->data);
-}
-
-static bool transient_curl(CURLcode cc)
-{
-    switch (cc) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-        return true;
-    default:
-        return false;
-    }
 }
 
 /* After a failed attempt: schedule another or finish. */
@@ -544,25 +508,24 @@ static void call_failed(dd_temporal_call *c, int err, bool retry)
     call_finish(c, err);
 }
 
-static void on_transfer_done(dd_temporal_call *c, CURLcode cc)
+static void on_reply(const dd_http_reply *rep, void *arg)
 {
-    long http = 0;
+    dd_temporal_call *c = arg;
+    long http = rep->status;
     bool retry = false;
     int rc;
     json_t *root = NULL;
-    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &http);
-    detach_easy(c);
-    c->res.http_status = (int)http;
+    c->req = NULL;
+    c->res.http_status = rep->status;
     dd_buf_reset(&c->msg);
 
-    if (cc != CURLE_OK) {
-        rc = cc == CURLE_OPERATION_TIMEDOUT ? DD_ETIMEOUT : DD_EUNAVAIL;
-        dd_buf_printf(&c->msg, "%s", c->curl_err[0] ? c->curl_err : curl_easy_strerror(cc));
-        call_failed(c, rc, transient_curl(cc));
+    if (rep->err != 0) {
+        dd_buf_puts(&c->msg, rep->message);
+        call_failed(c, rep->err, rep->transient);
         return;
     }
     json_error_t je;
-    root = json_loadb(c->resp.data ? c->resp.data : "", c->resp.len, 0, &je);
+    root = json_loadb(rep->body, rep->body_len, 0, &je);
     if (http >= 200 && http < 300) {
         if (!root) {
             dd_buf_printf(&c->msg, "cannot parse temporal reply to %s: %s", op_names[c->op],
@@ -590,31 +553,6 @@ static void on_transfer_done(dd_temporal_call *c, CURLcode cc)
     call_failed(c, rc, retry);
 }
 
-static void process_done(dd_temporal *t)
-{
-    CURLMsg *m;
-    int left;
-    /* Stop as soon as a callback closed the client: the multi is gone. */
-    while (!t->closing && (m = curl_multi_info_read(t->multi, &left))) {
-        if (m->msg != CURLMSG_DONE)
-            continue;
-        CURL *easy = m->easy_handle;
-        CURLcode cc = m->data.result; /* m dies with remove_handle: copy first */
-        dd_temporal_call *c = NULL;
-        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&c);
-        on_transfer_done(c, cc);
-    }
-}
-
-static size_t write_cb(char *ptr, size_t size, size_t n, void *arg)
-{
-    dd_temporal_call *c = arg;
-    if (c->resp.len + size * n > MAX_BODY)
-        return 0; /* curl fails the transfer with CURLE_WRITE_ERROR */
-    dd_buf_append(&c->resp, ptr, size * n);
-    return size * n;
-}
-
 static void call_attempt(dd_temporal_call *c)
 {
     dd_temporal *t = c->t;
@@ -638,44 +576,17 @@ static void call_attempt(dd_temporal_call *c)
         dd_buf_puts(&url, "nextPageToken=");
         dd_tc_url_escape(&url, c->page_token);
     }
-    dd_buf_reset(&c->resp);
-    c->curl_err[0] = '\0';
-    CURL *e = curl_easy_init();
-    if (!e) {
-        dd_buf_printf(&c->msg, "cannot create a curl handle");
-        dd_buf_release(&url);
-        call_finish(c, -ENOMEM);
-        return;
-    }
-    curl_easy_setopt(e, CURLOPT_URL, dd_buf_str(&url));
-    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)c);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->curl_err);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)tmo);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(tmo < 5000 ? tmo : 5000));
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (c->body)
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body); /* c->body outlives e */
-    if (t->ca_file)
-        curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_file);
-    if (t->cert_file)
-        curl_easy_setopt(e, CURLOPT_SSLCERT, t->cert_file);
-    if (t->key_file)
-        curl_easy_setopt(e, CURLOPT_SSLKEY, t->key_file);
-    dd_buf_release(&url);
-    c->easy = e;
     c->res.attempts++;
     dd_debug(t->ctx.log, "temporal_request", "op=%s workflow_id=%s attempt=%d",
              op_names[c->op], c->workflow_id ? c->workflow_id : "", c->res.attempts);
-    CURLMcode mc = curl_multi_add_handle(t->multi, e);
-    if (mc != CURLM_OK) {
-        c->easy = NULL;
-        curl_easy_cleanup(e);
-        dd_buf_printf(&c->msg, "curl: %s", curl_multi_strerror(mc));
-        call_finish(c, DD_EUNAVAIL);
+    int rc = dd_http_request(t->http, c->body ? "POST" : "GET", dd_buf_str(&url),
+                             dd_buf_str(&t->headers), c->body, c->body ? strlen(c->body) : 0,
+                             tmo, on_reply, c, &c->req);
+    dd_buf_release(&url);
+    if (rc < 0) {
+        dd_buf_reset(&c->msg);
+        dd_buf_printf(&c->msg, "cannot send %s request: %s", op_names[c->op], dd_strerror(rc));
+        call_finish(c, rc);
     }
 }
 
@@ -702,96 +613,6 @@ static dd_temporal_call *call_new(dd_temporal *t, op_kind op, const char *wf, co
     return c;
 }
 
-/* ------------------------------------------------------- curl <-> libuv */
-
-static void sock_closed(uv_handle_t *h)
-{
-    sock_ctx *s = h->data;
-    dd_temporal *t = s->t;
-    free(s);
-    t->open_handles--;
-    maybe_free_client(t);
-}
-
-static void sock_release(dd_temporal *t, sock_ctx *s)
-{
-    for (sock_ctx **pp = &t->socks; *pp; pp = &(*pp)->next) {
-        if (*pp == s) {
-            *pp = s->next;
-            break;
-        }
-    }
-    uv_poll_stop(&s->poll);
-    uv_close((uv_handle_t *)&s->poll, sock_closed);
-}
-
-static void poll_cb(uv_poll_t *h, int status, int events)
-{
-    sock_ctx *s = h->data;
-    dd_temporal *t = s->t;
-    int flags = 0, running;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    curl_multi_socket_action(t->multi, s->fd, flags, &running);
-    process_done(t);
-}
-
-static int sock_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    dd_temporal *t = userp;
-    sock_ctx *s = socketp;
-    if (what == CURL_POLL_REMOVE) {
-        if (s) {
-            curl_multi_assign(t->multi, fd, NULL);
-            sock_release(t, s);
-        }
-        return 0;
-    }
-    if (!s) {
-        s = dd_xcalloc(1, sizeof(*s));
-        s->fd = fd;
-        s->t = t;
-        if (uv_poll_init_socket(t->ctx.loop, &s->poll, fd) < 0) {
-            free(s);
-            return -1;
-        }
-        s->poll.data = s;
-        t->open_handles++;
-        s->next = t->socks;
-        t->socks = s;
-        curl_multi_assign(t->multi, fd, s);
-    }
-    int ev = 0;
-    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-        ev |= UV_READABLE;
-    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-        ev |= UV_WRITABLE;
-    uv_poll_start(&s->poll, ev, poll_cb);
-    return 0;
-}
-
-static void timeout_cb(uv_timer_t *h)
-{
-    dd_temporal *t = h->data;
-    int running;
-    curl_multi_socket_action(t->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    process_done(t);
-}
-
-static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-    dd_temporal *t = userp;
-    if (timeout_ms < 0)
-        uv_timer_stop(&t->timer);
-    else /* 0 means "now": still go through the loop, never recurse into curl */
-        uv_timer_start(&t->timer, timeout_cb, (uint64_t)timeout_ms, 0);
-    return 0;
-}
-
 /* ------------------------------------------------------ client lifecycle */
 
 dd_temporal *dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *o)
@@ -801,21 +622,34 @@ dd_temporal *dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *o)
                  "temporal base url and namespace are required");
         return NULL;
     }
-    /* Process-wide by libcurl's design; idempotent and reference-counted
-     * in 7.88, so every client calling it is fine. */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        dd_error(ctx->log, "temporal_config", "message=%s", "curl_global_init failed");
+    if (o->api_key && strpbrk(o->api_key, "\r\n")) {
+        dd_error(ctx->log, "temporal_config", "message=%s",
+                 "the Temporal API key contains a line break");
+        return NULL;
+    }
+    dd_buf b = DD_BUF_INIT;
+    dd_http *http = NULL;
+    dd_http_opts ho = {
+        .base_url = o->base_url,
+        .ca_file = o->ca_file,
+        .cert_file = o->cert_file,
+        .key_file = o->key_file,
+        .max_body = MAX_BODY,
+    };
+    if (dd_http_new(ctx->loop, &ho, &http, &b) < 0) {
+        dd_error(ctx->log, "temporal_config", "message=%s", dd_buf_str(&b));
+        dd_buf_release(&b);
         return NULL;
     }
     dd_temporal *t = dd_xcalloc(1, sizeof(*t));
-    dd_buf b = DD_BUF_INIT;
+    t->http = http;
     t->ctx = *ctx;
     t->base_url = dd_strdup(o->base_url);
     size_t n = strlen(t->base_url);
     while (n > 0 && t->base_url[n - 1] == '/')
         t->base_url[--n] = '\0';
     t->ns = dd_strdup(o->namespace_);
-    dd_buf_printf(&b, "%s/api/v1/namespaces/", t->base_url);
+    dd_buf_puts(&b, "/api/v1/namespaces/");
     dd_tc_url_escape(&b, t->ns);
     t->base = dd_buf_detach(&b);
     if (o->identity) {
@@ -832,32 +666,16 @@ dd_temporal *dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *o)
     t->max_attempts = o->max_attempts > 0 ? o->max_attempts : 5;
     t->backoff_base_ms = o->backoff_base_ms > 0 ? o->backoff_base_ms : 100;
     t->backoff_cap_ms = o->backoff_cap_ms > 0 ? o->backoff_cap_ms : 2000;
-    t->ca_file = xdup(o->ca_file);
-    t->cert_file = xdup(o->cert_file);
-    t->key_file = xdup(o->key_file);
     dd_rng_seed(&t->rng, 0);
 
-    t->headers = curl_slist_append(NULL, "Content-Type: application/json");
-    t->headers = curl_slist_append(t->headers, "Accept: application/json+no-payload-shorthand");
-    t->headers = curl_slist_append(t->headers, "Expect:"); /* no 100-continue stall */
+    dd_buf_puts(&t->headers, "Content-Type: application/json\r\n"
+                             "Accept: application/json+no-payload-shorthand\r\n");
     if (o->api_key && *o->api_key) {
         if (ctx->log)
             dd_log_add_secret(ctx->log, o->api_key);
-        dd_buf_printf(&b, "Authorization: Bearer %s", o->api_key);
-        t->headers = curl_slist_append(t->headers, dd_buf_str(&b));
-        /* wipe our transient copy; the slist keeps the only one */
-        memset(b.data, 0, b.len);
-        dd_buf_release(&b);
+        dd_buf_printf(&t->headers, "Authorization: Bearer %s\r\n", o->api_key);
     }
-
-    t->multi = curl_multi_init();
-    curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
-    curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
-    curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
-    uv_timer_init(ctx->loop, &t->timer);
-    t->timer.data = t;
-    t->open_handles = 1;
+    t->open_handles = 1; /* the HTTP client */
 
     if (ctx->metrics)
         t->m_requests = dd_metrics_family(
@@ -882,13 +700,7 @@ void dd_temporal_close(dd_temporal *t, dd_temporal_close_cb cb, void *arg)
     t->close_arg = arg;
     while (t->calls)
         call_finish(t->calls, DD_ECANCELED);
-    /* Cleanup closes cached connections and may report CURL_POLL_REMOVE. */
-    curl_multi_cleanup(t->multi);
-    t->multi = NULL;
-    while (t->socks)
-        sock_release(t, t->socks);
-    uv_timer_stop(&t->timer);
-    uv_close((uv_handle_t *)&t->timer, handle_closed);
+    dd_http_close(t->http, http_closed, t);
 }
 
 /* ------------------------------------------------------------ operations */
