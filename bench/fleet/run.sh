@@ -115,21 +115,31 @@ WATCHDOG=$!
 now_us() { local t=$EPOCHREALTIME; echo $(( ${t%.*} * 1000000 + 10#${t#*.} )); }
 ev() { echo "$(now_us) $*" >>"$D/events.log"; }
 
-read -r RP TP THP EC EP < <($PY - <<'EOF'
+pick_ports() {
+  read -r RP TP THP EC EP < <($PY - <<'EOF'
 import socket
 s = [socket.socket() for _ in range(5)]
 for x in s: x.bind(("127.0.0.1", 0))
 print(" ".join(str(x.getsockname()[1]) for x in s))
 EOF
 )
-PORTS=(--redis-port "$RP" --temporal-port "$TP" --temporal-http-port "$THP")
-U=http://127.0.0.1:$THP
-RURL=redis://127.0.0.1:$RP/0
+  PORTS=(--redis-port "$RP" --temporal-port "$TP" --temporal-http-port "$THP")
+  U=http://127.0.0.1:$THP
+  RURL=redis://127.0.0.1:$RP/0
+}
 
 # ---- stack -------------------------------------------------------------------------
+# A free port can be taken between picking it and binding it (the Temporal dev
+# server binds ephemeral ports of its own while Redis starts): pick again, 3 tries.
 STACK_UP=1
-"$DISPATCHD" stack start "${SCOPE[@]}" "${PORTS[@]}" >"$T/stack.out" 2>&1 ||
-  { cat "$T/stack.out" >&2; die "stack did not start"; }
+for try in 1 2 3; do
+  pick_ports
+  "$DISPATCHD" stack start "${SCOPE[@]}" "${PORTS[@]}" >"$T/stack.out" 2>&1 && break
+  cat "$T/stack.out" >&2
+  "$DISPATCHD" stack stop "${SCOPE[@]}" >/dev/null 2>&1 || true
+  [ "$try" -lt 3 ] || die "stack did not start"
+  log "stack did not start (try $try); picking other ports"
+done
 log "stack up: redis $RP, temporal $U"
 
 DISP=(); WIDS=()
