@@ -590,6 +590,19 @@ static const char *req_body(const srv *s, int i, size_t *len)
     return end + 4;
 }
 
+/* One request against a fresh server and client, run to its callback; the
+ * client and server are gone when it returns, g holds what the caller got. */
+static void one_request(const action *acts, int nacts, size_t max_body, const char *method,
+                        const char *target, int64_t timeout_ms, got *g)
+{
+    fx f;
+    fx_start(&f, acts, nacts, NULL, max_body);
+    send_req(&f, method, target, NULL, NULL, 0, timeout_ms, g);
+    wait_reply(&f, g);
+    fx_stop(&f);
+    assert_int_equal(g->calls, 1);
+}
+
 #define OK_REPLY(body) "HTTP/1.1 200 OK\r\nContent-Length: " #body "\r\n\r\n"
 
 /* ----------------------------------------------------------------- tests */
@@ -718,14 +731,9 @@ static void test_content_length_in_pieces(void **state)
     const action acts[] = {
         {ACT_PIECES, "HTTP/1.1 200 OK\r\nContent-Length: 11\r\nX-A: b\r\n\r\nhello world", 0,
          NULL, 2}};
-    fx f;
     got g = {0};
-    fx_start(&f, acts, 1, NULL, 0);
-    send_req(&f, "GET", "/", NULL, NULL, 0, 5000, &g);
-    wait_reply(&f, &g);
+    one_request(acts, 1, 0, "GET", "/", 5000, &g);
     assert_ok(&g, 200, "hello world", 11);
-    fx_stop(&f);
-    assert_int_equal(g.calls, 1);
     got_free(&g);
 }
 
@@ -1066,14 +1074,9 @@ static void test_max_body_content_length(void **state)
     big[100] = '\0';
     snprintf(reply, sizeof(reply), "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n%s", big);
     const action acts[] = {{ACT_REPLY, reply, 0, NULL, 0}};
-    fx f;
     got g = {0};
-    fx_start(&f, acts, 1, NULL, 64);
-    send_req(&f, "GET", "/big", NULL, NULL, 0, 2000, &g);
-    wait_reply(&f, &g);
+    one_request(acts, 1, 64, "GET", "/big", 2000, &g);
     assert_failed(&g, DD_EPROTO, false);
-    fx_stop(&f);
-    assert_int_equal(g.calls, 1);
     got_free(&g);
 }
 
@@ -1086,14 +1089,9 @@ static void test_max_body_chunked(void **state)
                                 "1e\r\n012345678901234567890123456789\r\n"
                                 "0\r\n\r\n";
     const action acts[] = {{ACT_REPLY, reply, 0, NULL, 0}};
-    fx f;
     got g = {0};
-    fx_start(&f, acts, 1, NULL, 64);
-    send_req(&f, "GET", "/big", NULL, NULL, 0, 2000, &g);
-    wait_reply(&f, &g);
+    one_request(acts, 1, 64, "GET", "/big", 2000, &g);
     assert_failed(&g, DD_EPROTO, false);
-    fx_stop(&f);
-    assert_int_equal(g.calls, 1);
     got_free(&g);
 }
 
@@ -1104,14 +1102,9 @@ static void test_max_body_to_eof(void **state)
     big[100] = '\0';
     snprintf(reply, sizeof(reply), "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n%s", big);
     const action acts[] = {{ACT_REPLY_CLOSE, reply, 0, NULL, 0}};
-    fx f;
     got g = {0};
-    fx_start(&f, acts, 1, NULL, 64);
-    send_req(&f, "GET", "/big", NULL, NULL, 0, 2000, &g);
-    wait_reply(&f, &g);
+    one_request(acts, 1, 64, "GET", "/big", 2000, &g);
     assert_failed(&g, DD_EPROTO, false);
-    fx_stop(&f);
-    assert_int_equal(g.calls, 1);
     got_free(&g);
 }
 
@@ -1123,14 +1116,9 @@ static void test_max_body_exactly(void **state)
     body[64] = '\0';
     snprintf(reply, sizeof(reply), "HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n%s", body);
     const action acts[] = {{ACT_REPLY, reply, 0, NULL, 0}};
-    fx f;
     got g = {0};
-    fx_start(&f, acts, 1, NULL, 64);
-    send_req(&f, "GET", "/64", NULL, NULL, 0, 2000, &g);
-    wait_reply(&f, &g);
+    one_request(acts, 1, 64, "GET", "/64", 2000, &g);
     assert_ok(&g, 200, body, 64);
-    fx_stop(&f);
-    assert_int_equal(g.calls, 1);
     got_free(&g);
 }
 
