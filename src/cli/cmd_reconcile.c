@@ -4,6 +4,7 @@
 #include "cli/cli.h"
 
 #include "core/error.h"
+#include "metrics/http.h"
 #include "reconcile/reconcile.h"
 #include "store/store.h"
 #include "temporal/temporal.h"
@@ -12,6 +13,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <uv.h>
 
 typedef struct {
@@ -22,7 +24,9 @@ typedef struct {
     dd_reconciler *r;
     uv_signal_t sigint, sigterm;
     bool signals;
+    dd_metrics_http *http; /* --loop --metrics-listen */
     int result;
+    int last_result; /* of the last completed cycle (--loop) */
     int cycles;
 } dd_rec_cmd;
 
@@ -72,7 +76,24 @@ static void dd_rec_on_cycle(const dd_reconcile_stats *st, void *arg)
 {
     dd_rec_cmd *c = arg;
     c->cycles++;
+    c->last_result = st->result;
     dd_rec_print(st);
+}
+
+/* /readyz: ready once a cycle has completed, and while the last one had no
+ * errors (so a probe sees a reconciler that cannot reach Temporal or Redis). */
+static bool dd_rec_ready(void *arg, char *reason, size_t len)
+{
+    dd_rec_cmd *c = arg;
+    if (c->cycles == 0) {
+        snprintf(reason, len, "no reconcile cycle completed yet");
+        return false;
+    }
+    if (c->last_result != 0) {
+        snprintf(reason, len, "last reconcile cycle failed: %s", dd_strerror(c->last_result));
+        return false;
+    }
+    return true;
 }
 
 static void dd_rec_signal(uv_signal_t *h, int signum)
@@ -80,6 +101,8 @@ static void dd_rec_signal(uv_signal_t *h, int signum)
     dd_rec_cmd *c = h->data;
     uv_signal_stop(&c->sigint);
     uv_signal_stop(&c->sigterm);
+    dd_metrics_http_close(c->http);
+    c->http = NULL;
     if (c->r)
         dd_reconciler_close(c->r, dd_rec_closed, c);
 }
@@ -88,6 +111,12 @@ int dd_cmd_reconcile(dd_cli *cli)
 {
     if (cli->npos > 0)
         return dd_cli_usage_error(cli, "reconcile takes no arguments (got '%s')", cli->pos[0]);
+    const char *listen = cli->cfg.reconcile_metrics_listen;
+    if (listen && strcmp(listen, "off") == 0)
+        listen = NULL;
+    if (listen && !cli->cfg.loop)
+        return dd_cli_usage_error(cli, "--metrics-listen needs --loop (one cycle has nothing "
+                                       "to scrape: read its JSON line)");
     static dd_rec_cmd c;
     c = (dd_rec_cmd){.cli = cli};
     uv_loop_init(&c.loop);
@@ -115,7 +144,20 @@ int dd_cmd_reconcile(dd_cli *cli)
             c.signals = true;
             uv_signal_start(&c.sigint, dd_rec_signal, SIGINT);
             uv_signal_start(&c.sigterm, dd_rec_signal, SIGTERM);
-            dd_reconciler_start(c.r);
+            char err[256];
+            if (listen && dd_metrics_http_start(&c.http, &ctx, listen, cli->metrics, dd_rec_ready,
+                                                &c, err, sizeof(err)) < 0) {
+                code = dd_cli_fail(cli, "%s (--metrics-listen)", err);
+                c.http = NULL;
+                uv_signal_stop(&c.sigint);
+                uv_signal_stop(&c.sigterm);
+                dd_reconciler_close(c.r, dd_rec_closed, &c);
+            } else {
+                if (listen)
+                    dd_info(cli->log, "metrics_listening", "address=%s port=%d", listen,
+                            dd_metrics_http_port(c.http));
+                dd_reconciler_start(c.r);
+            }
         } else if (dd_reconciler_run_once(c.r, dd_rec_once_done, &c) < 0) {
             code = dd_cli_fail(cli, "cannot start a reconcile cycle");
             dd_reconciler_close(c.r, dd_rec_closed, &c);

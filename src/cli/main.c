@@ -33,7 +33,7 @@ static const dd_opt *const dd_groups_worker[] = {dd_opts_dispatcher, dd_opts_ser
 static const dd_opt *const dd_groups_workers[] = {dd_opts_json, dd_opts_redis, NULL};
 static const dd_opt *const dd_groups_reconcile[] = {
     dd_opts_stale, dd_opts_reconcile, dd_opts_server_id, dd_opts_temporal, dd_opts_stack_http,
-    dd_opts_redis, dd_opts_loop, NULL};
+    dd_opts_redis, dd_opts_loop, dd_opts_reconcile_metrics, NULL};
 static const dd_opt *const dd_groups_none[] = {NULL};
 
 static const dd_cli_cmd dd_commands[] = {

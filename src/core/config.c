@@ -134,6 +134,15 @@ const dd_opt dd_opts_metrics[] = {
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
+/* Opt-in for a standalone reconciler: it often runs next to a `run` host,
+ * whose default port it must not take; no environment variable for the same
+ * reason (DISPATCHD_METRICS_LISTEN is the host's). */
+const dd_opt dd_opts_reconcile_metrics[] = {
+    {"metrics-listen", NULL, DD_OPT_STR, O(reconcile_metrics_listen), "HOST:PORT",
+     "with --loop: serve /metrics, /healthz, /readyz here (default: not served)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
 #undef O
 
 static char *dd_default_state_dir(void)

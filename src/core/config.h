@@ -58,6 +58,7 @@ typedef struct dd_config {
 
     /* metrics */
     const char *metrics_listen;
+    const char *reconcile_metrics_listen; /* reconcile --loop: opt-in, NULL: none */
 } dd_config;
 
 typedef enum dd_opt_type {
@@ -86,6 +87,7 @@ extern const dd_opt dd_opts_stack[];
 extern const dd_opt dd_opts_temporal[];
 extern const dd_opt dd_opts_redis[];
 extern const dd_opt dd_opts_metrics[];
+extern const dd_opt dd_opts_reconcile_metrics[];
 extern const dd_opt dd_opts_dispatcher[];
 extern const dd_opt dd_opts_server_id[];
 extern const dd_opt dd_opts_heartbeat[];
