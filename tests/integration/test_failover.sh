@@ -48,10 +48,13 @@ check "status shows the dispatcher healthy with its owner" \
   [ "$(jq -r --arg w "$W" '.dispatchers[] | select(.workflow_id==$w) | "\(.state) \(.owner)"' <<<"$js")" = "healthy h1" ]
 
 # --- three standbys: kill -9 the owner, exactly one takes over within threshold + 2 s ----------
-# each new host takes over at start (termination-first); start them one by one
+# each new host takes over at start (termination-first); start them one by one,
+# the next only once this one's child runs (its handoff is done: a host that
+# loses ownership while still waiting for the handoff never starts a child)
 for h in h2 h3 h4; do
   host $h
   wait_until 10 bash -c "[ \"\$(redis-cli -p $RP hget '$KEY' server_id)\" = $h ]" || fail "$h did not take over"
+  wait_until 10 grep -q event=child_started "$T/$h.log" || fail "$h did not start its child"
 done
 check "only h4's child runs" wait_until 5 only_child_is h4
 # Graceful takeovers hand off: the new owner's child starts only after the
