@@ -11,6 +11,7 @@
  * Each new context gets a new generation number, so a reply or failure
  * that belongs to an older context cannot disturb the current one. */
 #include "store/store_int.h"
+#include "store/uv_adapter.h"
 
 #include "core/backoff.h"
 #include "core/buf.h"
@@ -18,7 +19,6 @@
 #include "core/log.h"
 #include "metrics/metrics.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 
 #include <errno.h>
@@ -406,7 +406,7 @@ static void conn_start(dd_store *s)
         conn_fail(s, DD_EUNAVAIL, true);
         return;
     }
-    if (redisLibuvAttach(ac, s->ctx.loop) != REDIS_OK) {
+    if (dd_redis_uv_attach(ac, s->ctx.loop) != REDIS_OK) {
         redisAsyncFree(ac);
         snprintf(s->last_error, sizeof(s->last_error), "cannot watch the redis socket");
         s->state = ST_CONNECTING;

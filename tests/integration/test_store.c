@@ -493,6 +493,24 @@ static void test_paused_redis_times_out(void **state)
     assert_non_null(strstr(f->logbuf ? f->logbuf : "", "event=redis_timeout"));
 }
 
+/* A port nothing listens on: the refusal is reported as such and at once,
+ * not as a connect timeout seconds later (hiredis' own libuv adapter dropped
+ * the socket error; src/store/uv_adapter.c hands it to hiredis). */
+static void test_refused_reported_at_once(void **state)
+{
+    fx *f = *state;
+    char url[128];
+    dd_store_close(f->s);
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", dd_test_free_port());
+    open_store(f, url, NULL, 5000); /* connect deadline: seconds away */
+    sleep_loop(f, 300);
+    const char *log = f->logbuf ? f->logbuf : "";
+    if (!strstr(log, "cannot connect to redis: Connection refused"))
+        fail_msg("no 'Connection refused' within 300 ms; log:\n%s", log);
+    assert_null(strstr(log, "timed out"));
+    assert_false(dd_store_ready(f->s));
+}
+
 static void test_close_with_pending(void **state)
 {
     fx *f = *state;
@@ -778,6 +796,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_killed_and_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paused_redis_times_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_reported_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bounded_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unix_socket, setup, teardown),
