@@ -20,6 +20,7 @@
 #include "core/error.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <openssl/err.h>
@@ -1105,6 +1106,19 @@ static int body_add(conn *c, const char *p, size_t n)
     return 0;
 }
 
+/* Takes up to c->remaining body bytes (a Content-Length body or one chunk)
+ * and moves to `next` once all of them came. */
+static int take_counted(conn *c, const char *p, size_t n, parse_state next, size_t *used)
+{
+    *used = n < c->remaining ? n : (size_t)c->remaining;
+    if (body_add(c, p, *used) < 0)
+        return -1;
+    c->remaining -= *used;
+    if (c->remaining == 0)
+        c->ps = next;
+    return 0;
+}
+
 /* Collects one CRLF-terminated line into c->line; returns bytes used and
  * sets *complete. */
 static size_t take_line(conn *c, const char *p, size_t n, bool *complete, int *err)
@@ -1154,12 +1168,8 @@ static int feed(conn *c, const char *p, size_t n)
             break;
         }
         case P_BODY_LEN:
-            used = n < c->remaining ? n : (size_t)c->remaining;
-            if (body_add(c, p, used) < 0)
+            if (take_counted(c, p, n, P_DONE, &used) < 0)
                 return -1;
-            c->remaining -= used;
-            if (c->remaining == 0)
-                c->ps = P_DONE;
             break;
         case P_CHUNK_SIZE:
             used = take_line(c, p, n, &complete, &err);
@@ -1169,7 +1179,7 @@ static int feed(conn *c, const char *p, size_t n)
                 char *e;
                 errno = 0;
                 unsigned long long sz = strtoull(c->line.data, &e, 16);
-                if (e == c->line.data || errno ||
+                if (!isxdigit((unsigned char)c->line.data[0]) || errno ||
                     (*e != '\r' && *e != '\n' && *e != ';' && *e != ' ' && *e != '\t')) {
                     conn_fail(c, DD_EPROTO, false, "malformed chunk size from %s",
                               c->h->authority);
@@ -1186,12 +1196,8 @@ static int feed(conn *c, const char *p, size_t n)
             }
             break;
         case P_CHUNK_DATA:
-            used = n < c->remaining ? n : (size_t)c->remaining;
-            if (body_add(c, p, used) < 0)
+            if (take_counted(c, p, n, P_CHUNK_END, &used) < 0)
                 return -1;
-            c->remaining -= used;
-            if (c->remaining == 0)
-                c->ps = P_CHUNK_END;
             break;
         case P_CHUNK_END:
         case P_TRAILERS:
