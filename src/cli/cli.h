@@ -64,6 +64,14 @@ const char *dd_cli_redis_url_safe(const dd_cli *cli);
 struct dd_store;
 int dd_cli_store_open(dd_cli *cli, const dd_ctx *ctx, struct dd_store **out);
 
+struct dd_metrics_http;
+/* Serves ctx->metrics, /healthz and /readyz (ready(arg) decides) on listen
+ * and logs event=metrics_listening with the port bound. Returns 0, or the
+ * exit code after saying why (nothing to close then). */
+int dd_cli_metrics_serve(dd_cli *cli, const dd_ctx *ctx, const char *listen,
+                         bool (*ready)(void *arg, char *reason, size_t len), void *arg,
+                         struct dd_metrics_http **out);
+
 /* Commands (one file each: cmd_<name>.c). */
 int dd_cmd_takeover(dd_cli *cli);
 int dd_cmd_run(dd_cli *cli);

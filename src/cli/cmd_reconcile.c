@@ -144,18 +144,13 @@ int dd_cmd_reconcile(dd_cli *cli)
             c.signals = true;
             uv_signal_start(&c.sigint, dd_rec_signal, SIGINT);
             uv_signal_start(&c.sigterm, dd_rec_signal, SIGTERM);
-            char err[256];
-            if (listen && dd_metrics_http_start(&c.http, &ctx, listen, cli->metrics, dd_rec_ready,
-                                                &c, err, sizeof(err)) < 0) {
-                code = dd_cli_fail(cli, "%s (--metrics-listen)", err);
-                c.http = NULL;
+            if (listen)
+                code = dd_cli_metrics_serve(cli, &ctx, listen, dd_rec_ready, &c, &c.http);
+            if (code != 0) {
                 uv_signal_stop(&c.sigint);
                 uv_signal_stop(&c.sigterm);
                 dd_reconciler_close(c.r, dd_rec_closed, &c);
             } else {
-                if (listen)
-                    dd_info(cli->log, "metrics_listening", "address=%s port=%d", listen,
-                            dd_metrics_http_port(c.http));
                 dd_reconciler_start(c.r);
             }
         } else if (dd_reconciler_run_once(c.r, dd_rec_once_done, &c) < 0) {

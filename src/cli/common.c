@@ -4,6 +4,7 @@
 
 #include "core/buf.h"
 #include "core/error.h"
+#include "metrics/http.h"
 #include "store/store.h"
 #include "temporal/temporal.h"
 
@@ -78,6 +79,20 @@ const char *dd_cli_redis_url(const dd_cli *cli)
         return cli->cfg.redis_url;
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", cli->cfg.redis_port);
     return url;
+}
+
+int dd_cli_metrics_serve(dd_cli *cli, const dd_ctx *ctx, const char *listen,
+                         bool (*ready)(void *arg, char *reason, size_t len), void *arg,
+                         dd_metrics_http **out)
+{
+    char err[256];
+    if (dd_metrics_http_start(out, ctx, listen, ctx->metrics, ready, arg, err, sizeof(err)) < 0) {
+        *out = NULL;
+        return dd_cli_fail(cli, "%s (--metrics-listen, or \"off\")", err);
+    }
+    dd_info(ctx->log, "metrics_listening", "address=%s port=%d", listen,
+            dd_metrics_http_port(*out));
+    return 0;
 }
 
 int dd_cli_store_open(dd_cli *cli, const dd_ctx *ctx, dd_store **out)

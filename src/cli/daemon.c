@@ -198,14 +198,10 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
         goto fail;
     }
     if (strcmp(cli->cfg.metrics_listen, "off") != 0) {
-        int rc = dd_metrics_http_start(&d->http, ctx, cli->cfg.metrics_listen, ctx->metrics,
-                                       dd_daemon_ready, d, err, sizeof(err));
-        if (rc < 0) {
-            code = dd_cli_fail(cli, "%s (--metrics-listen, or \"off\")", err);
+        code = dd_cli_metrics_serve(cli, ctx, cli->cfg.metrics_listen, dd_daemon_ready, d,
+                                    &d->http);
+        if (code != 0)
             goto fail;
-        }
-        dd_info(ctx->log, "metrics_listening", "address=%s port=%d", cli->cfg.metrics_listen,
-                dd_metrics_http_port(d->http));
     }
     for (int i = 0; i < d->nowners; i++) {
         dd_owner_start(d->owners[i]);
