@@ -66,6 +66,15 @@ wait_until() {
   return 1
 }
 
+# hold_port PORT: a foreign process listening on 127.0.0.1:PORT (tracked, so
+# cleanup stops it); its pid is in HOLDER. Returns once the port listens.
+hold_port() {
+  python3 -c "import socket,time,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1',int(sys.argv[1]))); s.listen(); time.sleep(60)" "$1" "$T" &
+  HOLDER=$!
+  track $HOLDER
+  wait_until 5 bash -c "ss -ltn | grep -q ':$1 '" || fail "could not hold port $1"
+}
+
 redis_ping() { [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ]; }
 temporal_ok() { curl -fsS "http://127.0.0.1:$1/api/v1/system-info" >/dev/null; }
 status_pid() { jq -r .pid "$1/$2.status" 2>/dev/null; }

@@ -153,13 +153,7 @@ static int teardown(void **state)
     dd_store_close(f->s);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&f->loop);
-    /* echo what the reconciler logged (not debug) for the test output */
-    rewind(f->logf);
-    char line[2048];
-    while (fgets(line, sizeof(line), f->logf))
-        if (!strstr(line, "level=debug"))
-            fputs(line, stderr);
-    fclose(f->logf);
+    dd_test_echo_log(f->logf); /* what the reconciler logged, for the test output */
     dd_log_free(f->log);
     dd_metrics_free(f->metrics);
     dd_test_server_stop(&the_server);

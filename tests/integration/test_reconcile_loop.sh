@@ -18,9 +18,7 @@ check "--metrics-listen without --loop is a usage error (exit 2)" [ $rc -eq 2 ]
 check "and says it needs --loop" grep -q -- "--metrics-listen needs --loop" "$T/once.err"
 
 busy=$(free_port)
-python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(); time.sleep(60)' "$busy" &
-track $!
-wait_until 5 bash -c "ss -ltn | grep -q ':$busy '" || fail "port holder did not start"
+hold_port "$busy"
 set +e
 timeout 20 "$DISPATCHD" reconcile --loop --temporal-url "$U" --redis-url "$R" \
   --metrics-listen "127.0.0.1:$busy" >"$T/busy.out" 2>"$T/busy.err"

@@ -28,9 +28,8 @@ set +e; out=$("$DISPATCHD" stack start redis "${O[@]}" --redis-port 0 2>&1); rc=
 check "port 0 is refused" [ $rc -eq 2 ]
 
 # --- port taken by a foreign process ------------------------------------
-python3 -c "import socket,time,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1',$RP)); s.listen(); time.sleep(60)" "$T" &
-squatter=$!
-wait_until 5 bash -c "ss -ltn | grep -q ':$RP '"
+hold_port "$RP"
+squatter=$HOLDER
 set +e; out=$(dd start redis 2>&1); rc=$?; set -e
 check "port taken by a foreign process fails" [ $rc -ne 0 ]
 check "the taken port is named" grep -q "port $RP on 127.0.0.1 is already in use by pid $squatter" <<<"$out"

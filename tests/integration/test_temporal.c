@@ -144,13 +144,7 @@ static int teardown(void **state)
         close_client(f, f->t);
     /* The loop must close clean: no handle leaked by the client. */
     assert_int_equal(uv_loop_close(&f->loop), 0);
-    /* Echo the client's log lines for the test output. */
-    rewind(f->logf);
-    char line[2048];
-    while (fgets(line, sizeof(line), f->logf))
-        if (!strstr(line, "level=debug"))
-            fputs(line, stderr);
-    fclose(f->logf);
+    dd_test_echo_log(f->logf); /* the client's log lines, for the test output */
     dd_log_free(f->log);
     dd_metrics_free(f->metrics);
     free(f);

@@ -225,3 +225,13 @@ void dd_test_sleep_loop(uv_loop_t *loop, int ms)
     bool never = false;
     dd_test_run_until(loop, &never, ms);
 }
+
+void dd_test_echo_log(FILE *logf)
+{
+    char line[2048];
+    rewind(logf);
+    while (fgets(line, sizeof(line), logf))
+        if (!strstr(line, "level=debug"))
+            fputs(line, stderr);
+    fclose(logf);
+}

@@ -8,6 +8,7 @@
 #define DD_TESTSUPPORT_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
@@ -45,5 +46,9 @@ bool dd_test_wait_port(int port, int ms);
 /* A unique-ish name for workflow ids etc.: prefix-<pid>-<counter>. Static buffer
  * rotated across 8 calls. */
 const char *dd_test_unique(const char *prefix);
+
+/* Copies what a test's logger wrote to logf (everything but level=debug) to
+ * stderr for the test output, then closes logf. */
+void dd_test_echo_log(FILE *logf);
 
 #endif
