@@ -50,7 +50,7 @@ static void dd_status_list_done(int st, const dd_store_hb_list *l, void *arg)
         r->done = true;
         return;
     }
-    int64_t thr = r->cli->cfg.stale_threshold_ms;
+    r->now = l->now_ms; /* Redis's clock: the one heartbeats are written by */
     for (size_t i = 0; i < l->n; i++) {
         const dd_store_hb *h = &l->items[i];
         json_t *row = json_object();
@@ -65,8 +65,11 @@ static void dd_status_list_done(int st, const dd_store_hb_list *l, void *arg)
             json_object_set_new(row, "problem", json_string(h->problem ? h->problem : ""));
         } else {
             int64_t age = r->now - h->hb_ms;
-            /* The record's own ttl is what its owner promised; the flag is
-             * the threshold this command was given (same default). */
+            /* Stale past the longer of the owner's own threshold (ttl_ms)
+             * and the one this command was given, like the reconciler. */
+            int64_t thr = r->cli->cfg.stale_threshold_ms;
+            if (h->ttl_ms > thr)
+                thr = h->ttl_ms;
             json_object_set_new(row, "heartbeat_age_ms", json_integer(age));
             json_object_set_new(row, "state", json_string(age > thr ? "stale" : "healthy"));
         }

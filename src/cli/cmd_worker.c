@@ -94,6 +94,7 @@ typedef struct {
     json_t *out;
     int pending;
     int err;
+    int64_t srv_now_ms; /* Redis's clock from the record, 0 unknown */
 } dd_workers_q;
 
 static void dd_workers_rec(int st, const dd_store_hb *rec, void *arg)
@@ -106,7 +107,8 @@ static void dd_workers_rec(int st, const dd_store_hb *rec, void *arg)
         json_object_set_new(q->out, "run_id", rec->run_id ? json_string(rec->run_id)
                                                           : json_null());
         json_object_set_new(q->out, "owner_heartbeat_age_ms",
-                            json_integer(dd_wall_ms() - rec->hb_ms));
+                            json_integer(rec->now_ms - rec->hb_ms));
+        q->srv_now_ms = rec->now_ms; /* Redis's clock: worker ages too */
     } else if (st != DD_ENOTFOUND) {
         q->err = st;
     }
@@ -118,7 +120,8 @@ static void dd_workers_list(int st, const dd_store_workers *w, void *arg)
 {
     dd_workers_q *q = arg;
     json_t *arr = json_array();
-    int64_t now = dd_wall_ms();
+    /* replies come in order: the record's (with Redis's clock) came first */
+    int64_t now = q->srv_now_ms ? q->srv_now_ms : dd_wall_ms();
     if (st == 0)
         for (size_t i = 0; i < w->n; i++)
             json_array_append_new(arr, json_pack("{s:s, s:I}", "server_id", w->items[i].server_id,

@@ -3,6 +3,7 @@
 
 #include "core/buf.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "metrics/http.h"
 #include "metrics/metrics.h"
 #include "owner/owner.h"
@@ -122,6 +123,14 @@ static void dd_daemon_stopped_acting(dd_owner *o, const char *run_id, void *arg)
             dd_heartbeat_stopped_acting(d->hbs[i], run_id);
 }
 
+static void dd_daemon_want_heartbeat(dd_owner *o, void *arg)
+{
+    dd_daemon *d = arg;
+    for (int i = 0; i < d->nowners; i++)
+        if (d->owners[i] == o && d->hbs[i])
+            dd_heartbeat_want(d->hbs[i]);
+}
+
 static void dd_daemon_owner_changed(dd_owner *o, bool owning, const char *run_id, void *arg)
 {
     dd_daemon *d = arg;
@@ -155,6 +164,19 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
         disp[n++] = default_dispatcher;
 
     char err[512];
+    /* Every child acts only within its acting window (owner/fence.h). */
+    dd_fence_plan fence;
+    if (dd_fence_plan_make(cli->cfg.heartbeat_interval_ms, cli->cfg.stale_threshold_ms,
+                           cli->cfg.stop_timeout_ms, &fence, err, sizeof(err)) < 0) {
+        code = dd_cli_usage_error(cli, "%s", err);
+        goto fail;
+    }
+    dd_info(ctx->log, "acting_window",
+            "interval_ms=%lld threshold_ms=%lld margin_ms=%lld kill_after_ms=%lld "
+            "term_lead_ms=%lld",
+            (long long)fence.interval_ms, (long long)fence.threshold_ms,
+            (long long)fence.margin_ms, (long long)fence.window_ms,
+            (long long)fence.term_lead_ms);
     for (int i = 0; i < n; i++) {
         char project[256], queue[256];
         const char *slash = strchr(disp[i], '/');
@@ -166,9 +188,8 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                             .legacy = cli->cfg.legacy_takeover,
                             .child_argv = child_argv,
                             .guard_exe = dd_cli_self_exe(),
-                            /* same window as self-fencing (heartbeat.c) */
-                            .child_live_ms = cli->cfg.stale_threshold_ms -
-                                             cli->cfg.heartbeat_interval_ms,
+                            .fence = &fence,
+                            .want_heartbeat = dd_daemon_want_heartbeat,
                             .child_grace_ms = cli->cfg.stop_timeout_ms,
                             .on_change = dd_daemon_owner_changed,
                             .child_gate = true,

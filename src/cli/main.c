@@ -7,6 +7,7 @@
 #include "core/buf.h"
 #include "core/error.h"
 #include "metrics/metrics.h"
+#include "owner/fence.h"
 #include "proc/proc.h"
 
 #include <limits.h>
@@ -230,6 +231,12 @@ int main(int argc, char **argv)
             cli.cfg.heartbeats = true;
     if (rc == 0)
         rc = dd_config_validate(&cli.cfg, err, sizeof(err));
+    if (rc == 0 && cli.cfg.heartbeats) {
+        /* an owner's acting window must fit (owner/fence.h) */
+        dd_fence_plan plan;
+        rc = dd_fence_plan_make(cli.cfg.heartbeat_interval_ms, cli.cfg.stale_threshold_ms,
+                                cli.cfg.stop_timeout_ms, &plan, err, sizeof(err));
+    }
     if (rc < 0) {
         int code = dd_cli_usage_error(&cli, "%s", err);
         dd_config_release(&cli.cfg);

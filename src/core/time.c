@@ -20,6 +20,18 @@ uint64_t dd_mono_ms(void)
     return dd_mono_us() / 1000u;
 }
 
+int64_t dd_boot_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t dd_boot_ms(void)
+{
+    return dd_boot_us() / 1000;
+}
+
 int64_t dd_wall_ms(void)
 {
     struct timespec ts;

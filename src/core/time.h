@@ -11,6 +11,12 @@
 
 uint64_t dd_mono_ms(void);
 uint64_t dd_mono_us(void);
+/* CLOCK_BOOTTIME: monotonic, shared by every process of the host, and
+ * still running while the machine is suspended. Acting deadlines handed
+ * from dispatchd to a child's guard use it (src/owner/fence.h): a host
+ * that wakes from a suspend finds them passed. */
+int64_t dd_boot_ms(void);
+int64_t dd_boot_us(void);
 int64_t dd_wall_ms(void);
 int64_t dd_wall_us(void);
 

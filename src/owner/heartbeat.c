@@ -6,12 +6,13 @@
  * is what tells everyone (the reconciler, the standbys) that the owner is
  * gone. Its writes are fenced by the epoch from claim, so an owner that was
  * paused past the threshold and wakes up cannot refresh a record a newer
- * owner holds (it learns it lost instead). Wall-clock time goes into the
- * record because other hosts compare it with theirs: keep clocks in sync
- * (NTP); a skew larger than threshold minus interval makes healthy owners
- * look stale to a host whose clock runs ahead. */
+ * owner holds (it learns it lost instead). Times in the record are Redis's
+ * (TIME inside the scripts), and standbys judge age by Redis's clock too:
+ * host clocks never decide who is stale; only their rates matter, through
+ * the timers (fence.h). */
 #include "owner/owner.h"
 
+#include "core/backoff.h"
 #include "core/buf.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -46,9 +47,12 @@ struct dd_heartbeat {
     bool watching;     /* standby watch armed */
     bool failing_over; /* we asked the owner to take over; wait for the outcome */
     bool releasing;    /* owner releasing: keep heartbeating until its child stopped */
-    uint64_t last_ok_ms; /* monotonic: last claim/heartbeat that succeeded while owning */
+    int64_t sent_us;     /* boot clock: when the write in flight went out */
+    bool writing;        /* a claim or heartbeat is in flight */
+    int64_t srv_now_ms;  /* Redis's clock at our last landed write */
     bool lease_after_claim; /* we hold the failover lease: release it after the claim */
-    bool suspended;      /* we stopped acting because heartbeats failed */
+    dd_backoff fo_backoff;   /* between failover attempts that were refused */
+    uint64_t fo_not_before;  /* monotonic ms: no failover attempt before this */
     dd_rng rng;
     /* worker registry, while owning */
     char **known;      /* worker server ids seen at the last check (sorted) */
@@ -138,6 +142,8 @@ dd_heartbeat *dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o,
     if (h->opts.evict_batch == 0)
         h->opts.evict_batch = 100;
     dd_rng_seed(&h->rng, 0);
+    dd_backoff_init(&h->fo_backoff, h->opts.interval_ms,
+                    h->opts.threshold_ms > 30000 ? h->opts.threshold_ms : 30000, 0);
     if (ctx->metrics) {
         h->m_evictions = dd_metrics_family(ctx->metrics, DD_COUNTER,
                                            "dispatchd_worker_evictions_total",
@@ -159,38 +165,29 @@ dd_heartbeat *dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o,
 
 /* ---- owner side ------------------------------------------------------- *
  *
- * Self-fencing: an owner whose heartbeats keep failing can no longer show
- * the fleet that it is alive; after threshold - interval without a
- * successful write (before anyone may call it stale, with an interval of
- * margin for clock skew) it stops acting, like a leader whose lease it
- * cannot renew. It keeps its run; a heartbeat that succeeds again resumes
- * the child, a fenced one means someone took over. */
+ * Self-fencing is the owner's timer (owner.c, fence.h), anchored to the send
+ * time of the last write that landed: we report every landing with the time
+ * the request went out, and a write that fails or hangs simply reports
+ * nothing. Writes go out at a fixed rate, one interval after the previous
+ * send, so a slow reply does not push every later heartbeat back. */
 
-static void dd_hb_write_ok(dd_heartbeat *h)
+/* Arms the next owner write one interval after the last send. */
+static void dd_hb_arm_next(dd_heartbeat *h)
 {
-    h->last_ok_ms = dd_mono_ms();
-    dd_owner_alive(h->o); /* the child's guard counts these (guard.c) */
-    if (h->suspended) {
-        h->suspended = false;
-        dd_owner_open_gate(h->o, "heartbeats succeed again");
-    }
+    int64_t next = (h->sent_us - dd_boot_us()) / 1000 + h->opts.interval_ms;
+    dd_hb_arm(h, next);
 }
 
-static void dd_hb_write_failed(dd_heartbeat *h, int st)
+static void dd_hb_write_ok(dd_heartbeat *h, const dd_store_owner *res)
 {
-    int64_t silent = (int64_t)(dd_mono_ms() - h->last_ok_ms);
-    if (h->suspended || silent < h->opts.threshold_ms - h->opts.interval_ms)
-        return;
-    h->suspended = true;
-    char why[160];
-    snprintf(why, sizeof(why), "no heartbeat written for %lld ms (%s)", (long long)silent,
-             dd_strerror(st));
-    dd_owner_suspend(h->o, why);
+    h->srv_now_ms = res ? res->now_ms : 0;
+    dd_owner_heartbeat_landed(h->o, h->sent_us); /* may ask for another write */
 }
 
 static void dd_hb_claimed(int st, const dd_store_owner *res, void *arg)
 {
     dd_heartbeat *h = arg;
+    h->writing = false;
     if (!dd_hb_reply(h))
         return;
     if (!h->owning)
@@ -198,7 +195,8 @@ static void dd_hb_claimed(int st, const dd_store_owner *res, void *arg)
     if (st == 0) {
         h->claimed = true;
         h->epoch = res->epoch;
-        dd_hb_write_ok(h);
+        dd_hb_arm_next(h);
+        dd_hb_write_ok(h, res);
         if (h->lease_after_claim) {
             h->lease_after_claim = false;
             dd_hb_give_back_lease(h);
@@ -206,13 +204,11 @@ static void dd_hb_claimed(int st, const dd_store_owner *res, void *arg)
         dd_info(h->ctx.log, "record_claimed", "dispatcher=%s workflow_id=%s run_id=%s epoch=%lld",
                 dd_owner_name(h->o), dd_owner_workflow_id(h->o), h->run_id,
                 (long long)h->epoch);
-        dd_hb_arm(h, h->opts.interval_ms);
         return;
     }
     dd_warn(h->ctx.log, "record_claim_failed", "dispatcher=%s error=%s retry_in_ms=%lld",
             dd_owner_name(h->o), dd_strerror(st), (long long)h->opts.interval_ms);
-    dd_hb_write_failed(h, st);
-    dd_hb_arm(h, h->opts.interval_ms);
+    dd_hb_arm_next(h);
 }
 
 static void dd_hb_claim(dd_heartbeat *h)
@@ -222,26 +218,32 @@ static void dd_hb_claim(dd_heartbeat *h)
                              .server_id = dd_owner_server_id(h->o),
                              .project = dd_owner_project(h->o),
                              .queue = dd_owner_queue(h->o),
-                             .now_ms = dd_wall_ms(),
+                             .now_ms = 0, /* Redis's clock */
                              .ttl_ms = h->opts.threshold_ms};
+    int64_t sent = dd_boot_us();
     int rc = dd_store_claim(h->s, &a, dd_hb_claimed, h);
     if (rc == 0) {
         h->inflight++;
+        h->writing = true;
+        h->sent_us = sent;
         return;
     }
-    if (h->owning)
-        dd_hb_write_failed(h, rc);
     dd_hb_arm(h, h->opts.interval_ms);
 }
 
 static void dd_hb_beat_done(int st, const dd_store_owner *res, void *arg)
 {
     dd_heartbeat *h = arg;
+    h->writing = false;
     if (!dd_hb_reply(h))
         return;
     if (h->releasing) {
-        if (st == 0)
-            dd_hb_arm(h, h->opts.interval_ms);
+        /* keep the record fresh, and our child's deadline with it, until
+         * the child has stopped */
+        if (st == 0) {
+            dd_hb_arm_next(h);
+            dd_hb_write_ok(h, res);
+        }
         return;
     }
     if (!h->owning)
@@ -256,15 +258,15 @@ static void dd_hb_beat_done(int st, const dd_store_owner *res, void *arg)
         dd_owner_fenced(h->o, holder); /* comes back as owner_changed(false) */
         return;
     }
+    dd_hb_arm_next(h);
     if (st < 0) {
         dd_warn(h->ctx.log, "heartbeat_failed", "dispatcher=%s error=%s", dd_owner_name(h->o),
                 dd_strerror(st));
-        dd_hb_write_failed(h, st);
     } else {
-        dd_hb_write_ok(h);
-        dd_hb_workers_check(h);
+        dd_hb_write_ok(h, res);
+        if (h->owning)
+            dd_hb_workers_check(h);
     }
-    dd_hb_arm(h, h->opts.interval_ms);
 }
 
 /* ---- worker registry (R9, R10) ------------------------------------------ */
@@ -379,8 +381,11 @@ static void dd_hb_evict_done(int st, const dd_store_workers *w, void *arg)
  * late heartbeat does not flap it out and back in. */
 static void dd_hb_workers_check(dd_heartbeat *h)
 {
+    /* workers heartbeat on Redis's clock too: judge them by it */
+    if (h->srv_now_ms <= 0)
+        return;
     if (dd_store_worker_evict(h->s, dd_owner_workflow_id(h->o), h->run_id, h->epoch,
-                              dd_wall_ms() - h->opts.threshold_ms, h->opts.evict_batch,
+                              h->srv_now_ms - h->opts.threshold_ms, h->opts.evict_batch,
                               dd_hb_evict_done, h) == 0)
         h->inflight++;
 }
@@ -407,9 +412,10 @@ static void dd_hb_lease_done(int st, void *arg)
         dd_hb_arm(h, h->opts.interval_ms / 2);
         return;
     }
+    /* debug: a standby that lost the race would say so every interval */
     if (st == DD_EBUSY)
-        dd_info(h->ctx.log, "failover_skipped", "dispatcher=%s reason=%s", dd_owner_name(h->o),
-                "another standby holds the failover lease");
+        dd_debug(h->ctx.log, "failover_skipped", "dispatcher=%s reason=%s", dd_owner_name(h->o),
+                 "another standby holds the failover lease");
     dd_hb_arm(h, h->opts.interval_ms);
 }
 
@@ -448,7 +454,15 @@ static void dd_hb_watch_done(int st, const dd_store_hb *rec, void *arg)
         dd_hb_arm(h, h->opts.interval_ms);
         return;
     }
-    int64_t now = dd_wall_ms();
+    /* A refused attempt (a run of another type holds the ID, Temporal
+     * down) backs off like the start path does, instead of retrying every
+     * tick; one log line per attempt. */
+    uint64_t mono = dd_mono_ms();
+    if (mono < h->fo_not_before) {
+        uint64_t left = h->fo_not_before - mono;
+        dd_hb_arm(h, left < (uint64_t)h->opts.interval_ms ? (int64_t)left : h->opts.interval_ms);
+        return;
+    }
     if (st == DD_ENOTFOUND) {
         /* No record: nobody owns it (cleaned after a crash, or Redis lost
          * it). Take it, through the same lease so only one standby does. */
@@ -459,17 +473,24 @@ static void dd_hb_watch_done(int st, const dd_store_hb *rec, void *arg)
         dd_hb_arm(h, h->opts.interval_ms);
         return;
     }
-    int64_t stale_at = rec->hb_ms + h->opts.threshold_ms;
+    /* Judged on Redis's clock (rec->now_ms, read with the record), against
+     * the longer of our threshold and the owner's own (ttl_ms): a standby
+     * configured shorter than the owner never calls it stale early. */
+    int64_t now = rec->now_ms;
+    int64_t thr = rec->ttl_ms > h->opts.threshold_ms ? rec->ttl_ms : h->opts.threshold_ms;
+    int64_t stale_at = rec->hb_ms + thr;
     if (now > stale_at) {
         dd_info(h->ctx.log, "owner_stale",
                 "dispatcher=%s owner=%s run_id=%s heartbeat_age_ms=%lld threshold_ms=%lld",
                 dd_owner_name(h->o), rec->server_id ? rec->server_id : "", rec->run_id,
-                (long long)(now - rec->hb_ms), (long long)h->opts.threshold_ms);
+                (long long)(now - rec->hb_ms), (long long)thr);
         dd_hb_try_failover(h, rec->run_id ? rec->run_id : "none");
         return;
     }
     /* Wake when it would turn stale (a little after, with jitter so the
-     * standbys do not race in lockstep), or at the next interval. */
+     * standbys do not race in lockstep), or at the next interval. The wait
+     * runs on our timer: only the rate of our clock matters, not its
+     * offset from Redis's. */
     int64_t wait = stale_at - now + 50 + (int64_t)(dd_rng_unit(&h->rng) * 200);
     if (wait > h->opts.interval_ms)
         wait = h->opts.interval_ms;
@@ -491,18 +512,24 @@ static void dd_hb_tick(uv_timer_t *t)
     if (h->closing)
         return;
     if (h->owning || h->releasing) {
+        if (h->writing)
+            return; /* its reply arms the next one */
         if (!h->claimed) {
             dd_hb_claim(h);
             return;
         }
+        int64_t sent = dd_boot_us();
         int rc = dd_store_heartbeat(h->s, dd_owner_workflow_id(h->o), h->run_id, h->epoch,
-                                    dd_wall_ms(), h->opts.threshold_ms, dd_hb_beat_done, h);
+                                    0 /* Redis's clock */, h->opts.threshold_ms,
+                                    dd_hb_beat_done, h);
         if (rc == 0) {
             h->inflight++;
+            h->writing = true;
+            h->sent_us = sent;
             return;
         }
-        if (h->owning)
-            dd_hb_write_failed(h, rc);
+        dd_warn(h->ctx.log, "heartbeat_failed", "dispatcher=%s error=%s", dd_owner_name(h->o),
+                dd_strerror(rc));
         dd_hb_arm(h, h->opts.interval_ms);
         return;
     }
@@ -510,9 +537,14 @@ static void dd_hb_tick(uv_timer_t *t)
         return;
     if (h->failing_over && dd_owner_get_state(h->o) == DD_OWNER_LOST) {
         /* Our failover attempt failed: give the lease back at once so the
-         * next attempt (ours or another standby's) need not wait it out. */
+         * next attempt (ours or another standby's) need not wait it out,
+         * and wait a growing while before we try again ourselves. */
         h->failing_over = false;
         dd_hb_give_back_lease(h);
+        int64_t delay = dd_backoff_next(&h->fo_backoff);
+        h->fo_not_before = dd_mono_ms() + (uint64_t)delay;
+        dd_warn(h->ctx.log, "failover_backoff", "dispatcher=%s retry_in_ms=%lld",
+                dd_owner_name(h->o), (long long)delay);
     }
     if (dd_store_get(h->s, dd_owner_workflow_id(h->o), dd_hb_watch_done, h) == 0)
         h->inflight++;
@@ -599,7 +631,9 @@ static void dd_hb_prev_record(int st, const dd_store_hb *rec, void *arg)
     const char *prev = dd_owner_previous_run_id(h->o);
     bool alive = st == 0 && !rec->malformed && rec->run_id && prev[0] &&
                  strcmp(rec->run_id, prev) == 0 &&
-                 dd_wall_ms() - rec->hb_ms <= h->opts.threshold_ms;
+                 rec->now_ms - rec->hb_ms <= (rec->ttl_ms > h->opts.threshold_ms
+                                                  ? rec->ttl_ms
+                                                  : h->opts.threshold_ms);
     dd_hb_claim(h);
     if (!alive) {
         dd_owner_open_gate(h->o, prev[0] ? "previous owner not heartbeating" : "no previous run");
@@ -642,8 +676,9 @@ void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id
         h->owning = true;
         h->failing_over = false;
         h->claimed = false;
-        h->suspended = false;
-        h->last_ok_ms = dd_mono_ms();
+        h->srv_now_ms = 0;
+        dd_backoff_reset(&h->fo_backoff);
+        h->fo_not_before = 0;
         snprintf(h->run_id, sizeof(h->run_id), "%s", run_id);
         uv_timer_stop(&h->timer);
         uv_timer_stop(&h->ack_timer);
@@ -672,6 +707,13 @@ void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id
     if (h->opts.failover)
         dd_hb_arm(h, h->opts.interval_ms); /* lost: become a standby */
     h->epoch = 0;
+}
+
+void dd_heartbeat_want(dd_heartbeat *h)
+{
+    if (h->closing || !(h->owning || h->releasing) || !h->claimed || h->writing)
+        return;
+    dd_hb_arm(h, 0);
 }
 
 void dd_heartbeat_start(dd_heartbeat *h)

@@ -10,7 +10,17 @@
  * A long-poll error (Temporal unreachable) does not mean we lost: Temporal
  * being down changes nobody's ownership. We keep acting and poll again with
  * backoff; if someone took over meanwhile, the poll answers with the close
- * event as soon as Temporal is back. */
+ * event as soon as Temporal is back. But our run answering "not found"
+ * while our record is still ours and fresh (the acting deadline has not
+ * passed) means Temporal lost it (a wiped dev server, a restore from an
+ * older state): we start our run again at once, termination-first, one
+ * attempt, instead of leaving a threshold-long gap.
+ *
+ * Acting deadlines (fence.h): the child acts only until the deadline set by
+ * the last heartbeat that landed; it starts or restarts only once a
+ * heartbeat sent after that decision has landed; our fence timer stops it
+ * (TERM at deadline - lead, KILL at the deadline) exactly like its guard
+ * would if we were frozen. */
 #include "owner/owner.h"
 
 #include "core/backoff.h"
@@ -47,6 +57,14 @@ struct dd_owner {
     dd_temporal_call *term; /* release terminate in flight */
     uv_timer_t retry;       /* takeover / poll retry */
     uv_timer_t child_retry; /* restart of a child that exited by itself */
+    uv_timer_t fence_timer; /* TERM point of the acting deadline */
+    bool fenced;            /* opts.fence given: deadlines in force */
+    dd_fence_plan fence;
+    int64_t landed_us;      /* send time of the last landed heartbeat (boot us) */
+    int64_t decided_us;     /* last start/stop decision: a start needs a later landing */
+    int64_t deadline_ms;    /* acting deadline (boot ms), 0 none */
+    bool fence_stopped;     /* our fence timer stopped the child */
+    bool stop_requested;    /* we stopped the child while owning: no restart backoff */
     int closing;            /* timer closes pending */
     dd_backoff backoff;
     dd_backoff child_backoff;
@@ -61,6 +79,7 @@ struct dd_owner {
 };
 
 static void dd_owner_takeover(dd_owner *o);
+static void dd_owner_maybe_start_child(dd_owner *o);
 static void dd_owner_release_terminate(dd_owner *o);
 static void dd_owner_poll(dd_owner *o);
 static void dd_owner_maybe_stopped(dd_owner *o);
@@ -80,8 +99,6 @@ static void dd_owner_set_state(dd_owner *o, dd_owner_state s)
 
 static void dd_owner_start_child(dd_owner *o)
 {
-    if (!o->child_argv || !o->gate_open || dd_child_running(o->child))
-        return;
     char e1[300], e2[128], e3[200];
     snprintf(e1, sizeof(e1), "DISPATCHD_WORKFLOW_ID=%s", o->wid);
     snprintf(e2, sizeof(e2), "DISPATCHD_RUN_ID=%s", o->run_id);
@@ -92,11 +109,83 @@ static void dd_owner_start_child(dd_owner *o)
         dd_error(o->ctx.log, "child_start_failed", "dispatcher=%s error=%s", o->name, err);
 }
 
+/* Starts the child if everything allows it: owning, the gate open, no
+ * restart backoff pending, and (with deadlines) a heartbeat sent after the
+ * last decision has landed and the deadline is not about to stop it. When
+ * only the fresh heartbeat is missing, ask for one now. */
+static void dd_owner_maybe_start_child(dd_owner *o)
+{
+    if (!o->child_argv || o->state != DD_OWNER_OWNING || !o->gate_open || !o->child ||
+        dd_child_running(o->child) || uv_is_active((uv_handle_t *)&o->child_retry))
+        return;
+    if (o->fenced && (o->landed_us <= o->decided_us ||
+                      dd_boot_ms() >= o->deadline_ms - o->fence.term_lead_ms)) {
+        if (o->opts.want_heartbeat)
+            o->opts.want_heartbeat(o, o->opts.arg);
+        return;
+    }
+    if (o->fence_stopped) {
+        o->fence_stopped = false;
+        dd_info(o->ctx.log, "acting_resumed", "dispatcher=%s run_id=%s reason=%s wall_us=%lld",
+                o->name, o->run_id, "a heartbeat landed again", (long long)dd_wall_us());
+    }
+    dd_owner_start_child(o);
+}
+
 static void dd_owner_child_retry(uv_timer_t *t)
 {
     dd_owner *o = t->data;
-    if (o->state == DD_OWNER_OWNING)
-        dd_owner_start_child(o);
+    dd_owner_maybe_start_child(o);
+}
+
+/* Our child stops when the acting deadline comes without a later heartbeat
+ * having landed, before anyone may call us stale (fence.h). */
+static void dd_owner_fence_fire(uv_timer_t *t)
+{
+    dd_owner *o = t->data;
+    int64_t now = dd_boot_ms();
+    if (now < o->deadline_ms - o->fence.term_lead_ms) { /* moved meanwhile */
+        uv_timer_start(&o->fence_timer, dd_owner_fence_fire,
+                       (uint64_t)(o->deadline_ms - o->fence.term_lead_ms - now), 0);
+        return;
+    }
+    o->decided_us = dd_boot_us();
+    if (!o->child || !dd_child_running(o->child))
+        return;
+    if (o->state == DD_OWNER_OWNING) {
+        o->fence_stopped = true;
+        o->stop_requested = true;
+        dd_warn(o->ctx.log, "acting_suspended",
+                "dispatcher=%s run_id=%s reason=\"no heartbeat landed for %lld ms\" "
+                "kill_in_ms=%lld wall_us=%lld",
+                o->name, o->run_id, (long long)(o->decided_us - o->landed_us) / 1000,
+                (long long)(o->deadline_ms - now), (long long)dd_wall_us());
+    }
+    /* while releasing or after a loss it is stopping already: this pulls
+     * its KILL in to the deadline */
+    dd_child_stop(o->child, o->opts.child_grace_ms);
+}
+
+void dd_owner_heartbeat_landed(dd_owner *o, int64_t sent_boot_us)
+{
+    if (!o->fenced || sent_boot_us <= o->landed_us)
+        return;
+    o->landed_us = sent_boot_us;
+    int64_t d = sent_boot_us / 1000 + o->fence.window_ms;
+    if (d > o->deadline_ms) {
+        o->deadline_ms = d;
+        if (o->child)
+            dd_child_set_deadline(o->child, d);
+        int64_t term_in = d - o->fence.term_lead_ms - dd_boot_ms();
+        uv_timer_start(&o->fence_timer, dd_owner_fence_fire, (uint64_t)(term_in > 0 ? term_in : 0),
+                       0);
+    }
+    dd_owner_maybe_start_child(o);
+}
+
+int64_t dd_owner_deadline(const dd_owner *o)
+{
+    return o->deadline_ms;
 }
 
 /* After a loss: once nothing of ours acts any more, say so (handoff). */
@@ -116,14 +205,22 @@ static void dd_owner_maybe_stopped_acting(dd_owner *o)
 static void dd_owner_child_exit(dd_child *c, int64_t status, int sig, void *arg)
 {
     dd_owner *o = arg;
+    bool requested = o->stop_requested;
+    o->stop_requested = false;
+    o->decided_us = dd_boot_us(); /* a new child needs a heartbeat from now on */
     if (o->state != DD_OWNER_OWNING) {
         dd_owner_maybe_stopped_acting(o);
         dd_owner_release_terminate(o);
         dd_owner_maybe_stopped(o);
         return;
     }
+    if (requested) { /* we stopped it (deadline, run started again): no backoff */
+        dd_owner_maybe_start_child(o);
+        return;
+    }
     /* The work ended on its own while we still own: run it again, with
-     * backoff so a crashing command does not spin. */
+     * backoff so a crashing command does not spin, and only after a
+     * heartbeat sent after this exit has landed. */
     int64_t delay = dd_backoff_next(&o->child_backoff);
     dd_warn(o->ctx.log, "child_restart_scheduled", "dispatcher=%s delay_ms=%lld", o->name,
             (long long)delay);
@@ -162,12 +259,17 @@ dd_owner *dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *o
             o->child_argv[i] = dd_strdup(opts->child_argv[i]);
     }
     o->child = dd_child_new(ctx->loop, ctx->log, o->name, dd_owner_child_exit, o);
-    if (opts->guard_exe)
-        dd_child_set_guard(o->child, opts->guard_exe, o->opts.child_grace_ms,
-                           opts->child_live_ms);
+    o->fenced = opts->fence != NULL;
+    if (o->fenced)
+        o->fence = *opts->fence;
+    o->opts.fence = NULL; /* copied above */
+    if (opts->guard_exe || o->fenced)
+        dd_child_set_guard(o->child, opts->guard_exe, o->opts.child_grace_ms, o->fenced,
+                           o->fence.term_lead_ms);
     uv_timer_init(ctx->loop, &o->retry);
     uv_timer_init(ctx->loop, &o->child_retry);
-    o->retry.data = o->child_retry.data = o;
+    uv_timer_init(ctx->loop, &o->fence_timer);
+    o->retry.data = o->child_retry.data = o->fence_timer.data = o;
     dd_backoff_init(&o->backoff, o->opts.retry_base_ms, o->opts.retry_cap_ms, 0);
     dd_backoff_init(&o->child_backoff, 500, 30000, 0);
     if (ctx->metrics) {
@@ -224,12 +326,13 @@ static void dd_owner_takeover_done(const dd_takeover_result *r, void *arg)
     snprintf(o->prev_run_id, sizeof(o->prev_run_id), "%s", r->previous_run_id);
     o->gate_open = !o->opts.child_gate;
     o->owned_since_us = dd_mono_us();
+    o->decided_us = dd_boot_us(); /* the child waits for our claim to land */
+    o->fence_stopped = false;
     dd_info(o->ctx.log, "owning", "dispatcher=%s workflow_id=%s run_id=%s wall_us=%lld", o->name,
             o->wid, o->run_id, (long long)dd_wall_us());
     dd_owner_set_state(o, DD_OWNER_OWNING);
     dd_owner_poll(o);
-    if (o->gate_open)
-        dd_owner_start_child(o);
+    dd_owner_maybe_start_child(o);
 }
 
 void dd_owner_open_gate(dd_owner *o, const char *why)
@@ -241,24 +344,7 @@ void dd_owner_open_gate(dd_owner *o, const char *why)
             "waited_ms=%llu",
             o->name, o->run_id, o->prev_run_id, why,
             (unsigned long long)((dd_mono_us() - o->owned_since_us) / 1000));
-    dd_owner_start_child(o);
-}
-
-void dd_owner_alive(dd_owner *o)
-{
-    if (o->child)
-        dd_child_kick(o->child);
-}
-
-void dd_owner_suspend(dd_owner *o, const char *why)
-{
-    if (o->state != DD_OWNER_OWNING || !o->gate_open)
-        return;
-    o->gate_open = false;
-    uv_timer_stop(&o->child_retry);
-    dd_warn(o->ctx.log, "acting_suspended", "dispatcher=%s run_id=%s reason=%s wall_us=%lld",
-            o->name, o->run_id, why, (long long)dd_wall_us());
-    dd_child_stop(o->child, o->opts.child_grace_ms);
+    dd_owner_maybe_start_child(o);
 }
 
 const char *dd_owner_previous_run_id(const dd_owner *o)
@@ -330,6 +416,21 @@ static void dd_owner_poll_done(int st, const dd_temporal_result *r, void *arg)
         dd_owner_lost(o, &r->events[r->nevents - 1]);
         return;
     }
+    if (st == DD_ENOTFOUND && o->fenced && dd_boot_ms() < o->deadline_ms) {
+        /* Temporal lost our run (wiped, restored from an older state) while
+         * our fenced record is still ours and fresh: nobody else may have
+         * taken over, so start it again now, termination-first, one attempt
+         * (a failure leaves us a standby like any lost owner). */
+        dd_warn(o->ctx.log, "run_missing",
+                "dispatcher=%s workflow_id=%s run_id=%s action=start_again wall_us=%lld",
+                o->name, o->wid, o->run_id, (long long)dd_wall_us());
+        uv_timer_stop(&o->child_retry);
+        o->stop_requested = dd_child_running(o->child);
+        dd_child_stop(o->child, o->opts.child_grace_ms);
+        o->one_shot = true;
+        dd_owner_takeover(o);
+        return;
+    }
     if (st == DD_ENOTFOUND) {
         /* Our run vanished (namespace reset, retention): we do not own it. */
         dd_owner_lost(o, NULL);
@@ -392,9 +493,10 @@ static void dd_owner_maybe_stopped(dd_owner *o)
         return;
     if (o->state == DD_OWNER_RELEASING) {
         o->state = DD_OWNER_STOPPED;
-        o->closing = 2;
+        o->closing = 3;
         uv_close((uv_handle_t *)&o->retry, dd_owner_timer_closed);
         uv_close((uv_handle_t *)&o->child_retry, dd_owner_timer_closed);
+        uv_close((uv_handle_t *)&o->fence_timer, dd_owner_timer_closed);
         dd_child_close(o->child, dd_owner_child_closed, o);
         return;
     }

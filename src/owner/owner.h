@@ -19,6 +19,7 @@
 #define DD_OWNER_OWNER_H
 
 #include "core/ctx.h"
+#include "owner/fence.h"
 #include "owner/id.h"
 
 #include <stdbool.h>
@@ -83,8 +84,16 @@ typedef struct dd_owner_opts {
     bool legacy;
     char *const *child_argv;  /* command run only while owning, or NULL */
     const char *guard_exe;    /* binary with the __guard command (dies-with-us), or NULL */
-    int64_t child_live_ms;    /* guard stops the child without dd_owner_alive this long (0: off) */
-    int64_t child_grace_ms;   /* TERM -> KILL (default 10 s) */
+    /* Acting deadlines (fence.h): with fence set, the child runs only within
+     * fence->window_ms of the send time of the last heartbeat that landed
+     * (dd_owner_heartbeat_landed), starts or restarts only after a heartbeat
+     * sent after that decision has landed, and is stopped by our timer and
+     * by its guard before the deadline. NULL: no deadlines (tests, tools). */
+    const dd_fence_plan *fence;
+    /* Asked when the child could start but needs a fresh landed heartbeat
+     * first: send one now rather than at the next interval. */
+    void (*want_heartbeat)(dd_owner *o, void *arg);
+    int64_t child_grace_ms;   /* TERM -> KILL (default 10 s), never past the deadline */
     int64_t retry_base_ms;    /* takeover retry backoff (default 500 ms) */
     int64_t retry_cap_ms;     /* (default 30 s) */
     /* Called on every change of ownership (owning true/false) with our run. */
@@ -123,17 +132,17 @@ const char *dd_owner_project(const dd_owner *o);
 const char *dd_owner_queue(const dd_owner *o);
 const char *dd_owner_server_id(const dd_owner *o);
 
-#endif
 
 /* Lets the child start (child_gate): the previous owner has stopped acting,
  * or there is no live previous owner to wait for. No-op unless owning. */
 void dd_owner_open_gate(dd_owner *o, const char *why);
-/* Stops acting without giving up the run: the child is stopped and not
- * restarted until dd_owner_open_gate. Used when our heartbeats fail (we can
- * no longer show the fleet we are alive, so a standby may take over). */
-void dd_owner_suspend(dd_owner *o, const char *why);
-/* A sign of life for the child's guard (after each heartbeat that landed). */
-void dd_owner_alive(dd_owner *o);
+/* A fenced write of ours (claim or heartbeat) that was sent at sent_boot_us
+ * (CLOCK_BOOTTIME, taken before the request went out) has landed: the
+ * acting deadline moves to sent + fence->window_ms (ours and the guard's),
+ * and a child waiting for a fresh heartbeat may start. */
+void dd_owner_heartbeat_landed(dd_owner *o, int64_t sent_boot_us);
+/* The acting deadline (CLOCK_BOOTTIME ms; 0 before the first landing). */
+int64_t dd_owner_deadline(const dd_owner *o);
 /* The run our last takeover replaced ("" if none). */
 const char *dd_owner_previous_run_id(const dd_owner *o);
 
@@ -178,9 +187,14 @@ void dd_heartbeat_stopped_acting(dd_heartbeat *h, const char *run_id);
 /* Begins watching as a standby (call after the owner's first takeover
  * attempt failed to own, or right away: owning cancels the watch). */
 void dd_heartbeat_start(dd_heartbeat *h);
+/* Sends a heartbeat now if we own and none is in flight (wire to the
+ * owner's want_heartbeat). */
+void dd_heartbeat_want(dd_heartbeat *h);
 /* Stops timers; waits for an in-flight release/claim; then done(arg) and frees h. */
 void dd_heartbeat_close(dd_heartbeat *h, void (*done)(void *arg), void *arg);
 /* The fencing epoch of the current ownership (0 when none). */
 int64_t dd_heartbeat_epoch(const dd_heartbeat *h);
 /* Workers registered at the last check while owning (0 when not owning). */
 size_t dd_heartbeat_workers(const dd_heartbeat *h);
+
+#endif

@@ -31,8 +31,10 @@ struct dd_child {
     void *arg;
     char *guard_exe; /* NULL: exec the command directly */
     int64_t guard_grace_ms;
-    int64_t guard_live_ms; /* > 0: a liveness pipe to the guard (guard.c) */
-    int live_wfd;          /* its write end while the command runs, else -1 */
+    int64_t guard_lead_ms; /* the guard TERMs this long before the deadline */
+    bool fenced;           /* acting deadlines in force (dd_child_set_guard) */
+    int64_t deadline_ms;   /* acting deadline, CLOCK_BOOTTIME ms (0: none yet) */
+    int live_wfd;          /* deadline pipe's write end while the command runs, else -1 */
     void (*done)(void *);
     void *done_arg;
 };
@@ -129,18 +131,28 @@ int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra,
 
     /* Through the guard: guard_exe __guard PPID:GRACE[:LIVE] -- argv... */
     char **run_argv = (char **)argv;
-    char guard_arg[80];
+    char guard_arg[120];
     int live[2] = {-1, -1};
-    if (c->guard_exe && c->guard_live_ms > 0 && pipe2(live, O_CLOEXEC) < 0)
-        live[0] = live[1] = -1;
+    if (c->fenced && (!c->guard_exe || c->deadline_ms - c->guard_lead_ms <= dd_boot_ms())) {
+        /* Never start what could act past the deadline (or unguarded); in
+         * the last term_lead_ms its guard would stop it at once anyway. */
+        snprintf(err, errlen, "cannot start '%s': %s", argv[0],
+                 c->guard_exe ? "its acting deadline has passed" : "no guard for its deadline");
+        return DD_EFENCED;
+    }
+    if (c->guard_exe && c->fenced && pipe2(live, O_CLOEXEC) < 0) {
+        snprintf(err, errlen, "cannot start '%s': pipe: %s", argv[0], strerror(errno));
+        return -errno;
+    }
     if (c->guard_exe) {
         size_t n = 0;
         while (argv[n])
             n++;
         run_argv = dd_xcalloc(n + 5, sizeof(char *));
         if (live[0] >= 0)
-            snprintf(guard_arg, sizeof(guard_arg), "%d:%lld:%lld", (int)getpid(),
-                     (long long)c->guard_grace_ms, (long long)c->guard_live_ms);
+            snprintf(guard_arg, sizeof(guard_arg), "%d:%lld:%lld:%lld", (int)getpid(),
+                     (long long)c->guard_grace_ms, (long long)c->deadline_ms,
+                     (long long)c->guard_lead_ms);
         else
             snprintf(guard_arg, sizeof(guard_arg), "%d:%lld", (int)getpid(),
                      (long long)c->guard_grace_ms);
@@ -207,8 +219,20 @@ static void dd_child_grace_expired(uv_timer_t *t)
 
 void dd_child_stop(dd_child *c, int64_t grace_ms)
 {
-    if (!c->proc || c->stopping)
+    if (!c->proc)
         return;
+    if (c->fenced) {
+        /* the KILL never comes later than the acting deadline */
+        int64_t left = c->deadline_ms - dd_boot_ms();
+        if (left < grace_ms)
+            grace_ms = left < 0 ? 0 : left;
+    }
+    if (c->stopping) {
+        /* a second, tighter stop (the deadline came closer) pulls the KILL in */
+        if (uv_timer_get_due_in(&c->grace) > (uint64_t)grace_ms)
+            uv_timer_start(&c->grace, dd_child_grace_expired, (uint64_t)grace_ms, 0);
+        return;
+    }
     c->stopping = true;
     dd_info(c->log, "child_stopping", "child=%s pid=%d signal=TERM grace_ms=%lld", c->name,
             (int)c->pid, (long long)grace_ms);
@@ -241,17 +265,30 @@ void dd_child_close(dd_child *c, void (*done)(void *arg), void *arg)
     uv_close((uv_handle_t *)&c->grace, dd_child_handle_closed);
 }
 
-void dd_child_set_guard(dd_child *c, const char *guard_exe, int64_t grace_ms, int64_t live_ms)
+void dd_child_set_guard(dd_child *c, const char *guard_exe, int64_t grace_ms, bool fenced,
+                        int64_t term_lead_ms)
 {
     free(c->guard_exe);
     c->guard_exe = guard_exe ? dd_strdup(guard_exe) : NULL;
     c->guard_grace_ms = grace_ms;
-    c->guard_live_ms = live_ms;
+    c->fenced = fenced;
+    c->guard_lead_ms = term_lead_ms < 0 ? 0 : term_lead_ms;
 }
 
-void dd_child_kick(dd_child *c)
+void dd_child_set_deadline(dd_child *c, int64_t deadline_boot_ms)
 {
-    /* Non-blocking: a full pipe already holds plenty of signs of life. */
-    if (c->live_wfd >= 0 && write(c->live_wfd, "k", 1) < 0 && errno != EAGAIN)
-        dd_warn(c->log, "child_kick_failed", "child=%s error=%s", c->name, strerror(errno));
+    c->deadline_ms = deadline_boot_ms;
+    if (c->live_wfd < 0)
+        return;
+    /* One 8-byte record per deadline: atomic on a pipe (< PIPE_BUF), so the
+     * guard never reads half of one. Non-blocking: a guard that stopped
+     * reading keeps the last deadline it read, which only stops it sooner. */
+    int64_t v = deadline_boot_ms;
+    if (write(c->live_wfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        dd_warn(c->log, "child_deadline_failed", "child=%s error=%s", c->name, strerror(errno));
+}
+
+int64_t dd_child_deadline(const dd_child *c)
+{
+    return c->deadline_ms;
 }

@@ -251,13 +251,21 @@ pid_t dd_child_pid(const dd_child *c);
 /* Kills the group if running (KILL), closes every handle, then frees c and
  * calls done(arg) (which may be NULL). */
 void dd_child_close(dd_child *c, void (*done)(void *arg), void *arg);
-/* Runs commands through `guard_exe __guard PPID:GRACE[:LIVE] -- CMD...`
- * (see guard.c) so they die with this process even on SIGKILL. With
- * live_ms > 0 the guard also stops the command when dd_child_kick has not
- * been called for live_ms. guard_exe is copied; NULL runs commands directly. */
-void dd_child_set_guard(dd_child *c, const char *guard_exe, int64_t grace_ms, int64_t live_ms);
-/* A sign of life for the guard's liveness window (no-op without one). */
-void dd_child_kick(dd_child *c);
+/* Runs commands through `guard_exe __guard PPID:GRACE[:DEADLINE:LEAD] --
+ * CMD...` (see guard.c) so they die with this process even on SIGKILL.
+ * guard_exe is copied; NULL runs commands directly.
+ * fenced: the command may act only until its acting deadline
+ * (dd_child_set_deadline, CLOCK_BOOTTIME ms, src/owner/fence.h): the guard
+ * TERMs it term_lead_ms before the deadline and KILLs it at the deadline
+ * unless a later deadline arrived in time, a start is refused (DD_EFENCED)
+ * once the deadline has passed, and every stop's KILL comes by the deadline
+ * at the latest. A new command inherits the current deadline: a restart
+ * never extends it. */
+void dd_child_set_guard(dd_child *c, const char *guard_exe, int64_t grace_ms, bool fenced,
+                        int64_t term_lead_ms);
+/* Moves the acting deadline (passed on to a running command's guard). */
+void dd_child_set_deadline(dd_child *c, int64_t deadline_boot_ms);
+int64_t dd_child_deadline(const dd_child *c);
 
 /* The body of the hidden `__guard` command (guard.c). */
 int dd_guard_main(int argc, char **argv);

@@ -91,7 +91,7 @@ typedef struct cycle {
     dd_reconciler *r;
     dd_reconcile_stats st;
     uint64_t start_us;
-    int64_t now_ms; /* wall clock at cycle start: ages are measured from it */
+    int64_t now_ms; /* Redis's clock when the records were listed: ages are measured from it */
     bool listed;    /* the stale query answered: active/stale are real */
     phase ph;
     cand *c; /* records, owned */
@@ -129,6 +129,8 @@ struct dd_reconciler {
     uint64_t next_periodic_ms; /* monotonic deadline of the next full cycle */
     bool tick_periodic;        /* the armed tick is for that deadline (not an early wake) */
     uint64_t last_cycle_ms;    /* monotonic start of the last cycle */
+    int64_t srv_now_ms;        /* Redis's clock at the last listing, 0 none */
+    uint64_t srv_mono_ms;      /* ... and our monotonic clock then */
     int64_t last_sweep_ms;     /* monotonic, -1 never */
     seen *seen;                /* owned */
     size_t nseen, capseen;
@@ -195,6 +197,22 @@ static char *xdup(const char *s)
 static int64_t wall_ms(const dd_reconciler *r)
 {
     return r->o.clock_ms ? r->o.clock_ms(r->o.arg) : dd_wall_ms();
+}
+
+/* What the store judges ages by: Redis's clock (0), or the pinned clock a
+ * test gave us. */
+static int64_t store_now_arg(const dd_reconciler *r)
+{
+    return r->o.clock_ms ? r->o.clock_ms(r->o.arg) : 0;
+}
+
+/* Redis's clock now, estimated from the last listing and our monotonic
+ * clock since (only its rate matters); our own clock before any listing. */
+static int64_t srv_now(const dd_reconciler *r)
+{
+    if (r->o.clock_ms || r->srv_now_ms <= 0)
+        return wall_ms(r);
+    return r->srv_now_ms + (int64_t)(dd_mono_ms() - r->srv_mono_ms);
 }
 
 static void cand_free(cand *c)
@@ -845,7 +863,7 @@ static void end_cycle(cycle *cy)
     dd_reconciler *r = cy->r;
     cy->ph = PH_END;
     if (r->started) {
-        int rc = dd_store_oldest(r->s, wall_ms(r) - r->o.stale_threshold_ms, on_oldest, cy);
+        int rc = dd_store_oldest(r->s, srv_now(r) - r->o.stale_threshold_ms, on_oldest, cy);
         if (rc == 0) {
             cy->wait = WAIT_STORE;
             return;
@@ -983,6 +1001,9 @@ static void on_stale(int st, const dd_store_hb_list *l, void *arg)
         return;
     }
     cy->listed = true;
+    cy->now_ms = l->now_ms;
+    r->srv_now_ms = l->now_ms;
+    r->srv_mono_ms = dd_mono_ms();
     /* active = fresh ones (deploy/metrics.txt): active + stale = all records */
     cy->st.active = l->total - l->stale;
     cy->st.stale = l->stale;
@@ -993,12 +1014,23 @@ static void on_stale(int st, const dd_store_hb_list *l, void *arg)
         /* The index said stale, but the record is read after it: a new
          * owner may have claimed it in between (a failover). Judge by the
          * record itself, or we would terminate a run seconds old. */
-        if (!h->malformed && h->hb_ms >= cy->now_ms - r->o.stale_threshold_ms) {
+        /* A record is stale only past the longer of our threshold and the
+         * one its owner heartbeats against (ttl_ms): a reconciler configured
+         * shorter than the fleet never terminates a healthy owner. */
+        int64_t thr = r->o.stale_threshold_ms;
+        if (!h->malformed && h->ttl_ms > thr)
+            thr = h->ttl_ms;
+        if (!h->malformed && h->hb_ms >= cy->now_ms - thr) {
+            bool own_ttl = h->hb_ms < cy->now_ms - r->o.stale_threshold_ms;
             cy->st.kept_refreshed++;
-            dd_info(r->ctx.log, "stale_skipped",
-                    "workflow_id=%s run_id=%s owner=%s reason=%s holder=%s", h->workflow_id,
-                    h->run_id ? h->run_id : "", h->server_id ? h->server_id : "",
-                    "record refreshed after the index was read", r->holder);
+            dd_logf(r->ctx.log, own_ttl ? DD_LOG_DEBUG : DD_LOG_INFO, "stale_skipped",
+                    "workflow_id=%s run_id=%s owner=%s reason=\"%s\" age_ms=%lld ttl_ms=%lld "
+                    "holder=%s",
+                    h->workflow_id, h->run_id ? h->run_id : "",
+                    h->server_id ? h->server_id : "",
+                    own_ttl ? "younger than its owner's own threshold (ttl_ms)"
+                            : "record refreshed after the index was read",
+                    (long long)(cy->now_ms - h->hb_ms), (long long)h->ttl_ms, r->holder);
             continue;
         }
         cand *c = &cy->c[cy->n++];
@@ -1045,7 +1077,8 @@ static int cycle_begin(dd_reconciler *r, void (*done)(const dd_reconcile_stats *
     cy->done_arg = arg;
     r->cy = cy;
     r->last_cycle_ms = dd_mono_ms();
-    int rc = dd_store_stale(r->s, cy->now_ms, r->o.stale_threshold_ms, r->o.batch, on_stale, cy);
+    int rc = dd_store_stale(r->s, store_now_arg(r), r->o.stale_threshold_ms, r->o.batch, on_stale,
+                            cy);
     if (rc == 0) {
         cy->wait = WAIT_STORE;
         return 0;
@@ -1081,7 +1114,7 @@ static void schedule(dd_reconciler *r, int64_t oldest_hb)
     int64_t periodic = r->next_periodic_ms > now ? (int64_t)(r->next_periodic_ms - now) : 0;
     uint64_t gap_end = r->last_cycle_ms + EARLY_GAP_MS;
     int64_t gap = gap_end > now ? (int64_t)(gap_end - now) : 0;
-    int64_t d = dd_reconcile_next_wake_ms(wall_ms(r), oldest_hb, r->o.stale_threshold_ms,
+    int64_t d = dd_reconcile_next_wake_ms(srv_now(r), oldest_hb, r->o.stale_threshold_ms,
                                           periodic, gap);
     if (oldest_hb < 0) {
         /* No healthy record to time the next look by: one claimed after

@@ -18,15 +18,31 @@
 
 #define INDEX_KEY "dd:hb:index"
 
-/* KEYS: hb, index, epoch. ARGV: wid run server project queue now ttl. */
-static const char lua_claim[] =
+/* One clock for the whole fleet: every heartbeat time is Redis's (TIME,
+ * inside the script that writes it), and staleness is judged against
+ * Redis's TIME too, so a host whose clock is off can neither make a healthy
+ * owner look stale nor a dead one look fresh. A caller may pass a time of
+ * its own (tests and tools that write records of a chosen age); 0 means
+ * the server's clock, which is what every daemon path uses. Lua numbers
+ * are doubles: milliseconds since 1970 stay exact (< 2^53). */
+#define LUA_NOW(arg)                                                                               \
+    "local now = tonumber(" arg ") or 0\n"                                                         \
+    "if now == 0 then\n"                                                                          \
+    "  local t = redis.call('TIME')\n"                                                            \
+    "  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"                         \
+    "end\n"                                                                                       \
+    "local nows = string.format('%d', now)\n"
+
+/* KEYS: hb, index, epoch. ARGV: wid run server project queue now ttl.
+ * Returns {epoch, hb_ms written}. */
+static const char lua_claim[] = LUA_NOW("ARGV[6]")
     "local e = redis.call('INCR', KEYS[3])\n"
     "redis.call('DEL', KEYS[1])\n"
     "redis.call('HSET', KEYS[1], 'workflow_id', ARGV[1], 'run_id', ARGV[2],\n"
-    "  'server_id', ARGV[3], 'project', ARGV[4], 'queue', ARGV[5], 'hb_ms', ARGV[6],\n"
+    "  'server_id', ARGV[3], 'project', ARGV[4], 'queue', ARGV[5], 'hb_ms', nows,\n"
     "  'ttl_ms', ARGV[7], 'epoch', e)\n"
-    "redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])\n"
-    "return e\n";
+    "redis.call('ZADD', KEYS[2], nows, ARGV[1])\n"
+    "return {e, nows}\n";
 
 /* The fence shared by every owner write: the stored run id and epoch must
  * both be the caller's. Returns {'fenced', server, run, epoch} otherwise. */
@@ -36,11 +52,29 @@ static const char lua_claim[] =
     "  return {'fenced', cur[3] or '', cur[1] or '', cur[2] or ''}\n"                              \
     "end\n"
 
-/* KEYS: hb, index. ARGV: wid run epoch now ttl. */
-static const char lua_heartbeat[] = LUA_FENCE("ARGV[2]", "ARGV[3]")
-    "redis.call('HSET', KEYS[1], 'hb_ms', ARGV[4], 'ttl_ms', ARGV[5])\n"
-    "redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])\n"
-    "return {'ok'}\n";
+/* KEYS: hb, index. ARGV: wid run epoch now ttl. {'ok', hb_ms written}. */
+static const char lua_heartbeat[] = LUA_FENCE("ARGV[2]", "ARGV[3]") LUA_NOW("ARGV[4]")
+    "redis.call('HSET', KEYS[1], 'hb_ms', nows, 'ttl_ms', ARGV[5])\n"
+    "redis.call('ZADD', KEYS[2], nows, ARGV[1])\n"
+    "return {'ok', nows}\n";
+
+/* KEYS: hb. {server time, HGETALL}: the record and the clock it is judged
+ * by, read in one atomic step. */
+static const char lua_get[] = LUA_NOW("0")
+    "return {nows, redis.call('HGETALL', KEYS[1])}\n";
+
+/* KEYS: index. ARGV: now threshold|'' limit. {server time, members older
+ * than now - threshold (all with ''), ZCARD, their count}. */
+static const char lua_range[] = LUA_NOW("ARGV[1]")
+    "local max = '+inf'\n"
+    "if ARGV[2] ~= '' then max = '(' .. string.format('%d', now - tonumber(ARGV[2])) end\n"
+    "local m = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', max, 'LIMIT', 0, tonumber(ARGV[3]))\n"
+    "return {nows, m, redis.call('ZCARD', KEYS[1]), redis.call('ZCOUNT', KEYS[1], '-inf', max)}\n";
+
+/* KEYS: workers. ARGV: member now. */
+static const char lua_worker_hb[] = LUA_NOW("ARGV[2]")
+    "redis.call('ZADD', KEYS[1], nows, ARGV[1])\n"
+    "return nows\n";
 
 /* KEYS: hb, index. ARGV: wid run epoch. */
 static const char lua_release[] = LUA_FENCE("ARGV[2]", "ARGV[3]")
@@ -248,7 +282,8 @@ int dd_store_worker_heartbeat(dd_store *s, const char *wid, const char *server_i
     dd_store__req *r = begin(s, &worker_hb_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
-    return end(r, dd_store__cmd(r, "ZADD", key, I64(now, now_ms), server_id, NULL));
+    return end(r, dd_store__cmd(r, "EVAL", lua_worker_hb, "1", key, server_id, I64(now, now_ms),
+                                NULL));
 }
 
 int dd_store_worker_deregister(dd_store *s, const char *wid, const char *server_id,
@@ -273,10 +308,16 @@ static void owner_deliver(dd_store__req *r, int status)
                                  r->arg);
 }
 
+/* {epoch, hb_ms} */
 static void claim_reply(dd_store__req *r, redisReply *rep)
 {
-    r->status = rep->type == REDIS_REPLY_INTEGER ? 0 : DD_EPROTO;
-    r->owner.epoch = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+    r->status = DD_EPROTO;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER && is_str(rep->element[1]) &&
+        parse_i64(rep->element[1]->str, &r->owner.now_ms) == 0) {
+        r->owner.epoch = rep->element[0]->integer;
+        r->status = 0;
+    }
     dd_store__finish(r, 0);
 }
 
@@ -296,6 +337,10 @@ static void fenced_reply(dd_store__req *r, redisReply *rep)
             (void)parse_i64(rep->element[3]->str, &r->owner.epoch);
     } else {
         r->status = strcmp(rep->element[0]->str, "ok") ? DD_EPROTO : 0;
+        /* a heartbeat says when it was written (Redis's clock) */
+        if (r->status == 0 && rep->elements >= 2 &&
+            (!is_str(rep->element[1]) || parse_i64(rep->element[1]->str, &r->owner.now_ms) < 0))
+            r->status = DD_EPROTO;
     }
     dd_store__finish(r, 0);
 }
@@ -396,14 +441,20 @@ static void parse_record(dd_store_hb *h, const char *wid, const redisReply *rep)
     h->problem = problem ? dd_strdup(problem) : NULL;
 }
 
+/* {server time, HGETALL reply} */
 static void get_reply(dd_store__req *r, redisReply *rep)
 {
-    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 0) {
+    int64_t now = 0;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || !is_str(rep->element[0]) ||
+        parse_i64(rep->element[0]->str, &now) < 0) {
+        r->status = DD_EPROTO;
+    } else if (rep->element[1]->type == REDIS_REPLY_ARRAY && rep->element[1]->elements == 0) {
         r->status = DD_ENOTFOUND;
     } else {
         r->recs = dd_xcalloc(1, sizeof(*r->recs));
         r->nrecs = 1;
-        parse_record(r->recs, r->str[0], rep);
+        parse_record(r->recs, r->str[0], rep->element[1]);
+        r->recs->now_ms = now;
     }
     dd_store__finish(r, 0);
 }
@@ -426,27 +477,35 @@ int dd_store_get(dd_store *s, const char *wid, dd_store_hb_cb *cb, void *arg)
     if (!r)
         return rc;
     r->str[0] = dd_strdup(wid);
-    return end(r, dd_store__cmd(r, "HGETALL", key, NULL));
+    return end(r, dd_store__cmd(r, "EVAL", lua_get, "1", key, NULL));
 }
 
-/* Stale query / list: replies 1-3 are the range, ZCARD and ZCOUNT; the
- * range reply sends one HGETALL per member (pipelined: all go out before
- * the first answer is read), and reply 3 + i fills record i. */
+/* Stale query / list: reply 1 is the script's {server time, members,
+ * ZCARD, ZCOUNT}; it sends one HGETALL per member (pipelined: all go out
+ * before the first answer is read), and reply 1 + i fills record i. */
 static void range_reply(dd_store__req *r, redisReply *rep)
 {
     unsigned k = r->nreplies;
     if (k == 1) {
-        if (rep->type != REDIS_REPLY_ARRAY) {
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4 || !is_str(rep->element[0]) ||
+            parse_i64(rep->element[0]->str, &r->owner.now_ms) < 0 ||
+            rep->element[1]->type != REDIS_REPLY_ARRAY ||
+            rep->element[2]->type != REDIS_REPLY_INTEGER ||
+            rep->element[3]->type != REDIS_REPLY_INTEGER) {
             dd_store__finish(r, DD_EPROTO);
             return;
         }
-        r->recs = rep->elements ? dd_xcalloc(rep->elements, sizeof(*r->recs)) : NULL;
-        r->nrecs = rep->elements;
-        for (size_t i = 0; i < rep->elements; i++) {
+        r->total = rep->element[2]->integer;
+        r->stale = rep->element[3]->integer;
+        const redisReply *ms = rep->element[1];
+        r->recs = ms->elements ? dd_xcalloc(ms->elements, sizeof(*r->recs)) : NULL;
+        r->nrecs = ms->elements;
+        for (size_t i = 0; i < ms->elements; i++) {
             char key[DD_STORE__KEYMAX];
-            const redisReply *m = rep->element[i];
+            const redisReply *m = ms->element[i];
             /* workflow_id is set here so a failed send still frees cleanly */
             r->recs[i].workflow_id = is_str(m) ? xstrndup(m->str, m->len) : dd_strdup("");
+            r->recs[i].now_ms = r->owner.now_ms;
             if (!dd_store__key(key, "hb", r->recs[i].workflow_id))
                 snprintf(key, sizeof(key), "dd:hb:{}");
             if (dd_store__cmd(r, "HGETALL", key, NULL) < 0) {
@@ -454,14 +513,8 @@ static void range_reply(dd_store__req *r, redisReply *rep)
                 return;
             }
         }
-    } else if (k == 2 || k == 3) {
-        if (rep->type != REDIS_REPLY_INTEGER) {
-            dd_store__finish(r, DD_EPROTO);
-            return;
-        }
-        *(k == 2 ? &r->total : &r->stale) = rep->integer;
-    } else if (k - 4 < r->nrecs) {
-        dd_store_hb *h = &r->recs[k - 4];
+    } else if (k - 2 < r->nrecs) {
+        dd_store_hb *h = &r->recs[k - 2];
         char *wid = (char *)h->workflow_id;
         parse_record(h, wid, rep);
         if (h->workflow_id != wid)
@@ -473,45 +526,39 @@ static void range_reply(dd_store__req *r, redisReply *rep)
 
 static void list_deliver(dd_store__req *r, int status)
 {
-    dd_store_hb_list l = {r->recs, r->nrecs, r->total, r->stale};
+    dd_store_hb_list l = {r->recs, r->nrecs, r->total, r->stale, r->owner.now_ms};
     ((dd_store_hb_list_cb *)r->cb)(status, status == 0 ? &l : NULL, r->arg);
 }
 
 static const dd_store__op stale_op = {"stale", range_reply, list_deliver};
 static const dd_store__op list_op = {"list", range_reply, list_deliver};
 
-static int range_query(dd_store *s, const dd_store__op *op, const char *max, size_t limit,
-                       dd_store_hb_list_cb *cb, void *arg)
+static int range_query(dd_store *s, const dd_store__op *op, int64_t now_ms, const char *thr,
+                       size_t limit, dd_store_hb_list_cb *cb, void *arg)
 {
-    char lim[24];
+    char lim[24], now[24];
     int rc;
     dd_store__req *r = begin(s, op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
     snprintf(lim, sizeof(lim), "%zu", limit);
-    rc = dd_store__cmd(r, "ZRANGEBYSCORE", INDEX_KEY, "-inf", max, "LIMIT", "0",
-                       limit ? lim : "-1", NULL);
-    if (rc == 0)
-        rc = dd_store__cmd(r, "ZCARD", INDEX_KEY, NULL);
-    if (rc == 0)
-        rc = dd_store__cmd(r, "ZCOUNT", INDEX_KEY, "-inf", max, NULL);
-    return end(r, rc);
+    return end(r, dd_store__cmd(r, "EVAL", lua_range, "1", INDEX_KEY, I64(now, now_ms), thr,
+                                limit ? lim : "-1", NULL));
 }
 
 int dd_store_stale(dd_store *s, int64_t now_ms, int64_t threshold_ms, size_t limit,
                    dd_store_hb_list_cb *cb, void *arg)
 {
-    char max[32];
-    if (limit == 0 || threshold_ms < 0)
+    char thr[24];
+    if (limit == 0 || threshold_ms < 0 || now_ms < 0)
         return DD_EINVAL;
-    /* "(" makes it exclusive: a record exactly threshold old is not stale yet */
-    snprintf(max, sizeof(max), "(%" PRId64, now_ms - threshold_ms);
-    return range_query(s, &stale_op, max, limit, cb, arg);
+    /* the script makes it exclusive: a record exactly threshold old is not stale yet */
+    return range_query(s, &stale_op, now_ms, I64(thr, threshold_ms), limit, cb, arg);
 }
 
 int dd_store_list(dd_store *s, size_t limit, dd_store_hb_list_cb *cb, void *arg)
 {
-    return range_query(s, &list_op, "+inf", limit, cb, arg);
+    return range_query(s, &list_op, 0, "", limit, cb, arg);
 }
 
 /* ---- worker registry ---------------------------------------------------- */

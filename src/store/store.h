@@ -5,17 +5,25 @@
  * Redis Cluster they share a slot):
  *
  *   dd:hb:{wid}       hash   workflow_id run_id server_id project queue
- *                            hb_ms (owner's wall clock) ttl_ms epoch
+ *                            hb_ms (Redis's clock when written) ttl_ms epoch
  *   dd:epoch:{wid}    string fencing counter, INCR'd by every claim; never
  *                            deleted, so epochs stay monotonic across
  *                            release/cleanup (bounded: workflow ids are
  *                            deterministic per project/queue)
  *   dd:workers:{wid}  zset   member = worker server id, score = last hb ms
+ *                            (Redis's clock)
  *   dd:hb:index       zset   member = wid, score = hb_ms (one global index)
  *   dd:lease:{name}   string holder, SET NX PX (short reconciler leases)
  *
  * No key has a TTL: staleness is decided by the reconciler from hb_ms, never
  * by expiry (an expired key would hide an orphan workflow forever).
+ *
+ * One clock: heartbeat times are written from Redis's TIME inside the
+ * scripts that write them, and every read that judges age (get, stale,
+ * list) returns Redis's TIME from the same atomic step (now_ms), so the
+ * hosts' wall clocks never enter a staleness decision. Time arguments
+ * named now_ms accept 0 for "the server's clock" (every daemon path);
+ * another value writes or judges with the caller's time (tests, tools).
  *
  * Cluster trade-off: the owner scripts write dd:hb:{wid} and dd:hb:index in
  * one EVAL, which is atomic and correct on a single node (or a replicated
@@ -131,6 +139,7 @@ typedef struct dd_store_hb {
     const char *workflow_id; /* always set (from the index for a missing hash) */
     const char *run_id, *server_id, *project, *queue; /* NULL when missing */
     int64_t hb_ms, ttl_ms, epoch; /* 0 when missing or not a number */
+    int64_t now_ms;               /* Redis's clock when this was read (get, lists) */
     bool malformed;               /* something above is missing or not numeric */
     const char *problem;          /* why, when malformed ("missing 'run_id'") */
 } dd_store_hb;
@@ -139,7 +148,8 @@ typedef struct dd_store_hb_list {
     const dd_store_hb *items;
     size_t n;
     int64_t total; /* all records in the index (dispatchers_active) */
-    int64_t stale; /* all stale ones, not just this batch (dispatchers_stale) */
+    int64_t stale; /* all older than the threshold, not just this batch */
+    int64_t now_ms; /* Redis's clock the query judged by */
 } dd_store_hb_list;
 
 /* The owner's view. For claim: the new epoch (holder = the caller). For a
@@ -147,6 +157,7 @@ typedef struct dd_store_hb_list {
  * the record is gone). */
 typedef struct dd_store_owner {
     int64_t epoch;
+    int64_t now_ms; /* claim/heartbeat: the hb_ms written (Redis's clock) */
     const char *server_id;
     const char *run_id;
 } dd_store_owner;
@@ -157,7 +168,7 @@ typedef void dd_store_hb_list_cb(int status, const dd_store_hb_list *res, void *
 
 typedef struct dd_store_claim_args {
     const char *workflow_id, *run_id, *server_id, *project, *queue;
-    int64_t now_ms; /* caller's wall clock */
+    int64_t now_ms; /* 0: Redis's clock (daemons); else a chosen time (tests) */
     int64_t ttl_ms; /* the stale threshold the owner heartbeats against */
 } dd_store_claim_args;
 
@@ -179,10 +190,11 @@ int dd_store_release(dd_store *s, const char *workflow_id, const char *run_id, i
  * DD_ENOTFOUND already gone (a dangling index entry is removed). */
 int dd_store_compare_and_delete(dd_store *s, const char *workflow_id, const char *run_id,
                                 int64_t hb_ms, dd_store_status_cb *cb, void *arg);
-/* Records with hb_ms < now_ms - threshold_ms (strictly older than the
+/* Records with hb_ms < now - threshold_ms (strictly older than the
  * threshold; a heartbeat from the future is never stale), oldest first, at
- * most limit (> 0). One ZRANGEBYSCORE + ZCARD + ZCOUNT, then one pipelined
- * HGETALL per candidate: cost follows the candidates, not the total. The
+ * most limit (> 0), now being Redis's clock (now_ms 0) or now_ms. One script
+ * (TIME, ZRANGEBYSCORE, ZCARD, ZCOUNT), then one pipelined HGETALL per
+ * candidate: cost follows the candidates, not the total. The
  * hashes are read after the range, so a record refreshed in between shows
  * its new hb_ms: classify on the record, not on its index position. */
 int dd_store_stale(dd_store *s, int64_t now_ms, int64_t threshold_ms, size_t limit,
@@ -233,7 +245,8 @@ typedef struct dd_store_workers {
 
 typedef void dd_store_workers_cb(int status, const dd_store_workers *res, void *arg);
 
-/* Register or refresh (ZADD). Workers are not owners: not fenced. */
+/* Register or refresh (ZADD, now_ms 0: Redis's clock). Workers are not
+ * owners: not fenced. */
 int dd_store_worker_heartbeat(dd_store *s, const char *workflow_id, const char *server_id,
                               int64_t now_ms, dd_store_status_cb *cb, void *arg);
 int dd_store_worker_deregister(dd_store *s, const char *workflow_id, const char *server_id,

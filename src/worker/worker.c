@@ -62,7 +62,7 @@ static void dd_worker_tick(uv_timer_t *t)
     dispatchd_worker *w = t->data;
     if (w->stopping)
         return;
-    if (dd_store_worker_heartbeat(w->s, w->wid, w->server_id, dd_wall_ms(), dd_worker_beat_done,
+    if (dd_store_worker_heartbeat(w->s, w->wid, w->server_id, 0, dd_worker_beat_done,
                                   w) == 0)
         w->inflight++;
 }

@@ -5,7 +5,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "core/error.h"
 #include "core/log.h"
+#include "core/time.h"
 #include "proc/proc.h"
 
 #include <signal.h>
@@ -142,20 +144,23 @@ static void test_bad_command(void **state)
 typedef struct {
     dd_child *c;
     int kicks;
+    int64_t window_ms;
 } kicker;
 
+/* Each "landed heartbeat" moves the deadline to now + window. */
 static void on_kick(uv_timer_t *t)
 {
     kicker *k = t->data;
     if (k->kicks-- > 0)
-        dd_child_kick(k->c);
+        dd_child_set_deadline(k->c, dd_boot_ms() + k->window_ms);
     else
         uv_timer_stop(t);
 }
 
-/* The guard stops a command whose dispatchd gives no sign of life for the
- * liveness window, and leaves it alone while kicks come. */
-static void test_guard_liveness(void **state)
+/* The guard stops a command whose deadline is not moved on in time (TERM
+ * lead before it, KILL at it), and leaves it alone while later deadlines
+ * come. */
+static void test_guard_deadline(void **state)
 {
     const char *exe = getenv("DISPATCHD");
     if (!exe)
@@ -165,14 +170,19 @@ static void test_guard_liveness(void **state)
     dd_log *log = dd_log_new(stderr, DD_LOG_WARN);
     exit_rec rec = {0};
     dd_child *c = dd_child_new(&loop, log, "t", on_exit_cb, &rec);
-    dd_child_set_guard(c, exe, 500, 300);
+    dd_child_set_guard(c, exe, 5000, true, 100);
     char *argv[] = {(char *)"/bin/sh", (char *)"-c",
                     (char *)"trap 'exit 0' TERM; while :; do sleep 0.02; done", NULL};
     char err[256];
 
-    /* kicked every 100 ms for 1.2 s: still running */
+    /* no deadline yet: refused */
+    assert_int_equal(dd_child_start(c, argv, NULL, err, sizeof(err)), DD_EFENCED);
+    assert_non_null(strstr(err, "deadline"));
+
+    /* deadline moved every 100 ms for 1.2 s: still running */
+    dd_child_set_deadline(c, dd_boot_ms() + 400);
     assert_int_equal(dd_child_start(c, argv, NULL, err, sizeof(err)), 0);
-    kicker k = {c, 12};
+    kicker k = {c, 12, 400};
     uv_timer_t t;
     uv_timer_init(&loop, &t);
     t.data = &k;
@@ -183,11 +193,49 @@ static void test_guard_liveness(void **state)
     assert_int_equal(rec.exits, 0);
     assert_true(dd_child_running(c));
 
-    /* kicks stop: stopped within the window plus its grace (and slack) */
+    /* the deadline stops moving: the command is gone by the deadline (its
+     * guard TERMs it 100 ms before; the 5 s grace does not apply) */
     while (rec.exits == 0 && uv_now(&loop) - t0 < 6000)
         uv_run(&loop, UV_RUN_ONCE);
     assert_int_equal(rec.exits, 1);
+    int64_t late = dd_boot_ms() - dd_child_deadline(c);
+    assert_true(late < 300); /* exit event seen promptly after the deadline */
+
+    /* a restart inherits the passed deadline: refused, never a new window */
+    assert_int_equal(dd_child_start(c, argv, NULL, err, sizeof(err)), DD_EFENCED);
     uv_close((uv_handle_t *)&t, NULL);
+    dd_child_close(c, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    dd_log_free(log);
+}
+
+/* A guard whose dispatchd is frozen hears nothing: the KILL comes at the
+ * deadline even when the command ignores TERM and the grace is long. */
+static void test_guard_deadline_kills_ignorer(void **state)
+{
+    const char *exe = getenv("DISPATCHD");
+    if (!exe)
+        skip();
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    dd_log *log = dd_log_new(stderr, DD_LOG_WARN);
+    exit_rec rec = {0};
+    dd_child *c = dd_child_new(&loop, log, "t", on_exit_cb, &rec);
+    dd_child_set_guard(c, exe, 10000, true, 200);
+    char *argv[] = {(char *)"/bin/sh", (char *)"-c",
+                    (char *)"trap '' TERM; while :; do sleep 0.02; done", NULL};
+    char err[256];
+    int64_t deadline = dd_boot_ms() + 600;
+    dd_child_set_deadline(c, deadline);
+    assert_int_equal(dd_child_start(c, argv, NULL, err, sizeof(err)), 0);
+    pid_t pid = dd_child_pid(c);
+    uint64_t t0 = uv_now(&loop);
+    while (rec.exits == 0 && uv_now(&loop) - t0 < 5000)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(rec.exits, 1);
+    assert_true(dd_boot_ms() - deadline < 300);
+    assert_true(proc_gone(pid));
     dd_child_close(c, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
@@ -200,7 +248,8 @@ int main(void)
         cmocka_unit_test(test_group_stop_and_env),
         cmocka_unit_test(test_close_while_running_kills),
         cmocka_unit_test(test_bad_command),
-        cmocka_unit_test(test_guard_liveness),
+        cmocka_unit_test(test_guard_deadline),
+        cmocka_unit_test(test_guard_deadline_kills_ignorer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -109,7 +109,7 @@ kill -CONT "$RPID"
 owner_acts() { o=$(rec server_id); [ -n "$o" ] && only_child_is "$o"; }
 check "after Redis returns exactly the record's owner acts" wait_until 15 owner_acts
 check "the suspended owner resumed or learned it lost" \
-  bash -c "sed -n '/event=acting_suspended/,\$p' '$T/$owner.log' | grep -q 'heartbeats succeed again\|event=ownership_lost'"
+  bash -c "sed -n '/event=acting_suspended/,\$p' '$T/$owner.log' | grep -q 'event=acting_resumed\|event=ownership_lost'"
 
 # --- clean release leaves nothing behind --------------------------------------------------------
 for h in h1 h2 h3; do kill -TERM "$(cat "$T/$h.pid")" 2>/dev/null || true; done

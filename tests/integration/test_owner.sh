@@ -9,6 +9,9 @@ hist() { curl -fsS "$U/api/v1/namespaces/$NS/workflows/$1/history?execution.runI
 desc_status() { curl -fsS "$U/api/v1/namespaces/$NS/workflows/$1?execution.runId=$2" | jq -r .workflowExecutionInfo.status; }
 tk() { "$DISPATCHD" takeover "$@" --temporal-url "$U" 2>>"$T/takeover.log"; }
 P=proj$$x$RANDOM
+# `run` needs a Redis: a child acts only after a fenced heartbeat landed there.
+RP=$(free_port); start_redis "$RP"
+export DISPATCHD_REDIS_URL="redis://127.0.0.1:$RP/0"
 
 # --- fresh start, then takeover in ONE attempt, termination before start ----------
 j1=$(tk "$P" q1 --server-id hostA)

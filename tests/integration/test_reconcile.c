@@ -250,15 +250,22 @@ static void hb_cb(int st, const dd_store_hb *h, void *arg)
     }
 }
 
-static int64_t claim(fx *f, const char *project, const char *wid, const char *run,
-                     const char *server, int64_t now_ms)
+/* A record as an owner heartbeating against ttl_ms writes it. */
+static int64_t claim_ttl(fx *f, const char *project, const char *wid, const char *run,
+                         const char *server, int64_t now_ms, int64_t ttl_ms)
 {
     sgot g = {0};
-    dd_store_claim_args a = {wid, run, server, project, f->queue, now_ms, THR};
+    dd_store_claim_args a = {wid, run, server, project, f->queue, now_ms, ttl_ms};
     assert_int_equal(dd_store_claim(f->s, &a, owner_cb, &g), 0);
     assert_true(run_until(f, &g.done, 10000));
     assert_int_equal(g.status, 0);
     return g.epoch;
+}
+
+static int64_t claim(fx *f, const char *project, const char *wid, const char *run,
+                     const char *server, int64_t now_ms)
+{
+    return claim_ttl(f, project, wid, run, server, now_ms, THR);
 }
 
 /* DD_ENOTFOUND when the record is gone; else 0 with hb/run in *out. */
@@ -938,7 +945,8 @@ static void test_early_wake(void **state)
     const int64_t thr = 2000;
     start_dispatcher(f, "p-crash", "host-crashed", w, run);
     int64_t hb = dd_wall_ms();
-    claim(f, "p-crash", w, run, "host-crashed", hb); /* its last heartbeat, then kill -9 */
+    /* its last heartbeat (an owner on the same threshold), then kill -9 */
+    claim_ttl(f, "p-crash", w, run, "host-crashed", hb, thr);
 
     dd_reconciler_opts o = {.interval_ms = 60000, .stale_threshold_ms = thr};
     dd_reconciler *r = reconciler(f, NULL, NULL, "host-rec", &o);
@@ -960,6 +968,36 @@ static void test_early_wake(void **state)
     assert_true(latency > thr);
     assert_true(latency <= thr + 1200);
     assert_true(f->cycles <= 4); /* no busy loop */
+    assert_int_equal(wf_status(f, w, run), DD_WF_TERMINATED);
+    close_reconciler(f, r);
+}
+
+/* A record is stale only past the longer of the reconciler's threshold and
+ * the one its owner heartbeats against (ttl_ms): a reconciler run with a far
+ * too small threshold never terminates an owner whose heartbeats are within
+ * its own. Once the record is older than its own ttl, it is cleaned. */
+static void test_record_ttl_respected(void **state)
+{
+    fx *f = *state;
+    char w[DD_DISPATCHER_ID_BUFLEN], run[64];
+    start_dispatcher(f, "p-ttl", "host-slow", w, run);
+    /* 3 s old, owner on 15 s: healthy for its owner, stale for a 300 ms reconciler */
+    claim_ttl(f, "p-ttl", w, run, "host-slow", dd_wall_ms() - 3000, THR);
+    dd_reconciler_opts o = {.interval_ms = 60000, .stale_threshold_ms = 300};
+    dd_reconciler *r = reconciler(f, NULL, NULL, "host-rec", &o);
+    cyc c = {0};
+    assert_int_equal(dd_reconciler_run_once(r, cycle_done, &c), 0);
+    assert_true(run_until(f, &c.done, 10000));
+    assert_int_equal(c.st.terminated, 0);
+    assert_int_equal(c.st.cleaned, 0);
+    assert_int_equal(c.st.kept_refreshed, 1);
+    assert_int_equal(wf_status(f, w, run), DD_WF_RUNNING);
+    /* past its own ttl: stale for everyone */
+    claim_ttl(f, "p-ttl", w, run, "host-slow", dd_wall_ms() - THR - 1000, THR);
+    cyc c2 = {0};
+    assert_int_equal(dd_reconciler_run_once(r, cycle_done, &c2), 0);
+    assert_true(run_until(f, &c2.done, 10000));
+    assert_int_equal(c2.st.terminated, 1);
     assert_int_equal(wf_status(f, w, run), DD_WF_TERMINATED);
     close_reconciler(f, r);
 }
@@ -1435,6 +1473,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_early_wake, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_ttl_respected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_mid_cycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_periodic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_closed, setup, teardown),
