@@ -37,6 +37,9 @@ struct dd_heartbeat {
     uv_timer_t ack_timer;   /* handoff: polls for the previous owner's ack */
     int64_t ack_deadline_ms; /* monotonic */
     char ack_name[300];
+    char wait_run[DD_RUN_ID_LEN]; /* the run whose ack we wait for */
+    bool waiting_prev;      /* handoff wait in progress (also after we lost) */
+    char fwd_run[DD_RUN_ID_LEN]; /* our own ack, held until that wait is over */
     int closes;             /* timer closes pending */
     bool owning;
     bool claimed;
@@ -581,30 +584,59 @@ static void dd_hb_lease_set(int st, void *arg)
  * A graceful takeover has two owners for a moment: ours starts as soon as
  * Temporal has swapped the runs, the old one stops its child only when its
  * long-poll tells it, some milliseconds later. To keep the two children from
- * acting at once, the new owner reads the old record before claiming it: if
- * the replaced run was heartbeating (alive), our child waits until the old
- * owner says it stopped acting (a short flag in Redis, set once its child
- * has exited), or until the stale threshold, after which the old owner
- * counts as dead anyway (and its guard has killed its child if it died). */
+ * acting at once, the new owner reads the record before claiming it: if it
+ * holds a fresh heartbeat of another run (whichever run: in a quick chain
+ * A -> B -> C, C may still read A's record), our child waits until that
+ * run's owner says it stopped acting (a short flag in Redis, set once its
+ * child has exited), or until the stale threshold, after which it counts as
+ * dead anyway (its own deadline stopped its child before that: fence.h).
+ * When the record cannot be read, we wait the same way for the run we
+ * replaced.
+ *
+ * The flag must mean "nothing acts from here back": an owner that loses
+ * while it is still waiting for its own predecessor (B waiting for A when C
+ * takes over) holds its flag back until that wait is over, so C, waiting
+ * for B, waits for A too. */
 
 static void dd_hb_ack_poll(uv_timer_t *t);
+
+static void dd_hb_publish_ack(dd_heartbeat *h, const char *run_id)
+{
+    char name[300];
+    snprintf(name, sizeof(name), DD_STORE_LEASE_HANDOFF, dd_owner_workflow_id(h->o), run_id);
+    if (dd_store_lease_acquire(h->s, name, dd_owner_server_id(h->o), 2 * h->opts.threshold_ms,
+                               dd_hb_lease_set, h) == 0)
+        h->inflight++;
+}
+
+static void dd_hb_wait_over(dd_heartbeat *h, const char *why)
+{
+    h->waiting_prev = false;
+    if (h->owning)
+        dd_owner_open_gate(h->o, why);
+    if (h->fwd_run[0] && !h->closing) {
+        char run[DD_RUN_ID_LEN];
+        snprintf(run, sizeof(run), "%s", h->fwd_run);
+        h->fwd_run[0] = '\0';
+        dd_hb_publish_ack(h, run);
+    }
+}
 
 static void dd_hb_ack_done(int st, void *arg)
 {
     dd_heartbeat *h = arg;
     if (!dd_hb_reply(h))
         return;
-    if (!h->owning)
+    if (!h->waiting_prev)
         return;
     if (st == 0) {
-        dd_owner_open_gate(h->o, "previous owner stopped acting");
+        dd_hb_wait_over(h, "previous owner stopped acting");
         return;
     }
     if ((int64_t)dd_mono_ms() >= h->ack_deadline_ms) {
         dd_warn(h->ctx.log, "handoff_timeout", "dispatcher=%s previous_run_id=%s waited_ms=%lld",
-                dd_owner_name(h->o), dd_owner_previous_run_id(h->o),
-                (long long)h->opts.threshold_ms);
-        dd_owner_open_gate(h->o, "previous owner did not acknowledge within the threshold");
+                dd_owner_name(h->o), h->wait_run, (long long)h->opts.threshold_ms);
+        dd_hb_wait_over(h, "previous owner did not acknowledge within the threshold");
         return;
     }
     uv_timer_start(&h->ack_timer, dd_hb_ack_poll, 10, 0);
@@ -613,12 +645,25 @@ static void dd_hb_ack_done(int st, void *arg)
 static void dd_hb_ack_poll(uv_timer_t *t)
 {
     dd_heartbeat *h = t->data;
-    if (h->closing || !h->owning)
+    if (h->closing || !h->waiting_prev)
         return;
     if (dd_store_lease_held(h->s, h->ack_name, dd_hb_ack_done, h) == 0)
         h->inflight++;
+    else if ((int64_t)dd_mono_ms() >= h->ack_deadline_ms)
+        dd_hb_wait_over(h, "previous owner did not acknowledge within the threshold");
     else
         uv_timer_start(&h->ack_timer, dd_hb_ack_poll, 50, 0);
+}
+
+/* Waits for run's acknowledgement, at most one threshold from now. */
+static void dd_hb_wait_for(dd_heartbeat *h, const char *run)
+{
+    snprintf(h->wait_run, sizeof(h->wait_run), "%s", run);
+    snprintf(h->ack_name, sizeof(h->ack_name), DD_STORE_LEASE_HANDOFF,
+             dd_owner_workflow_id(h->o), run);
+    h->ack_deadline_ms = (int64_t)dd_mono_ms() + h->opts.threshold_ms;
+    h->waiting_prev = true;
+    dd_hb_ack_poll(&h->ack_timer);
 }
 
 static void dd_hb_prev_record(int st, const dd_store_hb *rec, void *arg)
@@ -629,21 +674,27 @@ static void dd_hb_prev_record(int st, const dd_store_hb *rec, void *arg)
     if (!h->owning)
         return;
     const char *prev = dd_owner_previous_run_id(h->o);
-    bool alive = st == 0 && !rec->malformed && rec->run_id && prev[0] &&
-                 strcmp(rec->run_id, prev) == 0 &&
-                 rec->now_ms - rec->hb_ms <= (rec->ttl_ms > h->opts.threshold_ms
-                                                  ? rec->ttl_ms
-                                                  : h->opts.threshold_ms);
+    const char *wait = NULL;
+    if (st == 0 && !rec->malformed && rec->run_id) {
+        int64_t thr = rec->ttl_ms > h->opts.threshold_ms ? rec->ttl_ms : h->opts.threshold_ms;
+        /* our own earlier run needs no wait: its child is ours, and a new
+         * one starts only once it has exited (owner.c) */
+        bool ours = rec->server_id && !strcmp(rec->server_id, dd_owner_server_id(h->o));
+        if (!ours && strcmp(rec->run_id, h->run_id) != 0 && rec->now_ms - rec->hb_ms <= thr)
+            wait = rec->run_id;
+    } else if (st != DD_ENOTFOUND && prev[0]) {
+        wait = prev; /* cannot tell who was acting: assume the run we replaced */
+    }
+    char run[DD_RUN_ID_LEN];
+    snprintf(run, sizeof(run), "%s", wait ? wait : "");
     dd_hb_claim(h);
-    if (!alive) {
+    if (!run[0]) {
+        if (h->waiting_prev) /* an older wait (ours before we lost) is still on */
+            return;
         dd_owner_open_gate(h->o, prev[0] ? "previous owner not heartbeating" : "no previous run");
         return;
     }
-    snprintf(h->ack_name, sizeof(h->ack_name), DD_STORE_LEASE_HANDOFF,
-             dd_owner_workflow_id(h->o),
-             prev);
-    h->ack_deadline_ms = (int64_t)dd_mono_ms() + h->opts.threshold_ms;
-    dd_hb_ack_poll(&h->ack_timer);
+    dd_hb_wait_for(h, run);
 }
 
 void dd_heartbeat_stopped_acting(dd_heartbeat *h, const char *run_id)
@@ -660,11 +711,11 @@ void dd_heartbeat_stopped_acting(dd_heartbeat *h, const char *run_id)
     }
     if (h->closing)
         return;
-    char name[300];
-    snprintf(name, sizeof(name), DD_STORE_LEASE_HANDOFF, dd_owner_workflow_id(h->o), run_id);
-    if (dd_store_lease_acquire(h->s, name, dd_owner_server_id(h->o), 2 * h->opts.threshold_ms,
-                               dd_hb_lease_set, h) == 0)
-        h->inflight++;
+    if (h->waiting_prev) { /* see the handoff note: say so once our wait is over */
+        snprintf(h->fwd_run, sizeof(h->fwd_run), "%s", run_id);
+        return;
+    }
+    dd_hb_publish_ack(h, run_id);
 }
 
 void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id)
@@ -681,17 +732,23 @@ void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id
         h->fo_not_before = 0;
         snprintf(h->run_id, sizeof(h->run_id), "%s", run_id);
         uv_timer_stop(&h->timer);
-        uv_timer_stop(&h->ack_timer);
         /* Read the record we are replacing before claim overwrites it. */
         if (dd_store_get(h->s, dd_owner_workflow_id(h->o), dd_hb_prev_record, h) == 0) {
             h->inflight++;
         } else {
+            /* cannot tell who was acting: wait for the run we replaced (our
+             * child needs a landed claim anyway, so nothing acts before
+             * Redis answers) */
+            const char *prev = dd_owner_previous_run_id(h->o);
             dd_hb_claim(h);
-            dd_owner_open_gate(h->o, "redis unavailable: cannot wait for the previous owner");
+            if (prev[0])
+                dd_hb_wait_for(h, prev);
+            else if (!h->waiting_prev)
+                dd_owner_open_gate(h->o, "no previous run");
         }
         return;
     }
-    uv_timer_stop(&h->ack_timer);
+    /* a handoff wait goes on after a loss: our own flag waits for it */
     bool was_claimed = h->owning && h->claimed;
     h->owning = false;
     dd_hb_forget_workers(h);

@@ -67,6 +67,8 @@ struct dd_owner {
     bool stop_requested;    /* we stopped the child while owning: no restart backoff */
     int closing;            /* timer closes pending */
     dd_backoff backoff;
+    dd_backoff poll_backoff; /* loss-watch retries: short, so a Temporal that comes
+                              * back (or lost our run) is seen within a second */
     dd_backoff child_backoff;
     dd_child *child;
     uint64_t owned_since_us;
@@ -271,6 +273,7 @@ dd_owner *dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *o
     uv_timer_init(ctx->loop, &o->fence_timer);
     o->retry.data = o->child_retry.data = o->fence_timer.data = o;
     dd_backoff_init(&o->backoff, o->opts.retry_base_ms, o->opts.retry_cap_ms, 0);
+    dd_backoff_init(&o->poll_backoff, 100, 1000, 0);
     dd_backoff_init(&o->child_backoff, 500, 30000, 0);
     if (ctx->metrics) {
         const char *const lbl[] = {"dispatcher", NULL};
@@ -436,7 +439,9 @@ static void dd_owner_poll_done(int st, const dd_temporal_result *r, void *arg)
         dd_owner_lost(o, NULL);
         return;
     }
-    int64_t delay = st == 0 ? 0 : dd_backoff_next(&o->backoff);
+    if (st == 0)
+        dd_backoff_reset(&o->poll_backoff);
+    int64_t delay = st == 0 ? 0 : dd_backoff_next(&o->poll_backoff);
     if (st != 0)
         dd_warn(o->ctx.log, "loss_watch_retry", "dispatcher=%s error=%s retry_in_ms=%lld",
                 o->name, r->message, (long long)delay);
@@ -448,8 +453,8 @@ static void dd_owner_poll(dd_owner *o)
     int rc = dd_temporal_wait_close(o->t, o->wid, o->run_id, dd_owner_poll_done, o, &o->poll);
     if (rc < 0) {
         o->poll = NULL;
-        uv_timer_start(&o->retry, dd_owner_retry_fire, (uint64_t)dd_backoff_next(&o->backoff),
-                       0);
+        uv_timer_start(&o->retry, dd_owner_retry_fire,
+                       (uint64_t)dd_backoff_next(&o->poll_backoff), 0);
     }
 }
 

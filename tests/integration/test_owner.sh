@@ -103,6 +103,32 @@ setsid "$TEMPORAL" server start-dev --headless --ip 127.0.0.1 --port "$gp" --htt
 T2=$!; track $T2
 check "run recovers when Temporal comes back" wait_until 60 grep -q "event=owning" "$T/late.log"
 kill -TERM $L; wait $L
+
+# --- Temporal loses the run (a wiped dev server) while the owner's record is fresh ----------
+# The owner starts its run again at once (termination-first, one attempt) instead of
+# leaving a threshold-long gap; judged from the child's own lines and Temporal.
+CH=$T/wipe-children.log
+CHILD_TICK_S=0.05 "$DISPATCHD" run --dispatcher "$P/q6" --temporal-url "http://127.0.0.1:$hp" \
+  --server-id wiper --metrics-listen off -- python3 "$DD_SOURCE_DIR/bench/fleet/child.py" "$CH" \
+  2>"$T/wipe.log" &
+WP=$!; track $WP
+wait_until 30 grep -q "^tick" "$CH" || fail "the wipe test's owner does not act"
+run1=$(awk '$1=="tick"{r=$4} END{print r}' "$CH")
+kill -KILL -- -$T2 2>/dev/null || true; wait $T2 2>/dev/null || true
+setsid "$TEMPORAL" server start-dev --headless --ip 127.0.0.1 --port "$gp" --http-port "$hp" \
+  --log-level error >"$T/t3.log" 2>&1 </dev/null &
+T2=$!; track $T2
+wait_until 60 temporal_ok "$hp" || fail "the second dev server did not come up"
+up_us=$(( $(date +%s%N) / 1000 ))
+acting_again() { awk -v r="$run1" -v t="$up_us" '$1=="tick" && $4!=r && $2>=t {f=1} END{exit !f}' "$CH"; }
+check "after the wipe the owner acts again under a new run" wait_until 10 acting_again
+again_us=$(awk -v r="$run1" -v t="$up_us" '$1=="tick" && $4!=r && $2>=t {print $2; exit}' "$CH")
+echo "# child acting again $(( (again_us - up_us) / 1000 )) ms after the wiped server answered"
+check "it said why (run_missing), not that it lost ownership" \
+  bash -c "grep -q 'event=run_missing .*action=start_again' '$T/wipe.log' && ! grep -q event=ownership_lost '$T/wipe.log'"
+run2=$(awk '$1=="tick"{r=$4} END{print r}' "$CH")
+check "Temporal runs the new run" [ "$(curl -fsS "http://127.0.0.1:$hp/api/v1/namespaces/default/workflows/dispatcher-$P-q6?execution.runId=$run2" | jq -r .workflowExecutionInfo.status)" = WORKFLOW_EXECUTION_STATUS_RUNNING ]
+kill -TERM $WP; wait $WP
 kill -TERM -- -$T2 2>/dev/null || true; wait $T2 2>/dev/null || true
 
 # --- rapid restarts of one ID ----------------------------------------------------------------
