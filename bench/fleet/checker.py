@@ -393,7 +393,8 @@ def cmd_check(a):
         kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
     rep["harness_events"] = kinds
     rep["restarts_and_crashes"] = sum(kinds.get(k, 0) for k in (
-        "host_term", "host_kill9", "host_stop", "redis_stop", "temporal_stop", "worker_kill9"))
+        "host_term", "host_kill9", "host_stop", "host_partition", "redis_stop", "temporal_stop",
+        "worker_kill9"))
 
     # ---- I2: children acting at once
     all_ov = []
@@ -410,7 +411,10 @@ def cmd_check(a):
         by_cause.setdefault(o["cause_kind"], []).append(o["overlap_us"])
     rep["overlaps"] = {"all": dist([o["overlap_us"] for o in all_ov]),
                        "by_cause": {k: dist(v) for k, v in sorted(by_cause.items())}}
-    dups = [o for o in all_ov if o["overlap_us"] > window_us]
+    # The window allows for graceful handovers' milliseconds; a partition must
+    # never let two children act at once beyond one tick (issue 18).
+    dups = [o for o in all_ov if o["overlap_us"] > window_us or
+            (o["cause_kind"] in ("host_partition", "host_heal") and o["overlap_us"] > tick_us)]
     rep["duplicate_children"] = len(dups)
     for o in dups[:50]:
         violations.append("I2 two children acted at once for %s for %.1f ms (> window %.0f ms): %s and %s, after '%s'"
@@ -562,6 +566,7 @@ def cmd_check(a):
     # ---- latencies from the harness's actions and the children's lines
     lim = int(a.failover_limit_s * 1e6)
     lat = {"graceful_handover": [], "failover_kill9": [], "failover_sigstop": [],
+           "failover_partition": [],
            "takeover_at_start": [], "takeover_gap": [], "zombie_fenced_after_cont": [],
            "cleanup_kill9": [], "cleanup_kill9_temporal": [], "cleanup_kill9_redis": [],
            "eviction": [], "redis_restart_disruption": [], "temporal_restart_disruption": []}
@@ -579,7 +584,9 @@ def cmd_check(a):
 
     for e in events:
         k, t = e["kind"], e["t"]
-        if k in ("host_term", "host_kill9", "host_stop"):
+        if k == "host_partition" and e["args"][1:] == ["temporal"]:
+            continue  # cut off from Temporal only: nobody may take over
+        if k in ("host_term", "host_kill9", "host_stop", "host_partition"):
             host = e["args"][0]
             for wid, insts in children.items():
                 cur = owner_at(insts, t)
@@ -587,7 +594,7 @@ def cmd_check(a):
                     continue
                 nxt = next_start_after(insts, t, cur, limit_us=lim)
                 key = {"host_term": "graceful_handover", "host_kill9": "failover_kill9",
-                       "host_stop": "failover_sigstop"}[k]
+                       "host_stop": "failover_sigstop", "host_partition": "failover_partition"}[k]
                 if nxt is None:
                     missing.append("%s %s at %d: no other child acted on %s within %.0f s"
                                    % (k, host, t, wid, a.failover_limit_s))

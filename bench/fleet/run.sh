@@ -8,7 +8,8 @@
 #
 # Env (defaults): N (5) hosts, M (10) dispatchers fleet/q1..qM, W (0) worker
 # sidecars (needs `dispatchd worker`), HB (500ms) heartbeat, THRESH_S (2) stale
-# threshold in seconds,
+# threshold in whole seconds (waits are sized by it), THRESH (${THRESH_S}s) the
+# exact --stale-threshold given to dispatchd when it is not whole seconds,
 #   ROLLING_ROUNDS (1)  graceful restart of every host in turn (SIGTERM, restart)
 #   KILLS (5)           kill -9 of a random owning host, failover, restart it
 #   STOPS (2)           SIGSTOP of an owning host past the threshold, SIGCONT
@@ -18,6 +19,12 @@
 #   REDIS_RESTARTS (1)  graceful Redis restart (RDB kept), REDIS_DOWN_S (1) down
 #   TEMPORAL_RESTARTS (1) Temporal dev server restart (same sqlite file)
 #   WORKER_KILLS (0)    kill -9 of a random worker sidecar, then a new one
+#   PARTITIONS (0)      network faults: every host then reaches Redis and Temporal
+#                       through its own netfault proxy (tests/support/netfault_proxy.py);
+#                       each event cuts the owning host for THRESH_S + 2 s, then heals,
+#                       cycling through PARTITION_MODES ("whole redis temporal asym":
+#                       both held / Redis held / Temporal held / replies held). The
+#                       checker allows no overlap beyond one tick after a partition.
 #   ETCD_KILLS (0)      the etcdctl-lock anchor: kill -9 of the holder, interleaved
 #                       with the dispatchd kills; ETCD_HOLDERS (3), ETCD_TTL (=THRESH_S)
 #   RECONCILE (auto)    run `dispatchd reconcile` (one cycle) after every event if it
@@ -39,11 +46,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 N=${N:-5}; M=${M:-10}; W=${W:-0}
-HB=${HB:-500ms}; THRESH_S=${THRESH_S:-2}
+HB=${HB:-500ms}; THRESH_S=${THRESH_S:-2}; THRESH=${THRESH:-${THRESH_S}s}
 ROLLING_ROUNDS=${ROLLING_ROUNDS:-1}; KILLS=${KILLS:-5}; STOPS=${STOPS:-2}
 STOP_SCOPE=${STOP_SCOPE:-daemon}
 REDIS_RESTARTS=${REDIS_RESTARTS:-1}; REDIS_DOWN_S=${REDIS_DOWN_S:-1}
 TEMPORAL_RESTARTS=${TEMPORAL_RESTARTS:-1}; WORKER_KILLS=${WORKER_KILLS:-0}
+PARTITIONS=${PARTITIONS:-0}; PARTITION_MODES=${PARTITION_MODES:-whole redis temporal asym}
 ETCD_KILLS=${ETCD_KILLS:-0}; ETCD_HOLDERS=${ETCD_HOLDERS:-3}; ETCD_TTL=${ETCD_TTL:-$THRESH_S}
 RECONCILE=${RECONCILE:-auto}; RECONCILE_INTERVAL=${RECONCILE_INTERVAL:-5s}; IDLE_S=${IDLE_S:-0}; WINDOW_MS=${WINDOW_MS:-250}
 ENFORCE_TARGETS=${ENFORCE_TARGETS:-0}
@@ -69,7 +77,7 @@ T=$(mktemp -d /tmp/dd-fleet.XXXXXX)
 D=${OUT:-$T/out}
 mkdir -p "$D" "$T/hosts"
 : >"$D/events.log"; : >"$D/children.log"
-declare -A HPID=() WPID=()
+declare -A HPID=() WPID=() PXPID=()
 EPIDS=()   # etcdctl lock holders (session leaders)
 ETCD_PID=""; WATCH_PID=""; WATCHDOG=""; STACK_UP=0
 SCOPE=(--state-dir "$T/stack")
@@ -89,6 +97,7 @@ cleanup() {
   local all=() p
   for p in "${HPID[@]}" "${WPID[@]}"; do kill -CONT "$p" 2>/dev/null; all+=("$p" $(descendants "$p")); done
   for p in "${EPIDS[@]}"; do all+=("$p" $(descendants "$p")); kill -TERM -- "-$p" 2>/dev/null; done
+  for p in "${PXPID[@]}"; do all+=("$p"); done
   for p in "${HPID[@]}" "${WPID[@]}"; do kill -TERM "$p" 2>/dev/null; done
   local end=$((SECONDS + 15)) alive
   while [ $SECONDS -lt $end ]; do
@@ -151,10 +160,31 @@ $PY "$here/checker.py" watch --dir "$D" --redis-port "$RP" --temporal-url "$U" \
 WATCH_PID=$!
 
 # ---- hosts ---------------------------------------------------------------------------
+# With PARTITIONS, every host talks to Redis and Temporal through its own proxy
+# (kept across the host's restarts), so one host can be cut off alone.
+start_proxy() { # h
+  $PY "$root/tests/support/netfault_proxy.py" --route "redis=127.0.0.1:$RP" \
+    --route "temporal=127.0.0.1:$THP" --port-file "$T/hosts/$1.ports" \
+    2>>"$T/hosts/$1.proxy.log" &
+  PXPID[$1]=$!
+  local i; for i in $(seq 1 100); do [ -s "$T/hosts/$1.ports" ] && return 0; sleep 0.05; done
+  die "the proxy of $1 did not start"
+}
+pport() { awk -v r="$2" '$1==r{print $2}' "$T/hosts/$1.ports"; }
+netmode() { # h route|all pass|hold|asym
+  local ans
+  exec 7<>"/dev/tcp/127.0.0.1/$(pport "$1" control)"; echo "mode $2 $3" >&7; read -r ans <&7; exec 7>&-
+  [ "$ans" = ok ] || die "proxy of $1 refused 'mode $2 $3': $ans"
+}
 start_host() { # h
   ev host_start "$1"
-  "$DISPATCHD" run "${DISP[@]}" --temporal-url "$U" --redis-url "$RURL" --server-id "$1" \
-    --heartbeat-interval "$HB" --stale-threshold "${THRESH_S}s" --metrics-listen 127.0.0.1:0 \
+  local u=$U r=$RURL
+  if [ "$PARTITIONS" -gt 0 ]; then
+    [ -n "${PXPID[$1]:-}" ] || start_proxy "$1"
+    u=http://127.0.0.1:$(pport "$1" temporal); r=redis://127.0.0.1:$(pport "$1" redis)/0
+  fi
+  "$DISPATCHD" run "${DISP[@]}" --temporal-url "$u" --redis-url "$r" --server-id "$1" \
+    --heartbeat-interval "$HB" --stale-threshold "$THRESH" --metrics-listen 127.0.0.1:0 \
     --reconcile-interval "$RECONCILE_INTERVAL" \
     --stop-timeout 5s -- "$PY" -S "$here/child.py" "$D/children.log" \
     </dev/null >>"$T/hosts/$1.log" 2>&1 &
@@ -209,7 +239,7 @@ reconcile() {
   [ "$RECONCILE" = 1 ] || return 0
   local rc=0
   timeout 30 "$DISPATCHD" reconcile --temporal-url "$U" --redis-url "$RURL" \
-    --stale-threshold "${THRESH_S}s" >>"$T/reconcile.out" 2>>"$T/reconcile.log" || rc=$?
+    --stale-threshold "$THRESH" >>"$T/reconcile.out" 2>>"$T/reconcile.log" || rc=$?
   ev reconcile "$rc"
 }
 
@@ -356,6 +386,36 @@ temporal_restarts() {
     reconcile
   done
 }
+partitions() {
+  local k h mode modes=($PARTITION_MODES) end
+  for k in $(seq 1 "$PARTITIONS"); do
+    mode=${modes[$(( (k - 1) % ${#modes[@]} ))]}
+    h=$(pick_owner); [ -n "$h" ] || { wait_settled "partition $k: no owner" || true; h=$(pick_owner); }
+    ev host_partition "$h" "$mode"
+    case $mode in
+      whole) netmode "$h" all hold ;;
+      redis) netmode "$h" redis hold ;;
+      temporal) netmode "$h" temporal hold ;;
+      asym) netmode "$h" all asym ;;
+      *) die "unknown partition mode $mode" ;;
+    esac
+    if [ "$mode" = temporal ]; then
+      sleep $((THRESH_S + 2))   # nobody may move: the checker sees it in the children
+    else
+      # every dispatcher acts on another host (bounded), then one more interval held
+      end=$((SECONDS + SETTLE_S))
+      while [ $SECONDS -lt $end ]; do
+        owners | awk -v h="$h" '$2==h{f=1} END{exit f}' && [ "$(owners | wc -l)" -eq "$M" ] && break
+        sleep 0.05
+      done
+      sleep 1
+    fi
+    ev host_heal "$h" "$mode"; netmode "$h" all pass
+    wait_settled "heal $h ($mode)" || true
+    reconcile
+    if [ $((k % 10)) = 0 ]; then log "partition $k/$PARTITIONS (load $(cut -d' ' -f1 /proc/loadavg))"; fi
+  done
+}
 worker_kills() {
   local k line sid q
   [ "$W" -gt 0 ] || return 0
@@ -390,7 +450,7 @@ idle() {
 
 {
   echo "date_utc=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "command=N=$N M=$M W=$W HB=$HB THRESH_S=$THRESH_S ROLLING_ROUNDS=$ROLLING_ROUNDS KILLS=$KILLS STOPS=$STOPS STOP_SCOPE=$STOP_SCOPE REDIS_RESTARTS=$REDIS_RESTARTS TEMPORAL_RESTARTS=$TEMPORAL_RESTARTS WORKER_KILLS=$WORKER_KILLS ETCD_KILLS=$ETCD_KILLS ETCD_TTL=$ETCD_TTL IDLE_S=$IDLE_S WINDOW_MS=$WINDOW_MS bench/fleet/run.sh"
+  echo "command=N=$N M=$M W=$W HB=$HB THRESH_S=$THRESH_S THRESH=$THRESH ROLLING_ROUNDS=$ROLLING_ROUNDS KILLS=$KILLS STOPS=$STOPS STOP_SCOPE=$STOP_SCOPE REDIS_RESTARTS=$REDIS_RESTARTS TEMPORAL_RESTARTS=$TEMPORAL_RESTARTS WORKER_KILLS=$WORKER_KILLS PARTITIONS=$PARTITIONS ETCD_KILLS=$ETCD_KILLS ETCD_TTL=$ETCD_TTL IDLE_S=$IDLE_S WINDOW_MS=$WINDOW_MS bench/fleet/run.sh"
   echo "nproc=$(nproc)"
   echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
   echo "mem=$(awk '/MemTotal/{print $2" kB"}' /proc/meminfo)"
@@ -407,6 +467,7 @@ idle
 if [ "$ROLLING_ROUNDS" -gt 0 ]; then rolling; fi
 if [ "$KILLS" -gt 0 ]; then kills; fi
 if [ "$STOPS" -gt 0 ]; then stops; fi
+if [ "$PARTITIONS" -gt 0 ]; then partitions; fi
 if [ "$WORKER_KILLS" -gt 0 ]; then worker_kills; fi
 if [ "$REDIS_RESTARTS" -gt 0 ]; then redis_restarts; fi
 if [ "$TEMPORAL_RESTARTS" -gt 0 ]; then temporal_restarts; fi

@@ -108,6 +108,13 @@ int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra,
 {
     if (c->proc)
         return DD_EBUSY;
+    if (c->fenced && (!c->guard_exe || c->deadline_ms - c->guard_lead_ms <= dd_boot_ms())) {
+        /* Never start what could act past the deadline (or unguarded); in
+         * the last term_lead_ms its guard would stop it at once anyway. */
+        snprintf(err, errlen, "cannot start '%s': %s", argv[0],
+                 c->guard_exe ? "its acting deadline has passed" : "no guard for its deadline");
+        return DD_EFENCED;
+    }
     size_t nenv = 0, nextra = 0;
     while (environ[nenv])
         nenv++;
@@ -133,16 +140,11 @@ int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra,
     char **run_argv = (char **)argv;
     char guard_arg[120];
     int live[2] = {-1, -1};
-    if (c->fenced && (!c->guard_exe || c->deadline_ms - c->guard_lead_ms <= dd_boot_ms())) {
-        /* Never start what could act past the deadline (or unguarded); in
-         * the last term_lead_ms its guard would stop it at once anyway. */
-        snprintf(err, errlen, "cannot start '%s': %s", argv[0],
-                 c->guard_exe ? "its acting deadline has passed" : "no guard for its deadline");
-        return DD_EFENCED;
-    }
     if (c->guard_exe && c->fenced && pipe2(live, O_CLOEXEC) < 0) {
-        snprintf(err, errlen, "cannot start '%s': pipe: %s", argv[0], strerror(errno));
-        return -errno;
+        int e = errno;
+        snprintf(err, errlen, "cannot start '%s': pipe: %s", argv[0], strerror(e));
+        free(env);
+        return -e;
     }
     if (c->guard_exe) {
         size_t n = 0;
