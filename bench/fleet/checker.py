@@ -30,7 +30,9 @@ Invariants (any breach -> exit 1):
      execution, its Redis record names that run, and exactly one child acts,
      for that run;
   I5 every failover after a crash happened (no dispatcher left ownerless
-     past the harness's bounded wait).
+     past the harness's bounded wait);
+  I6 no ownership moves during a skew hold (skew_hold_start .. skew_hold_end:
+     hosts on clocks +-8 s off, no fault): no child starts in that span.
 Latency targets are reported, and also enforced when --enforce-targets is
 given (the smoke test does).
 """
@@ -665,6 +667,23 @@ def cmd_check(a):
     rep["gap_after_takeover_note"] = "takeover_gap = new child start - previous child end (negative = overlap)"
     for m in missing[:50]:
         violations.append("I5 " + m)
+
+    # ---- I6: clock skew alone moves nothing
+    holds, moved = 0, 0
+    open_hold = None
+    for e in events:
+        if e["kind"] == "skew_hold_start":
+            open_hold = e["t"]
+        elif e["kind"] == "skew_hold_end" and open_hold is not None:
+            holds += 1
+            for wid, insts in children.items():
+                for i in insts:
+                    if i.start is not None and open_hold <= i.start <= e["t"]:
+                        moved += 1
+                        violations.append("I6 %s moved to %s during a skew hold (%s)"
+                                          % (wid, i.server, " ".join(e["args"])))
+            open_hold = None
+    rep["skew_holds"] = {"holds": holds, "ownership_moves": moved}
 
     # ---- reconcile error rate (the harness runs the cycles, rc from the exit code)
     rc = [e for e in events if e["kind"] == "reconcile"]

@@ -25,6 +25,11 @@
 #                       cycling through PARTITION_MODES ("whole redis temporal asym":
 #                       both held / Redis held / Temporal held / replies held). The
 #                       checker allows no overlap beyond one tick after a partition.
+#   SKEWS ("")          wall-clock offsets per host, in order (e.g. "0 +8s -8s"; "0" none):
+#                       the host runs under libfaketime (its child on the real clock)
+#   SKEW_HOLDS (0)      each: host h((k-1)%N+1) restarts (so it owns everything), then
+#                       SKEW_HOLD_S (4 x THRESH_S) with no fault; the checker (I6)
+#                       fails on any ownership move inside a hold
 #   ETCD_KILLS (0)      the etcdctl-lock anchor: kill -9 of the holder, interleaved
 #                       with the dispatchd kills; ETCD_HOLDERS (3), ETCD_TTL (=THRESH_S)
 #   RECONCILE (auto)    run `dispatchd reconcile` (one cycle) after every event if it
@@ -52,6 +57,10 @@ STOP_SCOPE=${STOP_SCOPE:-daemon}
 REDIS_RESTARTS=${REDIS_RESTARTS:-1}; REDIS_DOWN_S=${REDIS_DOWN_S:-1}
 TEMPORAL_RESTARTS=${TEMPORAL_RESTARTS:-1}; WORKER_KILLS=${WORKER_KILLS:-0}
 PARTITIONS=${PARTITIONS:-0}; PARTITION_MODES=${PARTITION_MODES:-whole redis temporal asym}
+SKEWS=${SKEWS:-}; SKEW_HOLDS=${SKEW_HOLDS:-0}; SKEW_HOLD_S=${SKEW_HOLD_S:-$((THRESH_S * 4))}
+read -r -a SKEW_OF <<<"$SKEWS"
+FAKETIME_LIB=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -1)
+[ -z "$SKEWS" ] || [ -n "$FAKETIME_LIB" ] || die "SKEWS needs libfaketime (scripts/install-deps.sh)"
 ETCD_KILLS=${ETCD_KILLS:-0}; ETCD_HOLDERS=${ETCD_HOLDERS:-3}; ETCD_TTL=${ETCD_TTL:-$THRESH_S}
 RECONCILE=${RECONCILE:-auto}; RECONCILE_INTERVAL=${RECONCILE_INTERVAL:-5s}; IDLE_S=${IDLE_S:-0}; WINDOW_MS=${WINDOW_MS:-250}
 ENFORCE_TARGETS=${ENFORCE_TARGETS:-0}
@@ -97,7 +106,7 @@ cleanup() {
   local all=() p
   for p in "${HPID[@]}" "${WPID[@]}"; do kill -CONT "$p" 2>/dev/null; all+=("$p" $(descendants "$p")); done
   for p in "${EPIDS[@]}"; do all+=("$p" $(descendants "$p")); kill -TERM -- "-$p" 2>/dev/null; done
-  for p in "${PXPID[@]}"; do all+=("$p"); done
+  for p in "${PXPID[@]}"; do all+=("$p"); kill -TERM "$p" 2>/dev/null; done
   for p in "${HPID[@]}" "${WPID[@]}"; do kill -TERM "$p" 2>/dev/null; done
   local end=$((SECONDS + 15)) alive
   while [ $SECONDS -lt $end ]; do
@@ -183,10 +192,16 @@ start_host() { # h
     [ -n "${PXPID[$1]:-}" ] || start_proxy "$1"
     u=http://127.0.0.1:$(pport "$1" temporal); r=redis://127.0.0.1:$(pport "$1" redis)/0
   fi
-  "$DISPATCHD" run "${DISP[@]}" --temporal-url "$u" --redis-url "$r" --server-id "$1" \
+  local pre=() child=("$PY")
+  local sk=${SKEW_OF[$(( ${1#h} - 1 ))]:-0}
+  if [ "$sk" != 0 ]; then
+    pre=(env "LD_PRELOAD=$FAKETIME_LIB" "FAKETIME=$sk" FAKETIME_DONT_FAKE_MONOTONIC=1)
+    child=(env -u LD_PRELOAD -u FAKETIME "$PY")   # libfaketime breaks Python's sleeps
+  fi
+  "${pre[@]}" "$DISPATCHD" run "${DISP[@]}" --temporal-url "$u" --redis-url "$r" --server-id "$1" \
     --heartbeat-interval "$HB" --stale-threshold "$THRESH" --metrics-listen 127.0.0.1:0 \
     --reconcile-interval "$RECONCILE_INTERVAL" \
-    --stop-timeout 5s -- "$PY" -S "$here/child.py" "$D/children.log" \
+    --stop-timeout 5s -- "${child[@]}" -S "$here/child.py" "$D/children.log" \
     </dev/null >>"$T/hosts/$1.log" 2>&1 &
   HPID[$1]=$!
 }
@@ -386,6 +401,17 @@ temporal_restarts() {
     reconcile
   done
 }
+skew_holds() {
+  local k h
+  for k in $(seq 1 "$SKEW_HOLDS"); do
+    h=h$(( (k - 1) % N + 1 ))
+    stop_host "$h"; wait_settled "term $h" || true
+    start_host "$h"; wait_settled "restart $h" "$h" || true
+    ev skew_hold_start "$h" "skew=${SKEW_OF[$(( ${h#h} - 1 ))]:-0}"
+    sleep "$SKEW_HOLD_S"
+    ev skew_hold_end "$h" "skew=${SKEW_OF[$(( ${h#h} - 1 ))]:-0}"
+  done
+}
 partitions() {
   local k h mode modes=($PARTITION_MODES) end
   for k in $(seq 1 "$PARTITIONS"); do
@@ -450,7 +476,7 @@ idle() {
 
 {
   echo "date_utc=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "command=N=$N M=$M W=$W HB=$HB THRESH_S=$THRESH_S THRESH=$THRESH ROLLING_ROUNDS=$ROLLING_ROUNDS KILLS=$KILLS STOPS=$STOPS STOP_SCOPE=$STOP_SCOPE REDIS_RESTARTS=$REDIS_RESTARTS TEMPORAL_RESTARTS=$TEMPORAL_RESTARTS WORKER_KILLS=$WORKER_KILLS PARTITIONS=$PARTITIONS ETCD_KILLS=$ETCD_KILLS ETCD_TTL=$ETCD_TTL IDLE_S=$IDLE_S WINDOW_MS=$WINDOW_MS bench/fleet/run.sh"
+  echo "command=N=$N M=$M W=$W HB=$HB THRESH_S=$THRESH_S THRESH=$THRESH ROLLING_ROUNDS=$ROLLING_ROUNDS KILLS=$KILLS STOPS=$STOPS STOP_SCOPE=$STOP_SCOPE REDIS_RESTARTS=$REDIS_RESTARTS TEMPORAL_RESTARTS=$TEMPORAL_RESTARTS WORKER_KILLS=$WORKER_KILLS PARTITIONS=$PARTITIONS SKEWS=\"$SKEWS\" SKEW_HOLDS=$SKEW_HOLDS ETCD_KILLS=$ETCD_KILLS ETCD_TTL=$ETCD_TTL IDLE_S=$IDLE_S WINDOW_MS=$WINDOW_MS bench/fleet/run.sh"
   echo "nproc=$(nproc)"
   echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
   echo "mem=$(awk '/MemTotal/{print $2" kB"}' /proc/meminfo)"
@@ -467,6 +493,7 @@ idle
 if [ "$ROLLING_ROUNDS" -gt 0 ]; then rolling; fi
 if [ "$KILLS" -gt 0 ]; then kills; fi
 if [ "$STOPS" -gt 0 ]; then stops; fi
+if [ "$SKEW_HOLDS" -gt 0 ]; then skew_holds; fi
 if [ "$PARTITIONS" -gt 0 ]; then partitions; fi
 if [ "$WORKER_KILLS" -gt 0 ]; then worker_kills; fi
 if [ "$REDIS_RESTARTS" -gt 0 ]; then redis_restarts; fi
