@@ -48,6 +48,11 @@ const char *dd_cli_self_exe(void);
 
 /* This host's identity: --server-id, or "<hostname>-<pid>". Static. */
 const char *dd_cli_server_id(dd_cli *cli);
+/* What runs under a dispatcher's ID, from --workflow-type, --input... and
+ * --marker-task-queue, checked (bad input: the usage error's exit code).
+ * *input_owned (free it) holds the final input text wf points to. */
+struct dd_owner_workflow;
+int dd_cli_workflow(dd_cli *cli, struct dd_owner_workflow *wf, char **input_owned);
 /* --temporal-url, or the local dev server's HTTP port. Static. */
 const char *dd_cli_temporal_url(const dd_cli *cli);
 /* Builds the Temporal client from the configuration (URL, namespace, TLS,

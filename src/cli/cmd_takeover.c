@@ -38,11 +38,21 @@ int dd_cmd_takeover(dd_cli *cli)
         uv_loop_close(&loop);
         return code;
     }
+    dd_owner_workflow wf;
+    char *input = NULL;
+    code = dd_cli_workflow(cli, &wf, &input);
+    if (code != 0) {
+        dd_temporal_close(t, NULL, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        return code;
+    }
     dd_takeover_wait w = {0};
     dd_takeover_req req = {.project = cli->pos[0],
                            .queue = cli->pos[1],
                            .server_id = dd_cli_server_id(cli),
-                           .legacy = cli->cfg.legacy_takeover};
+                           .legacy = cli->cfg.legacy_takeover,
+                           .wf = &wf};
     char err[512];
     int rc = dd_takeover_start(&ctx, t, &req, dd_takeover_cli_done, &w, NULL, err, sizeof(err));
     if (rc < 0) {
@@ -70,5 +80,6 @@ int dd_cmd_takeover(dd_cli *cli)
     dd_temporal_close(t, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
+    free(input);
     return code;
 }

@@ -5,9 +5,12 @@
 #include "core/buf.h"
 #include "core/error.h"
 #include "metrics/http.h"
+#include "owner/owner.h"
 #include "store/store.h"
 #include "temporal/temporal.h"
 
+#include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,4 +130,123 @@ const char *dd_cli_redis_url_safe(const dd_cli *cli)
     }
     snprintf(safe, sizeof(safe), "%.*s***@%s", (int)(scheme + 3 - url), url, at + 1);
     return safe;
+}
+
+/* ---- what runs under a dispatcher's ID (marker or workflow mode) -------- */
+
+static char *dd_cli_read_file(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "--input-file '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    dd_buf b = DD_BUF_INIT;
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (b.len + n > 2 * 1024 * 1024) { /* Temporal's default payload limit */
+            snprintf(err, errlen, "--input-file '%s': larger than 2 MiB", path);
+            fclose(f);
+            dd_buf_release(&b);
+            return NULL;
+        }
+        dd_buf_append(&b, chunk, n);
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        snprintf(err, errlen, "--input-file '%s': read error", path);
+        dd_buf_release(&b);
+        return NULL;
+    }
+    return dd_buf_detach(&b);
+}
+
+int dd_cli_workflow(dd_cli *cli, dd_owner_workflow *wf, char **input_owned)
+{
+    const dd_config *c = &cli->cfg;
+    char err[600];
+    *input_owned = NULL;
+    memset(wf, 0, sizeof(*wf));
+    wf->marker_task_queue = c->marker_task_queue;
+    bool wmode = c->workflow_type && *c->workflow_type;
+    const char *only = NULL;
+    if (!wmode && c->workflow_task_queue && *c->workflow_task_queue)
+        only = "--workflow-task-queue";
+    else if (!wmode && c->input_json && *c->input_json)
+        only = "--input";
+    else if (!wmode && c->input_file && *c->input_file)
+        only = "--input-file";
+    else if (!wmode && c->input_server_id_field && *c->input_server_id_field)
+        only = "--input-server-id-field";
+    if (only)
+        return dd_cli_usage_error(cli, "%s only applies in workflow mode: add --workflow-type "
+                                       "TYPE (your dispatcher workflow's type)",
+                                  only);
+    if (!c->marker_task_queue || !*c->marker_task_queue)
+        return dd_cli_usage_error(cli, "--marker-task-queue must not be empty");
+    if (c->on_workflow_exit && strcmp(c->on_workflow_exit, "restart") &&
+        strcmp(c->on_workflow_exit, "release"))
+        return dd_cli_usage_error(cli, "--on-workflow-exit '%s': use restart or release",
+                                  c->on_workflow_exit);
+    wf->on_exit = c->on_workflow_exit && !strcmp(c->on_workflow_exit, "release")
+                      ? DD_ON_EXIT_RELEASE
+                      : DD_ON_EXIT_RESTART;
+    if (!wmode) {
+        /* a marker on a worker's queue is what broke real users: never */
+        for (int i = 0; i < c->ndispatchers; i++) {
+            const char *q = strchr(c->dispatchers[i], '/');
+            if (q && !strcmp(q + 1, c->marker_task_queue))
+                return dd_cli_usage_error(
+                    cli,
+                    "--marker-task-queue '%s' is the task queue of dispatcher '%s': markers "
+                    "must run on a queue no worker polls; pick another name",
+                    c->marker_task_queue, c->dispatchers[i]);
+        }
+        return 0;
+    }
+    wf->type = c->workflow_type;
+    wf->task_queue = c->workflow_task_queue && *c->workflow_task_queue ? c->workflow_task_queue
+                                                                      : NULL;
+    if (c->input_json && *c->input_json && c->input_file && *c->input_file)
+        return dd_cli_usage_error(cli, "give --input or --input-file, not both");
+    char *text = NULL;
+    if (c->input_file && *c->input_file) {
+        text = dd_cli_read_file(c->input_file, err, sizeof(err));
+        if (!text)
+            return dd_cli_usage_error(cli, "%s", err);
+    } else if (c->input_json && *c->input_json) {
+        text = dd_strdup(c->input_json);
+    }
+    json_t *in = NULL;
+    if (text) {
+        json_error_t je;
+        in = json_loads(text, JSON_DECODE_ANY, &je);
+        free(text);
+        if (!in)
+            return dd_cli_usage_error(cli, "%s is not valid JSON: %s (line %d, column %d)",
+                                      c->input_file && *c->input_file ? "--input-file"
+                                                                      : "--input",
+                                      je.text, je.line, je.column);
+    }
+    const char *field = c->input_server_id_field;
+    if (field && *field) {
+        if (!in)
+            in = json_object();
+        if (!json_is_object(in)) {
+            json_decref(in);
+            return dd_cli_usage_error(cli,
+                                      "--input-server-id-field %s needs the input to be a JSON "
+                                      "object",
+                                      field);
+        }
+        json_object_set_new(in, field, json_string(dd_cli_server_id(cli)));
+    }
+    if (in) {
+        *input_owned = json_dumps(in, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(in);
+        wf->input_json = *input_owned;
+    }
+    return 0;
 }

@@ -25,6 +25,7 @@ struct dd_daemon {
     dd_metrics_http *http;
     dd_owner *owners[DD_MAX_DISPATCHERS];
     dd_heartbeat *hbs[DD_MAX_DISPATCHERS];
+    char *wf_input; /* the workflow input every owner starts with (owned) */
     int nowners;
     int owners_stopped;
     int hbs_closed;
@@ -131,6 +132,14 @@ static void dd_daemon_want_heartbeat(dd_owner *o, void *arg)
             dd_heartbeat_want(d->hbs[i]);
 }
 
+static void dd_daemon_chain(dd_owner *o, const char *run_id, void *arg)
+{
+    dd_daemon *d = arg;
+    for (int i = 0; i < d->nowners; i++)
+        if (d->owners[i] == o && d->hbs[i])
+            dd_heartbeat_chain_moved(d->hbs[i], run_id);
+}
+
 static void dd_daemon_owner_changed(dd_owner *o, bool owning, const char *run_id, void *arg)
 {
     dd_daemon *d = arg;
@@ -177,6 +186,17 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
             (long long)fence.interval_ms, (long long)fence.threshold_ms,
             (long long)fence.margin_ms, (long long)fence.window_ms,
             (long long)fence.term_lead_ms);
+    dd_owner_workflow wf;
+    code = dd_cli_workflow(cli, &wf, &d->wf_input);
+    if (code != 0)
+        goto fail;
+    /* marker mode tells the marker about workers; a user's workflow only
+     * when asked, under the name it handles */
+    const char *wsig = cli->cfg.workers_signal;
+    if (!wsig || !*wsig)
+        wsig = wf.type ? NULL : "workers";
+    else if (!strcmp(wsig, "off"))
+        wsig = NULL;
     for (int i = 0; i < n; i++) {
         char project[256], queue[256];
         const char *slash = strchr(disp[i], '/');
@@ -189,6 +209,8 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                             .child_argv = child_argv,
                             .guard_exe = dd_cli_self_exe(),
                             .fence = &fence,
+                            .wf = &wf,
+                            .on_chain = dd_daemon_chain,
                             .want_heartbeat = dd_daemon_want_heartbeat,
                             .child_grace_ms = cli->cfg.stop_timeout_ms,
                             .on_change = dd_daemon_owner_changed,
@@ -204,7 +226,8 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
         dd_heartbeat_opts ho = {.interval_ms = cli->cfg.heartbeat_interval_ms,
                                 .threshold_ms = cli->cfg.stale_threshold_ms,
                                 .failover = true,
-                                .t = d->t};
+                                .t = d->t,
+                                .workers_signal = wsig};
         d->hbs[i] = dd_heartbeat_new(ctx, d->store, d->owners[i], &ho);
         d->nowners++;
     }
@@ -267,6 +290,7 @@ void dd_daemon_free(dd_daemon *d)
         return;
     for (int i = 0; i < d->nowners; i++)
         dd_owner_free(d->owners[i]);
+    free(d->wf_input);
     free(d);
 }
 

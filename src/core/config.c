@@ -110,6 +110,35 @@ const dd_opt dd_opts_takeover[] = {
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
+const dd_opt dd_opts_workflow[] = {
+    {"marker-task-queue", "DISPATCHD_MARKER_TASK_QUEUE", DD_OPT_STR, O(marker_task_queue), "Q",
+     "marker mode: the task queue markers run on, owned by dispatchd, never a worker's "
+     "(default dispatchd)"},
+    {"workflow-type", "DISPATCHD_WORKFLOW_TYPE", DD_OPT_STR, O(workflow_type), "TYPE",
+     "workflow mode: start your own workflow type under the dispatcher's ID instead of a marker"},
+    {"workflow-task-queue", "DISPATCHD_WORKFLOW_TASK_QUEUE", DD_OPT_STR, O(workflow_task_queue),
+     "Q", "workflow mode: its task queue (default: the dispatcher's queue)"},
+    {"input", "DISPATCHD_INPUT", DD_OPT_STR, O(input_json), "JSON",
+     "workflow mode: its input, one JSON value (the same for every dispatcher)"},
+    {"input-file", "DISPATCHD_INPUT_FILE", DD_OPT_STR, O(input_file), "FILE",
+     "workflow mode: read the input from FILE"},
+    {"input-server-id-field", "DISPATCHD_INPUT_SERVER_ID_FIELD", DD_OPT_STR,
+     O(input_server_id_field), "NAME",
+     "workflow mode: set this field of the input object to the server id"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+const dd_opt dd_opts_workflow_run[] = {
+    {"on-workflow-exit", "DISPATCHD_ON_WORKFLOW_EXIT", DD_OPT_STR, O(on_workflow_exit),
+     "restart|release",
+     "workflow mode: when the chain ends on its own (completed, failed, timed out, terminated "
+     "by a person): start it again with backoff, or let go of it (default restart)"},
+    {"workers-signal", "DISPATCHD_WORKERS_SIGNAL", DD_OPT_STR, O(workers_signal), "NAME|off",
+     "signal sent to the dispatcher workflow when workers register or are evicted (default: "
+     "\"workers\" in marker mode, off in workflow mode)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
 /* For commands that talk to Temporal but do not run the stack. */
 const dd_opt dd_opts_stack_http[] = {
     {"temporal-http-port", "DISPATCHD_TEMPORAL_HTTP_PORT", DD_OPT_PORT, O(temporal_http_port),
@@ -181,6 +210,14 @@ void dd_config_defaults(dd_config *cfg)
     cfg->reconcile_interval_ms = 60000;
     cfg->terminate_rate = 10;
     cfg->metrics_listen = "127.0.0.1:9464";
+    cfg->marker_task_queue = "dispatchd";
+    cfg->workflow_type = "";
+    cfg->workflow_task_queue = "";
+    cfg->input_json = "";
+    cfg->input_file = "";
+    cfg->input_server_id_field = "";
+    cfg->on_workflow_exit = "restart";
+    cfg->workers_signal = "";
 }
 
 void dd_config_release(dd_config *cfg)

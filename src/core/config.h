@@ -56,6 +56,16 @@ typedef struct dd_config {
     bool legacy_takeover;
     bool heartbeats; /* the command heartbeats: validate threshold vs interval */
 
+    /* what runs under the dispatcher's workflow ID (docs/workflows.md) */
+    const char *marker_task_queue;     /* marker mode: the queue markers run on */
+    const char *workflow_type;         /* "": marker mode; else the user's type */
+    const char *workflow_task_queue;   /* "": the dispatcher's own queue */
+    const char *input_json;            /* workflow input (one JSON value) or "" */
+    const char *input_file;            /* ... read from a file */
+    const char *input_server_id_field; /* set this field of the input object to the server id */
+    const char *on_workflow_exit;      /* "restart" or "release" */
+    const char *workers_signal;        /* signal name for worker changes, "off", or "" (mode default) */
+
     /* metrics */
     const char *metrics_listen;
     const char *reconcile_metrics_listen; /* reconcile --loop: opt-in, NULL: none */
@@ -94,6 +104,8 @@ extern const dd_opt dd_opts_heartbeat[];
 extern const dd_opt dd_opts_stale[];
 extern const dd_opt dd_opts_reconcile[];
 extern const dd_opt dd_opts_takeover[];
+extern const dd_opt dd_opts_workflow[];
+extern const dd_opt dd_opts_workflow_run[];
 extern const dd_opt dd_opts_stack_http[];
 extern const dd_opt dd_opts_stop[];
 extern const dd_opt dd_opts_loop[];

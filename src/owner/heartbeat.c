@@ -44,6 +44,8 @@ struct dd_heartbeat {
     bool owning;
     bool claimed;
     char run_id[DD_RUN_ID_LEN];
+    char prev_run_id[DD_RUN_ID_LEN]; /* the record may still name it (continue-as-new) */
+    char sent_run_id[DD_RUN_ID_LEN]; /* the run the write in flight names */
     int64_t epoch;
     int inflight;      /* store operations pending */
     bool closing;
@@ -55,6 +57,7 @@ struct dd_heartbeat {
     int64_t srv_now_ms;  /* Redis's clock at our last landed write */
     bool lease_after_claim; /* we hold the failover lease: release it after the claim */
     dd_backoff fo_backoff;   /* between failover attempts that were refused */
+    char *workers_signal;    /* owned copy of opts.workers_signal, or NULL */
     uint64_t fo_not_before;  /* monotonic ms: no failover attempt before this */
     dd_rng rng;
     /* worker registry, while owning */
@@ -94,6 +97,7 @@ static void dd_hb_timer_closed(uv_handle_t *t)
     if (--h->closes > 0)
         return;
     free(h->known);
+    free(h->workers_signal);
     void (*done)(void *) = h->done;
     void *arg = h->done_arg;
     free(h);
@@ -145,6 +149,8 @@ dd_heartbeat *dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o,
     if (h->opts.evict_batch == 0)
         h->opts.evict_batch = 100;
     dd_rng_seed(&h->rng, 0);
+    h->workers_signal = opts->workers_signal ? dd_strdup(opts->workers_signal) : NULL;
+    h->opts.workers_signal = NULL;
     dd_backoff_init(&h->fo_backoff, h->opts.interval_ms,
                     h->opts.threshold_ms > 30000 ? h->opts.threshold_ms : 30000, 0);
     if (ctx->metrics) {
@@ -184,6 +190,8 @@ static void dd_hb_arm_next(dd_heartbeat *h)
 static void dd_hb_write_ok(dd_heartbeat *h, const dd_store_owner *res)
 {
     h->srv_now_ms = res ? res->now_ms : 0;
+    if (!strcmp(h->sent_run_id, h->run_id))
+        h->prev_run_id[0] = '\0'; /* the record names our current run now */
     dd_owner_heartbeat_landed(h->o, h->sent_us); /* may ask for another write */
 }
 
@@ -222,13 +230,16 @@ static void dd_hb_claim(dd_heartbeat *h)
                              .project = dd_owner_project(h->o),
                              .queue = dd_owner_queue(h->o),
                              .now_ms = 0, /* Redis's clock */
-                             .ttl_ms = h->opts.threshold_ms};
+                             .ttl_ms = h->opts.threshold_ms,
+                             .first_run_id = dd_owner_first_run_id(h->o),
+                             .wf_type = dd_owner_workflow_type(h->o)};
     int64_t sent = dd_boot_us();
     int rc = dd_store_claim(h->s, &a, dd_hb_claimed, h);
     if (rc == 0) {
         h->inflight++;
         h->writing = true;
         h->sent_us = sent;
+        snprintf(h->sent_run_id, sizeof(h->sent_run_id), "%s", h->run_id);
         return;
     }
     dd_hb_arm(h, h->opts.interval_ms);
@@ -288,12 +299,13 @@ static void dd_hb_signal_done(int st, const dd_temporal_result *r, void *arg)
  * dispatcher workflow's own history, readable in Temporal's UI. */
 static void dd_hb_signal(dd_heartbeat *h, const char *kind, json_t *ids)
 {
-    if (!h->opts.t || json_array_size(ids) == 0)
+    if (!h->opts.t || !h->workers_signal || json_array_size(ids) == 0)
         return;
     json_t *body = json_pack("{s:O, s:s, s:I}", kind, ids, "by", dd_owner_server_id(h->o),
                              "at_ms", (json_int_t)dd_wall_ms());
     char *text = json_dumps(body, JSON_COMPACT);
-    if (dd_temporal_signal(h->opts.t, dd_owner_workflow_id(h->o), h->run_id, "workers", text,
+    if (dd_temporal_signal(h->opts.t, dd_owner_workflow_id(h->o), h->run_id, h->workers_signal,
+                           text,
                            dd_hb_signal_done, h, NULL) == 0)
         h->inflight++;
     free(text);
@@ -522,13 +534,15 @@ static void dd_hb_tick(uv_timer_t *t)
             return;
         }
         int64_t sent = dd_boot_us();
-        int rc = dd_store_heartbeat(h->s, dd_owner_workflow_id(h->o), h->run_id, h->epoch,
-                                    0 /* Redis's clock */, h->opts.threshold_ms,
-                                    dd_hb_beat_done, h);
+        int rc = dd_store_heartbeat_chain(h->s, dd_owner_workflow_id(h->o), h->run_id,
+                                          h->prev_run_id[0] ? h->prev_run_id : NULL, h->epoch,
+                                          0 /* Redis's clock */, h->opts.threshold_ms,
+                                          dd_hb_beat_done, h);
         if (rc == 0) {
             h->inflight++;
             h->writing = true;
             h->sent_us = sent;
+            snprintf(h->sent_run_id, sizeof(h->sent_run_id), "%s", h->run_id);
             return;
         }
         dd_warn(h->ctx.log, "heartbeat_failed", "dispatcher=%s error=%s", dd_owner_name(h->o),
@@ -536,7 +550,8 @@ static void dd_hb_tick(uv_timer_t *t)
         dd_hb_arm(h, h->opts.interval_ms);
         return;
     }
-    if (!h->opts.failover)
+    /* an owner that let go (release, --on-workflow-exit release) stands by no more */
+    if (!h->opts.failover || dd_owner_get_state(h->o) == DD_OWNER_STOPPED)
         return;
     if (h->failing_over && dd_owner_get_state(h->o) == DD_OWNER_LOST) {
         /* Our failover attempt failed: give the lease back at once so the
@@ -728,6 +743,7 @@ void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id
         h->failing_over = false;
         h->claimed = false;
         h->srv_now_ms = 0;
+        h->prev_run_id[0] = '\0';
         dd_backoff_reset(&h->fo_backoff);
         h->fo_not_before = 0;
         snprintf(h->run_id, sizeof(h->run_id), "%s", run_id);
@@ -764,6 +780,18 @@ void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id
     if (h->opts.failover)
         dd_hb_arm(h, h->opts.interval_ms); /* lost: become a standby */
     h->epoch = 0;
+}
+
+void dd_heartbeat_chain_moved(dd_heartbeat *h, const char *run_id)
+{
+    if (!h->owning || !strcmp(run_id, h->run_id))
+        return;
+    /* until a heartbeat lands the record may still name the old run: the
+     * next heartbeat accepts either and moves it (dd_store_heartbeat_chain) */
+    if (!h->prev_run_id[0])
+        snprintf(h->prev_run_id, sizeof(h->prev_run_id), "%s", h->run_id);
+    snprintf(h->run_id, sizeof(h->run_id), "%s", run_id);
+    dd_heartbeat_want(h);
 }
 
 void dd_heartbeat_want(dd_heartbeat *h)

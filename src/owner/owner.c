@@ -45,6 +45,11 @@ struct dd_owner {
     dd_temporal *t;
     dd_owner_opts opts;
     char *project, *queue, *server_id, *name;
+    /* what runs under the ID (owner.h, dd_owner_workflow), strings owned */
+    dd_owner_workflow wf;
+    char *wf_type, *wf_queue, *wf_input, *marker_queue;
+    bool workflow_mode;
+    char first_run_id[DD_RUN_ID_LEN]; /* the chain we own (workflow mode) */
     char **child_argv;
     char wid[DD_DISPATCHER_ID_BUFLEN];
     char run_id[DD_RUN_ID_LEN];
@@ -77,11 +82,13 @@ struct dd_owner {
     bool in_release; /* dd_owner_release is still issuing its steps */
     bool release_terminate; /* terminate our run once the child has exited */
     bool one_shot;          /* failover takeover: on error go back to LOST, no retry */
-    dd_metric *m_owner, *m_lost;
+    dd_metric *m_owner, *m_lost, *m_exits, *m_chain;
 };
 
 static void dd_owner_takeover(dd_owner *o);
 static void dd_owner_maybe_start_child(dd_owner *o);
+static bool dd_owner_chain_step(dd_owner *o, const dd_temporal_event *ev);
+static bool dd_owner_chain_exit(dd_owner *o, const dd_temporal_event *ev);
 static void dd_owner_release_terminate(dd_owner *o);
 static void dd_owner_poll(dd_owner *o);
 static void dd_owner_maybe_stopped(dd_owner *o);
@@ -247,6 +254,20 @@ dd_owner *dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *o
         o->opts.retry_cap_ms = 30000;
     o->project = dd_strdup(opts->project);
     o->queue = dd_strdup(opts->queue);
+    if (opts->wf) {
+        o->wf = *opts->wf;
+        o->workflow_mode = opts->wf->type && *opts->wf->type;
+        o->wf_type = opts->wf->type ? dd_strdup(opts->wf->type) : NULL;
+        o->wf_queue = opts->wf->task_queue ? dd_strdup(opts->wf->task_queue) : NULL;
+        o->wf_input = opts->wf->input_json ? dd_strdup(opts->wf->input_json) : NULL;
+        o->marker_queue =
+            opts->wf->marker_task_queue ? dd_strdup(opts->wf->marker_task_queue) : NULL;
+        o->wf.type = o->wf_type;
+        o->wf.task_queue = o->wf_queue;
+        o->wf.input_json = o->wf_input;
+        o->wf.marker_task_queue = o->marker_queue;
+    }
+    o->opts.wf = NULL; /* copied above */
     o->server_id = dd_strdup(opts->server_id);
     dd_buf nb = DD_BUF_INIT;
     dd_buf_printf(&nb, "%s/%s", opts->project, opts->queue);
@@ -286,6 +307,20 @@ dd_owner *dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *o
                                       NULL, NULL, 0);
         dd_metric_set(o->m_owner, DD_L1(o->name), 0);
         dd_metric_add(o->m_lost, NULL, 0);
+        const char *const el[] = {"action", NULL};
+        o->m_exits = dd_metrics_family(ctx->metrics, DD_COUNTER, "dispatchd_workflow_exits_total",
+                                       "Workflow mode: chains of a dispatcher this process "
+                                       "owned that ended on their own (completed, failed, timed "
+                                       "out, terminated by someone else), by what was done.",
+                                       el, NULL, 0);
+        dd_metric_add(o->m_exits, DD_L1("restart"), 0);
+        dd_metric_add(o->m_exits, DD_L1("release"), 0);
+        o->m_chain = dd_metrics_family(ctx->metrics, DD_COUNTER,
+                                       "dispatchd_continued_as_new_total",
+                                       "Workflow mode: continue-as-new steps of owned chains "
+                                       "followed without any change of ownership.",
+                                       NULL, NULL, 0);
+        dd_metric_add(o->m_chain, NULL, 0);
     }
     return o;
 }
@@ -326,6 +361,7 @@ static void dd_owner_takeover_done(const dd_takeover_result *r, void *arg)
     dd_backoff_reset(&o->backoff);
     o->one_shot = false;
     snprintf(o->run_id, sizeof(o->run_id), "%s", r->run_id);
+    snprintf(o->first_run_id, sizeof(o->first_run_id), "%s", r->run_id); /* a new chain */
     snprintf(o->prev_run_id, sizeof(o->prev_run_id), "%s", r->previous_run_id);
     o->gate_open = !o->opts.child_gate;
     o->owned_since_us = dd_mono_us();
@@ -361,7 +397,8 @@ static void dd_owner_takeover(dd_owner *o)
     dd_takeover_req req = {.project = o->project,
                            .queue = o->queue,
                            .server_id = o->server_id,
-                           .legacy = o->opts.legacy};
+                           .legacy = o->opts.legacy,
+                           .wf = &o->wf};
     char err[256];
     int rc = dd_takeover_start(&o->ctx, o->t, &req, dd_owner_takeover_done, o, &o->takeover, err,
                                sizeof(err));
@@ -416,7 +453,10 @@ static void dd_owner_poll_done(int st, const dd_temporal_result *r, void *arg)
         return;
     }
     if (st == 0 && r->nevents >= 1) {
-        dd_owner_lost(o, &r->events[r->nevents - 1]);
+        const dd_temporal_event *ev = &r->events[r->nevents - 1];
+        if (dd_owner_chain_step(o, ev) || dd_owner_chain_exit(o, ev))
+            return;
+        dd_owner_lost(o, ev);
         return;
     }
     if (st == DD_ENOTFOUND && o->fenced && dd_boot_ms() < o->deadline_ms) {
@@ -446,6 +486,76 @@ static void dd_owner_poll_done(int st, const dd_temporal_result *r, void *arg)
         dd_warn(o->ctx.log, "loss_watch_retry", "dispatcher=%s error=%s retry_in_ms=%lld",
                 o->name, r->message, (long long)delay);
     uv_timer_start(&o->retry, dd_owner_retry_fire, (uint64_t)delay, 0);
+}
+
+/* A close event that only moves our chain on (continue-as-new): follow it,
+ * change nothing else. True when handled. */
+static bool dd_owner_chain_step(dd_owner *o, const dd_temporal_event *ev)
+{
+    if (!ev->type || strcmp(ev->type, "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW") != 0 ||
+        !ev->new_run_id || !*ev->new_run_id)
+        return false;
+    dd_info(o->ctx.log, "continued_as_new",
+            "dispatcher=%s workflow_id=%s run_id=%s new_run_id=%s first_run_id=%s", o->name,
+            o->wid, o->run_id, ev->new_run_id, o->first_run_id);
+    dd_metric_add(o->m_chain, NULL, 1);
+    snprintf(o->run_id, sizeof(o->run_id), "%s", ev->new_run_id);
+    if (o->opts.on_chain)
+        o->opts.on_chain(o, o->run_id, o->opts.arg);
+    dd_backoff_reset(&o->poll_backoff);
+    uv_timer_start(&o->retry, dd_owner_retry_fire, 0, 0);
+    return true;
+}
+
+/* Was our run ended by dispatchd (a takeover, a release, the reconciler),
+ * i.e. someone else owns it now? Those terminations say so in their reason. */
+static bool dd_owner_ended_by_dispatchd(const dd_temporal_event *ev)
+{
+    if (!ev->type || strcmp(ev->type, "EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED") != 0)
+        return false;
+    const char *r = ev->reason ? ev->reason : "";
+    return strstr(r, "WorkflowIdReusePolicy") || !strncmp(r, "takeover", 8) ||
+           !strncmp(r, "released by ", 12) || !strncmp(r, "stale:", 6);
+}
+
+/* Workflow mode: the chain ended on its own (completed, failed, timed out,
+ * canceled, or terminated by someone other than dispatchd). Nobody took it
+ * from us: apply --on-workflow-exit. True when handled. */
+static bool dd_owner_chain_exit(dd_owner *o, const dd_temporal_event *ev)
+{
+    if (!o->workflow_mode || !ev->type || dd_owner_ended_by_dispatchd(ev))
+        return false;
+    static const char *const ends[] = {
+        "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED", "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED",
+        "EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT", "EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED",
+        "EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED"};
+    bool end = false;
+    for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]) && !end; i++)
+        end = strcmp(ev->type, ends[i]) == 0;
+    if (!end)
+        return false;
+    bool restart = o->wf.on_exit == DD_ON_EXIT_RESTART;
+    int64_t delay = restart ? dd_backoff_next(&o->backoff) : 0;
+    dd_warn(o->ctx.log, "workflow_exited",
+            "dispatcher=%s workflow_id=%s run_id=%s first_run_id=%s close_event=%s reason=\"%s\" "
+            "action=%s retry_in_ms=%lld",
+            o->name, o->wid, o->run_id, o->first_run_id, ev->type, ev->reason ? ev->reason : "",
+            restart ? "restart" : "release", (long long)delay);
+    dd_metric_add(o->m_exits, DD_L1(restart ? "restart" : "release"), 1);
+    if (!restart) {
+        /* let go: child stopped, record deleted, no standby here
+         * (the terminate of our closed run answers "not found": fine) */
+        dd_owner_release(o);
+        return true;
+    }
+    /* start a new chain after a backoff (a chain that ends at once must not
+     * spin); the child stops meanwhile and starts again under the new run */
+    uv_timer_stop(&o->child_retry);
+    o->stop_requested = o->child && dd_child_running(o->child);
+    dd_child_stop(o->child, o->opts.child_grace_ms);
+    dd_owner_set_state(o, DD_OWNER_TAKING_OVER);
+    uv_timer_start(&o->retry, dd_owner_retry_fire, (uint64_t)delay, 0);
+    return true;
 }
 
 static void dd_owner_poll(dd_owner *o)
@@ -582,6 +692,10 @@ void dd_owner_free(dd_owner *o)
     free(o->queue);
     free(o->server_id);
     free(o->name);
+    free(o->wf_type);
+    free(o->wf_queue);
+    free(o->wf_input);
+    free(o->marker_queue);
     free(o);
 }
 
@@ -603,6 +717,16 @@ const char *dd_owner_workflow_id(const dd_owner *o)
 const char *dd_owner_run_id(const dd_owner *o)
 {
     return o->state == DD_OWNER_OWNING ? o->run_id : "";
+}
+
+const char *dd_owner_first_run_id(const dd_owner *o)
+{
+    return o->workflow_mode && o->state == DD_OWNER_OWNING ? o->first_run_id : NULL;
+}
+
+const char *dd_owner_workflow_type(const dd_owner *o)
+{
+    return o->workflow_mode ? o->wf_type : NULL;
 }
 
 const char *dd_owner_name(const dd_owner *o)

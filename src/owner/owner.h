@@ -28,7 +28,26 @@
 struct dd_temporal;
 
 #define DD_DISPATCHER_WORKFLOW_TYPE "dispatchd.dispatcher"
+#define DD_MARKER_TASK_QUEUE "dispatchd"
 #define DD_RUN_ID_LEN 64
+
+/* What runs under the dispatcher's workflow ID (docs/workflows.md).
+ * Marker mode (type NULL): a dispatchd.dispatcher marker on a task queue
+ * dispatchd owns (marker_task_queue, never a worker's). Workflow mode: the
+ * user's own workflow type on its task queue with its input; dispatchd
+ * follows its continue-as-new chain. Strings borrowed for the call. */
+typedef enum dd_on_exit {
+    DD_ON_EXIT_RESTART, /* the chain ended on its own: start it again (backoff) */
+    DD_ON_EXIT_RELEASE, /* ... let go of it: record deleted, no standby here */
+} dd_on_exit;
+
+typedef struct dd_owner_workflow {
+    const char *marker_task_queue; /* marker mode; NULL: DD_MARKER_TASK_QUEUE */
+    const char *type;              /* NULL or "": marker mode */
+    const char *task_queue;        /* workflow mode; NULL or "": the dispatcher's queue */
+    const char *input_json;        /* workflow mode: the input (final JSON text) or NULL */
+    dd_on_exit on_exit;
+} dd_owner_workflow;
 
 /* ---- one takeover (takeover.c) ---------------------------------------- */
 
@@ -38,6 +57,7 @@ typedef struct dd_takeover_req {
     const char *server_id;
     bool legacy;      /* no conflict policy: 409 -> terminate -> retry */
     int max_attempts; /* legacy starts; 0: 5 */
+    const dd_owner_workflow *wf; /* NULL: marker mode on DD_MARKER_TASK_QUEUE */
 } dd_takeover_req;
 
 typedef struct dd_takeover_result {
@@ -48,6 +68,7 @@ typedef struct dd_takeover_result {
     char run_id[DD_RUN_ID_LEN];
     char previous_run_id[DD_RUN_ID_LEN]; /* "" when nothing was running */
     char previous_server_id[128];        /* who owned it, from its memo, or "" */
+    char previous_first_run_id[DD_RUN_ID_LEN]; /* the chain it belonged to, or "" */
     int attempts;          /* start requests made */
     double latency_ms;
 } dd_takeover_result;
@@ -82,6 +103,7 @@ typedef struct dd_owner_opts {
     const char *queue;
     const char *server_id;
     bool legacy;
+    const dd_owner_workflow *wf; /* copied; NULL: marker mode */
     char *const *child_argv;  /* command run only while owning, or NULL */
     const char *guard_exe;    /* binary with the __guard command (dies-with-us), or NULL */
     /* Acting deadlines (fence.h): with fence set, the child runs only within
@@ -105,6 +127,9 @@ typedef struct dd_owner_opts {
      * on_stopped_acting runs once our child has stopped after a loss. */
     bool child_gate;
     void (*on_stopped_acting)(dd_owner *o, const char *run_id, void *arg);
+    /* Workflow mode: our chain continued as new; run_id is its new current
+     * run (the owner keeps owning; wire to dd_heartbeat_chain_moved). */
+    void (*on_chain)(dd_owner *o, const char *run_id, void *arg);
     void *arg;
 } dd_owner_opts;
 
@@ -127,6 +152,10 @@ dd_owner_state dd_owner_get_state(const dd_owner *o);
 bool dd_owner_owning(const dd_owner *o);
 const char *dd_owner_workflow_id(const dd_owner *o);
 const char *dd_owner_run_id(const dd_owner *o); /* "" when not owning */
+/* Workflow mode: the first run of the chain we own, and the user's type
+ * (NULL in marker mode). */
+const char *dd_owner_first_run_id(const dd_owner *o);
+const char *dd_owner_workflow_type(const dd_owner *o);
 const char *dd_owner_name(const dd_owner *o);   /* "project/queue" */
 const char *dd_owner_project(const dd_owner *o);
 const char *dd_owner_queue(const dd_owner *o);
@@ -174,6 +203,7 @@ typedef struct dd_heartbeat_opts {
      * threshold_ms, and tells the dispatcher workflow about registrations
      * and evictions with one "workers" signal per batch. NULL t: no signals. */
     struct dd_temporal *t;
+    const char *workers_signal; /* signal name (copied); NULL: no signals */
     size_t evict_batch;   /* default 100 */
 } dd_heartbeat_opts;
 
@@ -182,6 +212,8 @@ typedef struct dd_heartbeat_opts {
 dd_heartbeat *dd_heartbeat_new(const dd_ctx *ctx, struct dd_store *s, dd_owner *o,
                                const dd_heartbeat_opts *opts);
 void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id);
+/* Wire to the owner's on_chain: the record moves to the chain's new run. */
+void dd_heartbeat_chain_moved(dd_heartbeat *h, const char *run_id);
 /* Wire to the owner's on_stopped_acting: tells the next owner (handoff). */
 void dd_heartbeat_stopped_acting(dd_heartbeat *h, const char *run_id);
 /* Begins watching as a standby (call after the owner's first takeover

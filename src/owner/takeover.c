@@ -20,6 +20,8 @@ struct dd_takeover {
     dd_ctx ctx;
     dd_temporal *t;
     char *project, *queue, *server_id;
+    char *type, *task_queue; /* what we start */
+    bool workflow_mode;
     bool legacy;
     int max_attempts;
     char *input_json, *memo_json;
@@ -86,22 +88,42 @@ static void dd_tk_finish(dd_takeover *tk, int err, const char *fmt, ...)
     free(tk->server_id);
     free(tk->input_json);
     free(tk->memo_json);
+    free(tk->type);
+    free(tk->task_queue);
     free(tk);
 }
 
 /* A run we are about to replace must be a dispatcher of the same
- * (project, queue): the ID says so for the project, the workflow type and
- * task queue say so for the rest. Anything else we refuse to terminate. */
+ * (project, queue): the ID says so for the pair, the memo (project, queue)
+ * dispatchd writes on every start says it is ours, and the type must be the
+ * one we start or a dispatchd marker (a host moving from marker mode to
+ * workflow mode takes over its old marker). Anything else - a workflow a
+ * person or program started under this ID, a run of another type - we
+ * refuse to terminate. Task queues are not compared: markers moved off the
+ * users' queues, and a marker an older dispatchd left on the dispatcher's
+ * queue must still be taken over. */
 static bool dd_tk_same_dispatcher(const dd_takeover *tk, const dd_temporal_execution *e,
                                   char *why, size_t len)
 {
-    if (e->type && strcmp(e->type, DD_DISPATCHER_WORKFLOW_TYPE) != 0) {
-        snprintf(why, len, "its workflow type is '%s', not '%s'", e->type,
-                 DD_DISPATCHER_WORKFLOW_TYPE);
+    bool marker = e->type && strcmp(e->type, DD_DISPATCHER_WORKFLOW_TYPE) == 0;
+    bool ours = e->type && strcmp(e->type, tk->type) == 0;
+    if (!marker && !ours) {
+        snprintf(why, len, "its workflow type is '%s', not '%s'%s", e->type ? e->type : "?",
+                 tk->type, tk->workflow_mode ? " nor a dispatchd marker" : "");
         return false;
     }
-    if (e->task_queue && strcmp(e->task_queue, tk->queue) != 0) {
-        snprintf(why, len, "its task queue is '%s', not '%s'", e->task_queue, tk->queue);
+    if (!e->memo_project || !e->memo_queue) {
+        /* the oldest markers (before the memo had the pair) ran on the
+         * dispatcher's own queue: that still identifies them */
+        if (marker && e->task_queue && strcmp(e->task_queue, tk->queue) == 0)
+            return true;
+        snprintf(why, len, "it has no dispatchd memo (project, queue): something else "
+                           "started it under this ID");
+        return false;
+    }
+    if (strcmp(e->memo_project, tk->project) != 0 || strcmp(e->memo_queue, tk->queue) != 0) {
+        snprintf(why, len, "its memo names dispatcher '%s/%s', not '%s/%s'", e->memo_project,
+                 e->memo_queue, tk->project, tk->queue);
         return false;
     }
     return true;
@@ -111,8 +133,8 @@ static void dd_tk_send_start(dd_takeover *tk)
 {
     dd_temporal_start_req req = {
         .workflow_id = tk->res.workflow_id,
-        .workflow_type = DD_DISPATCHER_WORKFLOW_TYPE,
-        .task_queue = tk->queue,
+        .workflow_type = tk->type,
+        .task_queue = tk->task_queue,
         .input_json = tk->input_json,
         .memo_json = tk->memo_json,
         .conflict_policy = tk->legacy ? "UNSPECIFIED" : "TERMINATE_EXISTING",
@@ -244,6 +266,8 @@ static void dd_tk_describe_done(int st, const dd_temporal_result *r, void *arg)
         }
         snprintf(tk->res.previous_run_id, sizeof(tk->res.previous_run_id), "%s",
                  r->execution->run_id ? r->execution->run_id : "");
+        snprintf(tk->res.previous_first_run_id, sizeof(tk->res.previous_first_run_id), "%s",
+                 r->execution->first_run_id ? r->execution->first_run_id : "");
         if (r->execution->server_id)
             snprintf(tk->res.previous_server_id, sizeof(tk->res.previous_server_id), "%s",
                      r->execution->server_id);
@@ -275,10 +299,24 @@ int dd_takeover_start(const dd_ctx *ctx, dd_temporal *t, const dd_takeover_req *
     tk->start_us = dd_mono_us();
     dd_backoff_init(&tk->backoff, 50, 1000, 0);
     snprintf(tk->res.workflow_id, sizeof(tk->res.workflow_id), "%s", wid);
+    const dd_owner_workflow *wf = req->wf;
+    tk->workflow_mode = wf && wf->type && *wf->type;
     json_t *in = json_pack("{s:s, s:s, s:s}", "project", req->project, "queue", req->queue,
                            "server_id", req->server_id);
-    tk->input_json = json_dumps(in, JSON_COMPACT);
+    /* the memo says whose dispatcher this is, in both modes */
     tk->memo_json = json_dumps(in, JSON_COMPACT);
+    if (tk->workflow_mode) {
+        tk->type = dd_strdup(wf->type);
+        tk->task_queue = dd_strdup(wf->task_queue && *wf->task_queue ? wf->task_queue
+                                                                      : req->queue);
+        tk->input_json = wf->input_json ? dd_strdup(wf->input_json) : NULL;
+    } else {
+        tk->type = dd_strdup(DD_DISPATCHER_WORKFLOW_TYPE);
+        tk->task_queue = dd_strdup(wf && wf->marker_task_queue && *wf->marker_task_queue
+                                       ? wf->marker_task_queue
+                                       : DD_MARKER_TASK_QUEUE);
+        tk->input_json = json_dumps(in, JSON_COMPACT);
+    }
     json_decref(in);
     if (out)
         *out = tk;
@@ -290,6 +328,8 @@ int dd_takeover_start(const dd_ctx *ctx, dd_temporal *t, const dd_takeover_req *
         free(tk->server_id);
         free(tk->input_json);
         free(tk->memo_json);
+        free(tk->type);
+        free(tk->task_queue);
         free(tk);
         return rc;
     }

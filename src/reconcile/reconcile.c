@@ -58,6 +58,8 @@ static const char *const stages[] = {"list", "describe", "terminate", "delete", 
  * strings owned by the cycle. */
 typedef struct cand {
     char *wid, *run_id, *server_id, *project, *queue, *problem;
+    char *first_run_id, *wf_type; /* workflow-mode records: the chain and the user's type */
+    char *term_run;   /* the chain's current run, as described (workflow mode) */
     int64_t hb_ms;    /* record: as classified; sweep: when first seen without a record */
     int64_t start_ms; /* sweep: run start (wall ms) */
     bool malformed, sweep;
@@ -223,6 +225,9 @@ static void cand_free(cand *c)
     free(c->project);
     free(c->queue);
     free(c->problem);
+    free(c->first_run_id);
+    free(c->wf_type);
+    free(c->term_run);
 }
 
 static void cycle_free(cycle *cy)
@@ -539,8 +544,13 @@ static void terminate(lane *l)
     } else {
         dd_reconcile_reason(l->reason, sizeof(l->reason), c->server_id, age);
     }
-    int rc = dd_temporal_terminate(r->t, c->wid, c->run_id, l->reason, on_terminate, l,
-                                   &l->call);
+    /* A workflow-mode record names a chain: end its current run, scoped to
+     * the chain (the server refuses if the ID runs a newer chain by now). */
+    int rc = c->first_run_id
+                 ? dd_temporal_terminate_chain(r->t, c->wid, c->term_run, c->first_run_id,
+                                               l->reason, on_terminate, l, &l->call)
+                 : dd_temporal_terminate(r->t, c->wid, c->run_id, l->reason, on_terminate, l,
+                                         &l->call);
     if (rc == 0) {
         l->wait = WAIT_TEMPORAL;
         return;
@@ -620,14 +630,29 @@ static void on_describe(int st, const dd_temporal_result *res, void *arg)
         const dd_temporal_execution *e = res->execution;
         /* The record names a workflow id; make sure the run there really is
          * one of ours before ending it: a wrong record must not kill a
-         * stranger. */
-        if (!e->type || strcmp(e->type, DD_DISPATCHER_WORKFLOW_TYPE)) {
-            char why[160];
-            snprintf(why, sizeof(why), "run has workflow type '%s', not a dispatcher",
-                     e->type ? e->type : "");
+         * stranger. Workflow-mode records name the user's type and a chain. */
+        bool type_ok = e->type && (!strcmp(e->type, DD_DISPATCHER_WORKFLOW_TYPE) ||
+                                   (c->wf_type && !strcmp(e->type, c->wf_type)));
+        bool other_chain = c->first_run_id && e->first_run_id &&
+                           strcmp(e->first_run_id, c->first_run_id) != 0;
+        if (!type_ok) {
+            char why[300];
+            snprintf(why, sizeof(why), "run has workflow type '%s', not a dispatcher%s%s",
+                     e->type ? e->type : "", c->wf_type ? " nor " : "",
+                     c->wf_type ? c->wf_type : "");
             count_malformed(cy, c, why, "kept");
             release(l);
+        } else if (other_chain) {
+            /* the chain the record names has ended; a newer one runs under
+             * the ID (someone else's): never ours to end */
+            cy->st.already_closed++;
+            dd_info(r->ctx.log, "stale_closed",
+                    "workflow_id=%s run_id=%s first_run_id=%s status=%s requester=%s", c->wid,
+                    c->run_id, c->first_run_id, "another chain runs now", r->holder);
+            cad(l);
         } else if (e->status == DD_WF_RUNNING) {
+            free(c->term_run);
+            c->term_run = xdup(e->run_id);
             take_token(l);
         } else {
             cy->st.already_closed++;
@@ -658,7 +683,9 @@ static void on_lease(int st, void *arg)
     } else if (c->sweep) {
         take_token(l);
     } else {
-        int rc = dd_temporal_describe(r->t, c->wid, c->run_id, on_describe, l, &l->call);
+        /* a chain moves on by itself (continue-as-new): ask for its current run */
+        int rc = dd_temporal_describe(r->t, c->wid, c->first_run_id ? NULL : c->run_id,
+                                      on_describe, l, &l->call);
         if (rc == 0) {
             l->wait = WAIT_TEMPORAL;
         } else {
@@ -1042,6 +1069,8 @@ static void on_stale(int st, const dd_store_hb_list *l, void *arg)
         c->problem = xdup(h->problem);
         c->hb_ms = h->hb_ms;
         c->malformed = h->malformed;
+        c->first_run_id = xdup(h->first_run_id);
+        c->wf_type = xdup(h->wf_type);
     }
     cy->st.candidates = (int)cy->n;
     /* lanes: never more than there are candidates, at least one (the sweep) */

@@ -33,14 +33,16 @@
     "end\n"                                                                                       \
     "local nows = string.format('%d', now)\n"
 
-/* KEYS: hb, index, epoch. ARGV: wid run server project queue now ttl.
- * Returns {epoch, hb_ms written}. */
+/* KEYS: hb, index, epoch. ARGV: wid run server project queue now ttl
+ * first_run wf_type (the last two may be ''). Returns {epoch, hb_ms written}. */
 static const char lua_claim[] = LUA_NOW("ARGV[6]")
     "local e = redis.call('INCR', KEYS[3])\n"
     "redis.call('DEL', KEYS[1])\n"
     "redis.call('HSET', KEYS[1], 'workflow_id', ARGV[1], 'run_id', ARGV[2],\n"
     "  'server_id', ARGV[3], 'project', ARGV[4], 'queue', ARGV[5], 'hb_ms', nows,\n"
     "  'ttl_ms', ARGV[7], 'epoch', e)\n"
+    "if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'first_run_id', ARGV[8]) end\n"
+    "if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'wf_type', ARGV[9]) end\n"
     "redis.call('ZADD', KEYS[2], nows, ARGV[1])\n"
     "return {e, nows}\n";
 
@@ -52,9 +54,17 @@ static const char lua_claim[] = LUA_NOW("ARGV[6]")
     "  return {'fenced', cur[3] or '', cur[1] or '', cur[2] or ''}\n"                              \
     "end\n"
 
-/* KEYS: hb, index. ARGV: wid run epoch now ttl. {'ok', hb_ms written}. */
-static const char lua_heartbeat[] = LUA_FENCE("ARGV[2]", "ARGV[3]") LUA_NOW("ARGV[4]")
-    "redis.call('HSET', KEYS[1], 'hb_ms', nows, 'ttl_ms', ARGV[5])\n"
+/* KEYS: hb, index. ARGV: wid run epoch now ttl prev_run|''. {'ok', hb_ms
+ * written}. A workflow that continued as new has a new current run in the
+ * same chain: the owner heartbeats with the new run and the one before it,
+ * and the record moves to the new run (same epoch) in the same fenced step. */
+static const char lua_heartbeat[] =
+    "local cur = redis.call('HMGET', KEYS[1], 'run_id', 'epoch', 'server_id')\n"
+    "if (cur[1] ~= ARGV[2] and (ARGV[6] == '' or cur[1] ~= ARGV[6])) or\n"
+    "   tonumber(cur[2]) ~= tonumber(ARGV[3]) then\n"
+    "  return {'fenced', cur[3] or '', cur[1] or '', cur[2] or ''}\n"
+    "end\n" LUA_NOW("ARGV[4]")
+    "redis.call('HSET', KEYS[1], 'hb_ms', nows, 'ttl_ms', ARGV[5], 'run_id', ARGV[2])\n"
     "redis.call('ZADD', KEYS[2], nows, ARGV[1])\n"
     "return {'ok', nows}\n";
 
@@ -364,11 +374,20 @@ int dd_store_claim(dd_store *s, const dd_store_claim_args *a, dd_store_owner_cb 
     r->owner.run_id = r->str[1] = dd_strdup(a->run_id);
     return end(r, dd_store__cmd(r, "EVAL", lua_claim, "3", hb, INDEX_KEY, ep, a->workflow_id,
                                 a->run_id, a->server_id, a->project, a->queue,
-                                I64(now, a->now_ms), I64(ttl, a->ttl_ms), NULL));
+                                I64(now, a->now_ms), I64(ttl, a->ttl_ms),
+                                a->first_run_id ? a->first_run_id : "",
+                                a->wf_type ? a->wf_type : "", NULL));
 }
 
 int dd_store_heartbeat(dd_store *s, const char *wid, const char *run_id, int64_t epoch,
                        int64_t now_ms, int64_t ttl_ms, dd_store_owner_cb *cb, void *arg)
+{
+    return dd_store_heartbeat_chain(s, wid, run_id, NULL, epoch, now_ms, ttl_ms, cb, arg);
+}
+
+int dd_store_heartbeat_chain(dd_store *s, const char *wid, const char *run_id,
+                             const char *prev_run_id, int64_t epoch, int64_t now_ms,
+                             int64_t ttl_ms, dd_store_owner_cb *cb, void *arg)
 {
     char key[DD_STORE__KEYMAX], e[24], now[24], ttl[24];
     int rc;
@@ -379,7 +398,8 @@ int dd_store_heartbeat(dd_store *s, const char *wid, const char *run_id, int64_t
         return rc;
     r->owner.epoch = epoch;
     return end(r, dd_store__cmd(r, "EVAL", lua_heartbeat, "2", key, INDEX_KEY, wid, run_id,
-                                I64(e, epoch), I64(now, now_ms), I64(ttl, ttl_ms), NULL));
+                                I64(e, epoch), I64(now, now_ms), I64(ttl, ttl_ms),
+                                prev_run_id ? prev_run_id : "", NULL));
 }
 
 int dd_store_release(dd_store *s, const char *wid, const char *run_id, int64_t epoch,
@@ -429,6 +449,17 @@ static void parse_record(dd_store_hb *h, const char *wid, const redisReply *rep)
         if (v[j] && parse_i64(v[j], nums[j - 5]) < 0 && !problem) {
             snprintf(why, sizeof(why), "'%s' is not a number", names[j]);
             problem = why;
+        }
+    /* optional: only workflow-mode owners write them */
+    if (rep->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+            const redisReply *k = rep->element[i], *val = rep->element[i + 1];
+            if (!is_str(k) || !is_str(val) || val->len == 0)
+                continue;
+            if (!strcmp(k->str, "first_run_id") && !h->first_run_id)
+                h->first_run_id = xstrndup(val->str, val->len);
+            else if (!strcmp(k->str, "wf_type") && !h->wf_type)
+                h->wf_type = xstrndup(val->str, val->len);
         }
     h->workflow_id = v[0] ? v[0] : dd_strdup(wid);
     h->run_id = v[1];

@@ -262,9 +262,14 @@ static void parse_exec(dd_temporal_call *c, json_t *info, dd_temporal_execution 
     e->status = parse_status(json_object_get(info, "status"));
     e->start_ns = dd_tc_parse_time_ns(jstr(info, "startTime"));
     e->close_ns = dd_tc_parse_time_ns(jstr(info, "closeTime"));
-    json_t *sid = json_object_get(json_object_get(json_object_get(info, "memo"), "fields"),
-                                  "server_id");
+    e->first_run_id = jstr(info, "firstRunId");
+    json_t *fields = json_object_get(json_object_get(info, "memo"), "fields");
+    json_t *sid = json_object_get(fields, "server_id");
+    json_t *mp = json_object_get(fields, "project");
+    json_t *mq = json_object_get(fields, "queue");
     e->server_id = sid ? payload_text(c, sid) : NULL;
+    e->memo_project = mp ? payload_text(c, mp) : NULL;
+    e->memo_queue = mq ? payload_text(c, mq) : NULL;
 }
 
 static void add_events(dd_temporal_call *c, json_t *events)
@@ -286,6 +291,8 @@ static void add_events(dd_temporal_call *c, json_t *events)
             ta = json_object_get(ev, "workflowExecutionStartedEventAttributes");
         e->reason = jstr(ta, "reason");
         e->identity = jstr(ta, "identity");
+        json_t *ca = json_object_get(ev, "workflowExecutionContinuedAsNewEventAttributes");
+        e->new_run_id = jstr(ca, "newExecutionRunId");
     }
 }
 
@@ -895,15 +902,24 @@ int dd_temporal_signal(dd_temporal *t, const char *wf, const char *run, const ch
 int dd_temporal_terminate(dd_temporal *t, const char *wf, const char *run, const char *reason,
                           dd_temporal_cb cb, void *arg, dd_temporal_call **out)
 {
+    return dd_temporal_terminate_chain(t, wf, run, NULL, reason, cb, arg, out);
+}
+
+int dd_temporal_terminate_chain(dd_temporal *t, const char *wf, const char *run,
+                                const char *first_run, const char *reason, dd_temporal_cb cb,
+                                void *arg, dd_temporal_call **out)
+{
     dd_buf msg = DD_BUF_INIT;
     int rc = t->closing ? DD_ECANCELED : check_wf(wf, &msg);
-    if (rc == 0 && (!run || !*run)) {
-        dd_buf_printf(&msg, "terminate of workflow '%s' needs an exact run id", wf);
+    if (rc == 0 && (!run || !*run) && (!first_run || !*first_run)) {
+        dd_buf_printf(&msg, "terminate of workflow '%s' needs an exact run id or chain", wf);
         rc = DD_EINVAL;
     }
     if (rc < 0)
         return refuse(t, "terminate", wf, rc, &msg);
     json_t *body = json_pack("{s:s}", "reason", reason ? reason : "");
+    if (first_run && *first_run)
+        json_object_set_new(body, "firstExecutionRunId", json_string(first_run));
     return post_exec(t, OP_TERMINATE, wf, run, "/terminate", body, cb, arg, out);
 }
 

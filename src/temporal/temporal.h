@@ -77,6 +77,7 @@ typedef struct dd_temporal_event {
     int64_t time_ns;  /* Unix time in nanoseconds (0 if absent) */
     const char *reason; /* terminated events: the reason; else NULL */
     const char *identity; /* terminated/started events: who asked; else NULL */
+    const char *new_run_id; /* continued-as-new events: the next run of the chain */
 } dd_temporal_event;
 
 typedef struct dd_temporal_execution {
@@ -88,6 +89,9 @@ typedef struct dd_temporal_execution {
     int64_t start_ns;
     int64_t close_ns;       /* 0 while running */
     const char *server_id;  /* memo field "server_id" decoded (JSON string value), or NULL */
+    const char *memo_project; /* memo fields "project" and "queue", or NULL */
+    const char *memo_queue;
+    const char *first_run_id; /* the first run of its continue-as-new chain, or NULL */
 } dd_temporal_execution;
 
 /* Everything an operation learned. Owned by the client and valid only during
@@ -165,6 +169,13 @@ int dd_temporal_signal(dd_temporal *t, const char *workflow_id, const char *run_
 int dd_temporal_terminate(dd_temporal *t, const char *workflow_id, const char *run_id,
                           const char *reason, dd_temporal_cb cb, void *arg,
                           dd_temporal_call **out);
+/* Terminates within one continue-as-new chain: first_run_id (the chain's
+ * first run) makes the server refuse when the ID now runs another chain, so
+ * a late terminate can never end a newer chain. run_id NULL: the chain's
+ * current run. At least one of the two is required. */
+int dd_temporal_terminate_chain(dd_temporal *t, const char *workflow_id, const char *run_id,
+                                const char *first_run_id, const char *reason,
+                                dd_temporal_cb cb, void *arg, dd_temporal_call **out);
 /* run_id NULL: the current run. Result: execution. */
 int dd_temporal_describe(dd_temporal *t, const char *workflow_id, const char *run_id,
                          dd_temporal_cb cb, void *arg, dd_temporal_call **out);

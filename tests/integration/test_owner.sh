@@ -30,6 +30,65 @@ check "new run starts with WorkflowExecutionStarted" [ "${new_first%% *}" = EVEN
 check "termination is no later than the new start" [ "$(printf '%s\n%s\n' "${old_last#* }" "${new_first#* }" | sort | head -1)" = "${old_last#* }" ]
 check "server id is in the memo, not in the ID" bash -c "curl -fsS '$U/api/v1/namespaces/$NS/workflows/$wid?execution.runId=$r2' | jq -e '.workflowExecutionInfo.memo.fields.server_id' >/dev/null && [[ '$wid' != *hostB* ]]"
 
+# --- markers stay off the users' task queues (issue 11) --------------------------------
+check "the marker runs on dispatchd's own task queue, not the dispatcher's" \
+  [ "$(curl -fsS "$U/api/v1/namespaces/$NS/workflows/$wid?execution.runId=$r2" | jq -r '.workflowExecutionInfo.taskQueue')" = dispatchd ]
+check "the memo names the dispatcher (project, queue)" \
+  [ "$(curl -fsS "$U/api/v1/namespaces/$NS/workflows/$wid?execution.runId=$r2" | jq -r '.workflowExecutionInfo.memo.fields | "\(.project) \(.queue)"')" = "$P q1" ]
+# an older dispatchd's marker on the user's queue (memo with the pair) is still taken over
+start_by_hand() { # ID TYPE QUEUE MEMO_JSON: a run started by something other than dispatchd
+  curl -fsS -X POST "$U/api/v1/namespaces/$NS/workflows/$1" -H 'Content-Type: application/json' \
+    -d "$(jq -nc --arg id "$1" --arg t "$2" --arg q "$3" --argjson m "$4" '{workflowId:$id,
+      workflowType:{name:$t}, taskQueue:{name:$q}, requestId:($id + ($m|tostring) + $t),
+      memo:{fields:($m | with_entries(.value = {metadata:{encoding:("json/plain"|@base64)}, data:(.value|tojson|@base64)}))}}')" |
+    jq -r .runId
+}
+lw="dispatcher-$P-legacy"
+lr=$(start_by_hand "$lw" dispatchd.dispatcher legacy "{\"project\":\"$P\",\"queue\":\"legacy\",\"server_id\":\"old\"}")
+jl=$(tk "$P" legacy --server-id newer)
+check "a legacy marker on the user's queue is taken over" [ "$(jq -r '"\(.outcome) \(.previous_run_id)"' <<<"$jl")" = "took_over $lr" ]
+# a run of the dispatcher's ID that dispatchd did not start is never terminated
+refused() { # NAME TYPE QUEUE WHY: a hand-started run under the dispatcher's ID is left alone
+  local sw="dispatcher-$P-$1" sr js rc
+  sr=$(start_by_hand "$sw" "$2" "$3" '{}')
+  set +e; js=$(tk "$P" "$1" --server-id h); rc=$?; set -e
+  check "a $2 run on '$3' without dispatchd's memo is refused ($4), not terminated" \
+    bash -c "[ $rc = 1 ] && grep -q '$4' <<<'$js' && [ \"\$(curl -fsS '$U/api/v1/namespaces/$NS/workflows/$sw?execution.runId=$sr' | jq -r .workflowExecutionInfo.status)\" = WORKFLOW_EXECUTION_STATUS_RUNNING ]"
+  curl -fsS -X POST "$U/api/v1/namespaces/$NS/workflows/$sw/terminate" -d '{"reason":"test cleanup"}' >/dev/null
+}
+refused stranger UserWorkflow stranger "workflow type is 'UserWorkflow'"
+refused lookalike dispatchd.dispatcher elsewhere "no dispatchd memo"
+
+# --- workflow mode: dispatchd starts the user's type with its input (issue 11) ---------
+jw=$(tk "$P" orders --server-id wfhost --workflow-type ShopDispatcher --input '{"tenant":"t1"}' \
+       --input-server-id-field started_by)
+ww=$(jq -r .workflow_id <<<"$jw"); rw=$(jq -r .run_id <<<"$jw")
+dw=$(curl -fsS "$U/api/v1/namespaces/$NS/workflows/$ww?execution.runId=$rw")
+check "workflow mode: the user's type on the dispatcher's queue" \
+  [ "$(jq -r '.workflowExecutionInfo | "\(.type.name) \(.taskQueue)"' <<<"$dw")" = "ShopDispatcher orders" ]
+check "workflow mode: the input carries the server id in the field asked for" \
+  [ "$(hist "$ww" "$rw" | jq -cS '.history.events[0].workflowExecutionStartedEventAttributes.input | if type == "array" then .[0] else .payloads[0] end')" = '{"started_by":"wfhost","tenant":"t1"}' ]
+jw2=$(tk "$P" orders --server-id wfhost2 --workflow-type ShopDispatcher --workflow-task-queue orders-wf)
+check "workflow mode: a second host takes over its own dispatcher's chain" \
+  [ "$(jq -r '"\(.outcome) \(.previous_run_id)"' <<<"$jw2")" = "took_over $rw" ]
+# bad input: exit 2 with the reason
+bad() { # WHAT EXPECT ARGS...: run with bad workflow options (refused before any work)
+  local what=$1 want=$2; shift 2
+  set +e; local out
+  out=$("$DISPATCHD" run --dispatcher "$P/q9" --temporal-url "$U" --metrics-listen off "$@" 2>&1)
+  local rc=$?; set -e
+  check "bad input: $what -> exit 2" [ $rc = 2 ]
+  check "bad input: $what -> says why" grep -q -- "$want" <<<"$out"
+}
+bad "invalid --input JSON" "not valid JSON" --workflow-type T --input '{"a":'
+bad "non-object input with --input-server-id-field" "needs the input to be a JSON object" \
+  --workflow-type T --input '[1]' --input-server-id-field sid
+bad "--input without --workflow-type" "only applies in workflow mode" --input '{}'
+bad "--on-workflow-exit nonsense" "use restart or release" --workflow-type T --on-workflow-exit later
+set +e; out=$("$DISPATCHD" run --dispatcher "$P/dispatchd" --temporal-url "$U" --metrics-listen off 2>&1); rc=$?; set -e
+check "a marker task queue equal to a dispatcher's queue -> exit 2" [ $rc = 2 ]
+check "and says why" grep -q "is the task queue of dispatcher" <<<"$out"
+
 # --- the a-b/c vs a/b-c trap --------------------------------------------------------
 ja=$(tk "$P-a-b" c --server-id h); jb=$(tk "$P-a" b-c --server-id h)
 check "a-b/c and a/b-c get different IDs" [ "$(jq -r .workflow_id <<<"$ja")" != "$(jq -r .workflow_id <<<"$jb")" ]
