@@ -18,6 +18,9 @@ typedef struct {
 static void dd_run_stopped(void *arg)
 {
     dd_run *r = arg;
+    if (uv_is_closing((uv_handle_t *)&r->sigint))
+        return;
+    r->cancel.cancelled = true;
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
 }
@@ -62,6 +65,7 @@ int dd_cmd_run(dd_cli *cli)
         r.sigint.data = r.sigterm.data = &r;
         uv_signal_start(&r.sigint, dd_run_on_signal, SIGINT);
         uv_signal_start(&r.sigterm, dd_run_on_signal, SIGTERM);
+        dd_daemon_on_exit(r.d, dd_run_stopped, &r);
         dd_info(cli->log, "started", "dispatchers=%d temporal_url=%s namespace=%s",
                 cli->cfg.ndispatchers, dd_cli_temporal_url(cli), cli->cfg.namespace_);
     }

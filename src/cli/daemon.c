@@ -33,6 +33,8 @@ struct dd_daemon {
     bool temporal_closed;
     void (*done)(void *);
     void *done_arg;
+    void (*exit_cb)(void *); /* when every owner let go by itself (dd_daemon_on_exit) */
+    void *exit_arg;
 };
 
 static bool dd_daemon_ready(void *arg, char *reason, size_t len)
@@ -110,6 +112,20 @@ static void dd_daemon_owner_stopped(dd_owner *o, void *arg)
     dd_daemon *d = arg;
     if (++d->owners_stopped < d->nowners)
         return;
+    if (!d->stopping) {
+        /* every dispatcher let go by itself (--on-workflow-exit release):
+         * nothing is left to do here, so the process winds down and exits */
+        d->stopping = true;
+        dd_info(d->ctx.log, "all_released", "dispatchers=%d", d->nowners);
+        if (d->http) {
+            dd_metrics_http_close(d->http);
+            d->http = NULL;
+        }
+        if (!d->done) {
+            d->done = d->exit_cb;
+            d->done_arg = d->exit_arg;
+        }
+    }
     /* Every run release has been answered; let the heartbeats finish their
      * record releases, then close the clients. */
     for (int i = 0; i < d->nowners; i++)
@@ -265,12 +281,20 @@ fail:
     return code;
 }
 
+void dd_daemon_on_exit(dd_daemon *d, void (*done)(void *), void *arg)
+{
+    d->exit_cb = done;
+    d->exit_arg = arg;
+}
+
 void dd_daemon_stop(dd_daemon *d, void (*done)(void *), void *arg)
 {
     d->done = done;
     d->done_arg = arg;
-    if (d->stopping)
+    if (d->stopping) {
+        dd_daemon_maybe_done(d); /* it may have wound down already */
         return;
+    }
     d->stopping = true;
     if (d->http) {
         dd_metrics_http_close(d->http);

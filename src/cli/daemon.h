@@ -15,6 +15,9 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                     const char *default_dispatcher, char *const *child_argv);
 /* Releases every dispatcher (own runs terminated with "released by"), stops
  * children, closes clients and the endpoint; done(arg) when all is closed. */
+/* done(arg) runs once the daemon has wound down by itself because every
+ * owner let go (--on-workflow-exit release); then the loop can end. */
+void dd_daemon_on_exit(dd_daemon *d, void (*done)(void *), void *arg);
 void dd_daemon_stop(dd_daemon *d, void (*done)(void *arg), void *arg);
 void dd_daemon_free(dd_daemon *d);
 /* The port /metrics listens on (0 when off). */

@@ -232,7 +232,10 @@ int main(int argc, char **argv)
             cli.cfg.heartbeats = true;
     if (rc == 0)
         rc = dd_config_validate(&cli.cfg, err, sizeof(err));
-    if (rc == 0 && cli.cfg.heartbeats) {
+    bool owns = false; /* commands that own dispatchers: an acting window */
+    for (int i = 0; groups[i]; i++)
+        owns = owns || groups[i] == dd_opts_stale; /* run, up (worker has no threshold) */
+    if (rc == 0 && cli.cfg.heartbeats && owns) {
         /* an owner's acting window must fit (owner/fence.h) */
         dd_fence_plan plan;
         rc = dd_fence_plan_make(cli.cfg.heartbeat_interval_ms, cli.cfg.stale_threshold_ms,

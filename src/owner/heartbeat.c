@@ -36,16 +36,17 @@ struct dd_heartbeat {
     uv_timer_t timer;
     uv_timer_t ack_timer;   /* handoff: polls for the previous owner's ack */
     int64_t ack_deadline_ms; /* monotonic */
-    char ack_name[300];
-    char wait_run[DD_RUN_ID_LEN]; /* the run whose ack we wait for */
+    char ack_name[2][300];
+    char wait_run[2][DD_RUN_ID_LEN]; /* the runs whose acks we wait for, in order */
+    int nwait, iwait;        /* how many, and the one polled now */
+    char nonce[20];          /* this process: tells our own records from a namesake's */
     bool waiting_prev;      /* handoff wait in progress (also after we lost) */
     char fwd_run[DD_RUN_ID_LEN]; /* our own ack, held until that wait is over */
     int closes;             /* timer closes pending */
     bool owning;
     bool claimed;
     char run_id[DD_RUN_ID_LEN];
-    char prev_run_id[DD_RUN_ID_LEN]; /* the record may still name it (continue-as-new) */
-    char sent_run_id[DD_RUN_ID_LEN]; /* the run the write in flight names */
+    char first_run_id[DD_RUN_ID_LEN]; /* workflow mode: our chain ("" marker mode) */
     int64_t epoch;
     int inflight;      /* store operations pending */
     bool closing;
@@ -149,6 +150,7 @@ dd_heartbeat *dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o,
     if (h->opts.evict_batch == 0)
         h->opts.evict_batch = 100;
     dd_rng_seed(&h->rng, 0);
+    snprintf(h->nonce, sizeof(h->nonce), "%016llx", (unsigned long long)dd_rng_next(&h->rng));
     h->workers_signal = opts->workers_signal ? dd_strdup(opts->workers_signal) : NULL;
     h->opts.workers_signal = NULL;
     dd_backoff_init(&h->fo_backoff, h->opts.interval_ms,
@@ -190,8 +192,6 @@ static void dd_hb_arm_next(dd_heartbeat *h)
 static void dd_hb_write_ok(dd_heartbeat *h, const dd_store_owner *res)
 {
     h->srv_now_ms = res ? res->now_ms : 0;
-    if (!strcmp(h->sent_run_id, h->run_id))
-        h->prev_run_id[0] = '\0'; /* the record names our current run now */
     dd_owner_heartbeat_landed(h->o, h->sent_us); /* may ask for another write */
 }
 
@@ -206,6 +206,8 @@ static void dd_hb_claimed(int st, const dd_store_owner *res, void *arg)
     if (st == 0) {
         h->claimed = true;
         h->epoch = res->epoch;
+        if (h->waiting_prev && h->ack_deadline_ms == INT64_MAX)
+            h->ack_deadline_ms = (int64_t)dd_mono_ms() + h->opts.threshold_ms;
         dd_hb_arm_next(h);
         dd_hb_write_ok(h, res);
         if (h->lease_after_claim) {
@@ -232,6 +234,7 @@ static void dd_hb_claim(dd_heartbeat *h)
                              .now_ms = 0, /* Redis's clock */
                              .ttl_ms = h->opts.threshold_ms,
                              .first_run_id = dd_owner_first_run_id(h->o),
+                             .nonce = h->nonce,
                              .wf_type = dd_owner_workflow_type(h->o)};
     int64_t sent = dd_boot_us();
     int rc = dd_store_claim(h->s, &a, dd_hb_claimed, h);
@@ -239,7 +242,6 @@ static void dd_hb_claim(dd_heartbeat *h)
         h->inflight++;
         h->writing = true;
         h->sent_us = sent;
-        snprintf(h->sent_run_id, sizeof(h->sent_run_id), "%s", h->run_id);
         return;
     }
     dd_hb_arm(h, h->opts.interval_ms);
@@ -464,6 +466,8 @@ static void dd_hb_watch_done(int st, const dd_store_hb *rec, void *arg)
         return;
     if (h->owning || !h->opts.failover)
         return;
+    if (dd_owner_get_state(h->o) == DD_OWNER_STOPPED) /* let go: no standby here */
+        return;
     if (dd_owner_get_state(h->o) == DD_OWNER_TAKING_OVER ||
         dd_owner_get_state(h->o) == DD_OWNER_RELEASING) {
         dd_hb_arm(h, h->opts.interval_ms);
@@ -535,14 +539,13 @@ static void dd_hb_tick(uv_timer_t *t)
         }
         int64_t sent = dd_boot_us();
         int rc = dd_store_heartbeat_chain(h->s, dd_owner_workflow_id(h->o), h->run_id,
-                                          h->prev_run_id[0] ? h->prev_run_id : NULL, h->epoch,
+                                          h->first_run_id[0] ? h->first_run_id : NULL, h->epoch,
                                           0 /* Redis's clock */, h->opts.threshold_ms,
                                           dd_hb_beat_done, h);
         if (rc == 0) {
             h->inflight++;
             h->writing = true;
             h->sent_us = sent;
-            snprintf(h->sent_run_id, sizeof(h->sent_run_id), "%s", h->run_id);
             return;
         }
         dd_warn(h->ctx.log, "heartbeat_failed", "dispatcher=%s error=%s", dd_owner_name(h->o),
@@ -644,17 +647,17 @@ static void dd_hb_ack_done(int st, void *arg)
         return;
     if (!h->waiting_prev)
         return;
-    if (st == 0) {
+    if (st == 0 && ++h->iwait >= h->nwait) {
         dd_hb_wait_over(h, "previous owner stopped acting");
         return;
     }
     if ((int64_t)dd_mono_ms() >= h->ack_deadline_ms) {
         dd_warn(h->ctx.log, "handoff_timeout", "dispatcher=%s previous_run_id=%s waited_ms=%lld",
-                dd_owner_name(h->o), h->wait_run, (long long)h->opts.threshold_ms);
+                dd_owner_name(h->o), h->wait_run[h->iwait], (long long)h->opts.threshold_ms);
         dd_hb_wait_over(h, "previous owner did not acknowledge within the threshold");
         return;
     }
-    uv_timer_start(&h->ack_timer, dd_hb_ack_poll, 10, 0);
+    uv_timer_start(&h->ack_timer, dd_hb_ack_poll, st == 0 ? 0 : 10, 0);
 }
 
 static void dd_hb_ack_poll(uv_timer_t *t)
@@ -662,7 +665,7 @@ static void dd_hb_ack_poll(uv_timer_t *t)
     dd_heartbeat *h = t->data;
     if (h->closing || !h->waiting_prev)
         return;
-    if (dd_store_lease_held(h->s, h->ack_name, dd_hb_ack_done, h) == 0)
+    if (dd_store_lease_held(h->s, h->ack_name[h->iwait], dd_hb_ack_done, h) == 0)
         h->inflight++;
     else if ((int64_t)dd_mono_ms() >= h->ack_deadline_ms)
         dd_hb_wait_over(h, "previous owner did not acknowledge within the threshold");
@@ -670,13 +673,21 @@ static void dd_hb_ack_poll(uv_timer_t *t)
         uv_timer_start(&h->ack_timer, dd_hb_ack_poll, 50, 0);
 }
 
-/* Waits for run's acknowledgement, at most one threshold from now. */
-static void dd_hb_wait_for(dd_heartbeat *h, const char *run)
+/* Waits for the acknowledgements of runs[0..n), at most one threshold from
+ * the moment our claim lands (dd_hb_claimed arms it): until then the
+ * previous owner may still land heartbeats, which push its own deadline. */
+static void dd_hb_wait_for(dd_heartbeat *h, const char *const *runs, int n)
 {
-    snprintf(h->wait_run, sizeof(h->wait_run), "%s", run);
-    snprintf(h->ack_name, sizeof(h->ack_name), DD_STORE_LEASE_HANDOFF,
-             dd_owner_workflow_id(h->o), run);
-    h->ack_deadline_ms = (int64_t)dd_mono_ms() + h->opts.threshold_ms;
+    h->nwait = n;
+    h->iwait = 0;
+    for (int i = 0; i < n; i++) {
+        snprintf(h->wait_run[i], sizeof(h->wait_run[i]), "%s", runs[i]);
+        snprintf(h->ack_name[i], sizeof(h->ack_name[i]), DD_STORE_LEASE_HANDOFF,
+                 dd_owner_workflow_id(h->o), runs[i]);
+    }
+    h->ack_deadline_ms = h->owning && h->claimed
+                             ? (int64_t)dd_mono_ms() + h->opts.threshold_ms
+                             : INT64_MAX;
     h->waiting_prev = true;
     dd_hb_ack_poll(&h->ack_timer);
 }
@@ -688,28 +699,36 @@ static void dd_hb_prev_record(int st, const dd_store_hb *rec, void *arg)
         return;
     if (!h->owning)
         return;
+    /* Wait for every other owner that may still act: the one the record
+     * shows fresh, and the one whose run we replaced when that differs (its
+     * claim may still have been in flight when we read). Our own earlier
+     * runs need no wait: their child is ours, and a new one starts only once
+     * it has exited (owner.c); "ours" is this process (the nonce), not the
+     * server id, which two processes can share. */
     const char *prev = dd_owner_previous_run_id(h->o);
-    const char *wait = NULL;
+    bool prev_ours = prev[0] && !strcmp(prev, dd_owner_own_previous_run_id(h->o));
+    char runs[2][DD_RUN_ID_LEN];
+    int n = 0;
+    const char *shown = NULL;
     if (st == 0 && !rec->malformed && rec->run_id) {
         int64_t thr = rec->ttl_ms > h->opts.threshold_ms ? rec->ttl_ms : h->opts.threshold_ms;
-        /* our own earlier run needs no wait: its child is ours, and a new
-         * one starts only once it has exited (owner.c) */
-        bool ours = rec->server_id && !strcmp(rec->server_id, dd_owner_server_id(h->o));
+        bool ours = rec->nonce && !strcmp(rec->nonce, h->nonce);
+        shown = rec->run_id;
         if (!ours && strcmp(rec->run_id, h->run_id) != 0 && rec->now_ms - rec->hb_ms <= thr)
-            wait = rec->run_id;
-    } else if (st != DD_ENOTFOUND && prev[0]) {
-        wait = prev; /* cannot tell who was acting: assume the run we replaced */
+            snprintf(runs[n++], DD_RUN_ID_LEN, "%s", rec->run_id);
     }
-    char run[DD_RUN_ID_LEN];
-    snprintf(run, sizeof(run), "%s", wait ? wait : "");
+    if (prev[0] && !prev_ours && (!shown || strcmp(shown, prev) != 0) &&
+        (st == 0 || st == DD_ENOTFOUND || n == 0))
+        snprintf(runs[n++], DD_RUN_ID_LEN, "%s", prev); /* maybe still claiming; or unknown */
     dd_hb_claim(h);
-    if (!run[0]) {
+    if (n == 0) {
         if (h->waiting_prev) /* an older wait (ours before we lost) is still on */
             return;
         dd_owner_open_gate(h->o, prev[0] ? "previous owner not heartbeating" : "no previous run");
         return;
     }
-    dd_hb_wait_for(h, run);
+    const char *list[2] = {runs[0], runs[1]};
+    dd_hb_wait_for(h, list, n);
 }
 
 void dd_heartbeat_stopped_acting(dd_heartbeat *h, const char *run_id)
@@ -743,7 +762,9 @@ void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id
         h->failing_over = false;
         h->claimed = false;
         h->srv_now_ms = 0;
-        h->prev_run_id[0] = '\0';
+        /* a new ownership is a new chain in workflow mode */
+        snprintf(h->first_run_id, sizeof(h->first_run_id), "%s",
+                 dd_owner_workflow_type(h->o) ? run_id : "");
         dd_backoff_reset(&h->fo_backoff);
         h->fo_not_before = 0;
         snprintf(h->run_id, sizeof(h->run_id), "%s", run_id);
@@ -757,14 +778,17 @@ void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id
              * Redis answers) */
             const char *prev = dd_owner_previous_run_id(h->o);
             dd_hb_claim(h);
-            if (prev[0])
-                dd_hb_wait_for(h, prev);
+            if (prev[0] && strcmp(prev, dd_owner_own_previous_run_id(h->o)) != 0)
+                dd_hb_wait_for(h, &prev, 1);
             else if (!h->waiting_prev)
                 dd_owner_open_gate(h->o, "no previous run");
         }
         return;
     }
-    /* a handoff wait goes on after a loss: our own flag waits for it */
+    /* a handoff wait goes on after a loss: our own flag waits for it
+     * (bounded: without our claim landing, one threshold from now) */
+    if (h->waiting_prev && h->ack_deadline_ms == INT64_MAX)
+        h->ack_deadline_ms = (int64_t)dd_mono_ms() + h->opts.threshold_ms;
     bool was_claimed = h->owning && h->claimed;
     h->owning = false;
     dd_hb_forget_workers(h);
@@ -786,10 +810,8 @@ void dd_heartbeat_chain_moved(dd_heartbeat *h, const char *run_id)
 {
     if (!h->owning || !strcmp(run_id, h->run_id))
         return;
-    /* until a heartbeat lands the record may still name the old run: the
-     * next heartbeat accepts either and moves it (dd_store_heartbeat_chain) */
-    if (!h->prev_run_id[0])
-        snprintf(h->prev_run_id, sizeof(h->prev_run_id), "%s", h->run_id);
+    /* until a heartbeat lands the record names an earlier run of the chain:
+     * the next heartbeat moves it (dd_store_heartbeat_chain, by first run) */
     snprintf(h->run_id, sizeof(h->run_id), "%s", run_id);
     dd_heartbeat_want(h);
 }

@@ -54,12 +54,14 @@ struct dd_owner {
     char wid[DD_DISPATCHER_ID_BUFLEN];
     char run_id[DD_RUN_ID_LEN];
     char prev_run_id[DD_RUN_ID_LEN];
+    char own_prev_run_id[DD_RUN_ID_LEN]; /* the run this process owned before, or "" */
     char lost_run_id[DD_RUN_ID_LEN]; /* run we lost; acked once the child stopped */
     bool gate_open;
     dd_owner_state state;
     dd_takeover *takeover;  /* in flight */
     dd_temporal_call *poll; /* close-event long-poll in flight */
     dd_temporal_call *term; /* release terminate in flight */
+    dd_temporal_call *check; /* "is our run really gone?" describe in flight */
     uv_timer_t retry;       /* takeover / poll retry */
     uv_timer_t child_retry; /* restart of a child that exited by itself */
     uv_timer_t fence_timer; /* TERM point of the acting deadline */
@@ -72,6 +74,7 @@ struct dd_owner {
     bool stop_requested;    /* we stopped the child while owning: no restart backoff */
     int closing;            /* timer closes pending */
     dd_backoff backoff;
+    dd_backoff exit_backoff; /* between restarts of chains that end on their own */
     dd_backoff poll_backoff; /* loss-watch retries: short, so a Temporal that comes
                               * back (or lost our run) is seen within a second */
     dd_backoff child_backoff;
@@ -89,6 +92,7 @@ static void dd_owner_takeover(dd_owner *o);
 static void dd_owner_maybe_start_child(dd_owner *o);
 static bool dd_owner_chain_step(dd_owner *o, const dd_temporal_event *ev);
 static bool dd_owner_chain_exit(dd_owner *o, const dd_temporal_event *ev);
+static void dd_owner_check_done(int st, const dd_temporal_result *r, void *arg);
 static void dd_owner_release_terminate(dd_owner *o);
 static void dd_owner_poll(dd_owner *o);
 static void dd_owner_maybe_stopped(dd_owner *o);
@@ -295,6 +299,7 @@ dd_owner *dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *o
     o->retry.data = o->child_retry.data = o->fence_timer.data = o;
     dd_backoff_init(&o->backoff, o->opts.retry_base_ms, o->opts.retry_cap_ms, 0);
     dd_backoff_init(&o->poll_backoff, 100, 1000, 0);
+    dd_backoff_init(&o->exit_backoff, 500, 30000, 0);
     dd_backoff_init(&o->child_backoff, 500, 30000, 0);
     if (ctx->metrics) {
         const char *const lbl[] = {"dispatcher", NULL};
@@ -360,6 +365,7 @@ static void dd_owner_takeover_done(const dd_takeover_result *r, void *arg)
     }
     dd_backoff_reset(&o->backoff);
     o->one_shot = false;
+    snprintf(o->own_prev_run_id, sizeof(o->own_prev_run_id), "%s", o->run_id);
     snprintf(o->run_id, sizeof(o->run_id), "%s", r->run_id);
     snprintf(o->first_run_id, sizeof(o->first_run_id), "%s", r->run_id); /* a new chain */
     snprintf(o->prev_run_id, sizeof(o->prev_run_id), "%s", r->previous_run_id);
@@ -389,6 +395,11 @@ void dd_owner_open_gate(dd_owner *o, const char *why)
 const char *dd_owner_previous_run_id(const dd_owner *o)
 {
     return o->prev_run_id;
+}
+
+const char *dd_owner_own_previous_run_id(const dd_owner *o)
+{
+    return o->own_prev_run_id;
 }
 
 static void dd_owner_takeover(dd_owner *o)
@@ -459,19 +470,11 @@ static void dd_owner_poll_done(int st, const dd_temporal_result *r, void *arg)
         dd_owner_lost(o, ev);
         return;
     }
-    if (st == DD_ENOTFOUND && o->fenced && dd_boot_ms() < o->deadline_ms) {
-        /* Temporal lost our run (wiped, restored from an older state) while
-         * our fenced record is still ours and fresh: nobody else may have
-         * taken over, so start it again now, termination-first, one attempt
-         * (a failure leaves us a standby like any lost owner). */
-        dd_warn(o->ctx.log, "run_missing",
-                "dispatcher=%s workflow_id=%s run_id=%s action=start_again wall_us=%lld",
-                o->name, o->wid, o->run_id, (long long)dd_wall_us());
-        uv_timer_stop(&o->child_retry);
-        o->stop_requested = dd_child_running(o->child);
-        dd_child_stop(o->child, o->opts.child_grace_ms);
-        o->one_shot = true;
-        dd_owner_takeover(o);
+    if (st == DD_ENOTFOUND && r->grpc_code == 5 && o->fenced && dd_boot_ms() < o->deadline_ms &&
+        dd_temporal_describe(o->t, o->wid, NULL, dd_owner_check_done, o, &o->check) == 0) {
+        /* Temporal says our run does not exist (a gRPC NotFound, not some
+         * proxy's 404) while our fenced record is still ours and fresh: ask
+         * what runs under the ID before deciding (dd_owner_check_done). */
         return;
     }
     if (st == DD_ENOTFOUND) {
@@ -486,6 +489,40 @@ static void dd_owner_poll_done(int st, const dd_temporal_result *r, void *arg)
         dd_warn(o->ctx.log, "loss_watch_retry", "dispatcher=%s error=%s retry_in_ms=%lld",
                 o->name, r->message, (long long)delay);
     uv_timer_start(&o->retry, dd_owner_retry_fire, (uint64_t)delay, 0);
+}
+
+/* After "not found" for our run: nothing at all under the ID (a wiped or
+ * restored server) -> start our run again at once, termination-first, one
+ * attempt (a failure leaves us a standby like any lost owner); another run
+ * there -> someone else owns it; our run after all -> watch again. */
+static void dd_owner_check_done(int st, const dd_temporal_result *r, void *arg)
+{
+    dd_owner *o = arg;
+    o->check = NULL;
+    if (o->state != DD_OWNER_OWNING) {
+        dd_owner_maybe_stopped(o);
+        return;
+    }
+    if (st == DD_ENOTFOUND && r->grpc_code == 5 && dd_boot_ms() < o->deadline_ms) {
+        dd_warn(o->ctx.log, "run_missing",
+                "dispatcher=%s workflow_id=%s run_id=%s action=start_again wall_us=%lld",
+                o->name, o->wid, o->run_id, (long long)dd_wall_us());
+        uv_timer_stop(&o->child_retry);
+        o->stop_requested = dd_child_running(o->child);
+        dd_child_stop(o->child, o->opts.child_grace_ms);
+        o->one_shot = true;
+        dd_owner_takeover(o);
+        return;
+    }
+    if (st == 0 && r->execution && r->execution->run_id &&
+        strcmp(r->execution->run_id, o->run_id) != 0) {
+        dd_temporal_event ev = {.type = "RUN_REPLACED", .reason = "another run holds the ID",
+                                .identity = r->execution->server_id};
+        dd_owner_lost(o, &ev);
+        return;
+    }
+    uv_timer_start(&o->retry, dd_owner_retry_fire, (uint64_t)dd_backoff_next(&o->poll_backoff),
+                   0);
 }
 
 /* A close event that only moves our chain on (continue-as-new): follow it,
@@ -535,7 +572,11 @@ static bool dd_owner_chain_exit(dd_owner *o, const dd_temporal_event *ev)
     if (!end)
         return false;
     bool restart = o->wf.on_exit == DD_ON_EXIT_RESTART;
-    int64_t delay = restart ? dd_backoff_next(&o->backoff) : 0;
+    /* a chain that ran for a minute or more starts the backoff afresh; one
+     * that ends at once waits longer each time (500 ms doubling to 30 s) */
+    if (dd_mono_us() - o->owned_since_us > 60000000u)
+        dd_backoff_reset(&o->exit_backoff);
+    int64_t delay = restart ? dd_backoff_next(&o->exit_backoff) : 0;
     dd_warn(o->ctx.log, "workflow_exited",
             "dispatcher=%s workflow_id=%s run_id=%s first_run_id=%s close_event=%s reason=\"%s\" "
             "action=%s retry_in_ms=%lld",
@@ -602,7 +643,7 @@ static void dd_owner_maybe_stopped(dd_owner *o)
 {
     if (o->state != DD_OWNER_RELEASING && o->state != DD_OWNER_STOPPED)
         return;
-    if (o->in_release || o->release_terminate || o->takeover || o->poll || o->term)
+    if (o->in_release || o->release_terminate || o->takeover || o->poll || o->term || o->check)
         return;
     if (o->child && dd_child_running(o->child))
         return;
@@ -651,8 +692,14 @@ static void dd_owner_release_terminate(dd_owner *o)
     snprintf(reason, sizeof(reason), "released by %s", o->server_id);
     dd_info(o->ctx.log, "terminate", "workflow_id=%s run_id=%s reason=%s requester=%s", o->wid,
             o->run_id, reason, o->server_id);
-    if (dd_temporal_terminate(o->t, o->wid, o->run_id, reason, dd_owner_released, o, &o->term) <
-        0)
+    /* workflow mode: our chain may have continued as new while the child
+     * stopped (nobody watched it then): end its current run, chain-scoped */
+    int rc = o->workflow_mode
+                 ? dd_temporal_terminate_chain(o->t, o->wid, NULL, o->first_run_id, reason,
+                                               dd_owner_released, o, &o->term)
+                 : dd_temporal_terminate(o->t, o->wid, o->run_id, reason, dd_owner_released, o,
+                                         &o->term);
+    if (rc < 0)
         o->term = NULL;
 }
 
@@ -669,6 +716,8 @@ void dd_owner_release(dd_owner *o)
         dd_takeover_cancel(o->takeover); /* its callback sees RELEASING */
     if (o->poll)
         dd_temporal_cancel(o->poll);
+    if (o->check)
+        dd_temporal_cancel(o->check);
     /* Stop the work before giving up the run: a successor may start its own
      * child as soon as our run is gone, so the run is terminated only once
      * our child has exited (bounded by the child's grace period). */

@@ -174,6 +174,9 @@ void dd_owner_heartbeat_landed(dd_owner *o, int64_t sent_boot_us);
 int64_t dd_owner_deadline(const dd_owner *o);
 /* The run our last takeover replaced ("" if none). */
 const char *dd_owner_previous_run_id(const dd_owner *o);
+/* The run this process owned before the current one ("" if none): when our
+ * takeover replaced it, there is no other owner to wait for. */
+const char *dd_owner_own_previous_run_id(const dd_owner *o);
 
 /* Marks ownership lost for a reason other than our run's close event (our
  * heartbeat was fenced: a newer owner holds the record). Stops the child

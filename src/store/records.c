@@ -43,6 +43,7 @@ static const char lua_claim[] = LUA_NOW("ARGV[6]")
     "  'ttl_ms', ARGV[7], 'epoch', e)\n"
     "if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'first_run_id', ARGV[8]) end\n"
     "if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'wf_type', ARGV[9]) end\n"
+    "if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'nonce', ARGV[10]) end\n"
     "redis.call('ZADD', KEYS[2], nows, ARGV[1])\n"
     "return {e, nows}\n";
 
@@ -54,13 +55,15 @@ static const char lua_claim[] = LUA_NOW("ARGV[6]")
     "  return {'fenced', cur[3] or '', cur[1] or '', cur[2] or ''}\n"                              \
     "end\n"
 
-/* KEYS: hb, index. ARGV: wid run epoch now ttl prev_run|''. {'ok', hb_ms
+/* KEYS: hb, index. ARGV: wid run epoch now ttl first_run|''. {'ok', hb_ms
  * written}. A workflow that continued as new has a new current run in the
- * same chain: the owner heartbeats with the new run and the one before it,
- * and the record moves to the new run (same epoch) in the same fenced step. */
+ * same chain: the owner heartbeats with its current run and the chain's
+ * first run, and the record (same epoch: the epoch alone is unique per
+ * claim) moves to the current run in the same fenced step, however many
+ * continue-as-new steps happened since it last landed. */
 static const char lua_heartbeat[] =
-    "local cur = redis.call('HMGET', KEYS[1], 'run_id', 'epoch', 'server_id')\n"
-    "if (cur[1] ~= ARGV[2] and (ARGV[6] == '' or cur[1] ~= ARGV[6])) or\n"
+    "local cur = redis.call('HMGET', KEYS[1], 'run_id', 'epoch', 'server_id', 'first_run_id')\n"
+    "if (cur[1] ~= ARGV[2] and (ARGV[6] == '' or cur[4] ~= ARGV[6])) or\n"
     "   tonumber(cur[2]) ~= tonumber(ARGV[3]) then\n"
     "  return {'fenced', cur[3] or '', cur[1] or '', cur[2] or ''}\n"
     "end\n" LUA_NOW("ARGV[4]")
@@ -376,7 +379,8 @@ int dd_store_claim(dd_store *s, const dd_store_claim_args *a, dd_store_owner_cb 
                                 a->run_id, a->server_id, a->project, a->queue,
                                 I64(now, a->now_ms), I64(ttl, a->ttl_ms),
                                 a->first_run_id ? a->first_run_id : "",
-                                a->wf_type ? a->wf_type : "", NULL));
+                                a->wf_type ? a->wf_type : "", a->nonce ? a->nonce : "",
+                                NULL));
 }
 
 int dd_store_heartbeat(dd_store *s, const char *wid, const char *run_id, int64_t epoch,
@@ -386,7 +390,7 @@ int dd_store_heartbeat(dd_store *s, const char *wid, const char *run_id, int64_t
 }
 
 int dd_store_heartbeat_chain(dd_store *s, const char *wid, const char *run_id,
-                             const char *prev_run_id, int64_t epoch, int64_t now_ms,
+                             const char *first_run_id, int64_t epoch, int64_t now_ms,
                              int64_t ttl_ms, dd_store_owner_cb *cb, void *arg)
 {
     char key[DD_STORE__KEYMAX], e[24], now[24], ttl[24];
@@ -399,7 +403,7 @@ int dd_store_heartbeat_chain(dd_store *s, const char *wid, const char *run_id,
     r->owner.epoch = epoch;
     return end(r, dd_store__cmd(r, "EVAL", lua_heartbeat, "2", key, INDEX_KEY, wid, run_id,
                                 I64(e, epoch), I64(now, now_ms), I64(ttl, ttl_ms),
-                                prev_run_id ? prev_run_id : "", NULL));
+                                first_run_id ? first_run_id : "", NULL));
 }
 
 int dd_store_release(dd_store *s, const char *wid, const char *run_id, int64_t epoch,
@@ -460,6 +464,8 @@ static void parse_record(dd_store_hb *h, const char *wid, const redisReply *rep)
                 h->first_run_id = xstrndup(val->str, val->len);
             else if (!strcmp(k->str, "wf_type") && !h->wf_type)
                 h->wf_type = xstrndup(val->str, val->len);
+            else if (!strcmp(k->str, "nonce") && !h->nonce)
+                h->nonce = xstrndup(val->str, val->len);
         }
     h->workflow_id = v[0] ? v[0] : dd_strdup(wid);
     h->run_id = v[1];

@@ -611,6 +611,7 @@ static void free_result(dd_store__req *r)
         free((char *)h->problem);
         free((char *)h->first_run_id);
         free((char *)h->wf_type);
+        free((char *)h->nonce);
     }
     free(r->recs);
     for (size_t i = 0; i < r->nworkers; i++)

@@ -140,6 +140,7 @@ typedef struct dd_store_hb {
     const char *run_id, *server_id, *project, *queue; /* NULL when missing */
     const char *first_run_id, *wf_type; /* workflow mode only (the chain's first run,
                                          * the user's type); NULL otherwise */
+    const char *nonce;            /* the claiming process's nonce, or NULL */
     int64_t hb_ms, ttl_ms, epoch; /* 0 when missing or not a number */
     int64_t now_ms;               /* Redis's clock when this was read (get, lists) */
     bool malformed;               /* something above is missing or not numeric */
@@ -174,6 +175,8 @@ typedef struct dd_store_claim_args {
     int64_t ttl_ms; /* the stale threshold the owner heartbeats against */
     const char *first_run_id; /* workflow mode: the chain's first run; NULL otherwise */
     const char *wf_type;      /* workflow mode: the user's workflow type; NULL otherwise */
+    const char *nonce;        /* the claiming process (not its server id, which two
+                               * processes can share); NULL: none */
 } dd_store_claim_args;
 
 /* After a takeover: epoch := epoch + 1, record := args, index updated.
@@ -185,11 +188,12 @@ int dd_store_claim(dd_store *s, const dd_store_claim_args *a, dd_store_owner_cb 
  * else DD_EFENCED with the current holder in res (the record is untouched). */
 int dd_store_heartbeat(dd_store *s, const char *workflow_id, const char *run_id, int64_t epoch,
                        int64_t now_ms, int64_t ttl_ms, dd_store_owner_cb *cb, void *arg);
-/* The same, for a chain that continued as new: the record may still name
- * prev_run_id (the run before run_id in the chain); it then moves to run_id,
- * same epoch, in the same fenced step. prev_run_id NULL: plain heartbeat. */
+/* The same, for a chain that continued as new: the record may still name an
+ * earlier run of the chain whose first run is first_run_id (as claimed);
+ * with the same epoch it then moves to run_id in the same fenced step.
+ * first_run_id NULL: plain heartbeat. */
 int dd_store_heartbeat_chain(dd_store *s, const char *workflow_id, const char *run_id,
-                             const char *prev_run_id, int64_t epoch, int64_t now_ms,
+                             const char *first_run_id, int64_t epoch, int64_t now_ms,
                              int64_t ttl_ms, dd_store_owner_cb *cb, void *arg);
 /* Deletes record + index entry only if still ours; DD_EFENCED otherwise. */
 int dd_store_release(dd_store *s, const char *workflow_id, const char *run_id, int64_t epoch,

@@ -255,7 +255,7 @@ static int64_t claim_ttl(fx *f, const char *project, const char *wid, const char
                          const char *server, int64_t now_ms, int64_t ttl_ms)
 {
     sgot g = {0};
-    dd_store_claim_args a = {wid, run, server, project, f->queue, now_ms, ttl_ms, NULL, NULL};
+    dd_store_claim_args a = {wid, run, server, project, f->queue, now_ms, ttl_ms, NULL, NULL, NULL};
     assert_int_equal(dd_store_claim(f->s, &a, owner_cb, &g), 0);
     assert_true(run_until(f, &g.done, 10000));
     assert_int_equal(g.status, 0);
@@ -321,7 +321,7 @@ static void on_terminated(const char *wid, const char *run, void *arg)
         static char runbuf[64];
         memset(&g, 0, sizeof(g));
         snprintf(runbuf, sizeof(runbuf), "%s", "new-owner-run");
-        dd_store_claim_args a = {wid, runbuf, "host-new", "p", f->queue, dd_wall_ms(), THR, NULL, NULL};
+        dd_store_claim_args a = {wid, runbuf, "host-new", "p", f->queue, dd_wall_ms(), THR, NULL, NULL, NULL};
         assert_int_equal(dd_store_claim(f->s, &a, owner_cb, &g), 0);
     }
     if (f->hook_kill_timer)

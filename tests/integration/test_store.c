@@ -267,7 +267,7 @@ static int claim(fx *f, const char *wid, const char *run, const char *server, in
                  int64_t *epoch)
 {
     waiter w;
-    dd_store_claim_args a = {wid, run, server, "proj", "queue-a", now, 30000, NULL, NULL};
+    dd_store_claim_args a = {wid, run, server, "proj", "queue-a", now, 30000, NULL, NULL, NULL};
     int rc = W(dd_store_claim(f->s, &a, owner_cb, &w));
     if (epoch)
         *epoch = w.epoch;
@@ -770,7 +770,7 @@ static void test_big_index(void **state)
         snprintf(run, sizeof(run), "run-%d", i);
         /* every 100th record is stale (1 %), the rest fresh */
         dd_store_claim_args a = {wid, run, "h", "p", "q", i % 100 ? now - 1000 : now - thr - 1 - i,
-                                 thr, NULL, NULL};
+                                 thr, NULL, NULL, NULL};
         assert_int_equal(dd_store_claim(f->s, &a, count_cb, &cnt), 0);
     }
     assert_true(run_until(f, &cnt.done, 30000));
