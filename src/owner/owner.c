@@ -578,7 +578,7 @@ static bool dd_owner_chain_exit(dd_owner *o, const dd_temporal_event *ev)
         dd_backoff_reset(&o->exit_backoff);
     int64_t delay = restart ? dd_backoff_next(&o->exit_backoff) : 0;
     dd_warn(o->ctx.log, "workflow_exited",
-            "dispatcher=%s workflow_id=%s run_id=%s first_run_id=%s close_event=%s reason=\"%s\" "
+            "dispatcher=%s workflow_id=%s run_id=%s first_run_id=%s close_event=%s reason=%s "
             "action=%s retry_in_ms=%lld",
             o->name, o->wid, o->run_id, o->first_run_id, ev->type, ev->reason ? ev->reason : "",
             restart ? "restart" : "release", (long long)delay);

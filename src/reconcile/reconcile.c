@@ -1051,7 +1051,7 @@ static void on_stale(int st, const dd_store_hb_list *l, void *arg)
             bool own_ttl = h->hb_ms < cy->now_ms - r->o.stale_threshold_ms;
             cy->st.kept_refreshed++;
             dd_logf(r->ctx.log, own_ttl ? DD_LOG_DEBUG : DD_LOG_INFO, "stale_skipped",
-                    "workflow_id=%s run_id=%s owner=%s reason=\"%s\" age_ms=%lld ttl_ms=%lld "
+                    "workflow_id=%s run_id=%s owner=%s reason=%s age_ms=%lld ttl_ms=%lld "
                     "holder=%s",
                     h->workflow_id, h->run_id ? h->run_id : "",
                     h->server_id ? h->server_id : "",
