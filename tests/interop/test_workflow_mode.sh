@@ -29,8 +29,8 @@
 #    deletes the record.
 #  7 --on-workflow-exit restart: the chain returns on its own (`finish`); it is
 #    COMPLETED, not terminated; C starts a new chain within 5 s (started_by=C),
-#    keeps the record, and logs `event=workflow_exit ... action=restart`.
-#  8 --on-workflow-exit release: D's chain returns; D logs `event=workflow_exit
+#    keeps the record, and logs `event=workflow_exited ... action=restart`.
+#  8 --on-workflow-exit release: D's chain returns; D logs `event=workflow_exited
 #    ... action=release`, deletes its record, starts nothing new, and (its only
 #    dispatcher released) exits 0 within 10 s.
 #  9 legacy: a `dispatchd.dispatcher` marker started by hand (Temporal CLI) on
@@ -52,7 +52,7 @@ W=dispatcher-shop-orders%2Dq
 KEY="dd:hb:{$W}"
 # The log line a host writes when the workflow it started ends on its own
 # (the C side's contract, asserted in phases 7 and 8).
-EXIT_EVENT=event=workflow_exit
+EXIT_EVENT=event=workflow_exited
 
 "$DISPATCHD" run --help 2>&1 | grep -q -- --workflow-type ||
   fail "this dispatchd has no workflow mode yet (run --workflow-type, issue 11)"
