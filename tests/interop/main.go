@@ -5,7 +5,7 @@
 //
 //	dd-interop worker         --task-queue Q [--cas-every 3s] [--state-file F]
 //	dd-interop users          --task-queue Q [--n 20] [--timeout 60s]
-//	dd-interop failed-tasks   --task-queue Q | --workflow-id W [--verbose]
+//	dd-interop failed-tasks   --task-queue Q | --workflow-id W [--all] [--verbose]
 //	dd-interop describe-chain --workflow-id W [--run-id R]
 //	dd-interop query-state    --workflow-id W [--run-id R]
 //	dd-interop signal         --workflow-id W --name NAME [--input JSON]
@@ -472,18 +472,36 @@ func history(ctx context.Context, cl client.Client, wid, rid string, filter enum
 	return evs, nil
 }
 
-func countFailedTasks(ctx context.Context, cl client.Client, e execRef) (int, error) {
+// serverSideCauses are WorkflowTaskFailed causes the server records on its own
+// while a worker did nothing wrong: FORCE_CLOSE_COMMAND when the run is closed
+// (terminated: a takeover, a release, the reconciler) under a workflow task in
+// flight, UNHANDLED_COMMAND when new events (a signal) arrived while the
+// worker completed the task. failed-tasks leaves them out unless --all.
+var serverSideCauses = map[enumspb.WorkflowTaskFailedCause]bool{
+	enumspb.WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND: true,
+	enumspb.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND:   true,
+}
+
+// countFailedTasks returns the WorkflowTaskFailed events of one run, counted
+// and not counted (server-side causes, when !all), and their causes.
+func countFailedTasks(ctx context.Context, cl client.Client, e execRef, all bool) (n, skipped int, causes []string, err error) {
 	evs, err := history(ctx, cl, e.id, e.run, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT, 0)
 	if err != nil {
-		return 0, err
+		return 0, 0, nil, err
 	}
-	n := 0
 	for _, ev := range evs {
-		if ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_FAILED {
+		if ev.GetEventType() != enumspb.EVENT_TYPE_WORKFLOW_TASK_FAILED {
+			continue
+		}
+		cause := ev.GetWorkflowTaskFailedEventAttributes().GetCause()
+		causes = append(causes, strings.TrimPrefix(enumspb.WorkflowTaskFailedCause_name[int32(cause)], "WORKFLOW_TASK_FAILED_CAUSE_"))
+		if !all && serverSideCauses[cause] {
+			skipped++
+		} else {
 			n++
 		}
 	}
-	return n, nil
+	return n, skipped, causes, nil
 }
 
 // ------------------------------------------------------------------ failed-tasks
@@ -491,6 +509,8 @@ func countFailedTasks(ctx context.Context, cl client.Client, e execRef) (int, er
 func cmdFailedTasks(args []string) int {
 	c := newCommon("failed-tasks", 30*time.Second)
 	var tq, wid string
+	var all bool
+	c.fs.BoolVar(&all, "all", false, "also count the server's own FORCE_CLOSE_COMMAND and UNHANDLED_COMMAND failures")
 	c.fs.StringVar(&tq, "task-queue", "", "every workflow (visibility) on this task queue")
 	c.fs.StringVar(&wid, "workflow-id", "", "every run of this workflow id (all its chains)")
 	if rc, ok := c.parse(args, func() error {
@@ -518,20 +538,20 @@ func cmdFailedTasks(args []string) int {
 	}
 	total := 0
 	for _, e := range execs {
-		n, err := countFailedTasks(ctx, cl, e)
+		n, skipped, causes, err := countFailedTasks(ctx, cl, e, all)
 		if err != nil {
 			return die("failed-tasks", err)
 		}
 		total += n
-		if c.verbose || n > 0 {
+		if c.verbose || n > 0 || skipped > 0 {
 			// The history holds the first failure; the server retries the task with
 			// its attempt count climbing, visible as the pending task's attempt.
 			attempt := int32(0)
 			if d, err := cl.DescribeWorkflowExecution(ctx, e.id, e.run); err == nil && d.GetPendingWorkflowTask() != nil {
 				attempt = d.GetPendingWorkflowTask().GetAttempt()
 			}
-			fmt.Fprintf(os.Stderr, "workflow_id=%s run_id=%s type=%s workflow_task_failed_events=%d pending_task_attempt=%d\n",
-				e.id, e.run, e.typ, n, attempt)
+			fmt.Fprintf(os.Stderr, "workflow_id=%s run_id=%s type=%s workflow_task_failed_events=%d not_counted=%d causes=%s pending_task_attempt=%d\n",
+				e.id, e.run, e.typ, n, skipped, strings.Join(causes, ","), attempt)
 		}
 	}
 	fmt.Println(total)
