@@ -5,6 +5,7 @@
 #     redis-server, prometheus for promtool, jq, python3 and openssl for test helpers,
 #     libfaketime for the clock-skew tests)
 #   - the Temporal CLI (dev server), built once with `go install` into .tools/bin
+#   - the Go modules of tests/interop (the pinned Temporal Go SDK), into Go's module cache
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 TEMPORAL_CLI_VERSION=v1.5.1   # later tags carry a replace directive and refuse go install
@@ -49,6 +50,11 @@ else
   GOBIN="$bin" GOFLAGS=-mod=mod go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION"
   echo "$TEMPORAL_CLI_VERSION" >"$bin/temporal.version"
 fi
+
+# The Go SDK interop tests (tests/interop): the modules pinned in its go.sum,
+# fetched now so the tests' build needs no network (a no-op when cached).
+command -v go >/dev/null || { echo "install-deps: go is needed for tests/interop" >&2; exit 1; }
+(cd "$root/tests/interop" && GOFLAGS="-mod=readonly -buildvcs=false" go mod download)
 
 # Check, so a missing piece fails here and not in the middle of a test.
 for c in cmake cc pkg-config redis-server redis-cli jq python3 openssl promtool curl; do
