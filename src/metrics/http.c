@@ -17,6 +17,7 @@
 #include "core/ctx.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "metrics/http_parse.h"
 #include "metrics/metrics.h"
 
 #include <errno.h>
@@ -42,7 +43,7 @@ typedef struct dd_http_conn {
     dd_http_state state;
     int open_handles; /* handles not yet closed; freed at 0 */
     bool peer_eof;
-    char *head; /* request head as received, cap bytes */
+    char *head; /* request head as received (not NUL-terminated), cap bytes */
     size_t len;
     size_t cap;
     dd_buf resp;
@@ -245,59 +246,29 @@ static void dd_http_respond_text(dd_http_conn *c, int status, const char *body, 
     dd_http_respond(c, status, DD_HTTP_TEXT, body, strlen(body), head_only);
 }
 
-/* Splits "METHOD SP TARGET SP HTTP/1.x" in place. Returns false if malformed. */
-static bool dd_http_parse_request_line(char *line, char **method, char **path)
-{
-    char *sp1 = strchr(line, ' ');
-    if (!sp1 || sp1 == line)
-        return false;
-    *sp1 = '\0';
-    char *target = sp1 + 1;
-    char *sp2 = strchr(target, ' ');
-    if (!sp2 || target[0] != '/')
-        return false;
-    *sp2 = '\0';
-    const char *version = sp2 + 1;
-    if (strcmp(version, "HTTP/1.1") != 0 && strcmp(version, "HTTP/1.0") != 0)
-        return false;
-    for (const char *p = line; *p; p++)
-        if (*p < 'A' || *p > 'Z')
-            return false;
-    target[strcspn(target, "?#")] = '\0';
-    *method = line;
-    *path = target;
-    return true;
-}
-
-static void dd_http_handle(dd_http_conn *c, size_t head_len)
+/* Answers a complete, valid request head (req points into c->head). */
+static void dd_http_handle(dd_http_conn *c, const dd_metrics_request *req)
 {
     dd_metrics_http *h = c->srv;
-    c->head[head_len] = '\0'; /* head_len < cap: the terminator was found inside */
-    char *eol = strstr(c->head, "\r\n");
-    *eol = '\0';
-    char *method = NULL, *path = NULL;
-    if (!dd_http_parse_request_line(c->head, &method, &path)) {
-        dd_debug(h->log, "metrics_http_request", "status=400");
-        dd_http_respond_text(c, 400, "bad request\n", false);
-        return;
-    }
-    bool head_only = strcmp(method, "HEAD") == 0;
-    bool get = head_only || strcmp(method, "GET") == 0;
+    bool head_only = dd_metrics_slice_eq(req->method, req->method_len, "HEAD");
+    bool get = head_only || dd_metrics_slice_eq(req->method, req->method_len, "GET");
+    bool metrics = dd_metrics_slice_eq(req->path, req->path_len, "/metrics");
+    bool healthz = dd_metrics_slice_eq(req->path, req->path_len, "/healthz");
+    bool readyz = dd_metrics_slice_eq(req->path, req->path_len, "/readyz");
     int status;
-    if (strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0 &&
-        strcmp(path, "/readyz") != 0) {
+    if (!metrics && !healthz && !readyz) {
         status = 404;
         dd_http_respond_text(c, status, "not found\n", head_only);
     } else if (!get) {
         status = 405;
         dd_http_respond_text(c, status, "method not allowed\n", false);
-    } else if (strcmp(path, "/metrics") == 0) {
+    } else if (metrics) {
         status = 200;
         dd_buf body = DD_BUF_INIT;
         dd_metrics_render(h->m, &body);
         dd_http_respond(c, status, DD_HTTP_PROM, dd_buf_str(&body), body.len, head_only);
         dd_buf_release(&body);
-    } else if (strcmp(path, "/healthz") == 0) {
+    } else if (healthz) {
         status = 200;
         dd_http_respond_text(c, status, "ok\n", head_only);
     } else {
@@ -313,16 +284,21 @@ static void dd_http_handle(dd_http_conn *c, size_t head_len)
         dd_http_respond(c, status, DD_HTTP_TEXT, dd_buf_str(&body), body.len, head_only);
         dd_buf_release(&body);
     }
-    dd_debug(h->log, "metrics_http_request", "method=%s path=%s status=%d", method, path,
-             status);
+    /* The slices are not NUL-terminated: copies for the (escaping) logger. */
+    dd_buf method = DD_BUF_INIT, path = DD_BUF_INIT;
+    dd_buf_append(&method, req->method, req->method_len);
+    dd_buf_append(&path, req->path, req->path_len);
+    dd_debug(h->log, "metrics_http_request", "method=%s path=%s status=%d", dd_buf_str(&method),
+             dd_buf_str(&path), status);
+    dd_buf_release(&method);
+    dd_buf_release(&path);
 }
 
 static void dd_http_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
     dd_http_conn *c = handle->data;
     if (c->state == DD_HTTP_READING) {
-        /* Keep one byte for the NUL added by dd_http_handle. */
-        *buf = uv_buf_init(c->head + c->len, (unsigned)(c->cap - 1 - c->len));
+        *buf = uv_buf_init(c->head + c->len, (unsigned)(c->cap - c->len));
     } else {
         /* After the request: read only to discard. */
         *buf = uv_buf_init(c->head, (unsigned)c->cap);
@@ -346,15 +322,20 @@ static void dd_http_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->state != DD_HTTP_READING)
         return;
-    size_t from = c->len > 3 ? c->len - 3 : 0;
     c->len += (size_t)nread;
-    for (size_t i = from; i + 4 <= c->len; i++) {
-        if (memcmp(c->head + i, "\r\n\r\n", 4) == 0) {
-            dd_http_handle(c, i + 2);
-            return;
-        }
+    dd_metrics_request req;
+    switch (dd_metrics_parse_request(c->head, c->len, &req)) {
+    case DD_METRICS_PARSE_COMPLETE:
+        dd_http_handle(c, &req);
+        return;
+    case DD_METRICS_PARSE_BAD:
+        dd_debug(c->srv->log, "metrics_http_request", "status=400 received=%zu", c->len);
+        dd_http_respond_text(c, 400, "bad request\n", false);
+        return;
+    case DD_METRICS_PARSE_NEED_MORE:
+        break;
     }
-    if (c->len >= c->cap - 1) {
+    if (c->len >= c->cap) {
         dd_debug(c->srv->log, "metrics_http_request", "status=431 received=%zu", c->len);
         dd_http_respond_text(c, 431, "request header too large\n", false);
     }
@@ -396,7 +377,7 @@ static void dd_http_on_connection(uv_stream_t *server, int status)
     }
     dd_http_conn *c = dd_xcalloc(1, sizeof(*c));
     c->srv = h;
-    c->cap = h->lim.max_header_bytes + 1;
+    c->cap = h->lim.max_header_bytes;
     c->head = dd_xmalloc(c->cap);
     uv_tcp_init(h->loop, &c->tcp);
     uv_timer_init(h->loop, &c->timer);

@@ -352,6 +352,40 @@ static void test_404_405_400(void **state)
     resp_release(&r);
 }
 
+/* Bytes from the network are not C strings: a NUL before the first CRLF once
+ * made the server write through a NULL strstr() result (remote SIGSEGV). Each
+ * of these gets a 400, and the server still answers afterwards. */
+static void test_nul_bytes_in_request(void **state)
+{
+    fx *f = *state;
+    static const struct {
+        const char *req;
+        size_t len;
+    } bad[] = {
+        {"\0\r\n\r\n", 5},
+        {"GET /healthz\0 HTTP/1.1\r\n\r\n", 26},
+        {"GET /healthz HTTP/1.1\0\r\n\r\n", 26},
+        {"GET\0/healthz HTTP/1.1\r\n\r\n", 25},
+        {"\0\0\0\0\r\n\r\n", 8},
+        {"GET /healthz HTTP/1.1\r\nX: \0\r\n\r\n", 31},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        resp r = {0};
+        int fd = client_connect(f->port);
+        client_send(fd, bad[i].req, bad[i].len);
+        assert_int_equal(client_read_all(fd, &r.raw), 0);
+        close(fd);
+        resp_parse(&r);
+        if (r.status != 400)
+            fail_msg("request %zu: status %d", i, r.status);
+        resp_release(&r);
+    }
+    resp r;
+    request(f->port, "GET /healthz HTTP/1.1\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    resp_release(&r);
+}
+
 static void test_oversized_header_431(void **state)
 {
     fx *f = *state;
@@ -559,6 +593,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_large_metrics_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_404_405_400, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversized_header_431, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nul_bytes_in_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_and_half_closed_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_port_taken, setup, teardown),
         cmocka_unit_test(test_connection_limit_and_timeout),
