@@ -30,6 +30,14 @@
 #define MAX_BODY (16u << 20) /* a reply larger than this is refused */
 #define MAX_PAGES 1000       /* history pages followed by one call */
 
+/* The loss watch re-polls no sooner than this after the start of the
+ * previous poll. A real server holds an empty long poll ~20 s, so this never
+ * delays a healthy watch; a server (or proxy, or peer) that answers empty at
+ * once would otherwise be asked again in a hot loop (~70k requests/s were
+ * measured). 100 ms caps that at 10 requests/s per watch while adding at
+ * most 100 ms to noticing a close in that degenerate case. */
+#define REPOLL_FLOOR_MS 100
+
 typedef enum op_kind {
     OP_START,
     OP_SWS,
@@ -43,6 +51,14 @@ typedef enum op_kind {
 
 static const char *const op_names[] = {"start", "signal_with_start", "signal", "terminate",
                                        "describe", "history", "wait_close", "list"};
+
+/* Strings a result points to that outlive the reply they came from (history
+ * events: each page is freed once read). Blocks never move. */
+typedef struct strblock {
+    struct strblock *next;
+    size_t used, cap;
+    char data[];
+} strblock;
 
 struct dd_temporal {
     dd_ctx ctx;
@@ -76,13 +92,16 @@ struct dd_temporal_call {
     dd_backoff bo;
     int failures;       /* consecutive failed attempts */
     uint64_t deadline;  /* dd_mono_ms(); 0: none (long-poll) */
+    uint64_t sent_ms;   /* dd_mono_ms() when the attempt in flight was sent */
     char *page_token;
     int pages;
     bool done;
 
-    /* Result storage: parsed replies and decoded strings are kept in `keep`
-     * so the result's const char * stay valid until the callback returns. */
+    /* Result storage, valid until the callback returns: the parsed reply of
+     * single-reply operations and strings decoded from it in `keep`; strings
+     * of history events (whose pages are freed as they are read) in `strs`. */
     json_t *keep;
+    strblock *strs;
     dd_temporal_event *events;
     size_t nevents, capevents;
     dd_temporal_execution *execs;
@@ -148,6 +167,27 @@ static int64_t jint(json_t *o, const char *key)
     if (json_is_string(v))
         return strtoll(json_string_value(v), NULL, 10);
     return 0;
+}
+
+/* A copy of s in c->strs (NULL for NULL), alive until the call is freed. */
+static const char *arena_str(dd_temporal_call *c, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    strblock *b = c->strs;
+    if (!b || b->cap - b->used < n) {
+        size_t cap = n > 4096 ? n : 4096;
+        b = dd_xmalloc(sizeof(*b) + cap);
+        b->next = c->strs;
+        b->used = 0;
+        b->cap = cap;
+        c->strs = b;
+    }
+    char *d = b->data + b->used;
+    memcpy(d, s, n);
+    b->used += n;
+    return d;
 }
 
 /* A string the result points to: kept alive in c->keep. */
@@ -267,11 +307,18 @@ static void parse_exec(dd_temporal_call *c, json_t *info, dd_temporal_execution 
     e->server_id = sid ? payload_text(c, sid) : NULL;
 }
 
-static void add_events(dd_temporal_call *c, json_t *events)
+/* Appends a page's events, their strings copied out (the page is freed
+ * after this); last_only: just the page's last event, in place of any
+ * before (wait_close asks for the close event only). */
+static int add_events(dd_temporal_call *c, json_t *events, bool last_only)
 {
-    size_t i;
+    size_t i, n = json_array_size(events);
     json_t *ev;
     json_array_foreach(events, i, ev) {
+        if (last_only && i + 1 < n)
+            continue;
+        if (last_only)
+            c->nevents = 0;
         if (c->nevents == c->capevents) {
             c->capevents = c->capevents ? c->capevents * 2 : 16;
             c->events = dd_xrealloc(c->events, c->capevents * sizeof(*c->events));
@@ -279,14 +326,15 @@ static void add_events(dd_temporal_call *c, json_t *events)
         dd_temporal_event *e = &c->events[c->nevents++];
         memset(e, 0, sizeof(*e));
         e->id = jint(ev, "eventId");
-        e->type = jstr(ev, "eventType");
+        e->type = arena_str(c, jstr(ev, "eventType"));
         e->time_ns = dd_tc_parse_time_ns(jstr(ev, "eventTime"));
         json_t *ta = json_object_get(ev, "workflowExecutionTerminatedEventAttributes");
         if (!ta)
             ta = json_object_get(ev, "workflowExecutionStartedEventAttributes");
-        e->reason = jstr(ta, "reason");
-        e->identity = jstr(ta, "identity");
+        e->reason = arena_str(c, jstr(ta, "reason"));
+        e->identity = arena_str(c, jstr(ta, "identity"));
     }
+    return 0;
 }
 
 /* Parses a 2xx reply. Returns 0 (done), 1 (send another request: next page
@@ -319,23 +367,21 @@ static int parse_ok(dd_temporal_call *c, json_t *root)
         c->res.execution = &c->exec;
         return 0;
     case OP_HISTORY:
-    case OP_WAIT_CLOSE:
-        add_events(c, json_object_get(json_object_get(root, "history"), "events"));
+    case OP_WAIT_CLOSE: {
+        /* filter type 2 = close event only: wait_close keeps just the last */
+        int rc = add_events(c, json_object_get(json_object_get(root, "history"), "events"),
+                            c->op == OP_WAIT_CLOSE);
+        if (rc < 0)
+            return rc;
         tok = jstr(root, "nextPageToken");
         free(c->page_token);
         c->page_token = xdup(tok);
-        if (c->op == OP_WAIT_CLOSE) {
-            if (c->nevents > 0) {
-                /* filter type 2 = close event only: keep just the last one */
-                c->events[0] = c->events[c->nevents - 1];
-                c->nevents = 1;
-                return 0;
-            }
-            return 1; /* empty long-poll answer: ask again from the token */
-        }
+        if (c->op == OP_WAIT_CLOSE)
+            return c->nevents > 0 ? 0 : 1; /* empty long-poll answer: ask again */
         if (tok && ++c->pages < MAX_PAGES)
             return 1;
         return 0;
+    }
     case OP_LIST: {
         json_t *arr = json_object_get(root, "executions"), *ex;
         size_t i;
@@ -459,6 +505,11 @@ static void call_finish(dd_temporal_call *c, int err)
         c->cb(err, &c->res, c->arg);
 
     json_decref(c->keep);
+    while (c->strs) {
+        strblock *b = c->strs;
+        c->strs = b->next;
+        free(b);
+    }
     free(c->events);
     free(c->execs);
     free(c->url);
@@ -533,13 +584,19 @@ static void on_reply(const dd_http_reply *rep, void *arg)
             call_finish(c, DD_EPROTO);
             return;
         }
-        json_array_append_new(c->keep, root); /* results point into it */
         rc = parse_ok(c, root);
+        if (c->op == OP_HISTORY || c->op == OP_WAIT_CLOSE)
+            json_decref(root); /* its events were copied out: one page at a time */
+        else
+            json_array_append_new(c->keep, root); /* results point into it */
         if (rc == 1) {
             c->failures = 0;
             dd_backoff_reset(&c->bo);
+            uint64_t since = dd_mono_ms() - c->sent_ms;
             if (dd_ctx_cancelled(&c->t->ctx))
                 call_finish(c, DD_ECANCELED);
+            else if (c->op == OP_WAIT_CLOSE && since < REPOLL_FLOOR_MS)
+                uv_timer_start(&c->timer, retry_timer_cb, REPOLL_FLOOR_MS - since, 0);
             else
                 call_attempt(c);
             return;
@@ -548,8 +605,13 @@ static void on_reply(const dd_http_reply *rep, void *arg)
         return;
     }
     rc = parse_error(c, http, root, &retry);
-    if (root) /* the result may point into it (409: the running run id) */
+    /* The result may point into it (409: the running run id; never retried).
+     * A retried error's root is not needed: keeping it would grow a long
+     * loss watch with every error it rides out. */
+    if (root && !retry)
         json_array_append_new(c->keep, root);
+    else
+        json_decref(root);
     call_failed(c, rc, retry);
 }
 
@@ -577,6 +639,7 @@ static void call_attempt(dd_temporal_call *c)
         dd_tc_url_escape(&url, c->page_token);
     }
     c->res.attempts++;
+    c->sent_ms = dd_mono_ms();
     dd_debug(t->ctx.log, "temporal_request", "op=%s workflow_id=%s attempt=%d",
              op_names[c->op], c->workflow_id ? c->workflow_id : "", c->res.attempts);
     int rc = dd_http_request(t->http, c->body ? "POST" : "GET", dd_buf_str(&url),

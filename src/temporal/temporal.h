@@ -172,9 +172,11 @@ int dd_temporal_describe(dd_temporal *t, const char *workflow_id, const char *ru
 int dd_temporal_history(dd_temporal *t, const char *workflow_id, const char *run_id,
                         dd_temporal_cb cb, void *arg, dd_temporal_call **out);
 /* Long-polls until run_id closes; result: the close event (nevents == 1).
- * Re-polls when the server answers empty (~every 20 s); runs without a
- * deadline until the run closes, the call is cancelled, or max_attempts
- * consecutive failures. Answers immediately for a run already closed. */
+ * Re-polls when the server answers empty (~every 20 s; never sooner than
+ * 100 ms after the previous poll started); runs without a deadline until the
+ * run closes, the call is cancelled, or max_attempts consecutive failures.
+ * Memory stays flat however long it runs. Answers immediately for a run
+ * already closed. */
 int dd_temporal_wait_close(dd_temporal *t, const char *workflow_id, const char *run_id,
                            dd_temporal_cb cb, void *arg, dd_temporal_call **out);
 /* One page of a visibility query ("WorkflowType='x' AND ExecutionStatus='Running'").
