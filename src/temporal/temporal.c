@@ -27,8 +27,18 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define MAX_BODY (16u << 20) /* a reply larger than this is refused */
-#define MAX_PAGES 1000       /* history pages followed by one call */
+/* Memory per operation. A reply is buffered whole (at most MAX_BODY, the
+ * transport's limit: the largest any operation takes), then checked against
+ * the operation's own limit (op_max_body) before it is parsed, and parsed
+ * only if jansson's cost for it stays within MAX_PARSE (dd_tc_json_cost):
+ * 16 MiB of "{}," costs ~1.6 GB parsed. A hostile 16 MiB reply thus costs
+ * at most MAX_BODY + MAX_PARSE (< 64 MB, bench/hostile/RESULTS.md). History
+ * pages are dropped once their events are copied out, so a call holds one
+ * page at a time, and at most MAX_EVENTS events. */
+#define MAX_BODY (16u << 20)
+#define MAX_PARSE (32u << 20)
+#define MAX_PAGES 1000   /* history pages followed by one call */
+#define MAX_EVENTS 51200 /* Temporal's own default limit of events per history */
 
 /* The loss watch re-polls no sooner than this after the start of the
  * previous poll. A real server holds an empty long poll ~20 s, so this never
@@ -51,6 +61,27 @@ typedef enum op_kind {
 
 static const char *const op_names[] = {"start", "signal_with_start", "signal", "terminate",
                                        "describe", "history", "wait_close", "list"};
+
+/* The largest reply body an operation accepts (error replies included). */
+static size_t op_max_body(op_kind op)
+{
+    switch (op) {
+    case OP_START:
+    case OP_SWS:
+    case OP_SIGNAL:
+    case OP_TERMINATE:
+        return 64u << 10; /* a run id, or nothing; an error is a message and details */
+    case OP_DESCRIBE:
+        return 1u << 20; /* one execution, its memo, pending activities and children */
+    case OP_WAIT_CLOSE:
+    case OP_LIST:
+        return 4u << 20; /* one close event (a result payload is at most 2 MB by
+                          * default: 2.7 MB in base64); one page of executions */
+    case OP_HISTORY:
+        return MAX_BODY; /* one page of events, payloads included */
+    }
+    return 64u << 10;
+}
 
 /* Strings a result points to that outlive the reply they came from (history
  * events: each page is freed once read). Blocks never move. */
@@ -309,7 +340,8 @@ static void parse_exec(dd_temporal_call *c, json_t *info, dd_temporal_execution 
 
 /* Appends a page's events, their strings copied out (the page is freed
  * after this); last_only: just the page's last event, in place of any
- * before (wait_close asks for the close event only). */
+ * before (wait_close asks for the close event only). DD_EPROTO past
+ * MAX_EVENTS. */
 static int add_events(dd_temporal_call *c, json_t *events, bool last_only)
 {
     size_t i, n = json_array_size(events);
@@ -319,6 +351,11 @@ static int add_events(dd_temporal_call *c, json_t *events, bool last_only)
             continue;
         if (last_only)
             c->nevents = 0;
+        if (c->nevents == MAX_EVENTS) {
+            dd_buf_printf(&c->msg, "history of workflow '%s' has more than %d events",
+                          c->workflow_id ? c->workflow_id : "", MAX_EVENTS);
+            return DD_EPROTO;
+        }
         if (c->nevents == c->capevents) {
             c->capevents = c->capevents ? c->capevents * 2 : 16;
             c->events = dd_xrealloc(c->events, c->capevents * sizeof(*c->events));
@@ -573,6 +610,21 @@ static void on_reply(const dd_http_reply *rep, void *arg)
     if (rep->err != 0) {
         dd_buf_puts(&c->msg, rep->message);
         call_failed(c, rep->err, rep->transient);
+        return;
+    }
+    /* Bounded before parsing (see MAX_BODY): refused, not retried. */
+    size_t max = op_max_body(c->op);
+    if (rep->body_len > max) {
+        dd_buf_printf(&c->msg, "temporal reply to %s too large (%zu bytes, limit %zu)",
+                      op_names[c->op], rep->body_len, max);
+        call_finish(c, DD_EPROTO);
+        return;
+    }
+    if (dd_tc_json_cost(rep->body, rep->body_len, MAX_PARSE) > MAX_PARSE) {
+        dd_buf_printf(&c->msg,
+                      "temporal reply to %s (%zu bytes) would take over %u MB to parse",
+                      op_names[c->op], rep->body_len, MAX_PARSE >> 20);
+        call_finish(c, DD_EPROTO);
         return;
     }
     json_error_t je;

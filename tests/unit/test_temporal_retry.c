@@ -443,6 +443,66 @@ static void test_wait_close_empty_answers(void **state)
                  n2 - n1, n2, live1, count1, live2, count2);
 }
 
+/* "200 " + a JSON text of about `size` bytes: prefix, then "{}," repeated,
+ * then suffix. Freed by the caller. */
+static char *hostile_reply(const char *prefix, const char *suffix, size_t size)
+{
+    dd_buf b = DD_BUF_INIT;
+    dd_buf_puts(&b, "200 ");
+    dd_buf_puts(&b, prefix);
+    while (b.len + strlen(suffix) + 8 < size)
+        dd_buf_puts(&b, "{},");
+    dd_buf_puts(&b, "{}");
+    dd_buf_puts(&b, suffix);
+    return dd_buf_detach(&b);
+}
+
+/* A describe reply of 16 MiB of empty objects once peaked at ~1.6 GB: it
+ * is refused unparsed now (a describe reply is small). */
+static void test_huge_describe_reply(void **state)
+{
+    char *r = hostile_reply("{\"workflowExecutionInfo\":{\"execution\":{\"runId\":\"r-1\"}},"
+                            "\"pendingActivities\":[",
+                            "]}", (16u << 20) - 256);
+    const char *const replies[] = {r};
+    a_peak = a_live;
+    size_t base = a_live;
+    got g = run_op3(OP_DESCRIBE, replies, 1, 1, 0, NULL, NULL);
+    free(r);
+    assert_int_equal(g.status, DD_EPROTO);
+    if (a_peak - base > ((size_t)1 << 20))
+        fail_msg("jansson peaked at %zu MB for a 16 MiB describe reply", (a_peak - base) >> 20);
+    assert_non_null(strstr(g.msg, "too large"));
+}
+
+/* History pages may be large, but not large when parsed: 16 MiB of empty
+ * objects is refused before jansson sees it. */
+static void test_huge_history_page(void **state)
+{
+    char *r = hostile_reply("{\"history\":{\"events\":[", "]}}", (16u << 20) - 256);
+    const char *const replies[] = {r};
+    a_peak = a_live;
+    size_t base = a_live;
+    got g = run_op3(OP_HISTORY, replies, 1, 1, 0, NULL, NULL);
+    free(r);
+    assert_int_equal(g.status, DD_EPROTO);
+    if (a_peak - base > ((size_t)32 << 20))
+        fail_msg("jansson peaked at %zu MB for a 16 MiB history page", (a_peak - base) >> 20);
+    assert_non_null(strstr(g.msg, "parse"));
+}
+
+/* At most 51200 events per history (Temporal's own default limit): a page
+ * of 60000 empty events is refused, not stored (each costs ~48 bytes). */
+static void test_history_event_limit(void **state)
+{
+    char *r = hostile_reply("{\"history\":{\"events\":[", "]}}", 3 * 60000);
+    const char *const replies[] = {r};
+    got g = run_op3(OP_HISTORY, replies, 1, 1, 0, NULL, NULL);
+    free(r);
+    assert_int_equal(g.status, DD_EPROTO);
+    assert_non_null(strstr(g.msg, "more than 51200 events"));
+}
+
 /* Each history page is dropped once its events are copied out: the memory
  * held while the 40th page is asked for is that of the 5th. */
 static void test_history_pages_not_kept(void **state)
@@ -503,6 +563,9 @@ int main(void)
         cmocka_unit_test(test_describe_payload_forms),
         cmocka_unit_test(test_shutdown_stops_retries),
         cmocka_unit_test(test_wait_close_empty_answers),
+        cmocka_unit_test(test_huge_describe_reply),
+        cmocka_unit_test(test_huge_history_page),
+        cmocka_unit_test(test_history_event_limit),
         cmocka_unit_test(test_history_pages_not_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
