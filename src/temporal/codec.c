@@ -65,6 +65,10 @@ int64_t dd_tc_parse_time_ns(const char *s)
     int y, mo, d, h, mi, sec, n = 0;
     if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
         return 0;
+    /* timegm would normalise 2026-13-01 into 2027-01-01: refuse instead. */
+    if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 ||
+        sec < 0 || sec > 60)
+        return 0;
     s += n;
     int64_t frac = 0;
     if (*s == '.') {
@@ -79,7 +83,7 @@ int64_t dd_tc_parse_time_ns(const char *s)
     int off = 0;
     if (*s == '+' || *s == '-') {
         int oh, om;
-        if (sscanf(s + 1, "%2d:%2d", &oh, &om) != 2)
+        if (sscanf(s + 1, "%2d:%2d", &oh, &om) != 2 || oh < 0 || oh > 23 || om < 0 || om > 59)
             return 0;
         off = (oh * 60 + om) * 60 * (*s == '-' ? -1 : 1);
     } else if (*s != 'Z' && *s != 'z') {
@@ -88,7 +92,13 @@ int64_t dd_tc_parse_time_ns(const char *s)
     struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
                     .tm_hour = h, .tm_min = mi, .tm_sec = sec};
     int64_t t = (int64_t)timegm(&tm) - off;
-    return t * 1000000000LL + frac;
+    /* int64 nanoseconds reach only 1677-09-21 .. 2262-04-11; years outside
+     * (Go's zero time 0001-01-01, which servers send for unset times) would
+     * overflow the multiply. 0 to 999999999 frac never underflows. */
+    const int64_t ns = 1000000000LL;
+    if (t < INT64_MIN / ns || t > (INT64_MAX - frac) / ns)
+        return 0;
+    return t * ns + frac;
 }
 
 size_t dd_tc_json_cost(const char *s, size_t n, size_t limit)

@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <malloc.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 static void test_base64(void **state)
@@ -40,6 +41,21 @@ static void test_time(void **state)
     assert_int_equal(dd_tc_parse_time_ns("2026-11-23T13:33:05.8+01:00"), 1795437185800000000LL);
     assert_int_equal(dd_tc_parse_time_ns("garbage"), 0);
     assert_int_equal(dd_tc_parse_time_ns(NULL), 0);
+    /* Outside what int64 nanoseconds hold: refused (0), not overflowed.
+     * Go's zero time is what a server sends for a time it never set. */
+    assert_int_equal(dd_tc_parse_time_ns("0001-01-01T00:00:00Z"), 0);
+    assert_int_equal(dd_tc_parse_time_ns("9999-12-31T23:59:59.999999999Z"), 0);
+    assert_int_equal(dd_tc_parse_time_ns("1677-09-21T00:12:43.145224191Z"), 0);
+    assert_int_equal(dd_tc_parse_time_ns("2262-04-11T23:47:16.854775808Z"), 0);
+    /* ... and the very edges still parse. */
+    assert_true(dd_tc_parse_time_ns("2262-04-11T23:47:16.854775807Z") == INT64_MAX);
+    assert_true(dd_tc_parse_time_ns("1677-09-21T00:12:44Z") == -9223372036000000000LL);
+    assert_true(dd_tc_parse_time_ns("1969-12-31T23:59:59.5Z") == -500000000LL);
+    /* Fields out of range are malformed, not normalised into another day. */
+    assert_int_equal(dd_tc_parse_time_ns("2026-13-01T00:00:00Z"), 0);
+    assert_int_equal(dd_tc_parse_time_ns("2026-01-32T00:00:00Z"), 0);
+    assert_int_equal(dd_tc_parse_time_ns("2026-01-01T24:00:00Z"), 0);
+    assert_int_equal(dd_tc_parse_time_ns("2026-01-01T00:00:00+99:00"), 0);
 }
 
 static void test_url_escape(void **state)
