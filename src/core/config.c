@@ -5,6 +5,7 @@
 #include "core/time.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -236,8 +237,9 @@ static int dd_opt_set(dd_config *cfg, const dd_opt *o, const char *val, const ch
         char *end;
         errno = 0;
         double v = strtod(val, &end);
-        if (errno || *end || end == val || v < 0) {
-            snprintf(err, errlen, "%s '%s': not a non-negative number", src, val);
+        /* strtod also reads "nan" and "inf", and a NaN passes "v < 0". */
+        if (errno || *end || end == val || !isfinite(v) || v < 0) {
+            snprintf(err, errlen, "%s '%s': not a finite non-negative number", src, val);
             return DD_EINVAL;
         }
         *(double *)field = v;

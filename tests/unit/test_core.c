@@ -15,6 +15,7 @@
 #include "core/time.h"
 
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 static void test_duration_parse(void **state)
@@ -81,6 +82,59 @@ static void test_token_bucket(void **state)
     dd_token_bucket_init(&tb, 0, 1, 0); /* unlimited */
     for (int i = 0; i < 100; i++)
         assert_true(dd_token_bucket_take(&tb, 0));
+}
+
+/* A rate that is not a number used to reach (uint64_t)NaN, and a tiny one a
+ * wait beyond 2^64 us: both undefined. NaN now means unlimited (as <= 0
+ * does), and a wait is at most an hour (the caller asks again then). */
+static void test_token_bucket_odd_rates(void **state)
+{
+    dd_token_bucket tb;
+    dd_token_bucket_init(&tb, NAN, 1, 0);
+    for (int i = 0; i < 10; i++)
+        assert_true(dd_token_bucket_take(&tb, (uint64_t)i));
+    assert_true(dd_token_bucket_wait_us(&tb, 10) == 0);
+
+    dd_token_bucket_init(&tb, 1e-300, 1, 0);
+    assert_true(dd_token_bucket_take(&tb, 0));
+    assert_false(dd_token_bucket_take(&tb, 0));
+    uint64_t w = dd_token_bucket_wait_us(&tb, 0);
+    assert_true(w > 0 && w <= 3600u * 1000000u);
+    assert_true((w + 999) / 1000 > 0); /* what the reconciler computes */
+
+    dd_token_bucket_init(&tb, INFINITY, INFINITY, 0);
+    for (int i = 0; i < 10; i++)
+        assert_true(dd_token_bucket_take(&tb, 0));
+    assert_true(dd_token_bucket_wait_us(&tb, 0) == 0);
+}
+
+/* strtod reads "nan", "inf", "infinity" and hex floats: a rate option must
+ * be a finite number, else the command exits 2 with the reason. */
+static void test_config_non_finite_numbers(void **state)
+{
+    const dd_opt *groups[] = {dd_opts_common, dd_opts_reconcile, NULL};
+    static const char *const bad[] = {"nan", "NaN", "-nan", "inf", "+Inf", "infinity", "1e999",
+                                      "nan(0x1)"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        dd_config cfg;
+        dd_config_defaults(&cfg);
+        char val[32], err[256] = "";
+        snprintf(val, sizeof(val), "%s", bad[i]);
+        char *argv[] = {"--terminate-rate", val};
+        int npos;
+        int rc = dd_config_parse(&cfg, groups, 2, argv, &npos, NULL, err, sizeof(err));
+        if (rc != DD_EINVAL || !strstr(err, "--terminate-rate") || !strstr(err, "finite"))
+            fail_msg("'%s': rc %d, '%s' (rate %g)", bad[i], rc, err, cfg.terminate_rate);
+        dd_config_release(&cfg);
+    }
+    dd_config cfg;
+    dd_config_defaults(&cfg);
+    char err[256];
+    char *ok[] = {"--terminate-rate", "2.5"};
+    int npos;
+    assert_int_equal(dd_config_parse(&cfg, groups, 2, ok, &npos, NULL, err, sizeof(err)), 0);
+    assert_true(cfg.terminate_rate == 2.5);
+    dd_config_release(&cfg);
 }
 
 static void test_logfmt_quoting(void **state)
@@ -216,6 +270,8 @@ int main(void)
         cmocka_unit_test(test_backoff_bounds),
         cmocka_unit_test(test_backoff_jitter_spreads),
         cmocka_unit_test(test_token_bucket),
+        cmocka_unit_test(test_token_bucket_odd_rates),
+        cmocka_unit_test(test_config_non_finite_numbers),
         cmocka_unit_test(test_logfmt_quoting),
         cmocka_unit_test(test_log_line_and_secret_scrub),
         cmocka_unit_test(test_config_parse),
