@@ -451,7 +451,16 @@ static void conn_fail(dd_store *s, int status, bool dying)
 {
     char addr[300];
     redisAsyncContext *ac = s->ac;
-    if (s->state == ST_CLOSING || s->state == ST_DOWN)
+    if (s->state == ST_CLOSING) {
+        /* Closed from a callback of this dying context (a request failed
+         * as the connection died, and its owner closed the store): hiredis
+         * frees the context once its callbacks return, so the teardown must
+         * not free it again. */
+        if (dying)
+            s->ac = NULL;
+        return;
+    }
+    if (s->state == ST_DOWN)
         return;
     s->ac = NULL;
     s->gen++;

@@ -131,12 +131,27 @@ static void test_stop_early(void **state)
     stop_and_close(&loop, w);
 }
 
+/* Stopped while Redis is gone: the deregistration fails as the connection
+ * dies, and the worker closes its store from that very callback. */
+static void test_stop_with_redis_down(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char url[64];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", the_server.port);
+    dispatchd_worker *w = start(&loop, "w-down", url, PASSWORD);
+    wait_beat(&loop, w);
+    dd_test_server_stop(&the_server);
+    stop_and_close(&loop, w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_start_beat_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_in_url, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_early, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_with_redis_down, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
