@@ -411,7 +411,7 @@ int dd_config_secret(const char *env, const char *file, char **out, char *err, s
     }
     if (!file || !*file)
         return 0;
-    FILE *f = fopen(file, "r");
+    FILE *f = fopen(file, "re");
     if (!f) {
         snprintf(err, errlen, "cannot open secret file '%s': %s", file, strerror(errno));
         return -errno;

@@ -22,6 +22,7 @@
 #include <hiredis/async.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -402,6 +403,19 @@ static void conn_start(dd_store *s)
                  ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree(ac);
+        s->state = ST_CONNECTING;
+        conn_fail(s, DD_EUNAVAIL, true);
+        return;
+    }
+    /* hiredis (0.14) creates its socket without close-on-exec: every child
+     * command (and its children) would inherit the Redis connection, able
+     * to talk to Redis as dispatchd and keeping it open after we close it.
+     * Set it before anything can spawn: the loop runs nothing in between. */
+    int fl = fcntl(ac->c.fd, F_GETFD);
+    if (fl < 0 || fcntl(ac->c.fd, F_SETFD, fl | FD_CLOEXEC) < 0) {
+        snprintf(s->last_error, sizeof(s->last_error), "cannot set close-on-exec: %s",
+                 strerror(errno));
+        redisAsyncFree(ac);
         s->state = ST_CONNECTING;
         conn_fail(s, DD_EUNAVAIL, true);
         return;
