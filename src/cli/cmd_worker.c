@@ -2,6 +2,7 @@
  * `dispatchd workers P/Q`: who is registered with a dispatcher. */
 #include "cli/cli.h"
 
+#include "core/buf.h"
 #include "core/error.h"
 #include "core/time.h"
 #include "dispatchd.h"
@@ -69,10 +70,7 @@ int dd_cmd_worker(dd_cli *cli)
     uv_loop_init(&loop);
     dd_sidecar sc = {.cli = cli};
     int rc = dispatchd_worker_start(&loop, &o, &sc.w, err, sizeof(err));
-    if (pw) {
-        memset(pw, 0, strlen(pw));
-        free(pw);
-    }
+    dd_secret_free(pw);
     int code = DD_EXIT_OK;
     if (rc < 0) {
         code = dd_cli_usage_error(cli, "%s", err);

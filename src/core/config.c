@@ -429,5 +429,6 @@ int dd_config_secret(const char *env, const char *file, char **out, char *err, s
         return DD_EINVAL;
     }
     *out = dd_strdup(line);
+    explicit_bzero(line, sizeof(line)); /* the stack copy */
     return 0;
 }

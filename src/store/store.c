@@ -118,10 +118,7 @@ void dd_store_url_release(dd_store_url *u)
     free(u->host);
     free(u->path);
     free(u->user);
-    if (u->password) {
-        memset(u->password, 0, strlen(u->password));
-        free(u->password);
-    }
+    dd_secret_free(u->password);
     memset(u, 0, sizeof(*u));
 }
 
@@ -284,10 +281,7 @@ static void maybe_free(dd_store *s)
     if (s->state != ST_CLOSING || !s->conn_timer_closed || s->nreqs > 0)
         return;
     dd_store_url_release(&s->url);
-    if (s->password) {
-        memset(s->password, 0, strlen(s->password));
-        free(s->password);
-    }
+    dd_secret_free(s->password);
     free(s);
 }
 

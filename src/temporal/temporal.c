@@ -158,7 +158,7 @@ static void maybe_free_client(dd_temporal *t)
     dd_temporal_close_cb cb = t->close_cb;
     void *arg = t->close_arg;
     if (t->headers.data) /* wipe the API key */
-        memset(t->headers.data, 0, t->headers.len);
+        explicit_bzero(t->headers.data, t->headers.len);
     dd_buf_release(&t->headers);
     free(t->base);
     free(t->base_url);

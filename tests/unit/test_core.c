@@ -16,6 +16,7 @@
 
 #include <stdlib.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 static void test_duration_parse(void **state)
@@ -172,6 +173,44 @@ static void test_log_line_and_secret_scrub(void **state)
     free(mem);
 }
 
+/* free() is wrapped for this test binary (tests/unit/CMakeLists.txt:
+ * -Wl,--wrap=free): it keeps a copy of what a watched pointer held when it
+ * was freed. */
+void __real_free(void *p);
+void __wrap_free(void *p);
+static const void *watch_ptr;
+static size_t watch_len;
+static unsigned char watch_seen[64];
+static bool watch_hit;
+
+void __wrap_free(void *p)
+{
+    if (p && p == watch_ptr) {
+        memcpy(watch_seen, p, watch_len);
+        watch_hit = true;
+    }
+    __real_free(p);
+}
+
+/* A secret is wiped before its memory is freed, in the optimised build too
+ * (a memset before free is removed there as a dead store). */
+static void test_secret_free_wipes(void **state)
+{
+    static const char secret[] = "correct-horse-battery-staple";
+    char *s = dd_strdup(secret);
+    watch_ptr = s;
+    watch_len = sizeof(secret) - 1;
+    watch_hit = false;
+    dd_secret_free(s);
+    watch_ptr = NULL;
+    assert_true(watch_hit);
+    for (size_t i = 0; i < sizeof(secret) - 1; i++)
+        if (watch_seen[i] != 0)
+            fail_msg("byte %zu still '%c' when freed: the wipe was optimised away", i,
+                     watch_seen[i]);
+    dd_secret_free(NULL);
+}
+
 static void test_config_parse(void **state)
 {
     dd_config cfg;
@@ -274,6 +313,7 @@ int main(void)
         cmocka_unit_test(test_config_non_finite_numbers),
         cmocka_unit_test(test_logfmt_quoting),
         cmocka_unit_test(test_log_line_and_secret_scrub),
+        cmocka_unit_test(test_secret_free_wipes),
         cmocka_unit_test(test_config_parse),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_config_env),
