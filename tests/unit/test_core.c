@@ -173,6 +173,41 @@ static void test_log_line_and_secret_scrub(void **state)
     free(mem);
 }
 
+/* The scrub ran over the finished line, after values were escaped: a secret
+ * holding '"' or '\' appeared escaped (pa\"ss) and was not found. */
+static void test_log_scrub_escaped_secret(void **state)
+{
+    static const char *const secrets[] = {"pa\"ss\\word", "tab\there", "new\nline!", "sp ace=x"};
+    for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
+        char *mem = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&mem, &len);
+        dd_log *log = dd_log_new(f, DD_LOG_INFO);
+        dd_log_add_secret(log, secrets[i]);
+        dd_buf msg = DD_BUF_INIT;
+        dd_buf_printf(&msg, "AUTH %s failed", secrets[i]);
+        dd_info(log, "redis_error", "error=%s alone=%s", dd_buf_str(&msg), secrets[i]);
+        dd_log_add_field(log, "leaky_field", secrets[i]);
+        dd_info(log, "again", "x=%d", 1);
+        dd_log_free(log);
+        fclose(f);
+        /* Neither as given nor as the logger would escape it. */
+        dd_buf esc = DD_BUF_INIT;
+        dd_logfmt_value(&esc, secrets[i]);
+        const char *e = dd_buf_str(&esc);
+        dd_buf inner = DD_BUF_INIT; /* without the quotes */
+        dd_buf_append(&inner, e + (e[0] == '"'), strlen(e) - (e[0] == '"' ? 2 : 0));
+        if (strstr(mem, secrets[i]) || strstr(mem, dd_buf_str(&inner)))
+            fail_msg("secret %zu leaked: %s", i, mem);
+        assert_non_null(strstr(mem, "error=\"AUTH *** failed\" alone=***"));
+        assert_non_null(strstr(mem, "leaky_field=***"));
+        dd_buf_release(&esc);
+        dd_buf_release(&inner);
+        dd_buf_release(&msg);
+        free(mem);
+    }
+}
+
 /* free() is wrapped for this test binary (tests/unit/CMakeLists.txt:
  * -Wl,--wrap=free): it keeps a copy of what a watched pointer held when it
  * was freed. */
@@ -313,6 +348,7 @@ int main(void)
         cmocka_unit_test(test_config_non_finite_numbers),
         cmocka_unit_test(test_logfmt_quoting),
         cmocka_unit_test(test_log_line_and_secret_scrub),
+        cmocka_unit_test(test_log_scrub_escaped_secret),
         cmocka_unit_test(test_secret_free_wipes),
         cmocka_unit_test(test_config_parse),
         cmocka_unit_test(test_config_errors),
