@@ -60,7 +60,9 @@ int dd_cmd_worker(dd_cli *cli)
     if (dd_config_secret("DISPATCHD_REDIS_PASSWORD", cli->cfg.redis_password_file, &pw, err,
                          sizeof(err)) < 0)
         return dd_cli_usage_error(cli, "%s", err);
-    dispatchd_worker_opts o = {.redis_url = dd_cli_redis_url_safe(cli),
+    /* The real URL: a password in it is the worker's to use (the store
+     * registers it as a log secret). The ***-masked one is for messages. */
+    dispatchd_worker_opts o = {.redis_url = dd_cli_redis_url(cli),
                                .redis_password = pw,
                                .project = project,
                                .queue = queue,
