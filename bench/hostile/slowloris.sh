@@ -60,7 +60,7 @@ mport=$(sed -n 's/.*event=metrics_listening.* port=\([0-9]*\).*/\1/p' "$T/dispat
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$dpid/stat"; }
 echo "machine: nproc=$(nproc) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-echo "dispatchd: $("$DISPATCHD" --version 2>/dev/null || echo '?') commit $(git -C "$root" rev-parse --short HEAD)"
+echo "dispatchd: $DISPATCHD; checkout $(git -C "$root" describe --always --dirty)"
 echo "start: $(date -u +%FT%TZ) loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "before attack: rss_kb=$(awk '/VmRSS/{print $2}' /proc/$dpid/status) fds=$(ls /proc/$dpid/fd | wc -l)"
 ticks0=$(cpu_ticks)

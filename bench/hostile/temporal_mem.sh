@@ -51,7 +51,7 @@ standin() { # standin MODE: starts it, sets PORT and COUNT
 }
 
 echo "machine: nproc=$(nproc) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-echo "commit: $(git -C "$root" rev-parse --short HEAD)  build: $BUILD"
+echo "checkout: $(git -C "$root" describe --always --dirty)  libraries from: $BUILD"
 echo "start: $(date -u +%FT%TZ) loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # 1. loss watch against empty answers at once
