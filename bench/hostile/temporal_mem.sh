@@ -60,7 +60,7 @@ max_s=$(( ANSWERS / 5 + 60 )) # 10 polls/s expected; bounded either way
 "$T/temporal_mem" longpoll "http://127.0.0.1:$PORT" "$max_s" >"$T/longpoll.out" 2>"$T/longpoll.err" &
 cpid=$!
 PIDS+=($cpid)
-echo "answers,rss_kb,t_s"
+echo "answers,rss_kb,t_ms"
 t0=$(date +%s%N)
 answers=0
 while kill -0 "$cpid" 2>/dev/null; do
