@@ -31,7 +31,7 @@ static void dd_start_on_exit(uv_process_t *p, int64_t status, int sig)
 
 static void dd_print_log_tail(const char *path)
 {
-    FILE *f = fopen(path, "r");
+    FILE *f = fopen(path, "re");
     if (!f)
         return;
     fseek(f, 0, SEEK_END);

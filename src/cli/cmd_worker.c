@@ -2,6 +2,7 @@
  * `dispatchd workers P/Q`: who is registered with a dispatcher. */
 #include "cli/cli.h"
 
+#include "core/buf.h"
 #include "core/error.h"
 #include "core/time.h"
 #include "dispatchd.h"
@@ -59,7 +60,9 @@ int dd_cmd_worker(dd_cli *cli)
     if (dd_config_secret("DISPATCHD_REDIS_PASSWORD", cli->cfg.redis_password_file, &pw, err,
                          sizeof(err)) < 0)
         return dd_cli_usage_error(cli, "%s", err);
-    dispatchd_worker_opts o = {.redis_url = dd_cli_redis_url_safe(cli),
+    /* The real URL: a password in it is the worker's to use (the store
+     * registers it as a log secret). The ***-masked one is for messages. */
+    dispatchd_worker_opts o = {.redis_url = dd_cli_redis_url(cli),
                                .redis_password = pw,
                                .project = project,
                                .queue = queue,
@@ -69,10 +72,7 @@ int dd_cmd_worker(dd_cli *cli)
     uv_loop_init(&loop);
     dd_sidecar sc = {.cli = cli};
     int rc = dispatchd_worker_start(&loop, &o, &sc.w, err, sizeof(err));
-    if (pw) {
-        memset(pw, 0, strlen(pw));
-        free(pw);
-    }
+    dd_secret_free(pw);
     int code = DD_EXIT_OK;
     if (rc < 0) {
         code = dd_cli_usage_error(cli, "%s", err);

@@ -66,10 +66,7 @@ int dd_cli_temporal_new(dd_cli *cli, const dd_ctx *ctx, struct dd_temporal **out
     if (api_key)
         dd_log_add_secret(cli->log, api_key);
     *out = dd_temporal_new(ctx, &o);
-    if (api_key) {
-        memset(api_key, 0, strlen(api_key));
-        free(api_key);
-    }
+    dd_secret_free(api_key);
     if (!*out)
         return dd_cli_usage_error(cli, "cannot set up the Temporal client for '%s'", url);
     return 0;
@@ -107,10 +104,7 @@ int dd_cli_store_open(dd_cli *cli, const dd_ctx *ctx, dd_store **out)
         return dd_cli_usage_error(cli, "%s", err);
     dd_store_opts so = {.url = dd_cli_redis_url(cli), .password = pw};
     int rc = dd_store_open(ctx, &so, out, err, sizeof(err));
-    if (pw) {
-        memset(pw, 0, strlen(pw));
-        free(pw);
-    }
+    dd_secret_free(pw);
     if (rc < 0)
         return dd_cli_usage_error(cli, "--redis-url: %s", err);
     return 0;

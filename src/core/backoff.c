@@ -1,5 +1,7 @@
 #include "core/backoff.h"
 
+#include <math.h>
+
 void dd_backoff_init(dd_backoff *b, int64_t base_ms, int64_t cap_ms, uint64_t seed)
 {
     b->base_ms = base_ms > 0 ? base_ms : 1;
@@ -28,8 +30,9 @@ void dd_backoff_reset(dd_backoff *b)
 
 void dd_token_bucket_init(dd_token_bucket *tb, double rate, double burst, uint64_t now_us)
 {
-    tb->rate = rate;
-    tb->burst = burst >= 1 ? burst : 1;
+    /* NaN or infinite: unlimited, like <= 0 (NaN would poison every sum). */
+    tb->rate = isfinite(rate) && rate > 0 ? rate : 0;
+    tb->burst = burst >= 1 && isfinite(burst) ? burst : 1;
     tb->tokens = tb->burst;
     tb->last_us = now_us;
 }
@@ -63,5 +66,11 @@ uint64_t dd_token_bucket_wait_us(dd_token_bucket *tb, uint64_t now_us)
     dd_token_bucket_refill(tb, now_us);
     if (tb->tokens >= 1.0)
         return 0;
-    return (uint64_t)((1.0 - tb->tokens) / tb->rate * 1e6) + 1;
+    /* A tiny rate makes this any size: compare before converting (a double
+     * beyond uint64_t's range converts to anything). The caller asks again
+     * when the wait is over. */
+    double us = (1.0 - tb->tokens) / tb->rate * 1e6;
+    if (!(us < (double)DD_TOKEN_BUCKET_MAX_WAIT_US))
+        return DD_TOKEN_BUCKET_MAX_WAIT_US;
+    return (uint64_t)us + 1;
 }

@@ -24,7 +24,7 @@ int64_t dd_backoff_next(dd_backoff *b);
 void dd_backoff_reset(dd_backoff *b);
 
 typedef struct dd_token_bucket {
-    double rate;  /* tokens per second; <= 0 means unlimited */
+    double rate;  /* tokens per second; <= 0 (or NaN, inf at init) means unlimited */
     double burst; /* bucket size */
     double tokens;
     uint64_t last_us;
@@ -33,7 +33,9 @@ typedef struct dd_token_bucket {
 void dd_token_bucket_init(dd_token_bucket *tb, double rate, double burst, uint64_t now_us);
 /* Takes one token if available at now_us. */
 bool dd_token_bucket_take(dd_token_bucket *tb, uint64_t now_us);
-/* Microseconds until a token will be available (0 if one is now). */
+/* Microseconds until a token will be available (0 if one is now), at most
+ * DD_TOKEN_BUCKET_MAX_WAIT_US (an hour: ask again then). */
+#define DD_TOKEN_BUCKET_MAX_WAIT_US 3600000000ull
 uint64_t dd_token_bucket_wait_us(dd_token_bucket *tb, uint64_t now_us);
 
 #endif

@@ -42,6 +42,14 @@ char *dd_strdup(const char *s)
     return d;
 }
 
+void dd_secret_free(char *s)
+{
+    if (!s)
+        return;
+    explicit_bzero(s, strlen(s));
+    free(s);
+}
+
 static void dd_buf_grow(dd_buf *b, size_t extra)
 {
     size_t need = b->len + extra + 1;

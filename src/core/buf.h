@@ -31,6 +31,10 @@ void dd_buf_release(dd_buf *b);
 
 /* Small string helpers. The caller frees what dd_strdup returns. */
 char *dd_strdup(const char *s);
+/* Wipes the NUL-terminated secret s (a password, an API key) and frees it;
+ * NULL is a no-op. The wipe cannot be optimised away: a memset right before
+ * free is a dead store that compilers remove (GCC -O2 does). */
+void dd_secret_free(char *s);
 void *dd_xmalloc(size_t n);
 void *dd_xcalloc(size_t n, size_t sz);
 void *dd_xrealloc(void *p, size_t n);

@@ -5,6 +5,7 @@
 #include "core/time.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -273,8 +274,9 @@ static int dd_opt_set(dd_config *cfg, const dd_opt *o, const char *val, const ch
         char *end;
         errno = 0;
         double v = strtod(val, &end);
-        if (errno || *end || end == val || v < 0) {
-            snprintf(err, errlen, "%s '%s': not a non-negative number", src, val);
+        /* strtod also reads "nan" and "inf", and a NaN passes "v < 0". */
+        if (errno || *end || end == val || !isfinite(v) || v < 0) {
+            snprintf(err, errlen, "%s '%s': not a finite non-negative number", src, val);
             return DD_EINVAL;
         }
         *(double *)field = v;
@@ -446,7 +448,7 @@ int dd_config_secret(const char *env, const char *file, char **out, char *err, s
     }
     if (!file || !*file)
         return 0;
-    FILE *f = fopen(file, "r");
+    FILE *f = fopen(file, "re");
     if (!f) {
         snprintf(err, errlen, "cannot open secret file '%s': %s", file, strerror(errno));
         return -errno;
@@ -464,5 +466,6 @@ int dd_config_secret(const char *env, const char *file, char **out, char *err, s
         return DD_EINVAL;
     }
     *out = dd_strdup(line);
+    explicit_bzero(line, sizeof(line)); /* the stack copy */
     return 0;
 }

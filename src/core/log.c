@@ -15,6 +15,7 @@ struct dd_log {
     FILE *out;
     dd_log_level level;
     char *secrets[DD_LOG_MAX_SECRETS];
+    char *escaped[DD_LOG_MAX_SECRETS]; /* as a quoted logfmt value holds it; NULL: same */
     int nsecrets;
     dd_buf fields; /* " key=value" pairs added to every line */
 };
@@ -33,8 +34,10 @@ void dd_log_free(dd_log *log)
 {
     if (!log)
         return;
-    for (int i = 0; i < log->nsecrets; i++)
-        free(log->secrets[i]);
+    for (int i = 0; i < log->nsecrets; i++) {
+        dd_secret_free(log->secrets[i]);
+        dd_secret_free(log->escaped[i]);
+    }
     dd_buf_release(&log->fields);
     free(log);
 }
@@ -59,13 +62,73 @@ void dd_log_add_secret(dd_log *log, const char *secret)
 {
     if (!secret || strlen(secret) < 4 || log->nsecrets == DD_LOG_MAX_SECRETS)
         return;
+    /* The escaped form: what a line holds of a value it had to quote
+     * (pa"ss -> pa\"ss), for text escaped before the secret was known. */
+    dd_buf esc = DD_BUF_INIT;
+    dd_logfmt_value(&esc, secret);
+    char *e = NULL;
+    if (esc.data[0] == '"' && (esc.len - 2 != strlen(secret) ||
+                               memcmp(esc.data + 1, secret, esc.len - 2) != 0)) {
+        e = dd_xmalloc(esc.len - 1);
+        memcpy(e, esc.data + 1, esc.len - 2);
+        e[esc.len - 2] = '\0';
+    }
+    explicit_bzero(esc.data, esc.len);
+    dd_buf_release(&esc);
+    log->escaped[log->nsecrets] = e;
     log->secrets[log->nsecrets++] = dd_strdup(secret);
+}
+
+/* Appends s with every registered secret replaced by "***": as given, and
+ * (escaped) also in its escaped form. One pass: a replacement is never
+ * scanned again. */
+static void dd_log_scrub_into(const dd_log *log, dd_buf *out, const char *s, bool escaped)
+{
+    bool any = false;
+    for (int i = 0; i < log->nsecrets && !any; i++)
+        any = strstr(s, log->secrets[i]) || (escaped && log->escaped[i] &&
+                                             strstr(s, log->escaped[i]));
+    if (!any) {
+        dd_buf_puts(out, s);
+        return;
+    }
+    while (*s) { /* bounded by strlen(s): every turn consumes >= 1 byte */
+        size_t hit = 0;
+        for (int i = 0; i < log->nsecrets && !hit; i++) {
+            size_t n = strlen(log->secrets[i]);
+            if (strncmp(s, log->secrets[i], n) == 0)
+                hit = n;
+            else if (escaped && log->escaped[i] &&
+                     strncmp(s, log->escaped[i], strlen(log->escaped[i])) == 0)
+                hit = strlen(log->escaped[i]);
+        }
+        if (hit) {
+            dd_buf_puts(out, "***");
+            s += hit;
+        } else {
+            dd_buf_putc(out, *s++);
+        }
+    }
+}
+
+/* A value as logfmt, secrets replaced before it is escaped: once escaped,
+ * a secret holding '"' or '\' no longer looks like itself. */
+static void dd_log_value(const dd_log *log, dd_buf *b, const char *v)
+{
+    if (!v || log->nsecrets == 0) {
+        dd_logfmt_value(b, v);
+        return;
+    }
+    dd_buf clean = DD_BUF_INIT;
+    dd_log_scrub_into(log, &clean, v, false);
+    dd_logfmt_value(b, dd_buf_str(&clean));
+    dd_buf_release(&clean);
 }
 
 void dd_log_add_field(dd_log *log, const char *key, const char *value)
 {
     dd_buf_printf(&log->fields, " %s=", key);
-    dd_logfmt_value(&log->fields, value);
+    dd_log_value(log, &log->fields, value);
 }
 
 void dd_logfmt_value(dd_buf *b, const char *v)
@@ -105,7 +168,7 @@ void dd_logfmt_value(dd_buf *b, const char *v)
 
 /* Formats one conversion spec (from '%' up to and including the conversion
  * character) with the next va_arg of the matching type. */
-static const char *dd_log_conv(dd_buf *b, const char *spec, va_list *ap)
+static const char *dd_log_conv(const dd_log *log, dd_buf *b, const char *spec, va_list *ap)
 {
     char one[16];
     const char *p = spec + 1;
@@ -132,7 +195,7 @@ static const char *dd_log_conv(dd_buf *b, const char *spec, va_list *ap)
     one[n] = '\0';
     switch (conv) {
     case 's':
-        dd_logfmt_value(b, va_arg(*ap, const char *));
+        dd_log_value(log, b, va_arg(*ap, const char *));
         break;
     case 'd': case 'i':
         if (lmod == 2)
@@ -169,21 +232,16 @@ static const char *dd_log_conv(dd_buf *b, const char *spec, va_list *ap)
     return p + 1;
 }
 
+/* Last line of defence, over the finished line: text escaped before a secret
+ * was registered (fields), or passed outside a %s. */
 static void dd_log_scrub(const dd_log *log, dd_buf *line)
 {
-    for (int i = 0; i < log->nsecrets; i++) {
-        const char *s = log->secrets[i];
-        size_t sl = strlen(s);
-        char *hit;
-        while ((hit = strstr(line->data, s)) != NULL) {
-            dd_buf out = DD_BUF_INIT;
-            dd_buf_append(&out, line->data, (size_t)(hit - line->data));
-            dd_buf_puts(&out, "***");
-            dd_buf_puts(&out, hit + sl);
-            dd_buf_release(line);
-            *line = out;
-        }
-    }
+    if (log->nsecrets == 0)
+        return;
+    dd_buf out = DD_BUF_INIT;
+    dd_log_scrub_into(log, &out, dd_buf_str(line), true);
+    dd_buf_release(line);
+    *line = out;
 }
 
 void dd_logf(dd_log *log, dd_log_level level, const char *event, const char *fmt, ...)
@@ -208,7 +266,7 @@ void dd_logf(dd_log *log, dd_log_level level, const char *event, const char *fmt
         const char *p = fmt;
         while (*p) {
             if (*p == '%') {
-                p = dd_log_conv(&line, p, &ap);
+                p = dd_log_conv(log, &line, p, &ap);
             } else {
                 dd_buf_putc(&line, *p);
                 p++;

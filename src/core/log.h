@@ -28,9 +28,11 @@ void dd_log_free(dd_log *log);
 void dd_log_set_level(dd_log *log, dd_log_level level);
 /* Parses "debug", "info", "warn", "error"; returns 0 or DD_EINVAL. */
 int dd_log_level_parse(const char *s, dd_log_level *out);
-/* Any line that would contain secret is written with it replaced by "***".
- * The logger keeps its own copy. Secrets shorter than 4 bytes are ignored
- * (they would scrub ordinary words). */
+/* Any line that would contain secret is written with it replaced by "***":
+ * in %s values and fields before they are escaped (a secret holding '"' or
+ * '\' looks different once escaped), then in the finished line as given and
+ * as escaped. The logger keeps its own copy (wiped when freed). Secrets
+ * shorter than 4 bytes are ignored (they would scrub ordinary words). */
 void dd_log_add_secret(dd_log *log, const char *secret);
 /* Adds a key=value pair to every line (e.g. server_id, component). */
 void dd_log_add_field(dd_log *log, const char *key, const char *value);

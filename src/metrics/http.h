@@ -12,10 +12,12 @@
  *   other methods      405 (with "Allow: GET, HEAD") on the three paths above
  *   malformed request  400; request head above max_header_bytes: 431
  *
- * Everything is bounded: request head size, concurrent connections (extra
- * ones are accepted and closed at once so the backlog cannot fill up), and a
- * deadline per connection covering read, write and close. Query strings are
- * ignored (Prometheus may add some). */
+ * Everything is bounded: request head size, concurrent connections, a
+ * deadline for the request head and one per connection covering read, write
+ * and close. At the connection limit a new connection takes the slot of the
+ * oldest one still reading its head (slow clients cannot starve /healthz);
+ * when there is none it is accepted and closed at once, so the backlog
+ * cannot fill up. Query strings are ignored (Prometheus may add some). */
 #ifndef DD_METRICS_HTTP_H
 #define DD_METRICS_HTTP_H
 
@@ -36,11 +38,13 @@ typedef struct dd_metrics_http_limits {
     size_t max_header_bytes; /* request line + headers; default 8192 */
     int max_conns;           /* concurrent connections; default 64 */
     int timeout_ms;          /* whole-connection deadline; default 5000 */
+    int header_timeout_ms;   /* the request head must arrive within; default 3000 */
 } dd_metrics_http_limits;
 
 #define DD_METRICS_HTTP_MAX_HEADER 8192
 #define DD_METRICS_HTTP_MAX_CONNS 64
 #define DD_METRICS_HTTP_TIMEOUT_MS 5000
+#define DD_METRICS_HTTP_HEADER_TIMEOUT_MS 3000
 
 /* Parses listen ("127.0.0.1:9464", "[::1]:9464"; IP literals only, port 0
  * picks a free one) and starts listening on ctx->loop. m, ctx->log and the

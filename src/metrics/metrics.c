@@ -216,7 +216,7 @@ static void dd_render_value(dd_buf *out, double v)
         dd_buf_puts(out, "NaN");
     else if (isinf(v))
         dd_buf_puts(out, v > 0 ? "+Inf" : "-Inf");
-    else if (v == (double)(long long)v && fabs(v) < 1e15)
+    else if (fabs(v) < 1e15 && v == (double)(long long)v) /* range first: then the cast is defined */
         dd_buf_printf(out, "%lld", (long long)v);
     else {
         /* Shortest form that reads back as the same double. */

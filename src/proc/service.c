@@ -107,7 +107,7 @@ int dd_service_init(dd_service *s, dd_service_kind kind, const dd_config *cfg,
     if (rc == 0) {
         char probe[600];
         snprintf(probe, sizeof(probe), "%s/.writable", st);
-        FILE *f = fopen(probe, "w");
+        FILE *f = fopen(probe, "we");
         if (!f)
             rc = -errno;
         else {

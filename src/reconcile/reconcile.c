@@ -181,6 +181,19 @@ int64_t dd_reconcile_next_wake_ms(int64_t now_wall_ms, int64_t oldest_hb_ms, int
     return d < 0 ? 0 : d;
 }
 
+/* now - t > thr, for any t (t <= now: the difference fits in uint64_t). */
+static bool older_than(int64_t now, int64_t t, int64_t thr)
+{
+    return t <= now && (uint64_t)now - (uint64_t)t > (uint64_t)thr;
+}
+
+bool dd_reconcile_sweep_due(int64_t now_ms, int64_t first_seen_ms, int64_t start_ms,
+                            int64_t threshold_ms)
+{
+    return older_than(now_ms, first_seen_ms, threshold_ms) &&
+           (start_ms == 0 || older_than(now_ms, start_ms, threshold_ms));
+}
+
 void dd_reconcile_reason(char *out, size_t outlen, const char *server_id, int64_t age_ms)
 {
     char age[32];
@@ -783,8 +796,7 @@ static void sweep_check(lane *l, int st, const dd_store_hb *rec)
     }
     free(key);
     e->live = true;
-    int64_t thr = r->o.stale_threshold_ms;
-    if (cy->now_ms - e->first_ms > thr && cy->now_ms - c->start_ms > thr) {
+    if (dd_reconcile_sweep_due(cy->now_ms, e->first_ms, c->start_ms, r->o.stale_threshold_ms)) {
         c->hb_ms = e->first_ms; /* the age in the reason: how long without a record */
         if (lease(l) == 0)
             return;
@@ -1168,7 +1180,7 @@ dd_reconciler *dd_reconciler_new(const dd_ctx *ctx, dd_store *s, dd_temporal *t,
                                  const dd_reconciler_opts *o)
 {
     if (!ctx || !s || !t || !o || !o->holder || !*o->holder || o->stale_threshold_ms < 0 ||
-        o->interval_ms < 0 || o->terminate_rate < 0 || o->sweep_interval_ms < 0 ||
+        o->interval_ms < 0 || !(o->terminate_rate >= 0) || o->sweep_interval_ms < 0 ||
         o->lease_ttl_ms < 0) {
         if (ctx && ctx->log)
             dd_error(ctx->log, "reconcile_config", "error=%s", "holder required, no negatives");

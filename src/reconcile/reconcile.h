@@ -140,6 +140,15 @@ int64_t dd_reconcile_jitter_ms(int64_t interval_ms, double u);
  * (+ 50 ms slack); never sooner than min_gap_ms. */
 int64_t dd_reconcile_next_wake_ms(int64_t now_wall_ms, int64_t oldest_hb_ms,
                                   int64_t threshold_ms, int64_t periodic_ms, int64_t min_gap_ms);
+/* Whether a running dispatcher without a record is old enough to sweep: seen
+ * without one for more than threshold_ms (first_seen_ms) and started more
+ * than threshold_ms ago (start_ms), all wall ms. start_ms 0 is unknown (the
+ * client could not read it: absent, malformed, or outside 1677-2262 like
+ * Go's zero time 0001-01-01): then the first sighting alone decides. A start
+ * or sighting in the future (clock skew) is not old. No overflow for any
+ * input; threshold_ms >= 0. */
+bool dd_reconcile_sweep_due(int64_t now_ms, int64_t first_seen_ms, int64_t start_ms,
+                            int64_t threshold_ms);
 /* "stale: no heartbeat from <server_id> for <age>" (age as "1m30s"). */
 void dd_reconcile_reason(char *out, size_t outlen, const char *server_id, int64_t age_ms);
 

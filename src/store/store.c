@@ -22,6 +22,7 @@
 #include <hiredis/async.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -117,10 +118,7 @@ void dd_store_url_release(dd_store_url *u)
     free(u->host);
     free(u->path);
     free(u->user);
-    if (u->password) {
-        memset(u->password, 0, strlen(u->password));
-        free(u->password);
-    }
+    dd_secret_free(u->password);
     memset(u, 0, sizeof(*u));
 }
 
@@ -283,10 +281,7 @@ static void maybe_free(dd_store *s)
     if (s->state != ST_CLOSING || !s->conn_timer_closed || s->nreqs > 0)
         return;
     dd_store_url_release(&s->url);
-    if (s->password) {
-        memset(s->password, 0, strlen(s->password));
-        free(s->password);
-    }
+    dd_secret_free(s->password);
     free(s);
 }
 
@@ -406,6 +401,19 @@ static void conn_start(dd_store *s)
         conn_fail(s, DD_EUNAVAIL, true);
         return;
     }
+    /* hiredis (0.14) creates its socket without close-on-exec: every child
+     * command (and its children) would inherit the Redis connection, able
+     * to talk to Redis as dispatchd and keeping it open after we close it.
+     * Set it before anything can spawn: the loop runs nothing in between. */
+    int fl = fcntl(ac->c.fd, F_GETFD);
+    if (fl < 0 || fcntl(ac->c.fd, F_SETFD, fl | FD_CLOEXEC) < 0) {
+        snprintf(s->last_error, sizeof(s->last_error), "cannot set close-on-exec: %s",
+                 strerror(errno));
+        redisAsyncFree(ac);
+        s->state = ST_CONNECTING;
+        conn_fail(s, DD_EUNAVAIL, true);
+        return;
+    }
     if (dd_redis_uv_attach(ac, s->ctx.loop) != REDIS_OK) {
         redisAsyncFree(ac);
         snprintf(s->last_error, sizeof(s->last_error), "cannot watch the redis socket");
@@ -451,7 +459,16 @@ static void conn_fail(dd_store *s, int status, bool dying)
 {
     char addr[300];
     redisAsyncContext *ac = s->ac;
-    if (s->state == ST_CLOSING || s->state == ST_DOWN)
+    if (s->state == ST_CLOSING) {
+        /* Closed from a callback of this dying context (a request failed
+         * as the connection died, and its owner closed the store): hiredis
+         * frees the context once its callbacks return, so the teardown must
+         * not free it again. */
+        if (dying)
+            s->ac = NULL;
+        return;
+    }
+    if (s->state == ST_DOWN)
         return;
     s->ac = NULL;
     s->gen++;

@@ -6,6 +6,7 @@
 #include "core/buf.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -64,6 +65,10 @@ int64_t dd_tc_parse_time_ns(const char *s)
     int y, mo, d, h, mi, sec, n = 0;
     if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
         return 0;
+    /* timegm would normalise 2026-13-01 into 2027-01-01: refuse instead. */
+    if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 ||
+        sec < 0 || sec > 60)
+        return 0;
     s += n;
     int64_t frac = 0;
     if (*s == '.') {
@@ -78,7 +83,7 @@ int64_t dd_tc_parse_time_ns(const char *s)
     int off = 0;
     if (*s == '+' || *s == '-') {
         int oh, om;
-        if (sscanf(s + 1, "%2d:%2d", &oh, &om) != 2)
+        if (sscanf(s + 1, "%2d:%2d", &oh, &om) != 2 || oh < 0 || oh > 23 || om < 0 || om > 59)
             return 0;
         off = (oh * 60 + om) * 60 * (*s == '-' ? -1 : 1);
     } else if (*s != 'Z' && *s != 'z') {
@@ -87,7 +92,71 @@ int64_t dd_tc_parse_time_ns(const char *s)
     struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
                     .tm_hour = h, .tm_min = mi, .tm_sec = sec};
     int64_t t = (int64_t)timegm(&tm) - off;
-    return t * 1000000000LL + frac;
+    /* int64 nanoseconds reach only 1677-09-21 .. 2262-04-11; years outside
+     * (Go's zero time 0001-01-01, which servers send for unset times) would
+     * overflow the multiply. 0 to 999999999 frac never underflows. */
+    const int64_t ns = 1000000000LL;
+    if (t < INT64_MIN / ns || t > (INT64_MAX - frac) / ns)
+        return 0;
+    return t * ns + frac;
+}
+
+size_t dd_tc_json_cost(const char *s, size_t n, size_t limit)
+{
+    /* malloc chunks of jansson's structs with their first tables: an object
+     * is json_object_t (80) + 8 hashtable buckets (144); a member a pair_t
+     * (64 + key, counted with the key's string) + its share of the buckets
+     * as they double; an array is json_array_t (48) + 8 slots (80); a string
+     * json_string_t (48) + its copy (>= 32); a number 32. SLOT: the pointer
+     * to each value in its array, doubling. Rounded up generously. */
+    enum { OBJECT = 256, MEMBER = 64, ARRAY = 160, STRING = 96, SCALAR = 48, SLOT = 16 };
+    size_t cost = 0;
+    bool in_str = false, esc = false, want_value = true;
+    for (size_t i = 0; i < n && cost <= limit; i++) {
+        char ch = s[i];
+        if (in_str) {
+            if (esc)
+                esc = false;
+            else if (ch == '\\')
+                esc = true;
+            else if (ch == '"')
+                in_str = false;
+            cost++; /* its copy; escapes only make it shorter */
+            continue;
+        }
+        switch (ch) {
+        case ' ': case '\t': case '\r': case '\n':
+            break;
+        case '"': /* keys too */
+            in_str = true;
+            cost += STRING + SLOT;
+            want_value = false;
+            break;
+        case '{':
+            cost += OBJECT + SLOT;
+            want_value = false; /* a key or '}' follows */
+            break;
+        case '[':
+            cost += ARRAY + SLOT;
+            want_value = true;
+            break;
+        case ':':
+            cost += MEMBER;
+            want_value = true;
+            break;
+        case ',':
+            want_value = true;
+            break;
+        case ']': case '}':
+            want_value = false;
+            break;
+        default: /* a number, true, false or null starts (or goes on) */
+            if (want_value)
+                cost += SCALAR + SLOT;
+            want_value = false;
+        }
+    }
+    return cost <= limit ? cost : limit + 1;
 }
 
 void dd_tc_url_escape(dd_buf *out, const char *s)

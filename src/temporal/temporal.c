@@ -27,8 +27,26 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define MAX_BODY (16u << 20) /* a reply larger than this is refused */
-#define MAX_PAGES 1000       /* history pages followed by one call */
+/* Memory per operation. A reply is buffered whole (at most MAX_BODY, the
+ * transport's limit: the largest any operation takes), then checked against
+ * the operation's own limit (op_max_body) before it is parsed, and parsed
+ * only if jansson's cost for it stays within MAX_PARSE (dd_tc_json_cost):
+ * 16 MiB of "{}," costs ~1.6 GB parsed. A hostile 16 MiB reply thus costs
+ * at most MAX_BODY + MAX_PARSE (< 64 MB, bench/hostile/RESULTS.md). History
+ * pages are dropped once their events are copied out, so a call holds one
+ * page at a time, and at most MAX_EVENTS events. */
+#define MAX_BODY (16u << 20)
+#define MAX_PARSE (32u << 20)
+#define MAX_PAGES 1000   /* history pages followed by one call */
+#define MAX_EVENTS 51200 /* Temporal's own default limit of events per history */
+
+/* The loss watch re-polls no sooner than this after the start of the
+ * previous poll. A real server holds an empty long poll ~20 s, so this never
+ * delays a healthy watch; a server (or proxy, or peer) that answers empty at
+ * once would otherwise be asked again in a hot loop (~70k requests/s were
+ * measured). 100 ms caps that at 10 requests/s per watch while adding at
+ * most 100 ms to noticing a close in that degenerate case. */
+#define REPOLL_FLOOR_MS 100
 
 typedef enum op_kind {
     OP_START,
@@ -43,6 +61,35 @@ typedef enum op_kind {
 
 static const char *const op_names[] = {"start", "signal_with_start", "signal", "terminate",
                                        "describe", "history", "wait_close", "list"};
+
+/* The largest reply body an operation accepts (error replies included). */
+static size_t op_max_body(op_kind op)
+{
+    switch (op) {
+    case OP_START:
+    case OP_SWS:
+    case OP_SIGNAL:
+    case OP_TERMINATE:
+        return 64u << 10; /* a run id, or nothing; an error is a message and details */
+    case OP_DESCRIBE:
+        return 1u << 20; /* one execution, its memo, pending activities and children */
+    case OP_WAIT_CLOSE:
+    case OP_LIST:
+        return 4u << 20; /* one close event (a result payload is at most 2 MB by
+                          * default: 2.7 MB in base64); one page of executions */
+    case OP_HISTORY:
+        return MAX_BODY; /* one page of events, payloads included */
+    }
+    return 64u << 10;
+}
+
+/* Strings a result points to that outlive the reply they came from (history
+ * events: each page is freed once read). Blocks never move. */
+typedef struct strblock {
+    struct strblock *next;
+    size_t used, cap;
+    char data[];
+} strblock;
 
 struct dd_temporal {
     dd_ctx ctx;
@@ -76,13 +123,16 @@ struct dd_temporal_call {
     dd_backoff bo;
     int failures;       /* consecutive failed attempts */
     uint64_t deadline;  /* dd_mono_ms(); 0: none (long-poll) */
+    uint64_t sent_ms;   /* dd_mono_ms() when the attempt in flight was sent */
     char *page_token;
     int pages;
     bool done;
 
-    /* Result storage: parsed replies and decoded strings are kept in `keep`
-     * so the result's const char * stay valid until the callback returns. */
+    /* Result storage, valid until the callback returns: the parsed reply of
+     * single-reply operations and strings decoded from it in `keep`; strings
+     * of history events (whose pages are freed as they are read) in `strs`. */
     json_t *keep;
+    strblock *strs;
     dd_temporal_event *events;
     size_t nevents, capevents;
     dd_temporal_execution *execs;
@@ -108,7 +158,7 @@ static void maybe_free_client(dd_temporal *t)
     dd_temporal_close_cb cb = t->close_cb;
     void *arg = t->close_arg;
     if (t->headers.data) /* wipe the API key */
-        memset(t->headers.data, 0, t->headers.len);
+        explicit_bzero(t->headers.data, t->headers.len);
     dd_buf_release(&t->headers);
     free(t->base);
     free(t->base_url);
@@ -148,6 +198,27 @@ static int64_t jint(json_t *o, const char *key)
     if (json_is_string(v))
         return strtoll(json_string_value(v), NULL, 10);
     return 0;
+}
+
+/* A copy of s in c->strs (NULL for NULL), alive until the call is freed. */
+static const char *arena_str(dd_temporal_call *c, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    strblock *b = c->strs;
+    if (!b || b->cap - b->used < n) {
+        size_t cap = n > 4096 ? n : 4096;
+        b = dd_xmalloc(sizeof(*b) + cap);
+        b->next = c->strs;
+        b->used = 0;
+        b->cap = cap;
+        c->strs = b;
+    }
+    char *d = b->data + b->used;
+    memcpy(d, s, n);
+    b->used += n;
+    return d;
 }
 
 /* A string the result points to: kept alive in c->keep. */
@@ -272,11 +343,24 @@ static void parse_exec(dd_temporal_call *c, json_t *info, dd_temporal_execution 
     e->memo_queue = mq ? payload_text(c, mq) : NULL;
 }
 
-static void add_events(dd_temporal_call *c, json_t *events)
+/* Appends a page's events, their strings copied out (the page is freed
+ * after this); last_only: just the page's last event, in place of any
+ * before (wait_close asks for the close event only). DD_EPROTO past
+ * MAX_EVENTS. */
+static int add_events(dd_temporal_call *c, json_t *events, bool last_only)
 {
-    size_t i;
+    size_t i, n = json_array_size(events);
     json_t *ev;
     json_array_foreach(events, i, ev) {
+        if (last_only && i + 1 < n)
+            continue;
+        if (last_only)
+            c->nevents = 0;
+        if (c->nevents == MAX_EVENTS) {
+            dd_buf_printf(&c->msg, "history of workflow '%s' has more than %d events",
+                          c->workflow_id ? c->workflow_id : "", MAX_EVENTS);
+            return DD_EPROTO;
+        }
         if (c->nevents == c->capevents) {
             c->capevents = c->capevents ? c->capevents * 2 : 16;
             c->events = dd_xrealloc(c->events, c->capevents * sizeof(*c->events));
@@ -284,16 +368,17 @@ static void add_events(dd_temporal_call *c, json_t *events)
         dd_temporal_event *e = &c->events[c->nevents++];
         memset(e, 0, sizeof(*e));
         e->id = jint(ev, "eventId");
-        e->type = jstr(ev, "eventType");
+        e->type = arena_str(c, jstr(ev, "eventType"));
         e->time_ns = dd_tc_parse_time_ns(jstr(ev, "eventTime"));
         json_t *ta = json_object_get(ev, "workflowExecutionTerminatedEventAttributes");
         if (!ta)
             ta = json_object_get(ev, "workflowExecutionStartedEventAttributes");
-        e->reason = jstr(ta, "reason");
-        e->identity = jstr(ta, "identity");
+        e->reason = arena_str(c, jstr(ta, "reason"));
+        e->identity = arena_str(c, jstr(ta, "identity"));
         json_t *ca = json_object_get(ev, "workflowExecutionContinuedAsNewEventAttributes");
-        e->new_run_id = jstr(ca, "newExecutionRunId");
+        e->new_run_id = arena_str(c, jstr(ca, "newExecutionRunId"));
     }
+    return 0;
 }
 
 /* Parses a 2xx reply. Returns 0 (done), 1 (send another request: next page
@@ -326,23 +411,21 @@ static int parse_ok(dd_temporal_call *c, json_t *root)
         c->res.execution = &c->exec;
         return 0;
     case OP_HISTORY:
-    case OP_WAIT_CLOSE:
-        add_events(c, json_object_get(json_object_get(root, "history"), "events"));
+    case OP_WAIT_CLOSE: {
+        /* filter type 2 = close event only: wait_close keeps just the last */
+        int rc = add_events(c, json_object_get(json_object_get(root, "history"), "events"),
+                            c->op == OP_WAIT_CLOSE);
+        if (rc < 0)
+            return rc;
         tok = jstr(root, "nextPageToken");
         free(c->page_token);
         c->page_token = xdup(tok);
-        if (c->op == OP_WAIT_CLOSE) {
-            if (c->nevents > 0) {
-                /* filter type 2 = close event only: keep just the last one */
-                c->events[0] = c->events[c->nevents - 1];
-                c->nevents = 1;
-                return 0;
-            }
-            return 1; /* empty long-poll answer: ask again from the token */
-        }
+        if (c->op == OP_WAIT_CLOSE)
+            return c->nevents > 0 ? 0 : 1; /* empty long-poll answer: ask again */
         if (tok && ++c->pages < MAX_PAGES)
             return 1;
         return 0;
+    }
     case OP_LIST: {
         json_t *arr = json_object_get(root, "executions"), *ex;
         size_t i;
@@ -466,6 +549,11 @@ static void call_finish(dd_temporal_call *c, int err)
         c->cb(err, &c->res, c->arg);
 
     json_decref(c->keep);
+    while (c->strs) {
+        strblock *b = c->strs;
+        c->strs = b->next;
+        free(b);
+    }
     free(c->events);
     free(c->execs);
     free(c->url);
@@ -531,6 +619,21 @@ static void on_reply(const dd_http_reply *rep, void *arg)
         call_failed(c, rep->err, rep->transient);
         return;
     }
+    /* Bounded before parsing (see MAX_BODY): refused, not retried. */
+    size_t max = op_max_body(c->op);
+    if (rep->body_len > max) {
+        dd_buf_printf(&c->msg, "temporal reply to %s too large (%zu bytes, limit %zu)",
+                      op_names[c->op], rep->body_len, max);
+        call_finish(c, DD_EPROTO);
+        return;
+    }
+    if (dd_tc_json_cost(rep->body, rep->body_len, MAX_PARSE) > MAX_PARSE) {
+        dd_buf_printf(&c->msg,
+                      "temporal reply to %s (%zu bytes) would take over %u MB to parse",
+                      op_names[c->op], rep->body_len, MAX_PARSE >> 20);
+        call_finish(c, DD_EPROTO);
+        return;
+    }
     json_error_t je;
     root = json_loadb(rep->body, rep->body_len, 0, &je);
     if (http >= 200 && http < 300) {
@@ -540,13 +643,19 @@ static void on_reply(const dd_http_reply *rep, void *arg)
             call_finish(c, DD_EPROTO);
             return;
         }
-        json_array_append_new(c->keep, root); /* results point into it */
         rc = parse_ok(c, root);
+        if (c->op == OP_HISTORY || c->op == OP_WAIT_CLOSE)
+            json_decref(root); /* its events were copied out: one page at a time */
+        else
+            json_array_append_new(c->keep, root); /* results point into it */
         if (rc == 1) {
             c->failures = 0;
             dd_backoff_reset(&c->bo);
+            uint64_t since = dd_mono_ms() - c->sent_ms;
             if (dd_ctx_cancelled(&c->t->ctx))
                 call_finish(c, DD_ECANCELED);
+            else if (c->op == OP_WAIT_CLOSE && since < REPOLL_FLOOR_MS)
+                uv_timer_start(&c->timer, retry_timer_cb, REPOLL_FLOOR_MS - since, 0);
             else
                 call_attempt(c);
             return;
@@ -555,8 +664,13 @@ static void on_reply(const dd_http_reply *rep, void *arg)
         return;
     }
     rc = parse_error(c, http, root, &retry);
-    if (root) /* the result may point into it (409: the running run id) */
+    /* The result may point into it (409: the running run id; never retried).
+     * A retried error's root is not needed: keeping it would grow a long
+     * loss watch with every error it rides out. */
+    if (root && !retry)
         json_array_append_new(c->keep, root);
+    else
+        json_decref(root);
     call_failed(c, rc, retry);
 }
 
@@ -584,6 +698,7 @@ static void call_attempt(dd_temporal_call *c)
         dd_tc_url_escape(&url, c->page_token);
     }
     c->res.attempts++;
+    c->sent_ms = dd_mono_ms();
     dd_debug(t->ctx.log, "temporal_request", "op=%s workflow_id=%s attempt=%d",
              op_names[c->op], c->workflow_id ? c->workflow_id : "", c->res.attempts);
     int rc = dd_http_request(t->http, c->body ? "POST" : "GET", dd_buf_str(&url),

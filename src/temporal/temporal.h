@@ -13,6 +13,11 @@
  * times and never past the per-call deadline. Other 4xx are final and mapped
  * to DD_E* codes with a readable message (see dd_temporal_result).
  *
+ * Memory is bounded per operation: a reply over the operation's limit (64
+ * KiB start/signal/terminate, 1 MiB describe, 4 MiB wait_close and list, 16
+ * MiB a history page) or one that would take over 32 MB to parse fails with
+ * DD_EPROTO, unretried.
+ *
  * Request bodies use proto3 JSON; replies are requested with
  * "Accept: application/json+no-payload-shorthand" so payloads come back in
  * their {"metadata":..,"data":<base64>} form on every server version.
@@ -179,13 +184,16 @@ int dd_temporal_terminate_chain(dd_temporal *t, const char *workflow_id, const c
 /* run_id NULL: the current run. Result: execution. */
 int dd_temporal_describe(dd_temporal *t, const char *workflow_id, const char *run_id,
                          dd_temporal_cb cb, void *arg, dd_temporal_call **out);
-/* The whole history of one run (all pages). Result: events. */
+/* The whole history of one run (all pages, at most 51200 events: DD_EPROTO
+ * beyond). Result: events. */
 int dd_temporal_history(dd_temporal *t, const char *workflow_id, const char *run_id,
                         dd_temporal_cb cb, void *arg, dd_temporal_call **out);
 /* Long-polls until run_id closes; result: the close event (nevents == 1).
- * Re-polls when the server answers empty (~every 20 s); runs without a
- * deadline until the run closes, the call is cancelled, or max_attempts
- * consecutive failures. Answers immediately for a run already closed. */
+ * Re-polls when the server answers empty (~every 20 s; never sooner than
+ * 100 ms after the previous poll started); runs without a deadline until the
+ * run closes, the call is cancelled, or max_attempts consecutive failures.
+ * Memory stays flat however long it runs. Answers immediately for a run
+ * already closed. */
 int dd_temporal_wait_close(dd_temporal *t, const char *workflow_id, const char *run_id,
                            dd_temporal_cb cb, void *arg, dd_temporal_call **out);
 /* One page of a visibility query ("WorkflowType='x' AND ExecutionStatus='Running'").

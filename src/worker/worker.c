@@ -30,6 +30,7 @@ struct dispatchd_worker {
     uv_timer_t stop_deadline;
     uint64_t beats;
     int inflight;
+    int open_handles; /* timers not yet closed: w is freed when the last one is */
     bool stopping;
     bool logged_down;
     void (*done)(void *);
@@ -111,11 +112,13 @@ uint64_t dispatchd_worker_heartbeats(const dispatchd_worker *w)
     return w->beats;
 }
 
+/* libuv runs close callbacks in the reverse order of the uv_close calls, so
+ * which one comes last is not known here: count, and free in the last. */
 static void dd_worker_closed(uv_handle_t *h)
 {
     dispatchd_worker *w = h->data;
-    if (h == (uv_handle_t *)&w->timer)
-        return; /* the second close frees */
+    if (--w->open_handles > 0)
+        return;
     void (*done)(void *) = w->done;
     void *arg = w->done_arg;
     dd_log_free(w->log);
@@ -130,6 +133,7 @@ static void dd_worker_finish(dispatchd_worker *w)
     if (uv_is_closing((uv_handle_t *)&w->stop_deadline))
         return;
     dd_store_close(w->s); /* cancels anything still in flight */
+    w->open_handles = 2;
     uv_close((uv_handle_t *)&w->timer, dd_worker_closed);
     uv_close((uv_handle_t *)&w->stop_deadline, dd_worker_closed);
 }

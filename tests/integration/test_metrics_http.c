@@ -18,6 +18,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -352,6 +353,40 @@ static void test_404_405_400(void **state)
     resp_release(&r);
 }
 
+/* Bytes from the network are not C strings: a NUL before the first CRLF once
+ * made the server write through a NULL strstr() result (remote SIGSEGV). Each
+ * of these gets a 400, and the server still answers afterwards. */
+static void test_nul_bytes_in_request(void **state)
+{
+    fx *f = *state;
+    static const struct {
+        const char *req;
+        size_t len;
+    } bad[] = {
+        {"\0\r\n\r\n", 5},
+        {"GET /healthz\0 HTTP/1.1\r\n\r\n", 26},
+        {"GET /healthz HTTP/1.1\0\r\n\r\n", 26},
+        {"GET\0/healthz HTTP/1.1\r\n\r\n", 25},
+        {"\0\0\0\0\r\n\r\n", 8},
+        {"GET /healthz HTTP/1.1\r\nX: \0\r\n\r\n", 31},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        resp r = {0};
+        int fd = client_connect(f->port);
+        client_send(fd, bad[i].req, bad[i].len);
+        assert_int_equal(client_read_all(fd, &r.raw), 0);
+        close(fd);
+        resp_parse(&r);
+        if (r.status != 400)
+            fail_msg("request %zu: status %d", i, r.status);
+        resp_release(&r);
+    }
+    resp r;
+    request(f->port, "GET /healthz HTTP/1.1\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    resp_release(&r);
+}
+
 static void test_oversized_header_431(void **state)
 {
     fx *f = *state;
@@ -416,50 +451,192 @@ static int64_t now_ms(void)
 
 static void test_connection_limit_and_timeout(void **state)
 {
-    /* Timings are far apart so a loaded machine cannot blur them: a rejected
-     * connection closes at once, an idle one after the 2 s deadline. */
+    /* Timings are far apart so a loaded machine cannot blur them: an
+     * evicted connection closes at once, an idle one after the 2 s deadline. */
     dd_metrics_http_limits lim = {.max_conns = 2, .timeout_ms = 2000};
     fx *f = fx_start(&lim);
 
     int64_t t_idle = now_ms();
-    int idle1 = client_connect(f->port);
-    int idle2 = client_connect(f->port);
-    /* A slow client that never finishes its request is cut off the same way. */
-    client_send(idle2, "GET /met", strlen("GET /met"));
-    usleep(100 * 1000); /* let the loop accept both */
+    int idle = client_connect(f->port);
+    int slow = client_connect(f->port);
+    /* A slow client that never finishes its request. */
+    client_send(slow, "GET /met", strlen("GET /met"));
+    usleep(100 * 1000); /* let the loop accept and read both */
 
-    /* The third is accepted and closed at once, with no response. */
-    int extra = client_connect(f->port);
-    dd_buf b = DD_BUF_INIT;
+    /* The third takes the slot of the slow one, which is closed at once
+     * with no response, and is answered. */
     int64_t t0 = now_ms();
-    int rc = client_read_all(extra, &b);
+    resp r = {0};
+    request(f->port, "GET /healthz HTTP/1.1\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    resp_release(&r);
+    dd_buf b = DD_BUF_INIT;
+    int rc = client_read_all(slow, &b);
     assert_true(rc == 0 || rc == -ECONNRESET);
     assert_int_equal(b.len, 0);
     assert_true(now_ms() - t0 < 1000);
-    close(extra);
+    close(slow);
 
-    /* The idle ones are closed by the server's deadline, not held forever. */
-    assert_int_equal(client_read_all(idle1, &b), 0);
-    assert_int_equal(client_read_all(idle2, &b), 0);
+    /* The idle one is closed by the server's deadline, not held forever. */
+    assert_int_equal(client_read_all(idle, &b), 0);
     int64_t waited = now_ms() - t_idle;
     assert_true(waited >= 1900 && waited < 4500);
     assert_int_equal(b.len, 0);
-    close(idle1);
-    close(idle2);
+    close(idle);
 
     /* Slots are free again. */
-    resp r = {0};
     for (int i = 0; i < 50 && r.status != 200; i++) {
         resp_release(&r);
-        /* Until the server has run the close callbacks it may still
-         * reject (reset) us: that is the limit working, so retry. */
         try_request(f->port, "GET /healthz HTTP/1.1\r\n\r\n", &r);
         if (r.status != 200)
             usleep(20 * 1000);
     }
+    request(f->port, "GET /healthz HTTP/1.1\r\n\r\n", &r);
     assert_int_equal(r.status, 200);
     resp_release(&r);
     dd_buf_release(&b);
+    fx_stop(f);
+}
+
+/* ---- slow clients (slowloris) ------------------------------------------ */
+
+/* Slow clients that reconnect whenever the server closes them, like an
+ * attacker holding connections open with one byte at a time. */
+typedef struct slow_pool {
+    int port;
+    int n;
+    int fds[256];
+    int reconnects;
+} slow_pool;
+
+static void slow_open(slow_pool *p, int i)
+{
+    p->fds[i] = client_connect(p->port);
+    client_send(p->fds[i], "GET /healthz HTTP/1.1\r\nX-Slow: ", 31);
+}
+
+static void slow_start(slow_pool *p, int port, int n)
+{
+    assert_true(n <= (int)(sizeof(p->fds) / sizeof(p->fds[0])));
+    memset(p, 0, sizeof(*p));
+    p->port = port;
+    p->n = n;
+    for (int i = 0; i < n; i++)
+        slow_open(p, i);
+}
+
+/* One more byte on every connection; reopens the ones the server closed. */
+static void slow_tick(slow_pool *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        char c;
+        ssize_t r = recv(p->fds[i], &c, 1, MSG_DONTWAIT);
+        bool closed = r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+        if (!closed && send(p->fds[i], "a", 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1)
+            continue;
+        close(p->fds[i]);
+        slow_open(p, i);
+        p->reconnects++;
+    }
+}
+
+static void slow_stop(slow_pool *p)
+{
+    for (int i = 0; i < p->n; i++)
+        close(p->fds[i]);
+}
+
+/* /healthz answered with 200 within 1 s while the pool is held; rounds
+ * probes, each after a tick of the pool. */
+static void probe_while_held(slow_pool *p, int rounds)
+{
+    for (int k = 0; k < rounds; k++) {
+        slow_tick(p);
+        int64_t t0 = now_ms();
+        int fd = client_connect(p->port);
+        struct timeval tv = {1, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        client_send(fd, "GET /healthz HTTP/1.1\r\n\r\n", 25);
+        resp r = {0};
+        int rc = client_read_all(fd, &r.raw);
+        close(fd);
+        resp_parse(&r);
+        int64_t took = now_ms() - t0;
+        if (rc != 0 || r.status != 200 || took >= 1000)
+            fail_msg("probe %d with %d slow connections held: rc=%d status=%d after %lld ms", k,
+                     p->n, rc, r.status, (long long)took);
+        resp_release(&r);
+        usleep(100 * 1000);
+    }
+}
+
+/* Open file descriptors of this process (client and server sides alike). */
+static int count_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++)
+        if (fcntl(fd, F_GETFD) != -1)
+            n++;
+    return n;
+}
+
+static void test_slow_clients_do_not_starve_health(void **state)
+{
+    /* Default limits: more slow clients than the old limit of 64 once
+     * left the probe unanswered for as long as they stayed. */
+    fx *f = *state;
+    slow_pool p;
+    slow_start(&p, f->port, 100);
+    probe_while_held(&p, 5);
+    slow_stop(&p);
+}
+
+static void test_slow_clients_evicted_at_limit(void **state)
+{
+    /* Far more slow clients than slots: each new connection takes the slot
+     * of the oldest slow one, so probes still get in, and the server's
+     * connections (and fds) stay within its limit. */
+    dd_metrics_http_limits lim = {.max_conns = 4};
+    fx *f = fx_start(&lim);
+    int before = count_fds();
+    slow_pool p;
+    slow_start(&p, f->port, 40);
+    probe_while_held(&p, 8);
+    /* 40 client fds, at most 2 x 4 server ones (closing included), slack
+     * for the probe's socket in TIME_WAIT cleanup. */
+    int during = count_fds() - before;
+    if (during > 40 + 2 * 4 + 2)
+        fail_msg("%d new fds for 40 slow clients and max_conns 4", during);
+    assert_true(p.reconnects > 0); /* the slow ones were the ones closed */
+    slow_stop(&p);
+    fx_stop(f);
+}
+
+static void test_header_deadline(void **state)
+{
+    /* A client that keeps sending, one byte at a time, never finishing its
+     * head, is cut off by the header deadline, not the whole-connection one. */
+    dd_metrics_http_limits lim = {.header_timeout_ms = 500, .timeout_ms = 10000};
+    fx *f = fx_start(&lim);
+    int fd = client_connect(f->port);
+    client_send(fd, "GET /metrics HTTP/1.1\r\n", 23);
+    int64_t t0 = now_ms(), closed_after = -1;
+    for (int i = 0; i < 60 && closed_after < 0; i++) { /* bounded: 6 s */
+        usleep(100 * 1000);
+        char c;
+        ssize_t r = recv(fd, &c, 1, MSG_DONTWAIT);
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) ||
+            send(fd, "X", 1, MSG_NOSIGNAL) != 1)
+            closed_after = now_ms() - t0;
+    }
+    close(fd);
+    if (closed_after < 400 || closed_after > 3000)
+        fail_msg("closed after %lld ms (header deadline 500 ms)", (long long)closed_after);
+    /* A complete request still has the whole-connection deadline to finish. */
+    resp r;
+    request(f->port, "GET /healthz HTTP/1.1\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    resp_release(&r);
     fx_stop(f);
 }
 
@@ -559,9 +736,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_large_metrics_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_404_405_400, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversized_header_431, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nul_bytes_in_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_and_half_closed_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_port_taken, setup, teardown),
         cmocka_unit_test(test_connection_limit_and_timeout),
+        cmocka_unit_test_setup_teardown(test_slow_clients_do_not_starve_health, setup, teardown),
+        cmocka_unit_test(test_slow_clients_evicted_at_limit),
+        cmocka_unit_test(test_header_deadline),
         cmocka_unit_test(test_close_with_open_connections),
         cmocka_unit_test(test_malformed_listen),
         cmocka_unit_test(test_ipv6_loopback),

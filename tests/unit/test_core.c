@@ -15,6 +15,8 @@
 #include "core/time.h"
 
 #include <stdlib.h>
+#include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 static void test_duration_parse(void **state)
@@ -83,6 +85,59 @@ static void test_token_bucket(void **state)
         assert_true(dd_token_bucket_take(&tb, 0));
 }
 
+/* A rate that is not a number used to reach (uint64_t)NaN, and a tiny one a
+ * wait beyond 2^64 us: both undefined. NaN now means unlimited (as <= 0
+ * does), and a wait is at most an hour (the caller asks again then). */
+static void test_token_bucket_odd_rates(void **state)
+{
+    dd_token_bucket tb;
+    dd_token_bucket_init(&tb, NAN, 1, 0);
+    for (int i = 0; i < 10; i++)
+        assert_true(dd_token_bucket_take(&tb, (uint64_t)i));
+    assert_true(dd_token_bucket_wait_us(&tb, 10) == 0);
+
+    dd_token_bucket_init(&tb, 1e-300, 1, 0);
+    assert_true(dd_token_bucket_take(&tb, 0));
+    assert_false(dd_token_bucket_take(&tb, 0));
+    uint64_t w = dd_token_bucket_wait_us(&tb, 0);
+    assert_true(w > 0 && w <= 3600u * 1000000u);
+    assert_true((w + 999) / 1000 > 0); /* what the reconciler computes */
+
+    dd_token_bucket_init(&tb, INFINITY, INFINITY, 0);
+    for (int i = 0; i < 10; i++)
+        assert_true(dd_token_bucket_take(&tb, 0));
+    assert_true(dd_token_bucket_wait_us(&tb, 0) == 0);
+}
+
+/* strtod reads "nan", "inf", "infinity" and hex floats: a rate option must
+ * be a finite number, else the command exits 2 with the reason. */
+static void test_config_non_finite_numbers(void **state)
+{
+    const dd_opt *groups[] = {dd_opts_common, dd_opts_reconcile, NULL};
+    static const char *const bad[] = {"nan", "NaN", "-nan", "inf", "+Inf", "infinity", "1e999",
+                                      "nan(0x1)"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        dd_config cfg;
+        dd_config_defaults(&cfg);
+        char val[32], err[256] = "";
+        snprintf(val, sizeof(val), "%s", bad[i]);
+        char *argv[] = {"--terminate-rate", val};
+        int npos;
+        int rc = dd_config_parse(&cfg, groups, 2, argv, &npos, NULL, err, sizeof(err));
+        if (rc != DD_EINVAL || !strstr(err, "--terminate-rate") || !strstr(err, "finite"))
+            fail_msg("'%s': rc %d, '%s' (rate %g)", bad[i], rc, err, cfg.terminate_rate);
+        dd_config_release(&cfg);
+    }
+    dd_config cfg;
+    dd_config_defaults(&cfg);
+    char err[256];
+    char *ok[] = {"--terminate-rate", "2.5"};
+    int npos;
+    assert_int_equal(dd_config_parse(&cfg, groups, 2, ok, &npos, NULL, err, sizeof(err)), 0);
+    assert_true(cfg.terminate_rate == 2.5);
+    dd_config_release(&cfg);
+}
+
 static void test_logfmt_quoting(void **state)
 {
     dd_buf b = DD_BUF_INIT;
@@ -116,6 +171,79 @@ static void test_log_line_and_secret_scrub(void **state)
     assert_non_null(strstr(mem, "***"));
     assert_null(strstr(mem, "hidden"));
     free(mem);
+}
+
+/* The scrub ran over the finished line, after values were escaped: a secret
+ * holding '"' or '\' appeared escaped (pa\"ss) and was not found. */
+static void test_log_scrub_escaped_secret(void **state)
+{
+    static const char *const secrets[] = {"pa\"ss\\word", "tab\there", "new\nline!", "sp ace=x"};
+    for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
+        char *mem = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&mem, &len);
+        dd_log *log = dd_log_new(f, DD_LOG_INFO);
+        dd_log_add_secret(log, secrets[i]);
+        dd_buf msg = DD_BUF_INIT;
+        dd_buf_printf(&msg, "AUTH %s failed", secrets[i]);
+        dd_info(log, "redis_error", "error=%s alone=%s", dd_buf_str(&msg), secrets[i]);
+        dd_log_add_field(log, "leaky_field", secrets[i]);
+        dd_info(log, "again", "x=%d", 1);
+        dd_log_free(log);
+        fclose(f);
+        /* Neither as given nor as the logger would escape it. */
+        dd_buf esc = DD_BUF_INIT;
+        dd_logfmt_value(&esc, secrets[i]);
+        const char *e = dd_buf_str(&esc);
+        dd_buf inner = DD_BUF_INIT; /* without the quotes */
+        dd_buf_append(&inner, e + (e[0] == '"'), strlen(e) - (e[0] == '"' ? 2 : 0));
+        if (strstr(mem, secrets[i]) || strstr(mem, dd_buf_str(&inner)))
+            fail_msg("secret %zu leaked: %s", i, mem);
+        assert_non_null(strstr(mem, "error=\"AUTH *** failed\" alone=***"));
+        assert_non_null(strstr(mem, "leaky_field=***"));
+        dd_buf_release(&esc);
+        dd_buf_release(&inner);
+        dd_buf_release(&msg);
+        free(mem);
+    }
+}
+
+/* free() is wrapped for this test binary (tests/unit/CMakeLists.txt:
+ * -Wl,--wrap=free): it keeps a copy of what a watched pointer held when it
+ * was freed. */
+void __real_free(void *p);
+void __wrap_free(void *p);
+static const void *watch_ptr;
+static size_t watch_len;
+static unsigned char watch_seen[64];
+static bool watch_hit;
+
+void __wrap_free(void *p)
+{
+    if (p && p == watch_ptr) {
+        memcpy(watch_seen, p, watch_len);
+        watch_hit = true;
+    }
+    __real_free(p);
+}
+
+/* A secret is wiped before its memory is freed, in the optimised build too
+ * (a memset before free is removed there as a dead store). */
+static void test_secret_free_wipes(void **state)
+{
+    static const char secret[] = "correct-horse-battery-staple";
+    char *s = dd_strdup(secret);
+    watch_ptr = s;
+    watch_len = sizeof(secret) - 1;
+    watch_hit = false;
+    dd_secret_free(s);
+    watch_ptr = NULL;
+    assert_true(watch_hit);
+    for (size_t i = 0; i < sizeof(secret) - 1; i++)
+        if (watch_seen[i] != 0)
+            fail_msg("byte %zu still '%c' when freed: the wipe was optimised away", i,
+                     watch_seen[i]);
+    dd_secret_free(NULL);
 }
 
 static void test_config_parse(void **state)
@@ -216,8 +344,12 @@ int main(void)
         cmocka_unit_test(test_backoff_bounds),
         cmocka_unit_test(test_backoff_jitter_spreads),
         cmocka_unit_test(test_token_bucket),
+        cmocka_unit_test(test_token_bucket_odd_rates),
+        cmocka_unit_test(test_config_non_finite_numbers),
         cmocka_unit_test(test_logfmt_quoting),
         cmocka_unit_test(test_log_line_and_secret_scrub),
+        cmocka_unit_test(test_log_scrub_escaped_secret),
+        cmocka_unit_test(test_secret_free_wipes),
         cmocka_unit_test(test_config_parse),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_config_env),

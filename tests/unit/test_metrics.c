@@ -37,6 +37,28 @@ static void test_counter_gauge_render(void **state)
     dd_metrics_free(m);
 }
 
+/* Values beyond long long used to be cast before the range check (undefined
+ * behaviour, caught by UBSan); they render in exponent form. */
+static void test_render_huge_values(void **state)
+{
+    dd_metrics *m = dd_metrics_new();
+    const char *const lbl[] = {"v", NULL};
+    dd_metric *g = dd_metrics_family(m, DD_GAUGE, "dispatchd_test_value", "Test.", lbl, NULL, 0);
+    dd_metric_set(g, DD_L1("big"), 1e300);
+    dd_metric_set(g, DD_L1("neg"), -1e300);
+    dd_metric_set(g, DD_L1("edge"), 9223372036854775808.0); /* 2^63 */
+    dd_metric_set(g, DD_L1("int"), 1e14);
+    dd_buf b = DD_BUF_INIT;
+    dd_metrics_render(m, &b);
+    const char *s = dd_buf_str(&b);
+    assert_non_null(strstr(s, "dispatchd_test_value{v=\"big\"} 1e+300\n"));
+    assert_non_null(strstr(s, "dispatchd_test_value{v=\"neg\"} -1e+300\n"));
+    assert_non_null(strstr(s, "dispatchd_test_value{v=\"edge\"} 9.2233720368547758e+18\n"));
+    assert_non_null(strstr(s, "dispatchd_test_value{v=\"int\"} 100000000000000\n"));
+    dd_buf_release(&b);
+    dd_metrics_free(m);
+}
+
 static void test_histogram_render(void **state)
 {
     dd_metrics *m = dd_metrics_new();
@@ -61,6 +83,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counter_gauge_render),
         cmocka_unit_test(test_histogram_render),
+        cmocka_unit_test(test_render_huge_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 #include "core/time.h"
 #include "reconcile/reconcile.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -92,6 +93,27 @@ static void test_reason(void **state)
     assert_int_equal(strlen(small), sizeof(small) - 1);
 }
 
+/* When an unrecorded running dispatcher is old enough to sweep. A start
+ * time the client could not read (0: absent, malformed, or outside
+ * 1677-2262 like Go's zero time 0001-01-01) leaves only the first sighting;
+ * a start in the future (clock skew) is not old. */
+static void test_sweep_due(void **state)
+{
+    const int64_t now = 1795437185000LL, thr = 15000;
+    assert_true(dd_reconcile_sweep_due(now, now - 16000, now - 16000, thr));
+    assert_false(dd_reconcile_sweep_due(now, now - 16000, now - 1000, thr)); /* just started */
+    assert_false(dd_reconcile_sweep_due(now, now - 1000, now - 60000, thr)); /* just seen */
+    assert_false(dd_reconcile_sweep_due(now, now - 15000, now - 60000, thr)); /* not over */
+    assert_true(dd_reconcile_sweep_due(now, now - 16000, 0, thr));          /* unknown start */
+    assert_false(dd_reconcile_sweep_due(now, now - 1000, 0, thr));
+    assert_false(dd_reconcile_sweep_due(now, now - 16000, now + 3600000, thr)); /* future */
+    /* No overflow at the extremes. */
+    assert_true(dd_reconcile_sweep_due(now, now - 16000, INT64_MIN, thr));
+    assert_false(dd_reconcile_sweep_due(now, now - 16000, INT64_MAX, thr));
+    assert_false(dd_reconcile_sweep_due(now, INT64_MAX, now - 16000, thr));
+    assert_true(dd_reconcile_sweep_due(INT64_MAX, INT64_MIN, INT64_MIN, thr));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -99,6 +121,7 @@ int main(void)
         cmocka_unit_test(test_jitter_bounds),
         cmocka_unit_test(test_next_wake),
         cmocka_unit_test(test_reason),
+        cmocka_unit_test(test_sweep_due),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,13 @@
  * scripted HTTP responder on the same libuv loop answers 503/429/400/...
  * The real server cannot be made to answer those on demand; everything the
  * server does answer is covered against the dev server in
- * tests/integration/test_temporal.c. */
+ * tests/integration/test_temporal.c. The same stand-in plays the hostile
+ * server of issue 12 (empty long-poll answers at once, replies built to
+ * blow up when parsed), which a real server cannot be made to be either.
+ *
+ * Memory is measured where it goes: every jansson allocation of the process
+ * passes through a counting allocator (main), so "flat" and "peak" are
+ * exact byte counts, under ASan too. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,13 +20,51 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "temporal/temporal.h"
+#include "../support/testsupport.h"
+
+#include <jansson.h>
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <uv.h>
+
+/* ----------------------------------------------- counting jansson allocator */
+
+/* Live bytes allocated by jansson, their peak, and live allocations. Above
+ * ALLOC_CAP an allocation fails: a test of unbounded code then fails on its
+ * assertion instead of taking gigabytes of a shared machine. Sizes come from
+ * malloc_usable_size(), not a header: json_dumps() results are released with
+ * plain free() (so those few are never subtracted; they are per call, not
+ * per reply). */
+#define ALLOC_CAP ((size_t)128 << 20)
+static size_t a_live, a_peak, a_count;
+
+static void *count_malloc(size_t n)
+{
+    if (a_live + n > ALLOC_CAP)
+        return NULL;
+    void *p = malloc(n);
+    if (!p)
+        return NULL;
+    a_live += malloc_usable_size(p);
+    a_count++;
+    if (a_live > a_peak)
+        a_peak = a_live;
+    return p;
+}
+
+static void count_free(void *p)
+{
+    if (!p)
+        return;
+    a_live -= malloc_usable_size(p);
+    a_count--;
+    free(p);
+}
 
 /* ------------------------------------------------------- scripted server */
 
@@ -31,6 +75,7 @@ typedef struct stub {
     int nreplies;
     int nreq;
     char reqs[8][2048]; /* first requests, headers + body */
+    size_t live_at[64]; /* jansson bytes live when request i arrived */
 } stub;
 
 typedef struct conn {
@@ -83,6 +128,8 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
     stub *s = c->s;
     if (s->nreq < 8)
         snprintf(s->reqs[s->nreq], sizeof(s->reqs[0]), "%s", dd_buf_str(&c->in));
+    if (s->nreq < 64)
+        s->live_at[s->nreq] = a_live;
     const char *r = s->replies[s->nreq < s->nreplies ? s->nreq : s->nreplies - 1];
     s->nreq++;
     uv_read_stop(st);
@@ -135,6 +182,8 @@ typedef struct got {
     char msg[512], run_id[64], server_id[64];
     dd_temporal_status wf_status;
     int64_t start_ns;
+    size_t nevents;
+    char first_type[64], last_type[64], last_reason[64], last_identity[64];
 } got;
 
 static void capture(int st, const dd_temporal_result *r, void *arg)
@@ -153,6 +202,15 @@ static void capture(int st, const dd_temporal_result *r, void *arg)
         g->wf_status = r->execution->status;
         g->start_ns = r->execution->start_ns;
     }
+    g->nevents = r->nevents;
+    if (r->nevents > 0) {
+        const dd_temporal_event *a = &r->events[0], *z = &r->events[r->nevents - 1];
+        snprintf(g->first_type, sizeof(g->first_type), "%s", a->type ? a->type : "");
+        snprintf(g->last_type, sizeof(g->last_type), "%s", z->type ? z->type : "");
+        snprintf(g->last_reason, sizeof(g->last_reason), "%s", z->reason ? z->reason : "");
+        snprintf(g->last_identity, sizeof(g->last_identity), "%s",
+                 z->identity ? z->identity : "");
+    }
 }
 
 typedef struct fx {
@@ -165,8 +223,10 @@ typedef struct fx {
 /* Runs one start against a stub scripted with replies; returns the result. */
 static dd_cancel *g_cancel; /* test knob: shutdown already begun */
 
-static got run_op(bool describe, const char *const *replies, int n, int attempts,
-                  int64_t deadline_ms, stub *s_out, uint64_t *took)
+typedef enum { OP_START, OP_DESCRIBE, OP_HISTORY } test_op;
+
+static got run_op3(test_op op, const char *const *replies, int n, int attempts,
+                   int64_t deadline_ms, stub *s_out, uint64_t *took)
 {
     fx f;
     got g = {0};
@@ -183,8 +243,10 @@ static got run_op(bool describe, const char *const *replies, int n, int attempts
     dd_temporal_start_req r = {.workflow_id = "w", .workflow_type = "ty", .task_queue = "q",
                                .conflict_policy = "TERMINATE_EXISTING"};
     uint64_t t0 = dd_mono_ms();
-    if (describe)
+    if (op == OP_DESCRIBE)
         assert_int_equal(dd_temporal_describe(t, "w", "r-1", capture, &g, NULL), 0);
+    else if (op == OP_HISTORY)
+        assert_int_equal(dd_temporal_history(t, "w", "r-1", capture, &g, NULL), 0);
     else
         assert_int_equal(dd_temporal_start(t, &r, capture, &g, NULL), 0);
     while (!g.done)
@@ -199,6 +261,13 @@ static got run_op(bool describe, const char *const *replies, int n, int attempts
     if (s_out)
         *s_out = f.s;
     return g;
+}
+
+static got run_op(bool describe, const char *const *replies, int n, int attempts,
+                  int64_t deadline_ms, stub *s_out, uint64_t *took)
+{
+    return run_op3(describe ? OP_DESCRIBE : OP_START, replies, n, attempts, deadline_ms, s_out,
+                   took);
 }
 
 static got run_start(const char *const *replies, int n, int attempts, int64_t deadline_ms,
@@ -325,8 +394,167 @@ static void test_describe_payload_forms(void **state)
     assert_int_equal(g.status, DD_EPROTO);
 }
 
+
+/* ------------------------------------------------------ hostile server */
+
+/* A stand-in server that answers every long poll at once, empty: the loss
+ * watch must neither keep each answer (it once kept all: 248 MB in 3 s) nor
+ * ask again in a hot loop (~70k req/s). */
+static void test_wait_close_empty_answers(void **state)
+{
+    static const char *const empty[] = {
+        "200 {\"history\":{\"events\":[]},\"rawHistory\":[],"
+        "\"nextPageToken\":\"CiQ0ZjM4YjY1Zi1mMmQ4LTQ0YjYtOTUzNi0zNjQ1YzI4ZDY0YjYQAhgB\","
+        "\"archived\":false}"};
+    fx f;
+    got g = {0};
+    uv_loop_init(&f.loop);
+    f.log = dd_log_new(stderr, DD_LOG_WARN);
+    f.ctx = (dd_ctx){.loop = &f.loop, .log = f.log};
+    stub_start(&f.loop, &f.s, empty, 1);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/", f.s.port);
+    dd_temporal_opts o = {.base_url = url, .namespace_ = "ns"};
+    dd_temporal *t = dd_temporal_new(&f.ctx, &o);
+    dd_temporal_call *call = NULL;
+    assert_int_equal(dd_temporal_wait_close(t, "w", "r-1", capture, &g, &call), 0);
+    dd_test_sleep_loop(&f.loop, 500);
+    int n1 = f.s.nreq;
+    size_t live1 = a_live, count1 = a_count;
+    dd_test_sleep_loop(&f.loop, 1000);
+    int n2 = f.s.nreq;
+    size_t live2 = a_live, count2 = a_count;
+    assert_false(g.done);
+    dd_temporal_cancel(call);
+    assert_true(g.done);
+    assert_int_equal(g.status, DD_ECANCELED);
+    dd_temporal_close(t, NULL, NULL);
+    uv_close((uv_handle_t *)&f.s.server, NULL);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f.loop), 0);
+    dd_log_free(f.log);
+    /* Re-polls at most every 100 ms (1000 ms: at most ~11), but still
+     * re-polls; nothing kept per answer (at most the reply in flight differs). */
+    bool rate_ok = n2 - n1 <= 12 && n2 - n1 >= 5;
+    bool mem_ok = live2 <= live1 + 1024 && count2 <= count1 + 16;
+    if (!rate_ok || !mem_ok)
+        fail_msg("%d polls in 1 s after the first 500 ms (%d in all); jansson memory from "
+                 "%zu B (%zu allocations) to %zu B (%zu) meanwhile",
+                 n2 - n1, n2, live1, count1, live2, count2);
+}
+
+/* "200 " + a JSON text of about `size` bytes: prefix, then "{}," repeated,
+ * then suffix. Freed by the caller. */
+static char *hostile_reply(const char *prefix, const char *suffix, size_t size)
+{
+    dd_buf b = DD_BUF_INIT;
+    dd_buf_puts(&b, "200 ");
+    dd_buf_puts(&b, prefix);
+    while (b.len + strlen(suffix) + 8 < size)
+        dd_buf_puts(&b, "{},");
+    dd_buf_puts(&b, "{}");
+    dd_buf_puts(&b, suffix);
+    return dd_buf_detach(&b);
+}
+
+/* A describe reply of 16 MiB of empty objects once peaked at ~1.6 GB: it
+ * is refused unparsed now (a describe reply is small). */
+static void test_huge_describe_reply(void **state)
+{
+    char *r = hostile_reply("{\"workflowExecutionInfo\":{\"execution\":{\"runId\":\"r-1\"}},"
+                            "\"pendingActivities\":[",
+                            "]}", (16u << 20) - 256);
+    const char *const replies[] = {r};
+    a_peak = a_live;
+    size_t base = a_live;
+    got g = run_op3(OP_DESCRIBE, replies, 1, 1, 0, NULL, NULL);
+    free(r);
+    assert_int_equal(g.status, DD_EPROTO);
+    if (a_peak - base > ((size_t)1 << 20))
+        fail_msg("jansson peaked at %zu MB for a 16 MiB describe reply", (a_peak - base) >> 20);
+    assert_non_null(strstr(g.msg, "too large"));
+}
+
+/* History pages may be large, but not large when parsed: 16 MiB of empty
+ * objects is refused before jansson sees it. */
+static void test_huge_history_page(void **state)
+{
+    char *r = hostile_reply("{\"history\":{\"events\":[", "]}}", (16u << 20) - 256);
+    const char *const replies[] = {r};
+    a_peak = a_live;
+    size_t base = a_live;
+    got g = run_op3(OP_HISTORY, replies, 1, 1, 0, NULL, NULL);
+    free(r);
+    assert_int_equal(g.status, DD_EPROTO);
+    if (a_peak - base > ((size_t)32 << 20))
+        fail_msg("jansson peaked at %zu MB for a 16 MiB history page", (a_peak - base) >> 20);
+    assert_non_null(strstr(g.msg, "parse"));
+}
+
+/* At most 51200 events per history (Temporal's own default limit): a page
+ * of 60000 empty events is refused, not stored (each costs ~48 bytes). */
+static void test_history_event_limit(void **state)
+{
+    char *r = hostile_reply("{\"history\":{\"events\":[", "]}}", 3 * 60000);
+    const char *const replies[] = {r};
+    got g = run_op3(OP_HISTORY, replies, 1, 1, 0, NULL, NULL);
+    free(r);
+    assert_int_equal(g.status, DD_EPROTO);
+    assert_non_null(strstr(g.msg, "more than 51200 events"));
+}
+
+/* Each history page is dropped once its events are copied out: the memory
+ * held while the 40th page is asked for is that of the 5th. */
+static void test_history_pages_not_kept(void **state)
+{
+    enum { PAGES = 40, PER_PAGE = 50 };
+    char *pages[PAGES];
+    char pad[2049];
+    memset(pad, 'p', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    for (int i = 0; i < PAGES; i++) {
+        dd_buf b = DD_BUF_INIT;
+        dd_buf_puts(&b, "200 {\"history\":{\"events\":[");
+        for (int k = 0; k < PER_PAGE; k++) {
+            int id = i * PER_PAGE + k + 1;
+            bool last = i == PAGES - 1 && k == PER_PAGE - 1;
+            dd_buf_printf(&b,
+                          "%s{\"eventId\":\"%d\",\"eventTime\":\"2026-11-23T12:00:00Z\","
+                          "\"eventType\":\"%s\",\"%s\":{\"reason\":\"stale %d\","
+                          "\"identity\":\"host-%d\",\"details\":\"%s\"}}",
+                          k ? "," : "", id,
+                          last ? "EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED"
+                               : "EVENT_TYPE_WORKFLOW_TASK_SCHEDULED",
+                          last ? "workflowExecutionTerminatedEventAttributes" : "other", id, id,
+                          pad);
+        }
+        dd_buf_puts(&b, "]}");
+        if (i < PAGES - 1)
+            dd_buf_printf(&b, ",\"nextPageToken\":\"cGFnZS0lZA%02d\"", i);
+        dd_buf_puts(&b, "}");
+        pages[i] = dd_buf_detach(&b);
+    }
+    stub s;
+    got g = run_op3(OP_HISTORY, (const char *const *)pages, PAGES, 1, 0, &s, NULL);
+    for (int i = 0; i < PAGES; i++)
+        free(pages[i]);
+    assert_int_equal(g.status, 0);
+    assert_int_equal(s.nreq, PAGES);
+    assert_int_equal(g.nevents, PAGES * PER_PAGE);
+    assert_string_equal(g.first_type, "EVENT_TYPE_WORKFLOW_TASK_SCHEDULED");
+    assert_string_equal(g.last_type, "EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED");
+    assert_string_equal(g.last_reason, "stale 2000");
+    assert_string_equal(g.last_identity, "host-2000");
+    /* A page parses to ~200 KB here; 35 pages kept would be ~7 MB. */
+    size_t at5 = s.live_at[5], at39 = s.live_at[39];
+    if (at39 > at5 + 64 * 1024)
+        fail_msg("jansson memory held grew from %zu B at page 5 to %zu B at page 39", at5,
+                 at39);
+}
+
 int main(void)
 {
+    json_set_alloc_funcs(count_malloc, count_free);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_retry_then_success),
         cmocka_unit_test(test_rate_limit_exhausted),
@@ -334,6 +562,11 @@ int main(void)
         cmocka_unit_test(test_deadline_bounds_retries),
         cmocka_unit_test(test_describe_payload_forms),
         cmocka_unit_test(test_shutdown_stops_retries),
+        cmocka_unit_test(test_wait_close_empty_answers),
+        cmocka_unit_test(test_huge_describe_reply),
+        cmocka_unit_test(test_huge_history_page),
+        cmocka_unit_test(test_history_event_limit),
+        cmocka_unit_test(test_history_pages_not_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
