@@ -22,7 +22,7 @@ typedef struct {
     dd_store *s;
     dd_temporal *t;
     dd_reconciler *r;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup; /* SIGHUP (a closed terminal): like SIGTERM */
     bool signals;
     dd_metrics_http *http; /* --loop --metrics-listen */
     int result;
@@ -53,6 +53,7 @@ static void dd_rec_closed_all(void *arg)
     if (c->signals) {
         uv_close((uv_handle_t *)&c->sigint, NULL);
         uv_close((uv_handle_t *)&c->sigterm, NULL);
+        uv_close((uv_handle_t *)&c->sighup, NULL);
     }
 }
 
@@ -101,6 +102,7 @@ static void dd_rec_signal(uv_signal_t *h, int signum)
     dd_rec_cmd *c = h->data;
     uv_signal_stop(&c->sigint);
     uv_signal_stop(&c->sigterm);
+    uv_signal_stop(&c->sighup);
     dd_metrics_http_close(c->http);
     c->http = NULL;
     if (c->r)
@@ -140,15 +142,18 @@ int dd_cmd_reconcile(dd_cli *cli)
         } else if (cli->cfg.loop) {
             uv_signal_init(&c.loop, &c.sigint);
             uv_signal_init(&c.loop, &c.sigterm);
-            c.sigint.data = c.sigterm.data = &c;
+            uv_signal_init(&c.loop, &c.sighup);
+            c.sigint.data = c.sighup.data = c.sigterm.data = &c;
             c.signals = true;
             uv_signal_start(&c.sigint, dd_rec_signal, SIGINT);
             uv_signal_start(&c.sigterm, dd_rec_signal, SIGTERM);
+            uv_signal_start(&c.sighup, dd_rec_signal, SIGHUP);
             if (listen)
                 code = dd_cli_metrics_serve(cli, &ctx, listen, dd_rec_ready, &c, &c.http);
             if (code != 0) {
                 uv_signal_stop(&c.sigint);
                 uv_signal_stop(&c.sigterm);
+                uv_signal_stop(&c.sighup);
                 dd_reconciler_close(c.r, dd_rec_closed, &c);
             } else {
                 dd_reconciler_start(c.r);

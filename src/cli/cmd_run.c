@@ -11,7 +11,7 @@
 typedef struct {
     dd_cli *cli;
     dd_daemon *d;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup; /* SIGHUP (a closed terminal): like SIGTERM */
     dd_cancel cancel;
 } dd_run;
 
@@ -23,6 +23,7 @@ static void dd_run_stopped(void *arg)
     r->cancel.cancelled = true;
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
+    uv_close((uv_handle_t *)&r->sighup, NULL);
 }
 
 static void dd_run_on_signal(uv_signal_t *h, int signum)
@@ -62,9 +63,11 @@ int dd_cmd_run(dd_cli *cli)
     if (code == 0) {
         uv_signal_init(&loop, &r.sigint);
         uv_signal_init(&loop, &r.sigterm);
-        r.sigint.data = r.sigterm.data = &r;
+        uv_signal_init(&loop, &r.sighup);
+        r.sigint.data = r.sighup.data = r.sigterm.data = &r;
         uv_signal_start(&r.sigint, dd_run_on_signal, SIGINT);
         uv_signal_start(&r.sigterm, dd_run_on_signal, SIGTERM);
+        uv_signal_start(&r.sighup, dd_run_on_signal, SIGHUP);
         dd_daemon_on_exit(r.d, dd_run_stopped, &r);
         dd_info(cli->log, "started", "dispatchers=%d temporal_url=%s namespace=%s",
                 cli->cfg.ndispatchers, dd_cli_temporal_url(cli), cli->cfg.namespace_);

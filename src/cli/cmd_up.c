@@ -19,7 +19,7 @@
 typedef struct dd_up {
     dd_cli *cli;
     uv_loop_t loop;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup; /* SIGHUP (a closed terminal): like SIGTERM */
     dd_supervisor *sv;
     dd_service svcs[DD_SVC_COUNT];
     int nsvc;
@@ -73,6 +73,7 @@ static void dd_up_on_stopped(dd_supervisor *sv, void *arg)
     dd_up *up = arg;
     uv_close((uv_handle_t *)&up->sigint, NULL);
     uv_close((uv_handle_t *)&up->sigterm, NULL);
+    uv_close((uv_handle_t *)&up->sighup, NULL);
 }
 
 static void dd_up_on_signal(uv_signal_t *h, int signum)
@@ -145,9 +146,11 @@ int dd_cmd_up(dd_cli *cli)
     up.sv = dd_supervisor_new(&ctx, up.svcs, up.nsvc, &opts);
     uv_signal_init(&up.loop, &up.sigint);
     uv_signal_init(&up.loop, &up.sigterm);
-    up.sigint.data = up.sigterm.data = &up;
+    uv_signal_init(&up.loop, &up.sighup);
+    up.sigint.data = up.sighup.data = up.sigterm.data = &up;
     uv_signal_start(&up.sigint, dd_up_on_signal, SIGINT);
     uv_signal_start(&up.sigterm, dd_up_on_signal, SIGTERM);
+    uv_signal_start(&up.sighup, dd_up_on_signal, SIGHUP);
 
     if (dd_supervisor_start(up.sv, err, sizeof(err)) < 0) {
         fprintf(stderr, "dispatchd: %s\n", err);

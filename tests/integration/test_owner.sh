@@ -150,6 +150,18 @@ check "release: own run is terminated" [ "$(desc_status "dispatcher-$P-q3" "$rr"
 check "release: reason 'released by <server id>'" \
   [ "$(hist "dispatcher-$P-q3" "$rr" | jq -r '.history.events[-1].workflowExecutionTerminatedEventAttributes.reason')" = "released by relA" ]
 
+# --- SIGHUP (the terminal closed) releases like SIGTERM (issue 13) -------------------------
+"$DISPATCHD" run --dispatcher "$P/qh" --temporal-url "$U" --server-id hupA --metrics-listen off \
+  -- sh -c 'trap "exit 0" TERM; while :; do sleep 0.05; done' 2>"$T/hup.log" &
+H=$!; track $H
+wait_until 10 grep -q "event=child_started" "$T/hup.log" || fail "hupA did not start its child"
+rh=$(grep event=owning "$T/hup.log" | sed 's/.*run_id=\([^ ]*\).*/\1/')
+kill -HUP $H; rc=0; wait $H || rc=$?
+check "SIGHUP: run exits 0 after releasing" [ $rc = 0 ]
+check "SIGHUP: its run is terminated as released" \
+  [ "$(hist "dispatcher-$P-qh" "$rh" | jq -r '.history.events[-1].workflowExecutionTerminatedEventAttributes.reason')" = "released by hupA" ]
+check "SIGHUP: its record is gone" [ -z "$(redis-cli -p "$RP" hget "dd:hb:{dispatcher-$P-qh}" run_id)" ]
+
 # --- run while Temporal is down: retries with backoff, recovers when it comes back ----------
 gp=$(free_port); hp=$(free_port)
 "$DISPATCHD" run --dispatcher "$P/q4" --temporal-url "http://127.0.0.1:$hp" --server-id late \
