@@ -349,6 +349,8 @@ kills() {
   local k h e=0
   for k in $(seq 1 "$KILLS"); do
     h=$(pick_owner); [ -n "$h" ] || { wait_settled "kill $k: no owner" || true; h=$(pick_owner); }
+    # nobody owns anything (Temporal itself failing, say): nothing to kill this round
+    [ -n "$h" ] || { ev kill_skipped "$k"; log "WARN: kill $k skipped: no owner"; continue; }
     ev host_kill9 "$h"; kill -KILL "${HPID[$h]}"; wait "${HPID[$h]}" 2>/dev/null || true
     wait_settled "kill9 $h" || true
     reconcile

@@ -2,8 +2,8 @@
 """overlap.py CHILDREN_LOG [--since WALL_US] - did two hosts act at once?
 
 Reads the lines that bench/fleet/child.py appends (start|tick|stop WALL_US
-WORKFLOW_ID RUN_ID SERVER_ID PID ...). Each child process acted from its
-first line to its last; two processes of different hosts for the same
+WORKFLOW_ID RUN_ID SERVER_ID PID ...). Each child process (workflow ID, run,
+pid: pids are reused over a long run) acted from its first line to its last; two processes of different hosts for the same
 workflow ID overlap by the intersection of those spans. Ticks are the
 resolution: a child may have acted up to one tick after its last line, so
 an intersection of 0 (or less) means "no overlap beyond the tick".
@@ -21,16 +21,16 @@ def main():
     since = 0
     if len(sys.argv) > 3 and sys.argv[2] == "--since":
         since = int(sys.argv[3])
-    spans = {}  # pid -> [wid, sid, first_us, last_us]
+    spans = {}  # (wid, run, pid) -> [wid, sid, first_us, last_us]: pids are reused
     with open(path) as f:
         for line in f:
             p = line.split()
             if len(p) < 6 or p[0] not in ("start", "tick", "stop"):
                 continue
-            us, wid, sid, pid = int(p[1]), p[2], p[4], p[5]
+            us, wid, run, sid, pid = int(p[1]), p[2], p[3], p[4], p[5]
             if us < since:
                 continue
-            s = spans.setdefault(pid, [wid, sid, us, us])
+            s = spans.setdefault((wid, run, pid), [wid, sid, us, us])
             s[2] = min(s[2], us)
             s[3] = max(s[3], us)
     items = sorted(spans.values(), key=lambda s: s[2])
