@@ -1,5 +1,7 @@
 /* dd_child: a command and its grandchildren are stopped as one group, the
- * extra environment reaches it, and the loop closes clean. */
+ * extra environment reaches it, and the loop closes clean. The guard is a
+ * real dispatchd (`__guard`): its exit status is asserted, and a sanitizer
+ * report from it fails the test. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -7,6 +9,7 @@
 
 #include "core/log.h"
 #include "proc/proc.h"
+#include "../support/testsupport.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -49,7 +52,8 @@ static void test_group_stop_and_env(void **state)
     dd_log *log = dd_log_new(stderr, DD_LOG_WARN);
     exit_rec rec = {0};
     dd_child *c = dd_child_new(&loop, log, "t", on_exit_cb, &rec);
-    char dir[] = "/tmp/dd-child-XXXXXX";
+    char dir[600];
+    snprintf(dir, sizeof(dir), "%s/child-XXXXXX", dd_test_tmpdir());
     assert_non_null(mkdtemp(dir));
     char script[512];
     snprintf(script, sizeof(script),
@@ -61,7 +65,7 @@ static void test_group_stop_and_env(void **state)
     pid_t leader = dd_child_pid(c);
     assert_true(leader > 0);
     /* wait for the grandchild pid file */
-    char path[600];
+    char path[700];
     snprintf(path, sizeof(path), "%s/gc", dir);
     pid_t gc = 0;
     for (int i = 0; i < 200 && gc == 0; i++) {
@@ -99,7 +103,7 @@ static void test_group_stop_and_env(void **state)
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
     dd_log_free(log);
-    char cmd[600];
+    char cmd[700];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
 }
@@ -187,6 +191,11 @@ static void test_guard_liveness(void **state)
     while (rec.exits == 0 && uv_now(&loop) - t0 < 6000)
         uv_run(&loop, UV_RUN_ONCE);
     assert_int_equal(rec.exits, 1);
+    /* the guard stopped the command and says so: 128 + TERM, no signal (an
+     * ASan or UBSan error would make it 1 or an abort) */
+    assert_int_equal(rec.sig, 0);
+    assert_int_equal(rec.status, 128 + SIGTERM);
+    assert_int_equal(dd_test_sanitizer_reports(), 0);
     uv_close((uv_handle_t *)&t, NULL);
     dd_child_close(c, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -196,6 +205,7 @@ static void test_guard_liveness(void **state)
 
 int main(void)
 {
+    dd_test_sanitize_children();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_group_stop_and_env),
         cmocka_unit_test(test_close_while_running_kills),

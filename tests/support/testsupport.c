@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +19,9 @@
 #define DD_TEST_MAX_SERVERS 16
 static dd_test_server *dd_test_servers[DD_TEST_MAX_SERVERS];
 static bool dd_test_hooked;
+static char dd_test_dir[512];   /* dd_test_tmpdir(), "" until made */
+static pid_t dd_test_dir_owner; /* the process that made it (not a forked child) */
+static int dd_test_reports_seen;
 
 static void dd_test_kill_all(void)
 {
@@ -31,23 +35,59 @@ static void dd_test_kill_all(void)
     }
 }
 
+static int dd_test_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static void dd_test_remove_dir(void)
+{
+    if (dd_test_dir[0] && dd_test_dir_owner == getpid()) {
+        nftw(dd_test_dir, dd_test_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        dd_test_dir[0] = '\0';
+    }
+}
+
+/* At exit: servers stopped, sanitizer reports nobody asked for printed (and
+ * the exit status made 1 if there were any), the scratch dir removed. */
+static void dd_test_at_exit(void)
+{
+    dd_test_kill_all();
+    int n = dd_test_dir[0] && dd_test_dir_owner == getpid() ? dd_test_sanitizer_reports() : 0;
+    dd_test_remove_dir();
+    if (n > 0) {
+        fprintf(stderr, "FAIL: %d sanitizer report(s) from processes this test started\n", n);
+        _exit(1);
+    }
+}
+
+/* A test that dies by a signal still stops its servers and removes its
+ * scratch dir (nftw is not async-signal-safe; the process is going anyway). */
 static void dd_test_on_signal(int sig)
 {
     dd_test_kill_all();
+    dd_test_remove_dir();
     signal(sig, SIG_DFL);
     raise(sig);
 }
 
-static void dd_test_track(dd_test_server *s)
+static void dd_test_hook(void)
 {
     if (!dd_test_hooked) {
-        atexit(dd_test_kill_all);
+        atexit(dd_test_at_exit);
         signal(SIGABRT, dd_test_on_signal);
         signal(SIGSEGV, dd_test_on_signal);
         signal(SIGTERM, dd_test_on_signal);
         signal(SIGINT, dd_test_on_signal);
         dd_test_hooked = true;
     }
+}
+
+static void dd_test_track(dd_test_server *s)
+{
+    dd_test_hook();
     for (int i = 0; i < DD_TEST_MAX_SERVERS; i++) {
         if (dd_test_servers[i] == s)
             return;
@@ -85,6 +125,39 @@ bool dd_test_wait_port(int port, int ms)
         int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
         close(fd);
         if (rc == 0)
+            return true;
+        nanosleep(&d, NULL);
+    }
+    return false;
+}
+
+/* The accept queue of the listening socket on 127.0.0.1:port (IPv4), from
+ * /proc/net/tcp: for a socket in LISTEN (state 0A) the rx_queue column is
+ * the number of connections the kernel completed that the server has not
+ * accepted yet. -1 when there is no such socket. */
+static int dd_test_accept_queue(int port)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    char line[512];
+    int q = -1;
+    if (!f)
+        return -1;
+    while (q < 0 && fgets(line, sizeof(line), f)) {
+        unsigned laddr, lport, raddr, rport, st, txq, rxq;
+        if (sscanf(line, " %*d: %x:%x %x:%x %x %x:%x", &laddr, &lport, &raddr, &rport, &st, &txq,
+                   &rxq) == 7 &&
+            st == 0x0A && (int)lport == port)
+            q = (int)rxq;
+    }
+    fclose(f);
+    return q;
+}
+
+bool dd_test_wait_accepted(int port, int ms)
+{
+    struct timespec d = {0, 10 * 1000 * 1000};
+    for (int waited = 0; waited <= ms; waited += 10) {
+        if (dd_test_accept_queue(port) == 0)
             return true;
         nanosleep(&d, NULL);
     }
@@ -136,12 +209,96 @@ static int dd_test_redis_spawn(dd_test_server *s, const char *password)
     return 0;
 }
 
+const char *dd_test_tmpdir(void)
+{
+    if (dd_test_dir[0] && dd_test_dir_owner == getpid())
+        return dd_test_dir;
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !*tmp)
+        tmp = "/tmp";
+    int n = snprintf(dd_test_dir, sizeof(dd_test_dir), "%s/dd-test-%d.XXXXXX", tmp, (int)getpid());
+    if (n < 0 || (size_t)n >= sizeof(dd_test_dir) || !mkdtemp(dd_test_dir)) {
+        fprintf(stderr, "cannot make a scratch dir under '%s'\n", tmp);
+        abort();
+    }
+    dd_test_dir_owner = getpid();
+    dd_test_hook();
+    return dd_test_dir;
+}
+
+static void dd_test_append_env(const char *name, const char *opt)
+{
+    const char *old = getenv(name);
+    char buf[1024];
+    int n = snprintf(buf, sizeof(buf), "%s%s%s", old && *old ? old : "", old && *old ? ":" : "",
+                     opt);
+    if (n < 0 || (size_t)n >= sizeof(buf)) {
+        fprintf(stderr, "%s is too long\n", name);
+        abort();
+    }
+    setenv(name, buf, 1);
+}
+
+void dd_test_sanitize_children(void)
+{
+    char opt[600];
+    snprintf(opt, sizeof(opt), "log_path=%s/sanitizer", dd_test_tmpdir());
+    dd_test_append_env("ASAN_OPTIONS", opt);
+    dd_test_append_env("UBSAN_OPTIONS", opt);
+}
+
+static const char *const dd_test_sanitizer_words[] = {
+    "AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer", "runtime error:", NULL};
+
+static bool dd_test_file_has_report(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    bool found = false;
+    if (!f)
+        return false;
+    while (!found && fgets(line, sizeof(line), f))
+        for (int i = 0; dd_test_sanitizer_words[i] && !found; i++)
+            found = strstr(line, dd_test_sanitizer_words[i]) != NULL;
+    fclose(f);
+    return found;
+}
+
+static int dd_test_print_report(const char *path, const struct stat *st, int flag,
+                                struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (flag != FTW_F || !dd_test_file_has_report(path))
+        return 0;
+    dd_test_reports_seen++;
+    fprintf(stderr, "--- sanitizer report in %s:\n", path);
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    for (int n = 0; f && n < 200 && fgets(line, sizeof(line), f); n++)
+        fputs(line, stderr);
+    if (f)
+        fclose(f);
+    unlink(path); /* reported once */
+    return 0;
+}
+
+int dd_test_sanitizer_reports(void)
+{
+    if (!dd_test_dir[0] || dd_test_dir_owner != getpid())
+        return 0;
+    int before = dd_test_reports_seen;
+    nftw(dd_test_dir, dd_test_print_report, 16, FTW_PHYS);
+    return dd_test_reports_seen - before;
+}
+
 int dd_test_redis_start(dd_test_server *s, const char *password)
 {
     memset(s, 0, sizeof(*s));
     s->port = dd_test_free_port();
-    snprintf(s->dir, sizeof(s->dir), "/tmp/dd-test-redis-%d-%d", (int)getpid(), s->port);
-    mkdir(s->dir, 0700);
+    int n = snprintf(s->dir, sizeof(s->dir), "%s/redis-%d", dd_test_tmpdir(), s->port);
+    if (n < 0 || (size_t)n >= sizeof(s->dir) || mkdir(s->dir, 0700) < 0)
+        return -1;
     return dd_test_redis_spawn(s, password);
 }
 
