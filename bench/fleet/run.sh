@@ -34,7 +34,10 @@
 #   DISPATCHD (build/dispatchd)
 # Everything runs on 127.0.0.1 free ports under a private temp dir; the EXIT
 # trap stops what this script started (by pid / by our stack state dir), also
-# on failure. Exit status: the checker's (1 = an invariant broke).
+# on failure. Exit status: the checker's (1 = an invariant broke), or 1 when a
+# dispatchd exited other than expected (0 after SIGTERM, 137 after kill -9) or
+# any process wrote a sanitizer report (ASan/UBSan builds: every report goes
+# to $T/sanitizer.PID, then is printed).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -65,13 +68,16 @@ if [ "$RECONCILE" = auto ]; then
   if "$DISPATCHD" reconcile --help >/dev/null 2>&1; then RECONCILE=1; else RECONCILE=0; fi
 fi
 
-T=$(mktemp -d /tmp/dd-fleet.XXXXXX)
+T=$(mktemp -d "${TMPDIR:-/tmp}/dd-fleet.XXXXXX")
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$T/sanitizer"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$T/sanitizer"
 D=${OUT:-$T/out}
 mkdir -p "$D" "$T/hosts"
 : >"$D/events.log"; : >"$D/children.log"
 declare -A HPID=() WPID=()
 EPIDS=()   # etcdctl lock holders (session leaders)
 ETCD_PID=""; WATCH_PID=""; WATCHDOG=""; STACK_UP=0
+BAD_EXITS=0 # dispatchd processes that exited other than expected
 SCOPE=(--state-dir "$T/stack")
 
 # ---- cleanup: everything we started ----------------------------------------------
@@ -95,6 +101,20 @@ cleanup() {
     alive=0; for p in "${HPID[@]}" "${WPID[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
     [ $alive = 0 ] && break; sleep 0.1
   done
+  # every host and worker still running at the end must stop cleanly on TERM
+  local st
+  for p in "${HPID[@]}" "${WPID[@]}"; do
+    if kill -0 "$p" 2>/dev/null; then
+      kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null
+      log "FAIL: dispatchd pid $p did not exit within 15 s of the final TERM"; BAD_EXITS=$((BAD_EXITS + 1))
+    else
+      wait "$p" 2>/dev/null; st=$?
+      # 127: reaped before (a kill -9 checked where it was sent)
+      if [ "$st" != 0 ] && [ "$st" != 127 ]; then
+        log "FAIL: dispatchd pid $p exited $st after the final TERM (expected 0)"; BAD_EXITS=$((BAD_EXITS + 1))
+      fi
+    fi
+  done
   [ -n "$WATCH_PID" ] && { kill -TERM "$WATCH_PID" 2>/dev/null; wait "$WATCH_PID" 2>/dev/null; }
   [ -n "$ETCD_PID" ] && { all+=("$ETCD_PID"); kill -TERM "$ETCD_PID" 2>/dev/null; wait "$ETCD_PID" 2>/dev/null; }
   for p in "${all[@]}"; do kill -KILL "$p" 2>/dev/null; done
@@ -103,7 +123,13 @@ cleanup() {
     cp "$T"/hosts/*.log "$D/" 2>/dev/null
     cp "$T/stack/"*.log "$D/" 2>/dev/null
   fi
+  local f san=0
+  while IFS= read -r f; do
+    [ -n "$f" ] || continue
+    san=1; log "FAIL: sanitizer report in $f:"; head -n 200 "$f" >&2
+  done < <(grep -rlIE 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:' "$T" "$D" 2>/dev/null | sort -u)
   rm -rf "$T"
+  if [ "$rc" = 0 ] && { [ "$san" = 1 ] || [ "$BAD_EXITS" -gt 0 ]; }; then rc=1; fi
   exit "$rc"
 }
 trap cleanup EXIT
@@ -204,7 +230,13 @@ stop_host() { # h: SIGTERM, bounded wait
     log "WARN: $h exited $rc after SIGTERM:"; tail -20 "$T/hosts/$h.log" >&2
   fi
 }
-BAD_EXITS=0
+expect_killed() { # pid name: reaps a process we sent kill -9; anything but 137 is counted
+  local rc=0
+  wait "$1" 2>/dev/null || rc=$?
+  if [ "$rc" != 137 ]; then
+    BAD_EXITS=$((BAD_EXITS + 1)); log "WARN: $2 exited $rc, not by our kill -9 (137)"
+  fi
+}
 reconcile() {
   [ "$RECONCILE" = 1 ] || return 0
   local rc=0
@@ -304,7 +336,7 @@ kills() {
   local k h e=0
   for k in $(seq 1 "$KILLS"); do
     h=$(pick_owner); [ -n "$h" ] || { wait_settled "kill $k: no owner" || true; h=$(pick_owner); }
-    ev host_kill9 "$h"; kill -KILL "${HPID[$h]}"; wait "${HPID[$h]}" 2>/dev/null || true
+    ev host_kill9 "$h"; kill -KILL "${HPID[$h]}"; expect_killed "${HPID[$h]}" "$h"
     wait_settled "kill9 $h" || true
     reconcile
     start_host "$h"
@@ -362,7 +394,7 @@ worker_kills() {
   for k in $(seq 1 "$WORKER_KILLS"); do
     line=$(shuf -n1 "$T/workers"); sid=${line%% *}; q=${line#* }
     ev worker_kill9 "dispatcher-${q/\//-}" "$sid"
-    kill -KILL "${WPID[$sid]}" 2>/dev/null; wait "${WPID[$sid]}" 2>/dev/null || true
+    kill -KILL "${WPID[$sid]}" 2>/dev/null; expect_killed "${WPID[$sid]}" "worker $sid"
     unset "WPID[$sid]"; { grep -v "^$sid " "$T/workers" || true; } >"$T/workers.new"; mv "$T/workers.new" "$T/workers"
     start_worker "${q#fleet/q}"
     sleep "$THRESH_S"
