@@ -763,7 +763,9 @@ static void kill_private_temporal(const char *dir)
 static void stop_private_temporal(const char *dir)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "bash '%s/tests/fixtures/temporal.sh' stop '%s' >/dev/null 2>&1",
+    /* --any: a test may have killed it (kill_private_temporal) */
+    snprintf(cmd, sizeof(cmd),
+             "bash '%s/tests/fixtures/temporal.sh' stop '%s' --any >/dev/null 2>&1",
              getenv("DD_SOURCE_DIR"), dir);
     if (system(cmd) != 0)
         fprintf(stderr, "stopping the private temporal failed\n");
