@@ -32,7 +32,11 @@ Invariants (any breach -> exit 1):
   I5 every failover after a crash happened (no dispatcher left ownerless
      past the harness's bounded wait).
 Latency targets are reported, and also enforced when --enforce-targets is
-given (the smoke test does).
+given (the smoke test does). --latency-factor F (default 1) stretches their
+slack - 1000 ms handovers, the 2 s over the threshold - by F: run.sh passes
+1 / (1 - CPU pressure) with LATENCY_FACTOR=auto (the smoke test), so a run
+on a machine whose CPUs other work keeps busy is held to what that machine
+can give; the report shows the factor and the stretched limits.
 """
 import argparse
 import bisect
@@ -731,6 +735,8 @@ def cmd_check(a):
 
     # ---- targets
     thr = a.stale_threshold_s * 1000
+    f = a.latency_factor
+    rep["latency_factor"] = f
     tg = []
 
     def target(name, value, limit):
@@ -740,11 +746,11 @@ def cmd_check(a):
 
     L = rep["latency_ms"]
     target("graceful handover (SIGTERM of the owner -> successor acting) p95 < 1000 ms",
-           L["graceful_handover"].get("p95"), 1000)
+           L["graceful_handover"].get("p95"), 1000 * f)
     target("graceful handover (takeover at start: host start -> its child acting) p95 < 1000 ms",
-           L["takeover_at_start"].get("p95"), 1000)
-    target("failover after kill -9 p95 <= threshold + 2 s", L["failover_kill9"].get("p95"), thr + 2000)
-    target("stale cleanup p95 <= threshold + 2 s", L["cleanup_kill9"].get("p95"), thr + 2000)
+           L["takeover_at_start"].get("p95"), 1000 * f)
+    target("failover after kill -9 p95 <= threshold + 2 s", L["failover_kill9"].get("p95"), thr + 2000 * f)
+    target("stale cleanup p95 <= threshold + 2 s", L["cleanup_kill9"].get("p95"), thr + 2000 * f)
     if rep["reconcile"]["cycles"]:
         target("reconcile errors < 1 % of cycles", rep["reconcile"]["error_rate"], 0.00999)
     if rep.get("idle"):
@@ -793,6 +799,8 @@ def main():
     c.add_argument("--history-sample", type=int, default=200)
     c.add_argument("--final", action="store_true", help="check the settled end state (I4) live")
     c.add_argument("--enforce-targets", action="store_true")
+    c.add_argument("--latency-factor", type=float, default=1.0,
+                   help="stretch the latency targets' slack by this factor (>= 1)")
     a = ap.parse_args()
     return cmd_watch(a) if a.cmd == "watch" else cmd_check(a)
 
