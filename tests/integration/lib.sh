@@ -67,7 +67,7 @@ start_redis() {
   redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
     --dir "$T/redis-$port" --loglevel warning "$@" >"$T/redis-$port.log" 2>&1 &
   track $!
-  wait_until 5 redis-cli -p "$port" ping || fail "redis on $port did not start"
+  wait_until 15 redis-cli -p "$port" ping || fail "redis on $port did not start within 15 s"
 }
 
 # sanitizer_reports: prints every file under $T with a sanitizer report (and

@@ -202,7 +202,7 @@ static int dd_test_redis_spawn(dd_test_server *s, const char *password)
     setpgid(pid, pid);
     s->pid = pid;
     dd_test_track(s);
-    if (!dd_test_wait_port(s->port, 5000)) {
+    if (!dd_test_wait_port(s->port, 15000)) { /* generous: a loaded machine */
         dd_test_server_stop(s);
         return -1;
     }
