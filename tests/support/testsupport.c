@@ -164,18 +164,37 @@ bool dd_test_wait_accepted(int port, int ms)
     return false;
 }
 
+/* Prints the server's log (redis.log in its dir) to stderr. */
+static void dd_test_redis_log(const dd_test_server *s)
+{
+    char path[300], line[512];
+    snprintf(path, sizeof(path), "%s/redis.log", s->dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    fprintf(stderr, "--- %s:\n", path);
+    while (fgets(line, sizeof(line), f))
+        fputs(line, stderr);
+    fclose(f);
+}
+
+/* Starts redis-server on s->port and waits (bounded) until it answers.
+ * Returns 0, -1 when it did not answer in time, -2 when it exited first
+ * (e.g. another process took the free port between the probe and bind). */
 static int dd_test_redis_spawn(dd_test_server *s, const char *password)
 {
-    char portbuf[16];
+    char portbuf[16], logpath[300];
     snprintf(portbuf, sizeof(portbuf), "%d", s->port);
+    snprintf(logpath, sizeof(logpath), "%s/redis.log", s->dir);
     pid_t pid = fork();
     if (pid < 0)
         return -1;
     if (pid == 0) {
         setpgid(0, 0);
         int devnull = open("/dev/null", O_RDWR);
+        int logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
         dup2(devnull, 0);
-        dup2(devnull, 1);
+        dup2(logfd >= 0 ? logfd : devnull, 1);
         const char *argv[20];
         int n = 0;
         argv[n++] = "redis-server";
@@ -202,11 +221,25 @@ static int dd_test_redis_spawn(dd_test_server *s, const char *password)
     setpgid(pid, pid);
     s->pid = pid;
     dd_test_track(s);
-    if (!dd_test_wait_port(s->port, 15000)) { /* generous: a loaded machine */
-        dd_test_server_stop(s);
-        return -1;
+    /* generous: a loaded machine */
+    for (int waited = 0; waited < 15000; waited += 50) {
+        if (dd_test_wait_port(s->port, 0))
+            return 0;
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            s->pid = 0;
+            fprintf(stderr, "redis-server on port %d exited before answering (status %d)\n",
+                    s->port, status);
+            dd_test_redis_log(s);
+            return -2;
+        }
+        struct timespec d = {0, 50 * 1000 * 1000};
+        nanosleep(&d, NULL);
     }
-    return 0;
+    fprintf(stderr, "redis-server on port %d did not answer within 15 s\n", s->port);
+    dd_test_redis_log(s);
+    dd_test_server_stop(s);
+    return -1;
 }
 
 const char *dd_test_tmpdir(void)
@@ -294,12 +327,22 @@ int dd_test_sanitizer_reports(void)
 
 int dd_test_redis_start(dd_test_server *s, const char *password)
 {
-    memset(s, 0, sizeof(*s));
-    s->port = dd_test_free_port();
-    int n = snprintf(s->dir, sizeof(s->dir), "%s/redis-%d", dd_test_tmpdir(), s->port);
-    if (n < 0 || (size_t)n >= sizeof(s->dir) || mkdir(s->dir, 0700) < 0)
-        return -1;
-    return dd_test_redis_spawn(s, password);
+    static unsigned seq; /* a later server may get the same free port */
+    int rc = -2;
+    /* The free port can be taken between the probe and redis' bind (other
+     * tests on this machine pick ports too): then another port. */
+    for (int attempt = 0; attempt < 3 && rc == -2; attempt++) {
+        memset(s, 0, sizeof(*s));
+        s->port = dd_test_free_port();
+        int n = snprintf(s->dir, sizeof(s->dir), "%s/redis-%d-%u", dd_test_tmpdir(), s->port,
+                         seq++);
+        if (n < 0 || (size_t)n >= sizeof(s->dir) || mkdir(s->dir, 0700) < 0) {
+            fprintf(stderr, "cannot make '%s': %s\n", s->dir, strerror(errno));
+            return -1;
+        }
+        rc = dd_test_redis_spawn(s, password);
+    }
+    return rc == 0 ? 0 : -1;
 }
 
 int dd_test_redis_restart(dd_test_server *s, const char *password)

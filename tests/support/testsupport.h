@@ -37,7 +37,9 @@ typedef struct dd_test_server {
 } dd_test_server;
 
 /* Starts redis-server on a free loopback port (requirepass if password is
- * not NULL) and waits until it answers PING. Returns 0 or -1. */
+ * not NULL) and waits (up to 15 s) until its port answers; another port when
+ * it exits first (the port was taken meanwhile), up to 3 times. Its log is
+ * redis.log in s->dir, printed when it fails. Returns 0 or -1. */
 int dd_test_redis_start(dd_test_server *s, const char *password);
 /* Stops (SIGKILL to the group) and reaps. Safe to call twice. */
 void dd_test_server_stop(dd_test_server *s);
