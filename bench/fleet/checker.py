@@ -34,7 +34,11 @@ Invariants (any breach -> exit 1):
   I6 no ownership moves during a skew hold (skew_hold_start .. skew_hold_end:
      hosts on clocks +-8 s off, no fault): no child starts in that span.
 Latency targets are reported, and also enforced when --enforce-targets is
-given (the smoke test does).
+given (the smoke test does). --latency-factor F (default 1) stretches their
+slack - 1000 ms handovers, the 2 s over the threshold - by F: run.sh passes
+1 / (1 - CPU pressure), at most 2, with LATENCY_FACTOR=auto (the smoke test), so a run
+on a machine whose CPUs other work keeps busy is held to what that machine
+can give; the report shows the factor and the stretched limits.
 """
 import argparse
 import bisect
@@ -757,6 +761,8 @@ def cmd_check(a):
 
     # ---- targets
     thr = a.stale_threshold_s * 1000
+    f = a.latency_factor
+    rep["latency_factor"] = f
     tg = []
 
     def target(name, value, limit):
@@ -766,11 +772,11 @@ def cmd_check(a):
 
     L = rep["latency_ms"]
     target("graceful handover (SIGTERM of the owner -> successor acting) p95 < 1000 ms",
-           L["graceful_handover"].get("p95"), 1000)
+           L["graceful_handover"].get("p95"), 1000 * f)
     target("graceful handover (takeover at start: host start -> its child acting) p95 < 1000 ms",
-           L["takeover_at_start"].get("p95"), 1000)
-    target("failover after kill -9 p95 <= threshold + 2 s", L["failover_kill9"].get("p95"), thr + 2000)
-    target("stale cleanup p95 <= threshold + 2 s", L["cleanup_kill9"].get("p95"), thr + 2000)
+           L["takeover_at_start"].get("p95"), 1000 * f)
+    target("failover after kill -9 p95 <= threshold + 2 s", L["failover_kill9"].get("p95"), thr + 2000 * f)
+    target("stale cleanup p95 <= threshold + 2 s", L["cleanup_kill9"].get("p95"), thr + 2000 * f)
     if rep["reconcile"]["cycles"]:
         target("reconcile errors < 1 % of cycles", rep["reconcile"]["error_rate"], 0.00999)
     if rep.get("idle"):
@@ -819,6 +825,8 @@ def main():
     c.add_argument("--history-sample", type=int, default=200)
     c.add_argument("--final", action="store_true", help="check the settled end state (I4) live")
     c.add_argument("--enforce-targets", action="store_true")
+    c.add_argument("--latency-factor", type=float, default=1.0,
+                   help="stretch the latency targets' slack by this factor (>= 1)")
     a = ap.parse_args()
     return cmd_watch(a) if a.cmd == "watch" else cmd_check(a)
 

@@ -12,7 +12,11 @@ target_bin=${METRICS_TARGET:-${DD_BINARY_DIR:-$root/build}/tests/integration/met
 command -v prometheus >/dev/null || { echo "prometheus not installed (scripts/install-deps.sh)" >&2; exit 1; }
 [ -x "$target_bin" ] || { echo "metrics_target not built: '$target_bin'" >&2; exit 1; }
 
-tmp=$(mktemp -d /tmp/dd-prom-test.XXXXXX)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/dd-prom-test.XXXXXX")
+# metrics_target is ours (sanitized in the ASan build): its reports go to
+# $tmp/sanitizer.PID, and any report fails the test (cleanup).
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$tmp/sanitizer"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$tmp/sanitizer"
 target_pid=""
 prom_pid=""
 stop() { # pid: TERM, up to 5 s, then KILL; always reaped
@@ -24,14 +28,19 @@ stop() { # pid: TERM, up to 5 s, then KILL; always reaped
   wait "$pid" 2>/dev/null || true
 }
 cleanup() {
-  local rc=$?
+  local rc=$? f
   stop "$prom_pid"
   stop "$target_pid"
+  while IFS= read -r f; do
+    [ -n "$f" ] || continue
+    echo "FAIL: sanitizer report in $f:" >&2; head -n 200 "$f" >&2; rc=1
+  done < <(grep -rlIE 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:' "$tmp" 2>/dev/null)
   if [ $rc != 0 ]; then
     echo "--- metrics_target log"; tail -n 20 "$tmp/target.log" 2>/dev/null || true
     echo "--- prometheus log"; tail -n 30 "$tmp/prometheus.log" 2>/dev/null || true
   fi
   rm -rf "$tmp"
+  exit $rc
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -118,10 +127,16 @@ jq -e '.[0].metric.job == "dispatchd" and .[0].metric.version == "0.0.0-test" an
 [ "$(query 'count(dispatchd_stack_up == 1)' | jq -r '.[0].value[1]')" = 2 ] ||
   fail "expected two stack_up series"
 # Scrapes keep succeeding over time (the counter the target bumps every second grows).
+# (bounded: 1 s scrapes, so a few seconds unless the machine is very slow)
 first=$(query 'dispatchd_reconcile_cycles_total' | jq -r '.[0].value[1]')
-sleep 3
-second=$(query 'dispatchd_reconcile_cycles_total' | jq -r '.[0].value[1]')
-[ "$second" -gt "$first" ] || fail "counter did not grow between scrapes ($first -> $second)"
+second=$first
+deadline=$((SECONDS + 30))
+while [ $SECONDS -lt $deadline ]; do
+  second=$(query 'dispatchd_reconcile_cycles_total' | jq -r '.[0].value[1]')
+  [ "$second" -gt "$first" ] && break
+  sleep 0.5
+done
+[ "$second" -gt "$first" ] || fail "counter did not grow between scrapes in 30 s ($first -> $second)"
 # Our rules load into a real Prometheus, and none fires against healthy metrics.
 jq -e '.data.groups[0].rules | length == 8' <(curl -fsS "http://$prom/api/v1/rules") >/dev/null ||
   fail "rules not loaded"

@@ -1,5 +1,7 @@
 /* dd_child: a command and its grandchildren are stopped as one group, the
- * extra environment reaches it, and the loop closes clean. */
+ * extra environment reaches it, and the loop closes clean. The guard is a
+ * real dispatchd (`__guard`): its exit status is asserted, and a sanitizer
+ * report from it fails the test. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,6 +11,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "proc/proc.h"
+#include "../support/testsupport.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -51,7 +54,8 @@ static void test_group_stop_and_env(void **state)
     dd_log *log = dd_log_new(stderr, DD_LOG_WARN);
     exit_rec rec = {0};
     dd_child *c = dd_child_new(&loop, log, "t", on_exit_cb, &rec);
-    char dir[] = "/tmp/dd-child-XXXXXX";
+    char dir[600];
+    snprintf(dir, sizeof(dir), "%s/child-XXXXXX", dd_test_tmpdir());
     assert_non_null(mkdtemp(dir));
     char script[512];
     snprintf(script, sizeof(script),
@@ -63,7 +67,7 @@ static void test_group_stop_and_env(void **state)
     pid_t leader = dd_child_pid(c);
     assert_true(leader > 0);
     /* wait for the grandchild pid file */
-    char path[600];
+    char path[700];
     snprintf(path, sizeof(path), "%s/gc", dir);
     pid_t gc = 0;
     for (int i = 0; i < 200 && gc == 0; i++) {
@@ -101,7 +105,7 @@ static void test_group_stop_and_env(void **state)
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
     dd_log_free(log);
-    char cmd[600];
+    char cmd[700];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
 }
@@ -200,6 +204,12 @@ static void test_guard_deadline(void **state)
     assert_int_equal(rec.exits, 1);
     int64_t late = dd_boot_ms() - dd_child_deadline(c);
     assert_true(late < 300); /* exit event seen promptly after the deadline */
+    /* the guard stopped the command and reports the command's own status:
+     * it exits 0 on TERM here (an ASan or UBSan error would make it 1 or an
+     * abort) */
+    assert_int_equal(rec.sig, 0);
+    assert_int_equal(rec.status, 0);
+    assert_int_equal(dd_test_sanitizer_reports(), 0);
 
     /* a restart inherits the passed deadline: refused, never a new window */
     assert_int_equal(dd_child_start(c, argv, NULL, err, sizeof(err)), DD_EFENCED);
@@ -244,6 +254,7 @@ static void test_guard_deadline_kills_ignorer(void **state)
 
 int main(void)
 {
+    dd_test_sanitize_children();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_group_stop_and_env),
         cmocka_unit_test(test_close_while_running_kills),

@@ -16,8 +16,9 @@ host() { # host NAME: start a dispatchd host for P/q
   "$DISPATCHD" run --dispatcher "$P/q" "${C[@]}" --server-id "$1" -- sh -c "$child" \
     >>"$T/children.log" 2>"$T/$1.log" &
   echo $! >"$T/$1.pid"
-  track $!
+  track_dd $! "$1"
 }
+pid_of() { cat "$T/$1.pid"; }
 rec() { redis-cli -p "$RP" hget "$KEY" "$1"; }
 running_children() { # who started and did not stop yet
   awk '$1=="start"{on[$3]=1} $1=="stop"{delete on[$3]} END{for(h in on) print h}' "$T/children.log" | sort
@@ -40,8 +41,9 @@ set -e
 host h1
 wait_until 10 grep -q event=record_claimed "$T/h1.log" || fail "h1 did not claim"
 check "the record names the owner" [ "$(rec server_id)" = h1 ]
-hb1=$(rec hb_ms); sleep 0.7
-check "the owner refreshes its heartbeat" [ "$(rec hb_ms)" -gt "$hb1" ]
+hb_after() { [ "$(rec hb_ms)" -gt "$1" ]; } # hb_after MS: the record's heartbeat is newer
+hb1=$(rec hb_ms)
+check "the owner refreshes its heartbeat" wait_until 5 hb_after "$hb1"
 check "the record is in the index" bash -c "redis-cli -p $RP zscore dd:hb:index '$W' | grep -q ."
 js=$("$DISPATCHD" status --json --redis-url "redis://127.0.0.1:$RP/0")
 check "status shows the dispatcher healthy with its owner" \
@@ -62,25 +64,33 @@ check "only h4's child runs" wait_until 5 only_child_is h4
 overlaps() { awk '$1=="start"{if (n>0) bad++; n++} $1=="stop"{n--} END{print bad+0}' "$T/children.log"; }
 check "no two children ever acted at once during the takeovers" [ "$(overlaps)" = 0 ]
 check "each new owner waited for the handoff" [ "$(cat "$T"/h2.log "$T"/h3.log "$T"/h4.log | grep -c 'event=handoff .*reason="previous owner stopped acting"')" = 3 ]
+r4=$(rec run_id)
 t0=$(now_us)
-kill -9 "$(cat "$T/h4.pid")"
+kill -9 "$(pid_of h4)"
 wait_until 10 bash -c "o=\$(redis-cli -p $RP hget '$KEY' server_id); [ -n \"\$o\" ] && [ \"\$o\" != h4 ]" || fail "no failover"
 t1=$(now_us)
 new=$(rec server_id)
 echo "# failover after kill -9: $(( (t1 - t0) / 1000 )) ms (threshold 1200 ms), new owner $new"
 check "failover within threshold + 2 s" [ $((t1 - t0)) -lt 3200000 ]
-sleep 1.5
+expect_exit "$(pid_of h4)" 137
+# A second, wrong failover would come from a standby that still saw the record
+# stale: give them a threshold of the new owner's heartbeats (timed by the
+# record itself, so a slow machine gets a longer window) before counting.
+check "the new owner heartbeats a threshold past the failover" wait_until 10 hb_after $(( t1 / 1000 + 1200 ))
 check "exactly one standby took over" [ "$(cat "$T"/h1.log "$T"/h2.log "$T"/h3.log | grep -c 'event=failover ')" = 1 ]
 check "the killed owner's child was stopped by its guard" wait_until 5 grep -q "^stop .* h4$" "$T/children.log"
 check "exactly one child runs after the failover" wait_until 5 only_child_is "$new"
 check "Temporal has exactly one running run of the ID" \
   [ "$(curl -fsS "$U/api/v1/namespaces/default/workflows/$W" | jq -r .workflowExecutionInfo.status)" = WORKFLOW_EXECUTION_STATUS_RUNNING ]
-check "the dead owner's run was terminated" bash -c "grep -q . '$T/h4.log'"
+run_status() { curl -fsS "$U/api/v1/namespaces/default/workflows/$W?execution.runId=$1" | jq -r .workflowExecutionInfo.status; }
+run_terminated() { [ "$(run_status "$1")" = WORKFLOW_EXECUTION_STATUS_TERMINATED ]; }
+check "the dead owner's run was terminated" wait_until 5 run_terminated "$r4"
+check "and it was not the run that runs now" [ "$r4" != "$(rec run_id)" ]
 
 # --- a paused owner (SIGSTOP past the threshold) is fenced when it wakes up -------------------
 paused=$new
 pr=$(rec run_id)
-kill -STOP "$(cat "$T/$paused.pid")"
+kill -STOP "$(pid_of "$paused")"
 # (the reconciler may delete the stale record before a standby claims it:
 # wait for a live successor's record, not just for the paused owner's to go)
 wait_until 10 bash -c "o=\$(redis-cli -p $RP hget '$KEY' server_id); [ -n \"\$o\" ] && [ \"\$o\" != '$paused' ]" || fail "no failover from the paused owner"
@@ -88,10 +98,12 @@ succ=$(rec server_id); sr=$(rec run_id); se=$(rec epoch)
 # Its guard heard nothing from the frozen dispatchd for threshold - interval:
 # the child stopped while dispatchd was still frozen, so only the successor acts.
 check "the frozen owner's guard stopped its child" wait_until 5 only_child_is "$succ"
-kill -CONT "$(cat "$T/$paused.pid")"
+hb_cont=$(rec hb_ms)
+kill -CONT "$(pid_of "$paused")"
 check "the woken ex-owner learns it lost" wait_until 5 grep -q event=ownership_lost "$T/$paused.log"
 check "and stops its child" wait_until 5 only_child_is "$succ"
-sleep 1
+# the record read next is one the successor wrote after the ex-owner woke
+check "the successor heartbeats after the wake-up" wait_until 5 hb_after "$hb_cont"
 check "its late writes did not touch the new owner's record" [ "$(rec server_id) $(rec run_id) $(rec epoch)" = "$succ $sr $se" ]
 check "the new owner keeps heartbeating" [ "$(( $(date +%s%3N) - $(rec hb_ms) ))" -lt 1200 ]
 
@@ -112,7 +124,7 @@ check "the suspended owner resumed or learned it lost" \
   bash -c "sed -n '/event=acting_suspended/,\$p' '$T/$owner.log' | grep -q 'event=acting_resumed\|event=ownership_lost'"
 
 # --- clean release leaves nothing behind --------------------------------------------------------
-for h in h1 h2 h3; do kill -TERM "$(cat "$T/$h.pid")" 2>/dev/null || true; done
-for h in h1 h2 h3; do wait "$(cat "$T/$h.pid")" 2>/dev/null || true; done
+for h in h1 h2 h3; do kill -TERM "$(pid_of $h)"; done
+for h in h1 h2 h3; do expect_exit "$(pid_of $h)" 0; done
 check "after every host released, the record is gone" [ -z "$(rec server_id)" ]
 check "and the index entry too" [ -z "$(redis-cli -p "$RP" zscore dd:hb:index "$W")" ]

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "metrics/http.h"
 #include "metrics/metrics.h"
+#include "../support/testsupport.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -461,7 +462,11 @@ static void test_connection_limit_and_timeout(void **state)
     int slow = client_connect(f->port);
     /* A slow client that never finishes its request. */
     client_send(slow, "GET /met", strlen("GET /met"));
-    usleep(100 * 1000); /* let the loop accept and read both */
+    /* the loop has accepted both: the next one is over the limit */
+    assert_true(dd_test_wait_accepted(f->port, 5000));
+    int64_t t_accepted = now_ms(); /* both deadlines were armed by now */
+    /* ... and read the slow one's bytes (not observable from here: a margin) */
+    usleep(100 * 1000);
 
     /* The third takes the slot of the slow one, which is closed at once
      * with no response, and is answered. */
@@ -477,10 +482,11 @@ static void test_connection_limit_and_timeout(void **state)
     assert_true(now_ms() - t0 < 1000);
     close(slow);
 
-    /* The idle one is closed by the server's deadline, not held forever. */
+    /* The idle one is closed by the server's deadline, not held forever:
+     * armed at accept, after t_idle and before t_accepted. */
     assert_int_equal(client_read_all(idle, &b), 0);
-    int64_t waited = now_ms() - t_idle;
-    assert_true(waited >= 1900 && waited < 4500);
+    assert_true(now_ms() - t_idle >= 1900);
+    assert_true(now_ms() - t_accepted < 4500);
     assert_int_equal(b.len, 0);
     close(idle);
 
@@ -646,7 +652,7 @@ static void test_close_with_open_connections(void **state)
     int fd1 = client_connect(f->port);
     int fd2 = client_connect(f->port);
     client_send(fd2, "GET /met", strlen("GET /met")); /* half a request */
-    usleep(100 * 1000);
+    assert_true(dd_test_wait_accepted(f->port, 5000)); /* both are open in the server */
     fx_stop(f); /* asserts uv_loop_close() == 0 */
     char c;
     assert_true(recv(fd1, &c, 1, 0) <= 0);

@@ -125,7 +125,7 @@ check "Temporal down: the message says unavailable" grep -q "unavailable after" 
 child='echo "start $DISPATCHD_RUN_ID $DISPATCHD_SERVER_ID"; trap "echo stop; exit 0" TERM; while :; do sleep 0.05; done'
 "$DISPATCHD" run --dispatcher "$P/q2" --temporal-url "$U" --server-id ownerA --metrics-listen off \
   -- sh -c "$child" >"$T/a.out" 2>"$T/a.log" &
-A=$!; track $A
+A=$!; track_dd $A ownerA
 check "owner A owns" wait_until 10 grep -q "event=owning" "$T/a.log"
 check "A's child started with its run id" wait_until 5 grep -q "^start .* ownerA" "$T/a.out"
 ra=$(grep event=owning "$T/a.log" | sed 's/.*run_id=\([^ ]*\).*/\1/')
@@ -138,14 +138,16 @@ check "loss detected within 1 s" [ $((lost_us - t0)) -lt 1000000 ]
 check "A's child was stopped" wait_until 5 grep -q "^stop" "$T/a.out"
 sleep 1
 check "A does not fight back (one takeover in its log)" [ "$(grep -c 'event=takeover ' "$T/a.log")" = 1 ]
-kill -TERM $A; wait $A
+kill -TERM $A
+expect_exit $A 0
 check "A exits cleanly" grep -q "event=stopped .*clean=true" "$T/a.log"
 
 "$DISPATCHD" run --dispatcher "$P/q3" --temporal-url "$U" --server-id relA --metrics-listen off 2>"$T/r.log" &
-R=$!; track $R
+R=$!; track_dd $R relA
 wait_until 10 grep -q "event=owning" "$T/r.log" || fail "relA did not own"
 rr=$(grep event=owning "$T/r.log" | sed 's/.*run_id=\([^ ]*\).*/\1/')
-kill -TERM $R; wait $R
+kill -TERM $R
+expect_exit $R 0
 check "release: own run is terminated" [ "$(desc_status "dispatcher-$P-q3" "$rr")" = WORKFLOW_EXECUTION_STATUS_TERMINATED ]
 check "release: reason 'released by <server id>'" \
   [ "$(hist "dispatcher-$P-q3" "$rr" | jq -r '.history.events[-1].workflowExecutionTerminatedEventAttributes.reason')" = "released by relA" ]
@@ -153,11 +155,12 @@ check "release: reason 'released by <server id>'" \
 # --- SIGHUP (the terminal closed) releases like SIGTERM (issue 13) -------------------------
 "$DISPATCHD" run --dispatcher "$P/qh" --temporal-url "$U" --server-id hupA --metrics-listen off \
   -- sh -c 'trap "exit 0" TERM; while :; do sleep 0.05; done' 2>"$T/hup.log" &
-H=$!; track $H
+H=$!; track_dd $H hupA
 wait_until 10 grep -q "event=child_started" "$T/hup.log" || fail "hupA did not start its child"
 rh=$(grep event=owning "$T/hup.log" | sed 's/.*run_id=\([^ ]*\).*/\1/')
-kill -HUP $H; rc=0; wait $H || rc=$?
-check "SIGHUP: run exits 0 after releasing" [ $rc = 0 ]
+kill -HUP $H
+expect_exit $H 0
+ok "SIGHUP: run exits 0 after releasing"
 check "SIGHUP: its run is terminated as released" \
   [ "$(hist "dispatcher-$P-qh" "$rh" | jq -r '.history.events[-1].workflowExecutionTerminatedEventAttributes.reason')" = "released by hupA" ]
 check "SIGHUP: its record is gone" [ -z "$(redis-cli -p "$RP" hget "dd:hb:{dispatcher-$P-qh}" run_id)" ]
@@ -166,14 +169,15 @@ check "SIGHUP: its record is gone" [ -z "$(redis-cli -p "$RP" hget "dd:hb:{dispa
 gp=$(free_port); hp=$(free_port)
 "$DISPATCHD" run --dispatcher "$P/q4" --temporal-url "http://127.0.0.1:$hp" --server-id late \
   --metrics-listen off 2>"$T/late.log" &
-L=$!; track $L
+L=$!; track_dd $L late
 check "run keeps retrying while Temporal is down" wait_until 10 bash -c "[ \$(grep -c event=takeover_retry '$T/late.log') -ge 1 ]"
 check "run is still alive" kill -0 $L
 setsid "$TEMPORAL" server start-dev --headless --ip 127.0.0.1 --port "$gp" --http-port "$hp" \
   --log-level error >"$T/t2.log" 2>&1 </dev/null &
 T2=$!; track $T2
 check "run recovers when Temporal comes back" wait_until 60 grep -q "event=owning" "$T/late.log"
-kill -TERM $L; wait $L
+kill -TERM $L
+expect_exit $L 0
 
 # --- Temporal loses the run (a wiped dev server) while the owner's record is fresh ----------
 # The owner starts its run again at once (termination-first, one attempt) instead of
@@ -182,7 +186,7 @@ CH=$T/wipe-children.log
 CHILD_TICK_S=0.05 "$DISPATCHD" run --dispatcher "$P/q6" --temporal-url "http://127.0.0.1:$hp" \
   --server-id wiper --metrics-listen off -- python3 "$DD_SOURCE_DIR/bench/fleet/child.py" "$CH" \
   2>"$T/wipe.log" &
-WP=$!; track $WP
+WP=$!; track_dd $WP wiper
 wait_until 30 grep -q "^tick" "$CH" || fail "the wipe test's owner does not act"
 run1=$(awk '$1=="tick"{r=$4} END{print r}' "$CH")
 kill -KILL -- -$T2 2>/dev/null || true; wait $T2 2>/dev/null || true
@@ -199,7 +203,8 @@ check "it said why (run_missing), not that it lost ownership" \
   bash -c "grep -q 'event=run_missing .*action=start_again' '$T/wipe.log' && ! grep -q event=ownership_lost '$T/wipe.log'"
 run2=$(awk '$1=="tick"{r=$4} END{print r}' "$CH")
 check "Temporal runs the new run" [ "$(curl -fsS "http://127.0.0.1:$hp/api/v1/namespaces/default/workflows/dispatcher-$P-q6?execution.runId=$run2" | jq -r .workflowExecutionInfo.status)" = WORKFLOW_EXECUTION_STATUS_RUNNING ]
-kill -TERM $WP; wait $WP
+kill -TERM $WP
+expect_exit $WP 0
 kill -TERM -- -$T2 2>/dev/null || true; wait $T2 2>/dev/null || true
 
 # --- rapid restarts of one ID ----------------------------------------------------------------

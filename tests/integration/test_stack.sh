@@ -87,7 +87,7 @@ check "grandchild is gone after stop" wait_until 3 bash -c "! kill -0 $gc 2>/dev
 
 # --- crash leftovers: stale status file and a foreign pid ------------------------------
 sleep 300 &
-foreign=$!
+foreign=$!; track $foreign
 dd start redis >/dev/null
 real=$(status_pid "$S" redis)
 kill -9 "$real"
@@ -106,17 +106,20 @@ kill "$foreign"
 # --- corrupt status file ---------------------------------------------------------------
 dd stop redis >/dev/null
 echo '{"service": "redis", "pid": ' >"$S/redis.status"
-out=$(dd status redis || true)
+set +e; out=$(dd status redis 2>&1); rc=$?; set -e
+check "a corrupt status file makes status exit 1" [ $rc -eq 1 ]
 check "corrupt status file is reported" grep -q "status file '$S/redis.status' is corrupt" <<<"$out"
 dd start redis >/dev/null
 check "start replaces a corrupt status file" jq -e .pid "$S/redis.status"
 
 # --- racing starts from two terminals ----------------------------------------------------
 dd stop >/dev/null
+racers=()
 for i in 1 2 3; do
   dd start redis >"$T/race.$i" 2>&1 &
+  racers+=($!); track_dd $! "stack start racer $i"
 done
-wait
+for p in "${racers[@]}"; do expect_exit "$p" 0; done
 check "racing starts: exactly one redis-server" [ "$(pgrep -fc "redis-server 127.0.0.1:$RP")" = 1 ]
 check "racing starts: exactly one says started" [ "$(cat "$T"/race.* | grep -c 'redis: started')" = 1 ]
 check "racing starts: the others say already running" [ "$(cat "$T"/race.* | grep -c 'already running')" = 2 ]

@@ -7,11 +7,19 @@ S=$T/state
 O=(--state-dir "$S" --redis-port "$RP" --temporal-port "$TP" --temporal-http-port "$HP"
    --metrics-listen 127.0.0.1:0 --server-id uphost)
 
+# stable SVC: the service's current run is past the supervisor's stable
+# period (3 s, from its status file's start time, with margin), so a crash
+# now is restarted at once rather than after a backoff.
+stable() {
+  local s; s=$(jq -r .started_ms "$S/$1.status" 2>/dev/null) || return 1
+  [ -n "$s" ] && [ "$s" != null ] && [ $(( $(date +%s%3N) - s )) -gt 3500 ]
+}
 ready_count() { grep -c "the local stack is ready" "$T/up.out" 2>/dev/null || true; }
 start_up() {
   local before; before=$(ready_count); before=${before:-0}
   "$DISPATCHD" up "${O[@]}" >>"$T/up.out" 2>>"$T/up.log" &
   UP=$!
+  track_dd $UP up
   wait_until 60 bash -c "[ \$(grep -c 'the local stack is ready' '$T/up.out') -gt $before ]" ||
     fail "up did not become ready"
 }
@@ -37,7 +45,7 @@ check "a second up says it is already running" grep -q "already running (pid $UP
 
 # kill -9 of each server: detected from the exit event in < 1 s, serving again
 for svc in redis temporal; do
-  sleep 3.2 # past the stable period: the restart must be immediate
+  wait_until 30 stable $svc || fail "$svc did not stay up past the stable period"
   old=$(status_pid "$S" $svc)
   t0=$(now_us)
   kill -9 "$old"
@@ -65,7 +73,7 @@ check "a crash loop backs off" wait_until 5 grep -q "event=service_restart_sched
 check "and still comes back" wait_until 10 redis_ping "$RP"
 
 # hung server: alive but not answering -> restarted by the health probe
-sleep 3.2
+wait_until 30 stable redis || fail "redis did not stay up past the stable period"
 hung=$(status_pid "$S" redis)
 kill -STOP "$hung"
 check "a hung redis is detected" wait_until 15 grep -q "event=service_hung service=redis pid=$hung" "$T/up.log"
@@ -74,13 +82,14 @@ check "the hung process is gone" wait_until 5 bash -c "! kill -0 $hung 2>/dev/nu
 
 # the supervisor itself is killed with -9: the servers keep running; a new up adopts them
 rpid=$(status_pid "$S" redis); tpid=$(status_pid "$S" temporal)
-kill -9 "$UP"; wait "$UP" 2>/dev/null || true
+kill -9 "$UP"
+expect_exit "$UP" 137
 check "servers survive their supervisor" redis_ping "$RP"
 start_up
 check "the new up adopted redis" grep -q "event=service_adopted service=redis pid=$rpid" "$T/up.log"
 check "the new up adopted temporal" grep -q "event=service_adopted service=temporal pid=$tpid" "$T/up.log"
 check "no second redis was started" [ "$(pgrep -fc "redis-server 127.0.0.1:$RP")" = 1 ]
-sleep 3.2
+wait_until 30 stable redis || fail "redis did not stay up past the stable period"
 t0=$(now_us)
 kill -9 "$rpid"
 wait_until 5 grep -q "event=service_exited service=redis pid=$rpid" "$T/up.log" || fail "adopted exit not seen"
@@ -92,8 +101,7 @@ check "and it is restarted" wait_until 5 redis_ping "$RP"
 # shutdown: a crash during shutdown is not restarted; nothing is left
 rpid=$(status_pid "$S" redis)
 kill -TERM "$UP"; kill -9 "$rpid" 2>/dev/null || true
-wait "$UP"; rc=$?
-check "up exits 0 after SIGTERM" [ $rc -eq 0 ]
+expect_exit "$UP" 0 # up exits 0 after SIGTERM
 check "no restart after shutdown began" bash -c "! sed -n '/event=stack_stopping/,\$p' '$T/up.log' | grep -q 'event=service_restart'"
 check "no redis left" [ "$(pgrep -fc "redis-server 127.0.0.1:$RP" || true)" = 0 ]
 check "no temporal left" [ "$(pgrep -fc -- "$S/temporal/temporal.db" || true)" = 0 ]
@@ -106,8 +114,10 @@ check "the dispatcher was released before the stack stopped" \
 start_up
 "$(dirname "$DISPATCHD")/../.tools/bin/temporal" workflow start --address "127.0.0.1:$TP" \
   --task-queue q --type t --workflow-id persist-check >/dev/null
-kill -TERM "$UP"; wait "$UP"
+kill -TERM "$UP"
+expect_exit "$UP" 0
 start_up
 check "a workflow survives a stack restart" \
   "$(dirname "$DISPATCHD")/../.tools/bin/temporal" workflow describe --address "127.0.0.1:$TP" --workflow-id persist-check
-kill -INT "$UP"; wait "$UP"
+kill -INT "$UP"
+expect_exit "$UP" 0

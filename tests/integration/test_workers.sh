@@ -9,11 +9,11 @@ P=wk$$x$RANDOM
 W="dispatcher-$P-q"
 "$DISPATCHD" run --dispatcher "$P/q" --temporal-url "$U" --redis-url "$R" --server-id owner1 \
   --heartbeat-interval 300ms --stale-threshold 1200ms --metrics-listen 127.0.0.1:0 2>"$T/owner.log" &
-track $!
+track_dd $! owner1
 wait_until 10 grep -q event=record_claimed "$T/owner.log" || fail "owner did not claim"
 mport=$(sed -n 's/.*event=metrics_listening.* port=\([0-9]*\).*/\1/p' "$T/owner.log")
 
-worker() { "$DISPATCHD" worker --dispatcher "$P/q" --server-id "$1" --redis-url "$R" --heartbeat-interval 300ms 2>"$T/$1.log" & echo $! >"$T/$1.pid"; track "$(cat "$T/$1.pid")"; }
+worker() { "$DISPATCHD" worker --dispatcher "$P/q" --server-id "$1" --redis-url "$R" --heartbeat-interval 300ms 2>"$T/$1.log" & echo $! >"$T/$1.pid"; track_dd "$(cat "$T/$1.pid")" "worker $1"; }
 worker w1; worker w2
 js() { "$DISPATCHD" workers "$P/q" --redis-url "$R" --json; }
 check "both workers are registered" wait_until 5 bash -c "[ \"\$('$DISPATCHD' workers '$P/q' --redis-url '$R' --json | jq -r '[.workers[].server_id] | sort | join(\",\")')\" = w1,w2 ]"
@@ -24,6 +24,7 @@ check "the owner counts them" wait_until 5 bash -c "curl -fsS http://127.0.0.1:$
 # a worker that dies is evicted once its heartbeat is older than the threshold
 t0=$(now_us)
 kill -9 "$(cat "$T/w2.pid")"
+expect_exit "$(cat "$T/w2.pid")" 137
 check "a dead worker is evicted" wait_until 5 grep -q 'event=workers_evicted .*w2' "$T/owner.log"
 t1=$(now_us)
 echo "# eviction $(( (t1 - t0) / 1000 )) ms after kill -9 (threshold 1200 ms, interval 300 ms)"
@@ -37,13 +38,14 @@ sig=$(curl -fsS "$U/api/v1/namespaces/default/workflows/$W/history?execution.run
 check "registrations and evictions are signals in the dispatcher's history" bash -c "[[ '$sig' == *workers*workers* ]]"
 
 # a clean exit deregisters at once
-kill -TERM "$(cat "$T/w1.pid")"; wait "$(cat "$T/w1.pid")" 2>/dev/null || true
+kill -TERM "$(cat "$T/w1.pid")"
+expect_exit "$(cat "$T/w1.pid")" 0
 check "a stopped worker deregisters" [ "$(js | jq -r '.workers | length')" = 0 ]
 check "and says so" grep -q event=worker_deregistered "$T/w1.log"
 
 # a worker for a dispatcher nobody owns is registered and shown as waiting
 "$DISPATCHD" worker --dispatcher "$P/lonely" --server-id w3 --redis-url "$R" 2>"$T/w3.log" &
-track $!
+track_dd $! "worker w3"
 check "a worker of an unowned dispatcher registers" wait_until 5 grep -q event=worker_registered "$T/w3.log"
 check "and is shown as waiting" [ "$("$DISPATCHD" workers "$P/lonely" --redis-url "$R" --json | jq -r .state)" = waiting ]
 

@@ -2,8 +2,9 @@
  *
  * Servers started here run in their own process group and are killed with
  * the whole group by dd_test_server_stop(); an atexit hook and a
- * SIGABRT/SIGSEGV/SIGTERM handler stop anything still running, so a failed
- * assertion never leaves a server behind. */
+ * SIGABRT/SIGSEGV/SIGTERM/SIGINT handler stop anything still running and
+ * remove the process's scratch dir (dd_test_tmpdir), so a failed assertion
+ * leaves neither a server nor a directory behind. */
 #ifndef DD_TESTSUPPORT_H
 #define DD_TESTSUPPORT_H
 
@@ -14,14 +15,31 @@
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int dd_test_free_port(void);
 
+/* This test process's scratch dir, $TMPDIR/dd-test-PID.XXXXXX (TMPDIR is set
+ * per build by ctest), made on first use and removed with everything in it at
+ * exit and on the fatal signals above. Static; aborts if it cannot be made. */
+const char *dd_test_tmpdir(void);
+
+/* Sanitizer reports of the processes this test starts from now on (a
+ * dispatchd, e.g. the guard): appends log_path=<scratch dir>/sanitizer to
+ * ASAN_OPTIONS and UBSAN_OPTIONS, which children inherit (this process read
+ * its own options at start-up). */
+void dd_test_sanitize_children(void);
+/* Prints every report written so far (then forgets it) and returns how many
+ * there were; assert it is 0 where a test's children have exited. Reports
+ * nobody collected are printed at exit, and make the exit status 1. */
+int dd_test_sanitizer_reports(void);
+
 typedef struct dd_test_server {
     pid_t pid; /* also the process group id */
     int port;
-    char dir[256];
+    char dir[256]; /* its --dir, inside dd_test_tmpdir() */
 } dd_test_server;
 
 /* Starts redis-server on a free loopback port (requirepass if password is
- * not NULL) and waits until it answers PING. Returns 0 or -1. */
+ * not NULL) and waits (up to 15 s) until its port answers; another port when
+ * it exits first (the port was taken meanwhile), up to 3 times. Its log is
+ * redis.log in s->dir, printed when it fails. Returns 0 or -1. */
 int dd_test_redis_start(dd_test_server *s, const char *password);
 /* Stops (SIGKILL to the group) and reaps. Safe to call twice. */
 void dd_test_server_stop(dd_test_server *s);
@@ -42,6 +60,10 @@ void dd_test_sleep_loop(struct uv_loop_s *loop, int ms);
 
 /* Waits until a TCP connect to 127.0.0.1:port succeeds (true) or ms pass. */
 bool dd_test_wait_port(int port, int ms);
+/* Waits until the server listening on 127.0.0.1:port has accepted every
+ * connection the kernel completed for it (its accept queue is empty: a
+ * connect() that returned is in that queue until then); false after ms. */
+bool dd_test_wait_accepted(int port, int ms);
 
 /* A unique-ish name for workflow ids etc.: prefix-<pid>-<counter>. Static buffer
  * rotated across 8 calls. */
