@@ -42,12 +42,34 @@ def pump(src, dst):
                 pass
 
 
-def serve(conn, ctx, upstream):
+def close_after_alert(tls):
+    """Closes a connection whose handshake failed so that the client reads
+    the alert: closing it with the client's first request unread would send
+    a reset, which can overtake the alert (seen on a loaded machine: the
+    client saw "connection reset by peer" instead of "certificate
+    required"). So: FIN, read what the client sends until it closes
+    (bounded), then close."""
     try:
-        tls = ctx.wrap_socket(conn, server_side=True)
+        raw = socket.socket(fileno=tls.detach())
+    except (OSError, ValueError):
+        return
+    try:
+        raw.shutdown(socket.SHUT_WR)
+        raw.settimeout(5)
+        while raw.recv(65536):
+            pass
+    except OSError:
+        pass
+    raw.close()
+
+
+def serve(conn, ctx, upstream):
+    tls = ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+    try:
+        tls.do_handshake()
     except (OSError, ssl.SSLError) as e:
         log("handshake failed: %s" % e)
-        conn.close()
+        close_after_alert(tls)
         return
     try:
         up = socket.create_connection(upstream, timeout=10)
