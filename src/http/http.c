@@ -156,7 +156,7 @@ static const char *ssl_err_text(char *buf, size_t n)
     if (e) {
         const char *reason = ERR_reason_error_string(e);
         if (reason)
-            snprintf(buf, n, "%s", reason);
+            dd_msgf(buf, n, "%s", reason);
         else
             ERR_error_string_n(e, buf, n);
     }
@@ -635,7 +635,7 @@ static void conn_fail(conn *c, int err, bool transient, const char *fmt, ...)
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    dd_vmsgf(msg, sizeof(msg), fmt, ap); /* a long host name: "..." at the end */
     va_end(ap);
     int status = dd_http_parser_status(c->parser);
     conn_close(c);
