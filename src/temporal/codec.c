@@ -87,6 +87,10 @@ int64_t dd_tc_parse_time_ns(const char *s)
     struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
                     .tm_hour = h, .tm_min = mi, .tm_sec = sec};
     int64_t t = (int64_t)timegm(&tm) - off;
+    /* Unix ns end in 2262 (and start in 1677): a later time from a server
+     * is malformed here, not a signed overflow (found by fuzz_temporal_codec) */
+    if (t > (INT64_MAX - frac) / 1000000000LL || t < INT64_MIN / 1000000000LL)
+        return 0;
     return t * 1000000000LL + frac;
 }
 

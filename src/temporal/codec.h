@@ -16,7 +16,7 @@ void dd_tc_base64_encode(struct dd_buf *out, const void *data, size_t len);
  * character (out may hold a prefix then). */
 int dd_tc_base64_decode(struct dd_buf *out, const char *s);
 /* RFC 3339 ("2026-11-23T12:33:05.835655703Z", offsets allowed) to Unix ns;
- * 0 when s is NULL or malformed. */
+ * 0 when s is NULL or malformed, or outside what int64 ns hold (1677-2262). */
 int64_t dd_tc_parse_time_ns(const char *s);
 /* Percent-encodes everything but RFC 3986 unreserved characters: safe for a
  * path segment and a query value alike. */
