@@ -2,7 +2,8 @@
 # Installs everything dispatchd needs to build, run and test on a fresh
 # Debian 12 machine, and checks it. Safe to run again: it skips what is there.
 #   - Debian packages (compiler, CMake, libuv, hiredis, OpenSSL, jansson, cmocka,
-#     redis-server, prometheus for promtool, jq, python3 and openssl for test helpers)
+#     redis-server, prometheus for promtool, jq, python3 and openssl for test helpers,
+#     clang and its runtime libraries for scripts/fuzz.sh: libFuzzer, ASan, UBSan)
 #   - the Temporal CLI (dev server), built once with `go install` into .tools/bin
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,7 +11,8 @@ TEMPORAL_CLI_VERSION=v1.5.1   # later tags carry a replace directive and refuse 
 
 pkgs=(build-essential cmake pkg-config git curl jq python3 openssl procps psmisc iproute2
       libuv1-dev libhiredis-dev libssl-dev libjansson-dev libcmocka-dev
-      redis-server redis-tools prometheus)
+      redis-server redis-tools prometheus
+      clang libclang-rt-14-dev)   # only scripts/fuzz.sh needs these two
 if [ "${DD_INSTALL_BENCH:-0}" = 1 ]; then
   pkgs+=(supervisor s6 runit etcd-server etcd-client hyperfine)
 fi
