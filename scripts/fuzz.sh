@@ -28,7 +28,8 @@ targets=${FUZZ_TARGETS:-$(cd "$dir/fuzz" && ls fuzz_* | sed 's/^fuzz_//')}
 limit=(-max_total_time="$secs")
 [ -n "${FUZZ_RUNS:-}" ] && limit=(-runs="$FUZZ_RUNS")
 summary=$dir/fuzz-summary.tsv
-printf 'target\texecs\texec_per_s\tcov\tft\tcorpus\tfindings\n' >"$summary"
+printf 'target\texecs\texec_per_s\tcov\tft\tcorpus\tfindings\tload_start\tload_end\tseconds\n' \
+  >"$summary"
 failed=0
 for t in $targets; do
   bin=$dir/fuzz/fuzz_$t
@@ -37,11 +38,14 @@ for t in $targets; do
   found=$dir/findings/$t
   log=$dir/fuzz-$t.log
   mkdir -p "$work" "$found"
+  dict=()
+  [ -f "$root/tests/fuzz/$t.dict" ] && dict=(-dict="$root/tests/fuzz/$t.dict")
   rc=0
+  load0=$(cut -d' ' -f1 /proc/loadavg); t0=$SECONDS
   # -timeout: one input taking 10 s is a hang; -rss_limit_mb: a runaway
   # allocation is a finding too; UB aborts (-fno-sanitize-recover).
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    "$bin" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    "$bin" "${limit[@]}" "${dict[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="$found/" "$work" "$seeds" >"$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   secs_run=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
@@ -51,12 +55,13 @@ for t in $targets; do
   corp=$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<<"$line")
   speed=$(sed -n 's/.* exec\/s: \([0-9]*\).*/\1/p' <<<"$line")
   [ -n "$secs_run" ] && [ "$secs_run" -gt 0 ] && [ -n "$execs" ] && speed=$((execs / secs_run))
+  load1=$(cut -d' ' -f1 /proc/loadavg); took=$((SECONDS - t0))
   nfound=$(find "$found" -type f | wc -l)
   [ $rc -ne 0 ] && [ "$nfound" -eq 0 ] && nfound=1
-  printf '%-16s execs %-10s exec/s %-7s cov %-5s ft %-6s corpus %-5s findings %s\n' \
-    "$t" "${execs:-?}" "${speed:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$nfound"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "${execs:-}" "${speed:-}" "${cov:-}" "${ft:-}" \
-    "${corp:-}" "$nfound" >>"$summary"
+  printf '%-16s execs %-10s exec/s %-7s cov %-5s ft %-6s corpus %-5s findings %s load %s-%s\n' \
+    "$t" "${execs:-?}" "${speed:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$nfound" "$load0" "$load1"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "${execs:-}" "${speed:-}" "${cov:-}" \
+    "${ft:-}" "${corp:-}" "$nfound" "$load0" "$load1" "$took" >>"$summary"
   if [ $rc -ne 0 ] || [ "$nfound" -gt 0 ]; then
     failed=1
     echo "  finding in $t (exit $rc): $log, inputs in $found/" >&2
