@@ -57,7 +57,9 @@ int dd_cmd_worker(dd_cli *cli)
         free(queue);
         return dd_cli_usage_error(cli, "%s", err);
     }
-    dispatchd_worker_opts o = {.redis_url = dd_cli_redis_url_safe(cli),
+    /* the URL as given: the "safe" one is for messages, and its "***@" made
+     * any URL with a password unparseable here */
+    dispatchd_worker_opts o = {.redis_url = dd_cli_redis_url(cli),
                                .redis_password = pw,
                                .project = project,
                                .queue = queue,
