@@ -3,7 +3,8 @@
 # Debian 12 machine, and checks it. Safe to run again: it skips what is there.
 #   - Debian packages (compiler, CMake, libuv, hiredis, OpenSSL, jansson, cmocka,
 #     redis-server, prometheus for promtool, jq, python3 and openssl for test helpers,
-#     libfaketime for the clock-skew tests)
+#     libfaketime for the clock-skew tests,
+#     clang and its runtime libraries for scripts/fuzz.sh: libFuzzer, ASan, UBSan)
 #   - the Temporal CLI (dev server), built once with `go install` into .tools/bin
 #   - the Go modules of tests/interop (the pinned Temporal Go SDK), into Go's module cache
 set -euo pipefail
@@ -12,7 +13,8 @@ TEMPORAL_CLI_VERSION=v1.5.1   # later tags carry a replace directive and refuse 
 
 pkgs=(build-essential cmake pkg-config git curl jq python3 openssl procps psmisc iproute2
       libuv1-dev libhiredis-dev libssl-dev libjansson-dev libcmocka-dev
-      redis-server redis-tools prometheus libfaketime)
+      redis-server redis-tools prometheus libfaketime
+      clang libclang-rt-14-dev)   # only scripts/fuzz.sh needs these two
 if [ "${DD_INSTALL_BENCH:-0}" = 1 ]; then
   pkgs+=(supervisor s6 runit etcd-server etcd-client hyperfine)
 fi

@@ -87,11 +87,11 @@ static bool dd_rec_ready(void *arg, char *reason, size_t len)
 {
     dd_rec_cmd *c = arg;
     if (c->cycles == 0) {
-        snprintf(reason, len, "no reconcile cycle completed yet");
+        dd_msgf(reason, len, "no reconcile cycle completed yet");
         return false;
     }
     if (c->last_result != 0) {
-        snprintf(reason, len, "last reconcile cycle failed: %s", dd_strerror(c->last_result));
+        dd_msgf(reason, len, "last reconcile cycle failed: %s", dd_strerror(c->last_result));
         return false;
     }
     return true;

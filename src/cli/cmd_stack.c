@@ -110,39 +110,37 @@ out:
     return code;
 }
 
-static void dd_up_paths(const dd_cli *cli, char *lock, char *status, size_t len)
-{
-    snprintf(lock, len, "%s/up.lock", cli->cfg.state_dir);
-    snprintf(status, len, "%s/up.status", cli->cfg.state_dir);
-}
-
 /* pid of a live `dispatchd up` supervising this state dir, or 0. */
 static pid_t dd_up_running(const dd_cli *cli)
 {
-    char lock[600], status[600];
-    dd_up_paths(cli, lock, status, sizeof(lock));
-    if (!dd_lock_held(lock))
-        return 0;
+    char *lock = dd_strdupf("%s/up.lock", cli->cfg.state_dir);
+    char *status = dd_strdupf("%s/up.status", cli->cfg.state_dir);
     dd_status st;
-    if (dd_status_read(status, &st) < 0 || !dd_proc_ident_matches(&st.ident))
-        return 0;
-    return st.ident.pid;
+    pid_t pid = 0;
+    if (dd_lock_held(lock) && dd_status_read(status, &st) == 0 &&
+        dd_proc_ident_matches(&st.ident))
+        pid = st.ident.pid;
+    free(lock);
+    free(status);
+    return pid;
 }
 
 static int dd_stack_stop_up(dd_cli *cli, pid_t up)
 {
-    char lock[600], status[600];
-    dd_up_paths(cli, lock, status, sizeof(lock));
+    char *lock = dd_strdupf("%s/up.lock", cli->cfg.state_dir);
     printf("stopping dispatchd up (pid %d), which stops every service it supervises\n", (int)up);
     kill(up, SIGTERM);
     uint64_t start = dd_mono_ms();
     while (dd_lock_held(lock)) {
-        if ((int64_t)(dd_mono_ms() - start) > cli->cfg.stop_timeout_ms + 10000)
+        if ((int64_t)(dd_mono_ms() - start) > cli->cfg.stop_timeout_ms + 10000) {
+            free(lock);
             return dd_cli_fail(cli, "dispatchd up (pid %d) did not stop within %lld ms", (int)up,
                                (long long)cli->cfg.stop_timeout_ms + 10000);
+        }
         struct timespec d = {0, 20 * 1000 * 1000};
         nanosleep(&d, NULL);
     }
+    free(lock);
     printf("stopped in %llu ms\n", (unsigned long long)(dd_mono_ms() - start));
     return DD_EXIT_OK;
 }

@@ -100,7 +100,8 @@ static void dd_status_print(dd_status_run *r)
            "RUN / WORKERS");
     json_array_foreach(r->rows, i, row)
     {
-        char age[32] = "-", name[300];
+        char age[32] = "-";
+        dd_buf name = DD_BUF_INIT; /* whole: two long names must not print alike */
         json_t *a = json_object_get(row, "heartbeat_age_ms");
         if (a) {
             int64_t ms = json_integer_value(a);
@@ -114,14 +115,17 @@ static void dd_status_print(dd_status_run *r)
         const char *p = json_string_value(json_object_get(row, "project"));
         const char *q = json_string_value(json_object_get(row, "queue"));
         if (p && q)
-            snprintf(name, sizeof(name), "%s/%s", p, q);
+            dd_buf_printf(&name, "%s/%s", p, q);
         else
-            snprintf(name, sizeof(name), "%s", json_string_value(json_object_get(row, "workflow_id")));
+            dd_buf_puts(&name, json_string_value(json_object_get(row, "workflow_id"))
+                                   ? json_string_value(json_object_get(row, "workflow_id"))
+                                   : "-");
         const char *owner = json_string_value(json_object_get(row, "owner"));
         const char *run = json_string_value(json_object_get(row, "run_id"));
-        printf("%-40s %-9s %-24s %-10s %s\n", name,
+        printf("%-40s %-9s %-24s %-10s %s\n", dd_buf_str(&name),
                json_string_value(json_object_get(row, "state")), owner ? owner : "-", age,
                run ? run : "-");
+        dd_buf_release(&name);
         json_t *ws = json_object_get(row, "workers"), *w;
         size_t j;
         json_array_foreach(ws, j, w)

@@ -5,6 +5,7 @@
  * and SIGTERM into a clean stop of everything. */
 #include "cli/cli.h"
 #include "cli/daemon.h"
+#include "core/buf.h"
 
 #include "core/error.h"
 #include "core/time.h"
@@ -12,6 +13,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <uv.h>
@@ -112,9 +114,8 @@ int dd_cmd_up(dd_cli *cli)
         up.nsvc++;
     }
 
-    char lock_path[600], status_path[600];
-    snprintf(lock_path, sizeof(lock_path), "%s/up.lock", cli->cfg.state_dir);
-    snprintf(status_path, sizeof(status_path), "%s/up.status", cli->cfg.state_dir);
+    char *lock_path = dd_strdupf("%s/up.lock", cli->cfg.state_dir);
+    char *status_path = dd_strdupf("%s/up.status", cli->cfg.state_dir);
     int upfd = dd_lock_acquire(lock_path);
     if (upfd == DD_EBUSY) {
         dd_status st;
@@ -170,5 +171,7 @@ int dd_cmd_up(dd_cli *cli)
 out_services:
     for (int i = 0; i < up.nsvc; i++)
         dd_service_release(&up.svcs[i]);
+    free(lock_path);
+    free(status_path);
     return code;
 }

@@ -38,14 +38,6 @@ static void dd_sidecar_signal(uv_signal_t *h, int signum)
     dispatchd_worker_stop(sc->w, dd_sidecar_stopped, sc);
 }
 
-/* Splits "project/queue" (validated by the option parser). */
-static void dd_split_dispatcher(const char *d, char *p, size_t plen, char *q, size_t qlen)
-{
-    const char *slash = strchr(d, '/');
-    snprintf(p, plen, "%.*s", (int)(slash - d), d);
-    snprintf(q, qlen, "%s", slash + 1);
-}
-
 int dd_cmd_worker(dd_cli *cli)
 {
     if (cli->npos > 0)
@@ -54,12 +46,18 @@ int dd_cmd_worker(dd_cli *cli)
         return dd_cli_usage_error(cli, "worker needs exactly one --dispatcher PROJECT/QUEUE");
     if (!cli->cfg.server_id || !*cli->cfg.server_id)
         return dd_cli_usage_error(cli, "worker needs --server-id (the worker's identity)");
-    char project[256], queue[256], err[512];
-    dd_split_dispatcher(cli->cfg.dispatchers[0], project, sizeof(project), queue, sizeof(queue));
+    char *project, *queue, err[512];
+    /* whole names: a cut one could register the worker with another dispatcher */
+    if (dd_config_dispatcher_split(cli->cfg.dispatchers[0], &project, &queue) < 0)
+        return dd_cli_usage_error(cli, "--dispatcher '%s': expected PROJECT/QUEUE",
+                                  cli->cfg.dispatchers[0]);
     char *pw = NULL;
     if (dd_config_secret("DISPATCHD_REDIS_PASSWORD", cli->cfg.redis_password_file, &pw, err,
-                         sizeof(err)) < 0)
+                         sizeof(err)) < 0) {
+        free(project);
+        free(queue);
         return dd_cli_usage_error(cli, "%s", err);
+    }
     /* The real URL: a password in it is the worker's to use (the store
      * registers it as a log secret). The ***-masked one is for messages. */
     dispatchd_worker_opts o = {.redis_url = dd_cli_redis_url(cli),
@@ -71,7 +69,9 @@ int dd_cmd_worker(dd_cli *cli)
     uv_loop_t loop;
     uv_loop_init(&loop);
     dd_sidecar sc = {.cli = cli};
-    int rc = dispatchd_worker_start(&loop, &o, &sc.w, err, sizeof(err));
+    int rc = dispatchd_worker_start(&loop, &o, &sc.w, err, sizeof(err)); /* copies them */
+    free(project);
+    free(queue);
     dd_secret_free(pw);
     int code = DD_EXIT_OK;
     if (rc < 0) {
@@ -138,11 +138,14 @@ int dd_cmd_workers(dd_cli *cli)
 {
     if (cli->npos != 1 || !strchr(cli->pos[0], '/'))
         return dd_cli_usage_error(cli, "workers needs one PROJECT/QUEUE");
-    char project[256], queue[256], wid[DD_DISPATCHER_ID_BUFLEN], err[512];
-    const char *slash = strchr(cli->pos[0], '/');
-    snprintf(project, sizeof(project), "%.*s", (int)(slash - cli->pos[0]), cli->pos[0]);
-    snprintf(queue, sizeof(queue), "%s", slash + 1);
-    if (dd_dispatcher_id(project, queue, wid, sizeof(wid), err, sizeof(err)) < 0)
+    char *project, *queue, wid[DD_DISPATCHER_ID_BUFLEN], err[512];
+    if (dd_config_dispatcher_split(cli->pos[0], &project, &queue) < 0)
+        return dd_cli_usage_error(cli, "workers needs one PROJECT/QUEUE (got '%s')",
+                                  cli->pos[0]);
+    int idrc = dd_dispatcher_id(project, queue, wid, sizeof(wid), err, sizeof(err));
+    free(project);
+    free(queue);
+    if (idrc < 0)
         return dd_cli_usage_error(cli, "'%s': %s", cli->pos[0], err);
     uv_loop_t loop;
     uv_loop_init(&loop);

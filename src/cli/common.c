@@ -112,17 +112,21 @@ int dd_cli_store_open(dd_cli *cli, const dd_ctx *ctx, dd_store **out)
 
 const char *dd_cli_redis_url_safe(const dd_cli *cli)
 {
-    /* For messages: the URL without its user:password part. */
-    static char safe[300];
+    /* For messages: the URL without its user:password part. Whole, on the
+     * heap (once per process): a cut unix socket path is another socket. */
+    static char *safe;
+    if (safe)
+        return safe;
+    dd_buf b = DD_BUF_INIT;
     const char *url = dd_cli_redis_url(cli);
     const char *scheme = strstr(url, "://");
     const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
     const char *slash = scheme ? strchr(scheme + 3, '/') : NULL;
-    if (!at || (slash && slash < at)) {
-        snprintf(safe, sizeof(safe), "%s", url);
-        return safe;
-    }
-    snprintf(safe, sizeof(safe), "%.*s***@%s", (int)(scheme + 3 - url), url, at + 1);
+    if (!at || (slash && slash < at))
+        dd_buf_puts(&b, url);
+    else
+        dd_buf_printf(&b, "%.*s***@%s", (int)(scheme + 3 - url), url, at + 1);
+    safe = dd_buf_detach(&b);
     return safe;
 }
 

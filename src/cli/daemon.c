@@ -41,17 +41,17 @@ static bool dd_daemon_ready(void *arg, char *reason, size_t len)
 {
     dd_daemon *d = arg;
     if (d->stopping) {
-        snprintf(reason, len, "shutting down");
+        dd_msgf(reason, len, "shutting down");
         return false;
     }
     if (d->store && !dd_store_ready(d->store)) {
-        snprintf(reason, len, "redis unavailable: %s", dd_store_last_error(d->store));
+        dd_msgf(reason, len, "redis unavailable: %s", dd_store_last_error(d->store));
         return false;
     }
     for (int i = 0; i < d->nowners; i++) {
         dd_owner_state s = dd_owner_get_state(d->owners[i]);
         if (s == DD_OWNER_IDLE || s == DD_OWNER_TAKING_OVER) {
-            snprintf(reason, len, "dispatcher %s: taking over", dd_owner_name(d->owners[i]));
+            dd_msgf(reason, len, "dispatcher %s: taking over", dd_owner_name(d->owners[i]));
             return false;
         }
     }
@@ -214,10 +214,13 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
     else if (!strcmp(wsig, "off"))
         wsig = NULL;
     for (int i = 0; i < n; i++) {
-        char project[256], queue[256];
-        const char *slash = strchr(disp[i], '/');
-        snprintf(project, sizeof(project), "%.*s", (int)(slash - disp[i]), disp[i]);
-        snprintf(queue, sizeof(queue), "%s", slash + 1);
+        /* whole names (heap): the workflow ID is built from (project, queue)
+         * only, so a cut name could make two dispatchers one */
+        char *project, *queue;
+        if (dd_config_dispatcher_split(disp[i], &project, &queue) < 0) {
+            code = dd_cli_usage_error(cli, "--dispatcher '%s': expected PROJECT/QUEUE", disp[i]);
+            goto fail;
+        }
         dd_owner_opts oo = {.project = project,
                             .queue = queue,
                             .server_id = dd_cli_server_id(cli),
@@ -234,7 +237,9 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                             .on_stopped_acting = dd_daemon_stopped_acting,
                             .on_stopped = dd_daemon_owner_stopped,
                             .arg = d};
-        d->owners[i] = dd_owner_new(ctx, d->t, &oo, err, sizeof(err));
+        d->owners[i] = dd_owner_new(ctx, d->t, &oo, err, sizeof(err)); /* copies the names */
+        free(project);
+        free(queue);
         if (!d->owners[i]) {
             code = dd_cli_usage_error(cli, "--dispatcher '%s': %s", disp[i], err);
             goto fail;

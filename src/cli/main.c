@@ -144,18 +144,36 @@ int dd_cli_fail(dd_cli *cli, const char *fmt, ...)
     return DD_EXIT_FAIL;
 }
 
+/* /proc/self/exe, whole (heap), or NULL. readlink() cuts silently when the
+ * buffer is too small, so a result that fills it is read again, larger. */
+static char *dd_self_exe_path(void)
+{
+    for (size_t cap = 256; cap <= (1u << 20); cap *= 2) {
+        char *buf = dd_xmalloc(cap);
+        ssize_t n = readlink("/proc/self/exe", buf, cap);
+        if (n > 0 && (size_t)n < cap) {
+            buf[n] = '\0';
+            return buf;
+        }
+        free(buf);
+        if (n <= 0)
+            break;
+    }
+    return NULL;
+}
+
+/* Both are computed once and kept for the life of the process. */
 const char *dd_cli_self_dir(void)
 {
-    static char dir[PATH_MAX];
-    if (!dir[0]) {
-        ssize_t n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
-        if (n <= 0) {
-            strcpy(dir, ".");
-        } else {
-            dir[n] = '\0';
-            char *slash = strrchr(dir, '/');
-            if (slash)
-                *slash = '\0';
+    static char *dir;
+    if (!dir) {
+        dir = dd_self_exe_path();
+        char *slash = dir ? strrchr(dir, '/') : NULL;
+        if (slash)
+            *slash = '\0';
+        else {
+            free(dir);
+            dir = dd_strdup(".");
         }
     }
     return dir;
@@ -163,13 +181,11 @@ const char *dd_cli_self_dir(void)
 
 const char *dd_cli_self_exe(void)
 {
-    static char exe[PATH_MAX];
-    if (!exe[0]) {
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-        if (n <= 0)
-            strcpy(exe, "/proc/self/exe");
-        else
-            exe[n] = '\0';
+    static char *exe;
+    if (!exe) {
+        exe = dd_self_exe_path();
+        if (!exe)
+            exe = dd_strdup("/proc/self/exe");
     }
     return exe;
 }

@@ -50,6 +50,16 @@ void dd_secret_free(char *s)
     free(s);
 }
 
+char *dd_strdupf(const char *fmt, ...)
+{
+    dd_buf b = DD_BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    dd_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    return dd_buf_detach(&b);
+}
+
 static void dd_buf_grow(dd_buf *b, size_t extra)
 {
     size_t need = b->len + extra + 1;

@@ -29,12 +29,15 @@ const char *dd_buf_str(const dd_buf *b);
 char *dd_buf_detach(dd_buf *b);
 void dd_buf_release(dd_buf *b);
 
-/* Small string helpers. The caller frees what dd_strdup returns. */
+/* Small string helpers. The caller frees what dd_strdup and dd_strdupf
+ * return. dd_strdupf: printf into a new heap string of whatever length it
+ * takes (paths, names: never cut). */
 char *dd_strdup(const char *s);
 /* Wipes the NUL-terminated secret s (a password, an API key) and frees it;
  * NULL is a no-op. The wipe cannot be optimised away: a memset right before
  * free is a dead store that compilers remove (GCC -O2 does). */
 void dd_secret_free(char *s);
+char *dd_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void *dd_xmalloc(size_t n);
 void *dd_xcalloc(size_t n, size_t sz);
 void *dd_xrealloc(void *p, size_t n);

@@ -253,7 +253,7 @@ static int dd_opt_set(dd_config *cfg, const dd_opt *o, const char *val, const ch
         errno = 0;
         long v = strtol(val, &end, 10);
         if (errno || *end || end == val || v < 1 || v > 65535) {
-            snprintf(err, errlen, "%s '%s': not a port number (1-65535)", src, val);
+            dd_msgf(err, errlen, "%s '%s': not a port number (1-65535)", src, val);
             return DD_EINVAL;
         }
         *(int *)field = (int)v;
@@ -262,9 +262,9 @@ static int dd_opt_set(dd_config *cfg, const dd_opt *o, const char *val, const ch
     case DD_OPT_DURATION: {
         int64_t ms;
         if (dd_duration_parse(val, &ms) < 0) {
-            snprintf(err, errlen,
-                     "%s '%s': not a duration (use e.g. 500ms, 5s, 2m, 1h; no negatives)", src,
-                     val);
+            dd_msgf(err, errlen,
+                    "%s '%s': not a duration (use e.g. 500ms, 5s, 2m, 1h; no negatives)", src,
+                    val);
             return DD_EINVAL;
         }
         *(int64_t *)field = ms;
@@ -276,7 +276,7 @@ static int dd_opt_set(dd_config *cfg, const dd_opt *o, const char *val, const ch
         double v = strtod(val, &end);
         /* strtod also reads "nan" and "inf", and a NaN passes "v < 0". */
         if (errno || *end || end == val || !isfinite(v) || v < 0) {
-            snprintf(err, errlen, "%s '%s': not a finite non-negative number", src, val);
+            dd_msgf(err, errlen, "%s '%s': not a finite non-negative number", src, val);
             return DD_EINVAL;
         }
         *(double *)field = v;
@@ -285,12 +285,12 @@ static int dd_opt_set(dd_config *cfg, const dd_opt *o, const char *val, const ch
     case DD_OPT_DISPATCHER: {
         const char *slash = strchr(val, '/');
         if (!slash || slash == val || slash[1] == '\0') {
-            snprintf(err, errlen, "%s '%s': expected PROJECT/QUEUE (both non-empty)", src, val);
+            dd_msgf(err, errlen, "%s '%s': expected PROJECT/QUEUE (both non-empty)", src, val);
             return DD_EINVAL;
         }
         if (cfg->ndispatchers == DD_MAX_DISPATCHERS) {
-            snprintf(err, errlen, "%s: at most %d dispatchers per process", src,
-                     DD_MAX_DISPATCHERS);
+            dd_msgf(err, errlen, "%s: at most %d dispatchers per process", src,
+                    DD_MAX_DISPATCHERS);
             return DD_EINVAL;
         }
         for (int i = 0; i < cfg->ndispatchers; i++)
@@ -319,7 +319,7 @@ int dd_config_parse(dd_config *cfg, const dd_opt *const *groups, int argc, char 
                     *(bool *)((char *)cfg + o->offset) = true;
                 continue;
             }
-            snprintf(src, sizeof(src), "environment %s", o->env);
+            dd_msgf(src, sizeof(src), "environment %s", o->env);
             int rc = dd_opt_set(cfg, o, v, src, err, errlen);
             if (rc < 0)
                 return rc;
@@ -339,8 +339,8 @@ int dd_config_parse(dd_config *cfg, const dd_opt *const *groups, int argc, char 
         }
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
             if (a[0] == '-' && a[1] != '\0' && strcmp(a, "-h") != 0) {
-                snprintf(err, errlen, "unknown option '%s' (options are --long-form; see --help)",
-                         a);
+                dd_msgf(err, errlen, "unknown option '%s' (options are --long-form; see --help)",
+                        a);
                 return DD_EINVAL;
             }
             if (strcmp(a, "-h") == 0) {
@@ -355,13 +355,13 @@ int dd_config_parse(dd_config *cfg, const dd_opt *const *groups, int argc, char 
         size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
         const dd_opt *o = dd_opt_find(groups, name, nlen);
         if (!o) {
-            snprintf(err, errlen, "unknown option '--%.*s' (see --help)", (int)nlen, name);
+            dd_msgf(err, errlen, "unknown option '--%.*s' (see --help)", (int)nlen, name);
             return DD_EINVAL;
         }
         const char *val = NULL;
         if (o->type == DD_OPT_FLAG) {
             if (eq) {
-                snprintf(err, errlen, "option '--%s' takes no value", o->name);
+                dd_msgf(err, errlen, "option '--%s' takes no value", o->name);
                 return DD_EINVAL;
             }
         } else if (eq) {
@@ -369,10 +369,10 @@ int dd_config_parse(dd_config *cfg, const dd_opt *const *groups, int argc, char 
         } else if (i + 1 < argc) {
             val = argv[++i];
         } else {
-            snprintf(err, errlen, "option '--%s' needs a value (%s)", o->name, o->metavar);
+            dd_msgf(err, errlen, "option '--%s' needs a value (%s)", o->name, o->metavar);
             return DD_EINVAL;
         }
-        snprintf(src, sizeof(src), "--%s", o->name);
+        dd_msgf(src, sizeof(src), "--%s", o->name);
         int rc = dd_opt_set(cfg, o, val, src, err, errlen);
         if (rc < 0)
             return rc;
@@ -385,37 +385,37 @@ int dd_config_validate(const dd_config *cfg, char *err, size_t errlen)
 {
     if (strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") &&
         strcmp(cfg->log_level, "warn") && strcmp(cfg->log_level, "error")) {
-        snprintf(err, errlen, "--log-level '%s': use debug, info, warn or error", cfg->log_level);
+        dd_msgf(err, errlen, "--log-level '%s': use debug, info, warn or error", cfg->log_level);
         return DD_EINVAL;
     }
     if (!cfg->state_dir || !*cfg->state_dir) {
-        snprintf(err, errlen, "--state-dir: must not be empty");
+        dd_msgf(err, errlen, "--state-dir: must not be empty");
         return DD_EINVAL;
     }
     if (cfg->heartbeat_interval_ms <= 0) {
-        snprintf(err, errlen, "--heartbeat-interval must be above zero");
+        dd_msgf(err, errlen, "--heartbeat-interval must be above zero");
         return DD_EINVAL;
     }
     if (cfg->stale_threshold_ms <= 0) {
-        snprintf(err, errlen, "--stale-threshold must be above zero");
+        dd_msgf(err, errlen, "--stale-threshold must be above zero");
         return DD_EINVAL;
     }
     if (cfg->heartbeats && cfg->stale_threshold_ms <= cfg->heartbeat_interval_ms) {
         char a[32], b[32];
         dd_duration_format(cfg->stale_threshold_ms, a, sizeof(a));
         dd_duration_format(cfg->heartbeat_interval_ms, b, sizeof(b));
-        snprintf(err, errlen,
-                 "--stale-threshold (%s) must be longer than --heartbeat-interval (%s), "
-                 "or every healthy owner would look stale; 3x the interval is a good choice",
-                 a, b);
+        dd_msgf(err, errlen,
+                "--stale-threshold (%s) must be longer than --heartbeat-interval (%s), "
+                "or every healthy owner would look stale; 3x the interval is a good choice",
+                a, b);
         return DD_EINVAL;
     }
     if (cfg->reconcile_interval_ms <= 0) {
-        snprintf(err, errlen, "--reconcile-interval must be above zero");
+        dd_msgf(err, errlen, "--reconcile-interval must be above zero");
         return DD_EINVAL;
     }
     if (cfg->temporal_timeout_ms <= 0 || cfg->stop_timeout_ms <= 0) {
-        snprintf(err, errlen, "--temporal-timeout and --stop-timeout must be above zero");
+        dd_msgf(err, errlen, "--temporal-timeout and --stop-timeout must be above zero");
         return DD_EINVAL;
     }
     return 0;
@@ -427,15 +427,29 @@ void dd_config_help(FILE *out, const dd_opt *const *groups)
         for (const dd_opt *o = groups[g]; o->name; o++) {
             char left[64];
             if (o->metavar)
-                snprintf(left, sizeof(left), "--%s %s", o->name, o->metavar);
+                dd_msgf(left, sizeof(left), "--%s %s", o->name, o->metavar);
             else
-                snprintf(left, sizeof(left), "--%s", o->name);
+                dd_msgf(left, sizeof(left), "--%s", o->name);
             fprintf(out, "  %-34s %s", left, o->help);
             if (o->env)
                 fprintf(out, " [env %s]", o->env);
             fputc('\n', out);
         }
     }
+}
+
+int dd_config_dispatcher_split(const char *spec, char **project, char **queue)
+{
+    const char *slash = spec ? strchr(spec, '/') : NULL;
+    *project = *queue = NULL;
+    if (!slash || slash == spec || slash[1] == '\0')
+        return DD_EINVAL;
+    size_t pl = (size_t)(slash - spec);
+    *project = dd_xmalloc(pl + 1);
+    memcpy(*project, spec, pl);
+    (*project)[pl] = '\0';
+    *queue = dd_strdup(slash + 1);
+    return 0;
 }
 
 int dd_config_secret(const char *env, const char *file, char **out, char *err, size_t errlen)
@@ -450,22 +464,26 @@ int dd_config_secret(const char *env, const char *file, char **out, char *err, s
         return 0;
     FILE *f = fopen(file, "re");
     if (!f) {
-        snprintf(err, errlen, "cannot open secret file '%s': %s", file, strerror(errno));
-        return -errno;
+        int e = errno;
+        dd_msgf(err, errlen, "cannot open secret file '%s': %s", file, strerror(e));
+        return -e;
     }
-    char line[4096];
-    if (!fgets(line, sizeof(line), f)) {
-        fclose(f);
-        snprintf(err, errlen, "secret file '%s' is empty", file);
-        return DD_EINVAL;
-    }
+    /* getline, not a fixed buffer: a long secret cut short would fail
+     * authentication with no hint why */
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, f);
     fclose(f);
-    line[strcspn(line, "\r\n")] = '\0';
-    if (!*line) {
-        snprintf(err, errlen, "secret file '%s' is empty", file);
+    if (n > 0)
+        line[strcspn(line, "\r\n")] = '\0';
+    if (n <= 0 || !*line) {
+        if (line) {
+            explicit_bzero(line, cap);
+            free(line);
+        }
+        dd_msgf(err, errlen, "secret file '%s' is empty", file);
         return DD_EINVAL;
     }
-    *out = dd_strdup(line);
-    explicit_bzero(line, sizeof(line)); /* the stack copy */
+    *out = line;
     return 0;
 }

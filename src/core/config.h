@@ -125,8 +125,15 @@ int dd_config_parse(dd_config *cfg, const dd_opt *const *groups, int argc, char 
 int dd_config_validate(const dd_config *cfg, char *err, size_t errlen);
 void dd_config_help(FILE *out, const dd_opt *const *groups);
 
+/* Splits a "project/queue" value at its first '/' (as DD_OPT_DISPATCHER
+ * accepts it) into heap strings the caller frees, whole: a name is never
+ * cut, so two long distinct names stay two dispatchers. DD_EINVAL (both
+ * NULL) unless both parts are non-empty. */
+int dd_config_dispatcher_split(const char *spec, char **project, char **queue);
+
 /* Reads a secret from env var (if set) or a file (first line, trailing
- * newline stripped). *out is NULL when neither is configured. Caller frees. */
+ * newline stripped, any length). *out is NULL when neither is configured.
+ * Caller frees. */
 int dd_config_secret(const char *env, const char *file, char **out, char *err, size_t errlen);
 
 #endif

@@ -1,5 +1,6 @@
 #include "core/error.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const char *const dd_error_names[] = {
@@ -29,4 +30,32 @@ const char *dd_strerror(int err)
     if (err < 0 && err > DD_EBASE)
         return strerror(-err);
     return "unknown error";
+}
+
+bool dd_vmsgf(char *out, size_t n, const char *fmt, va_list ap)
+{
+    if (n == 0)
+        return false;
+    int k = vsnprintf(out, n, fmt, ap);
+    if (k < 0) { /* an encoding error: say so rather than leave garbage */
+        snprintf(out, n, "%s", n > 3 ? "..." : "");
+        return false;
+    }
+    if ((size_t)k < n)
+        return true;
+    /* cut: mark it, without splitting a UTF-8 sequence before the dots */
+    size_t end = n > 4 ? n - 4 : 0;
+    while (end > 0 && ((unsigned char)out[end] & 0xc0) == 0x80)
+        end--;
+    snprintf(out + end, n - end, "%s", "...");
+    return false;
+}
+
+bool dd_msgf(char *out, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    bool fit = dd_vmsgf(out, n, fmt, ap);
+    va_end(ap);
+    return fit;
 }

@@ -6,6 +6,10 @@
 #ifndef DD_CORE_ERROR_H
 #define DD_CORE_ERROR_H
 
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
 enum {
     DD_EBASE = -10000,
     DD_EINVAL = DD_EBASE - 1,     /* bad input from the user or caller */
@@ -26,5 +30,14 @@ enum {
 
 /* A static string naming err (either -errno or DD_E*). Never NULL. */
 const char *dd_strerror(int err);
+
+/* snprintf for a bounded human-readable message (an error text, a health
+ * detail, a terminate reason) into out[n]: when the text does not fit, it
+ * ends in "..." so the cut shows. Returns true when it fit. Only for
+ * messages: a name, path, ID or key that does not fit must be refused or
+ * built in a dd_buf instead (a cut name can make two dispatchers one).
+ * n == 0 writes nothing. */
+bool dd_msgf(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+bool dd_vmsgf(char *out, size_t n, const char *fmt, va_list ap);
 
 #endif

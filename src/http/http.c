@@ -4,8 +4,9 @@
  * request at a time and goes RESOLVING -> CONNECTING -> (HANDSHAKE) ->
  * ACTIVE -> IDLE (kept for reuse) or closed. Each connection has one timer:
  * connect / reply deadline while busy, idle expiry while idle. Replies are
- * parsed incrementally (status line and headers, then Content-Length,
- * chunked, or read-to-EOF bodies), so reads may split anywhere.
+ * parsed by src/http/parse.c as the bytes come (reads may split anywhere);
+ * a reply it refuses fails the request with DD_EPROTO and closes the
+ * connection, whose framing can no longer be trusted.
  *
  * TLS: the socket's bytes go into a read memory BIO and whatever OpenSSL
  * wants to send is drained from a write memory BIO into uv_write(), so TLS
@@ -18,9 +19,9 @@
 #include "http/http.h"
 
 #include "core/error.h"
+#include "http/parse.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <openssl/err.h>
@@ -29,10 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#define HEAD_MAX (64u << 10) /* status line + headers of one reply */
-#define LINE_MAX_ 1024u      /* a chunk-size or trailer line */
 #define IDLE_MS 30000        /* an unused keep-alive connection is closed after this */
 
 typedef enum conn_state {
@@ -43,17 +41,6 @@ typedef enum conn_state {
     C_IDLE,
     C_DEAD,
 } conn_state;
-
-typedef enum parse_state {
-    P_HEAD,
-    P_BODY_LEN,
-    P_CHUNK_SIZE,
-    P_CHUNK_DATA,
-    P_CHUNK_END,
-    P_TRAILERS,
-    P_BODY_EOF,
-    P_DONE,
-} parse_state;
 
 typedef struct conn conn;
 
@@ -96,12 +83,8 @@ struct conn {
     SSL *ssl;
     BIO *rbio, *wbio; /* owned by ssl */
 
-    /* reply parser */
-    parse_state ps;
-    dd_buf head, line, body;
-    int status;
-    uint64_t remaining;
-    bool close_after;
+    dd_http_parser *parser; /* of the current request's reply */
+    bool close_after; /* bytes came after the reply: not reusable */
 };
 
 struct dd_http {
@@ -173,7 +156,7 @@ static const char *ssl_err_text(char *buf, size_t n)
     if (e) {
         const char *reason = ERR_reason_error_string(e);
         if (reason)
-            snprintf(buf, n, "%s", reason);
+            dd_msgf(buf, n, "%s", reason);
         else
             ERR_error_string_n(e, buf, n);
     }
@@ -528,9 +511,7 @@ static void conn_maybe_free(conn *c)
         c->next->prev = c->prev;
     if (c->ai)
         freeaddrinfo(c->ai);
-    dd_buf_release(&c->head);
-    dd_buf_release(&c->line);
-    dd_buf_release(&c->body);
+    dd_http_parser_free(c->parser);
     free(c);
     h->handles--;
     client_maybe_free(h);
@@ -587,6 +568,7 @@ static conn *conn_new(dd_http *h)
 {
     conn *c = dd_xcalloc(1, sizeof(*c));
     c->h = h;
+    c->parser = dd_http_parser_new(&(dd_http_parser_opts){.max_body = h->max_body});
     c->state = C_RESOLVING;
     uv_timer_init(h->loop, &c->timer);
     c->timer.data = c;
@@ -630,12 +612,7 @@ static void conn_close(conn *c)
 
 static void parser_reset(conn *c)
 {
-    c->ps = P_HEAD;
-    dd_buf_reset(&c->head);
-    dd_buf_reset(&c->line);
-    dd_buf_reset(&c->body);
-    c->status = 0;
-    c->remaining = 0;
+    dd_http_parser_reset(c->parser, c->req && c->req->head_only);
     c->close_after = false;
     c->got_bytes = false;
 }
@@ -658,9 +635,9 @@ static void conn_fail(conn *c, int err, bool transient, const char *fmt, ...)
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    dd_vmsgf(msg, sizeof(msg), fmt, ap); /* a long host name: "..." at the end */
     va_end(ap);
-    int status = c->status;
+    int status = dd_http_parser_status(c->parser);
     conn_close(c);
     if (r)
         req_deliver(r, err, transient, status, NULL, msg);
@@ -1012,227 +989,21 @@ static void conn_timer_cb(uv_timer_t *t)
 
 /* ---------------------------------------------------------------- reply */
 
-/* Parses the status line and headers in c->head (without the blank line). */
-static int parse_head(conn *c, const char *p, size_t n)
-{
-    int minor, status;
-    const char *end = p + n, *eol;
-    bool chunked = false, has_len = false, conn_close_ = false, keep_alive = false;
-    uint64_t len = 0;
-    if (n < 12 || sscanf(p, "HTTP/1.%1d %3d", &minor, &status) != 2 || p[8] != ' ' ||
-        (p[12] != ' ' && p[12] != '\r' && p[12] != '\n') || status < 100 || status > 599) {
-        char shown[48];
-        size_t k = strcspn(p, "\r\n");
-        snprintf(shown, sizeof(shown), "%.*s", (int)(k < 40 ? k : 40), p);
-        conn_fail(c, DD_EPROTO, false, "malformed reply from %s: '%s'", c->h->authority,
-                  shown);
-        return -1;
-    }
-    c->status = status;
-    for (const char *l = memchr(p, '\n', n); l && l + 1 < end; l = eol) {
-        const char *k = l + 1, *colon, *v, *ve;
-        eol = memchr(k, '\n', (size_t)(end - k));
-        if (!eol)
-            eol = end;
-        colon = memchr(k, ':', (size_t)(eol - k));
-        if (!colon)
-            continue;
-        v = colon + 1;
-        while (v < eol && (*v == ' ' || *v == '\t'))
-            v++;
-        ve = eol;
-        while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        size_t kl = (size_t)(colon - k), vl = (size_t)(ve - v);
-        if (kl == 14 && strncasecmp(k, "content-length", 14) == 0) {
-            char num[24];
-            if (vl == 0 || vl > 19 || strspn(v, "0123456789") < vl) {
-                conn_fail(c, DD_EPROTO, false, "bad Content-Length from %s", c->h->authority);
-                return -1;
-            }
-            memcpy(num, v, vl);
-            num[vl] = '\0';
-            len = strtoull(num, NULL, 10);
-            has_len = true;
-        } else if (kl == 17 && strncasecmp(k, "transfer-encoding", 17) == 0) {
-            for (const char *q = v; q + 7 <= ve; q++)
-                if (strncasecmp(q, "chunked", 7) == 0)
-                    chunked = true;
-        } else if (kl == 10 && strncasecmp(k, "connection", 10) == 0) {
-            for (const char *q = v; q + 5 <= ve; q++) {
-                if (strncasecmp(q, "close", 5) == 0)
-                    conn_close_ = true;
-                if (q + 10 <= ve && strncasecmp(q, "keep-alive", 10) == 0)
-                    keep_alive = true;
-            }
-        }
-    }
-    c->close_after = conn_close_ || (minor == 0 && !keep_alive);
-    if (status < 200) {
-        if (status == 101) {
-            conn_fail(c, DD_EPROTO, false, "%s switched protocols unasked", c->h->authority);
-            return -1;
-        }
-        c->ps = P_HEAD; /* interim (100 Continue): the real reply follows */
-        return 0;
-    }
-    if (c->req->head_only || status == 204 || status == 304) {
-        c->ps = P_DONE;
-    } else if (chunked) {
-        c->ps = P_CHUNK_SIZE;
-    } else if (has_len) {
-        if (len > c->h->max_body) {
-            conn_fail(c, DD_EPROTO, false, "reply from %s too large (%llu bytes, limit %zu)",
-                      c->h->authority, (unsigned long long)len, c->h->max_body);
-            return -1;
-        }
-        c->remaining = len;
-        c->ps = len ? P_BODY_LEN : P_DONE;
-    } else {
-        c->ps = P_BODY_EOF;
-        c->close_after = true;
-    }
-    return 0;
-}
-
-static int body_add(conn *c, const char *p, size_t n)
-{
-    if (c->body.len + n > c->h->max_body) {
-        conn_fail(c, DD_EPROTO, false, "reply from %s too large (over %zu bytes)",
-                  c->h->authority, c->h->max_body);
-        return -1;
-    }
-    dd_buf_append(&c->body, p, n);
-    return 0;
-}
-
-/* Takes up to c->remaining body bytes (a Content-Length body or one chunk)
- * and moves to `next` once all of them came. */
-static int take_counted(conn *c, const char *p, size_t n, parse_state next, size_t *used)
-{
-    *used = n < c->remaining ? n : (size_t)c->remaining;
-    if (body_add(c, p, *used) < 0)
-        return -1;
-    c->remaining -= *used;
-    if (c->remaining == 0)
-        c->ps = next;
-    return 0;
-}
-
-/* Collects one CRLF-terminated line into c->line; returns bytes used and
- * sets *complete. */
-static size_t take_line(conn *c, const char *p, size_t n, bool *complete, int *err)
-{
-    const char *nl = memchr(p, '\n', n);
-    size_t used = nl ? (size_t)(nl - p) + 1 : n;
-    *complete = nl != NULL;
-    *err = 0;
-    if (c->line.len + used > LINE_MAX_) {
-        conn_fail(c, DD_EPROTO, false, "malformed chunked reply from %s", c->h->authority);
-        *err = -1;
-        return n;
-    }
-    dd_buf_append(&c->line, p, used);
-    return used;
-}
-
 /* Feeds reply bytes. Returns 1 when the reply is complete, 0 for more,
  * -1 when c has failed (already reported). */
 static int feed(conn *c, const char *p, size_t n)
 {
-    bool complete;
-    int err;
+    size_t used;
     c->got_bytes = c->got_bytes || n > 0;
-    while (n > 0 && c->ps != P_DONE) {
-        size_t used;
-        switch (c->ps) {
-        case P_HEAD: {
-            size_t from = c->head.len > 3 ? c->head.len - 3 : 0;
-            dd_buf_append(&c->head, p, n);
-            char *end = memmem(c->head.data + from, c->head.len - from, "\r\n\r\n", 4);
-            if (!end) {
-                if (c->head.len > HEAD_MAX) {
-                    conn_fail(c, DD_EPROTO, false, "reply headers from %s too large",
-                              c->h->authority);
-                    return -1;
-                }
-                if (c->head.len >= 5 && strncmp(c->head.data, "HTTP/", 5) != 0)
-                    return parse_head(c, c->head.data, c->head.len) < 0 ? -1 : 0;
-                return 0;
-            }
-            size_t hl = (size_t)(end - c->head.data) + 4;
-            used = n - (c->head.len - hl); /* bytes of p that belong to the head */
-            if (parse_head(c, c->head.data, hl - 2) < 0)
-                return -1;
-            dd_buf_reset(&c->head);
-            break;
-        }
-        case P_BODY_LEN:
-            if (take_counted(c, p, n, P_DONE, &used) < 0)
-                return -1;
-            break;
-        case P_CHUNK_SIZE:
-            used = take_line(c, p, n, &complete, &err);
-            if (err)
-                return -1;
-            if (complete) {
-                char *e;
-                errno = 0;
-                unsigned long long sz = strtoull(c->line.data, &e, 16);
-                if (!isxdigit((unsigned char)c->line.data[0]) || errno ||
-                    (*e != '\r' && *e != '\n' && *e != ';' && *e != ' ' && *e != '\t')) {
-                    conn_fail(c, DD_EPROTO, false, "malformed chunk size from %s",
-                              c->h->authority);
-                    return -1;
-                }
-                dd_buf_reset(&c->line);
-                if (sz > c->h->max_body - c->body.len) {
-                    conn_fail(c, DD_EPROTO, false, "reply from %s too large (over %zu bytes)",
-                              c->h->authority, c->h->max_body);
-                    return -1;
-                }
-                c->remaining = sz;
-                c->ps = sz ? P_CHUNK_DATA : P_TRAILERS;
-            }
-            break;
-        case P_CHUNK_DATA:
-            if (take_counted(c, p, n, P_CHUNK_END, &used) < 0)
-                return -1;
-            break;
-        case P_CHUNK_END:
-        case P_TRAILERS:
-            used = take_line(c, p, n, &complete, &err);
-            if (err)
-                return -1;
-            if (complete) {
-                bool empty = c->line.len <= 2 && strspn(c->line.data, "\r\n") == c->line.len;
-                if (c->ps == P_CHUNK_END && !empty) {
-                    conn_fail(c, DD_EPROTO, false, "malformed chunked reply from %s",
-                              c->h->authority);
-                    return -1;
-                }
-                dd_buf_reset(&c->line);
-                if (c->ps == P_CHUNK_END)
-                    c->ps = P_CHUNK_SIZE;
-                else if (empty)
-                    c->ps = P_DONE; /* end of trailers */
-            }
-            break;
-        case P_BODY_EOF:
-            if (body_add(c, p, n) < 0)
-                return -1;
-            used = n;
-            break;
-        default:
-            used = n;
-            break;
-        }
-        p += used;
-        n -= used;
+    int rc = dd_http_parser_feed(c->parser, p, n, &used);
+    if (rc < 0) {
+        conn_fail(c, DD_EPROTO, false, "invalid reply from %s: %s", c->h->authority,
+                  dd_http_parser_error(c->parser));
+        return -1;
     }
-    if (c->ps == P_DONE && n > 0)
+    if (rc == DD_HTTP_PARSE_DONE && used < n)
         c->close_after = true; /* bytes after the reply: the stream is not ours to parse */
-    return c->ps == P_DONE ? 1 : 0;
+    return rc == DD_HTTP_PARSE_DONE ? 1 : 0;
 }
 
 /* The reply is complete: keep or close the connection, then deliver. */
@@ -1240,15 +1011,16 @@ static void complete(conn *c)
 {
     dd_http *h = c->h;
     dd_http_req *r = c->req;
-    dd_buf body = c->body; /* the callback may reuse c: take the body along */
-    int status = c->status;
-    c->body = (dd_buf)DD_BUF_INIT;
+    dd_buf body = DD_BUF_INIT; /* the callback may reuse c: take the body along */
+    int status = dd_http_parser_status(c->parser);
+    dd_http_parser_take_body(c->parser, &body);
     c->req = NULL;
     uv_timer_stop(&c->timer);
     /* Not reusable: the server said so, we have enough idle ones, request
      * bytes are still on their way (an early reply), or more bytes came
      * after the reply (they would be taken for the next request's reply). */
-    if (c->close_after || h->closing || h->nidle >= h->max_idle || c->writes > 0 ||
+    if (c->close_after || !dd_http_parser_keep_alive(c->parser) || h->closing ||
+        h->nidle >= h->max_idle || c->writes > 0 ||
         (c->ssl && (SSL_pending(c->ssl) > 0 || BIO_ctrl_pending(c->rbio) > 0))) {
         conn_close(c);
     } else {
@@ -1276,8 +1048,8 @@ static void on_eof(conn *c, int err, bool tls_close)
         conn_close(c);
         return;
     }
-    if (err == UV_EOF && c->ps == P_BODY_EOF && (!c->ssl || tls_close)) {
-        c->ps = P_DONE;
+    if (err == UV_EOF && (!c->ssl || tls_close) &&
+        dd_http_parser_eof(c->parser) == DD_HTTP_PARSE_DONE) {
         complete(c);
         return;
     }

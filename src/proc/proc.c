@@ -3,6 +3,7 @@
  * identity right before acting on a pid. */
 #include "proc/proc.h"
 
+#include "core/buf.h"
 #include "core/error.h"
 
 #include <arpa/inet.h>
@@ -108,8 +109,9 @@ static bool dd_proc_has_token(pid_t pid, const char *token)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return false;
-    char key[96];
-    int klen = snprintf(key, sizeof(key), "DISPATCHD_SERVICE_TOKEN=%s", token);
+    /* whole: with a fixed buffer a long token overran it in the memcmp below */
+    char *key = dd_strdupf("DISPATCHD_SERVICE_TOKEN=%s", token);
+    size_t klen = strlen(key);
     /* environ is NUL-separated; read it whole (bounded) and compare entries. */
     size_t cap = 65536, len = 0;
     char *buf = malloc(cap + 1);
@@ -122,7 +124,7 @@ static bool dd_proc_has_token(pid_t pid, const char *token)
     buf[len] = '\0';
     for (size_t i = 0; i < len;) {
         size_t elen = strnlen(buf + i, len - i);
-        if (elen == (size_t)klen && memcmp(buf + i, key, (size_t)klen) == 0) {
+        if (elen == klen && memcmp(buf + i, key, klen) == 0) {
             found = true;
             break;
         }
@@ -130,6 +132,7 @@ static bool dd_proc_has_token(pid_t pid, const char *token)
     }
 out:
     free(buf);
+    free(key);
     close(fd);
     return found;
 }
@@ -213,17 +216,21 @@ static bool dd_proc_has_fd_to(pid_t pid, const char *target)
         return false;
     bool found = false;
     struct dirent *e;
-    char link[600], got[600];
+    /* One byte more than target: readlink() cuts silently, and a link that
+     * fills the buffer is longer than target, so not it (a fixed buffer
+     * missed holders of a long path). */
+    size_t tlen = strlen(target);
+    char link[320], *got = dd_xmalloc(tlen + 2);
     while (!found && (e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
-        snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
-        ssize_t len = readlink(link, got, sizeof(got) - 1);
-        if (len <= 0)
+        int ln = snprintf(link, sizeof(link), "%s/%s", dir, e->d_name); /* 63 + 1 + 255 fit */
+        if (ln < 0 || (size_t)ln >= sizeof(link))
             continue;
-        got[len] = '\0';
-        found = strcmp(got, target) == 0;
+        ssize_t len = readlink(link, got, tlen + 1);
+        found = len == (ssize_t)tlen && memcmp(got, target, tlen) == 0;
     }
+    free(got);
     closedir(d);
     return found;
 }
@@ -235,10 +242,14 @@ static bool dd_proc_pred_holding(pid_t pid, const void *arg)
 
 int dd_proc_holding(const char *path, pid_t *out, int n)
 {
-    char real[600];
-    if (!realpath(path, real))
+    /* realpath(.., NULL) allocates: with a buffer it writes up to PATH_MAX
+     * bytes, more than the 600 this once had */
+    char *real = realpath(path, NULL);
+    if (!real)
         return 0;
-    return dd_proc_scan(dd_proc_pred_holding, real, out, n);
+    int k = dd_proc_scan(dd_proc_pred_holding, real, out, n);
+    free(real);
+    return k;
 }
 
 /* Finds the socket inode listening on port in /proc/net/tcp{,6}. */

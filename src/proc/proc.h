@@ -121,17 +121,19 @@ typedef struct dd_service {
     const char *probe_expect;
     int64_t start_timeout_ms;
     char *argv[40]; /* owned strings, NULL-terminated */
-    char lock_path[512];
-    char status_path[512];
-    char log_path[512];
-    char data_dir[512];
+    /* owned, whole (a state dir of any length): <state>/<name>.lock ... */
+    char *lock_path;
+    char *status_path;
+    char *log_path;
+    char *data_dir;
 } dd_service;
 
 /* Finds a service by name ("redis", "temporal"); -1 if unknown. */
 int dd_service_kind_parse(const char *name);
 /* Builds the command and paths from cfg and checks the state dir is
  * writable; with need_binary, also that the server binary exists (start
- * needs it, stop and status do not). err gets a user-facing message. */
+ * needs it, stop and status do not). err gets a user-facing message. On
+ * success free with dd_service_release; on failure nothing is left to free. */
 int dd_service_init(dd_service *s, dd_service_kind kind, const struct dd_config *cfg,
                     const char *self_dir, bool need_binary, char *err, size_t errlen);
 void dd_service_release(dd_service *s);

@@ -27,22 +27,24 @@ int dd_service_kind_parse(const char *name)
     return -1;
 }
 
-/* mkdir -p for one path. */
+/* mkdir -p for one path (of any length: a cut copy would create another
+ * directory than the one asked for). */
 static int dd_mkdirs(const char *path)
 {
-    char tmp[512];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
+    char *tmp = dd_strdup(path);
+    int rc = 0;
+    for (char *p = tmp + 1; *p && rc == 0; p++) {
         if (*p != '/')
             continue;
         *p = '\0';
         if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-            return -errno;
+            rc = -errno;
         *p = '/';
     }
-    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
+    if (rc == 0 && mkdir(tmp, 0755) < 0 && errno != EEXIST)
+        rc = -errno;
+    free(tmp);
+    return rc;
 }
 
 /* Resolves a program: an explicit path must exist; a bare name is searched
@@ -56,10 +58,11 @@ static char *dd_which(const char *prog)
         path = "/usr/local/bin:/usr/bin:/bin";
     char *copy = dd_strdup(path), *save = NULL, *found = NULL;
     for (char *dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save)) {
-        char cand[600];
-        snprintf(cand, sizeof(cand), "%s/%s", dir, prog);
+        char *cand = dd_strdupf("%s/%s", dir, prog);
         if (access(cand, X_OK) == 0)
-            found = dd_strdup(cand);
+            found = cand;
+        else
+            free(cand);
     }
     free(copy);
     return found;
@@ -74,12 +77,17 @@ static char *dd_find_temporal(const dd_config *cfg, const char *self_dir)
     const char *rel[] = {"/../.tools/bin/temporal", "/.tools/bin/temporal",
                          "/../../.tools/bin/temporal"};
     for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
-        char cand[600];
-        snprintf(cand, sizeof(cand), "%s%s", self_dir, rel[i]);
+        char *cand = dd_strdupf("%s%s", self_dir, rel[i]);
         if (access(cand, X_OK) == 0) {
-            char real[600];
-            return dd_strdup(realpath(cand, real) ? real : cand);
+            /* realpath(.., NULL) allocates: with a buffer it needs PATH_MAX bytes */
+            char *real = realpath(cand, NULL);
+            if (real) {
+                free(cand);
+                return real;
+            }
+            return cand;
         }
+        free(cand);
     }
     return dd_which("temporal");
 }
@@ -105,8 +113,7 @@ int dd_service_init(dd_service *s, dd_service_kind kind, const dd_config *cfg,
     const char *st = cfg->state_dir;
     int rc = dd_mkdirs(st);
     if (rc == 0) {
-        char probe[600];
-        snprintf(probe, sizeof(probe), "%s/.writable", st);
+        char *probe = dd_strdupf("%s/.writable", st);
         FILE *f = fopen(probe, "we");
         if (!f)
             rc = -errno;
@@ -114,19 +121,21 @@ int dd_service_init(dd_service *s, dd_service_kind kind, const dd_config *cfg,
             fclose(f);
             unlink(probe);
         }
+        free(probe);
     }
     if (rc < 0) {
-        snprintf(err, errlen,
-                 "state dir '%s' is not writable: %s; choose another with --state-dir", st,
-                 strerror(-rc));
+        dd_msgf(err, errlen,
+                "state dir '%s' is not writable: %s; choose another with --state-dir", st,
+                strerror(-rc));
         return rc;
     }
-    snprintf(s->lock_path, sizeof(s->lock_path), "%s/%s.lock", st, s->name);
-    snprintf(s->status_path, sizeof(s->status_path), "%s/%s.status", st, s->name);
-    snprintf(s->log_path, sizeof(s->log_path), "%s/%s.log", st, s->name);
-    snprintf(s->data_dir, sizeof(s->data_dir), "%s/%s", st, s->name);
+    s->lock_path = dd_strdupf("%s/%s.lock", st, s->name);
+    s->status_path = dd_strdupf("%s/%s.status", st, s->name);
+    s->log_path = dd_strdupf("%s/%s.log", st, s->name);
+    s->data_dir = dd_strdupf("%s/%s", st, s->name);
     if ((rc = dd_mkdirs(s->data_dir)) < 0) {
-        snprintf(err, errlen, "cannot create '%s': %s", s->data_dir, strerror(-rc));
+        dd_msgf(err, errlen, "cannot create '%s': %s", s->data_dir, strerror(-rc));
+        dd_service_release(s);
         return rc;
     }
 
@@ -136,10 +145,11 @@ int dd_service_init(dd_service *s, dd_service_kind kind, const dd_config *cfg,
         if (!bin && !need_binary)
             bin = dd_strdup(cfg->redis_bin);
         if (!bin) {
-            snprintf(err, errlen,
-                     "redis-server not found ('%s'); install it with scripts/install-deps.sh "
-                     "(Debian package redis-server) or point --redis-bin at it",
-                     cfg->redis_bin);
+            dd_msgf(err, errlen,
+                    "redis-server not found ('%s'); install it with scripts/install-deps.sh "
+                    "(Debian package redis-server) or point --redis-bin at it",
+                    cfg->redis_bin);
+            dd_service_release(s);
             return -ENOENT;
         }
         s->argv[n++] = bin;
@@ -167,10 +177,11 @@ int dd_service_init(dd_service *s, dd_service_kind kind, const dd_config *cfg,
         if (!bin && !need_binary)
             bin = dd_strdup("temporal");
         if (!bin) {
-            snprintf(err, errlen,
-                     "temporal CLI not found (looked for --temporal-bin, .tools/bin/temporal next "
-                     "to the build, and $PATH); install it with scripts/install-deps.sh "
-                     "(GOBIN=.tools/bin go install github.com/temporalio/cli/cmd/temporal@v1.5.1)");
+            dd_msgf(err, errlen,
+                    "temporal CLI not found (looked for --temporal-bin, .tools/bin/temporal next "
+                    "to the build, and $PATH); install it with scripts/install-deps.sh "
+                    "(GOBIN=.tools/bin go install github.com/temporalio/cli/cmd/temporal@v1.5.1)");
+            dd_service_release(s);
             return -ENOENT;
         }
         s->argv[n++] = bin;
@@ -206,12 +217,17 @@ void dd_service_release(dd_service *s)
     for (int i = 0; s->argv[i]; i++)
         free(s->argv[i]);
     s->argv[0] = NULL;
+    free(s->lock_path);
+    free(s->status_path);
+    free(s->log_path);
+    free(s->data_dir);
+    s->lock_path = s->status_path = s->log_path = s->data_dir = NULL;
 }
 
 void dd_service_describe(const dd_service *s, char *out, size_t len)
 {
     if (s->kind == DD_SVC_REDIS)
-        snprintf(out, len, "redis://127.0.0.1:%d", s->ports[0]);
+        dd_msgf(out, len, "redis://127.0.0.1:%d", s->ports[0]);
     else
-        snprintf(out, len, "http://127.0.0.1:%d (grpc 127.0.0.1:%d)", s->ports[0], s->ports[1]);
+        dd_msgf(out, len, "http://127.0.0.1:%d (grpc 127.0.0.1:%d)", s->ports[0], s->ports[1]);
 }

@@ -22,6 +22,12 @@ int dd_service_spawn(uv_loop_t *loop, const dd_service *s, int lockfd, const cha
     int rc = 0, logfd = -1;
     char **env = NULL;
     size_t k = 0;
+    /* the status file holds the token whole, or the kill could miss processes */
+    if (strlen(token) >= sizeof(st->token)) {
+        dd_msgf(err, errlen, "service token '%s' is longer than %zu bytes", token,
+                sizeof(st->token) - 1);
+        return DD_EINVAL;
+    }
     for (int i = 0; i < s->nports; i++) {
         if (dd_proc_port_free(s->ports[i]) == 0)
             continue;
@@ -30,24 +36,24 @@ int dd_service_spawn(uv_loop_t *loop, const dd_service *s, int lockfd, const cha
         if (owner > 0)
             dd_proc_read(owner, &info);
         if (owner > 0)
-            snprintf(err, errlen,
-                     "port %d on 127.0.0.1 is already in use by pid %d (%s), which dispatchd did "
-                     "not start; stop it or choose another port (--%s-port)",
-                     s->ports[i], (int)owner, info.comm,
-                     s->kind == DD_SVC_REDIS ? "redis" : (i == 0 ? "temporal-http" : "temporal"));
+            dd_msgf(err, errlen,
+                    "port %d on 127.0.0.1 is already in use by pid %d (%s), which dispatchd did "
+                    "not start; stop it or choose another port (--%s-port)",
+                    s->ports[i], (int)owner, info.comm,
+                    s->kind == DD_SVC_REDIS ? "redis" : (i == 0 ? "temporal-http" : "temporal"));
         else
-            snprintf(err, errlen,
-                     "port %d on 127.0.0.1 is already in use by another process; stop it or "
-                     "choose another port (--%s-port)",
-                     s->ports[i],
-                     s->kind == DD_SVC_REDIS ? "redis" : (i == 0 ? "temporal-http" : "temporal"));
+            dd_msgf(err, errlen,
+                    "port %d on 127.0.0.1 is already in use by another process; stop it or "
+                    "choose another port (--%s-port)",
+                    s->ports[i],
+                    s->kind == DD_SVC_REDIS ? "redis" : (i == 0 ? "temporal-http" : "temporal"));
         return DD_EBUSY;
     }
 
     logfd = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (logfd < 0) {
         rc = -errno;
-        snprintf(err, errlen, "cannot open log file '%s': %s", s->log_path, strerror(errno));
+        dd_msgf(err, errlen, "cannot open log file '%s': %s", s->log_path, strerror(errno));
         goto out;
     }
 
@@ -82,13 +88,13 @@ int dd_service_spawn(uv_loop_t *loop, const dd_service *s, int lockfd, const cha
     };
     rc = uv_spawn(loop, proc, &opts);
     if (rc < 0) {
-        snprintf(err, errlen, "cannot start %s ('%s'): %s", s->name, s->argv[0],
-                 uv_strerror(rc));
+        dd_msgf(err, errlen, "cannot start %s ('%s'): %s", s->name, s->argv[0],
+                uv_strerror(rc));
         goto out;
     }
 
     memset(st, 0, sizeof(*st));
-    snprintf(st->service, sizeof(st->service), "%s", s->name);
+    dd_msgf(st->service, sizeof(st->service), "%s", s->name); /* "redis", "temporal" */
     rc = dd_proc_ident_of(proc->pid, &st->ident);
     if (rc < 0) {
         /* Died before we could look: report it, the exit callback follows. */
@@ -99,16 +105,18 @@ int dd_service_spawn(uv_loop_t *loop, const dd_service *s, int lockfd, const cha
     for (int i = 0; i < s->nports; i++)
         st->ports[st->nports++] = s->ports[i];
     st->started_ms = dd_wall_ms();
-    snprintf(st->token, sizeof(st->token), "%s", token);
+    memcpy(st->token, token, strlen(token) + 1); /* checked above */
     st->supervisor = supervisor;
-    size_t off = 0;
-    for (int i = 0; s->argv[i] && off < sizeof(st->cmd) - 1; i++)
-        off += (size_t)snprintf(st->cmd + off, sizeof(st->cmd) - off, "%s%s", i ? " " : "",
-                                s->argv[i]);
+    /* the command is shown to humans (status): a long one ends in "..." */
+    dd_buf cmd = DD_BUF_INIT;
+    for (int i = 0; s->argv[i]; i++)
+        dd_buf_printf(&cmd, "%s%s", i ? " " : "", s->argv[i]);
+    dd_msgf(st->cmd, sizeof(st->cmd), "%s", dd_buf_str(&cmd));
+    dd_buf_release(&cmd);
     rc = dd_status_write(s->status_path, st);
     if (rc < 0)
-        snprintf(err, errlen, "cannot write status file '%s': %s", s->status_path,
-                 dd_strerror(rc));
+        dd_msgf(err, errlen, "cannot write status file '%s': %s", s->status_path,
+                dd_strerror(rc));
 out:
     if (logfd >= 0)
         close(logfd);

@@ -56,31 +56,31 @@ void dd_stack_inspect(const dd_service *s, int64_t probe_timeout_ms, dd_health *
     h->healthy = h->lock_held && h->identity_ok && h->responding;
 
     if (h->healthy)
-        snprintf(h->detail, sizeof(h->detail), "healthy");
+        dd_msgf(h->detail, sizeof(h->detail), "healthy");
     else if (h->status_corrupt)
-        snprintf(h->detail, sizeof(h->detail), "status file '%s' is corrupt%s", s->status_path,
-                 h->lock_held ? " and the lock is held; run `dispatchd stack stop` to clean up"
-                              : "; the next start replaces it");
+        dd_msgf(h->detail, sizeof(h->detail), "status file '%s' is corrupt%s", s->status_path,
+                h->lock_held ? " and the lock is held; run `dispatchd stack stop` to clean up"
+                             : "; the next start replaces it");
     else if (!h->lock_held && !h->have_status)
-        snprintf(h->detail, sizeof(h->detail), "not running");
+        dd_msgf(h->detail, sizeof(h->detail), "not running");
     else if (!h->lock_held)
-        snprintf(h->detail, sizeof(h->detail),
-                 "not running (stale status file of pid %d left by a crash; the next start "
-                 "cleans it)",
-                 (int)h->status.ident.pid);
+        dd_msgf(h->detail, sizeof(h->detail),
+                "not running (stale status file of pid %d left by a crash; the next start "
+                "cleans it)",
+                (int)h->status.ident.pid);
     else if (!h->have_status)
-        snprintf(h->detail, sizeof(h->detail), "lock held but no status file (starting?)");
+        dd_msgf(h->detail, sizeof(h->detail), "lock held but no status file (starting?)");
     else if (!h->alive)
-        snprintf(h->detail, sizeof(h->detail),
-                 "lock held but pid %d is gone (a leftover process holds the lock)",
-                 (int)h->status.ident.pid);
+        dd_msgf(h->detail, sizeof(h->detail),
+                "lock held but pid %d is gone (a leftover process holds the lock)",
+                (int)h->status.ident.pid);
     else if (!h->identity_ok)
-        snprintf(h->detail, sizeof(h->detail),
-                 "pid %d is a different process than the one started (pid reused)",
-                 (int)h->status.ident.pid);
+        dd_msgf(h->detail, sizeof(h->detail),
+                "pid %d is a different process than the one started (pid reused)",
+                (int)h->status.ident.pid);
     else
-        snprintf(h->detail, sizeof(h->detail), "pid %d is alive but port %d does not answer",
-                 (int)h->status.ident.pid, s->probe_port);
+        dd_msgf(h->detail, sizeof(h->detail), "pid %d is alive but port %d does not answer",
+                (int)h->status.ident.pid, s->probe_port);
 }
 
 /* Every process that belongs to the service: carries its token, or holds
@@ -181,8 +181,8 @@ int dd_stack_prepare(const dd_service *s, dd_log *log, dd_health *h, char *err, 
             return fd;
         }
         if (fd != DD_EBUSY) {
-            snprintf(err, errlen, "cannot open lock file '%s': %s", s->lock_path,
-                     dd_strerror(fd));
+            dd_msgf(err, errlen, "cannot open lock file '%s': %s", s->lock_path,
+                    dd_strerror(fd));
             return fd;
         }
         dd_stack_inspect(s, 1000, h);
@@ -212,8 +212,8 @@ int dd_stack_prepare(const dd_service *s, dd_log *log, dd_health *h, char *err, 
             continue;
         }
         if ((int64_t)(now - start) > s->start_timeout_ms) {
-            snprintf(err, errlen, "%s: gave up waiting for the other start: %s", s->name,
-                     h->detail);
+            dd_msgf(err, errlen, "%s: gave up waiting for the other start: %s", s->name,
+                    h->detail);
             return DD_EBUSY;
         }
         dd_sleep_ms(50);

@@ -5,6 +5,7 @@
  * every field is checked against the kernel before it is believed. */
 #include "proc/proc.h"
 
+#include "core/buf.h"
 #include "core/error.h"
 
 #include <errno.h>
@@ -27,8 +28,7 @@ int dd_status_write(const char *path, const dd_status *st)
                           st->token, "supervisor", (int)st->supervisor, "cmd", st->cmd);
     if (!o)
         return DD_EINVAL;
-    char tmp[600];
-    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    char *tmp = dd_strdupf("%s.new", path);
     int rc = 0;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
@@ -51,8 +51,21 @@ int dd_status_write(const char *path, const dd_status *st)
     if (rc < 0)
         unlink(tmp);
 out:
+    free(tmp);
     json_decref(o);
     return rc;
+}
+
+/* Copies a string field whole, or fails: our writer never writes one that
+ * does not fit, so a longer one means the file is not ours (a cut token
+ * could match another service's processes). */
+static bool copy_field(char *out, size_t n, const char *s)
+{
+    size_t len = strlen(s);
+    if (len >= n)
+        return false;
+    memcpy(out, s, len + 1);
+    return true;
 }
 
 int dd_status_read(const char *path, dd_status *st)
@@ -78,10 +91,13 @@ int dd_status_read(const char *path, dd_status *st)
         goto out;
     if (pid <= 0 || ticks <= 0 || !json_is_array(ports))
         goto out;
-    snprintf(st->service, sizeof(st->service), "%s", service);
+    if (!copy_field(st->service, sizeof(st->service), service) ||
+        !copy_field(st->ident.boot_id, sizeof(st->ident.boot_id), boot) ||
+        !copy_field(st->token, sizeof(st->token), token) ||
+        !copy_field(st->cmd, sizeof(st->cmd), cmd))
+        goto out;
     st->ident.pid = pid;
     st->ident.start_ticks = (unsigned long long)ticks;
-    snprintf(st->ident.boot_id, sizeof(st->ident.boot_id), "%s", boot);
     size_t i;
     json_t *v;
     json_array_foreach(ports, i, v)
@@ -91,9 +107,7 @@ int dd_status_read(const char *path, dd_status *st)
         st->ports[st->nports++] = (int)json_integer_value(v);
     }
     st->started_ms = started;
-    snprintf(st->token, sizeof(st->token), "%s", token);
     st->supervisor = supervisor;
-    snprintf(st->cmd, sizeof(st->cmd), "%s", cmd);
     rc = 0;
 out:
     json_decref(o);

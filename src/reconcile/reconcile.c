@@ -198,8 +198,7 @@ void dd_reconcile_reason(char *out, size_t outlen, const char *server_id, int64_
 {
     char age[32];
     dd_duration_format(age_ms < 0 ? 0 : age_ms, age, sizeof(age));
-    snprintf(out, outlen, "stale: no heartbeat from %s for %s", server_id ? server_id : "?",
-             age);
+    dd_msgf(out, outlen, "stale: no heartbeat from %s for %s", server_id ? server_id : "?", age);
 }
 
 /* ---- bookkeeping -------------------------------------------------------- */
@@ -553,7 +552,7 @@ static void terminate(lane *l)
     if (c->sweep) {
         char a[32];
         dd_duration_format(age < 0 ? 0 : age, a, sizeof(a));
-        snprintf(l->reason, sizeof(l->reason), "stale: no heartbeat record for %s", a);
+        dd_msgf(l->reason, sizeof(l->reason), "stale: no heartbeat record for %s", a);
     } else {
         dd_reconcile_reason(l->reason, sizeof(l->reason), c->server_id, age);
     }
@@ -650,9 +649,9 @@ static void on_describe(int st, const dd_temporal_result *res, void *arg)
                            strcmp(e->first_run_id, c->first_run_id) != 0;
         if (!type_ok) {
             char why[300];
-            snprintf(why, sizeof(why), "run has workflow type '%s', not a dispatcher%s%s",
-                     e->type ? e->type : "", c->wf_type ? " nor " : "",
-                     c->wf_type ? c->wf_type : "");
+            dd_msgf(why, sizeof(why), "run has workflow type '%s', not a dispatcher%s%s",
+                    e->type ? e->type : "", c->wf_type ? " nor " : "",
+                    c->wf_type ? c->wf_type : "");
             count_malformed(cy, c, why, "kept");
             release(l);
         } else if (other_chain) {
@@ -720,9 +719,7 @@ static int lease(lane *l)
 {
     dd_reconciler *r = l->cy->r;
     cand *c = l->c;
-    size_t len = strlen(c->wid) + 12;
-    l->lease = dd_xmalloc(len);
-    snprintf(l->lease, len, DD_STORE_LEASE_FAILOVER, c->wid);
+    l->lease = dd_strdupf(DD_STORE_LEASE_FAILOVER, c->wid); /* an ID: whole */
     int rc = dd_store_lease_acquire(r->s, l->lease, r->holder, r->o.lease_ttl_ms, on_lease, l);
     if (rc == 0) {
         l->wait = WAIT_STORE;

@@ -60,7 +60,7 @@ struct dd_store {
 static int url_fail(char *err, size_t errlen, const char *fmt, const char *subject)
 {
     if (err && errlen)
-        snprintf(err, errlen, fmt, subject);
+        dd_msgf(err, errlen, fmt, subject);
     return DD_EINVAL;
 }
 
@@ -199,7 +199,7 @@ static int parse_tcp(const char *p, dd_store_url *u, char *err, size_t errlen)
         long v;
         size_t n = (size_t)(auth_end - port);
         if (parse_uint(port, n, 65535, &v) < 0 || v == 0) {
-            snprintf(sub, sizeof(sub), "%.*s", (int)(n < 40 ? n : 40), port);
+            dd_msgf(sub, sizeof(sub), "%.*s", (int)n, port);
             return url_fail(err, errlen, "bad port '%s' in redis url (want 1-65535)", sub);
         }
         u->port = (int)v;
@@ -207,7 +207,7 @@ static int parse_tcp(const char *p, dd_store_url *u, char *err, size_t errlen)
     if (slash && slash[1]) {
         long db;
         if (parse_uint(slash + 1, strlen(slash + 1), INT_MAX, &db) < 0) {
-            snprintf(sub, sizeof(sub), "%.40s", slash + 1);
+            dd_msgf(sub, sizeof(sub), "%s", slash + 1);
             return url_fail(err, errlen, "bad db '%s' in redis url (want a number)", sub);
         }
         u->db = (int)db;
@@ -235,8 +235,7 @@ int dd_store_url_parse(const char *url, dd_store_url *out, char *err, size_t err
             rc = url_fail(err, errlen, "missing scheme in redis url (want %s)",
                           "redis:// or unix://");
         else {
-            int n = (int)(sep - url < 24 ? sep - url : 24);
-            snprintf(scheme, sizeof(scheme), "%.*s", n, url);
+            dd_msgf(scheme, sizeof(scheme), "%.*s", (int)(sep - url), url);
             rc = url_fail(err, errlen,
                           "unknown scheme '%s' in redis url (want redis:// or unix://)", scheme);
         }
@@ -270,9 +269,9 @@ const char *dd_store_last_error(const dd_store *s)
 static const char *addr_str(const dd_store *s, char *buf, size_t len)
 {
     if (s->url.path)
-        snprintf(buf, len, "unix:%s", s->url.path);
+        dd_msgf(buf, len, "unix:%s", s->url.path);
     else
-        snprintf(buf, len, "%s:%d", s->url.host, s->url.port);
+        dd_msgf(buf, len, "%s:%d", s->url.host, s->url.port);
     return buf;
 }
 
@@ -301,8 +300,8 @@ static void on_reconnect_timer(uv_timer_t *t)
 static void on_connect_deadline(uv_timer_t *t)
 {
     dd_store *s = t->data;
-    snprintf(s->last_error, sizeof(s->last_error), "redis connect timed out after %lld ms",
-             (long long)s->connect_timeout_ms);
+    dd_msgf(s->last_error, sizeof(s->last_error), "redis connect timed out after %lld ms",
+            (long long)s->connect_timeout_ms);
     conn_fail(s, DD_ETIMEOUT, false);
 }
 
@@ -311,8 +310,8 @@ static void on_connect(const redisAsyncContext *ac, int status)
     dd_store *s = ac->data;
     if (ac != s->ac || status == REDIS_OK)
         return; /* success: the handshake replies move us on */
-    snprintf(s->last_error, sizeof(s->last_error), "cannot connect to redis: %s",
-             ac->errstr[0] ? ac->errstr : "unknown error");
+    dd_msgf(s->last_error, sizeof(s->last_error), "cannot connect to redis: %s",
+            ac->errstr[0] ? ac->errstr : "unknown error");
     conn_fail(s, DD_EUNAVAIL, true);
 }
 
@@ -321,8 +320,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     dd_store *s = ac->data;
     if (ac != s->ac)
         return; /* we dropped it ourselves */
-    snprintf(s->last_error, sizeof(s->last_error), "redis connection lost: %s",
-             ac->errstr[0] ? ac->errstr : "closed by peer");
+    dd_msgf(s->last_error, sizeof(s->last_error), "redis connection lost: %s",
+            ac->errstr[0] ? ac->errstr : "closed by peer");
     conn_fail(s, DD_EUNAVAIL, true);
 }
 
@@ -392,9 +391,9 @@ static void conn_start(dd_store *s)
     ac = s->url.path ? redisAsyncConnectUnix(s->url.path)
                      : redisAsyncConnect(s->url.host, s->url.port);
     if (!ac || ac->err) {
-        snprintf(s->last_error, sizeof(s->last_error),
-                 "cannot connect to redis at '%.200s': %.200s", addr_str(s, addr, sizeof(addr)),
-                 ac ? ac->errstr : "out of memory");
+        dd_msgf(s->last_error, sizeof(s->last_error),
+                "cannot connect to redis at '%.200s': %.200s", addr_str(s, addr, sizeof(addr)),
+                ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree(ac);
         s->state = ST_CONNECTING;
@@ -416,7 +415,7 @@ static void conn_start(dd_store *s)
     }
     if (dd_redis_uv_attach(ac, s->ctx.loop) != REDIS_OK) {
         redisAsyncFree(ac);
-        snprintf(s->last_error, sizeof(s->last_error), "cannot watch the redis socket");
+        dd_msgf(s->last_error, sizeof(s->last_error), "cannot watch the redis socket");
         s->state = ST_CONNECTING;
         conn_fail(s, DD_EUNAVAIL, true);
         return;
@@ -446,7 +445,7 @@ static void conn_start(dd_store *s)
     if (rc < 0) {
         dd_store__abort(h);
         s->handshake = NULL;
-        snprintf(s->last_error, sizeof(s->last_error), "cannot queue the redis handshake");
+        dd_msgf(s->last_error, sizeof(s->last_error), "cannot queue the redis handshake");
         conn_fail(s, DD_EUNAVAIL, false);
         return;
     }
@@ -589,8 +588,8 @@ static void on_req_timeout(uv_timer_t *t)
      * stuck behind the missing one (server paused, network black hole):
      * drop the connection and start over rather than wait on it. */
     if (sent) {
-        snprintf(s->last_error, sizeof(s->last_error), "redis did not answer '%s' within %lld ms",
-                 r->op->name, (long long)s->cmd_timeout_ms);
+        dd_msgf(s->last_error, sizeof(s->last_error), "redis did not answer '%s' within %lld ms",
+                r->op->name, (long long)s->cmd_timeout_ms);
         conn_fail(s, DD_ETIMEOUT, false);
     }
     req_release(r);
@@ -716,7 +715,7 @@ int dd_store__reply_error(dd_store *s, const char *op, const redisReply *rep)
     else if (!strncmp(rep->str, "LOADING", 7) || !strncmp(rep->str, "BUSY", 4) ||
              !strncmp(rep->str, "READONLY", 8) || !strncmp(rep->str, "MASTERDOWN", 10))
         rc = DD_EUNAVAIL;
-    snprintf(s->last_error, sizeof(s->last_error), "redis refused '%s': %.160s", op, rep->str);
+    dd_msgf(s->last_error, sizeof(s->last_error), "redis refused '%s': %.160s", op, rep->str);
     dd_warn(s->ctx.log, "redis_error", "op=%s error=%s", op, rep->str);
     return rc;
 }
@@ -787,6 +786,6 @@ const char *dd_store__key(char *buf, const char *kind, const char *id)
     size_t n = id ? strlen(id) : 0;
     if (n == 0 || n > 1000)
         return NULL;
-    snprintf(buf, DD_STORE__KEYMAX, "dd:%s:{%s}", kind, id);
-    return buf;
+    int k = snprintf(buf, DD_STORE__KEYMAX, "dd:%s:{%s}", kind, id);
+    return k > 0 && k < DD_STORE__KEYMAX ? buf : NULL; /* a key is never cut */
 }

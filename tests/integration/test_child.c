@@ -57,7 +57,7 @@ static void test_group_stop_and_env(void **state)
     char dir[600];
     snprintf(dir, sizeof(dir), "%s/child-XXXXXX", dd_test_tmpdir());
     assert_non_null(mkdtemp(dir));
-    char script[512];
+    char script[1400];
     snprintf(script, sizeof(script),
              "echo \"$DD_TEST_VAR\" > %s/env; sleep 100 & echo $! > %s/gc; wait", dir, dir);
     char *argv[] = {(char *)"/bin/sh", (char *)"-c", script, NULL};

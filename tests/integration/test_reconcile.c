@@ -1268,7 +1268,7 @@ static void lanes_round(fx *f, dd_temporal *t, size_t inflight, double *ms)
     *ms = st.duration_ms;
     /* each record cleaned exactly once, by its own run id */
     int *seen = calloc(N, sizeof(int));
-    char line[2048], want[160];
+    char line[2048], want[DD_DISPATCHER_ID_BUFLEN + 64];
     fflush(f->logf);
     assert_int_equal(fseek(f->logf, from, SEEK_SET), 0);
     while (fgets(line, sizeof(line), f->logf)) {
@@ -1277,9 +1277,11 @@ static void lanes_round(fx *f, dd_temporal *t, size_t inflight, double *ms)
             continue;
         int hits = 0;
         for (int i = 0; i < N; i++) {
-            snprintf(want, sizeof(want),
-                     "workflow_id=%s run_id=00000000-0000-4000-8000-%06zu%06d ", wids[i],
-                     inflight, i);
+            /* a cut pattern would match a prefix of another record's line */
+            int wl = snprintf(want, sizeof(want),
+                              "workflow_id=%s run_id=00000000-0000-4000-8000-%06zu%06d ", wids[i],
+                              inflight, i);
+            assert_true(wl > 0 && (size_t)wl < sizeof(want));
             if (strstr(line, want)) {
                 seen[i]++;
                 hits++;

@@ -14,10 +14,12 @@
 #include "core/log.h"
 #include "core/time.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
+#include <unistd.h>
 
 static void test_duration_parse(void **state)
 {
@@ -337,6 +339,81 @@ static void test_strerror(void **state)
     assert_string_equal(dd_strerror(0), "success");
 }
 
+static void test_msgf_marks_cuts(void **state)
+{
+    char b[12];
+    assert_true(dd_msgf(b, sizeof(b), "%s", "fits"));
+    assert_string_equal(b, "fits");
+    assert_true(dd_msgf(b, sizeof(b), "%s", "exactly 11c"));
+    assert_string_equal(b, "exactly 11c");
+    assert_false(dd_msgf(b, sizeof(b), "%s", "twelve chars"));
+    assert_string_equal(b, "twelve c...");
+    /* never half a UTF-8 sequence before the dots: "aaaaaaa" + e-acute x3 */
+    assert_false(dd_msgf(b, sizeof(b), "%s", "aaaaaaa\xc3\xa9\xc3\xa9\xc3\xa9"));
+    assert_string_equal(b, "aaaaaaa...");
+    char t[3];
+    assert_false(dd_msgf(t, sizeof(t), "%s", "long"));
+    assert_string_equal(t, "..");
+    assert_false(dd_msgf(b, 0, "%s", "x"));
+}
+
+static void test_strdupf_whole(void **state)
+{
+    char big[5000];
+    memset(big, 'p', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    char *s = dd_strdupf("%s/%s.lock", big, "redis");
+    assert_int_equal(strlen(s), sizeof(big) - 1 + 11);
+    assert_string_equal(s + sizeof(big) - 1, "/redis.lock");
+    free(s);
+}
+
+static void test_dispatcher_split_whole(void **state)
+{
+    /* a 1000-byte project is kept whole (the CLI cut at 255 once) */
+    char spec[1100];
+    memset(spec, 'a', 1000);
+    snprintf(spec + 1000, sizeof(spec) - 1000, "/q/with/slashes");
+    char *p, *q;
+    assert_int_equal(dd_config_dispatcher_split(spec, &p, &q), 0);
+    assert_int_equal(strlen(p), 1000);
+    assert_string_equal(q, "q/with/slashes");
+    free(p);
+    free(q);
+    static const char *const bad[] = {"noslash", "/q", "p/", "", NULL};
+    for (int i = 0; i < 5; i++) {
+        p = q = (char *)"x";
+        assert_int_equal(dd_config_dispatcher_split(bad[i], &p, &q), DD_EINVAL);
+        assert_null(p);
+        assert_null(q);
+    }
+}
+
+static void test_secret_file_whole(void **state)
+{
+    /* a secret longer than the old 4 KiB line buffer comes back whole */
+    char path[] = "/tmp/dd-secret-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    for (int i = 0; i < 10000; i++)
+        fputc('a' + i % 26, f);
+    fputs("\r\nsecond line\n", f);
+    fclose(f);
+    char *out = NULL, err[128];
+    unsetenv("DD_TEST_NO_SUCH_SECRET");
+    assert_int_equal(dd_config_secret("DD_TEST_NO_SUCH_SECRET", path, &out, err, sizeof(err)), 0);
+    assert_int_equal(strlen(out), 10000);
+    assert_int_equal(out[9999], 'a' + 9999 % 26);
+    free(out);
+    f = fopen(path, "w");
+    fputs("\n", f);
+    fclose(f);
+    assert_int_equal(dd_config_secret(NULL, path, &out, err, sizeof(err)), DD_EINVAL);
+    assert_null(out);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,6 +431,10 @@ int main(void)
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_config_env),
         cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_msgf_marks_cuts),
+        cmocka_unit_test(test_strdupf_whole),
+        cmocka_unit_test(test_dispatcher_split_whole),
+        cmocka_unit_test(test_secret_file_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1253,6 +1253,89 @@ static void test_bad_framing(void **state)
     }
 }
 
+static void test_strict_framing(void **state)
+{
+    /* Leniencies of the first parser (issue 12), each accepted before as
+     * shown: the server closes after writing, so a lenient client gets a
+     * "successful" reply; RFC 9112 says each of these is invalid. */
+    static const char *const replies[] = {
+        /* no status code: " %3d" skipped CR/LF and read "200" from the body */
+        "HTTP/1.1 \r\n \r\n\r\n200 OK",
+        /* conflicting Content-Length: the last one won ("abcd") */
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 4\r\n\r\nabcd",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2, 4\r\n\r\nabcd",
+        /* not chunked, but "chunked" is a substring */
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: notchunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+        /* chunked is not the final coding / a coding we cannot decode */
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+        /* strtoull(.., 16) took the "0x" prefix */
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\nhi\r\n0\r\n\r\n",
+        /* framing by both: a smuggling pattern (RFC 9112 6.3) */
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "2\r\nhi\r\n0\r\n\r\n",
+    };
+    enum { N = sizeof(replies) / sizeof(replies[0]) };
+    int bad = 0; /* every case is tried, so a failure lists all that pass wrongly */
+    for (int i = 0; i < N; i++) {
+        const action acts[] = {{ACT_REPLY_CLOSE, replies[i], 0, NULL, 0}};
+        got g = {0};
+        one_request(acts, 1, 0, "GET", "/", 3000, &g);
+        if (g.err != DD_EPROTO || g.transient || !*g.message) {
+            print_error("reply %d: err %d (%s) status %d body '%.*s': %s\n", i, g.err,
+                        dd_strerror(g.err), g.status, (int)g.body_len, g.body ? g.body : "",
+                        g.message);
+            bad++;
+        }
+        got_free(&g);
+    }
+    assert_int_equal(bad, 0);
+}
+
+static void test_identical_content_lengths(void **state)
+{
+    /* RFC 9110 8.6: the same value repeated is one valid Content-Length */
+    const action acts[] = {
+        {ACT_REPLY, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", 0,
+         NULL, 0},
+        {ACT_REPLY, "HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc", 0, NULL, 0}};
+    fx f;
+    got g[2] = {{0}};
+    fx_start(&f, acts, 2, NULL, 0);
+    for (int i = 0; i < 2; i++) {
+        send_req(&f, "GET", "/", NULL, NULL, 0, 3000, &g[i]);
+        wait_reply(&f, &g[i]);
+    }
+    assert_ok(&g[0], 200, "ok", 2);
+    assert_ok(&g[1], 200, "abc", 3);
+    fx_stop(&f);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(g[i].calls, 1);
+        got_free(&g[i]);
+    }
+}
+
+static void test_header_limit_total(void **state)
+{
+    /* 64 KiB of status line and headers, however the reads split them:
+     * the first parser checked only reads that lacked the end of the
+     * headers, so a 70 KiB head whose end came in a later read passed. */
+    size_t big = 70u << 10;
+    const char *pre = "HTTP/1.1 200 OK\r\nX-Big: ";
+    const char *post = "\r\nContent-Length: 2\r\n\r\nok";
+    size_t pl = strlen(pre), ql = strlen(post);
+    char *reply = malloc(pl + big + ql + 1);
+    memcpy(reply, pre, pl);
+    memset(reply + pl, 'a', big);
+    memcpy(reply + pl + big, post, ql + 1);
+    const action acts[] = {{ACT_REPLY_CLOSE, reply, 0, NULL, 0}};
+    got g = {0};
+    one_request(acts, 1, 0, "GET", "/", 3000, &g);
+    assert_failed(&g, DD_EPROTO, false);
+    got_free(&g);
+    free(reply);
+}
+
 static void test_large_bodies(void **state)
 {
     /* 1 MiB up, 3 MiB down: many writes and reads */
@@ -1748,6 +1831,9 @@ int main(void)
         cmocka_unit_test(test_replies_without_body),
         cmocka_unit_test(test_header_names_any_case),
         cmocka_unit_test(test_bad_framing),
+        cmocka_unit_test(test_strict_framing),
+        cmocka_unit_test(test_identical_content_lengths),
+        cmocka_unit_test(test_header_limit_total),
         cmocka_unit_test(test_large_bodies),
         cmocka_unit_test(test_many_sequential_one_connection),
         cmocka_unit_test(test_max_idle),

@@ -4,11 +4,13 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "core/config.h"
 #include "core/error.h"
 #include "owner/id.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *id_of(const char *p, const char *q)
@@ -177,6 +179,45 @@ static void test_long_ids(void **state)
     assert_non_null(strchr(a, '~'));
 }
 
+static void test_long_cli_names_stay_distinct(void **state)
+{
+    /* Issue 12: the CLI copied project and queue into 256-byte buffers, so
+     * "--dispatcher P/Q1" and "--dispatcher P/Q2" with the same first 255
+     * bytes became one dispatcher. The names now go whole from the option
+     * value to the ID: distinct pairs keep distinct IDs at any length. */
+    static const size_t lens[] = {255, 256, 300, 1000, 4000};
+    for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+        size_t n = lens[k];
+        char *s1 = malloc(n + 9), *s2 = malloc(n + 9); /* "ppp/" q... "-one" NUL */
+        memset(s1, 'p', 3);
+        s1[3] = '/';
+        memset(s1 + 4, 'q', n);
+        strcpy(s1 + 4 + n, "-one");
+        memcpy(s2, s1, n + 4);
+        strcpy(s2 + 4 + n, "-two");
+        char *p1, *q1, *p2, *q2, a[DD_DISPATCHER_ID_BUFLEN], b[DD_DISPATCHER_ID_BUFLEN];
+        assert_int_equal(dd_config_dispatcher_split(s1, &p1, &q1), 0);
+        assert_int_equal(dd_config_dispatcher_split(s2, &p2, &q2), 0);
+        assert_int_equal(strlen(q1), n + 4);
+        assert_int_equal(dd_dispatcher_id(p1, q1, a, sizeof(a), NULL, 0), 0);
+        assert_int_equal(dd_dispatcher_id(p2, q2, b, sizeof(b), NULL, 0), 0);
+        assert_string_not_equal(a, b);
+        assert_true(dd_dispatcher_id_matches(a, p1, q1));
+        assert_false(dd_dispatcher_id_matches(a, p2, q2));
+        /* and what the old 256-byte copy made of them was one name */
+        char c1[256], c2[256];
+        snprintf(c1, sizeof(c1), "%s", q1);
+        snprintf(c2, sizeof(c2), "%s", q2);
+        assert_string_equal(c1, c2);
+        free(p1);
+        free(q1);
+        free(p2);
+        free(q2);
+        free(s1);
+        free(s2);
+    }
+}
+
 static void test_long_ids_cut_cleanly(void **state)
 {
     /* Names of escapes and multi-byte characters: the readable prefix never
@@ -221,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_sha256),
         cmocka_unit_test(test_long_ids),
         cmocka_unit_test(test_long_ids_cut_cleanly),
+        cmocka_unit_test(test_long_cli_names_stay_distinct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
