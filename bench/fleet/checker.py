@@ -36,7 +36,7 @@ Invariants (any breach -> exit 1):
 Latency targets are reported, and also enforced when --enforce-targets is
 given (the smoke test does). --latency-factor F (default 1) stretches their
 slack - 1000 ms handovers, the 2 s over the threshold - by F: run.sh passes
-1 / (1 - CPU pressure), at most 2, with LATENCY_FACTOR=auto (the smoke test), so a run
+1 / (1 - CPU pressure), at most 10, with LATENCY_FACTOR=auto (the smoke test), so a run
 on a machine whose CPUs other work keeps busy is held to what that machine
 can give; the report shows the factor and the stretched limits.
 """

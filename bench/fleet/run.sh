@@ -43,7 +43,7 @@
 #   LATENCY_FACTOR (1)  stretch the latency targets' slack by this factor; "auto":
 #                       1 / (1 - p), p the CPU pressure over the run (PSI "some":
 #                       the share of time a runnable task waited for a CPU; p
-#                       capped at 0.5: at most x2), so other work on the machine does not
+#                       capped at 0.9: at most x10), so other work on the machine does not
 #                       count against dispatchd (the smoke test uses auto)
 #   MAX_SECONDS (3600)  hard bound of the whole run; SETTLE_S (30) per wait;
 #   QUIET_S (2 x THRESH_S + 6) quiet period before the end state is checked
@@ -554,7 +554,7 @@ fi
 echo "cpu_pressure_some_pct=${PSI_PCT:-unknown}" >>"$D/meta"
 log "CPU pressure during the run: ${PSI_PCT:-unknown} % of the time some task waited for a CPU"
 if [ "$LATENCY_FACTOR" = auto ]; then
-  LATENCY_FACTOR=$(awk -v p="${PSI_PCT:-0}" 'BEGIN { p /= 100; if (p > 0.5) p = 0.5; if (p < 0) p = 0; printf "%.2f", 1 / (1 - p) }')
+  LATENCY_FACTOR=$(awk -v p="${PSI_PCT:-0}" 'BEGIN { p /= 100; if (p > 0.9) p = 0.9; if (p < 0) p = 0; printf "%.2f", 1 / (1 - p) }')
   log "latency targets' slack stretched by $LATENCY_FACTOR (1 / (1 - CPU pressure))"
 fi
 echo "latency_factor=$LATENCY_FACTOR" >>"$D/meta"
