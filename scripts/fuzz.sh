@@ -71,10 +71,23 @@ for t in $targets; do
   if [ "${FUZZ_MERGE:-0}" = 1 ]; then
     # Minimize the seeds plus everything new into a fresh directory, then
     # replace the checked-in corpus with it (same files when nothing new).
+    # Over FUZZ_MAX_CORPUS files (200): a greedy set cover of the same
+    # features, then, if still over, of the same edges without hit counts
+    # (the full corpus stays in build-fuzz/corpus for the next run).
     merged=$dir/merged/$t
     rm -rf "$merged"; mkdir -p "$merged"
-    if "$bin" -merge=1 -timeout=10 -rss_limit_mb=2048 "$merged" "$seeds" "$work" \
-         >"$dir/merge-$t.log" 2>&1 && [ -n "$(ls "$merged")" ]; then
+    ok=0
+    "$bin" -merge=1 -timeout=10 -rss_limit_mb=2048 "$merged" "$seeds" "$work" \
+      >"$dir/merge-$t.log" 2>&1 && ok=1
+    for pass in "" "-use_counters=0"; do
+      [ $ok = 1 ] && [ "$(ls "$merged" | wc -l)" -gt "${FUZZ_MAX_CORPUS:-200}" ] || break
+      rm -rf "$merged.cover"; mkdir -p "$merged.cover"
+      "$bin" -set_cover_merge=1 $pass -timeout=10 -rss_limit_mb=2048 "$merged.cover" "$merged" \
+        >>"$dir/merge-$t.log" 2>&1 || { ok=0; break; }
+      rm -rf "$merged"; mv "$merged.cover" "$merged"
+      echo "  set cover ${pass:-of all features}: $(ls "$merged" | wc -l) files"
+    done
+    if [ $ok = 1 ] && [ -n "$(ls "$merged")" ]; then
       # finding-* files are reproducers of past findings: kept as they are
       find "$seeds" -maxdepth 1 -type f ! -name 'finding-*' -delete
       cp "$merged"/* "$seeds"/
