@@ -423,6 +423,23 @@ int dd_store_release(dd_store *s, const char *wid, const char *run_id, int64_t e
 
 /* ---- reading records ---------------------------------------------------- */
 
+void dd_store__free_recs(dd_store_hb *recs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        dd_store_hb *h = &recs[i];
+        free((char *)h->workflow_id);
+        free((char *)h->run_id);
+        free((char *)h->server_id);
+        free((char *)h->project);
+        free((char *)h->queue);
+        free((char *)h->problem);
+        free((char *)h->first_run_id);
+        free((char *)h->wf_type);
+        free((char *)h->nonce);
+    }
+    free(recs);
+}
+
 /* Fills h from an HGETALL reply; wid names it when the hash is missing. */
 static void parse_record(dd_store_hb *h, const char *wid, const redisReply *rep)
 {

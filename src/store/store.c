@@ -617,19 +617,7 @@ dd_store__req *dd_store__req_new(dd_store *s, const dd_store__op *op, void (*cb)
 
 static void free_result(dd_store__req *r)
 {
-    for (size_t i = 0; i < r->nrecs; i++) {
-        dd_store_hb *h = &r->recs[i];
-        free((char *)h->workflow_id);
-        free((char *)h->run_id);
-        free((char *)h->server_id);
-        free((char *)h->project);
-        free((char *)h->queue);
-        free((char *)h->problem);
-        free((char *)h->first_run_id);
-        free((char *)h->wf_type);
-        free((char *)h->nonce);
-    }
-    free(r->recs);
+    dd_store__free_recs(r->recs, r->nrecs);
     for (size_t i = 0; i < r->nworkers; i++)
         free((char *)r->workers[i].server_id);
     free(r->workers);

@@ -71,6 +71,8 @@ void dd_store__abort(dd_store__req *r);
 void dd_store__finish(dd_store__req *r, int status);
 /* A synchronous refusal, before any request exists. */
 int dd_store__check(const dd_store *s);
+/* Frees records parse_record filled (records.c: it knows every field). */
+void dd_store__free_recs(dd_store_hb *recs, size_t n);
 /* Maps an error reply to a code and records it as the last error. */
 int dd_store__reply_error(dd_store *s, const char *op, const redisReply *rep);
 

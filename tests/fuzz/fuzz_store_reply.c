@@ -91,19 +91,11 @@ const char *dd_store__key(char *buf, const char *kind, const char *id)
     return k > 0 && k < DD_STORE__KEYMAX ? buf : NULL;
 }
 
-/* store.c's free_result, for the stub request */
+/* store.c's free_result, for the stub request (the records through
+ * records.c's own free, so a new field cannot leak here) */
 static void req_free(dd_store__req *r)
 {
-    for (size_t i = 0; i < r->nrecs; i++) {
-        dd_store_hb *h = &r->recs[i];
-        free((char *)h->workflow_id);
-        free((char *)h->run_id);
-        free((char *)h->server_id);
-        free((char *)h->project);
-        free((char *)h->queue);
-        free((char *)h->problem);
-    }
-    free(r->recs);
+    dd_store__free_recs(r->recs, r->nrecs);
     for (size_t i = 0; i < r->nworkers; i++)
         free((char *)r->workers[i].server_id);
     free(r->workers);
