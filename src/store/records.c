@@ -627,6 +627,9 @@ static int parse_workers(dd_store__req *r, const redisReply *a)
     for (size_t i = 0; i < r->nworkers; i++) {
         const redisReply *m = a->element[2 * i], *sc = a->element[2 * i + 1];
         double d = is_str(sc) ? strtod(sc->str, NULL) : 0;
+        /* a score from the peer: NaN or beyond int64 must not reach the cast */
+        if (!(d >= -9.0e18 && d <= 9.0e18))
+            d = 0;
         r->workers[i].server_id = is_str(m) ? xstrndup(m->str, m->len) : dd_strdup("");
         r->workers[i].hb_ms = (int64_t)d;
     }
@@ -703,7 +706,11 @@ static void oldest_reply(dd_store__req *r, redisReply *rep)
     } else {
         /* scores come back as "1700000000000" (or "1.7e+12" for big ones) */
         r->str[0] = xstrndup(rep->element[0]->str, rep->element[0]->len);
-        r->owner.epoch = (int64_t)strtod(rep->element[1]->str, NULL);
+        double d = strtod(rep->element[1]->str, NULL);
+        if (d >= -9.0e18 && d <= 9.0e18) /* NaN and out of range: malformed */
+            r->owner.epoch = (int64_t)d;
+        else
+            r->status = DD_EPROTO;
     }
     dd_store__finish(r, 0);
 }
