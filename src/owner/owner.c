@@ -112,14 +112,17 @@ static void dd_owner_set_state(dd_owner *o, dd_owner_state s)
 
 static void dd_owner_start_child(dd_owner *o)
 {
-    char e1[300], e2[128], e3[200];
-    snprintf(e1, sizeof(e1), "DISPATCHD_WORKFLOW_ID=%s", o->wid);
-    snprintf(e2, sizeof(e2), "DISPATCHD_RUN_ID=%s", o->run_id);
-    snprintf(e3, sizeof(e3), "DISPATCHD_SERVER_ID=%s", o->server_id);
+    /* heap strings: a server id of any length reaches the child whole */
+    char *e1 = dd_strdupf("DISPATCHD_WORKFLOW_ID=%s", o->wid);
+    char *e2 = dd_strdupf("DISPATCHD_RUN_ID=%s", o->run_id);
+    char *e3 = dd_strdupf("DISPATCHD_SERVER_ID=%s", o->server_id);
     const char *env[] = {e1, e2, e3, NULL};
     char err[512];
     if (dd_child_start(o->child, o->child_argv, env, err, sizeof(err)) < 0)
         dd_error(o->ctx.log, "child_start_failed", "dispatcher=%s error=%s", o->name, err);
+    free(e1);
+    free(e2);
+    free(e3);
 }
 
 /* Starts the child if everything allows it: owning, the gate open, no
