@@ -120,7 +120,9 @@ kill -CONT "$RPID"
 # both are right, as long as exactly the record's owner acts.
 owner_acts() { o=$(rec server_id); [ -n "$o" ] && only_child_is "$o"; }
 check "after Redis returns exactly the record's owner acts" wait_until 15 owner_acts
-check "the suspended owner resumed or learned it lost" \
+# (an ex-owner learns it lost from its next fenced heartbeat or its long-poll:
+# wait for it rather than read the log once)
+check "the suspended owner resumed or learned it lost" wait_until 10 \
   bash -c "sed -n '/event=acting_suspended/,\$p' '$T/$owner.log' | grep -q 'event=acting_resumed\|event=ownership_lost'"
 
 # --- clean release leaves nothing behind --------------------------------------------------------
