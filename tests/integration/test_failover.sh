@@ -120,8 +120,10 @@ kill -CONT "$RPID"
 # both are right, as long as exactly the record's owner acts.
 owner_acts() { o=$(rec server_id); [ -n "$o" ] && only_child_is "$o"; }
 check "after Redis returns exactly the record's owner acts" wait_until 15 owner_acts
+# (when a standby took over, the ex-owner learns it from its next, fenced
+# heartbeat or from Temporal: after the new owner acts, so wait for it)
 check "the suspended owner resumed or learned it lost" \
-  bash -c "sed -n '/event=acting_suspended/,\$p' '$T/$owner.log' | grep -q 'heartbeats succeed again\|event=ownership_lost'"
+  wait_until 10 bash -c "sed -n '/event=acting_suspended/,\$p' '$T/$owner.log' | grep -q 'heartbeats succeed again\|event=ownership_lost'"
 
 # --- clean release leaves nothing behind --------------------------------------------------------
 for h in h1 h2 h3; do kill -TERM "$(pid_of $h)"; done
