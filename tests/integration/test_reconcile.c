@@ -727,14 +727,17 @@ static void test_temporal_down(void **state)
 }
 
 /* A private Temporal dev server (same fixture script, own directory and
- * ports), so this test can kill it without disturbing the shared one. */
+ * ports), so this test can kill it without disturbing the shared one. Its
+ * directory is in the test's scratch dir, removed at exit (it was left in
+ * the build's fixture dir, one per run). */
 static int private_temporal(char *dir, size_t dirlen, char *url, size_t urllen)
 {
-    const char *src = getenv("DD_SOURCE_DIR"), *fix = getenv("DD_FIXTURE_DIR");
+    const char *src = getenv("DD_SOURCE_DIR");
     char cmd[1024];
-    if (!src || !fix)
+    static unsigned seq;
+    if (!src)
         return -1;
-    snprintf(dir, dirlen, "%s/temporal-recon-%d", fix, (int)getpid());
+    snprintf(dir, dirlen, "%s/temporal-%u", dd_test_tmpdir(), seq++);
     snprintf(cmd, sizeof(cmd), "bash '%s/tests/fixtures/temporal.sh' start '%s' >/dev/null", src,
              dir);
     if (system(cmd) != 0)
