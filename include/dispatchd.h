@@ -34,6 +34,7 @@ typedef struct dispatchd_worker_opts {
     const char *server_id;        /* this worker's identity */
     int64_t heartbeat_interval_ms; /* default 5000; keep it below the owners' threshold */
     FILE *log;                    /* logfmt lines go here; NULL: stderr */
+    const char *id_prefix;        /* the fleet's --id-prefix; NULL: "dispatcher-" */
 } dispatchd_worker_opts;
 
 /* Registers at once and then heartbeats on loop. Returns 0, or < 0 with a

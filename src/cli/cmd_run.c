@@ -73,6 +73,8 @@ int dd_cmd_run(dd_cli *cli)
                 cli->cfg.ndispatchers, dd_cli_temporal_url(cli), cli->cfg.namespace_);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
+    if (code == 0)
+        code = dd_daemon_exit_code(r.d);
     dd_daemon_free(r.d);
     if (uv_loop_close(&loop) != 0)
         dd_warn(cli->log, "loop_not_clean", "reason=%s", "handles still open at exit");

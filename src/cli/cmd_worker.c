@@ -65,7 +65,8 @@ int dd_cmd_worker(dd_cli *cli)
                                .project = project,
                                .queue = queue,
                                .server_id = cli->cfg.server_id,
-                               .heartbeat_interval_ms = cli->cfg.heartbeat_interval_ms};
+                               .heartbeat_interval_ms = cli->cfg.heartbeat_interval_ms,
+                               .id_prefix = cli->cfg.id_prefix};
     uv_loop_t loop;
     uv_loop_init(&loop);
     dd_sidecar sc = {.cli = cli};
@@ -142,7 +143,8 @@ int dd_cmd_workers(dd_cli *cli)
     if (dd_config_dispatcher_split(cli->pos[0], &project, &queue) < 0)
         return dd_cli_usage_error(cli, "workers needs one PROJECT/QUEUE (got '%s')",
                                   cli->pos[0]);
-    int idrc = dd_dispatcher_id(project, queue, wid, sizeof(wid), err, sizeof(err));
+    int idrc = dd_dispatcher_id_with(cli->cfg.id_prefix, project, queue, wid, sizeof(wid), err,
+                                     sizeof(err));
     free(project);
     free(queue);
     if (idrc < 0)

@@ -5,6 +5,7 @@
 #include "core/buf.h"
 #include "core/error.h"
 #include "metrics/http.h"
+#include "owner/id.h"
 #include "owner/owner.h"
 #include "store/store.h"
 #include "temporal/temporal.h"
@@ -168,6 +169,9 @@ int dd_cli_workflow(dd_cli *cli, dd_owner_workflow *wf, char **input_owned)
     *input_owned = NULL;
     memset(wf, 0, sizeof(*wf));
     wf->marker_task_queue = c->marker_task_queue;
+    wf->id_prefix = c->id_prefix;
+    if (dd_id_prefix_check(c->id_prefix, err, sizeof(err)) < 0)
+        return dd_cli_usage_error(cli, "--id-prefix: %s", err);
     bool wmode = c->workflow_type && *c->workflow_type;
     const char *only = NULL;
     if (!wmode && c->workflow_task_queue && *c->workflow_task_queue)

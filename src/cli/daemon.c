@@ -1,6 +1,7 @@
 /* daemon.c - the long-running part shared by `run` and `up`. */
 #include "cli/daemon.h"
 
+#include "core/backoff.h"
 #include "core/buf.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -35,6 +36,11 @@ struct dd_daemon {
     void *done_arg;
     void (*exit_cb)(void *); /* when every owner let go by itself (dd_daemon_on_exit) */
     void *exit_arg;
+    /* The ID prefix check runs before any owner starts (dd_daemon_gate). */
+    uv_timer_t gate;
+    dd_backoff gate_backoff;
+    bool gate_open, gate_closed, gate_warned;
+    int exit_code; /* nonzero: why the daemon stopped by itself */
 };
 
 static bool dd_daemon_ready(void *arg, char *reason, size_t len)
@@ -60,7 +66,8 @@ static bool dd_daemon_ready(void *arg, char *reason, size_t len)
 
 static void dd_daemon_maybe_done(dd_daemon *d)
 {
-    if (d->owners_stopped < d->nowners || d->hbs_closed < d->nowners || !d->temporal_closed)
+    if (d->owners_stopped < d->nowners || d->hbs_closed < d->nowners || !d->temporal_closed ||
+        !d->gate_closed)
         return;
     if (d->done) {
         void (*done)(void *) = d->done;
@@ -164,12 +171,96 @@ static void dd_daemon_owner_changed(dd_owner *o, bool owning, const char *run_id
             dd_heartbeat_owner_changed(d->hbs[i], owning, run_id);
 }
 
+static void dd_daemon_gate_closed(uv_handle_t *h)
+{
+    dd_daemon *d = h->data;
+    d->gate_closed = true;
+    dd_daemon_maybe_done(d);
+}
+
+static void dd_daemon_gate_close(dd_daemon *d)
+{
+    if (!d->gate_closed && !uv_is_closing((uv_handle_t *)&d->gate))
+        uv_close((uv_handle_t *)&d->gate, dd_daemon_gate_closed);
+}
+
+static void dd_daemon_gate_try(dd_daemon *d);
+
+static void dd_daemon_gate_retry(uv_timer_t *t)
+{
+    dd_daemon_gate_try(t->data);
+}
+
+/* Every host of a fleet must build the same workflow IDs: a host with
+ * another --id-prefix would start a second dispatcher for each (project,
+ * queue) next to the fleet's. So no owner starts before Redis has said
+ * which prefix the fleet uses (the first host writes it); a mismatch stops
+ * this process with exit 2. Until Redis answers nothing starts, which is
+ * also what fencing needs. */
+static void dd_daemon_gated(int st, const char *fleet, void *arg)
+{
+    dd_daemon *d = arg;
+    if (d->stopping)
+        return;
+    const char *ours = d->cli->cfg.id_prefix;
+    if (st == 0 && !strcmp(fleet, ours)) {
+        d->gate_open = true;
+        dd_info(d->ctx.log, "id_prefix_checked", "id_prefix=%s", ours);
+        dd_daemon_gate_close(d);
+        for (int i = 0; i < d->nowners; i++) {
+            dd_owner_start(d->owners[i]);
+            dd_heartbeat_start(d->hbs[i]);
+        }
+        return;
+    }
+    if (st == 0) {
+        dd_error(d->ctx.log, "id_prefix_mismatch",
+                 "id_prefix=%s fleet_id_prefix=%s hint=%s", ours, fleet,
+                 "every host sharing this Redis must use the same --id-prefix (a second prefix "
+                 "would start a second dispatcher per project/queue); use the fleet's, or "
+                 "delete the key dd:id_prefix only after every host has moved");
+        d->exit_code = 2;
+        dd_daemon_stop(d, d->exit_cb, d->exit_arg);
+        return;
+    }
+    int64_t delay = dd_backoff_next(&d->gate_backoff);
+    if (!d->gate_warned || st != DD_EUNAVAIL)
+        dd_warn(d->ctx.log, "id_prefix_check_failed", "error=%s retry_ms=%lld note=%s",
+                dd_strerror(st), (long long)delay,
+                "no dispatcher starts before Redis answers");
+    d->gate_warned = true;
+    uv_timer_start(&d->gate, dd_daemon_gate_retry, (uint64_t)delay, 0);
+}
+
+static void dd_daemon_gate_try(dd_daemon *d)
+{
+    if (d->stopping)
+        return;
+    int rc = dd_store_id_prefix(d->store, d->cli->cfg.id_prefix, dd_daemon_gated, d);
+    if (rc != 0) {
+        /* not sent (Redis down): the same retry, from the loop */
+        int64_t delay = dd_backoff_next(&d->gate_backoff);
+        if (!d->gate_warned)
+            dd_warn(d->ctx.log, "id_prefix_check_failed", "error=%s retry_ms=%lld note=%s",
+                    dd_strerror(rc), (long long)delay,
+                    "no dispatcher starts before Redis answers");
+        d->gate_warned = true;
+        uv_timer_start(&d->gate, dd_daemon_gate_retry, (uint64_t)delay, 0);
+    }
+}
+
+int dd_daemon_exit_code(const dd_daemon *d)
+{
+    return d ? d->exit_code : 0;
+}
+
 int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                     const char *default_dispatcher, char *const *child_argv)
 {
     dd_daemon *d = dd_xcalloc(1, sizeof(*d));
     d->cli = cli;
     d->ctx = *ctx;
+    d->gate_closed = true; /* until the timer exists */
     int code = dd_cli_temporal_new(cli, ctx, &d->t);
     if (code) {
         free(d);
@@ -268,10 +359,11 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
         if (code != 0)
             goto fail;
     }
-    for (int i = 0; i < d->nowners; i++) {
-        dd_owner_start(d->owners[i]);
-        dd_heartbeat_start(d->hbs[i]);
-    }
+    uv_timer_init(ctx->loop, &d->gate);
+    d->gate.data = d;
+    d->gate_closed = false;
+    dd_backoff_init(&d->gate_backoff, 250, 5000, 0);
+    dd_daemon_gate_try(d); /* owners start once the fleet's ID prefix is known */
     dd_reconciler_start(d->rec);
     *out = d;
     return 0;
@@ -301,6 +393,7 @@ void dd_daemon_stop(dd_daemon *d, void (*done)(void *), void *arg)
         return;
     }
     d->stopping = true;
+    dd_daemon_gate_close(d);
     if (d->http) {
         dd_metrics_http_close(d->http);
         d->http = NULL;

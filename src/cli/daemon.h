@@ -20,6 +20,9 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
 void dd_daemon_on_exit(dd_daemon *d, void (*done)(void *), void *arg);
 void dd_daemon_stop(dd_daemon *d, void (*done)(void *arg), void *arg);
 void dd_daemon_free(dd_daemon *d);
+/* Nonzero when the daemon stopped by itself for a reason that is an exit
+ * code (2: this host's --id-prefix is not the fleet's). */
+int dd_daemon_exit_code(const dd_daemon *d);
 /* The port /metrics listens on (0 when off). */
 int dd_daemon_metrics_port(const dd_daemon *d);
 

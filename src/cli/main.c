@@ -24,15 +24,18 @@ static const dd_opt *const dd_groups_up[] = {
     dd_opts_reconcile, dd_opts_takeover, dd_opts_metrics, NULL};
 static const dd_opt *const dd_groups_run[] = {
     dd_opts_dispatcher, dd_opts_server_id, dd_opts_heartbeat, dd_opts_stale, dd_opts_reconcile,
-    dd_opts_takeover, dd_opts_workflow, dd_opts_workflow_run, dd_opts_temporal,
+    dd_opts_takeover, dd_opts_workflow, dd_opts_id_prefix, dd_opts_workflow_run, dd_opts_temporal,
     dd_opts_stack_http, dd_opts_redis, dd_opts_metrics, dd_opts_stop, NULL};
 static const dd_opt *const dd_groups_takeover[] = {dd_opts_server_id, dd_opts_takeover,
-                                                  dd_opts_workflow, dd_opts_temporal,
+                                                  dd_opts_workflow, dd_opts_id_prefix,
+                                                  dd_opts_temporal,
                                                   dd_opts_stack_http, NULL};
 static const dd_opt *const dd_groups_status[] = {dd_opts_json, dd_opts_redis, dd_opts_stale, NULL};
 static const dd_opt *const dd_groups_worker[] = {dd_opts_dispatcher, dd_opts_server_id,
-                                                dd_opts_heartbeat, dd_opts_redis, NULL};
-static const dd_opt *const dd_groups_workers[] = {dd_opts_json, dd_opts_redis, NULL};
+                                                dd_opts_heartbeat, dd_opts_id_prefix,
+                                                dd_opts_redis, NULL};
+static const dd_opt *const dd_groups_workers[] = {dd_opts_json, dd_opts_id_prefix, dd_opts_redis,
+                                                 NULL};
 static const dd_opt *const dd_groups_reconcile[] = {
     dd_opts_stale, dd_opts_reconcile, dd_opts_server_id, dd_opts_temporal, dd_opts_stack_http,
     dd_opts_redis, dd_opts_loop, dd_opts_reconcile_metrics, NULL};

@@ -129,6 +129,13 @@ const dd_opt dd_opts_workflow[] = {
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
+const dd_opt dd_opts_id_prefix[] = {
+    {"id-prefix", "DISPATCHD_ID_PREFIX", DD_OPT_STR, O(id_prefix), "PREFIX",
+     "workflow IDs are PREFIX<project>-<queue>: 1-63 of [A-Za-z0-9_.] and a '-'; the same on "
+     "every host of a fleet (default dispatcher-)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
 const dd_opt dd_opts_workflow_run[] = {
     {"on-workflow-exit", "DISPATCHD_ON_WORKFLOW_EXIT", DD_OPT_STR, O(on_workflow_exit),
      "restart|release",
@@ -212,6 +219,7 @@ void dd_config_defaults(dd_config *cfg)
     cfg->terminate_rate = 10;
     cfg->metrics_listen = "127.0.0.1:9464";
     cfg->marker_task_queue = "dispatchd";
+    cfg->id_prefix = "dispatcher-";
     cfg->workflow_type = "";
     cfg->workflow_task_queue = "";
     cfg->input_json = "";
@@ -390,6 +398,10 @@ int dd_config_validate(const dd_config *cfg, char *err, size_t errlen)
     }
     if (!cfg->state_dir || !*cfg->state_dir) {
         dd_msgf(err, errlen, "--state-dir: must not be empty");
+        return DD_EINVAL;
+    }
+    if (!cfg->id_prefix || !*cfg->id_prefix) {
+        dd_msgf(err, errlen, "--id-prefix: the id prefix must not be empty (default dispatcher-)");
         return DD_EINVAL;
     }
     if (cfg->heartbeat_interval_ms <= 0) {

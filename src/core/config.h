@@ -58,6 +58,7 @@ typedef struct dd_config {
 
     /* what runs under the dispatcher's workflow ID (docs/workflows.md) */
     const char *marker_task_queue;     /* marker mode: the queue markers run on */
+    const char *id_prefix;             /* workflow ID prefix (owner/id.h), fleet-wide */
     const char *workflow_type;         /* "": marker mode; else the user's type */
     const char *workflow_task_queue;   /* "": the dispatcher's own queue */
     const char *input_json;            /* workflow input (one JSON value) or "" */
@@ -106,6 +107,7 @@ extern const dd_opt dd_opts_reconcile[];
 extern const dd_opt dd_opts_takeover[];
 extern const dd_opt dd_opts_workflow[];
 extern const dd_opt dd_opts_workflow_run[];
+extern const dd_opt dd_opts_id_prefix[];
 extern const dd_opt dd_opts_stack_http[];
 extern const dd_opt dd_opts_stop[];
 extern const dd_opt dd_opts_loop[];

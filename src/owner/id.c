@@ -129,12 +129,44 @@ static int escape_component(dd_buf *b, const char *name, const char *s, char *er
     return 0;
 }
 
+/* Length of the valid prefix id starts with (its '-' included), or 0. */
+static size_t prefix_len(const char *id)
+{
+    size_t n = 0;
+    while (n < DD_ID_PREFIX_MAX && id[n] &&
+           ((id[n] >= 'a' && id[n] <= 'z') || (id[n] >= 'A' && id[n] <= 'Z') ||
+            (id[n] >= '0' && id[n] <= '9') || id[n] == '_' || id[n] == '.'))
+        n++;
+    return n > 0 && n < DD_ID_PREFIX_MAX && id[n] == '-' ? n + 1 : 0;
+}
+
+int dd_id_prefix_check(const char *prefix, char *err, size_t errlen)
+{
+    if (prefix && *prefix && prefix_len(prefix) == strlen(prefix))
+        return 0;
+    seterr(err, errlen,
+           "id prefix '%s' is not 1-63 letters, digits, '_' or '.' followed by one '-' "
+           "(like the default 'dispatcher-')",
+           prefix ? prefix : "");
+    return DD_EINVAL;
+}
+
 int dd_dispatcher_id(const char *project, const char *queue, char *out, size_t outlen,
                      char *err, size_t errlen)
 {
+    return dd_dispatcher_id_with(NULL, project, queue, out, outlen, err, errlen);
+}
+
+int dd_dispatcher_id_with(const char *prefix, const char *project, const char *queue, char *out,
+                          size_t outlen, char *err, size_t errlen)
+{
     dd_buf b = DD_BUF_INIT;
     int rc;
-    dd_buf_puts(&b, DD_DISPATCHER_ID_PREFIX);
+    if (!prefix || !*prefix)
+        prefix = DD_DISPATCHER_ID_PREFIX;
+    if ((rc = dd_id_prefix_check(prefix, err, errlen)) < 0)
+        return rc;
+    dd_buf_puts(&b, prefix);
     if ((rc = escape_component(&b, "project", project, err, errlen)) < 0)
         goto out;
     dd_buf_putc(&b, '-');
@@ -210,8 +242,9 @@ static int unescape(const char *s, size_t n, char *out, size_t outlen, const cha
 int dd_dispatcher_id_parse(const char *id, char *project, size_t plen, char *queue, size_t qlen,
                            char *err, size_t errlen)
 {
-    const size_t pl = strlen(DD_DISPATCHER_ID_PREFIX);
-    if (strncmp(id, DD_DISPATCHER_ID_PREFIX, pl) != 0) {
+    const size_t pl = prefix_len(id);
+    char prefix[DD_ID_PREFIX_MAX + 1];
+    if (pl == 0) {
         seterr(err, errlen, "'%s' is not a dispatcher id", id);
         return DD_EINVAL;
     }
@@ -219,6 +252,8 @@ int dd_dispatcher_id_parse(const char *id, char *project, size_t plen, char *que
         seterr(err, errlen, "dispatcher id '%s' is shortened and cannot be parsed", id);
         return -ENOTSUP;
     }
+    memcpy(prefix, id, pl);
+    prefix[pl] = '\0';
     const char *p = id + pl, *dash = strchr(p, '-');
     if (!dash || strchr(dash + 1, '-') || dash == p || !dash[1]) {
         seterr(err, errlen, "dispatcher id '%s' does not have exactly two components", id);
@@ -230,7 +265,8 @@ int dd_dispatcher_id_parse(const char *id, char *project, size_t plen, char *que
     if (rc == 0) {
         /* Only accept what the builder produces (UTF-8, no controls). */
         char again[DD_DISPATCHER_ID_BUFLEN];
-        if (dd_dispatcher_id(project, queue, again, sizeof(again), err, errlen) < 0 ||
+        if (dd_dispatcher_id_with(prefix, project, queue, again, sizeof(again), err, errlen) <
+                0 ||
             strcmp(again, id) != 0) {
             seterr(err, errlen, "'%s' is not a canonical dispatcher id", id);
             rc = DD_EINVAL;
@@ -241,7 +277,12 @@ int dd_dispatcher_id_parse(const char *id, char *project, size_t plen, char *que
 
 bool dd_dispatcher_id_matches(const char *id, const char *project, const char *queue)
 {
-    char buf[DD_DISPATCHER_ID_BUFLEN];
-    return dd_dispatcher_id(project, queue, buf, sizeof(buf), NULL, 0) == 0 &&
+    char buf[DD_DISPATCHER_ID_BUFLEN], prefix[DD_ID_PREFIX_MAX + 1];
+    size_t pl = id ? prefix_len(id) : 0;
+    if (pl == 0)
+        return false;
+    memcpy(prefix, id, pl);
+    prefix[pl] = '\0';
+    return dd_dispatcher_id_with(prefix, project, queue, buf, sizeof(buf), NULL, 0) == 0 &&
            strcmp(buf, id) == 0;
 }

@@ -1,4 +1,5 @@
-/* id.h - the dispatcher workflow ID (R1): dispatcher-<project>-<task-queue>.
+/* id.h - the dispatcher workflow ID (R1): <prefix><project>-<task-queue>,
+ * prefix "dispatcher-" unless the fleet sets --id-prefix.
  *
  * The ID depends only on (project, queue); the host identity goes in the
  * workflow memo/input, never here, so any host restarting the dispatcher
@@ -17,6 +18,11 @@
  *
  * Components must be non-empty, valid UTF-8, without control characters.
  *
+ * A prefix (--id-prefix) is 1-63 of [A-Za-z0-9_.] and then one '-'. It has
+ * no other '-', so an unshortened ID has exactly two '-' and splits back into
+ * (prefix, project, queue) whatever the prefix: IDs stay injective across
+ * prefixes too, and an ID says which prefix built it.
+ *
  * IDs longer than DD_DISPATCHER_ID_MAX bytes are shortened deterministically:
  * the first bytes of the full ID (cut on a UTF-8 and %XX boundary), then '~',
  * then the first 16 hex digits of SHA-256(full ID), exactly
@@ -34,6 +40,14 @@
 #define DD_DISPATCHER_ID_PREFIX "dispatcher-"
 #define DD_DISPATCHER_ID_MAX 200
 #define DD_DISPATCHER_ID_BUFLEN (DD_DISPATCHER_ID_MAX + 1)
+#define DD_ID_PREFIX_MAX 64 /* bytes, the trailing '-' included */
+
+/* 0 when prefix is a valid --id-prefix; DD_EINVAL with the reason in err. */
+int dd_id_prefix_check(const char *prefix, char *err, size_t errlen);
+
+/* dd_dispatcher_id with a prefix (NULL or "": DD_DISPATCHER_ID_PREFIX). */
+int dd_dispatcher_id_with(const char *prefix, const char *project, const char *queue, char *out,
+                          size_t outlen, char *err, size_t errlen);
 
 /* Writes the ID of (project, queue) into out (outlen >= DD_DISPATCHER_ID_BUFLEN
  * always suffices). Returns 0, or DD_EINVAL with a message in err (may be
@@ -42,14 +56,16 @@
 int dd_dispatcher_id(const char *project, const char *queue, char *out, size_t outlen,
                      char *err, size_t errlen);
 
-/* The inverse for unshortened IDs: writes the unescaped project and queue.
+/* The inverse for unshortened IDs of any valid prefix: writes the unescaped
+ * project and queue.
  * Returns 0; DD_EINVAL for anything dd_dispatcher_id() cannot have produced
  * (including non-canonical escapes); -ENOTSUP for a shortened ID (it no
  * longer holds the names: compare with dd_dispatcher_id_matches instead). */
 int dd_dispatcher_id_parse(const char *id, char *project, size_t plen, char *queue, size_t qlen,
                            char *err, size_t errlen);
 
-/* True when id is the (possibly shortened) ID of (project, queue). */
+/* True when id is the (possibly shortened) ID of (project, queue) under the
+ * prefix the ID itself starts with (any valid prefix). */
 bool dd_dispatcher_id_matches(const char *id, const char *project, const char *queue);
 
 /* Lowercase hex SHA-256 of data (exposed for tests): out holds 65 bytes. */

@@ -47,7 +47,7 @@ struct dd_owner {
     char *project, *queue, *server_id, *name;
     /* what runs under the ID (owner.h, dd_owner_workflow), strings owned */
     dd_owner_workflow wf;
-    char *wf_type, *wf_queue, *wf_input, *marker_queue;
+    char *wf_type, *wf_queue, *wf_input, *marker_queue, *id_prefix;
     bool workflow_mode;
     char first_run_id[DD_RUN_ID_LEN]; /* the chain we own (workflow mode) */
     char **child_argv;
@@ -247,7 +247,8 @@ dd_owner *dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *o
                        size_t errlen)
 {
     char wid[DD_DISPATCHER_ID_BUFLEN];
-    if (dd_dispatcher_id(opts->project, opts->queue, wid, sizeof(wid), err, errlen) < 0)
+    if (dd_dispatcher_id_with(opts->wf ? opts->wf->id_prefix : NULL, opts->project, opts->queue,
+                              wid, sizeof(wid), err, errlen) < 0)
         return NULL;
     dd_owner *o = dd_xcalloc(1, sizeof(*o));
     o->ctx = *ctx;
@@ -273,6 +274,8 @@ dd_owner *dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *o
         o->wf.task_queue = o->wf_queue;
         o->wf.input_json = o->wf_input;
         o->wf.marker_task_queue = o->marker_queue;
+        o->id_prefix = opts->wf->id_prefix ? dd_strdup(opts->wf->id_prefix) : NULL;
+        o->wf.id_prefix = o->id_prefix;
     }
     o->opts.wf = NULL; /* copied above */
     o->server_id = dd_strdup(opts->server_id);
@@ -748,6 +751,7 @@ void dd_owner_free(dd_owner *o)
     free(o->wf_queue);
     free(o->wf_input);
     free(o->marker_queue);
+    free(o->id_prefix);
     free(o);
 }
 

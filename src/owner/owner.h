@@ -47,6 +47,7 @@ typedef struct dd_owner_workflow {
     const char *task_queue;        /* workflow mode; NULL or "": the dispatcher's queue */
     const char *input_json;        /* workflow mode: the input (final JSON text) or NULL */
     dd_on_exit on_exit;
+    const char *id_prefix;         /* --id-prefix; NULL or "": DD_DISPATCHER_ID_PREFIX */
 } dd_owner_workflow;
 
 /* ---- one takeover (takeover.c) ---------------------------------------- */

@@ -279,7 +279,8 @@ int dd_takeover_start(const dd_ctx *ctx, dd_temporal *t, const dd_takeover_req *
                       dd_takeover_cb cb, void *arg, dd_takeover **out, char *err, size_t errlen)
 {
     char wid[DD_DISPATCHER_ID_BUFLEN];
-    int rc = dd_dispatcher_id(req->project, req->queue, wid, sizeof(wid), err, errlen);
+    int rc = dd_dispatcher_id_with(req->wf ? req->wf->id_prefix : NULL, req->project, req->queue,
+                                   wid, sizeof(wid), err, errlen);
     if (rc < 0)
         return rc;
     if (!req->server_id || !*req->server_id) {

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #define INDEX_KEY "dd:hb:index"
+#define ID_PREFIX_KEY "dd:id_prefix"
 
 /* One clock for the whole fleet: every heartbeat time is Redis's (TIME,
  * inside the script that writes it), and staleness is judged against
@@ -733,4 +734,42 @@ int dd_store_oldest(dd_store *s, int64_t min_hb_ms, dd_store_oldest_cb *cb, void
         return rc;
     return end(r, dd_store__cmd(r, "ZRANGEBYSCORE", INDEX_KEY, I64(min, min_hb_ms), "+inf",
                                 "WITHSCORES", "LIMIT", "0", "1", NULL));
+}
+
+/* ---- the fleet's ID prefix ---------------------------------------------- */
+
+/* KEYS: the prefix key. ARGV: ours. The first host of a fleet writes it;
+ * every later one reads what the fleet uses. */
+static const char lua_id_prefix[] =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if cur then return cur end\n"
+    "redis.call('SET', KEYS[1], ARGV[1])\n"
+    "return ARGV[1]\n";
+
+static void id_prefix_reply(dd_store__req *r, redisReply *rep)
+{
+    if (is_str(rep))
+        r->str[0] = xstrndup(rep->str, rep->len);
+    else
+        r->status = DD_EPROTO;
+    dd_store__finish(r, 0);
+}
+
+static void id_prefix_deliver(dd_store__req *r, int status)
+{
+    status = status ? status : r->status;
+    ((dd_store_id_prefix_cb *)r->cb)(status, status == 0 ? r->str[0] : NULL, r->arg);
+}
+
+static const dd_store__op id_prefix_op = {"id_prefix", id_prefix_reply, id_prefix_deliver};
+
+int dd_store_id_prefix(dd_store *s, const char *prefix, dd_store_id_prefix_cb *cb, void *arg)
+{
+    int rc;
+    if (!prefix || !*prefix)
+        return DD_EINVAL;
+    dd_store__req *r = begin(s, &id_prefix_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    return end(r, dd_store__cmd(r, "EVAL", lua_id_prefix, "1", ID_PREFIX_KEY, prefix, NULL));
 }

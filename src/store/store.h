@@ -14,6 +14,8 @@
  *                            (Redis's clock)
  *   dd:hb:index       zset   member = wid, score = hb_ms (one global index)
  *   dd:lease:{name}   string holder, SET NX PX (short reconciler leases)
+ *   dd:id_prefix      string the fleet's workflow ID prefix (--id-prefix),
+ *                            written by the first host, checked by every run
  *
  * No key has a TTL: staleness is decided by the reconciler from hb_ms, never
  * by expiry (an expired key would hide an orphan workflow forever).
@@ -223,6 +225,12 @@ int dd_store_get(dd_store *s, const char *workflow_id, dd_store_hb_cb *cb, void 
  * asks for the oldest non-stale heartbeat to know when the next one can turn
  * stale. cb gets 0 with the workflow id and hb_ms, or DD_ENOTFOUND when
  * there is none. */
+/* The fleet's workflow ID prefix: written as prefix when the fleet has none
+ * yet; cb gets the one the fleet uses (compare it with yours: two prefixes
+ * in one fleet would be two dispatchers per (project, queue)). */
+typedef void dd_store_id_prefix_cb(int status, const char *fleet_prefix, void *arg);
+int dd_store_id_prefix(dd_store *s, const char *prefix, dd_store_id_prefix_cb *cb, void *arg);
+
 typedef void dd_store_oldest_cb(int status, const char *workflow_id, int64_t hb_ms, void *arg);
 int dd_store_oldest(dd_store *s, int64_t min_hb_ms, dd_store_oldest_cb *cb, void *arg);
 

@@ -78,7 +78,7 @@ int dispatchd_worker_start(uv_loop_t *loop, const dispatchd_worker_opts *o,
     char wid[DD_DISPATCHER_ID_BUFLEN];
     const char *project = o->project ? o->project : "";
     const char *queue = o->queue ? o->queue : "";
-    int rc = dd_dispatcher_id(project, queue, wid, sizeof(wid), err, errlen);
+    int rc = dd_dispatcher_id_with(o->id_prefix, project, queue, wid, sizeof(wid), err, errlen);
     if (rc < 0)
         return rc;
     dispatchd_worker *w = dd_xcalloc(1, sizeof(*w));

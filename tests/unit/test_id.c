@@ -23,6 +23,65 @@ static const char *id_of(const char *p, const char *q)
     return buf;
 }
 
+/* --id-prefix: valid prefixes build and parse back; IDs stay injective
+ * across prefixes (an ID says which prefix built it); bad prefixes are
+ * refused with the rule in the message. */
+static void test_id_prefix(void **state)
+{
+    (void)state;
+    char a[DD_DISPATCHER_ID_BUFLEN], b[DD_DISPATCHER_ID_BUFLEN], err[256];
+    char p[DD_DISPATCHER_ID_BUFLEN], q[DD_DISPATCHER_ID_BUFLEN];
+    assert_int_equal(dd_dispatcher_id_with("acme.dd_1-", "billing", "emails", a, sizeof(a), err,
+                                           sizeof(err)),
+                     0);
+    assert_string_equal(a, "acme.dd_1-billing-emails");
+    assert_int_equal(dd_dispatcher_id_parse(a, p, sizeof(p), q, sizeof(q), err, sizeof(err)), 0);
+    assert_string_equal(p, "billing");
+    assert_string_equal(q, "emails");
+    assert_true(dd_dispatcher_id_matches(a, "billing", "emails"));
+    /* NULL and "" are the default */
+    assert_int_equal(dd_dispatcher_id_with(NULL, "p", "q", b, sizeof(b), err, sizeof(err)), 0);
+    assert_string_equal(b, "dispatcher-p-q");
+    assert_int_equal(dd_dispatcher_id_with("", "p", "q", b, sizeof(b), err, sizeof(err)), 0);
+    assert_string_equal(b, "dispatcher-p-q");
+    /* the trap across prefixes: ("x-", "a", "b-c") vs ("x-a-", "b", "c") cannot
+     * happen: a prefix holds one '-', so "x-a-" is refused */
+    assert_int_equal(dd_dispatcher_id_with("x-a-", "b", "c", b, sizeof(b), err, sizeof(err)),
+                     DD_EINVAL);
+    assert_non_null(strstr(err, "followed by one '-'"));
+    const char *bad[] = {"-", "x", "x--", "a b-", "a/b-", "a%b-", "a~b-", "é-", "dispatcher"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (dd_id_prefix_check(bad[i], err, sizeof(err)) != DD_EINVAL)
+            fail_msg("prefix '%s' accepted", bad[i]);
+        assert_int_equal(dd_dispatcher_id_with(bad[i], "p", "q", b, sizeof(b), err, sizeof(err)),
+                         DD_EINVAL);
+    }
+    char longp[80];
+    memset(longp, 'a', 63);
+    strcpy(longp + 63, "-");
+    assert_int_equal(dd_id_prefix_check(longp, err, sizeof(err)), 0);
+    memset(longp, 'a', 64);
+    strcpy(longp + 64, "-");
+    assert_int_equal(dd_id_prefix_check(longp, err, sizeof(err)), DD_EINVAL);
+    /* the same names under two prefixes are two IDs, each matching only
+     * its own names, and a long ID keeps its prefix when shortened */
+    assert_int_equal(dd_dispatcher_id_with("one-", "p", "q", a, sizeof(a), err, sizeof(err)), 0);
+    assert_int_equal(dd_dispatcher_id_with("two-", "p", "q", b, sizeof(b), err, sizeof(err)), 0);
+    assert_string_not_equal(a, b);
+    assert_true(dd_dispatcher_id_matches(a, "p", "q") && dd_dispatcher_id_matches(b, "p", "q"));
+    assert_false(dd_dispatcher_id_matches(a, "p", "q-"));
+    char big[400];
+    memset(big, 'z', 300);
+    big[300] = '\0';
+    assert_int_equal(dd_dispatcher_id_with(longp + 1, big, "q", a, sizeof(a), err, sizeof(err)),
+                     0); /* 63 'a' + '-' */
+    assert_int_equal(strlen(a), DD_DISPATCHER_ID_MAX);
+    assert_int_equal(strncmp(a, longp + 1, 64), 0);
+    assert_true(dd_dispatcher_id_matches(a, big, "q"));
+    assert_int_equal(dd_dispatcher_id_parse(a, p, sizeof(p), q, sizeof(q), err, sizeof(err)),
+                     -ENOTSUP);
+}
+
 static void test_readable_common_case(void **state)
 {
     assert_string_equal(id_of("billing", "emails"), "dispatcher-billing-emails");
@@ -89,7 +148,9 @@ static void test_round_trip(void **state)
 static void test_parse_rejects(void **state)
 {
     char p[64], q[64], err[256];
-    const char *bad[] = {"dispatcher-a",        "dispatcher-a-b-c", "worker-a-b",
+    /* "worker-a-b" is an ID under the prefix "worker-" (test_id_prefix);
+     * a prefix outside [A-Za-z0-9_.] is not */
+    const char *bad[] = {"dispatcher-a",        "dispatcher-a-b-c", "wörker-a-b", "-a-b",
                          "dispatcher--b",       "dispatcher-a-",    "dispatcher-a%2-b",
                          "dispatcher-a%41-b",   "dispatcher-a%2d-b", "dispatcher-a/b-c",
                          "dispatcher-a\x01-b"};
@@ -254,6 +315,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_readable_common_case),
+        cmocka_unit_test(test_id_prefix),
         cmocka_unit_test(test_dash_trap),
         cmocka_unit_test(test_injective_exhaustive),
         cmocka_unit_test(test_round_trip),
