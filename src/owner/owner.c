@@ -62,6 +62,9 @@ struct dd_owner {
     dd_temporal_call *poll; /* close-event long-poll in flight */
     dd_temporal_call *term; /* release terminate in flight */
     dd_temporal_call *check; /* "is our run really gone?" describe in flight */
+    dd_temporal_call *pickup; /* "did a worker pick up our first task?" describe */
+    uv_timer_t pickup_timer;  /* workflow mode: when to ask that */
+    bool pickup_warned;       /* said so for this run */
     uv_timer_t retry;       /* takeover / poll retry */
     uv_timer_t child_retry; /* restart of a child that exited by itself */
     uv_timer_t fence_timer; /* TERM point of the acting deadline */
@@ -85,7 +88,7 @@ struct dd_owner {
     bool in_release; /* dd_owner_release is still issuing its steps */
     bool release_terminate; /* terminate our run once the child has exited */
     bool one_shot;          /* failover takeover: on error go back to LOST, no retry */
-    dd_metric *m_owner, *m_lost, *m_exits, *m_chain;
+    dd_metric *m_owner, *m_lost, *m_exits, *m_chain, *m_unpicked, *m_unpicked_total;
 };
 
 static void dd_owner_takeover(dd_owner *o);
@@ -302,7 +305,8 @@ dd_owner *dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *o
     uv_timer_init(ctx->loop, &o->retry);
     uv_timer_init(ctx->loop, &o->child_retry);
     uv_timer_init(ctx->loop, &o->fence_timer);
-    o->retry.data = o->child_retry.data = o->fence_timer.data = o;
+    uv_timer_init(ctx->loop, &o->pickup_timer);
+    o->retry.data = o->child_retry.data = o->fence_timer.data = o->pickup_timer.data = o;
     dd_backoff_init(&o->backoff, o->opts.retry_base_ms, o->opts.retry_cap_ms, 0);
     dd_backoff_init(&o->poll_backoff, 100, 1000, 0);
     dd_backoff_init(&o->exit_backoff, 500, 30000, 0);
@@ -332,8 +336,103 @@ dd_owner *dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *o
                                        "followed without any change of ownership.",
                                        NULL, NULL, 0);
         dd_metric_add(o->m_chain, NULL, 0);
+        o->m_unpicked = dd_metrics_family(
+            ctx->metrics, DD_GAUGE, "dispatchd_workflow_task_unpicked",
+            "Workflow mode: 1 while the first workflow task of the run this process started has "
+            "waited over half the stale threshold for a worker (none polls its task queue for "
+            "its type?), else 0.",
+            lbl, NULL, 0);
+        o->m_unpicked_total = dd_metrics_family(
+            ctx->metrics, DD_COUNTER, "dispatchd_workflow_task_unpicked_total",
+            "Workflow mode: runs this process started whose first workflow task no worker "
+            "picked up within half the stale threshold.",
+            NULL, NULL, 0);
+        dd_metric_set(o->m_unpicked, DD_L1(o->name), 0);
+        dd_metric_add(o->m_unpicked_total, NULL, 0);
     }
     return o;
+}
+
+/* ---- workflow mode: did a worker pick up our run's first task? ----------
+ * Temporal accepts a start of any type on any queue; if no worker polls that
+ * queue for that type, the run just sits there and the user's dispatcher
+ * never runs. Half a stale threshold after each start we describe the run:
+ * a workflow task still SCHEDULED (no worker took it) since then is said
+ * (a warning, the gauge at 1) and asked again every half threshold until a
+ * worker takes it. One describe per start, not a poll while all is well. */
+static int64_t dd_owner_pickup_ms(const dd_owner *o)
+{
+    return o->fenced && o->fence.threshold_ms > 0 ? o->fence.threshold_ms / 2 : 5000;
+}
+
+static void dd_owner_pickup_done(int st, const dd_temporal_result *r, void *arg);
+
+static void dd_owner_pickup_fire(uv_timer_t *t)
+{
+    dd_owner *o = t->data;
+    if (o->state != DD_OWNER_OWNING || !o->workflow_mode || o->pickup)
+        return;
+    if (dd_temporal_describe(o->t, o->wid, o->run_id, dd_owner_pickup_done, o, &o->pickup) < 0) {
+        o->pickup = NULL;
+        uv_timer_start(&o->pickup_timer, dd_owner_pickup_fire, (uint64_t)dd_owner_pickup_ms(o), 0);
+    }
+}
+
+static void dd_owner_pickup_done(int st, const dd_temporal_result *r, void *arg)
+{
+    dd_owner *o = arg;
+    o->pickup = NULL;
+    if (o->state != DD_OWNER_OWNING) {
+        dd_owner_maybe_stopped(o);
+        return;
+    }
+    const dd_temporal_execution *e = st == 0 ? r->execution : NULL;
+    if (!e || strcmp(e->run_id, o->run_id) != 0) {
+        /* not answered, or the chain moved on meanwhile: ask again later */
+        uv_timer_start(&o->pickup_timer, dd_owner_pickup_fire, (uint64_t)dd_owner_pickup_ms(o), 0);
+        return;
+    }
+    int64_t half = dd_owner_pickup_ms(o);
+    int64_t waited_ms = e->wft_scheduled && e->wft_scheduled_ns > 0
+                            ? (dd_wall_us() * 1000 - e->wft_scheduled_ns) / 1000000
+                            : 0;
+    if (e->wft_scheduled && waited_ms >= half) {
+        if (!o->pickup_warned) {
+            o->pickup_warned = true;
+            dd_metric_set(o->m_unpicked, DD_L1(o->name), 1);
+            dd_metric_add(o->m_unpicked_total, NULL, 1);
+            dd_warn(o->ctx.log, "workflow_task_not_picked_up",
+                    "dispatcher=%s workflow_id=%s run_id=%s workflow_type=%s task_queue=%s "
+                    "waited_ms=%lld hint=%s",
+                    o->name, o->wid, o->run_id, e->type ? e->type : "",
+                    e->task_queue ? e->task_queue : "", (long long)waited_ms,
+                    "no worker has taken the run's first workflow task: is a worker polling "
+                    "this task queue with this workflow type registered? (check --workflow-type "
+                    "and --workflow-task-queue)");
+        }
+        uv_timer_start(&o->pickup_timer, dd_owner_pickup_fire, (uint64_t)half, 0);
+        return;
+    }
+    if (e->wft_scheduled) { /* scheduled but not yet long: look again when it would be */
+        uv_timer_start(&o->pickup_timer, dd_owner_pickup_fire,
+                       (uint64_t)(half - (waited_ms > 0 ? waited_ms : 0)), 0);
+        return;
+    }
+    if (o->pickup_warned)
+        dd_info(o->ctx.log, "workflow_task_picked_up", "dispatcher=%s workflow_id=%s run_id=%s",
+                o->name, o->wid, o->run_id);
+    o->pickup_warned = false;
+    dd_metric_set(o->m_unpicked, DD_L1(o->name), 0);
+}
+
+/* Ownership of this run ended: nothing to ask about it any more. */
+static void dd_owner_pickup_stop(dd_owner *o)
+{
+    uv_timer_stop(&o->pickup_timer);
+    if (o->pickup)
+        dd_temporal_cancel(o->pickup);
+    o->pickup_warned = false;
+    dd_metric_set(o->m_unpicked, DD_L1(o->name), 0);
 }
 
 static void dd_owner_retry_fire(uv_timer_t *t)
@@ -383,6 +482,10 @@ static void dd_owner_takeover_done(const dd_takeover_result *r, void *arg)
             o->wid, o->run_id, (long long)dd_wall_us());
     dd_owner_set_state(o, DD_OWNER_OWNING);
     dd_owner_poll(o);
+    if (o->workflow_mode) {
+        o->pickup_warned = false;
+        uv_timer_start(&o->pickup_timer, dd_owner_pickup_fire, (uint64_t)dd_owner_pickup_ms(o), 0);
+    }
     dd_owner_maybe_start_child(o);
 }
 
@@ -439,6 +542,7 @@ static void dd_owner_lost(dd_owner *o, const dd_temporal_event *ev)
             ev && ev->reason ? ev->reason : "", ev && ev->identity ? ev->identity : "",
             (unsigned long long)held_ms, (long long)lag_ms, (long long)dd_wall_us());
     dd_metric_add(o->m_lost, NULL, 1);
+    dd_owner_pickup_stop(o);
     uv_timer_stop(&o->child_retry);
     snprintf(o->lost_run_id, sizeof(o->lost_run_id), "%s", o->run_id);
     dd_child_stop(o->child, o->opts.child_grace_ms);
@@ -649,13 +753,15 @@ static void dd_owner_maybe_stopped(dd_owner *o)
 {
     if (o->state != DD_OWNER_RELEASING && o->state != DD_OWNER_STOPPED)
         return;
-    if (o->in_release || o->release_terminate || o->takeover || o->poll || o->term || o->check)
+    if (o->in_release || o->release_terminate || o->takeover || o->poll || o->term || o->check ||
+        o->pickup)
         return;
     if (o->child && dd_child_running(o->child))
         return;
     if (o->state == DD_OWNER_RELEASING) {
         o->state = DD_OWNER_STOPPED;
-        o->closing = 3;
+        o->closing = 4;
+        uv_close((uv_handle_t *)&o->pickup_timer, dd_owner_timer_closed);
         uv_close((uv_handle_t *)&o->retry, dd_owner_timer_closed);
         uv_close((uv_handle_t *)&o->child_retry, dd_owner_timer_closed);
         uv_close((uv_handle_t *)&o->fence_timer, dd_owner_timer_closed);
@@ -724,6 +830,7 @@ void dd_owner_release(dd_owner *o)
         dd_temporal_cancel(o->poll);
     if (o->check)
         dd_temporal_cancel(o->check);
+    dd_owner_pickup_stop(o);
     /* Stop the work before giving up the run: a successor may start its own
      * child as soon as our run is gone, so the run is terminated only once
      * our child has exited (bounded by the child's grace period). */

@@ -403,6 +403,15 @@ static int parse_ok(dd_temporal_call *c, json_t *root)
         return 0;
     case OP_DESCRIBE:
         parse_exec(c, json_object_get(root, "workflowExecutionInfo"), &c->exec);
+        {
+            json_t *wft = json_object_get(root, "pendingWorkflowTask");
+            const char *st = jstr(wft, "state");
+            c->exec.wft_scheduled = st && !strcmp(st, "PENDING_WORKFLOW_TASK_STATE_SCHEDULED");
+            if (c->exec.wft_scheduled) {
+                const char *t = jstr(wft, "originalScheduledTime");
+                c->exec.wft_scheduled_ns = dd_tc_parse_time_ns(t ? t : jstr(wft, "scheduledTime"));
+            }
+        }
         if (!c->exec.run_id) {
             dd_buf_printf(&c->msg, "describe of workflow '%s' answered without a run id",
                           c->workflow_id);

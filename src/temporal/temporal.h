@@ -97,6 +97,12 @@ typedef struct dd_temporal_execution {
     const char *memo_project; /* memo fields "project" and "queue", or NULL */
     const char *memo_queue;
     const char *first_run_id; /* the first run of its continue-as-new chain, or NULL */
+    /* describe only: the pending workflow task. wft_scheduled: one waits for
+     * a worker to pick it up (state SCHEDULED); wft_scheduled_ns: since when
+     * (its original schedule time). false/0 when none is pending or a worker
+     * has it (STARTED). */
+    bool wft_scheduled;
+    int64_t wft_scheduled_ns;
 } dd_temporal_execution;
 
 /* Everything an operation learned. Owned by the client and valid only during

@@ -37,6 +37,8 @@
 #    the user's queue with memo server_id/project/queue, as dispatchd before
 #    issue 11 left them; `dispatchd run` in marker mode takes it over (that run
 #    terminated, the new marker on task queue `dispatchd`), and releases it.
+# 10 a run nobody picks up (a queue no worker polls): a warning and a gauge within
+#    the threshold, and "picked up" once a worker comes.
 # Every dispatchd started here is stopped by the test and its exit code checked
 # (SIGTERM -> 0, kill -9 -> 137); so is the SDK worker (SIGTERM -> 0).
 source "$(dirname "$0")/../integration/lib.sh"
@@ -268,6 +270,29 @@ check "L's marker runs on task queue 'dispatchd'" \
 stop_host L
 check "L's release terminated its marker" \
   [ "$(ddi describe-chain --workflow-id "$WL" | jq -r '"\(.status) \(.termination_reason)"')" = "TERMINATED released by L" ]
+
+# --- 10: a run no worker picks up (a queue nobody polls): said, not silent ----------------
+# Temporal accepts the start; dispatchd must say within the stale threshold (2 s) that
+# no worker took the first workflow task, and say so again when one does.
+NQ=nobody-q-$$
+MP=$(free_port)
+host N idle/$NQ --workflow-type DispatcherWorkflow --metrics-listen "127.0.0.1:$MP"
+metric() { curl -fsS "http://127.0.0.1:$MP/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+check "N owns idle/$NQ" wait_until 15 grep -q event=record_claimed "$T/N.log"
+check "N warns that no worker picked up the first workflow task" \
+  wait_until 10 grep -q "event=workflow_task_not_picked_up .*task_queue=$NQ" "$T/N.log"
+check "the gauge says so" [ "$(metric "dispatchd_workflow_task_unpicked{dispatcher=\"idle/$NQ\"}")" = 1 ]
+check "and the counter counted it once" [ "$(metric dispatchd_workflow_task_unpicked_total)" = 1 ]
+"$DDI" worker --address "$G" --task-queue "$NQ" --cas-every 60s 2>"$T/worker2.log" &
+W2=$!; track $W2
+check "once a worker polls the queue, N says the task was picked up" \
+  wait_until 15 grep -q "event=workflow_task_picked_up" "$T/N.log"
+check "and the gauge is back at 0" [ "$(metric "dispatchd_workflow_task_unpicked{dispatcher=\"idle/$NQ\"}")" = 0 ]
+check "the warning was said once" [ "$(grep -c event=workflow_task_not_picked_up "$T/N.log")" = 1 ]
+stop_host N
+kill -TERM $W2
+rc=0; wait $W2 || rc=$?
+check "the second SDK worker exits 0 on SIGTERM" [ $rc = 0 ]
 
 kill -TERM $WPID
 rc=0; wait $WPID || rc=$?
