@@ -287,16 +287,16 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
         code = dd_cli_usage_error(cli, "%s", err);
         goto fail;
     }
+    dd_owner_workflow wf;
+    code = dd_cli_workflow(cli, &wf, &d->wf_input);
+    if (code != 0)
+        goto fail;
     dd_info(ctx->log, "acting_window",
             "interval_ms=%lld threshold_ms=%lld margin_ms=%lld kill_after_ms=%lld "
             "term_lead_ms=%lld",
             (long long)fence.interval_ms, (long long)fence.threshold_ms,
             (long long)fence.margin_ms, (long long)fence.window_ms,
             (long long)fence.term_lead_ms);
-    dd_owner_workflow wf;
-    code = dd_cli_workflow(cli, &wf, &d->wf_input);
-    if (code != 0)
-        goto fail;
     /* marker mode tells the marker about workers; a user's workflow only
      * when asked, under the name it handles */
     const char *wsig = cli->cfg.workers_signal;
