@@ -37,7 +37,9 @@ void dd_log_add_secret(dd_log *log, const char *secret);
 /* Adds a key=value pair to every line (e.g. server_id, component). */
 void dd_log_add_field(dd_log *log, const char *key, const char *value);
 
-void dd_logf(dd_log *log, dd_log_level level, const char *event, const char *fmt, ...);
+/* The compiler checks every call's values against fmt (printf rules). */
+void dd_logf(dd_log *log, dd_log_level level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #define dd_debug(log, event, ...) dd_logf((log), DD_LOG_DEBUG, (event), __VA_ARGS__)
 #define dd_info(log, event, ...) dd_logf((log), DD_LOG_INFO, (event), __VA_ARGS__)

@@ -297,7 +297,7 @@ pid_t dd_proc_port_owner(int port)
     unsigned long inode = dd_port_inode(port);
     if (!inode)
         return 0;
-    pid_t pid;
+    pid_t pid = 0;
     return dd_proc_scan(dd_proc_pred_socket, &inode, &pid, 1) == 1 ? pid : 0;
 }
 

@@ -174,8 +174,6 @@ int dd_stack_kill(const dd_service *s, const dd_status *st, int64_t timeout_ms,
 /* A fresh random token for DISPATCHD_SERVICE_TOKEN. */
 void dd_stack_token(char *out, size_t len);
 
-#endif
-
 /* ---- spawning (spawn.c) ---------------------------------------------- */
 
 /* Starts the service on loop as a session leader (own session and process
@@ -271,3 +269,5 @@ int64_t dd_child_deadline(const dd_child *c);
 
 /* The body of the hidden `__guard` command (guard.c). */
 int dd_guard_main(int argc, char **argv);
+
+#endif
