@@ -3,14 +3,22 @@
  * A worker registers with a dispatcher (server id + the dispatcher's
  * project/queue), heartbeats while it lives, and deregisters on a clean
  * exit. The dispatcher's owner evicts workers whose heartbeat is older than
- * the stale threshold. Link with libdispatchd.a (and libuv, hiredis,
- * jansson, libcurl).
+ * the stale threshold. Link with libdispatchd.a, libuv and hiredis
+ * (cc prog.c libdispatchd.a $(pkg-config --libs libuv hiredis); the test
+ * `embed` builds tests/embed.c exactly so).
  *
  * Two ways to run it:
  *  - on your own libuv loop: dispatchd_worker_start / dispatchd_worker_stop;
  *  - blocking: dispatchd_worker_run, until *stop becomes non-zero (set it
  *    from a signal handler).
- * Errors: functions return 0 or a negative code and fill err (for humans). */
+ * Errors: functions return 0 or a negative code, either -errno or one of the
+ * DISPATCHD_E* codes below (dispatchd_strerror names both), and fill err
+ * with a sentence for humans.
+ *
+ * SIGPIPE: the Redis connection writes to sockets; a peer that closed makes
+ * the kernel raise SIGPIPE, whose default action ends the process. Ignore it
+ * in your program (signal(SIGPIPE, SIG_IGN)) before starting a worker, as
+ * dispatchd does. */
 #ifndef DISPATCHD_H
 #define DISPATCHD_H
 
@@ -22,6 +30,19 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Error codes (the same values as inside dispatchd; far below the errno
+ * range, so -errno and these never collide). */
+enum {
+    DISPATCHD_EINVAL = -10001,      /* bad options */
+    DISPATCHD_ETIMEOUT = -10002,    /* an operation exceeded its deadline */
+    DISPATCHD_EPROTO = -10003,      /* Redis answered something unexpected */
+    DISPATCHD_EUNAVAIL = -10009,    /* Redis is down or unreachable */
+    DISPATCHD_ECANCELED = -10010,   /* stopped before it finished */
+};
+
+/* A static string naming err (-errno or any dispatchd code). Never NULL. */
+const char *dispatchd_strerror(int err);
 
 struct uv_loop_s;
 typedef struct dispatchd_worker dispatchd_worker;

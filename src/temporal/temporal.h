@@ -1,8 +1,8 @@
 /* temporal.h - an asynchronous Temporal client over the HTTP API (/api/v1).
  *
- * Everything runs on the caller's libuv loop: libcurl's multi *socket*
- * interface with one uv_poll_t per socket and one uv_timer_t, so no call
- * ever blocks the loop. Each operation takes a callback (NULL: fire and
+ * Everything runs on the caller's libuv loop, over dispatchd's own HTTP
+ * client (src/http/http.h, which says why not libcurl), so no call ever
+ * blocks the loop. Each operation takes a callback (NULL: fire and
  * forget) that runs exactly once when the operation returned 0: from the
  * loop, or from inside dd_temporal_cancel()/dd_temporal_close(). When the
  * operation returns < 0 (bad arguments: DD_EINVAL; client closing:

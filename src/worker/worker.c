@@ -107,6 +107,19 @@ int dispatchd_worker_start(uv_loop_t *loop, const dispatchd_worker_opts *o,
     return 0;
 }
 
+/* The public codes are the internal ones (checked at compile time). */
+_Static_assert((int)DISPATCHD_EINVAL == (int)DD_EINVAL &&
+                   (int)DISPATCHD_ETIMEOUT == (int)DD_ETIMEOUT &&
+                   (int)DISPATCHD_EPROTO == (int)DD_EPROTO &&
+                   (int)DISPATCHD_EUNAVAIL == (int)DD_EUNAVAIL &&
+                   (int)DISPATCHD_ECANCELED == (int)DD_ECANCELED,
+               "include/dispatchd.h error codes must equal src/core/error.h's");
+
+const char *dispatchd_strerror(int err)
+{
+    return dd_strerror(err);
+}
+
 uint64_t dispatchd_worker_heartbeats(const dispatchd_worker *w)
 {
     return w->beats;
