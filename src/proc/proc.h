@@ -128,7 +128,7 @@ typedef struct dd_service {
     char *data_dir;
 } dd_service;
 
-/* Finds a service by name ("redis", "temporal"); -1 if unknown. */
+/* Finds a service by name ("redis", "temporal"): its kind, or DD_EINVAL. */
 int dd_service_kind_parse(const char *name);
 /* Builds the command and paths from cfg and checks the state dir is
  * writable; with need_binary, also that the server binary exists (start

@@ -24,7 +24,7 @@ int dd_service_kind_parse(const char *name)
     for (int i = 0; i < DD_SVC_COUNT; i++)
         if (strcmp(name, dd_service_names[i]) == 0)
             return i;
-    return -1;
+    return DD_EINVAL;
 }
 
 /* mkdir -p for one path (of any length: a cut copy would create another

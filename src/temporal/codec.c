@@ -4,6 +4,7 @@
 #include "temporal/codec.h"
 
 #include "core/buf.h"
+#include "core/error.h"
 
 #include <ctype.h>
 #include <stdbool.h>
@@ -49,7 +50,7 @@ int dd_tc_base64_decode(dd_buf *out, const char *s)
     for (; *s && *s != '='; s++) {
         int d = b64val(*s);
         if (d < 0)
-            return -1;
+            return DD_EPROTO;
         v = (v << 6) | (unsigned)d;
         bits += 6;
         if (bits >= 8) {
@@ -184,12 +185,12 @@ int dd_tc_enum_name(dd_buf *out, const char *prefix, const char *name)
 {
     size_t pl = strlen(prefix);
     if (!name || !*name)
-        return -1;
+        return DD_EINVAL;
     if (strncmp(name, prefix, pl) != 0)
         dd_buf_puts(out, prefix);
     for (const char *p = name; *p; p++) {
         if (!isalnum((unsigned char)*p) && *p != '_')
-            return -1;
+            return DD_EINVAL;
         dd_buf_putc(out, (char)toupper((unsigned char)*p));
     }
     return 0;

@@ -12,8 +12,8 @@ struct dd_buf;
 
 /* Standard base64 with padding. */
 void dd_tc_base64_encode(struct dd_buf *out, const void *data, size_t len);
-/* Accepts standard or URL-safe alphabet, padding optional. 0 or -1 on a bad
- * character (out may hold a prefix then). */
+/* Accepts standard or URL-safe alphabet, padding optional. 0, or DD_EPROTO
+ * on a bad character (out may hold a prefix then). */
 int dd_tc_base64_decode(struct dd_buf *out, const char *s);
 /* RFC 3339 ("2026-11-23T12:33:05.835655703Z", offsets allowed) to Unix ns;
  * 0 when s is NULL, malformed (a field out of range included), or outside
@@ -33,8 +33,8 @@ void dd_tc_url_escape(struct dd_buf *out, const char *s);
 /* A random (version 4) UUID, 36 chars + NUL. */
 void dd_tc_uuid4(dd_rng *rng, char out[37]);
 /* "terminate_existing" -> "<prefix>TERMINATE_EXISTING"; a name that already
- * carries prefix is kept. -1 for an empty name or one with other than
- * [A-Za-z0-9_]. */
+ * carries prefix is kept. DD_EINVAL for an empty name or one with other
+ * than [A-Za-z0-9_]. */
 int dd_tc_enum_name(struct dd_buf *out, const char *prefix, const char *name);
 
 #endif

@@ -5,6 +5,7 @@
 #include <cmocka.h>
 
 #include "core/buf.h"
+#include "core/error.h"
 #include "temporal/codec.h"
 #include "temporal/temporal.h"
 
@@ -28,7 +29,7 @@ static void test_base64(void **state)
         dd_buf_release(&d);
     }
     dd_buf d = DD_BUF_INIT;
-    assert_int_equal(dd_tc_base64_decode(&d, "a*b"), -1);
+    assert_int_equal(dd_tc_base64_decode(&d, "a*b"), DD_EPROTO);
     dd_buf_release(&d);
 }
 
@@ -86,8 +87,8 @@ static void test_uuid_and_enum(void **state)
                                      "WORKFLOW_ID_CONFLICT_POLICY_FAIL"), 0);
     assert_string_equal(dd_buf_str(&e), "WORKFLOW_ID_CONFLICT_POLICY_FAIL");
     dd_buf_reset(&e);
-    assert_int_equal(dd_tc_enum_name(&e, "X_", "bad name"), -1);
-    assert_int_equal(dd_tc_enum_name(&e, "X_", ""), -1);
+    assert_int_equal(dd_tc_enum_name(&e, "X_", "bad name"), DD_EINVAL);
+    assert_int_equal(dd_tc_enum_name(&e, "X_", ""), DD_EINVAL);
     dd_buf_release(&e);
     assert_string_equal(dd_temporal_status_name(DD_WF_TERMINATED), "TERMINATED");
     assert_string_equal(dd_temporal_status_name((dd_temporal_status)99), "UNKNOWN");
