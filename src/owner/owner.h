@@ -83,7 +83,8 @@ typedef void (*dd_takeover_cb)(const dd_takeover_result *res, void *arg);
  * out (may be NULL) gets a handle for dd_takeover_cancel, valid until cb. */
 int dd_takeover_start(const dd_ctx *ctx, struct dd_temporal *t, const dd_takeover_req *req,
                       dd_takeover_cb cb, void *arg, dd_takeover **out, char *err, size_t errlen);
-/* cb runs now with DD_ECANCELED. */
+/* cb runs once with DD_ECANCELED from the loop (the next iteration), never
+ * inside this call; cancelling again does nothing. */
 void dd_takeover_cancel(dd_takeover *tk);
 
 /* ---- the ownership loop (owner.c) --------------------------------------- */

@@ -29,6 +29,7 @@ struct dd_takeover {
     uint64_t start_us;
     dd_temporal_call *call; /* in flight, or NULL */
     uv_timer_t *retry;      /* legacy retry delay, or NULL */
+    bool cancelling;        /* dd_takeover_cancel was called */
     dd_backoff backoff;
     dd_takeover_cb cb;
     void *arg;
@@ -337,12 +338,23 @@ int dd_takeover_start(const dd_ctx *ctx, dd_temporal *t, const dd_takeover_req *
     return 0;
 }
 
+static void dd_tk_cancel_fire(uv_timer_t *t)
+{
+    dd_tk_finish(t->data, DD_ECANCELED, "cancelled");
+}
+
+/* cb runs once with DD_ECANCELED from the loop, never inside this call. */
 void dd_takeover_cancel(dd_takeover *tk)
 {
+    if (tk->cancelling)
+        return;
+    tk->cancelling = true;
     if (tk->call) {
-        dd_temporal_cancel(tk->call); /* its callback finishes tk */
+        dd_temporal_cancel(tk->call); /* its callback, from the loop, finishes tk */
         return;
     }
-    if (tk->retry)
-        dd_tk_finish(tk, DD_ECANCELED, "cancelled");
+    if (tk->retry) {
+        uv_timer_stop(tk->retry);
+        uv_timer_start(tk->retry, dd_tk_cancel_fire, 0, 0);
+    }
 }

@@ -127,6 +127,7 @@ struct dd_temporal_call {
     char *page_token;
     int pages;
     bool done;
+    bool cancelling; /* cancelled: finishes with DD_ECANCELED from the loop */
 
     /* Result storage, valid until the callback returns: the parsed reply of
      * single-reply operations and strings decoded from it in `keep`; strings
@@ -517,7 +518,7 @@ static void call_closed(uv_handle_t *h)
 static void abandon_attempt(dd_temporal_call *c)
 {
     if (c->req) {
-        dd_http_cancel(c->req);
+        dd_http_abandon(c->req);
         c->req = NULL;
     }
 }
@@ -816,10 +817,29 @@ dd_temporal *dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *o)
     return t;
 }
 
+static void cancel_fire(uv_timer_t *h)
+{
+    call_finish(h->data, DD_ECANCELED);
+}
+
+/* The one meaning of cancel (CONTRIBUTING.md): the attempt in flight is
+ * dropped now, and the callback runs once with DD_ECANCELED from the loop,
+ * never inside the cancel call, so no caller has to order its state around
+ * a callback that runs under its feet. */
+static void call_cancel(dd_temporal_call *c)
+{
+    if (c->done || c->cancelling)
+        return;
+    c->cancelling = true;
+    abandon_attempt(c);
+    uv_timer_stop(&c->timer);
+    uv_timer_start(&c->timer, cancel_fire, 0, 0);
+}
+
 void dd_temporal_cancel(dd_temporal_call *c)
 {
-    if (c && !c->done)
-        call_finish(c, DD_ECANCELED);
+    if (c)
+        call_cancel(c);
 }
 
 void dd_temporal_close(dd_temporal *t, dd_temporal_close_cb cb, void *arg)
@@ -829,8 +849,8 @@ void dd_temporal_close(dd_temporal *t, dd_temporal_close_cb cb, void *arg)
     t->closing = true;
     t->close_cb = cb;
     t->close_arg = arg;
-    while (t->calls)
-        call_finish(t->calls, DD_ECANCELED);
+    for (dd_temporal_call *c = t->calls; c; c = c->next)
+        call_cancel(c);
     dd_http_close(t->http, http_closed, t);
 }
 

@@ -3,8 +3,9 @@
  * Everything runs on the caller's libuv loop, over dispatchd's own HTTP
  * client (src/http/http.h, which says why not libcurl), so no call ever
  * blocks the loop. Each operation takes a callback (NULL: fire and
- * forget) that runs exactly once when the operation returned 0: from the
- * loop, or from inside dd_temporal_cancel()/dd_temporal_close(). When the
+ * forget) that runs exactly once when the operation returned 0, always from
+ * the loop: never inside the call that started it, nor inside
+ * dd_temporal_cancel()/dd_temporal_close(). When the
  * operation returns < 0 (bad arguments: DD_EINVAL; client closing:
  * DD_ECANCELED) the callback never runs.
  *
@@ -138,14 +139,17 @@ typedef void (*dd_temporal_close_cb)(void *arg);
  * Free with dd_temporal_close(). */
 dd_temporal *dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *opts);
 
-/* Cancels every in-flight call (their callbacks run with DD_ECANCELED before
- * this returns), closes all libuv handles, then calls cb(arg) (may be NULL)
- * from the loop and frees t. New calls are refused from here on. */
+/* Cancels every in-flight call (their callbacks run with DD_ECANCELED from
+ * the loop, after this returns), closes all libuv handles, then calls
+ * cb(arg) (may be NULL) from the loop, after every call's callback, and
+ * frees t. New calls are refused from here on. */
 void dd_temporal_close(dd_temporal *t, dd_temporal_close_cb cb, void *arg);
 
-/* Cancels one call: its callback runs now with DD_ECANCELED. `call` is the
- * handle an operation wrote to its `out` argument; it is valid until the
- * callback starts, so do not cancel from or after the callback. */
+/* Cancels one call: its callback runs once with DD_ECANCELED from the loop
+ * (the next iteration), never inside this call; cancelling again before
+ * then does nothing. `call` is the handle an operation wrote to its `out`
+ * argument; it is valid until the callback starts, so do not cancel from or
+ * after the callback. */
 void dd_temporal_cancel(dd_temporal_call *call);
 
 /* Start or signal-with-start request. All strings borrowed for the call only. */
