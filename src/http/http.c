@@ -466,7 +466,7 @@ int dd_http_request(dd_http *h, const char *method, const char *target, const ch
     return 0;
 }
 
-void dd_http_cancel(dd_http_req *r)
+void dd_http_abandon(dd_http_req *r)
 {
     if (!r || r->delivering)
         return;

@@ -21,8 +21,11 @@
  * Writes assume SIGPIPE is ignored (dispatchd's main does so).
  *
  * Callbacks run from the loop, never from inside dd_http_request(),
- * dd_http_cancel() or dd_http_close(), and run exactly once unless the
- * request was cancelled (then never). */
+ * dd_http_abandon() or dd_http_close(), and run exactly once unless the
+ * request was abandoned (then never). "Abandon", not "cancel": in dispatchd a
+ * cancelled operation still calls back once with DD_ECANCELED
+ * (CONTRIBUTING.md); an abandoned request never does (the Temporal client
+ * abandons an attempt it retries or cancels, and reports for itself). */
 #ifndef DD_HTTP_HTTP_H
 #define DD_HTTP_HTTP_H
 
@@ -83,10 +86,10 @@ int dd_http_request(dd_http *h, const char *method, const char *target, const ch
 
 /* Abandons a request whose callback has not run: the callback never runs,
  * and its connection is closed. A no-op from inside its own callback. */
-void dd_http_cancel(dd_http_req *req);
+void dd_http_abandon(dd_http_req *req);
 
 /* Abandons every request (no callbacks; their handles die here, so do not
- * cancel them afterwards), closes every connection, then calls cb(arg) (may
+ * abandon them afterwards), closes every connection, then calls cb(arg) (may
  * be NULL) from the loop and frees h. */
 void dd_http_close(dd_http *h, dd_http_close_cb cb, void *arg);
 

@@ -168,7 +168,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 break;
         }
         FUZZ_CHECK(c->req != NULL, "no request in flight");
-        dd_http_cancel(c->req); /* it never leaves: on_reply gets the input instead */
+        dd_http_abandon(c->req); /* it never leaves: on_reply gets the input instead */
         c->req = NULL;
         int status = pick_status(&in);
         size_t len = fuzz_u16(&in);

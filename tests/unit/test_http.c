@@ -1503,7 +1503,7 @@ static void test_cancel(void **state)
     assert_non_null(r);
     nreq_at_least w = {&f.s, 1};
     assert_true(run_until(&f.loop, srv_has_nreq, &w, 3000));
-    dd_http_cancel(r);
+    dd_http_abandon(r);
     assert_int_equal(g.calls, 0);
     /* the server sees the connection closed */
     assert_true(run_until(&f.loop, srv_has_peer_closed, &w, 3000));
@@ -1612,7 +1612,7 @@ static void on_reply_cancel_self(const dd_http_reply *r, void *arg)
 {
     self_cancel *sc = arg;
     sc->calls++;
-    dd_http_cancel(sc->req); /* must be a no-op, not a double free */
+    dd_http_abandon(sc->req); /* must be a no-op, not a double free */
 }
 
 static bool self_cancel_called(void *arg)
