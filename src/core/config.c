@@ -410,6 +410,21 @@ int dd_config_validate(const dd_config *cfg, char *err, size_t errlen)
                 a, b);
         return DD_EINVAL;
     }
+    if (cfg->stale_threshold_ms < DD_STALE_THRESHOLD_MIN_MS) {
+        /* A floor for every command that judges records (run, up, reconcile,
+         * status): records are judged by the longer of this and their
+         * owner's own ttl_ms, so a tiny value cannot make anyone faster, and
+         * an owner on one would heartbeat Redis many times a second. */
+        char a[32], b[32];
+        dd_duration_format(cfg->stale_threshold_ms, a, sizeof(a));
+        dd_duration_format(DD_STALE_THRESHOLD_MIN_MS, b, sizeof(b));
+        dd_msgf(err, errlen,
+                "--stale-threshold %s is below the floor of %s: use the fleet's threshold "
+                "(default 15s); a record is judged stale only past the longer of this and its "
+                "owner's own threshold anyway",
+                a, b);
+        return DD_EINVAL;
+    }
     if (cfg->reconcile_interval_ms <= 0) {
         dd_msgf(err, errlen, "--reconcile-interval must be above zero");
         return DD_EINVAL;
