@@ -93,7 +93,8 @@ const dd_opt dd_opts_heartbeat[] = {
 
 const dd_opt dd_opts_stale[] = {
     {"stale-threshold", "DISPATCHD_STALE_THRESHOLD", DD_OPT_DURATION, O(stale_threshold_ms),
-     "DUR", "heartbeat age after which a record is stale (default 15s)"},
+     "DUR", "heartbeat age after which a record is stale (default 15s, at least 1s; the "
+     "owner's own threshold, in its record, wins when longer)"},
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
