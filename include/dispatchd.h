@@ -53,7 +53,8 @@ typedef struct dispatchd_worker_opts {
     const char *project;          /* the dispatcher this worker serves */
     const char *queue;
     const char *server_id;        /* this worker's identity */
-    int64_t heartbeat_interval_ms; /* default 5000; keep it below the owners' threshold */
+    int64_t heartbeat_interval_ms; /* default 5000; lowered to a third of the owner's
+                                   * threshold (its record's ttl_ms) when that is shorter */
     FILE *log;                    /* logfmt lines go here; NULL: stderr */
     const char *id_prefix;        /* the fleet's --id-prefix; NULL: "dispatcher-" */
 } dispatchd_worker_opts;

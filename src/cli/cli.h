@@ -68,6 +68,12 @@ const char *dd_cli_redis_url_safe(const dd_cli *cli);
  * file). Returns 0, or an exit code after printing why. */
 struct dd_store;
 int dd_cli_store_open(dd_cli *cli, const dd_ctx *ctx, struct dd_store **out);
+/* Once per process: a warning when the Redis URL carries a password and came
+ * from the command line (visible to every local user in ps). */
+void dd_cli_redis_password_warn(dd_cli *cli);
+/* "cannot read WHAT from URL: why (detail); what to do", for a Redis call
+ * that failed with st on s (s may be NULL). Returns the exit code (1). */
+int dd_cli_redis_fail(dd_cli *cli, struct dd_store *s, int st, const char *what);
 
 struct dd_metrics_http;
 /* Serves ctx->metrics, /healthz and /readyz (ready(arg) decides) on listen

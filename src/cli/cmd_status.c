@@ -159,9 +159,7 @@ int dd_cmd_status(dd_cli *cli)
         while (!r.done && uv_run(&loop, UV_RUN_ONCE))
             ;
         if (r.err) {
-            code = dd_cli_fail(cli, "cannot read dispatchers from %s: %s (%s)",
-                               dd_cli_redis_url_safe(cli), dd_strerror(r.err),
-                               dd_store_last_error(r.s));
+            code = dd_cli_redis_fail(cli, r.s, r.err, "dispatchers");
         } else if (cli->cfg.json) {
             json_t *o = json_pack("{s:O, s:I}", "dispatchers", r.rows, "stale_threshold_ms",
                                   (json_int_t)cli->cfg.stale_threshold_ms);

@@ -60,6 +60,7 @@ int dd_cmd_worker(dd_cli *cli)
     }
     /* The real URL: a password in it is the worker's to use (the store
      * registers it as a log secret). The ***-masked one is for messages. */
+    dd_cli_redis_password_warn(cli);
     dispatchd_worker_opts o = {.redis_url = dd_cli_redis_url(cli),
                                .redis_password = pw,
                                .project = project,
@@ -168,9 +169,7 @@ int dd_cmd_workers(dd_cli *cli)
             ;
         json_t *workers = json_object_get(q.out, "workers");
         if (q.err) {
-            code = dd_cli_fail(cli, "cannot read %s from %s: %s (%s)", cli->pos[0],
-                               dd_cli_redis_url_safe(cli), dd_strerror(q.err),
-                               dd_store_last_error(s));
+            code = dd_cli_redis_fail(cli, s, q.err, cli->pos[0]);
         } else if (q.rec_status == DD_ENOTFOUND && json_array_size(workers) == 0) {
             code = dd_cli_fail(cli,
                                "unknown dispatcher '%s': no owner record and no workers in %s",

@@ -47,6 +47,24 @@ int dd_cli_temporal_new(dd_cli *cli, const dd_ctx *ctx, struct dd_temporal **out
                                   "--temporal-url '%s': expected http://HOST:PORT or "
                                   "https://HOST:PORT (the Temporal HTTP API)",
                                   url);
+    /* The usual mistakes, named before they turn into a vague failure. */
+    const char *auth = strstr(url, "://") + 3;
+    size_t alen = strcspn(auth, "/?#");
+    if (alen == 0)
+        return dd_cli_usage_error(cli,
+                                  "--temporal-url '%s': the host is missing: expected "
+                                  "http://HOST:PORT, e.g. http://127.0.0.1:7243 (the Temporal "
+                                  "HTTP API port; the dev server's default is 7243, its gRPC "
+                                  "port 7233 will not do)",
+                                  url);
+    size_t plen = strlen(auth + alen);
+    while (plen > 0 && auth[alen + plen - 1] == '/')
+        plen--;
+    if (plen >= 7 && strncmp(auth + alen + plen - 7, "/api/v1", 7) == 0)
+        return dd_cli_usage_error(cli,
+                                  "--temporal-url '%s': leave out '/api/v1' (dispatchd adds it): "
+                                  "use '%.*s'",
+                                  url, (int)(auth + alen + plen - 7 - url), url);
     if (!cli->cfg.namespace_ || !*cli->cfg.namespace_)
         return dd_cli_usage_error(cli, "--namespace must not be empty");
     char err[512];
@@ -69,7 +87,12 @@ int dd_cli_temporal_new(dd_cli *cli, const dd_ctx *ctx, struct dd_temporal **out
     *out = dd_temporal_new(ctx, &o);
     dd_secret_free(api_key);
     if (!*out)
-        return dd_cli_usage_error(cli, "cannot set up the Temporal client for '%s'", url);
+        return dd_cli_usage_error(cli,
+                                  "cannot set up the Temporal client for '%s': the reason is "
+                                  "in the event=temporal_config line above (expected "
+                                  "http(s)://HOST:PORT of the Temporal HTTP API, and readable "
+                                  "--temporal-ca-file/--temporal-cert-file/--temporal-key-file)",
+                                  url);
     return 0;
 }
 
@@ -103,6 +126,7 @@ int dd_cli_store_open(dd_cli *cli, const dd_ctx *ctx, dd_store **out)
     if (dd_config_secret("DISPATCHD_REDIS_PASSWORD", cli->cfg.redis_password_file, &pw, err,
                          sizeof(err)) < 0)
         return dd_cli_usage_error(cli, "%s", err);
+    dd_cli_redis_password_warn(cli);
     dd_store_opts so = {.url = dd_cli_redis_url(cli), .password = pw};
     int rc = dd_store_open(ctx, &so, out, err, sizeof(err));
     dd_secret_free(pw);
@@ -129,6 +153,52 @@ const char *dd_cli_redis_url_safe(const dd_cli *cli)
         dd_buf_printf(&b, "%.*s***@%s", (int)(scheme + 3 - url), url, at + 1);
     safe = dd_buf_detach(&b);
     return safe;
+}
+
+void dd_cli_redis_password_warn(dd_cli *cli)
+{
+    static bool warned;
+    const char *url = dd_cli_redis_url(cli);
+    const char *scheme = strstr(url, "://");
+    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    const char *slash = scheme ? strchr(scheme + 3, '/') : NULL;
+    if (warned || !at || (slash && slash < at))
+        return;
+    const char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
+    if (!colon || colon + 1 == at) /* a user name alone is no secret */
+        return;
+    /* From the environment it is not on the command line (only the same
+     * user and root can read /proc/PID/environ). */
+    const char *env = getenv("DISPATCHD_REDIS_URL");
+    if (env && !strcmp(env, url))
+        return;
+    warned = true;
+    dd_warn(cli->log, "redis_password_in_url", "url=%s note=%s", dd_cli_redis_url_safe(cli),
+            "a password inside --redis-url is visible to every local user (ps, "
+            "/proc/PID/cmdline): put it in DISPATCHD_REDIS_PASSWORD or a file named by "
+            "--redis-password-file and leave it out of the URL");
+}
+
+int dd_cli_redis_fail(dd_cli *cli, dd_store *s, int st, const char *what)
+{
+    const char *detail = s ? dd_store_last_error(s) : "";
+    if (!detail)
+        detail = "";
+    const char *hint;
+    if (st == -EACCES || strstr(detail, "NOAUTH") || strstr(detail, "WRONGPASS") ||
+        strstr(detail, "without any password"))
+        hint = "check the password: DISPATCHD_REDIS_PASSWORD or --redis-password-file (or none "
+               "if the server has no requirepass)";
+    else if (st == DD_EUNAVAIL || st == DD_ETIMEOUT || st == DD_ECANCELED)
+        hint = "is redis-server running there? `dispatchd up` or `dispatchd stack start` runs "
+               "one on 127.0.0.1:6379 (--redis-port); elsewhere set --redis-url or "
+               "DISPATCHD_REDIS_URL";
+    else
+        hint = "check --redis-url and that the server is a Redis 6 or later";
+    bool has = *detail != '\0';
+    return dd_cli_fail(cli, "cannot read %s from %s: %s%s%s%s; %s", what,
+                       dd_cli_redis_url_safe(cli), dd_strerror(st), has ? " (" : "",
+                       has ? detail : "", has ? ")" : "", hint);
 }
 
 /* ---- what runs under a dispatcher's ID (marker or workflow mode) -------- */

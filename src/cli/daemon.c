@@ -51,7 +51,8 @@ static bool dd_daemon_ready(void *arg, char *reason, size_t len)
         return false;
     }
     if (d->store && !dd_store_ready(d->store)) {
-        dd_msgf(reason, len, "redis unavailable: %s", dd_store_last_error(d->store));
+        const char *why = dd_store_last_error(d->store);
+        dd_msgf(reason, len, "redis unavailable: %s", *why ? why : "not connected yet");
         return false;
     }
     for (int i = 0; i < d->nowners; i++) {

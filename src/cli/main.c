@@ -82,7 +82,8 @@ static const dd_cli_cmd dd_commands[] = {
      "Redis knows nothing about."},
     {"reconcile", dd_cmd_reconcile, dd_groups_reconcile, "reconcile [--loop] [options]",
      "clean up stale dispatchers once (or keep going with --loop); prints JSON per cycle",
-     "A record whose heartbeat is older than --stale-threshold is stale: its exact run is\n"
+     "A record whose heartbeat is older than --stale-threshold (or its owner's own threshold,\n"
+     "ttl_ms in the record, when that is longer) is stale: its exact run is\n"
      "terminated first (reason \"stale: no heartbeat from <server id> for <age>\"), then the\n"
      "record is deleted only if nobody refreshed it meanwhile. A run already closed: the\n"
      "record is deleted. Running dispatcher workflows without any record for longer than\n"

@@ -93,7 +93,8 @@ const dd_opt dd_opts_heartbeat[] = {
 
 const dd_opt dd_opts_stale[] = {
     {"stale-threshold", "DISPATCHD_STALE_THRESHOLD", DD_OPT_DURATION, O(stale_threshold_ms),
-     "DUR", "heartbeat age after which a record is stale (default 15s)"},
+     "DUR", "heartbeat age after which a record is stale (default 15s, at least 1s; the "
+     "owner's own threshold, in its record, wins when longer)"},
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
@@ -419,6 +420,21 @@ int dd_config_validate(const dd_config *cfg, char *err, size_t errlen)
         dd_msgf(err, errlen,
                 "--stale-threshold (%s) must be longer than --heartbeat-interval (%s), "
                 "or every healthy owner would look stale; 3x the interval is a good choice",
+                a, b);
+        return DD_EINVAL;
+    }
+    if (cfg->stale_threshold_ms < DD_STALE_THRESHOLD_MIN_MS) {
+        /* A floor for every command that judges records (run, up, reconcile,
+         * status): records are judged by the longer of this and their
+         * owner's own ttl_ms, so a tiny value cannot make anyone faster, and
+         * an owner on one would heartbeat Redis many times a second. */
+        char a[32], b[32];
+        dd_duration_format(cfg->stale_threshold_ms, a, sizeof(a));
+        dd_duration_format(DD_STALE_THRESHOLD_MIN_MS, b, sizeof(b));
+        dd_msgf(err, errlen,
+                "--stale-threshold %s is below the floor of %s: use the fleet's threshold "
+                "(default 15s); a record is judged stale only past the longer of this and its "
+                "owner's own threshold anyway",
                 a, b);
         return DD_EINVAL;
     }

@@ -14,6 +14,8 @@
 #include <stdio.h>
 
 #define DD_MAX_DISPATCHERS 64
+/* The smallest --stale-threshold any command accepts (config.c says why). */
+#define DD_STALE_THRESHOLD_MIN_MS 1000
 
 typedef struct dd_config {
     /* common */
@@ -49,7 +51,7 @@ typedef struct dd_config {
     const char *dispatchers[DD_MAX_DISPATCHERS]; /* "project/queue" */
     int ndispatchers;
     int64_t heartbeat_interval_ms;
-    int64_t stale_threshold_ms;
+    int64_t stale_threshold_ms; /* at least DD_STALE_THRESHOLD_MIN_MS */
     int64_t reconcile_interval_ms;
     double terminate_rate;
     bool loop;

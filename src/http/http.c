@@ -989,16 +989,32 @@ static void conn_timer_cb(uv_timer_t *t)
 
 /* ---------------------------------------------------------------- reply */
 
+/* An HTTP/2 frame header of a SETTINGS frame on stream 0: what a gRPC
+ * server (Temporal's frontend port, 7233 by default) sends first, whatever
+ * it was asked. By far the most common wrong port; worth naming. */
+static bool looks_http2(const char *p, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    return n >= 9 && u[3] == 0x04 && (u[4] & ~1u) == 0 && u[5] == 0 && u[6] == 0 && u[7] == 0 &&
+           u[8] == 0;
+}
+
 /* Feeds reply bytes. Returns 1 when the reply is complete, 0 for more,
  * -1 when c has failed (already reported). */
 static int feed(conn *c, const char *p, size_t n)
 {
     size_t used;
+    bool first = !c->got_bytes;
     c->got_bytes = c->got_bytes || n > 0;
     int rc = dd_http_parser_feed(c->parser, p, n, &used);
     if (rc < 0) {
-        conn_fail(c, DD_EPROTO, false, "invalid reply from %s: %s", c->h->authority,
-                  dd_http_parser_error(c->parser));
+        conn_fail(c, DD_EPROTO, false, "invalid reply from %s: %s%s", c->h->authority,
+                  dd_http_parser_error(c->parser),
+                  first && looks_http2(p, n)
+                      ? ": that is an HTTP/2 (gRPC) port, such as Temporal's 7233; the URL "
+                        "must name the Temporal HTTP API port (7243 by default, `temporal "
+                        "server start-dev --http-port`)"
+                      : "");
         return -1;
     }
     if (rc == DD_HTTP_PARSE_DONE && used < n)

@@ -66,12 +66,17 @@ struct dd_heartbeat {
     size_t nknown;
     size_t workers;    /* what we added to dispatchd_workers_registered */
     dd_metric *m_evictions, *m_registered;
+    /* the owner record's threshold as last seen (ttl_ms; 0 none yet) and
+     * whether it differs from ours: logged once per change, exported */
+    int64_t seen_ttl_ms;
+    dd_metric *m_own_threshold, *m_mismatch;
     void (*done)(void *);
     void *done_arg;
 };
 
 static void dd_hb_workers_check(dd_heartbeat *h);
 static void dd_hb_lease_given_back(int st, void *arg);
+static void dd_hb_note_ttl(dd_heartbeat *h, int64_t ttl_ms);
 
 /* The dispatcher's failover lease (see dd_hb_try_failover). */
 static void dd_hb_lease_name(const dd_heartbeat *h, dd_buf *name)
@@ -167,6 +172,17 @@ dd_heartbeat *dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o,
                                             NULL, NULL, 0);
         dd_metric_add(h->m_evictions, NULL, 0);
         dd_metric_add(h->m_registered, NULL, 0);
+        h->m_own_threshold = dd_metrics_family(ctx->metrics, DD_GAUGE,
+                                               DD_METRIC_STALE_THRESHOLD,
+                                               DD_METRIC_STALE_THRESHOLD_HELP, NULL, NULL, 0);
+        dd_metric_set(h->m_own_threshold, NULL, (double)h->opts.threshold_ms / 1000.0);
+        const char *const lbl[] = {"dispatcher", NULL};
+        h->m_mismatch = dd_metrics_family(ctx->metrics, DD_GAUGE, "dispatchd_threshold_mismatch",
+                                          "1 while the dispatcher's owner record carries a stale "
+                                          "threshold (ttl_ms) other than this process's "
+                                          "--stale-threshold, else 0.",
+                                          lbl, NULL, 0);
+        dd_metric_set(h->m_mismatch, DD_L1(dd_owner_name(h->o)), 0);
     }
     uv_timer_init(ctx->loop, &h->timer);
     uv_timer_init(ctx->loop, &h->ack_timer);
@@ -217,6 +233,7 @@ static void dd_hb_claimed(int st, const dd_store_owner *res, void *arg)
         dd_info(h->ctx.log, "record_claimed", "dispatcher=%s workflow_id=%s run_id=%s epoch=%lld",
                 dd_owner_name(h->o), dd_owner_workflow_id(h->o), h->run_id,
                 (long long)h->epoch);
+        dd_hb_note_ttl(h, h->opts.threshold_ms); /* the record carries ours now */
         return;
     }
     dd_warn(h->ctx.log, "record_claim_failed", "dispatcher=%s error=%s retry_in_ms=%lld",
@@ -412,6 +429,32 @@ size_t dd_heartbeat_workers(const dd_heartbeat *h)
     return h->owning ? h->workers : 0;
 }
 
+/* A fleet with mixed thresholds still works (a record is stale only past
+ * the longer of the reader's and its owner's: no host kills early), but the
+ * owner's peers then wait for its threshold, not theirs: an operator wants
+ * to know. Logged when the pair changes, not per read. */
+static void dd_hb_note_ttl(dd_heartbeat *h, int64_t ttl_ms)
+{
+    if (ttl_ms <= 0 || ttl_ms == h->seen_ttl_ms)
+        return;
+    bool was = h->seen_ttl_ms > 0 && h->seen_ttl_ms != h->opts.threshold_ms;
+    bool is = ttl_ms != h->opts.threshold_ms;
+    h->seen_ttl_ms = ttl_ms;
+    if (is)
+        dd_warn(h->ctx.log, "threshold_mismatch",
+                "dispatcher=%s threshold_ms=%lld owner_threshold_ms=%lld judged_by_ms=%lld "
+                "note=%s",
+                dd_owner_name(h->o), (long long)h->opts.threshold_ms, (long long)ttl_ms,
+                (long long)(ttl_ms > h->opts.threshold_ms ? ttl_ms : h->opts.threshold_ms),
+                "the fleet runs mixed --stale-threshold values; records are judged by the "
+                "longer one: give every host the same value");
+    else if (was)
+        dd_info(h->ctx.log, "threshold_match", "dispatcher=%s threshold_ms=%lld",
+                dd_owner_name(h->o), (long long)ttl_ms);
+    if (h->m_mismatch)
+        dd_metric_set(h->m_mismatch, DD_L1(dd_owner_name(h->o)), is ? 1 : 0);
+}
+
 /* ---- standby side ----------------------------------------------------- */
 
 static void dd_hb_lease_done(int st, void *arg)
@@ -495,6 +538,7 @@ static void dd_hb_watch_done(int st, const dd_store_hb *rec, void *arg)
     /* Judged on Redis's clock (rec->now_ms, read with the record), against
      * the longer of our threshold and the owner's own (ttl_ms): a standby
      * configured shorter than the owner never calls it stale early. */
+    dd_hb_note_ttl(h, rec->ttl_ms);
     int64_t now = rec->now_ms;
     int64_t thr = rec->ttl_ms > h->opts.threshold_ms ? rec->ttl_ms : h->opts.threshold_ms;
     int64_t stale_at = rec->hb_ms + thr;

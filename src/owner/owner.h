@@ -30,6 +30,12 @@ struct dd_temporal;
 #define DD_DISPATCHER_WORKFLOW_TYPE "dispatchd.dispatcher"
 #define DD_MARKER_TASK_QUEUE "dispatchd"
 #define DD_RUN_ID_LEN 64
+/* Registered by the owner's heartbeat and by the reconciler (same family
+ * either way, so name and help live in one place). */
+#define DD_METRIC_STALE_THRESHOLD "dispatchd_stale_threshold_seconds"
+#define DD_METRIC_STALE_THRESHOLD_HELP                                                             \
+    "This process's --stale-threshold. Compare across the fleet (min vs max): every host "        \
+    "should run the same value."
 
 /* What runs under the dispatcher's workflow ID (docs/workflows.md).
  * Marker mode (type NULL): a dispatchd.dispatcher marker on a task queue

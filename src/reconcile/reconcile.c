@@ -1225,6 +1225,9 @@ dd_reconciler *dd_reconciler_new(const dd_ctx *ctx, dd_store *s, dd_temporal *t,
     dd_metrics *m = ctx->metrics;
     if (m) {
         const char *const stage[] = {"stage", NULL}, *const result[] = {"result", NULL};
+        dd_metric_set(dd_metrics_family(m, DD_GAUGE, DD_METRIC_STALE_THRESHOLD,
+                                        DD_METRIC_STALE_THRESHOLD_HELP, NULL, NULL, 0),
+                      NULL, (double)r->o.stale_threshold_ms / 1000.0);
         r->m_active = dd_metrics_family(m, DD_GAUGE, "dispatchd_dispatchers_active",
                                         "Dispatchers with a fresh heartbeat in Redis, as seen "
                                         "by this process's reconciler (a fleet-wide count).",

@@ -90,6 +90,16 @@ static const char lua_worker_hb[] = LUA_NOW("ARGV[2]")
     "redis.call('ZADD', KEYS[1], nows, ARGV[1])\n"
     "return nows\n";
 
+/* KEYS: workers, hb. ARGV: member now. {1 if the member was not in the set
+ * (new, or evicted since), the owner record's ttl_ms or 0}: one step, so a
+ * worker learns both whether it was evicted and what threshold the owner
+ * evicts by. A ttl that is not a sane number reads as 0 (unknown). */
+static const char lua_worker_beat[] = LUA_NOW("ARGV[2]")
+    "local added = redis.call('ZADD', KEYS[1], nows, ARGV[1])\n"
+    "local ttl = tonumber(redis.call('HGET', KEYS[2], 'ttl_ms') or '') or 0\n"
+    "if ttl ~= ttl or ttl < 0 or ttl > 9007199254740992 then ttl = 0 end\n"
+    "return {added, math.floor(ttl)}\n";
+
 /* KEYS: hb, index. ARGV: wid run epoch. */
 static const char lua_release[] = LUA_FENCE("ARGV[2]", "ARGV[3]")
     "redis.call('DEL', KEYS[1])\n"
@@ -298,6 +308,44 @@ int dd_store_worker_heartbeat(dd_store *s, const char *wid, const char *server_i
         return rc;
     return end(r, dd_store__cmd(r, "EVAL", lua_worker_hb, "1", key, server_id, I64(now, now_ms),
                                 NULL));
+}
+
+static void worker_beat_reply(dd_store__req *r, redisReply *rep)
+{
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER ||
+        rep->element[1]->type != REDIS_REPLY_INTEGER || rep->element[1]->integer < 0) {
+        r->status = DD_EPROTO;
+    } else {
+        r->owner.epoch = rep->element[0]->integer != 0; /* added */
+        r->owner.now_ms = rep->element[1]->integer;     /* the owner's ttl_ms */
+    }
+    dd_store__finish(r, 0);
+}
+
+static void worker_beat_deliver(dd_store__req *r, int status)
+{
+    status = status ? status : r->status;
+    ((dd_store_worker_beat_cb *)r->cb)(status, status == 0 && r->owner.epoch,
+                                       status == 0 ? r->owner.now_ms : 0, r->arg);
+}
+
+static const dd_store__op worker_beat_op = {"worker_beat", worker_beat_reply,
+                                            worker_beat_deliver};
+
+int dd_store_worker_beat(dd_store *s, const char *wid, const char *server_id, int64_t now_ms,
+                         dd_store_worker_beat_cb *cb, void *arg)
+{
+    char key[DD_STORE__KEYMAX], hb[DD_STORE__KEYMAX], now[24];
+    int rc;
+    if (!dd_store__key(key, "workers", wid) || !dd_store__key(hb, "hb", wid) || !server_id ||
+        !*server_id)
+        return DD_EINVAL;
+    dd_store__req *r = begin(s, &worker_beat_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    return end(r, dd_store__cmd(r, "EVAL", lua_worker_beat, "2", key, hb, server_id,
+                                I64(now, now_ms), NULL));
 }
 
 int dd_store_worker_deregister(dd_store *s, const char *wid, const char *server_id,

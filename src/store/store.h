@@ -271,6 +271,13 @@ typedef void dd_store_workers_cb(int status, const dd_store_workers *res, void *
  * owners: not fenced. */
 int dd_store_worker_heartbeat(dd_store *s, const char *workflow_id, const char *server_id,
                               int64_t now_ms, dd_store_status_cb *cb, void *arg);
+/* The worker's heartbeat: the same ZADD, and in the same step the owner
+ * record's ttl_ms (the threshold the owner evicts workers by). cb gets
+ * added = true when the worker was not in the set (first beat, or evicted
+ * since the last one) and owner_ttl_ms (0: no owner record, or no ttl). */
+typedef void dd_store_worker_beat_cb(int status, bool added, int64_t owner_ttl_ms, void *arg);
+int dd_store_worker_beat(dd_store *s, const char *workflow_id, const char *server_id,
+                         int64_t now_ms, dd_store_worker_beat_cb *cb, void *arg);
 int dd_store_worker_deregister(dd_store *s, const char *workflow_id, const char *server_id,
                                dd_store_status_cb *cb, void *arg);
 int dd_store_worker_list(dd_store *s, const char *workflow_id, dd_store_workers_cb *cb,

@@ -2,7 +2,15 @@
  *
  * A worker is deliberately simple: ZADD its server id with the current time
  * into the dispatcher's worker set every interval. It is not fenced (it
- * owns nothing); the owner decides who is dead. */
+ * owns nothing); the owner decides who is dead.
+ *
+ * The owner evicts a worker whose heartbeat is older than the owner's own
+ * stale threshold, which is in its record (ttl_ms); every heartbeat reads it
+ * in the same step. A worker configured slower than a third of that would
+ * be evicted and re-registered over and over (a `workers` signal each time),
+ * so it heartbeats at min(configured interval, ttl_ms / 3) and says so once
+ * per change. A heartbeat that finds itself missing from the set after the
+ * first means the owner evicted it: logged as a warning. */
 #include "dispatchd.h"
 
 #include "core/buf.h"
@@ -25,7 +33,9 @@ struct dispatchd_worker {
     dd_store *s;
     char wid[DD_DISPATCHER_ID_BUFLEN];
     char *server_id;
-    int64_t interval_ms;
+    int64_t interval_ms;  /* configured */
+    int64_t effective_ms; /* what the timer runs at: min(configured, owner ttl / 3) */
+    int64_t owner_ttl_ms; /* last seen in the owner's record (0: none yet) */
     uv_timer_t timer;
     uv_timer_t stop_deadline;
     uint64_t beats;
@@ -39,18 +49,68 @@ struct dispatchd_worker {
 
 static void dd_worker_tick(uv_timer_t *t);
 
-static void dd_worker_beat_done(int st, void *arg)
+/* The interval that keeps three heartbeats inside the owner's threshold. */
+static int64_t dd_worker_interval_for(const dispatchd_worker *w, int64_t owner_ttl_ms)
+{
+    if (owner_ttl_ms <= 0)
+        return w->interval_ms;
+    int64_t fit = owner_ttl_ms / 3;
+    if (fit < 100) /* the owners' own floor (owner/fence.h); a smaller ttl is not ours to fix */
+        fit = 100;
+    return fit < w->interval_ms ? fit : w->interval_ms;
+}
+
+static void dd_worker_learn_ttl(dispatchd_worker *w, int64_t owner_ttl_ms)
+{
+    if (owner_ttl_ms <= 0 || owner_ttl_ms == w->owner_ttl_ms)
+        return;
+    w->owner_ttl_ms = owner_ttl_ms;
+    int64_t e = dd_worker_interval_for(w, owner_ttl_ms);
+    if (e == w->effective_ms)
+        return;
+    if (e < w->interval_ms)
+        dd_warn(w->log, "worker_interval_adjusted",
+                "workflow_id=%s worker=%s configured_interval_ms=%lld owner_threshold_ms=%lld "
+                "interval_ms=%lld note=%s",
+                w->wid, w->server_id, (long long)w->interval_ms, (long long)owner_ttl_ms,
+                (long long)e,
+                "the owner evicts workers silent for its threshold: heartbeating a third of it; "
+                "set --heartbeat-interval at most that to silence this");
+    else
+        dd_info(w->log, "worker_interval_adjusted",
+                "workflow_id=%s worker=%s configured_interval_ms=%lld owner_threshold_ms=%lld "
+                "interval_ms=%lld",
+                w->wid, w->server_id, (long long)w->interval_ms, (long long)owner_ttl_ms,
+                (long long)e);
+    bool sooner = e < w->effective_ms;
+    w->effective_ms = e;
+    uv_timer_set_repeat(&w->timer, (uint64_t)e);
+    if (sooner) /* the next beat is due within the new interval, not the old one */
+        uv_timer_start(&w->timer, dd_worker_tick, (uint64_t)e, (uint64_t)e);
+}
+
+static void dd_worker_beat_done(int st, bool added, int64_t owner_ttl_ms, void *arg)
 {
     dispatchd_worker *w = arg;
     w->inflight--;
     if (w->stopping)
         return;
     if (st == 0) {
-        if (w->beats == 0 || w->logged_down)
-            dd_info(w->log, "worker_registered", "workflow_id=%s worker=%s", w->wid,
-                    w->server_id);
+        if (w->beats > 0 && added)
+            dd_warn(w->log, "worker_evicted",
+                    "workflow_id=%s worker=%s interval_ms=%lld owner_threshold_ms=%lld "
+                    "note=%s",
+                    w->wid, w->server_id, (long long)w->effective_ms, (long long)owner_ttl_ms,
+                    w->logged_down ? "Redis was unreachable longer than the owner's threshold; "
+                                     "registered again"
+                                   : "the owner found no heartbeat within its threshold; "
+                                     "registered again");
+        else if (w->beats == 0 || w->logged_down)
+            dd_info(w->log, "worker_registered", "workflow_id=%s worker=%s interval_ms=%lld",
+                    w->wid, w->server_id, (long long)w->effective_ms);
         w->beats++;
         w->logged_down = false;
+        dd_worker_learn_ttl(w, owner_ttl_ms);
     } else if (!w->logged_down) {
         dd_warn(w->log, "worker_heartbeat_failed", "workflow_id=%s worker=%s error=%s", w->wid,
                 w->server_id, dd_strerror(st));
@@ -63,8 +123,7 @@ static void dd_worker_tick(uv_timer_t *t)
     dispatchd_worker *w = t->data;
     if (w->stopping)
         return;
-    if (dd_store_worker_heartbeat(w->s, w->wid, w->server_id, 0, dd_worker_beat_done,
-                                  w) == 0)
+    if (dd_store_worker_beat(w->s, w->wid, w->server_id, 0, dd_worker_beat_done, w) == 0)
         w->inflight++;
 }
 
@@ -91,6 +150,7 @@ int dispatchd_worker_start(uv_loop_t *loop, const dispatchd_worker_opts *o,
     snprintf(w->wid, sizeof(w->wid), "%s", wid);
     w->server_id = dd_strdup(o->server_id);
     w->interval_ms = o->heartbeat_interval_ms > 0 ? o->heartbeat_interval_ms : 5000;
+    w->effective_ms = w->interval_ms;
     dd_store_opts so = {.url = o->redis_url, .password = o->redis_password};
     rc = dd_store_open(&w->ctx, &so, &w->s, err, errlen);
     if (rc < 0) {

@@ -180,6 +180,13 @@ static void oldest_cb(int st, const char *wid, int64_t hb_ms, void *arg)
     touch(wid);
 }
 
+static void beat_cb(int st, bool added, int64_t owner_ttl_ms, void *arg)
+{
+    calls++;
+    FUZZ_CHECK(st == 0 || (!added && owner_ttl_ms == 0), "status %d with a result", st);
+    FUZZ_CHECK(owner_ttl_ms >= 0, "a negative owner ttl %lld", (long long)owner_ttl_ms);
+}
+
 /* ---- the operations --------------------------------------------------- */
 
 static int start(dd_store *s, int op)
@@ -199,7 +206,7 @@ static int start(dd_store *s, int op)
     case 9: return dd_store_lease_acquire(s, "failover:w", "host-1", 1000, status_cb, NULL);
     case 10: return dd_store_lease_held(s, "handoff:w:r", status_cb, NULL);
     case 11: return dd_store_lease_release(s, "failover:w", "host-1", status_cb, NULL);
-    case 12: return dd_store_worker_heartbeat(s, "dispatcher-p-q", "w1", 1, status_cb, NULL);
+    case 12: return dd_store_worker_beat(s, "dispatcher-p-q", "w1", 1, beat_cb, NULL);
     case 13: return dd_store_worker_deregister(s, "dispatcher-p-q", "w1", status_cb, NULL);
     case 14: return dd_store_worker_list(s, "dispatcher-p-q", workers_cb, NULL);
     default: return dd_store_worker_evict(s, "dispatcher-p-q", "run-1", 7, 1, 10, workers_cb,

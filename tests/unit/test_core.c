@@ -306,6 +306,16 @@ static void test_config_errors(void **state)
     assert_int_equal(dd_config_validate(&cfg, err, sizeof(err)), DD_EINVAL);
     assert_non_null(strstr(err, "--stale-threshold"));
 
+    /* the floor holds for every command, heartbeating or not (issue 13) */
+    char *a7[] = {"--heartbeat-interval", "100ms", "--stale-threshold", "999ms"};
+    assert_int_equal(dd_config_parse(&cfg, groups, 4, a7, &npos, NULL, err, sizeof(err)), 0);
+    cfg.heartbeats = false;
+    assert_int_equal(dd_config_validate(&cfg, err, sizeof(err)), DD_EINVAL);
+    assert_non_null(strstr(err, "--stale-threshold 999ms is below the floor of 1s"));
+    char *a8[] = {"--stale-threshold", "1s"};
+    assert_int_equal(dd_config_parse(&cfg, groups, 2, a8, &npos, NULL, err, sizeof(err)), 0);
+    assert_int_equal(dd_config_validate(&cfg, err, sizeof(err)), 0);
+
     char *a6[] = {"--redis-port"};
     assert_int_equal(dd_config_parse(&cfg, groups, 1, a6, &npos, NULL, err, sizeof(err)),
                      DD_EINVAL);
