@@ -31,7 +31,8 @@ proxy() {
   python3 "$DD_SOURCE_DIR/tests/support/netfault_proxy.py" --route "redis=127.0.0.1:$RP" \
     --route "temporal=$TADDR" --port-file "$T/$1.ports" 2>>"$T/$1.proxy.log" &
   track $!
-  wait_until 5 test -s "$T/$1.ports" || fail "proxy for $1 did not start"
+  # bounded, and generous: a python start-up on a saturated machine took over 5 s
+  wait_until 30 test -s "$T/$1.ports" || fail "proxy for $1 did not start within 30 s"
 }
 pport() { awk -v r="$2" '$1==r{print $2}' "$T/$1.ports"; }
 netmode() { # netmode HOST ROUTE|all pass|hold|asym
