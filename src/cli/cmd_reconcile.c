@@ -134,9 +134,9 @@ int dd_cmd_reconcile(dd_cli *cli)
                                  .sweep = true,
                                  .on_cycle = cli->cfg.loop ? dd_rec_on_cycle : NULL,
                                  .arg = &c};
-        c.r = dd_reconciler_new(&ctx, c.s, c.t, &ro);
-        if (!c.r) {
-            code = dd_cli_usage_error(cli, "invalid reconciler settings (see the log)");
+        char err[256];
+        if (dd_reconciler_new(&ctx, c.s, c.t, &ro, &c.r, err, sizeof(err)) < 0) {
+            code = dd_cli_usage_error(cli, "%s", err);
             dd_store_close(c.s);
             dd_temporal_close(c.t, NULL, NULL);
         } else if (cli->cfg.loop) {

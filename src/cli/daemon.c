@@ -349,9 +349,8 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                              .terminate_rate = cli->cfg.terminate_rate,
                              .holder = dd_cli_server_id(cli),
                              .sweep = true};
-    d->rec = dd_reconciler_new(ctx, d->store, d->t, &ro);
-    if (!d->rec) {
-        code = dd_cli_usage_error(cli, "invalid reconciler settings (see the log)");
+    if (dd_reconciler_new(ctx, d->store, d->t, &ro, &d->rec, err, sizeof(err)) < 0) {
+        code = dd_cli_usage_error(cli, "%s", err);
         goto fail;
     }
     if (strcmp(cli->cfg.metrics_listen, "off") != 0) {

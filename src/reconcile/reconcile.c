@@ -1173,15 +1173,24 @@ static void schedule(dd_reconciler *r, int64_t oldest_hb)
 
 /* ---- public ------------------------------------------------------------- */
 
-dd_reconciler *dd_reconciler_new(const dd_ctx *ctx, dd_store *s, dd_temporal *t,
-                                 const dd_reconciler_opts *o)
+int dd_reconciler_new(const dd_ctx *ctx, dd_store *s, dd_temporal *t,
+                      const dd_reconciler_opts *o, dd_reconciler **out, char *err, size_t errlen)
 {
-    if (!ctx || !s || !t || !o || !o->holder || !*o->holder || o->stale_threshold_ms < 0 ||
-        o->interval_ms < 0 || !(o->terminate_rate >= 0) || o->sweep_interval_ms < 0 ||
-        o->lease_ttl_ms < 0) {
-        if (ctx && ctx->log)
-            dd_error(ctx->log, "reconcile_config", "error=%s", "holder required, no negatives");
-        return NULL;
+    *out = NULL;
+    if (!ctx || !s || !t || !o) {
+        dd_msgf(err, errlen, "reconciler: context, store, Temporal client and options needed");
+        return DD_EINVAL;
+    }
+    if (!o->holder || !*o->holder) {
+        dd_msgf(err, errlen, "reconciler: a holder (the server id) is required");
+        return DD_EINVAL;
+    }
+    if (o->stale_threshold_ms < 0 || o->interval_ms < 0 || !(o->terminate_rate >= 0) ||
+        o->sweep_interval_ms < 0 || o->lease_ttl_ms < 0) {
+        dd_msgf(err, errlen,
+                "reconciler: threshold, interval, terminate rate, sweep interval and lease ttl "
+                "must not be negative");
+        return DD_EINVAL;
     }
     dd_reconciler *r = dd_xcalloc(1, sizeof(*r));
     r->ctx = *ctx;
@@ -1260,7 +1269,8 @@ dd_reconciler *dd_reconciler_new(const dd_ctx *ctx, dd_store *s, dd_temporal *t,
         dd_metric_add(r->m_cycles, DD_L1("ok"), 0);
         dd_metric_add(r->m_cycles, DD_L1("error"), 0);
     }
-    return r;
+    *out = r;
+    return 0;
 }
 
 void dd_reconciler_start(dd_reconciler *r)

@@ -108,10 +108,11 @@ typedef struct dd_reconciler_opts {
 } dd_reconciler_opts;
 
 /* ctx, s and t are borrowed and must outlive the reconciler; opts (and the
- * holder and sweep_scope strings) are copied. Returns NULL (and logs) when holder is missing
- * or an option is out of range. Free with dd_reconciler_close(). */
-dd_reconciler *dd_reconciler_new(const dd_ctx *ctx, struct dd_store *s, struct dd_temporal *t,
-                                 const dd_reconciler_opts *o);
+ * holder and sweep_scope strings) are copied. 0 and *out, or DD_EINVAL with
+ * the reason in err when the holder is missing or an option is negative.
+ * Free with dd_reconciler_close(). */
+int dd_reconciler_new(const dd_ctx *ctx, struct dd_store *s, struct dd_temporal *t,
+                      const dd_reconciler_opts *o, dd_reconciler **out, char *err, size_t errlen);
 /* First cycle after the per-host stagger, then periodic (see above). */
 void dd_reconciler_start(dd_reconciler *r);
 /* One cycle now; done (may be NULL) runs once, from the loop, with the

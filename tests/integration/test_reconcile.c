@@ -365,7 +365,11 @@ static dd_reconciler *reconciler(fx *f, dd_store *s, dd_temporal *t, const char 
     o->on_terminated = on_terminated;
     o->on_cycle = on_cycle;
     o->arg = f;
-    dd_reconciler *r = dd_reconciler_new(&f->ctx, s ? s : f->s, t ? t : f->t, o);
+    dd_reconciler *r = NULL;
+    char err[256];
+    assert_int_equal(dd_reconciler_new(&f->ctx, s ? s : f->s, t ? t : f->t, o, &r, err,
+                                       sizeof(err)),
+                     0);
     assert_non_null(r);
     for (int i = 0; i < 4; i++)
         if (!f->open[i]) {
