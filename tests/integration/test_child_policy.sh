@@ -39,7 +39,8 @@ refuse "a missing path" "no such file" /nonexistent/cmd
 refuse "a name not in PATH" "not found in PATH" "nosuchcmd-$$"
 refuse "a directory" "it is a directory" "$T"
 refuse "a file without x bit" "not an executable file" "$T/noexec"
-check "nothing was started for a refused command" bash -c "! describe dispatcher-$P-refused"
+no_run() { ! describe "$1" >/dev/null; }
+check "nothing was started for a refused command" no_run "dispatcher-$P-refused"
 set +e; out=$(timeout 30 "$DISPATCHD" run --dispatcher "$P/x" --child-max-restarts -1 -- true 2>&1); rc=$?; set -e
 check "--child-max-restarts -1 is refused with exit 2" [ $rc = 2 ]
 
@@ -55,7 +56,7 @@ check "takeovers_total{outcome=\"failed\"} is 0 from the start" \
   grep -qx 'dispatchd_takeovers_total{outcome="failed"} 0' <<<"$first"
 check "child_up exists from the start" grep -q "^dispatchd_child_up{dispatcher=\"$P/t\"} " <<<"$first"
 check "child_restarts_total exists from the start" \
-  grep -q "^dispatchd_child_restarts_total{dispatcher=\"$P/t\"} 0" <<<"$first"
+  grep -q "^dispatchd_child_restarts_total{dispatcher=\"$P/t\"} [0-9]" <<<"$first"
 wait_until 60 grep -q "event=standing_by" "$T/h1.log" || fail "h1 never released its failing child"
 check "the release is logged with the quick exits" \
   grep -q "event=child_failing_released .*quick_exits=3 .*compete_again_in_ms=30000" "$T/h1.log"
@@ -77,7 +78,7 @@ check "h1 does not take it back during its back-off (it logged when it will)" \
 # (item 10) the normal 404 of a fresh takeover's describe is not an error
 m=$(scrape "$M1")
 check "the fresh takeover's describe counts as not_found" \
-  grep -q '^dispatchd_temporal_calls_total{op="describe",outcome="not_found"} 1$' <<<"$m"
+  grep -Eq '^dispatchd_temporal_calls_total\{op="describe",outcome="not_found"\} [1-9]' <<<"$m"
 printf '%s\n' "$m" >"$T/h1.metrics"
 check "... and not as an error" bash -c "! grep -q 'op=\"describe\",outcome=\"error\"' '$T/h1.metrics'"
 check "the released loss watch counts as cancelled, not error" \
