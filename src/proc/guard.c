@@ -285,6 +285,9 @@ int dd_guard_main(int argc, char **argv)
         fcntl(livefd, F_SETFD, FD_CLOEXEC); /* CMD does not get it */
         fcntl(livefd, F_SETFL, O_NONBLOCK);
     }
+    /* A log reader that went away (dispatchd's stderr was a pipe) must
+     * not kill the guard on its next line: CMD would be left unguarded. */
+    signal(SIGPIPE, SIG_IGN);
     dd_guard g = {.log = dd_guard_log_new(),
                   .out = {{.fd = -1, .stream = "stdout"}, {.fd = -1, .stream = "stderr"}}};
 
@@ -323,6 +326,7 @@ int dd_guard_main(int argc, char **argv)
     }
     if (cmd == 0 && !stop) {
         sigprocmask(SIG_SETMASK, &old, NULL);
+        signal(SIGPIPE, SIG_DFL); /* an ignored signal would survive the exec */
         prctl(PR_SET_PDEATHSIG, 0);
         dup2(pout[1], 1);
         dup2(perr[1], 2);
