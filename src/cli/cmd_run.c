@@ -1,11 +1,16 @@
 /* cmd_run.c - `dispatchd run`: the production daemon. */
 #include "cli/daemon.h"
 
+#include "core/buf.h"
 #include "core/error.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 typedef struct {
@@ -36,6 +41,67 @@ static void dd_run_on_signal(uv_signal_t *h, int signum)
     dd_daemon_stop(r->d, dd_run_stopped, r);
 }
 
+/* One candidate path: 0 if it is an executable regular file, else why not. */
+static int dd_run_exec_ok(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return -errno;
+    if (S_ISDIR(st.st_mode))
+        return -EISDIR;
+    if (!S_ISREG(st.st_mode) || access(path, X_OK) < 0)
+        return -EACCES;
+    return 0;
+}
+
+/* Would execvp(cmd) find something to run? It is resolved the same way: a
+ * name with a '/' as is, else each $PATH entry in turn (an empty entry is
+ * the current directory; no $PATH: the C library's default). A command that
+ * can never start would otherwise only be noticed as a child that keeps
+ * exiting 127 on every host it reaches. 0, or an exit code after saying why. */
+static int dd_run_check_command(dd_cli *cli, const char *cmd)
+{
+    if (!*cmd)
+        return dd_cli_usage_error(cli, "-- CMD: the command is empty");
+    if (strchr(cmd, '/')) {
+        int rc = dd_run_exec_ok(cmd);
+        if (rc == 0)
+            return 0;
+        return dd_cli_usage_error(cli, "-- %s: cannot run it: %s", cmd,
+                                  rc == -ENOENT ? "no such file"
+                                  : rc == -EISDIR ? "it is a directory"
+                                  : rc == -EACCES ? "not an executable file (chmod +x?)"
+                                                  : strerror(-rc));
+    }
+    const char *path = getenv("PATH");
+    char deflt[256] = "/bin:/usr/bin";
+    if (!path) {
+        size_t n = confstr(_CS_PATH, deflt, sizeof(deflt));
+        if (n == 0 || n > sizeof(deflt))
+            snprintf(deflt, sizeof(deflt), "/bin:/usr/bin");
+        path = deflt;
+    }
+    bool found_unusable = false;
+    for (const char *p = path;;) {
+        size_t n = strcspn(p, ":");
+        dd_buf cand = DD_BUF_INIT;
+        dd_buf_printf(&cand, "%.*s%s%s", (int)n, p, n ? "/" : "", cmd);
+        int rc = dd_run_exec_ok(dd_buf_str(&cand));
+        dd_buf_release(&cand);
+        if (rc == 0)
+            return 0;
+        if (rc == -EACCES)
+            found_unusable = true;
+        if (!p[n])
+            break;
+        p += n + 1;
+    }
+    return dd_cli_usage_error(cli, "-- %s: %s in PATH (%s); give a full path or fix PATH", cmd,
+                              found_unusable ? "no executable file of that name"
+                                             : "not found",
+                              path);
+}
+
 int dd_cmd_run(dd_cli *cli)
 {
     char *const *child = NULL;
@@ -46,6 +112,9 @@ int dd_cmd_run(dd_cli *cli)
             return dd_cli_usage_error(cli, "-- must be followed by a command to run");
         child = cli->pos;
         cli->pos[cli->npos] = NULL; /* argv stays NULL-terminated after the move */
+        int bad = dd_run_check_command(cli, child[0]);
+        if (bad)
+            return bad;
     } else if (cli->npos > 0) {
         return dd_cli_usage_error(cli, "unexpected argument '%s' (a command goes after --)",
                                   cli->pos[0]);

@@ -11,6 +11,7 @@
 #include "core/time.h"
 #include "proc/proc.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,16 +34,20 @@ typedef struct dd_up {
 /* The dispatcher `up` owns when no --dispatcher is given. */
 #define DD_UP_DEFAULT_DISPATCHER "dev/default"
 
+/* The banner goes out in one write, after the dispatcher owner has started
+ * (which logs): printed line by line around it, log lines on a shared
+ * terminal split it. */
 static void dd_up_on_ready(dd_supervisor *sv, void *arg)
 {
     dd_up *up = arg;
-    printf("dispatchd up: the local stack is ready (Ctrl-C stops it)\n");
+    dd_buf b = DD_BUF_INIT;
+    dd_buf_puts(&b, "dispatchd up: the local stack is ready (Ctrl-C stops it)\n");
     for (int i = 0; i < up->nsvc; i++) {
         char where[128];
         dd_service_describe(&up->svcs[i], where, sizeof(where));
-        printf("  %-9s %s\n", up->svcs[i].name, where);
+        dd_buf_printf(&b, "  %-9s %s\n", up->svcs[i].name, where);
     }
-    printf("  state     %s\n", up->cli->cfg.state_dir);
+    dd_buf_printf(&b, "  state     %s\n", up->cli->cfg.state_dir);
     if (!up->daemon && !up->cancel.cancelled) {
         dd_ctx ctx = {.loop = &up->loop, .log = up->cli->log, .metrics = up->cli->metrics,
                       .cfg = &up->cli->cfg, .cancel = &up->cancel};
@@ -52,15 +57,24 @@ static void dd_up_on_ready(dd_supervisor *sv, void *arg)
             dd_supervisor_shutdown(up->sv);
         } else {
             for (int i = 0; i < up->cli->cfg.ndispatchers; i++)
-                printf("  owner     dispatcher %s\n", up->cli->cfg.dispatchers[i]);
+                dd_buf_printf(&b, "  owner     dispatcher %s\n", up->cli->cfg.dispatchers[i]);
             if (up->cli->cfg.ndispatchers == 0)
-                printf("  owner     dispatcher %s\n", DD_UP_DEFAULT_DISPATCHER);
+                dd_buf_printf(&b, "  owner     dispatcher %s\n", DD_UP_DEFAULT_DISPATCHER);
             int port = dd_daemon_metrics_port(up->daemon);
             if (port > 0)
-                printf("  metrics   http://127.0.0.1:%d/metrics\n", port);
+                dd_buf_printf(&b, "  metrics   http://127.0.0.1:%d/metrics\n", port);
         }
     }
     fflush(stdout);
+    for (size_t off = 0; off < b.len;) {
+        ssize_t n = write(STDOUT_FILENO, b.data + off, b.len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* stdout gone: nothing to tell anyone */
+        off += (size_t)n;
+    }
+    dd_buf_release(&b);
 }
 
 static void dd_up_daemon_stopped(void *arg)

@@ -61,6 +61,8 @@ static bool dd_daemon_ready(void *arg, char *reason, size_t len)
             dd_msgf(reason, len, "dispatcher %s: taking over", dd_owner_name(d->owners[i]));
             return false;
         }
+        if (!dd_owner_child_ok(d->owners[i], reason, len))
+            return false;
     }
     return true;
 }
@@ -324,6 +326,7 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                             .on_chain = dd_daemon_chain,
                             .want_heartbeat = dd_daemon_want_heartbeat,
                             .child_grace_ms = cli->cfg.stop_timeout_ms,
+                            .child_max_restarts = cli->cfg.child_max_restarts,
                             .on_change = dd_daemon_owner_changed,
                             .child_gate = true,
                             .on_stopped_acting = dd_daemon_stopped_acting,

@@ -25,7 +25,7 @@ static const dd_opt *const dd_groups_up[] = {
 static const dd_opt *const dd_groups_run[] = {
     dd_opts_dispatcher, dd_opts_server_id, dd_opts_heartbeat, dd_opts_stale, dd_opts_reconcile,
     dd_opts_takeover, dd_opts_workflow, dd_opts_id_prefix, dd_opts_workflow_run, dd_opts_temporal,
-    dd_opts_stack_http, dd_opts_redis, dd_opts_metrics, dd_opts_stop, NULL};
+    dd_opts_stack_http, dd_opts_redis, dd_opts_metrics, dd_opts_stop, dd_opts_child, NULL};
 static const dd_opt *const dd_groups_takeover[] = {dd_opts_server_id, dd_opts_takeover,
                                                   dd_opts_workflow, dd_opts_id_prefix,
                                                   dd_opts_temporal,
@@ -276,6 +276,7 @@ int main(int argc, char **argv)
     dd_metric *bi = dd_metrics_family(cli.metrics, DD_GAUGE, "dispatchd_build_info",
                                       "Build information; always 1.", bl, NULL, 0);
     dd_metric_set(bi, (const char *const[]){DD_VERSION, DD_GIT_COMMIT}, 1);
+    dd_metrics_process_register(cli.metrics); /* process_*, refreshed per scrape */
 
     int code = cli.cmd->run(&cli);
 

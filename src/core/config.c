@@ -161,6 +161,16 @@ const dd_opt dd_opts_stop[] = {
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
+const dd_opt dd_opts_child[] = {
+    {"child-max-restarts", "DISPATCHD_CHILD_MAX_RESTARTS", DD_OPT_COUNT, O(child_max_restarts),
+     "N",
+     "after N restarts of the child command in a row that each exited within 10s of its "
+     "start, the next such exit releases the dispatcher so another host can run it, and "
+     "this host stands by for 30s (doubling to 10m) before competing again; 0 never "
+     "releases (default 5)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
 const dd_opt dd_opts_loop[] = {
     {"loop", NULL, DD_OPT_FLAG, O(loop), NULL, "keep going instead of one cycle"},
     {NULL, NULL, 0, 0, NULL, NULL},
@@ -209,6 +219,7 @@ void dd_config_defaults(dd_config *cfg)
     cfg->temporal_bin = "";
     cfg->redis_bin = "redis-server";
     cfg->stop_timeout_ms = 10000;
+    cfg->child_max_restarts = 5;
     cfg->temporal_url = "";
     cfg->namespace_ = "default";
     cfg->temporal_timeout_ms = 10000;
@@ -289,6 +300,17 @@ static int dd_opt_set(dd_config *cfg, const dd_opt *o, const char *val, const ch
             return DD_EINVAL;
         }
         *(double *)field = v;
+        return 0;
+    }
+    case DD_OPT_COUNT: {
+        char *end;
+        errno = 0;
+        long v = strtol(val, &end, 10);
+        if (errno || *end || end == val || v < 0 || v > 1000000) {
+            dd_msgf(err, errlen, "%s '%s': not a count (a whole number, 0 to 1000000)", src, val);
+            return DD_EINVAL;
+        }
+        *(int *)field = (int)v;
         return 0;
     }
     case DD_OPT_DISPATCHER: {

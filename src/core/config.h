@@ -68,6 +68,7 @@ typedef struct dd_config {
     const char *input_server_id_field; /* set this field of the input object to the server id */
     const char *on_workflow_exit;      /* "restart" or "release" */
     const char *workers_signal;        /* signal name for worker changes, "off", or "" (mode default) */
+    int child_max_restarts;            /* run: quick child exits before release (0: never) */
 
     /* metrics */
     const char *metrics_listen;
@@ -81,6 +82,7 @@ typedef enum dd_opt_type {
     DD_OPT_DOUBLE,
     DD_OPT_FLAG,
     DD_OPT_DISPATCHER, /* repeatable "project/queue" */
+    DD_OPT_COUNT,      /* an int, 0 or more */
 } dd_opt_type;
 
 typedef struct dd_opt {
@@ -113,6 +115,7 @@ extern const dd_opt dd_opts_id_prefix[];
 extern const dd_opt dd_opts_stack_http[];
 extern const dd_opt dd_opts_stop[];
 extern const dd_opt dd_opts_loop[];
+extern const dd_opt dd_opts_child[];
 
 /* Fills defaults (state dir from $XDG_STATE_HOME or ~/.local/state). */
 void dd_config_defaults(dd_config *cfg);

@@ -328,6 +328,7 @@ static void dd_http_handle(dd_http_conn *c, const dd_metrics_request *req)
     } else if (metrics) {
         status = 200;
         dd_buf body = DD_BUF_INIT;
+        dd_metrics_process_update(h->m); /* process_*: as of this scrape */
         dd_metrics_render(h->m, &body);
         dd_http_respond(c, status, DD_HTTP_PROM, dd_buf_str(&body), body.len, head_only);
         dd_buf_release(&body);

@@ -51,4 +51,14 @@ void dd_metrics_render(const dd_metrics *m, struct dd_buf *out);
 /* Looks a family up by name; NULL if not registered. */
 dd_metric *dd_metrics_find(dd_metrics *m, const char *name);
 
+/* ---- the process collector (process.c) --------------------------------
+ * The standard process_* metrics of the Prometheus client libraries, read
+ * from /proc/self: process_cpu_seconds_total, process_resident_memory_bytes,
+ * process_virtual_memory_bytes, process_open_fds, process_max_fds,
+ * process_start_time_seconds. Register once (a daemon's main does); then
+ * every dd_metrics_process_update (the /metrics handler calls it before each
+ * render) refreshes them. Update is a no-op when they are not registered. */
+void dd_metrics_process_register(dd_metrics *m);
+void dd_metrics_process_update(dd_metrics *m);
+
 #endif

@@ -520,8 +520,12 @@ static void dd_hb_watch_done(int st, const dd_store_hb *rec, void *arg)
      * down) backs off like the start path does, instead of retrying every
      * tick; one log line per attempt. */
     uint64_t mono = dd_mono_ms();
-    if (mono < h->fo_not_before) {
-        uint64_t left = h->fo_not_before - mono;
+    /* after we released it for a failing child, others go first */
+    uint64_t not_before = h->fo_not_before > dd_owner_compete_after(h->o)
+                              ? h->fo_not_before
+                              : dd_owner_compete_after(h->o);
+    if (mono < not_before) {
+        uint64_t left = not_before - mono;
         dd_hb_arm(h, left < (uint64_t)h->opts.interval_ms ? (int64_t)left : h->opts.interval_ms);
         return;
     }

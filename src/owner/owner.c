@@ -89,6 +89,14 @@ struct dd_owner {
     bool release_terminate; /* terminate our run once the child has exited */
     bool one_shot;          /* failover takeover: on error go back to LOST, no retry */
     dd_metric *m_owner, *m_lost, *m_exits, *m_chain, *m_unpicked, *m_unpicked_total;
+    /* a child that keeps failing (owner.h, child_max_restarts) */
+    uint64_t child_started_us; /* monotonic, of the running or last child */
+    bool child_failed;        /* it exited on its own; cleared once one outlives "quick" */
+    int quick_exits;          /* quick exits in a row */
+    int giveups;              /* releases for a failing child in a row */
+    bool giving_up;           /* this release ends in LOST (stand by), not STOPPED */
+    uint64_t compete_after_ms; /* monotonic: no takeover before this (0: none) */
+    dd_metric *m_child_up, *m_child_restarts, *m_child_releases;
 };
 
 static void dd_owner_takeover(dd_owner *o);
@@ -121,8 +129,12 @@ static void dd_owner_start_child(dd_owner *o)
     char *e3 = dd_strdupf("DISPATCHD_SERVER_ID=%s", o->server_id);
     const char *env[] = {e1, e2, e3, NULL};
     char err[512];
-    if (dd_child_start(o->child, o->child_argv, env, err, sizeof(err)) < 0)
+    if (dd_child_start(o->child, o->child_argv, env, err, sizeof(err)) < 0) {
         dd_error(o->ctx.log, "child_start_failed", "dispatcher=%s error=%s", o->name, err);
+    } else {
+        o->child_started_us = dd_mono_us();
+        dd_metric_set(o->m_child_up, DD_L1(o->name), 1);
+    }
     free(e1);
     free(e2);
     free(e3);
@@ -221,12 +233,52 @@ static void dd_owner_maybe_stopped_acting(dd_owner *o)
         o->opts.on_stopped_acting(o, run, o->opts.arg);
 }
 
+/* The child exited on its own while we own: count it, and after too many
+ * quick exits in a row let the dispatcher go so that another host (whose
+ * command may work) can take it. True when we let go. */
+static bool dd_owner_child_failing(dd_owner *o, int64_t status, int sig)
+{
+    uint64_t ran_ms = (dd_mono_us() - o->child_started_us) / 1000;
+    o->child_failed = true;
+    if (ran_ms >= DD_CHILD_QUICK_MS) {
+        /* it ran for a while: a crash, not a command that cannot start */
+        o->quick_exits = 0;
+        o->giveups = 0;
+        dd_backoff_reset(&o->child_backoff);
+        return false;
+    }
+    o->quick_exits++;
+    int max = o->opts.child_max_restarts;
+    if (max <= 0 || o->quick_exits <= max)
+        return false;
+    int64_t wait = DD_CHILD_GIVEUP_BASE_MS;
+    for (int i = 0; i < o->giveups && wait < DD_CHILD_GIVEUP_CAP_MS; i++)
+        wait *= 2;
+    if (wait > DD_CHILD_GIVEUP_CAP_MS)
+        wait = DD_CHILD_GIVEUP_CAP_MS;
+    o->giveups++;
+    o->compete_after_ms = dd_mono_ms() + (uint64_t)wait;
+    dd_error(o->ctx.log, "child_failing_released",
+             "dispatcher=%s run_id=%s quick_exits=%d quick_ms=%d last_exit_status=%lld "
+             "last_signal=%d compete_again_in_ms=%lld note=%s",
+             o->name, o->run_id, o->quick_exits, DD_CHILD_QUICK_MS, (long long)status, sig,
+             (long long)wait, "the child command keeps exiting at once: releasing so that "
+             "another host can run it");
+    dd_metric_add(o->m_child_releases, DD_L1(o->name), 1);
+    o->quick_exits = 0;
+    dd_backoff_reset(&o->child_backoff);
+    o->giving_up = true;
+    dd_owner_release(o);
+    return true;
+}
+
 static void dd_owner_child_exit(dd_child *c, int64_t status, int sig, void *arg)
 {
     dd_owner *o = arg;
     bool requested = o->stop_requested;
     o->stop_requested = false;
     o->decided_us = dd_boot_us(); /* a new child needs a heartbeat from now on */
+    dd_metric_set(o->m_child_up, DD_L1(o->name), 0);
     if (o->state != DD_OWNER_OWNING) {
         dd_owner_maybe_stopped_acting(o);
         dd_owner_release_terminate(o);
@@ -239,10 +291,15 @@ static void dd_owner_child_exit(dd_child *c, int64_t status, int sig, void *arg)
     }
     /* The work ended on its own while we still own: run it again, with
      * backoff so a crashing command does not spin, and only after a
-     * heartbeat sent after this exit has landed. */
+     * heartbeat sent after this exit has landed; unless it keeps failing
+     * at once (dd_owner_child_failing). */
+    if (dd_owner_child_failing(o, status, sig))
+        return;
     int64_t delay = dd_backoff_next(&o->child_backoff);
-    dd_warn(o->ctx.log, "child_restart_scheduled", "dispatcher=%s delay_ms=%lld", o->name,
-            (long long)delay);
+    dd_metric_add(o->m_child_restarts, DD_L1(o->name), 1);
+    dd_warn(o->ctx.log, "child_restart_scheduled",
+            "dispatcher=%s delay_ms=%lld quick_exits=%d max_restarts=%d", o->name,
+            (long long)delay, o->quick_exits, o->opts.child_max_restarts);
     uv_timer_start(&o->child_retry, dd_owner_child_retry, (uint64_t)delay, 0);
 }
 
@@ -312,13 +369,15 @@ dd_owner *dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *o
     dd_backoff_init(&o->exit_backoff, 500, 30000, 0);
     dd_backoff_init(&o->child_backoff, 500, 30000, 0);
     if (ctx->metrics) {
+        dd_takeover_metrics_init(ctx->metrics);
         const char *const lbl[] = {"dispatcher", NULL};
         o->m_owner = dd_metrics_family(ctx->metrics, DD_GAUGE, "dispatchd_dispatcher_owner",
-                                       "1 while this process owns the dispatcher, else 0.", lbl,
+                                       "1 while this process owns the dispatcher; 0 while it is configured here "
+                                       "but owned elsewhere or by nobody.", lbl,
                                        NULL, 0);
         o->m_lost = dd_metrics_family(ctx->metrics, DD_COUNTER, "dispatchd_ownership_lost_total",
-                                      "Times this process learned that another host took over "
-                                      "a dispatcher it owned.",
+                                      "Times this process lost ownership of a dispatcher "
+                                      "(terminated, fenced, or taken over).",
                                       NULL, NULL, 0);
         dd_metric_set(o->m_owner, DD_L1(o->name), 0);
         dd_metric_add(o->m_lost, NULL, 0);
@@ -326,7 +385,8 @@ dd_owner *dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *o
         o->m_exits = dd_metrics_family(ctx->metrics, DD_COUNTER, "dispatchd_workflow_exits_total",
                                        "Workflow mode: chains of a dispatcher this process "
                                        "owned that ended on their own (completed, failed, timed "
-                                       "out, terminated by someone else), by what was done.",
+                                       "out, terminated by someone else), by what was done "
+                                       "(restart, release).",
                                        el, NULL, 0);
         dd_metric_add(o->m_exits, DD_L1("restart"), 0);
         dd_metric_add(o->m_exits, DD_L1("release"), 0);
@@ -349,6 +409,26 @@ dd_owner *dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *o
             NULL, NULL, 0);
         dd_metric_set(o->m_unpicked, DD_L1(o->name), 0);
         dd_metric_add(o->m_unpicked_total, NULL, 0);
+        o->m_child_up = dd_metrics_family(ctx->metrics, DD_GAUGE, "dispatchd_child_up",
+                                          "1 while the dispatcher's child command runs here, "
+                                          "else 0.",
+                                          lbl, NULL, 0);
+        o->m_child_restarts = dd_metrics_family(
+            ctx->metrics, DD_COUNTER, "dispatchd_child_restarts_total",
+            "Restarts of a dispatcher's child command after it exited on its own.", lbl, NULL,
+            0);
+        o->m_child_releases = dd_metrics_family(
+            ctx->metrics, DD_COUNTER, "dispatchd_child_releases_total",
+            "Dispatchers this process released because their child command kept exiting "
+            "quickly (--child-max-restarts).",
+            lbl, NULL, 0);
+        if (o->child_argv) {
+            dd_metric_set(o->m_child_up, DD_L1(o->name), 0);
+            dd_metric_add(o->m_child_restarts, DD_L1(o->name), 0);
+            dd_metric_add(o->m_child_releases, DD_L1(o->name), 0);
+        } else { /* no child here: no series */
+            o->m_child_up = o->m_child_restarts = o->m_child_releases = NULL;
+        }
     }
     return o;
 }
@@ -475,6 +555,7 @@ static void dd_owner_takeover_done(const dd_takeover_result *r, void *arg)
     snprintf(o->first_run_id, sizeof(o->first_run_id), "%s", r->run_id); /* a new chain */
     snprintf(o->prev_run_id, sizeof(o->prev_run_id), "%s", r->previous_run_id);
     o->gate_open = !o->opts.child_gate;
+    o->child_failed = false; /* a new ownership; quick_exits carry over until it runs well */
     o->owned_since_us = dd_mono_us();
     o->decided_us = dd_boot_us(); /* the child waits for our claim to land */
     o->fence_stopped = false;
@@ -758,6 +839,16 @@ static void dd_owner_maybe_stopped(dd_owner *o)
         return;
     if (o->child && dd_child_running(o->child))
         return;
+    if (o->state == DD_OWNER_RELEASING && o->giving_up) {
+        /* released for a failing child: stand by (heartbeat.c watches the
+         * record; dd_owner_compete_after holds our next attempt back) */
+        o->giving_up = false;
+        dd_owner_set_state(o, DD_OWNER_LOST);
+        dd_info(o->ctx.log, "standing_by", "dispatcher=%s reason=%s compete_again_in_ms=%lld",
+                o->name, "released for a failing child command",
+                (long long)(o->compete_after_ms - dd_mono_ms()));
+        return;
+    }
     if (o->state == DD_OWNER_RELEASING) {
         o->state = DD_OWNER_STOPPED;
         o->closing = 4;
@@ -817,6 +908,12 @@ static void dd_owner_release_terminate(dd_owner *o)
 
 void dd_owner_release(dd_owner *o)
 {
+    if (o->state == DD_OWNER_RELEASING && o->giving_up && !o->in_release) {
+        /* a shutdown while we let go of a failing child: end STOPPED */
+        o->giving_up = false;
+        dd_owner_maybe_stopped(o);
+        return;
+    }
     if (o->state == DD_OWNER_RELEASING || o->state == DD_OWNER_STOPPED)
         return;
     bool owning = o->state == DD_OWNER_OWNING;
@@ -910,4 +1007,32 @@ const char *dd_owner_queue(const dd_owner *o)
 const char *dd_owner_server_id(const dd_owner *o)
 {
     return o->server_id;
+}
+
+uint64_t dd_owner_compete_after(const dd_owner *o)
+{
+    return o->compete_after_ms;
+}
+
+bool dd_owner_child_ok(const dd_owner *o, char *reason, size_t len)
+{
+    if (!o->child_argv)
+        return true;
+    uint64_t now = dd_mono_ms();
+    if (o->compete_after_ms > now && o->state != DD_OWNER_OWNING) {
+        snprintf(reason, len,
+                 "dispatcher %s: child command kept exiting at once; released, competing "
+                 "again in %llu s",
+                 o->name, (unsigned long long)((o->compete_after_ms - now + 999) / 1000));
+        return false;
+    }
+    if (o->state != DD_OWNER_OWNING || !o->child_failed)
+        return true;
+    bool running = o->child && dd_child_running(o->child);
+    if (running && (dd_mono_us() - o->child_started_us) / 1000 >= DD_CHILD_QUICK_MS)
+        return true; /* up long enough again */
+    snprintf(reason, len, "dispatcher %s: child command %s (%d quick exits in a row)", o->name,
+             running ? "restarted, not yet up for long" : "exited, restart pending",
+             o->quick_exits);
+    return false;
 }

@@ -36,6 +36,9 @@ struct dd_temporal;
 #define DD_METRIC_STALE_THRESHOLD_HELP                                                             \
     "This process's --stale-threshold. Compare across the fleet (min vs max): every host "        \
     "should run the same value."
+#define DD_CHILD_QUICK_MS 10000       /* an exit sooner than this after start is "quick" */
+#define DD_CHILD_GIVEUP_BASE_MS 30000 /* first stand-by after releasing a failing child */
+#define DD_CHILD_GIVEUP_CAP_MS 600000 /* longest */
 
 /* What runs under the dispatcher's workflow ID (docs/workflows.md).
  * Marker mode (type NULL): a dispatchd.dispatcher marker on a task queue
@@ -92,6 +95,10 @@ int dd_takeover_start(const dd_ctx *ctx, struct dd_temporal *t, const dd_takeove
 /* cb runs once with DD_ECANCELED from the loop (the next iteration), never
  * inside this call; cancelling again does nothing. */
 void dd_takeover_cancel(dd_takeover *tk);
+/* Registers dispatchd_takeovers_total (every outcome at 0) and
+ * dispatchd_takeover_duration_seconds in m, once; dd_owner_new calls it. */
+struct dd_metrics;
+void dd_takeover_metrics_init(struct dd_metrics *m);
 
 /* ---- the ownership loop (owner.c) --------------------------------------- */
 
@@ -124,6 +131,16 @@ typedef struct dd_owner_opts {
      * first: send one now rather than at the next interval. */
     void (*want_heartbeat)(dd_owner *o, void *arg);
     int64_t child_grace_ms;   /* TERM -> KILL (default 10 s), never past the deadline */
+    /* A child that can never start (docs/ownership.md "A child that keeps
+     * failing"): a quick exit is one on its own within DD_CHILD_QUICK_MS of
+     * its start (exit 0 included: the command is meant to run while we
+     * own). After child_max_restarts restarts each ended by a quick exit,
+     * the next quick exit releases the dispatcher like dd_owner_release
+     * (child stopped, own run terminated, record deleted) and this host
+     * stands by, competing again only after a growing back-off
+     * (DD_CHILD_GIVEUP_BASE_MS doubling to DD_CHILD_GIVEUP_CAP_MS; reset
+     * once a child outlives DD_CHILD_QUICK_MS). 0: never release. */
+    int child_max_restarts;
     int64_t retry_base_ms;    /* takeover retry backoff (default 500 ms) */
     int64_t retry_cap_ms;     /* (default 30 s) */
     /* Called on every change of ownership (owning true/false) with our run. */
@@ -178,6 +195,15 @@ void dd_owner_open_gate(dd_owner *o, const char *why);
  * acting deadline moves to sent + fence->window_ms (ours and the guard's),
  * and a child waiting for a fresh heartbeat may start. */
 void dd_owner_heartbeat_landed(dd_owner *o, int64_t sent_boot_us);
+/* False (with a reason for /readyz) while the child command is down: it
+ * exited on its own and has not yet outlived DD_CHILD_QUICK_MS since, or we
+ * released the dispatcher because it kept failing and are still backing
+ * off. True without a child command. */
+bool dd_owner_child_ok(const dd_owner *o, char *reason, size_t len);
+/* Monotonic ms before which this host must not take the dispatcher over
+ * again (after releasing it for a failing child); 0: no such wait. */
+uint64_t dd_owner_compete_after(const dd_owner *o);
+
 /* The acting deadline (CLOCK_BOOTTIME ms; 0 before the first landing). */
 int64_t dd_owner_deadline(const dd_owner *o);
 /* The run our last takeover replaced ("" if none). */

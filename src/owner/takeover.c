@@ -43,6 +43,25 @@ static void dd_tk_retry_closed(uv_handle_t *h)
     free(h);
 }
 
+void dd_takeover_metrics_init(dd_metrics *m)
+{
+    if (!m || dd_metrics_find(m, "dispatchd_takeovers_total"))
+        return;
+    const char *const lbl[] = {"outcome", NULL};
+    dd_metric *t = dd_metrics_family(m, DD_COUNTER, "dispatchd_takeovers_total",
+                                     "Dispatcher takeovers by outcome (started, took_over, "
+                                     "legacy_took_over, failed).",
+                                     lbl, NULL, 0);
+    /* every outcome at 0 from the start: the runbook's and alerts' queries
+     * on outcome="failed" must find a series before the first failure */
+    static const char *const outcomes[] = {"started", "took_over", "legacy_took_over", "failed"};
+    for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
+        dd_metric_add(t, DD_L1(outcomes[i]), 0);
+    dd_metrics_family(m, DD_HISTOGRAM, "dispatchd_takeover_duration_seconds",
+                      "Time from the start of a takeover until this host owns the dispatcher.",
+                      NULL, NULL, 0);
+}
+
 static void dd_tk_finish(dd_takeover *tk, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void dd_tk_finish(dd_takeover *tk, int err, const char *fmt, ...)
@@ -59,19 +78,11 @@ static void dd_tk_finish(dd_takeover *tk, int err, const char *fmt, ...)
     }
     dd_metrics *m = tk->ctx.metrics;
     if (m) {
-        const char *const lbl[] = {"outcome", NULL};
-        dd_metric_add(dd_metrics_family(m, DD_COUNTER, "dispatchd_takeovers_total",
-                                        "Dispatcher takeovers by outcome (started, took_over, "
-                                        "legacy_took_over, failed).",
-                                        lbl, NULL, 0),
-                      DD_L1(res->outcome), 1);
+        dd_takeover_metrics_init(m);
+        dd_metric_add(dd_metrics_find(m, "dispatchd_takeovers_total"), DD_L1(res->outcome), 1);
         if (!err)
-            dd_metric_observe(dd_metrics_family(m, DD_HISTOGRAM,
-                                                "dispatchd_takeover_duration_seconds",
-                                                "Time from the start of a takeover until this "
-                                                "host owns the dispatcher.",
-                                                NULL, NULL, 0),
-                              NULL, res->latency_ms / 1000.0);
+            dd_metric_observe(dd_metrics_find(m, "dispatchd_takeover_duration_seconds"), NULL,
+                              res->latency_ms / 1000.0);
     }
     dd_logf(tk->ctx.log, err ? DD_LOG_ERROR : DD_LOG_INFO, "takeover",
             "workflow_id=%s outcome=%s run_id=%s previous_run_id=%s previous_server_id=%s "

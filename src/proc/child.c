@@ -238,7 +238,10 @@ void dd_child_stop(dd_child *c, int64_t grace_ms)
     c->stopping = true;
     dd_info(c->log, "child_stopping", "child=%s pid=%d signal=TERM grace_ms=%lld", c->name,
             (int)c->pid, (long long)grace_ms);
-    kill(-c->pid, SIGTERM);
+    /* A guard passes the TERM on to its command itself: a second TERM from
+     * us could reach the command inside its TERM handler and kill it
+     * (guard.c). Without a guard the whole group gets it. */
+    kill(c->guard_exe ? c->pid : -c->pid, SIGTERM);
     uv_timer_start(&c->grace, dd_child_grace_expired, (uint64_t)grace_ms, 0);
 }
 

@@ -20,8 +20,24 @@
  * Every stop's KILL comes at the deadline at the latest. Signals are taken
  * through a signalfd and waited for with poll(), so none can slip in
  * between a check and a wait. It exits with CMD's status (128 + signal when
- * CMD died of one). */
+ * CMD died of one).
+ *
+ * Only the guard sends CMD its TERM: dispatchd TERMs the guard alone, never
+ * the group (a second TERM while CMD runs its TERM handler can kill it and
+ * turn its clean exit 0 into 143). Its parent's death arrives as SIGUSR2
+ * (PR_SET_PDEATHSIG), a signal nobody else sends it, so the guard can tell
+ * "dispatchd died" from "dispatchd asked": after a kill -9 the TERM-based
+ * check raced (the parent death signal comes when the spawning thread dies,
+ * while getppid() still names the dying dispatchd).
+ *
+ * The log stream stays logfmt: the guard writes its own lines through
+ * core/log (event=guard_*), and CMD's stdout and stderr reach dispatchd's
+ * log (stderr) only through the guard, one line per event=child_output
+ * line (stream=stdout|stderr, line="..."; a line longer than 4 KiB is cut
+ * into pieces marked partial=true). */
 #include "proc/proc.h"
+
+#include "core/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +52,20 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* What the guard knows while it runs: its logger, CMD's output pipes. */
+typedef struct dd_guard_out {
+    int fd; /* read end, -1 once at end-of-file */
+    const char *stream;
+    size_t len;
+    char buf[4096];
+} dd_guard_out;
+
+typedef struct dd_guard {
+    dd_log *log;
+    pid_t cmd;
+    dd_guard_out out[2];
+} dd_guard;
 
 static void dd_guard_kill_rest(pid_t self, int sig)
 {
@@ -72,17 +102,98 @@ static void dd_guard_close_from(int lo)
         close((int)fd);
 }
 
-/* Waits until end (boot ms) for CMD to exit (SIGCHLD on sfd). True when it did. */
-static bool dd_guard_wait_cmd(int sfd, pid_t cmd, long long end, int *status)
+/* One logfmt line per line of CMD's output (n bytes of o->buf). */
+static void dd_guard_emit(dd_guard *g, dd_guard_out *o, size_t n, bool partial)
+{
+    char line[sizeof(o->buf) + 1];
+    size_t k = n;
+    if (k > 0 && o->buf[k - 1] == '\r')
+        k--;
+    for (size_t i = 0; i < k; i++) /* a NUL would end the value early */
+        line[i] = o->buf[i] ? o->buf[i] : '?';
+    line[k] = '\0';
+    if (partial)
+        dd_info(g->log, "child_output", "pid=%d stream=%s partial=true line=%s", (int)g->cmd,
+                o->stream, line);
+    else
+        dd_info(g->log, "child_output", "pid=%d stream=%s line=%s", (int)g->cmd, o->stream,
+                line);
+}
+
+/* Reads what CMD wrote on o (non-blocking) and logs every complete line;
+ * at end-of-file also the rest. */
+static void dd_guard_relay(dd_guard *g, dd_guard_out *o)
+{
+    while (o->fd >= 0) {
+        ssize_t r = read(o->fd, o->buf + o->len, sizeof(o->buf) - o->len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && errno == EAGAIN)
+            return;
+        if (r <= 0) { /* end of file (or an error: the same to us) */
+            if (o->len > 0)
+                dd_guard_emit(g, o, o->len, true);
+            o->len = 0;
+            close(o->fd);
+            o->fd = -1;
+            return;
+        }
+        o->len += (size_t)r;
+        char *nl;
+        while ((nl = memchr(o->buf, '\n', o->len)) != NULL) {
+            size_t k = (size_t)(nl - o->buf);
+            dd_guard_emit(g, o, k, false);
+            memmove(o->buf, nl + 1, o->len - k - 1);
+            o->len -= k + 1;
+        }
+        if (o->len == sizeof(o->buf)) { /* a very long line: in pieces */
+            dd_guard_emit(g, o, o->len, true);
+            o->len = 0;
+        }
+    }
+}
+
+/* Polls sfd and CMD's output until timeout_ms (-1: forever) or a signal or
+ * (with extra >= 0) extra is readable. Returns poll's result; revents of
+ * sfd and extra in *sig_ready / *extra_ready. */
+static int dd_guard_poll(dd_guard *g, int sfd, int extra, int timeout_ms, bool *sig_ready,
+                         bool *extra_ready)
+{
+    struct pollfd p[4];
+    int n = 0;
+    p[n++] = (struct pollfd){sfd, POLLIN, 0};
+    int ix = -1;
+    if (extra >= 0) {
+        ix = n;
+        p[n++] = (struct pollfd){extra, POLLIN, 0};
+    }
+    int io = n;
+    for (int i = 0; i < 2; i++)
+        if (g->out[i].fd >= 0)
+            p[n++] = (struct pollfd){g->out[i].fd, POLLIN, 0};
+    int rc = poll(p, (nfds_t)n, timeout_ms);
+    *sig_ready = rc > 0 && p[0].revents;
+    if (extra_ready)
+        *extra_ready = rc > 0 && ix >= 0 && p[ix].revents;
+    if (rc > 0 && n > io)
+        for (int i = 0; i < 2; i++)
+            dd_guard_relay(g, &g->out[i]);
+    return rc;
+}
+
+/* Waits until end (boot ms) for CMD to exit (SIGCHLD on sfd), relaying its
+ * output meanwhile. True when it did. */
+static bool dd_guard_wait_cmd(dd_guard *g, int sfd, long long end, int *status)
 {
     for (;;) {
-        if (waitpid(cmd, status, WNOHANG) == cmd)
+        if (waitpid(g->cmd, status, WNOHANG) == g->cmd)
             return true;
         long long left = end - dd_guard_now_ms();
         if (left <= 0)
             return false;
-        struct pollfd p = {sfd, POLLIN, 0};
-        if (poll(&p, 1, (int)left) > 0) {
+        bool sig = false;
+        dd_guard_poll(g, sfd, -1, (int)left, &sig, NULL);
+        if (sig) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
                 ;
@@ -90,19 +201,63 @@ static bool dd_guard_wait_cmd(int sfd, pid_t cmd, long long end, int *status)
     }
 }
 
+/* CMD has ended: the rest of its output (bounded: its group is killed, so
+ * the pipes reach end-of-file at once unless something escaped the group),
+ * then one line with its real status, and that status as ours. */
+static int dd_guard_finish(dd_guard *g, int sfd, int status)
+{
+    long long end = dd_guard_now_ms() + 500;
+    while ((g->out[0].fd >= 0 || g->out[1].fd >= 0) && dd_guard_now_ms() < end) {
+        bool sig = false;
+        dd_guard_poll(g, sfd, -1, (int)(end - dd_guard_now_ms()), &sig, NULL);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (g->out[i].fd >= 0) { /* held open by an escaped process: stop listening */
+            if (g->out[i].len > 0)
+                dd_guard_emit(g, &g->out[i], g->out[i].len, true);
+            close(g->out[i].fd);
+            g->out[i].fd = -1;
+        }
+    }
+    int code = dd_guard_status(status);
+    dd_info(g->log, "guard_command_exited", "pid=%d exit_status=%d signal=%d",
+            (int)g->cmd, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+            WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    dd_log_free(g->log);
+    return code;
+}
+
 /* TERM, then KILL at kill_at (boot ms); returns CMD's own exit status. */
-static int dd_guard_stop_group(pid_t self, int sfd, pid_t cmd, long long kill_at,
+static int dd_guard_stop_group(dd_guard *g, pid_t self, int sfd, long long kill_at,
                                const char *why)
 {
     int status = 0;
-    fprintf(stderr, "dispatchd guard: stopping the command: %s\n", why);
+    dd_info(g->log, "guard_stopping", "pid=%d signal=TERM kill_in_ms=%lld reason=%s",
+            (int)g->cmd, kill_at - dd_guard_now_ms(), why);
     dd_guard_kill_rest(self, SIGTERM);
-    if (!dd_guard_wait_cmd(sfd, cmd, kill_at, &status)) {
+    if (!dd_guard_wait_cmd(g, sfd, kill_at, &status)) {
+        dd_warn(g->log, "guard_kill", "pid=%d signal=KILL reason=%s", (int)g->cmd,
+                "did not exit after TERM");
         dd_guard_kill_rest(self, SIGKILL);
-        waitpid(cmd, &status, 0);
+        waitpid(g->cmd, &status, 0);
     }
     dd_guard_kill_rest(self, SIGKILL); /* its leftovers */
-    return dd_guard_status(status);
+    return dd_guard_finish(g, sfd, status);
+}
+
+/* The guard's logger: logfmt on stderr (dispatchd's log stream), with the
+ * fields that say whose guard it is. */
+static dd_log *dd_guard_log_new(void)
+{
+    dd_log *log = dd_log_new(stderr, DD_LOG_INFO);
+    const char *sid = getenv("DISPATCHD_SERVER_ID");
+    const char *wid = getenv("DISPATCHD_WORKFLOW_ID");
+    if (sid && *sid)
+        dd_log_add_field(log, "server_id", sid);
+    dd_log_add_field(log, "component", "guard");
+    if (wid && *wid)
+        dd_log_add_field(log, "workflow_id", wid);
+    return log;
 }
 
 int dd_guard_main(int argc, char **argv)
@@ -130,6 +285,11 @@ int dd_guard_main(int argc, char **argv)
         fcntl(livefd, F_SETFD, FD_CLOEXEC); /* CMD does not get it */
         fcntl(livefd, F_SETFL, O_NONBLOCK);
     }
+    /* A log reader that went away (dispatchd's stderr was a pipe) must
+     * not kill the guard on its next line: CMD would be left unguarded. */
+    signal(SIGPIPE, SIG_IGN);
+    dd_guard g = {.log = dd_guard_log_new(),
+                  .out = {{.fd = -1, .stream = "stdout"}, {.fd = -1, .stream = "stderr"}}};
 
     sigset_t set, old;
     sigemptyset(&set);
@@ -137,35 +297,57 @@ int dd_guard_main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGUSR2); /* our parent died (below) */
     sigprocmask(SIG_BLOCK, &set, &old);
     int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sfd < 0) {
-        perror("dispatchd guard: signalfd");
+        dd_error(g.log, "guard_failed", "step=signalfd error=%s", strerror(errno));
+        dd_log_free(g.log);
         return 1;
     }
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    const char *stop = getppid() != want_parent ? "dispatchd is gone" : NULL;
+    prctl(PR_SET_PDEATHSIG, SIGUSR2);
+    const char *stop = getppid() != want_parent ? "dispatchd is gone (its parent died)" : NULL;
     if (!stop && deadline > 0 && dd_guard_now_ms() >= deadline - lead_ms)
         stop = "acting deadline already reached";
 
+    /* CMD's stdout and stderr come to us, to be logged line by line. */
+    int pout[2] = {-1, -1}, perr[2] = {-1, -1};
+    if (!stop && (pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0)) {
+        dd_error(g.log, "guard_failed", "step=pipe error=%s", strerror(errno));
+        dd_log_free(g.log);
+        return 1;
+    }
     pid_t self = getpid();
     pid_t cmd = stop ? 0 : fork();
     if (cmd < 0) {
-        perror("dispatchd guard: fork");
+        dd_error(g.log, "guard_failed", "step=fork error=%s", strerror(errno));
+        dd_log_free(g.log);
         return 1;
     }
     if (cmd == 0 && !stop) {
         sigprocmask(SIG_SETMASK, &old, NULL);
+        signal(SIGPIPE, SIG_DFL); /* an ignored signal would survive the exec */
         prctl(PR_SET_PDEATHSIG, 0);
+        dup2(pout[1], 1);
+        dup2(perr[1], 2);
         dd_guard_close_from(3);
         execvp(argv[3], argv + 3);
+        /* our stderr is the guard's pipe: this becomes a child_output line */
         fprintf(stderr, "dispatchd guard: cannot run '%s': %s\n", argv[3], strerror(errno));
         _exit(127);
     }
     if (stop) { /* CMD never ran */
-        fprintf(stderr, "dispatchd guard: not starting the command: %s\n", stop);
+        dd_warn(g.log, "guard_not_starting", "reason=%s", stop);
+        dd_log_free(g.log);
         return 128 + SIGTERM;
     }
+    g.cmd = cmd;
+    close(pout[1]);
+    close(perr[1]);
+    g.out[0].fd = pout[0];
+    g.out[1].fd = perr[0];
+    fcntl(pout[0], F_SETFL, O_NONBLOCK);
+    fcntl(perr[0], F_SETFL, O_NONBLOCK);
     unsigned char rec[8];
     size_t have = 0;
     for (;;) {
@@ -174,22 +356,22 @@ int dd_guard_main(int argc, char **argv)
             long long kill_at = now + grace_ms;
             if (deadline > 0 && deadline < kill_at)
                 kill_at = deadline;
-            return dd_guard_stop_group(self, sfd, cmd, kill_at, stop);
+            return dd_guard_stop_group(&g, self, sfd, kill_at, stop);
         }
-        struct pollfd p[2] = {{sfd, POLLIN, 0}, {livefd, POLLIN, 0}};
         int timeout = -1;
         if (livefd >= 0) {
             long long left = deadline - lead_ms - now;
             timeout = left <= 0 ? 0 : left > 3600000 ? 3600000 : (int)left;
         }
-        int n = poll(p, livefd >= 0 ? 2 : 1, timeout);
+        bool sig = false, live = false;
+        int n = dd_guard_poll(&g, sfd, livefd, timeout, &sig, &live);
         if (n < 0 && errno != EINTR)
             stop = "poll failed";
         if (n == 0 && livefd >= 0 && dd_guard_now_ms() >= deadline - lead_ms) {
             stop = "no heartbeat landed in time: acting deadline reached";
             continue;
         }
-        if (n > 0 && livefd >= 0 && p[1].revents) {
+        if (n > 0 && livefd >= 0 && live) {
             for (;;) {
                 ssize_t r = read(livefd, rec + have, sizeof(rec) - have);
                 if (r > 0) {
@@ -203,21 +385,26 @@ int dd_guard_main(int argc, char **argv)
                     continue;
                 }
                 if (r == 0 || (errno != EAGAIN && errno != EINTR))
-                    stop = "dispatchd closed the deadline pipe";
+                    stop = "the deadline pipe from dispatchd was closed: dispatchd exited or "
+                           "died";
                 break;
             }
         }
-        if (n > 0 && p[0].revents) {
+        if (n > 0 && sig) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-                if (si.ssi_signo != SIGCHLD)
-                    stop = getppid() != want_parent ? "dispatchd is gone" : "asked to stop";
+                if (si.ssi_signo == SIGUSR2 || getppid() != want_parent)
+                    stop = "dispatchd is gone (its parent died)";
+                else if (si.ssi_signo != SIGCHLD && (!stop || strncmp(stop, "dispatchd", 9)))
+                    stop = si.ssi_signo == SIGTERM ? "asked to stop (SIGTERM)"
+                           : si.ssi_signo == SIGINT ? "asked to stop (SIGINT)"
+                                                    : "asked to stop (SIGHUP)";
             }
             int status;
             if (waitpid(cmd, &status, WNOHANG) == cmd) {
                 /* CMD ended by itself: take any of its leftovers along. */
                 dd_guard_kill_rest(self, SIGKILL);
-                return dd_guard_status(status);
+                return dd_guard_finish(&g, sfd, status);
             }
         }
     }

@@ -167,9 +167,11 @@ int dd_stack_prepare(const dd_service *s, dd_log *log, dd_health *h, char *err, 
             dd_status old;
             int rc = dd_status_read(s->status_path, &old);
             if (rc == 0 || rc == DD_ECORRUPT) {
-                dd_info(log, "stale_state_cleanup", "service=%s status_file=%s old_pid=%d%s",
+                /* every value through its own key: a literal passed as %s
+                 * would be quoted (old_pid=23021"" once) */
+                dd_info(log, "stale_state_cleanup", "service=%s status_file=%s old_pid=%d corrupt=%s",
                         s->name, s->status_path, rc == 0 ? (int)old.ident.pid : 0,
-                        rc == DD_ECORRUPT ? " corrupt=true" : "");
+                        rc == DD_ECORRUPT ? "true" : "false");
                 pid_t pids[DD_MAX_VICTIMS];
                 int n = rc == 0 ? dd_proc_find(old.token, 0, pids, DD_MAX_VICTIMS) : 0;
                 for (int i = 0; i < n; i++) {

@@ -115,10 +115,10 @@ dd_supervisor *dd_supervisor_new(const dd_ctx *ctx, dd_service *services, int n,
     const char *const lbl[] = {"service", NULL};
     if (ctx->metrics) {
         sv->m_restarts = dd_metrics_family(ctx->metrics, DD_COUNTER, "dispatchd_stack_restarts_total",
-                                           "Restarts of a local stack service by the supervisor.",
+                                           "Automatic restarts of a supervised local server (temporal, redis).",
                                            lbl, NULL, 0);
         sv->m_up = dd_metrics_family(ctx->metrics, DD_GAUGE, "dispatchd_stack_up",
-                                     "1 while a local stack service answers its health probe.",
+                                     "1 while the supervised local server passes its health checks, else 0.",
                                      lbl, NULL, 0);
     }
     for (int i = 0; i < n; i++) {

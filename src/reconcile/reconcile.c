@@ -1246,7 +1246,7 @@ int dd_reconciler_new(const dd_ctx *ctx, dd_store *s, dd_temporal *t,
                                        "threshold and not yet cleaned up (fleet-wide count).",
                                        NULL, NULL, 0);
         r->m_terms = dd_metrics_family(m, DD_COUNTER, "dispatchd_stale_terminations_total",
-                                       "Stale dispatcher runs terminated by the reconciler.",
+                                       "Stale dispatcher workflow runs terminated by the reconciler.",
                                        NULL, NULL, 0);
         r->m_cleanups = dd_metrics_family(m, DD_COUNTER, "dispatchd_stale_cleanups_total",
                                           "Stale heartbeat entries deleted by the reconciler after "

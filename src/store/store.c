@@ -521,10 +521,10 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
     if (ctx->metrics) {
         static const char *const labels[] = {"error", NULL};
         s->m_up = dd_metrics_family(ctx->metrics, DD_GAUGE, "dispatchd_redis_connected",
-                                    "1 while the redis connection is ready", NULL, NULL, 0);
+                                    "1 while this process's Redis connection is ready (handshake done), else 0.", NULL, NULL, 0);
         s->m_errors = dd_metrics_family(ctx->metrics, DD_COUNTER,
                                         "dispatchd_redis_command_errors_total",
-                                        "redis operations that failed, by error", labels, NULL, 0);
+                                        "Redis operations that failed, by error (timeout, unavailable, ...).", labels, NULL, 0);
     }
     s->on_state = opts->on_state;
     s->state_arg = opts->state_arg;

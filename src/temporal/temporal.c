@@ -550,7 +550,13 @@ static void call_finish(dd_temporal_call *c, int err)
         c->res.executions = c->nexecs ? c->execs : NULL;
         c->res.nexecutions = c->nexecs;
     }
-    count(t, c->op, err == 0 ? "ok" : "error");
+    /* "not found" answers a question (is anything running under this ID?)
+     * and is how every fresh takeover's describe ends: not an error */
+    count(t, c->op,
+          err == 0                ? "ok"
+          : err == DD_ENOTFOUND   ? "not_found"
+          : err == DD_ECANCELED   ? "cancelled"
+                                  : "error");
     if (err < 0 && err != DD_ECANCELED)
         dd_debug(t->ctx.log, "temporal_call_failed", "op=%s workflow_id=%s error=%s message=%s",
                  op_names[c->op], c->workflow_id ? c->workflow_id : "", dd_strerror(err),
@@ -812,7 +818,9 @@ dd_temporal *dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *o)
     if (ctx->metrics)
         t->m_requests = dd_metrics_family(
             ctx->metrics, DD_COUNTER, "dispatchd_temporal_calls_total",
-            "Temporal API calls and retries by operation and outcome (ok, retry, error).",
+            "Temporal API calls and retries by operation and outcome (ok, not_found, "
+            "cancelled, retry, error; not_found is a normal answer, e.g. the describe before a "
+            "fresh takeover, and cancelled is our own doing, e.g. the loss watch on release).",
             (const char *const[]){"op", "outcome", NULL}, NULL, 0);
     return t;
 }

@@ -171,3 +171,18 @@ redis_ping() { [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ]; }
 temporal_ok() { curl -fsS "http://127.0.0.1:$1/api/v1/system-info" >/dev/null; }
 status_pid() { jq -r .pid "$1/$2.status" 2>/dev/null; }
 now_us() { echo $(( $(date +%s%N) / 1000 )); }
+
+# logfmt_lines FILE: every line of FILE is one well-formed logfmt line
+# (ts=... first; key=value pairs, values bare or fully quoted with escapes).
+# Prints the first offending lines; true when there are none.
+logfmt_lines() {
+  python3 - "$1" <<'PY'
+import re, sys
+pair = r'[a-z_][a-z0-9_.]*=(?:"(?:\\.|[^"\\])*"|[^\s"=\\]+)'
+ok = re.compile(r'^ts=\S+(?: ' + pair + r')+$')
+bad = [l.rstrip('\n') for l in open(sys.argv[1], errors='replace') if not ok.match(l.rstrip('\n'))]
+for l in bad[:5]:
+    print('not logfmt: ' + l[:300], file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+}

@@ -11,10 +11,12 @@ C=(--temporal-url "$U" --redis-url "redis://127.0.0.1:$RP/0" --heartbeat-interva
    --stale-threshold 1200ms --metrics-listen off)
 # The trap is set before "start" is written, so a child stopped right after it
 # started still says so; the stop time is taken when it stops.
-child='trap '"'"'echo stop $(date +%s%N) $DISPATCHD_SERVER_ID; exit 0'"'"' TERM; echo "start $(date +%s%N) $DISPATCHD_SERVER_ID"; while :; do sleep 0.05; done'
+# (the children append to children.log themselves: their stdout reaches dispatchd's log only
+# as child_output lines)
+child="exec >>'$T/children.log'; "'trap '"'"'echo stop $(date +%s%N) $DISPATCHD_SERVER_ID; exit 0'"'"' TERM; echo "start $(date +%s%N) $DISPATCHD_SERVER_ID"; while :; do sleep 0.05; done'
 host() { # host NAME: start a dispatchd host for P/q
   "$DISPATCHD" run --dispatcher "$P/q" "${C[@]}" --server-id "$1" -- sh -c "$child" \
-    >>"$T/children.log" 2>"$T/$1.log" &
+    >"$T/$1.out" 2>"$T/$1.log" &
   echo $! >"$T/$1.pid"
   track_dd $! "$1"
 }

@@ -122,7 +122,8 @@ check "Temporal down: takeover exits 1" [ $rc -eq 1 ]
 check "Temporal down: the message says unavailable" grep -q "unavailable after" <<<"$out"
 
 # --- run: loss detected within ms, child stopped, no fighting back; release on SIGTERM ------
-child='echo "start $DISPATCHD_RUN_ID $DISPATCHD_SERVER_ID"; trap "echo stop; exit 0" TERM; while :; do sleep 0.05; done'
+# the child writes its own file: its stdout reaches dispatchd's log only as child_output lines
+child="exec >>'$T/a.out'; "'echo "start $DISPATCHD_RUN_ID $DISPATCHD_SERVER_ID"; trap "echo stop; exit 0" TERM; while :; do sleep 0.05; done'
 "$DISPATCHD" run --dispatcher "$P/q2" --temporal-url "$U" --server-id ownerA --metrics-listen off \
   -- sh -c "$child" >"$T/a.out" 2>"$T/a.log" &
 A=$!; track_dd $A ownerA

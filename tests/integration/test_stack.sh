@@ -98,8 +98,11 @@ jq --argjson p "$foreign" '.pid = $p' "$S/redis.status" >"$S/redis.status.x" && 
 set +e; out=$(dd status redis); rc=$?; set -e
 check "a status file naming a foreign live pid is not healthy" [ $rc -eq 1 ]
 check "it is reported as a crash leftover" grep -q "not running" <<<"$out"
-dd start redis >/dev/null
+dd start redis >/dev/null 2>"$T/restart.err"
 check "start after a crash cleans up and starts" redis_ping "$RP"
+check "the cleanup is logged with the old pid, as logfmt" \
+  grep -Eq "event=stale_state_cleanup .*old_pid=$foreign corrupt=false" "$T/restart.err"
+check "start's log is well-formed logfmt" logfmt_lines "$T/restart.err"
 check "the foreign process was not killed" kill -0 "$foreign"
 kill "$foreign"
 
@@ -109,8 +112,10 @@ echo '{"service": "redis", "pid": ' >"$S/redis.status"
 set +e; out=$(dd status redis 2>&1); rc=$?; set -e
 check "a corrupt status file makes status exit 1" [ $rc -eq 1 ]
 check "corrupt status file is reported" grep -q "status file '$S/redis.status' is corrupt" <<<"$out"
-dd start redis >/dev/null
+dd start redis >/dev/null 2>"$T/corrupt.err"
 check "start replaces a corrupt status file" jq -e .pid "$S/redis.status"
+check "a corrupt leftover is logged as such" grep -q 'event=stale_state_cleanup .*corrupt=true' "$T/corrupt.err"
+check "that log is well-formed logfmt" logfmt_lines "$T/corrupt.err"
 
 # --- racing starts from two terminals ----------------------------------------------------
 dd stop >/dev/null

@@ -40,6 +40,9 @@ curl -fsS "http://127.0.0.1:$mport/metrics" | awk '/^# TYPE /{print $3, $4}' | s
 grep -v '^#' "$DD_SOURCE_DIR/deploy/metrics.txt" | awk '{print $1, $2}' | sort >"$T/contract"
 check "every contract metric is exported with its type" bash -c "[ -z \"\$(comm -23 '$T/contract' '$T/exported')\" ]"
 check "every exported metric is in the contract" bash -c "[ -z \"\$(comm -13 '$T/contract' '$T/exported')\" ]"
+curl -fsS "http://127.0.0.1:$mport/metrics" | sed -n 's/^# HELP //p' | sort >"$T/exported_help"
+grep -v '^#' "$DD_SOURCE_DIR/deploy/metrics.txt" | awk '{n=$1; $1=$2=$3=""; sub(/^ +/, ""); print n, $0}' | sort >"$T/contract_help"
+check "every exported HELP text is the contract's" bash -c "[ -z \"\$(comm -13 '$T/contract_help' '$T/exported_help')\" ]"
 out=$("$DISPATCHD" up "${O[@]}" 2>&1)
 check "a second up says it is already running" grep -q "already running (pid $UP)" <<<"$out"
 
@@ -116,8 +119,26 @@ start_up
   --task-queue q --type t --workflow-id persist-check >/dev/null
 kill -TERM "$UP"
 expect_exit "$UP" 0
-start_up
+# ... this time on a terminal, as a person runs it: stdout and the log share
+# the tty (stdout line-buffered), and the banner must come out in one piece.
+script -qfec "exec '$DISPATCHD' up ${O[*]}" "$T/tty.out" >/dev/null </dev/null &
+SCRIPT=$!
+track_dd $SCRIPT "up (on a tty)"
+wait_until 60 grep -q "metrics   http://" "$T/tty.out" || fail "up on a tty did not print its banner"
 check "a workflow survives a stack restart" \
   "$(dirname "$DISPATCHD")/../.tools/bin/temporal" workflow describe --address "127.0.0.1:$TP" --workflow-id persist-check
-kill -INT "$UP"
-expect_exit "$UP" 0
+banner_whole() { # the banner's lines follow each other, no log line in between
+  python3 - "$T/tty.out" <<'PY2'
+import sys
+lines = [l.rstrip('\r\n') for l in open(sys.argv[1], errors='replace')]
+i = next(i for i, l in enumerate(lines) if 'the local stack is ready' in l)
+j = next(j for j in range(i, len(lines)) if 'metrics   http://' in lines[j])
+bad = [l for l in lines[i + 1:j + 1] if not l.startswith('  ')]
+print('\n'.join(bad), file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY2
+}
+check "the up banner is not split by log lines on a terminal" banner_whole
+UPT=$(pgrep -P "$SCRIPT" | head -1)
+kill -INT "$UPT"
+expect_exit "$SCRIPT" 0

@@ -11,7 +11,8 @@ err() { echo "$*" >&2; fail=1; }
 declare -A mtype
 while read -r name type labels help; do
   case $name in ''|'#'*) continue ;; esac
-  [[ $name =~ ^dispatchd_[a-z0-9_]+$ ]] || err "metrics.txt: bad metric name '$name'"
+  # dispatchd_* are ours; process_* the client libraries' standard ones
+  [[ $name =~ ^(dispatchd|process)_[a-z0-9_]+$ ]] || err "metrics.txt: bad metric name '$name'"
   [ -z "${mtype[$name]:-}" ] || err "metrics.txt: '$name' listed twice"
   case $type in
     counter) [[ $name == *_total ]] || err "metrics.txt: counter '$name' must end in _total" ;;
