@@ -109,18 +109,33 @@ static void dd_main_usage(FILE *out)
     fprintf(out, "\nRun 'dispatchd COMMAND --help' for the options of one command.\n");
 }
 
+/* The option groups of c, dd_opts_common first, NULL-terminated. A command
+ * with more groups than fit is a programming error, caught by every test
+ * that runs the command (a silent cut once dropped --child-max-restarts). */
+#define DD_CLI_MAX_GROUPS 24
+static void dd_cli_groups(const dd_cli_cmd *c, const dd_opt **groups)
+{
+    int n = 0;
+    groups[n++] = dd_opts_common;
+    for (int i = 0; c->groups[i]; i++) {
+        if (n > DD_CLI_MAX_GROUPS) {
+            fprintf(stderr, "dispatchd: internal error: command '%s' has more than %d option "
+                            "groups\n", c->name, DD_CLI_MAX_GROUPS);
+            abort();
+        }
+        groups[n++] = c->groups[i];
+    }
+    groups[n] = NULL;
+}
+
 static void dd_cmd_help(FILE *out, const dd_cli_cmd *c)
 {
     fprintf(out, "usage: dispatchd %s\n\n%s\n", c->usage, c->summary);
     if (c->details)
         fprintf(out, "\n%s\n", c->details);
     fprintf(out, "\noptions:\n");
-    const dd_opt *groups[16];
-    int n = 0;
-    groups[n++] = dd_opts_common;
-    for (int i = 0; c->groups[i] && n < 15; i++)
-        groups[n++] = c->groups[i];
-    groups[n] = NULL;
+    const dd_opt *groups[DD_CLI_MAX_GROUPS + 2];
+    dd_cli_groups(c, groups);
     dd_config_help(out, groups);
 }
 
@@ -232,12 +247,8 @@ int main(int argc, char **argv)
     }
 
     dd_config_defaults(&cli.cfg);
-    const dd_opt *groups[16];
-    int n = 0;
-    groups[n++] = dd_opts_common;
-    for (int i = 0; cli.cmd->groups[i] && n < 15; i++)
-        groups[n++] = cli.cmd->groups[i];
-    groups[n] = NULL;
+    const dd_opt *groups[DD_CLI_MAX_GROUPS + 2];
+    dd_cli_groups(cli.cmd, groups);
 
     char err[512];
     int rc = dd_config_parse(&cli.cfg, groups, argc - 2, argv + 2, &cli.npos, &cli.dashdash,
