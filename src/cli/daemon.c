@@ -332,10 +332,10 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                             .on_stopped_acting = dd_daemon_stopped_acting,
                             .on_stopped = dd_daemon_owner_stopped,
                             .arg = d};
-        d->owners[i] = dd_owner_new(ctx, d->t, &oo, err, sizeof(err)); /* copies the names */
+        int orc = dd_owner_new(ctx, d->t, &oo, &d->owners[i], err, sizeof(err)); /* copies */
         free(project);
         free(queue);
-        if (!d->owners[i]) {
+        if (orc < 0) {
             code = dd_cli_usage_error(cli, "--dispatcher '%s': %s", disp[i], err);
             goto fail;
         }
@@ -344,7 +344,11 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                                 .failover = true,
                                 .t = d->t,
                                 .workers_signal = wsig};
-        d->hbs[i] = dd_heartbeat_new(ctx, d->store, d->owners[i], &ho);
+        if (dd_heartbeat_new(ctx, d->store, d->owners[i], &ho, &d->hbs[i], err, sizeof(err)) < 0) {
+            dd_owner_free(d->owners[i]);
+            code = dd_cli_usage_error(cli, "--dispatcher '%s': %s", disp[i], err);
+            goto fail;
+        }
         d->nowners++;
     }
     dd_reconciler_opts ro = {.stale_threshold_ms = cli->cfg.stale_threshold_ms,

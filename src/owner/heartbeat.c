@@ -140,9 +140,14 @@ static void dd_hb_arm(dd_heartbeat *h, int64_t delay_ms)
     uv_timer_start(&h->timer, dd_hb_tick, (uint64_t)delay_ms, 0);
 }
 
-dd_heartbeat *dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o,
-                               const dd_heartbeat_opts *opts)
+int dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o, const dd_heartbeat_opts *opts,
+                     dd_heartbeat **out, char *err, size_t errlen)
 {
+    *out = NULL;
+    if (opts->interval_ms <= 0 || opts->threshold_ms <= 0) {
+        dd_msgf(err, errlen, "heartbeat: interval and threshold must be above zero");
+        return DD_EINVAL;
+    }
     dd_heartbeat *h = dd_xcalloc(1, sizeof(*h));
     h->ctx = *ctx;
     h->s = s;
@@ -187,7 +192,8 @@ dd_heartbeat *dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o,
     uv_timer_init(ctx->loop, &h->timer);
     uv_timer_init(ctx->loop, &h->ack_timer);
     h->timer.data = h->ack_timer.data = h;
-    return h;
+    *out = h;
+    return 0;
 }
 
 /* ---- owner side ------------------------------------------------------- *

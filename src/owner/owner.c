@@ -303,13 +303,15 @@ static void dd_owner_child_exit(dd_child *c, int64_t status, int sig, void *arg)
     uv_timer_start(&o->child_retry, dd_owner_child_retry, (uint64_t)delay, 0);
 }
 
-dd_owner *dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *opts, char *err,
-                       size_t errlen)
+int dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *opts, dd_owner **out,
+                 char *err, size_t errlen)
 {
     char wid[DD_DISPATCHER_ID_BUFLEN];
-    if (dd_dispatcher_id_with(opts->wf ? opts->wf->id_prefix : NULL, opts->project, opts->queue,
-                              wid, sizeof(wid), err, errlen) < 0)
-        return NULL;
+    *out = NULL;
+    int rc = dd_dispatcher_id_with(opts->wf ? opts->wf->id_prefix : NULL, opts->project,
+                                   opts->queue, wid, sizeof(wid), err, errlen);
+    if (rc < 0)
+        return rc;
     dd_owner *o = dd_xcalloc(1, sizeof(*o));
     o->ctx = *ctx;
     o->t = t;
@@ -430,7 +432,8 @@ dd_owner *dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *o
             o->m_child_up = o->m_child_restarts = o->m_child_releases = NULL;
         }
     }
-    return o;
+    *out = o;
+    return 0;
 }
 
 /* ---- workflow mode: did a worker pick up our run's first task? ----------

@@ -158,10 +158,10 @@ typedef struct dd_owner_opts {
     void *arg;
 } dd_owner_opts;
 
-/* Strings in opts are copied. Returns NULL with a message in err for a bad
- * project/queue. */
-dd_owner *dd_owner_new(const dd_ctx *ctx, struct dd_temporal *t, const dd_owner_opts *opts,
-                       char *err, size_t errlen);
+/* Strings in opts are copied. 0 and *out, or DD_EINVAL with a message in err
+ * for a bad project/queue. */
+int dd_owner_new(const dd_ctx *ctx, struct dd_temporal *t, const dd_owner_opts *opts,
+                 dd_owner **out, char *err, size_t errlen);
 /* Takes over, retrying with backoff while Temporal is unreachable. */
 void dd_owner_start(dd_owner *o);
 /* Takes over again after a loss (failover decided by the caller). */
@@ -245,9 +245,10 @@ typedef struct dd_heartbeat_opts {
 } dd_heartbeat_opts;
 
 /* s and o are borrowed. Wire dd_heartbeat_owner_changed into the owner's
- * on_change callback. */
-dd_heartbeat *dd_heartbeat_new(const dd_ctx *ctx, struct dd_store *s, dd_owner *o,
-                               const dd_heartbeat_opts *opts);
+ * on_change callback. 0 and *out, or DD_EINVAL (reason in err) for an
+ * interval or threshold that is not above zero. */
+int dd_heartbeat_new(const dd_ctx *ctx, struct dd_store *s, dd_owner *o,
+                     const dd_heartbeat_opts *opts, dd_heartbeat **out, char *err, size_t errlen);
 void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id);
 /* Wire to the owner's on_chain: the record moves to the chain's new run. */
 void dd_heartbeat_chain_moved(dd_heartbeat *h, const char *run_id);
