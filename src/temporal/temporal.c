@@ -287,7 +287,8 @@ static void call_attempt(dd_temporal_call *c)
     dd_buf_release(&url);
     if (rc < 0) {
         dd_buf_reset(&c->dec.msg);
-        dd_buf_printf(&c->dec.msg, "cannot send %s request: %s", dd_tc_op_name(c->op), dd_strerror(rc));
+        dd_buf_printf(&c->dec.msg, "cannot send %s request: %s", dd_tc_op_name(c->op),
+                      dd_strerror(rc));
         call_finish(c, rc);
     }
 }
