@@ -19,6 +19,7 @@
 #include "http/http.h"
 
 #include "core/error.h"
+#include "core/hostport.h"
 #include "http/parse.h"
 
 #include <arpa/inet.h>
@@ -239,7 +240,7 @@ static int tls_setup(dd_http *h, const dd_http_opts *o, dd_buf *err)
 /* scheme://host[:port][/prefix]; no user info, query or fragment. */
 static int parse_url(dd_http *h, const char *url, dd_buf *err)
 {
-    const char *p, *auth_end, *host_b, *host_e, *port_b = NULL;
+    const char *p, *auth_end;
     if (!url || !*url) {
         dd_buf_puts(err, "the URL is empty");
         return DD_EINVAL;
@@ -262,64 +263,22 @@ static int parse_url(dd_http *h, const char *url, dd_buf *err)
         dd_buf_printf(err, "'%s': user info in the URL is not supported", url);
         return DD_EINVAL;
     }
-    if (*p == '[') {
-        host_b = p + 1;
-        host_e = memchr(host_b, ']', (size_t)(auth_end - host_b));
-        if (!host_e) {
-            dd_buf_printf(err, "'%s': missing ']' after the IPv6 address", url);
-            return DD_EINVAL;
-        }
-        if (host_e + 1 < auth_end) {
-            if (host_e[1] != ':') {
-                dd_buf_printf(err, "'%s': expected ':PORT' after ']'", url);
-                return DD_EINVAL;
-            }
-            port_b = host_e + 2;
-        }
-    } else {
-        host_b = p;
-        host_e = memchr(p, ':', (size_t)(auth_end - p));
-        if (host_e) {
-            port_b = host_e + 1;
-            if (memchr(port_b, ':', (size_t)(auth_end - port_b))) {
-                dd_buf_printf(err, "'%s': an IPv6 address needs brackets: http://[ADDR]:PORT",
-                              url);
-                return DD_EINVAL;
-            }
-        } else {
-            host_e = auth_end;
-        }
-    }
-    if (host_e == host_b) {
-        dd_buf_printf(err, "'%s': the host is empty", url);
+    dd_hostport hp;
+    char msg[160];
+    if (dd_hostport_parse(p, (size_t)(auth_end - p), h->tls ? 443 : 80, 0, &hp, msg,
+                          sizeof(msg)) < 0) {
+        dd_buf_printf(err, "'%s': %s", url, msg);
         return DD_EINVAL;
     }
-    long port = h->tls ? 443 : 80;
-    if (port_b) {
-        size_t n = (size_t)(auth_end - port_b);
-        char digits[8];
-        if (n == 0 || n > 5 || strspn(port_b, "0123456789") < n) {
-            dd_buf_printf(err, "'%s': the port must be a number from 1 to 65535", url);
-            return DD_EINVAL;
-        }
-        memcpy(digits, port_b, n);
-        digits[n] = '\0';
-        port = strtol(digits, NULL, 10);
-        if (port < 1 || port > 65535) {
-            dd_buf_printf(err, "'%s': the port must be a number from 1 to 65535", url);
-            return DD_EINVAL;
-        }
-    }
+    long port = hp.port;
     dd_buf b = DD_BUF_INIT;
-    h->host = dd_xmalloc((size_t)(host_e - host_b) + 1);
-    memcpy(h->host, host_b, (size_t)(host_e - host_b));
-    h->host[host_e - host_b] = '\0';
+    h->host = hp.host; /* taken over */
     dd_buf_printf(&b, "%ld", port);
     h->port = dd_buf_detach(&b);
     unsigned char addr[sizeof(struct in6_addr)];
     bool v6 = inet_pton(AF_INET6, h->host, addr) == 1;
     h->numeric = v6 || inet_pton(AF_INET, h->host, addr) == 1;
-    if (*p == '[' && !v6) {
+    if (hp.ipv6 && !v6) { /* a "%zone" would need %25 in the Host header */
         dd_buf_printf(err, "'%s': '%s' is not an IPv6 address", url, h->host);
         return DD_EINVAL;
     }

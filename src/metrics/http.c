@@ -41,6 +41,7 @@
 #include "core/buf.h"
 #include "core/ctx.h"
 #include "core/error.h"
+#include "core/hostport.h"
 #include "core/log.h"
 #include "metrics/http_parse.h"
 #include "metrics/metrics.h"
@@ -128,69 +129,34 @@ static void dd_http_maybe_free(dd_metrics_http *h)
 
 /* ---- listen address ---------------------------------------------------- */
 
-static int dd_http_parse_port(const char *s, int *port)
-{
-    if (!*s || strlen(s) > 5)
-        return DD_EINVAL;
-    long v = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return DD_EINVAL;
-        v = v * 10 + (*p - '0');
-    }
-    if (v > 65535)
-        return DD_EINVAL;
-    *port = (int)v;
-    return 0;
-}
-
 /* Only IP literals: resolving a name here would block the loop, and a
- * metrics endpoint bound to "whatever localhost resolves to" is a surprise. */
+ * metrics endpoint bound to "whatever localhost resolves to" is a surprise.
+ * Port 0 asks for any free port. */
 static int dd_http_parse_listen(const char *listen, struct sockaddr_storage *ss, char *err,
                                 size_t errlen)
 {
-    char host[64];
-    const char *port_s;
-    int port = 0;
-    bool v6 = listen[0] == '[';
-    if (v6) {
-        const char *end = strchr(listen, ']');
-        if (!end || end[1] != ':') {
-            snprintf(err, errlen, "invalid listen address '%s': expected [IPv6]:PORT", listen);
-            return DD_EINVAL;
-        }
-        size_t n = (size_t)(end - (listen + 1));
-        if (n == 0 || n >= sizeof(host))
-            goto bad_host;
-        memcpy(host, listen + 1, n);
-        host[n] = '\0';
-        port_s = end + 2;
-    } else {
-        const char *colon = strrchr(listen, ':');
-        if (!colon) {
-            snprintf(err, errlen, "invalid listen address '%s': expected IPv4:PORT or [IPv6]:PORT",
-                     listen);
-            return DD_EINVAL;
-        }
-        size_t n = (size_t)(colon - listen);
-        if (n == 0 || n >= sizeof(host) || memchr(listen, ':', n))
-            goto bad_host;
-        memcpy(host, listen, n);
-        host[n] = '\0';
-        port_s = colon + 1;
-    }
-    if (dd_http_parse_port(port_s, &port) < 0) {
-        snprintf(err, errlen, "invalid port in listen address '%s': expected 0-65535", listen);
+    dd_hostport hp;
+    char msg[160];
+    if (dd_hostport_parse(listen, strlen(listen), 0,
+                          DD_HOSTPORT_NEED_PORT | DD_HOSTPORT_PORT_ZERO, &hp, msg,
+                          sizeof(msg)) < 0) {
+        dd_msgf(err, errlen, "invalid listen address '%s': %s", listen, msg);
         return DD_EINVAL;
     }
+    /* h->addr holds the whole string; uv_ip6_addr cuts an address before a
+     * "%zone" to 39 characters: refuse both rather than cut. */
+    const char *pct = strchr(hp.host, '%');
+    size_t n = strlen(hp.host);
+    int rc = UV_EINVAL;
     memset(ss, 0, sizeof(*ss));
-    int rc = v6 ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss)
-                : uv_ip4_addr(host, port, (struct sockaddr_in *)ss);
+    if (n < 64 && (!pct || pct - hp.host < 40))
+        rc = hp.ipv6 ? uv_ip6_addr(hp.host, hp.port, (struct sockaddr_in6 *)ss)
+                     : uv_ip4_addr(hp.host, hp.port, (struct sockaddr_in *)ss);
+    dd_hostport_release(&hp);
     if (rc == 0)
         return 0;
-bad_host:
-    snprintf(err, errlen,
-             "invalid listen address '%s': host must be an IP literal (127.0.0.1, [::1])", listen);
+    dd_msgf(err, errlen,
+            "invalid listen address '%s': host must be an IP literal (127.0.0.1, [::1])", listen);
     return DD_EINVAL;
 }
 

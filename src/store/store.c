@@ -16,6 +16,7 @@
 #include "core/backoff.h"
 #include "core/buf.h"
 #include "core/error.h"
+#include "core/hostport.h"
 #include "core/log.h"
 #include "metrics/metrics.h"
 
@@ -171,39 +172,12 @@ static int parse_tcp(const char *p, dd_store_url *u, char *err, size_t errlen)
             return url_fail(err, errlen, "bad %%-escape in the %s of the redis url", "password");
         host = at + 1;
     }
-    const char *port = NULL, *host_end;
-    if (*host == '[') {
-        const char *rb = memchr(host, ']', (size_t)(auth_end - host));
-        if (!rb)
-            return url_fail(err, errlen, "unterminated '%s' in the redis url host", "[");
-        u->host = dd_xmalloc((size_t)(rb - host));
-        memcpy(u->host, host + 1, (size_t)(rb - host - 1));
-        u->host[rb - host - 1] = '\0';
-        host_end = rb + 1;
-        if (host_end < auth_end && *host_end != ':')
-            return url_fail(err, errlen, "unexpected text after '%s' in the redis url host", "]");
-        port = host_end < auth_end ? host_end + 1 : NULL;
-    } else {
-        const char *colon = memchr(host, ':', (size_t)(auth_end - host));
-        host_end = colon ? colon : auth_end;
-        port = colon ? colon + 1 : NULL;
-        u->host = dd_xmalloc((size_t)(host_end - host) + 1);
-        memcpy(u->host, host, (size_t)(host_end - host));
-        u->host[host_end - host] = '\0';
-    }
-    if (u->host[0] == '\0')
-        return url_fail(err, errlen, "missing host in redis url (want %s)",
-                        "redis://host:port/db");
-    u->port = 6379;
-    if (port) {
-        long v;
-        size_t n = (size_t)(auth_end - port);
-        if (parse_uint(port, n, 65535, &v) < 0 || v == 0) {
-            dd_msgf(sub, sizeof(sub), "%.*s", (int)n, port);
-            return url_fail(err, errlen, "bad port '%s' in redis url (want 1-65535)", sub);
-        }
-        u->port = (int)v;
-    }
+    dd_hostport hp;
+    char msg[160];
+    if (dd_hostport_parse(host, (size_t)(auth_end - host), 6379, 0, &hp, msg, sizeof(msg)) < 0)
+        return url_fail(err, errlen, "redis url: %s", msg);
+    u->host = hp.host; /* taken over */
+    u->port = hp.port;
     if (slash && slash[1]) {
         long db;
         if (parse_uint(slash + 1, strlen(slash + 1), INT_MAX, &db) < 0) {

@@ -8,7 +8,12 @@
  * HTTP attempts (retries, history pages, long-poll re-polls), each one
  * dd_http request. A call owns a uv_timer_t for its retry delay, so a call is
  * freed from that timer's close callback, and the client is freed once its
- * last handle (the calls' timers and the HTTP client) has closed. */
+ * last handle (the calls' timers and the HTTP client) has closed.
+ *
+ * This file sends requests, retries, keeps deadlines and cancels; what a
+ * reply means (its size and parse bounds, the result it decodes to, whether
+ * an error is worth a retry, whether to ask again) is codec.c's
+ * dd_tc_decode(). */
 #include "temporal/temporal.h"
 
 #include "core/backoff.h"
@@ -20,25 +25,11 @@
 #include "metrics/metrics.h"
 #include "temporal/codec.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <uv.h>
-
-/* Memory per operation. A reply is buffered whole (at most MAX_BODY, the
- * transport's limit: the largest any operation takes), then checked against
- * the operation's own limit (op_max_body) before it is parsed, and parsed
- * only if jansson's cost for it stays within MAX_PARSE (dd_tc_json_cost):
- * 16 MiB of "{}," costs ~1.6 GB parsed. A hostile 16 MiB reply thus costs
- * at most MAX_BODY + MAX_PARSE (< 64 MB, bench/hostile/RESULTS.md). History
- * pages are dropped once their events are copied out, so a call holds one
- * page at a time, and at most MAX_EVENTS events. */
-#define MAX_BODY (16u << 20)
-#define MAX_PARSE (32u << 20)
-#define MAX_PAGES 1000   /* history pages followed by one call */
-#define MAX_EVENTS 51200 /* Temporal's own default limit of events per history */
 
 /* The loss watch re-polls no sooner than this after the start of the
  * previous poll. A real server holds an empty long poll ~20 s, so this never
@@ -47,49 +38,6 @@
  * measured). 100 ms caps that at 10 requests/s per watch while adding at
  * most 100 ms to noticing a close in that degenerate case. */
 #define REPOLL_FLOOR_MS 100
-
-typedef enum op_kind {
-    OP_START,
-    OP_SWS,
-    OP_SIGNAL,
-    OP_TERMINATE,
-    OP_DESCRIBE,
-    OP_HISTORY,
-    OP_WAIT_CLOSE,
-    OP_LIST,
-} op_kind;
-
-static const char *const op_names[] = {"start", "signal_with_start", "signal", "terminate",
-                                       "describe", "history", "wait_close", "list"};
-
-/* The largest reply body an operation accepts (error replies included). */
-static size_t op_max_body(op_kind op)
-{
-    switch (op) {
-    case OP_START:
-    case OP_SWS:
-    case OP_SIGNAL:
-    case OP_TERMINATE:
-        return 64u << 10; /* a run id, or nothing; an error is a message and details */
-    case OP_DESCRIBE:
-        return 1u << 20; /* one execution, its memo, pending activities and children */
-    case OP_WAIT_CLOSE:
-    case OP_LIST:
-        return 4u << 20; /* one close event (a result payload is at most 2 MB by
-                          * default: 2.7 MB in base64); one page of executions */
-    case OP_HISTORY:
-        return MAX_BODY; /* one page of events, payloads included */
-    }
-    return 64u << 10;
-}
-
-/* Strings a result points to that outlive the reply they came from (history
- * events: each page is freed once read). Blocks never move. */
-typedef struct strblock {
-    struct strblock *next;
-    size_t used, cap;
-    char data[];
-} strblock;
 
 struct dd_temporal {
     dd_ctx ctx;
@@ -111,7 +59,7 @@ struct dd_temporal {
 struct dd_temporal_call {
     dd_temporal *t;
     dd_temporal_call *prev, *next;
-    op_kind op;
+    dd_tc_op op;
     char *url;  /* without page token */
     char *body; /* NULL for GET */
     char *workflow_id, *run_id;
@@ -124,23 +72,13 @@ struct dd_temporal_call {
     int failures;       /* consecutive failed attempts */
     uint64_t deadline;  /* dd_mono_ms(); 0: none (long-poll) */
     uint64_t sent_ms;   /* dd_mono_ms() when the attempt in flight was sent */
-    char *page_token;
-    int pages;
     bool done;
     bool cancelling; /* cancelled: finishes with DD_ECANCELED from the loop */
 
-    /* Result storage, valid until the callback returns: the parsed reply of
-     * single-reply operations and strings decoded from it in `keep`; strings
-     * of history events (whose pages are freed as they are read) in `strs`. */
-    json_t *keep;
-    strblock *strs;
-    dd_temporal_event *events;
-    size_t nevents, capevents;
-    dd_temporal_execution *execs;
-    size_t nexecs;
-    dd_temporal_execution exec;
-    dd_buf msg;
-    dd_temporal_result res;
+    /* The decoded replies (codec.h): the result, the strings and events it
+     * points to (valid until the callback returns), the message, and the
+     * page token the next request sends. */
+    dd_tc_reply dec;
 };
 
 static void call_attempt(dd_temporal_call *c);
@@ -178,139 +116,10 @@ static void http_closed(void *arg)
     maybe_free_client(t);
 }
 
-static void count(dd_temporal *t, op_kind op, const char *outcome)
+static void count(dd_temporal *t, dd_tc_op op, const char *outcome)
 {
     if (t->m_requests)
-        dd_metric_add(t->m_requests, (const char *const[]){op_names[op], outcome}, 1);
-}
-
-static const char *jstr(json_t *o, const char *key)
-{
-    const char *s = json_string_value(json_object_get(o, key));
-    return s && *s ? s : NULL;
-}
-
-/* proto3 JSON writes int64 as a string; accept both. */
-static int64_t jint(json_t *o, const char *key)
-{
-    json_t *v = json_object_get(o, key);
-    if (json_is_integer(v))
-        return (int64_t)json_integer_value(v);
-    if (json_is_string(v))
-        return strtoll(json_string_value(v), NULL, 10);
-    return 0;
-}
-
-/* A copy of s in c->strs (NULL for NULL), alive until the call is freed. */
-static const char *arena_str(dd_temporal_call *c, const char *s)
-{
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    strblock *b = c->strs;
-    if (!b || b->cap - b->used < n) {
-        size_t cap = n > 4096 ? n : 4096;
-        b = dd_xmalloc(sizeof(*b) + cap);
-        b->next = c->strs;
-        b->used = 0;
-        b->cap = cap;
-        c->strs = b;
-    }
-    char *d = b->data + b->used;
-    memcpy(d, s, n);
-    b->used += n;
-    return d;
-}
-
-/* A string the result points to: kept alive in c->keep. */
-static const char *keep_str(dd_temporal_call *c, const char *s, size_t n)
-{
-    json_t *js = json_stringn_nocheck(s, n);
-    json_array_append_new(c->keep, js);
-    return json_string_value(js);
-}
-
-/* ------------------------------------------------------------- payloads */
-
-/* One json/plain payload object for a JSON value. */
-static json_t *payload(json_t *value)
-{
-    dd_buf enc = DD_BUF_INIT, data = DD_BUF_INIT;
-    char *s = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
-    dd_tc_base64_encode(&enc, "json/plain", 10);
-    dd_tc_base64_encode(&data, s, strlen(s));
-    json_t *p = json_pack("{s:{s:s},s:s}", "metadata", "encoding", dd_buf_str(&enc), "data",
-                          dd_buf_str(&data));
-    free(s);
-    dd_buf_release(&enc);
-    dd_buf_release(&data);
-    return p;
-}
-
-static int payloads(const char *json_text, const char *what, json_t **out, dd_buf *err)
-{
-    json_error_t je;
-    json_t *v = json_loads(json_text, JSON_DECODE_ANY, &je);
-    if (!v) {
-        dd_buf_printf(err, "%s is not valid JSON: %s", what, je.text);
-        return DD_EINVAL;
-    }
-    *out = json_pack("{s:[o]}", "payloads", payload(v));
-    json_decref(v);
-    return 0;
-}
-
-/* Decodes a json/plain payload; a JSON string yields its value, anything
- * else its JSON text. NULL if undecodable. A server that ignored our Accept
- * header sends the "shorthand" form (the JSON value itself): take it as is. */
-static const char *payload_text(dd_temporal_call *c, json_t *p)
-{
-    dd_buf raw = DD_BUF_INIT;
-    const char *res = NULL;
-    json_t *v = NULL;
-    if (json_is_object(p) && json_object_get(p, "metadata")) {
-        const char *data = jstr(p, "data");
-        if (!data || dd_tc_base64_decode(&raw, data) < 0)
-            goto out;
-        v = json_loadb(raw.data ? raw.data : "", raw.len, JSON_DECODE_ANY, NULL);
-    } else {
-        v = json_incref(p);
-    }
-    if (json_is_string(v)) {
-        res = keep_str(c, json_string_value(v), json_string_length(v));
-    } else if (v) {
-        char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-        res = keep_str(c, text, strlen(text));
-        free(text);
-    }
-out:
-    json_decref(v);
-    dd_buf_release(&raw);
-    return res;
-}
-
-/* -------------------------------------------------------------- parsing */
-
-static dd_temporal_status parse_status(json_t *v)
-{
-    static const char *const names[] = {"UNSPECIFIED", "RUNNING", "COMPLETED", "FAILED",
-                                        "CANCELED", "TERMINATED", "CONTINUED_AS_NEW",
-                                        "TIMED_OUT"};
-    if (json_is_integer(v)) {
-        json_int_t n = json_integer_value(v);
-        return n >= 0 && n <= 7 ? (dd_temporal_status)n : DD_WF_UNKNOWN;
-    }
-    const char *s = json_string_value(v);
-    const char *pfx = "WORKFLOW_EXECUTION_STATUS_";
-    if (!s)
-        return DD_WF_UNKNOWN;
-    if (strncmp(s, pfx, strlen(pfx)) == 0)
-        s += strlen(pfx);
-    for (int i = 1; i < 8; i++) {
-        if (strcmp(s, names[i]) == 0)
-            return (dd_temporal_status)i;
-    }
-    return DD_WF_UNKNOWN;
+        dd_metric_add(t->m_requests, (const char *const[]){dd_tc_op_name(op), outcome}, 1);
 }
 
 const char *dd_temporal_status_name(dd_temporal_status s)
@@ -319,189 +128,6 @@ const char *dd_temporal_status_name(dd_temporal_status s)
                                         "CANCELED", "TERMINATED", "CONTINUED_AS_NEW",
                                         "TIMED_OUT"};
     return (unsigned)s < 8 ? names[s] : "UNKNOWN";
-}
-
-/* WorkflowExecutionInfo (describe's workflowExecutionInfo, list's executions[]). */
-static void parse_exec(dd_temporal_call *c, json_t *info, dd_temporal_execution *e)
-{
-    json_t *ex = json_object_get(info, "execution");
-    json_t *tq = json_object_get(info, "taskQueue");
-    memset(e, 0, sizeof(*e));
-    e->workflow_id = jstr(ex, "workflowId");
-    e->run_id = jstr(ex, "runId");
-    e->type = jstr(json_object_get(info, "type"), "name");
-    e->task_queue = json_is_string(tq) ? json_string_value(tq) : jstr(tq, "name");
-    e->status = parse_status(json_object_get(info, "status"));
-    e->start_ns = dd_tc_parse_time_ns(jstr(info, "startTime"));
-    e->close_ns = dd_tc_parse_time_ns(jstr(info, "closeTime"));
-    e->first_run_id = jstr(info, "firstRunId");
-    json_t *fields = json_object_get(json_object_get(info, "memo"), "fields");
-    json_t *sid = json_object_get(fields, "server_id");
-    json_t *mp = json_object_get(fields, "project");
-    json_t *mq = json_object_get(fields, "queue");
-    e->server_id = sid ? payload_text(c, sid) : NULL;
-    e->memo_project = mp ? payload_text(c, mp) : NULL;
-    e->memo_queue = mq ? payload_text(c, mq) : NULL;
-}
-
-/* Appends a page's events, their strings copied out (the page is freed
- * after this); last_only: just the page's last event, in place of any
- * before (wait_close asks for the close event only). DD_EPROTO past
- * MAX_EVENTS. */
-static int add_events(dd_temporal_call *c, json_t *events, bool last_only)
-{
-    size_t i, n = json_array_size(events);
-    json_t *ev;
-    json_array_foreach(events, i, ev) {
-        if (last_only && i + 1 < n)
-            continue;
-        if (last_only)
-            c->nevents = 0;
-        if (c->nevents == MAX_EVENTS) {
-            dd_buf_printf(&c->msg, "history of workflow '%s' has more than %d events",
-                          c->workflow_id ? c->workflow_id : "", MAX_EVENTS);
-            return DD_EPROTO;
-        }
-        if (c->nevents == c->capevents) {
-            c->capevents = c->capevents ? c->capevents * 2 : 16;
-            c->events = dd_xrealloc(c->events, c->capevents * sizeof(*c->events));
-        }
-        dd_temporal_event *e = &c->events[c->nevents++];
-        memset(e, 0, sizeof(*e));
-        e->id = jint(ev, "eventId");
-        e->type = arena_str(c, jstr(ev, "eventType"));
-        e->time_ns = dd_tc_parse_time_ns(jstr(ev, "eventTime"));
-        json_t *ta = json_object_get(ev, "workflowExecutionTerminatedEventAttributes");
-        if (!ta)
-            ta = json_object_get(ev, "workflowExecutionStartedEventAttributes");
-        e->reason = arena_str(c, jstr(ta, "reason"));
-        e->identity = arena_str(c, jstr(ta, "identity"));
-        json_t *ca = json_object_get(ev, "workflowExecutionContinuedAsNewEventAttributes");
-        e->new_run_id = arena_str(c, jstr(ca, "newExecutionRunId"));
-    }
-    return 0;
-}
-
-/* Parses a 2xx reply. Returns 0 (done), 1 (send another request: next page
- * or re-poll), or < 0 with c->msg set. */
-static int parse_ok(dd_temporal_call *c, json_t *root)
-{
-    const char *tok;
-    switch (c->op) {
-    case OP_START:
-    case OP_SWS:
-        c->res.run_id = jstr(root, "runId");
-        /* signal-with-start on 1.2x omits "started" when it only signalled */
-        c->res.started = json_is_true(json_object_get(root, "started"));
-        if (!c->res.run_id) {
-            dd_buf_printf(&c->msg, "start of workflow '%s' answered without a run id",
-                          c->workflow_id ? c->workflow_id : "");
-            return DD_EPROTO;
-        }
-        return 0;
-    case OP_SIGNAL:
-    case OP_TERMINATE:
-        return 0;
-    case OP_DESCRIBE:
-        parse_exec(c, json_object_get(root, "workflowExecutionInfo"), &c->exec);
-        {
-            json_t *wft = json_object_get(root, "pendingWorkflowTask");
-            const char *st = jstr(wft, "state");
-            c->exec.wft_scheduled = st && !strcmp(st, "PENDING_WORKFLOW_TASK_STATE_SCHEDULED");
-            if (c->exec.wft_scheduled) {
-                const char *t = jstr(wft, "originalScheduledTime");
-                c->exec.wft_scheduled_ns = dd_tc_parse_time_ns(t ? t : jstr(wft, "scheduledTime"));
-            }
-        }
-        if (!c->exec.run_id) {
-            dd_buf_printf(&c->msg, "describe of workflow '%s' answered without a run id",
-                          c->workflow_id);
-            return DD_EPROTO;
-        }
-        c->res.execution = &c->exec;
-        return 0;
-    case OP_HISTORY:
-    case OP_WAIT_CLOSE: {
-        /* filter type 2 = close event only: wait_close keeps just the last */
-        int rc = add_events(c, json_object_get(json_object_get(root, "history"), "events"),
-                            c->op == OP_WAIT_CLOSE);
-        if (rc < 0)
-            return rc;
-        tok = jstr(root, "nextPageToken");
-        free(c->page_token);
-        c->page_token = xdup(tok);
-        if (c->op == OP_WAIT_CLOSE)
-            return c->nevents > 0 ? 0 : 1; /* empty long-poll answer: ask again */
-        if (tok && ++c->pages < MAX_PAGES)
-            return 1;
-        return 0;
-    }
-    case OP_LIST: {
-        json_t *arr = json_object_get(root, "executions"), *ex;
-        size_t i;
-        c->nexecs = json_array_size(arr);
-        c->execs = dd_xcalloc(c->nexecs ? c->nexecs : 1, sizeof(*c->execs));
-        json_array_foreach(arr, i, ex) parse_exec(c, ex, &c->execs[i]);
-        c->res.next_page_token = jstr(root, "nextPageToken");
-        return 0;
-    }
-    }
-    return 0;
-}
-
-/* Maps an error reply. Sets *retry for statuses worth another attempt. */
-static int parse_error(dd_temporal_call *c, long http, json_t *root, bool *retry)
-{
-    const char *smsg = jstr(root, "message");
-    json_t *details = json_object_get(root, "details"), *d;
-    const char *dtype = NULL, *drun = NULL;
-    size_t i;
-    json_array_foreach(details, i, d) {
-        dtype = jstr(d, "@type");
-        if (!drun)
-            drun = jstr(d, "runId");
-    }
-    c->res.grpc_code = (int)json_integer_value(json_object_get(root, "code"));
-    if (!smsg)
-        smsg = "(no message)";
-    *retry = false;
-    if (http == 404 && ((dtype && strstr(dtype, "NamespaceNotFound")) ||
-                        (strstr(smsg, "amespace") && strstr(smsg, "not found")))) {
-        dd_buf_printf(&c->msg, "namespace '%s' not found", c->t->ns);
-        return DD_ENOTFOUND;
-    }
-    if (http == 404) {
-        dd_buf_printf(&c->msg, "workflow '%s'%s%s%s: %s", c->workflow_id ? c->workflow_id : "",
-                      c->run_id ? " run '" : "", c->run_id ? c->run_id : "",
-                      c->run_id ? "'" : "", smsg);
-        return DD_ENOTFOUND;
-    }
-    if (http == 409) {
-        c->res.run_id = drun;
-        dd_buf_printf(&c->msg, "workflow '%s' already running as run '%s'",
-                      c->workflow_id ? c->workflow_id : "", drun ? drun : "?");
-        return DD_ECONFLICT;
-    }
-    if (http == 400) {
-        dd_buf_printf(&c->msg, "bad request (%s): %s", op_names[c->op], smsg);
-        return DD_EINVAL;
-    }
-    if (http == 401 || http == 403) {
-        dd_buf_printf(&c->msg, "permission denied by temporal (%ld): %s", http, smsg);
-        return -EACCES;
-    }
-    if (http == 429) {
-        *retry = true;
-        dd_buf_printf(&c->msg, "rate limited by temporal: %s", smsg);
-        return DD_ERATELIMIT;
-    }
-    if (http >= 500 && http != 501) {
-        *retry = true;
-        dd_buf_printf(&c->msg, "temporal error (http %ld): %s", http, smsg);
-        return DD_EUNAVAIL;
-    }
-    dd_buf_printf(&c->msg, "unexpected http status %ld from temporal: %s", http, smsg);
-    return DD_EHTTP;
 }
 
 /* ------------------------------------------------------- call lifecycle */
@@ -539,17 +165,9 @@ static void call_finish(dd_temporal_call *c, int err)
     if (c->next)
         c->next->prev = c->prev;
 
-    c->res.err = err;
-    if (err == DD_ECANCELED && c->msg.len == 0)
-        dd_buf_printf(&c->msg, "%s cancelled", op_names[c->op]);
-    c->res.message = dd_buf_str(&c->msg);
-    if (err == 0) {
-        c->res.message = "";
-        c->res.events = c->nevents ? c->events : NULL;
-        c->res.nevents = c->nevents;
-        c->res.executions = c->nexecs ? c->execs : NULL;
-        c->res.nexecutions = c->nexecs;
-    }
+    if (err == DD_ECANCELED && c->dec.msg.len == 0)
+        dd_buf_printf(&c->dec.msg, "%s cancelled", dd_tc_op_name(c->op));
+    const dd_temporal_result *res = dd_tc_reply_result(&c->dec, err);
     /* "not found" answers a question (is anything running under this ID?)
      * and is how every fresh takeover's describe ends: not an error */
     count(t, c->op,
@@ -559,25 +177,16 @@ static void call_finish(dd_temporal_call *c, int err)
                                   : "error");
     if (err < 0 && err != DD_ECANCELED)
         dd_debug(t->ctx.log, "temporal_call_failed", "op=%s workflow_id=%s error=%s message=%s",
-                 op_names[c->op], c->workflow_id ? c->workflow_id : "", dd_strerror(err),
-                 c->res.message);
+                 dd_tc_op_name(c->op), c->workflow_id ? c->workflow_id : "", dd_strerror(err),
+                 res->message);
     if (c->cb) /* NULL: fire and forget (e.g. a best-effort terminate) */
-        c->cb(err, &c->res, c->arg);
+        c->cb(err, res, c->arg);
 
-    json_decref(c->keep);
-    while (c->strs) {
-        strblock *b = c->strs;
-        c->strs = b->next;
-        free(b);
-    }
-    free(c->events);
-    free(c->execs);
+    dd_tc_reply_release(&c->dec);
     free(c->url);
     free(c->body);
     free(c->workflow_id);
     free(c->run_id);
-    free(c->page_token);
-    dd_buf_release(&c->msg);
     uv_close((uv_handle_t *)&c->timer, call_closed);
 }
 
@@ -598,19 +207,19 @@ static void call_failed(dd_temporal_call *c, int err, bool retry)
             dd_warn(t->ctx.log, "temporal_retry",
                     "op=%s workflow_id=%s attempt=%d delay_ms=%lld http_status=%d error=%s "
                     "message=%s",
-                    op_names[c->op], c->workflow_id ? c->workflow_id : "", c->res.attempts,
-                    (long long)delay, c->res.http_status, dd_strerror(err),
-                    dd_buf_str(&c->msg));
-            dd_buf_reset(&c->msg);
+                    dd_tc_op_name(c->op), c->workflow_id ? c->workflow_id : "", c->dec.res.attempts,
+                    (long long)delay, c->dec.res.http_status, dd_strerror(err),
+                    dd_buf_str(&c->dec.msg));
+            dd_buf_reset(&c->dec.msg);
             uv_timer_start(&c->timer, retry_timer_cb, (uint64_t)delay, 0);
             return;
         }
     }
     if (retry) {
         /* Say that we tried, and why we stopped. */
-        char *last = dd_buf_detach(&c->msg);
-        dd_buf_printf(&c->msg, "temporal at '%s' unavailable after %d attempt%s: %s",
-                      t->base_url, c->res.attempts, c->res.attempts == 1 ? "" : "s",
+        char *last = dd_buf_detach(&c->dec.msg);
+        dd_buf_printf(&c->dec.msg, "temporal at '%s' unavailable after %d attempt%s: %s",
+                      t->base_url, c->dec.res.attempts, c->dec.res.attempts == 1 ? "" : "s",
                       last ? last : "");
         free(last);
         if (dd_ctx_cancelled(&t->ctx))
@@ -622,85 +231,46 @@ static void call_failed(dd_temporal_call *c, int err, bool retry)
 static void on_reply(const dd_http_reply *rep, void *arg)
 {
     dd_temporal_call *c = arg;
-    long http = rep->status;
     bool retry = false;
-    int rc;
-    json_t *root = NULL;
     c->req = NULL;
-    c->res.http_status = rep->status;
-    dd_buf_reset(&c->msg);
+    c->dec.res.http_status = rep->status;
+    dd_buf_reset(&c->dec.msg);
 
     if (rep->err != 0) {
-        dd_buf_puts(&c->msg, rep->message);
+        dd_buf_puts(&c->dec.msg, rep->message);
         call_failed(c, rep->err, rep->transient);
         return;
     }
-    /* Bounded before parsing (see MAX_BODY): refused, not retried. */
-    size_t max = op_max_body(c->op);
-    if (rep->body_len > max) {
-        dd_buf_printf(&c->msg, "temporal reply to %s too large (%zu bytes, limit %zu)",
-                      op_names[c->op], rep->body_len, max);
-        call_finish(c, DD_EPROTO);
-        return;
-    }
-    if (dd_tc_json_cost(rep->body, rep->body_len, MAX_PARSE) > MAX_PARSE) {
-        dd_buf_printf(&c->msg,
-                      "temporal reply to %s (%zu bytes) would take over %u MB to parse",
-                      op_names[c->op], rep->body_len, MAX_PARSE >> 20);
-        call_finish(c, DD_EPROTO);
-        return;
-    }
-    json_error_t je;
-    root = json_loadb(rep->body, rep->body_len, 0, &je);
-    if (http >= 200 && http < 300) {
-        if (!root) {
-            dd_buf_printf(&c->msg, "cannot parse temporal reply to %s: %s", op_names[c->op],
-                          je.text);
-            call_finish(c, DD_EPROTO);
-            return;
-        }
-        rc = parse_ok(c, root);
-        if (c->op == OP_HISTORY || c->op == OP_WAIT_CLOSE)
-            json_decref(root); /* its events were copied out: one page at a time */
+    int rc = dd_tc_decode(&c->dec, rep->status, rep->body, rep->body_len, &retry);
+    if (rc == 1) { /* the next history page, or wait_close's re-poll */
+        c->failures = 0;
+        dd_backoff_reset(&c->bo);
+        uint64_t since = dd_mono_ms() - c->sent_ms;
+        if (dd_ctx_cancelled(&c->t->ctx))
+            call_finish(c, DD_ECANCELED);
+        else if (c->op == DD_TC_WAIT_CLOSE && since < REPOLL_FLOOR_MS)
+            uv_timer_start(&c->timer, retry_timer_cb, REPOLL_FLOOR_MS - since, 0);
         else
-            json_array_append_new(c->keep, root); /* results point into it */
-        if (rc == 1) {
-            c->failures = 0;
-            dd_backoff_reset(&c->bo);
-            uint64_t since = dd_mono_ms() - c->sent_ms;
-            if (dd_ctx_cancelled(&c->t->ctx))
-                call_finish(c, DD_ECANCELED);
-            else if (c->op == OP_WAIT_CLOSE && since < REPOLL_FLOOR_MS)
-                uv_timer_start(&c->timer, retry_timer_cb, REPOLL_FLOOR_MS - since, 0);
-            else
-                call_attempt(c);
-            return;
-        }
-        call_finish(c, rc);
+            call_attempt(c);
         return;
     }
-    rc = parse_error(c, http, root, &retry);
-    /* The result may point into it (409: the running run id; never retried).
-     * A retried error's root is not needed: keeping it would grow a long
-     * loss watch with every error it rides out. */
-    if (root && !retry)
-        json_array_append_new(c->keep, root);
+    if (rc < 0)
+        call_failed(c, rc, retry); /* finishes unless retry */
     else
-        json_decref(root);
-    call_failed(c, rc, retry);
+        call_finish(c, 0);
 }
 
 static void call_attempt(dd_temporal_call *c)
 {
     dd_temporal *t = c->t;
     dd_buf url = DD_BUF_INIT;
-    int64_t tmo = c->op == OP_WAIT_CLOSE ? t->long_poll_ms : t->timeout_ms;
+    int64_t tmo = c->op == DD_TC_WAIT_CLOSE ? t->long_poll_ms : t->timeout_ms;
     if (c->deadline) {
         uint64_t now = dd_mono_ms();
         if (now >= c->deadline) {
-            dd_buf_reset(&c->msg);
-            dd_buf_printf(&c->msg, "%s of workflow '%s' exceeded its deadline",
-                          op_names[c->op], c->workflow_id ? c->workflow_id : "");
+            dd_buf_reset(&c->dec.msg);
+            dd_buf_printf(&c->dec.msg, "%s of workflow '%s' exceeded its deadline",
+                          dd_tc_op_name(c->op), c->workflow_id ? c->workflow_id : "");
             call_finish(c, DD_ETIMEOUT);
             return;
         }
@@ -708,27 +278,28 @@ static void call_attempt(dd_temporal_call *c)
             tmo = (int64_t)(c->deadline - now);
     }
     dd_buf_puts(&url, c->url);
-    if (c->page_token) {
+    if (c->dec.page_token) {
         dd_buf_putc(&url, strchr(c->url, '?') ? '&' : '?');
         dd_buf_puts(&url, "nextPageToken=");
-        dd_tc_url_escape(&url, c->page_token);
+        dd_tc_url_escape(&url, c->dec.page_token);
     }
-    c->res.attempts++;
+    c->dec.res.attempts++;
     c->sent_ms = dd_mono_ms();
     dd_debug(t->ctx.log, "temporal_request", "op=%s workflow_id=%s attempt=%d",
-             op_names[c->op], c->workflow_id ? c->workflow_id : "", c->res.attempts);
+             dd_tc_op_name(c->op), c->workflow_id ? c->workflow_id : "", c->dec.res.attempts);
     int rc = dd_http_request(t->http, c->body ? "POST" : "GET", dd_buf_str(&url),
                              dd_buf_str(&t->headers), c->body, c->body ? strlen(c->body) : 0,
                              tmo, on_reply, c, &c->req);
     dd_buf_release(&url);
     if (rc < 0) {
-        dd_buf_reset(&c->msg);
-        dd_buf_printf(&c->msg, "cannot send %s request: %s", op_names[c->op], dd_strerror(rc));
+        dd_buf_reset(&c->dec.msg);
+        dd_buf_printf(&c->dec.msg, "cannot send %s request: %s", dd_tc_op_name(c->op),
+                      dd_strerror(rc));
         call_finish(c, rc);
     }
 }
 
-static dd_temporal_call *call_new(dd_temporal *t, op_kind op, const char *wf, const char *run,
+static dd_temporal_call *call_new(dd_temporal *t, dd_tc_op op, const char *wf, const char *run,
                                   dd_temporal_cb cb, void *arg)
 {
     dd_temporal_call *c = dd_xcalloc(1, sizeof(*c));
@@ -738,9 +309,9 @@ static dd_temporal_call *call_new(dd_temporal *t, op_kind op, const char *wf, co
     c->arg = arg;
     c->workflow_id = xdup(wf);
     c->run_id = xdup(run);
-    c->keep = json_array();
+    dd_tc_reply_init(&c->dec, op, t->ns, c->workflow_id, c->run_id);
     dd_backoff_init(&c->bo, t->backoff_base_ms, t->backoff_cap_ms, dd_rng_next(&t->rng));
-    c->deadline = op == OP_WAIT_CLOSE ? 0 : dd_mono_ms() + (uint64_t)t->deadline_ms;
+    c->deadline = op == DD_TC_WAIT_CLOSE ? 0 : dd_mono_ms() + (uint64_t)t->deadline_ms;
     uv_timer_init(t->ctx.loop, &c->timer);
     c->timer.data = c;
     t->open_handles++;
@@ -772,7 +343,7 @@ dd_temporal *dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *o)
         .ca_file = o->ca_file,
         .cert_file = o->cert_file,
         .key_file = o->key_file,
-        .max_body = MAX_BODY,
+        .max_body = DD_TC_MAX_BODY,
     };
     if (dd_http_new(ctx->loop, &ho, &http, &b) < 0) {
         dd_error(ctx->log, "temporal_config", "message=%s", dd_buf_str(&b));
@@ -906,7 +477,7 @@ static int launch(dd_temporal_call *c, dd_temporal_call **out)
     return 0;
 }
 
-static int start_common(dd_temporal *t, op_kind op, const dd_temporal_start_req *r,
+static int start_common(dd_temporal *t, dd_tc_op op, const dd_temporal_start_req *r,
                         dd_temporal_cb cb, void *arg, dd_temporal_call **out)
 {
     dd_buf msg = DD_BUF_INIT, u = DD_BUF_INIT, e = DD_BUF_INIT;
@@ -925,7 +496,7 @@ static int start_common(dd_temporal *t, op_kind op, const dd_temporal_start_req 
                       r->workflow_id);
         goto fail;
     }
-    if (op == OP_SWS && (!r->signal_name || !*r->signal_name)) {
+    if (op == DD_TC_SWS && (!r->signal_name || !*r->signal_name)) {
         dd_buf_printf(&msg, "workflow '%s': signal-with-start needs a signal name",
                       r->workflow_id);
         goto fail;
@@ -936,12 +507,12 @@ static int start_common(dd_temporal *t, op_kind op, const dd_temporal_start_req 
                      "taskQueue", "name", r->task_queue, "identity", t->identity, "requestId",
                      r->request_id ? r->request_id : rid);
     if (r->input_json) {
-        if ((rc = payloads(r->input_json, "workflow input", &p, &msg)) < 0)
+        if ((rc = dd_tc_payloads(r->input_json, "workflow input", &p, &msg)) < 0)
             goto fail;
         json_object_set_new(body, "input", p);
     }
-    if (op == OP_SWS && r->signal_json) {
-        if ((rc = payloads(r->signal_json, "signal input", &p, &msg)) < 0)
+    if (op == DD_TC_SWS && r->signal_json) {
+        if ((rc = dd_tc_payloads(r->signal_json, "signal input", &p, &msg)) < 0)
             goto fail;
         json_object_set_new(body, "signalInput", p);
     }
@@ -955,7 +526,7 @@ static int start_common(dd_temporal *t, op_kind op, const dd_temporal_start_req 
             rc = DD_EINVAL;
             goto fail;
         }
-        json_object_foreach(m, k, v) json_object_set_new(fields, k, payload(v));
+        json_object_foreach(m, k, v) json_object_set_new(fields, k, dd_tc_payload(v));
         json_object_set_new(body, "memo", json_pack("{s:o}", "fields", fields));
         json_decref(m);
     }
@@ -975,7 +546,7 @@ static int start_common(dd_temporal *t, op_kind op, const dd_temporal_start_req 
         json_object_set_new(body, "workflowIdReusePolicy", json_string(dd_buf_str(&e)));
     }
     dd_temporal_call *c = call_new(t, op, r->workflow_id, NULL, cb, arg);
-    if (op == OP_SWS) {
+    if (op == DD_TC_SWS) {
         wf_url(t, &u, r->workflow_id, "/signal-with-start/");
         dd_tc_url_escape(&u, r->signal_name);
     } else {
@@ -990,23 +561,23 @@ fail:
     json_decref(body);
     dd_buf_release(&u);
     dd_buf_release(&e);
-    return refuse(t, op_names[op], r->workflow_id, rc, &msg);
+    return refuse(t, dd_tc_op_name(op), r->workflow_id, rc, &msg);
 }
 
 int dd_temporal_start(dd_temporal *t, const dd_temporal_start_req *req, dd_temporal_cb cb,
                       void *arg, dd_temporal_call **out)
 {
-    return start_common(t, OP_START, req, cb, arg, out);
+    return start_common(t, DD_TC_START, req, cb, arg, out);
 }
 
 int dd_temporal_signal_with_start(dd_temporal *t, const dd_temporal_start_req *req,
                                   dd_temporal_cb cb, void *arg, dd_temporal_call **out)
 {
-    return start_common(t, OP_SWS, req, cb, arg, out);
+    return start_common(t, DD_TC_SWS, req, cb, arg, out);
 }
 
 /* Shared by signal and terminate: POST .../workflows/{id}/<suffix>. */
-static int post_exec(dd_temporal *t, op_kind op, const char *wf, const char *run,
+static int post_exec(dd_temporal *t, dd_tc_op op, const char *wf, const char *run,
                      const char *suffix, json_t *body, dd_temporal_cb cb, void *arg,
                      dd_temporal_call **out)
 {
@@ -1037,7 +608,7 @@ int dd_temporal_signal(dd_temporal *t, const char *wf, const char *run, const ch
         rc = DD_EINVAL;
     }
     if (rc == 0 && input_json)
-        rc = payloads(input_json, "signal input", &p, &msg);
+        rc = dd_tc_payloads(input_json, "signal input", &p, &msg);
     if (rc < 0)
         return refuse(t, "signal", wf, rc, &msg);
     dd_tc_uuid4(&t->rng, rid);
@@ -1046,7 +617,7 @@ int dd_temporal_signal(dd_temporal *t, const char *wf, const char *run, const ch
         json_object_set_new(body, "input", p);
     dd_buf_puts(&sfx, "/signal/");
     dd_tc_url_escape(&sfx, signal);
-    rc = post_exec(t, OP_SIGNAL, wf, run, dd_buf_str(&sfx), body, cb, arg, out);
+    rc = post_exec(t, DD_TC_SIGNAL, wf, run, dd_buf_str(&sfx), body, cb, arg, out);
     dd_buf_release(&sfx);
     return rc;
 }
@@ -1072,21 +643,21 @@ int dd_temporal_terminate_chain(dd_temporal *t, const char *wf, const char *run,
     json_t *body = json_pack("{s:s}", "reason", reason ? reason : "");
     if (first_run && *first_run)
         json_object_set_new(body, "firstExecutionRunId", json_string(first_run));
-    return post_exec(t, OP_TERMINATE, wf, run, "/terminate", body, cb, arg, out);
+    return post_exec(t, DD_TC_TERMINATE, wf, run, "/terminate", body, cb, arg, out);
 }
 
-static int get_exec(dd_temporal *t, op_kind op, const char *wf, const char *run,
+static int get_exec(dd_temporal *t, dd_tc_op op, const char *wf, const char *run,
                     const char *suffix, const char *query, dd_temporal_cb cb, void *arg,
                     dd_temporal_call **out)
 {
     dd_buf msg = DD_BUF_INIT, u = DD_BUF_INIT;
     int rc = t->closing ? DD_ECANCELED : check_wf(wf, &msg);
-    if (rc == 0 && op == OP_WAIT_CLOSE && (!run || !*run)) {
+    if (rc == 0 && op == DD_TC_WAIT_CLOSE && (!run || !*run)) {
         dd_buf_printf(&msg, "waiting for the close of workflow '%s' needs a run id", wf);
         rc = DD_EINVAL;
     }
     if (rc < 0)
-        return refuse(t, op_names[op], wf, rc, &msg);
+        return refuse(t, dd_tc_op_name(op), wf, rc, &msg);
     dd_temporal_call *c = call_new(t, op, wf, run, cb, arg);
     wf_url(t, &u, wf, suffix);
     dd_buf_putc(&u, '?');
@@ -1103,20 +674,20 @@ static int get_exec(dd_temporal *t, op_kind op, const char *wf, const char *run,
 int dd_temporal_describe(dd_temporal *t, const char *wf, const char *run, dd_temporal_cb cb,
                          void *arg, dd_temporal_call **out)
 {
-    return get_exec(t, OP_DESCRIBE, wf, run, NULL, NULL, cb, arg, out);
+    return get_exec(t, DD_TC_DESCRIBE, wf, run, NULL, NULL, cb, arg, out);
 }
 
 int dd_temporal_history(dd_temporal *t, const char *wf, const char *run, dd_temporal_cb cb,
                         void *arg, dd_temporal_call **out)
 {
-    return get_exec(t, OP_HISTORY, wf, run, "/history", NULL, cb, arg, out);
+    return get_exec(t, DD_TC_HISTORY, wf, run, "/history", NULL, cb, arg, out);
 }
 
 int dd_temporal_wait_close(dd_temporal *t, const char *wf, const char *run, dd_temporal_cb cb,
                            void *arg, dd_temporal_call **out)
 {
     /* Enum values in query strings must be numbers: 2 = CLOSE_EVENT. */
-    return get_exec(t, OP_WAIT_CLOSE, wf, run, "/history",
+    return get_exec(t, DD_TC_WAIT_CLOSE, wf, run, "/history",
                     "&waitNewEvent=true&historyEventFilterType=2", cb, arg, out);
 }
 
@@ -1126,12 +697,12 @@ int dd_temporal_list(dd_temporal *t, const char *query, const char *page_token, 
     dd_buf msg = DD_BUF_INIT, u = DD_BUF_INIT;
     if (t->closing)
         return refuse(t, "list", NULL, DD_ECANCELED, &msg);
-    dd_temporal_call *c = call_new(t, OP_LIST, NULL, NULL, cb, arg);
+    dd_temporal_call *c = call_new(t, DD_TC_LIST, NULL, NULL, cb, arg);
     dd_buf_printf(&u, "%s/workflows?query=", t->base);
     dd_tc_url_escape(&u, query ? query : "");
     if (page_size > 0)
         dd_buf_printf(&u, "&pageSize=%d", page_size);
     c->url = dd_buf_detach(&u);
-    c->page_token = xdup(page_token);
+    c->dec.page_token = xdup(page_token);
     return launch(c, out);
 }

@@ -17,7 +17,8 @@
  * Memory is bounded per operation: a reply over the operation's limit (64
  * KiB start/signal/terminate, 1 MiB describe, 4 MiB wait_close and list, 16
  * MiB a history page) or one that would take over 32 MB to parse fails with
- * DD_EPROTO, unretried.
+ * DD_EPROTO, unretried (codec.h: DD_TC_MAX_BODY, dd_tc_max_body,
+ * DD_TC_MAX_PARSE).
  *
  * Request bodies use proto3 JSON; replies are requested with
  * "Accept: application/json+no-payload-shorthand" so payloads come back in

@@ -2,35 +2,30 @@
  * replies: every operation x every HTTP status, JSON bodies of any shape,
  * retries and follow-up pages, up to the callback's result.
  *
- * The decoding (on_reply, parse_ok, parse_error, parse_exec, add_events,
- * payload_text) is file-local to src/temporal/temporal.c and entangled with
- * the call state, so this file includes temporal.c itself and drives it the
- * way src/http would: an operation is started through the public API, its
- * HTTP request is cancelled before it leaves, and on_reply() gets a reply
- * built from the input instead. When the client asks for more (a retry or
- * the next page) the next reply comes from the input too; once the input
- * is used up, the call is cancelled. The result is checked in the callback.
- * (Moving that decoding into codec.c would let this link dd_temporal
- * instead; temporal.c is being changed elsewhere right now.)
+ * Drives src/temporal/codec.c's reply decoder (dd_tc_decode) the way
+ * temporal.c's on_reply does: one dd_tc_reply per call, fed reply after
+ * reply while the decoder asks for another (the next history page,
+ * wait_close's re-poll) or calls the error retryable; a transport error is
+ * retried when transient. Once the input is used up the call ends as a
+ * cancel would. The result (dd_tc_reply_result) is then checked as a
+ * callback would see it. The call machinery around it (callback once, from
+ * the loop, never inside cancel) is tests/unit/test_temporal_retry.c's.
  *
  * Input: [op][reply]... with reply = [status selector][len u16][body];
  * selector < 0x80 picks from a table of the statuses the client handles
  * (0x00: a transport error instead of a reply), >= 0x80: status 100 + u16 % 500. */
 #include "fuzz.h"
 
-#include "temporal/temporal.c" /* the file under test */
+#include "core/buf.h"
+#include "core/error.h"
+#include "temporal/codec.h"
 
 #define MAX_REPLIES 8
-
-static uv_loop_t loop;
-static dd_temporal *client;
-static FILE *devnull;
-static dd_log *logger;
 
 typedef struct got {
     bool called;
     int status;
-    op_kind op;
+    dd_tc_op op;
 } got;
 
 static void touch(const char *s)
@@ -46,6 +41,9 @@ static void check_exec(const dd_temporal_execution *e)
     touch(e->type);
     touch(e->task_queue);
     touch(e->server_id);
+    touch(e->memo_project);
+    touch(e->memo_queue);
+    touch(e->first_run_id);
     FUZZ_CHECK((unsigned)e->status <= DD_WF_TIMED_OUT, "status %d", (int)e->status);
     touch(dd_temporal_status_name(e->status));
 }
@@ -72,6 +70,7 @@ static void done(int st, const dd_temporal_result *r, void *arg)
         touch(r->events[i].type);
         touch(r->events[i].reason);
         touch(r->events[i].identity);
+        touch(r->events[i].new_run_id);
     }
     FUZZ_CHECK((r->executions == NULL) == (r->nexecutions == 0), "executions %zu",
                r->nexecutions);
@@ -82,66 +81,19 @@ static void done(int st, const dd_temporal_result *r, void *arg)
     if (st != 0)
         return;
     switch (g->op) {
-    case OP_START:
-    case OP_SWS:
+    case DD_TC_START:
+    case DD_TC_SWS:
         FUZZ_CHECK(r->run_id != NULL, "started without a run id");
         break;
-    case OP_DESCRIBE:
+    case DD_TC_DESCRIBE:
         FUZZ_CHECK(r->execution && r->execution->run_id, "described without a run id");
         break;
-    case OP_WAIT_CLOSE:
+    case DD_TC_WAIT_CLOSE:
         FUZZ_CHECK(r->nevents == 1, "wait_close with %zu events", r->nevents);
         break;
     default:
         break;
     }
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    devnull = fopen("/dev/null", "w");
-    logger = dd_log_new(devnull, DD_LOG_DEBUG); /* hostile text goes through logfmt too */
-    uv_loop_init(&loop);
-    dd_ctx ctx = {.loop = &loop, .log = logger};
-    dd_temporal_opts o = {.base_url = "http://127.0.0.1:9",
-                          .namespace_ = "fuzz-ns",
-                          .identity = "fuzz",
-                          .max_attempts = 4};
-    client = dd_temporal_new(&ctx, &o);
-    if (!client)
-        abort();
-    return 0;
-}
-
-static int start(op_kind op, got *g, dd_temporal_call **c)
-{
-    dd_temporal_start_req sr = {.workflow_id = "dispatcher-p-q",
-                                .workflow_type = "dispatchd.dispatcher",
-                                .task_queue = "q",
-                                .input_json = "{\"a\":1}",
-                                .memo_json = "{\"server_id\":\"host-1\"}",
-                                .conflict_policy = "TERMINATE_EXISTING",
-                                .signal_name = "sig"};
-    switch (op) {
-    case OP_START:
-        return dd_temporal_start(client, &sr, done, g, c);
-    case OP_SWS:
-        return dd_temporal_signal_with_start(client, &sr, done, g, c);
-    case OP_SIGNAL:
-        return dd_temporal_signal(client, "dispatcher-p-q", NULL, "sig", "[1]", done, g, c);
-    case OP_TERMINATE:
-        return dd_temporal_terminate(client, "dispatcher-p-q", "run-1", "fuzz", done, g, c);
-    case OP_DESCRIBE:
-        return dd_temporal_describe(client, "dispatcher-p-q", NULL, done, g, c);
-    case OP_HISTORY:
-        return dd_temporal_history(client, "dispatcher-p-q", "run-1", done, g, c);
-    case OP_WAIT_CLOSE:
-        return dd_temporal_wait_close(client, "dispatcher-p-q", "run-1", done, g, c);
-    case OP_LIST:
-        return dd_temporal_list(client, "WorkflowType='dispatchd.dispatcher'", NULL, 10, done, g,
-                                c);
-    }
-    return DD_EINVAL;
 }
 
 static int pick_status(fuzz_in *in)
@@ -157,19 +109,16 @@ static int pick_status(fuzz_in *in)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_in in = {data, size};
-    got g = {.op = (op_kind)(fuzz_byte(&in) % 8)};
-    dd_temporal_call *c = NULL;
-    FUZZ_CHECK(start(g.op, &g, &c) == 0 && c, "cannot start op %d", (int)g.op);
-    for (int k = 0; k < MAX_REPLIES && !g.called && in.n > 0; k++) {
-        if (!c->req) { /* waiting to retry: the timer fires now */
-            uv_timer_stop(&c->timer);
-            call_attempt(c);
-            if (g.called)
-                break;
-        }
-        FUZZ_CHECK(c->req != NULL, "no request in flight");
-        dd_http_abandon(c->req); /* it never leaves: on_reply gets the input instead */
-        c->req = NULL;
+    got g = {.op = (dd_tc_op)(fuzz_byte(&in) % DD_TC_NOPS)};
+    /* the run id the call would carry (messages quote it) */
+    const char *run = g.op == DD_TC_TERMINATE || g.op == DD_TC_HISTORY ||
+                              g.op == DD_TC_WAIT_CLOSE
+                          ? "run-1"
+                          : NULL;
+    dd_tc_reply d;
+    dd_tc_reply_init(&d, g.op, "fuzz-ns", "dispatcher-p-q", run);
+    int final = 1; /* 1: not decided yet */
+    for (int k = 0; k < MAX_REPLIES && final == 1 && in.n > 0; k++) {
         int status = pick_status(&in);
         size_t len = fuzz_u16(&in);
         if (len > in.n)
@@ -179,21 +128,46 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         body[len] = '\0';
         in.p += len;
         in.n -= len;
-        dd_http_reply rep = {.status = status, .body = body, .body_len = len, .message = ""};
-        if (status == 0) /* a transport failure, retryable or not by the first body byte */
-            rep = (dd_http_reply){.err = len && body[0] & 1 ? DD_EPROTO : DD_EUNAVAIL,
-                                  .transient = !(len && body[0] & 1),
-                                  .body = "",
-                                  .message = "connect to 127.0.0.1:9: connection refused"};
-        on_reply(&rep, c);
+        if (status == 0) { /* a transport failure, retryable or not by the first body byte */
+            if (len && body[0] & 1) {
+                dd_buf_reset(&d.msg);
+                dd_buf_puts(&d.msg, "connect to 127.0.0.1:9: connection refused");
+                final = DD_EPROTO;
+            }
+            free(body);
+            continue;
+        }
+        bool retry = true;
+        int rc = dd_tc_decode(&d, status, body, len, &retry);
         free(body);
+        FUZZ_CHECK(rc <= 1, "rc %d", rc);
+        if (rc == 1) {
+            FUZZ_CHECK(g.op == DD_TC_HISTORY || g.op == DD_TC_WAIT_CLOSE,
+                       "op %s asked for another request", dd_tc_op_name(g.op));
+            FUZZ_CHECK(!retry, "another request and a retry");
+            if (g.op == DD_TC_HISTORY)
+                FUZZ_CHECK(d.page_token && *d.page_token, "next page without a token");
+            continue;
+        }
+        if (rc < 0) {
+            FUZZ_CHECK(d.msg.len > 0, "error %d without a message", rc);
+            FUZZ_CHECK(!retry || rc == DD_EUNAVAIL || rc == DD_ERATELIMIT,
+                       "retry after error %d", rc);
+            FUZZ_CHECK(!retry || (status >= 500 && status != 501) || status == 429,
+                       "retry after status %d", status);
+            if (retry)
+                continue;
+        }
+        FUZZ_CHECK(!retry, "retry after success");
+        final = rc;
     }
-    if (!g.called) {
-        dd_temporal_cancel(c);
-        FUZZ_CHECK(!g.called, "callback ran inside cancel");
-        uv_run(&loop, UV_RUN_NOWAIT); /* the cancelled call calls back from the loop */
+    if (final == 1) { /* input used up: the call ends as a cancel would */
+        final = DD_ECANCELED;
+        if (d.msg.len == 0)
+            dd_buf_printf(&d.msg, "%s cancelled", dd_tc_op_name(g.op));
     }
-    FUZZ_CHECK(g.called, "callback never ran");
-    uv_run(&loop, UV_RUN_NOWAIT); /* close the call's timer and the cancelled connections */
+    done(final, dd_tc_reply_result(&d, final), &g);
+    FUZZ_CHECK(g.called, "result never checked");
+    dd_tc_reply_release(&d);
     return 0;
 }

@@ -212,7 +212,7 @@ kill -TERM -- -$T2 2>/dev/null || true; wait $T2 2>/dev/null || true
 # The design notes a 429 for restarts within history.workflowIdReuseMinimalInterval; the
 # 1.29 dev server does not answer 429 on either takeover path even with a 5 s interval
 # (checked by hand), so this checks what users rely on: back-to-back takeovers all succeed.
-# The client retries 429 like 5xx (src/temporal/temporal.c, parse_error).
+# The client retries 429 like 5xx (src/temporal/codec.c, dd_tc_decode_error).
 for i in 1 2 3; do
   j=$(tk "$P" q5 --server-id "rapid$i")
   [ "$(jq -r .outcome <<<"$j")" != failed ] || fail "rapid takeover $i failed: $j"

@@ -1669,7 +1669,7 @@ static void test_base_urls(void **state)
     static const char *const bad[] = {
         "ftp://x:1",      "http://",       "http://:80",      "http://h:0",
         "http://h:99999", "http://h:12ab", "http://user@h:1", "http://[::1",
-        "http://h:1?x=1", "",              NULL,
+        "http://h:1?x=1", "",              NULL,              "http://::1:80",
     };
     static const struct {
         const char *url, *shown;

@@ -93,6 +93,8 @@ static void test_url_errors(void **state)
     expect_error("h:6379", "missing scheme");
     expect_error("rediss://h:1", "TLS");
     expect_error("redis://[::1:1", "unterminated");
+    expect_error("redis://::1:6379", "needs brackets");
+    expect_error("redis://[redis.local]:6379", "not an IPv6 address");
     expect_error("redis://:bad%zzpw@h", "bad %-escape in the password");
     expect_error("unix://", "missing socket path");
     expect_error("unix://rel/path", "missing socket path");
