@@ -77,7 +77,12 @@ int main(int argc, char **argv)
     dd_log *log = dd_log_new(stderr, DD_LOG_WARN);
     dd_ctx ctx = {.loop = &loop, .log = log};
     dd_temporal_opts o = {.base_url = argv[2], .namespace_ = "bench", .max_attempts = 1};
-    dd_temporal *t = dd_temporal_new(&ctx, &o);
+    dd_temporal *t = NULL;
+    char terr[512];
+    if (dd_temporal_new(&ctx, &o, &t, terr, sizeof(terr)) < 0) {
+        fprintf(stderr, "temporal_mem: %s\n", terr);
+        return 2;
+    }
     if (!t)
         return 1;
     run x = {0};

@@ -84,15 +84,14 @@ int dd_cli_temporal_new(dd_cli *cli, const dd_ctx *ctx, struct dd_temporal **out
     };
     if (api_key)
         dd_log_add_secret(cli->log, api_key);
-    *out = dd_temporal_new(ctx, &o);
+    int rc = dd_temporal_new(ctx, &o, out, err, sizeof(err));
     dd_secret_free(api_key);
-    if (!*out)
+    if (rc < 0)
         return dd_cli_usage_error(cli,
-                                  "cannot set up the Temporal client for '%s': the reason is "
-                                  "in the event=temporal_config line above (expected "
+                                  "cannot set up the Temporal client for '%s': %s (expected "
                                   "http(s)://HOST:PORT of the Temporal HTTP API, and readable "
                                   "--temporal-ca-file/--temporal-cert-file/--temporal-key-file)",
-                                  url);
+                                  url, err);
     return 0;
 }
 

@@ -301,7 +301,21 @@ static int parse_url(dd_http *h, const char *url, dd_buf *err)
     return 0;
 }
 
-int dd_http_new(uv_loop_t *loop, const dd_http_opts *o, dd_http **out, dd_buf *err)
+static int dd_http_new_buf(uv_loop_t *loop, const dd_http_opts *o, dd_http **out, dd_buf *err);
+
+/* The reasons are built in a dd_buf (URLs of any length), then handed over
+ * in the caller's buffer, as every constructor does (CONTRIBUTING.md). */
+int dd_http_new(uv_loop_t *loop, const dd_http_opts *o, dd_http **out, char *err, size_t errlen)
+{
+    dd_buf b = DD_BUF_INIT;
+    int rc = dd_http_new_buf(loop, o, out, &b);
+    if (rc < 0)
+        dd_msgf(err, errlen, "%s", dd_buf_str(&b));
+    dd_buf_release(&b);
+    return rc;
+}
+
+static int dd_http_new_buf(uv_loop_t *loop, const dd_http_opts *o, dd_http **out, dd_buf *err)
 {
     dd_http *h = dd_xcalloc(1, sizeof(*h));
     int rc;

@@ -67,8 +67,9 @@ typedef void (*dd_http_close_cb)(void *arg);
 
 /* Parses and checks base_url (scheme, host, port 1-65535, no user info, no
  * query) and, for https, loads the CA and client certificate files. Returns 0
- * and *out, or DD_EINVAL with a readable reason appended to err. */
-int dd_http_new(uv_loop_t *loop, const dd_http_opts *opts, dd_http **out, dd_buf *err);
+ * and *out, or DD_EINVAL with a readable reason in err. */
+int dd_http_new(uv_loop_t *loop, const dd_http_opts *opts, dd_http **out, char *err,
+                size_t errlen);
 
 /* "scheme://host:port" + the path prefix without trailing '/', for messages. */
 const char *dd_http_base_url(const dd_http *h);

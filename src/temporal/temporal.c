@@ -324,17 +324,17 @@ static dd_temporal_call *call_new(dd_temporal *t, dd_tc_op op, const char *wf, c
 
 /* ------------------------------------------------------ client lifecycle */
 
-dd_temporal *dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *o)
+int dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *o, dd_temporal **out, char *err,
+                    size_t errlen)
 {
+    *out = NULL;
     if (!o->base_url || !*o->base_url || !o->namespace_ || !*o->namespace_) {
-        dd_error(ctx->log, "temporal_config", "message=%s",
-                 "temporal base url and namespace are required");
-        return NULL;
+        dd_msgf(err, errlen, "temporal base url and namespace are required");
+        return DD_EINVAL;
     }
     if (o->api_key && strpbrk(o->api_key, "\r\n")) {
-        dd_error(ctx->log, "temporal_config", "message=%s",
-                 "the Temporal API key contains a line break");
-        return NULL;
+        dd_msgf(err, errlen, "the Temporal API key contains a line break");
+        return DD_EINVAL;
     }
     dd_buf b = DD_BUF_INIT;
     dd_http *http = NULL;
@@ -345,11 +345,9 @@ dd_temporal *dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *o)
         .key_file = o->key_file,
         .max_body = DD_TC_MAX_BODY,
     };
-    if (dd_http_new(ctx->loop, &ho, &http, &b) < 0) {
-        dd_error(ctx->log, "temporal_config", "message=%s", dd_buf_str(&b));
-        dd_buf_release(&b);
-        return NULL;
-    }
+    int rc = dd_http_new(ctx->loop, &ho, &http, err, errlen);
+    if (rc < 0)
+        return rc;
     dd_temporal *t = dd_xcalloc(1, sizeof(*t));
     t->http = http;
     t->ctx = *ctx;
@@ -393,7 +391,8 @@ dd_temporal *dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *o)
             "cancelled, retry, error; not_found is a normal answer, e.g. the describe before a "
             "fresh takeover, and cancelled is our own doing, e.g. the loss watch on release).",
             (const char *const[]){"op", "outcome", NULL}, NULL, 0);
-    return t;
+    *out = t;
+    return 0;
 }
 
 static void cancel_fire(uv_timer_t *h)

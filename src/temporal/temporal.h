@@ -136,9 +136,11 @@ typedef void (*dd_temporal_close_cb)(void *arg);
 
 /* Creates a client on ctx->loop (ctx is copied; what it points to is
  * borrowed and must outlive the client). opts strings are copied; the API
- * key is also registered as a log secret. Returns NULL and logs on bad opts.
- * Free with dd_temporal_close(). */
-dd_temporal *dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *opts);
+ * key is also registered as a log secret. 0 and *out, or DD_EINVAL with the
+ * reason in err (no URL or namespace, a bad URL, unreadable TLS files). Free
+ * with dd_temporal_close(). */
+int dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *opts, dd_temporal **out, char *err,
+                    size_t errlen);
 
 /* Cancels every in-flight call (their callbacks run with DD_ECANCELED from
  * the loop, after this returns), closes all libuv handles, then calls

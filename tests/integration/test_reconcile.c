@@ -106,7 +106,9 @@ static dd_temporal *open_temporal(fx *f, const char *url, int attempts, int64_t 
         .backoff_base_ms = 50,
         .backoff_cap_ms = 200,
     };
-    dd_temporal *t = dd_temporal_new(&f->ctx, &o);
+    dd_temporal *t = NULL;
+    char terr[512];
+    assert_int_equal(dd_temporal_new(&f->ctx, &o, &t, terr, sizeof(terr)), 0);
     assert_non_null(t);
     return t;
 }
@@ -707,7 +709,9 @@ static void test_temporal_down(void **state)
      * read as "run gone" (that would delete the record of a running run) */
     dd_temporal_opts no = {.base_url = dd_test_temporal_url(), .namespace_ = "no-such-ns",
                            .identity = "test_reconcile", .max_attempts = 1};
-    dd_temporal *wrong = dd_temporal_new(&f->ctx, &no);
+    dd_temporal *wrong = NULL;
+    char werr[512];
+    assert_int_equal(dd_temporal_new(&f->ctx, &no, &wrong, werr, sizeof(werr)), 0);
     assert_non_null(wrong);
     r = reconciler(f, NULL, wrong, "host-rec", NULL);
     st = run_cycle(f, r);

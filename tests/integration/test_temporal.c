@@ -102,7 +102,11 @@ static dd_temporal *client(fx *f, const char *url, const char *ns, int attempts,
         .backoff_cap_ms = 400,
         .api_key = api_key,
     };
-    return dd_temporal_new(&f->ctx, &o);
+    dd_temporal *t = NULL;
+    char err[512];
+    if (dd_temporal_new(&f->ctx, &o, &t, err, sizeof(err)) < 0)
+        fail_msg("dd_temporal_new: %s", err);
+    return t;
 }
 
 static int setup(void **state)
@@ -684,7 +688,11 @@ static void test_bad_arguments(void **state)
     assert_int_equal(dd_temporal_describe(f->t, "", NULL, capture, &d, NULL), DD_EINVAL);
     assert_false(d.done); /* no callback for refused calls */
     dd_temporal_opts bad = {.base_url = "", .namespace_ = "default"};
-    assert_null(dd_temporal_new(&f->ctx, &bad));
+    dd_temporal *none = NULL;
+    char why[512] = "";
+    assert_int_equal(dd_temporal_new(&f->ctx, &bad, &none, why, sizeof(why)), DD_EINVAL);
+    assert_null(none);
+    assert_true(why[0] != '\0');
 }
 
 static void test_api_key_never_logged(void **state)

@@ -465,12 +465,11 @@ static void fx_start_o(fx *f, const action *acts, int nacts, const char *prefix,
     snprintf(f->base, sizeof(f->base), "http://127.0.0.1:%d%s", f->s.port, prefix ? prefix : "");
     dd_http_opts o = *tmpl;
     o.base_url = f->base;
-    dd_buf err = DD_BUF_INIT;
-    int rc = dd_http_new(&f->loop, &o, &f->h, &err);
+    char err[1024] = "";
+    int rc = dd_http_new(&f->loop, &o, &f->h, err, sizeof(err));
     if (rc != 0)
-        fail_msg("dd_http_new(%s): %d %s", f->base, rc, dd_buf_str(&err));
+        fail_msg("dd_http_new(%s): %d %s", f->base, rc, err);
     assert_non_null(f->h);
-    dd_buf_release(&err);
 }
 
 static void fx_start(fx *f, const action *acts, int nacts, const char *prefix, size_t max_body)
@@ -951,8 +950,8 @@ static void test_connection_refused(void **state)
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", dd_test_free_port());
     dd_http_opts o = {.base_url = base};
     dd_http *h = NULL;
-    dd_buf err = DD_BUF_INIT;
-    assert_int_equal(dd_http_new(&loop, &o, &h, &err), 0);
+    char err[1024] = "";
+    assert_int_equal(dd_http_new(&loop, &o, &h, err, sizeof(err)), 0);
     got g = {0};
     assert_int_equal(dd_http_request(h, "GET", "/", NULL, NULL, 0, 2000, on_reply, &g, NULL), 0);
     assert_int_equal(g.calls, 0);
@@ -968,7 +967,6 @@ static void test_connection_refused(void **state)
     assert_int_equal(closed, 1);
     assert_int_equal(g.calls, 1);
     assert_int_equal(uv_loop_close(&loop), 0);
-    dd_buf_release(&err);
     got_free(&g);
 }
 
@@ -994,8 +992,8 @@ static void test_connect_timeout(void **state)
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", ntohs(a.sin_port));
     dd_http_opts o = {.base_url = base, .connect_timeout_ms = 200};
     dd_http *h = NULL;
-    dd_buf err = DD_BUF_INIT;
-    assert_int_equal(dd_http_new(&loop, &o, &h, &err), 0);
+    char err[1024] = "";
+    assert_int_equal(dd_http_new(&loop, &o, &h, err, sizeof(err)), 0);
     got g = {0};
     uv_update_time(&loop);
     uint64_t t0 = uv_hrtime();
@@ -1019,7 +1017,6 @@ static void test_connect_timeout(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
     close(filler);
     close(lfd);
-    dd_buf_release(&err);
     got_free(&g);
 }
 
@@ -1567,15 +1564,14 @@ static void test_close_idle_and_unused(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     dd_http_opts o = {.base_url = "http://127.0.0.1:9"};
     dd_http *h = NULL;
-    dd_buf err = DD_BUF_INIT;
-    assert_int_equal(dd_http_new(&loop, &o, &h, &err), 0);
+    char err[1024] = "";
+    assert_int_equal(dd_http_new(&loop, &o, &h, err, sizeof(err)), 0);
     int closed = 0;
     dd_http_close(h, on_closed, &closed);
     assert_int_equal(closed, 0);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(closed, 1);
     assert_int_equal(uv_loop_close(&loop), 0);
-    dd_buf_release(&err);
     assert_int_equal(g.calls, 1);
     got_free(&g);
 }
@@ -1688,29 +1684,27 @@ static void test_base_urls(void **state)
         const char *url = bad[i] ? bad[i] : "(null)";
         dd_http_opts o = {.base_url = bad[i]};
         dd_http *h = NULL;
-        dd_buf err = DD_BUF_INIT;
-        int rc = dd_http_new(&loop, &o, &h, &err);
+        char err[1024] = "";
+        int rc = dd_http_new(&loop, &o, &h, err, sizeof(err));
         if (rc != DD_EINVAL)
             dd_buf_printf(&problems, "\n  '%s' gave %d, want DD_EINVAL", url, rc);
-        else if (err.len == 0)
+        else if (!err[0])
             dd_buf_printf(&problems, "\n  '%s': rejected without a message", url);
         else
-            print_message("rejected '%s': %s\n", url, dd_buf_str(&err));
+            print_message("rejected '%s': %s\n", url, err);
         if (rc == 0 && h) {
             int closed = 0;
             dd_http_close(h, on_closed, &closed);
             uv_run(&loop, UV_RUN_DEFAULT);
         }
-        dd_buf_release(&err);
     }
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         dd_http_opts o = {.base_url = good[i].url};
         dd_http *h = NULL;
-        dd_buf err = DD_BUF_INIT;
-        int rc = dd_http_new(&loop, &o, &h, &err);
+        char err[1024] = "";
+        int rc = dd_http_new(&loop, &o, &h, err, sizeof(err));
         if (rc != 0 || !h) {
-            dd_buf_printf(&problems, "\n  '%s' gave %d: %s", good[i].url, rc, dd_buf_str(&err));
-            dd_buf_release(&err);
+            dd_buf_printf(&problems, "\n  '%s' gave %d: %s", good[i].url, rc, err);
             continue;
         }
         if (strcmp(dd_http_base_url(h), good[i].shown) != 0)
@@ -1725,7 +1719,6 @@ static void test_base_urls(void **state)
         uv_run(&loop, UV_RUN_DEFAULT);
         if (closed != 1)
             dd_buf_printf(&problems, "\n  '%s': close callback ran %d times", good[i].url, closed);
-        dd_buf_release(&err);
     }
     assert_int_equal(uv_loop_close(&loop), 0);
     if (problems.len) {
@@ -1752,13 +1745,12 @@ static void test_missing_tls_files(void **state)
             o.key_file = missing;
         }
         dd_http *h = NULL;
-        dd_buf err = DD_BUF_INIT;
-        int rc = dd_http_new(&loop, &o, &h, &err);
+        char err[1024] = "";
+        int rc = dd_http_new(&loop, &o, &h, err, sizeof(err));
         if (rc != DD_EINVAL)
-            fail_msg("case %d: rc %d (%s)", i, rc, dd_buf_str(&err));
-        if (!strstr(dd_buf_str(&err), missing))
-            fail_msg("case %d: message does not name the file: %s", i, dd_buf_str(&err));
-        dd_buf_release(&err);
+            fail_msg("case %d: rc %d (%s)", i, rc, err);
+        if (!strstr(err, missing))
+            fail_msg("case %d: message does not name the file: %s", i, err);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
@@ -1777,8 +1769,8 @@ static void test_localhost(void **state)
     snprintf(base, sizeof(base), "http://localhost:%d", s.port);
     dd_http_opts o = {.base_url = base, .connect_timeout_ms = 2000};
     dd_http *h = NULL;
-    dd_buf err = DD_BUF_INIT;
-    assert_int_equal(dd_http_new(&loop, &o, &h, &err), 0);
+    char err[1024] = "";
+    assert_int_equal(dd_http_new(&loop, &o, &h, err, sizeof(err)), 0);
     got g = {0};
     assert_int_equal(dd_http_request(h, "GET", "/", NULL, NULL, 0, 3000, on_reply, &g, NULL), 0);
     assert_true(run_until(&loop, got_called, &g, 5000));
@@ -1796,7 +1788,6 @@ static void test_localhost(void **state)
     assert_int_equal(g.calls, 1);
     assert_int_equal(uv_loop_close(&loop), 0);
     srv_free_reqs(&s);
-    dd_buf_release(&err);
     got_free(&g);
 }
 

@@ -239,7 +239,9 @@ static got run_op3(test_op op, const char *const *replies, int n, int attempts,
     dd_temporal_opts o = {.base_url = url, .namespace_ = "ns 1", .max_attempts = attempts,
                           .deadline_ms = deadline_ms, .backoff_base_ms = 20,
                           .backoff_cap_ms = 100, .api_key = "key-abcdef-123"};
-    dd_temporal *t = dd_temporal_new(&f.ctx, &o);
+    dd_temporal *t = NULL;
+    char terr[512];
+    assert_int_equal(dd_temporal_new(&f.ctx, &o, &t, terr, sizeof(terr)), 0);
     dd_temporal_start_req r = {.workflow_id = "w", .workflow_type = "ty", .task_queue = "q",
                                .conflict_policy = "TERMINATE_EXISTING"};
     uint64_t t0 = dd_mono_ms();
@@ -426,7 +428,9 @@ static void test_wait_close_empty_answers(void **state)
     char url[64];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/", f.s.port);
     dd_temporal_opts o = {.base_url = url, .namespace_ = "ns"};
-    dd_temporal *t = dd_temporal_new(&f.ctx, &o);
+    dd_temporal *t = NULL;
+    char terr[512];
+    assert_int_equal(dd_temporal_new(&f.ctx, &o, &t, terr, sizeof(terr)), 0);
     dd_temporal_call *call = NULL;
     assert_int_equal(dd_temporal_wait_close(t, "w", "r-1", capture, &g, &call), 0);
     dd_test_sleep_loop(&f.loop, 500);
