@@ -6,6 +6,7 @@
 
 #include "core/buf.h"
 #include "core/error.h"
+#include "metrics/http.h"
 #include "metrics/metrics.h"
 #include "owner/fence.h"
 #include "proc/proc.h"
@@ -29,10 +30,12 @@ static const dd_opt *const dd_groups_run[] = {
 static const dd_opt *const dd_groups_takeover[] = {dd_opts_server_id, dd_opts_takeover,
                                                   dd_opts_workflow, dd_opts_temporal,
                                                   dd_opts_stack_http, NULL};
-static const dd_opt *const dd_groups_status[] = {dd_opts_json, dd_opts_redis, dd_opts_stale, NULL};
+static const dd_opt *const dd_groups_status[] = {dd_opts_json, dd_opts_redis, dd_opts_redis_port,
+                                                dd_opts_stale, NULL};
 static const dd_opt *const dd_groups_worker[] = {dd_opts_dispatcher, dd_opts_server_id,
                                                 dd_opts_heartbeat, dd_opts_redis, NULL};
-static const dd_opt *const dd_groups_workers[] = {dd_opts_json, dd_opts_redis, NULL};
+static const dd_opt *const dd_groups_workers[] = {dd_opts_json, dd_opts_redis, dd_opts_redis_port,
+                                                 NULL};
 static const dd_opt *const dd_groups_reconcile[] = {
     dd_opts_stale, dd_opts_reconcile, dd_opts_server_id, dd_opts_temporal, dd_opts_stack_http,
     dd_opts_redis, dd_opts_loop, dd_opts_reconcile_metrics, NULL};
@@ -133,6 +136,18 @@ int dd_cli_usage_error(dd_cli *cli, const char *fmt, ...)
     return DD_EXIT_USAGE;
 }
 
+int dd_cli_refuse(dd_cli *cli, const char *fmt, ...)
+{
+    (void)cli;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("dispatchd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return DD_EXIT_USAGE;
+}
+
 int dd_cli_fail(dd_cli *cli, const char *fmt, ...)
 {
     va_list ap;
@@ -190,8 +205,41 @@ const char *dd_cli_self_exe(void)
     return exe;
 }
 
+/* Checks that need the whole command line and no server: a malformed
+ * --metrics-listen, two services on one port, --redis-port against
+ * --redis-url. Bad input is refused here, before anything starts (so `up`
+ * never starts a stack only to fail on its metrics address). */
+static int dd_main_check(dd_config *cfg, const dd_opt *const *groups, char *err, size_t errlen)
+{
+    const char *listen = NULL;
+    for (int i = 0; groups[i]; i++) {
+        if (groups[i] == dd_opts_metrics && strcmp(cfg->metrics_listen, "off") != 0)
+            listen = cfg->metrics_listen;
+        if (groups[i] == dd_opts_reconcile_metrics && cfg->reconcile_metrics_listen &&
+            strcmp(cfg->reconcile_metrics_listen, "off") != 0)
+            listen = cfg->reconcile_metrics_listen;
+    }
+    dd_port_use extra[1];
+    int nextra = 0;
+    if (listen) {
+        char e[300];
+        int port = 0;
+        if (dd_metrics_http_check_listen(listen, &port, e, sizeof(e)) < 0) {
+            dd_msgf(err, errlen, "--metrics-listen: %s (or \"off\")", e);
+            return DD_EINVAL;
+        }
+        extra[nextra++] = (dd_port_use){"metrics-listen", port};
+    }
+    int rc = dd_config_check_ports(cfg, groups, extra, nextra, err, errlen);
+    if (rc == 0)
+        rc = dd_config_resolve_redis(cfg, groups, err, errlen);
+    return rc;
+}
+
 int dd_cmd_version(dd_cli *cli)
 {
+    if (cli->npos > 0)
+        return dd_cli_usage_error(cli, "version takes no arguments (got '%s')", cli->pos[0]);
     printf("dispatchd %s (commit %s)\n", DD_VERSION, DD_GIT_COMMIT);
     return DD_EXIT_OK;
 }
@@ -257,6 +305,8 @@ int main(int argc, char **argv)
         rc = dd_fence_plan_make(cli.cfg.heartbeat_interval_ms, cli.cfg.stale_threshold_ms,
                                 cli.cfg.stop_timeout_ms, &plan, err, sizeof(err));
     }
+    if (rc == 0)
+        rc = dd_main_check(&cli.cfg, groups, err, sizeof(err));
     if (rc < 0) {
         int code = dd_cli_usage_error(&cli, "%s", err);
         dd_config_release(&cli.cfg);
