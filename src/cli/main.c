@@ -54,7 +54,10 @@ static const dd_cli_cmd dd_commands[] = {
      "start   start the services detached (idempotent: a healthy service is left alone)\n"
      "stop    TERM each service's process group, wait --stop-timeout, then KILL it\n"
      "status  lock, process identity (pid + kernel start time) and protocol health;\n"
-     "        exits 0 only if every service asked about is healthy (--json for details)"},
+     "        exits 0 only if every service asked about is healthy (--json for details);\n"
+     "        without port options, the ports recorded in --state-dir's status files\n"
+     "A port taken by another process refuses the start before anything runs (exit 2);\n"
+     "every service needs its own port."},
     {"run", dd_cmd_run, dd_groups_run, "run --dispatcher PROJECT/QUEUE... [options] [-- CMD ARGS...]",
      "own dispatchers: take over, hold, detect loss, release on SIGTERM; serve /metrics",
      "For each --dispatcher, takes over its workflow (termination-first) and holds it.\n"
@@ -68,7 +71,8 @@ static const dd_cli_cmd dd_commands[] = {
     {"status", dd_cmd_status, dd_groups_status, "status [--json] [options]",
      "every dispatcher in Redis: owner, run id, heartbeat age, healthy/stale, workers",
      "A dispatcher is stale when its last heartbeat is older than --stale-threshold.\n"
-     "Exits 1 when Redis cannot be read."},
+     "Redis: --redis-url, or --redis-port PORT for the local one (redis://127.0.0.1:PORT/0).\n"
+     "Exits 1 when Redis cannot be read, 2 for bad input."},
     {"worker", dd_cmd_worker, dd_groups_worker,
      "worker --dispatcher PROJECT/QUEUE --server-id ID [options]",
      "worker sidecar: register with a dispatcher and heartbeat until stopped",
@@ -79,7 +83,7 @@ static const dd_cli_cmd dd_commands[] = {
     {"workers", dd_cmd_workers, dd_groups_workers, "workers PROJECT/QUEUE [--json]",
      "the workers registered with one dispatcher, and its owner",
      "A dispatcher with workers but no owner is shown as waiting. Exits 1 for a dispatcher\n"
-     "Redis knows nothing about."},
+     "Redis knows nothing about. Redis: --redis-url, or --redis-port PORT for the local one."},
     {"reconcile", dd_cmd_reconcile, dd_groups_reconcile, "reconcile [--loop] [options]",
      "clean up stale dispatchers once (or keep going with --loop); prints JSON per cycle",
      "A record whose heartbeat is older than --stale-threshold is stale: its exact run is\n"
