@@ -1,8 +1,12 @@
 /* cli.h - what the subcommands share: option parsing with a true --help,
  * the process-wide logger and metrics, and the exit-code convention.
  *
- * Exit codes: 0 success, 1 the operation failed (dependency down, lost a
- * race that matters, timeout), 2 bad usage or bad input. */
+ * Exit codes (README "Exit codes" is the contract): 0 success, 1 the
+ * operation was tried and failed (dependency down, lost a race that matters,
+ * timeout, unhealthy), 2 bad usage or bad input: anything the user must
+ * change in the command line or environment, found before or after parsing
+ * (a malformed value, conflicting options, an unusable path, a port taken by
+ * another process). */
 #ifndef DD_CLI_CLI_H
 #define DD_CLI_CLI_H
 
@@ -38,6 +42,10 @@ struct dd_cli_cmd {
 
 /* Prints an error "dispatchd: <msg>" to stderr and returns DD_EXIT_USAGE. */
 int dd_cli_usage_error(dd_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints "dispatchd: <msg>" to stderr and returns DD_EXIT_USAGE: bad input
+ * found after parsing (a taken port, an unusable path), where the usage
+ * line would not help. */
+int dd_cli_refuse(dd_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints "dispatchd: <msg>" to stderr and returns DD_EXIT_FAIL. */
 int dd_cli_fail(dd_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

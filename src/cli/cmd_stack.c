@@ -44,11 +44,13 @@ static void dd_print_log_tail(const char *path)
     fprintf(stderr, "--- last lines of %s ---\n%s\n---\n", path, buf);
 }
 
-/* Starts one service detached and waits until it answers. */
-static int dd_stack_start_one(dd_cli *cli, dd_service *s)
+/* Starts one service detached and waits until it answers. *started says
+ * whether this call started it (so a later failure can stop it again). */
+static int dd_stack_start_one(dd_cli *cli, dd_service *s, bool *started)
 {
     char err[512], where[128];
     dd_health h;
+    *started = false;
     dd_service_describe(s, where, sizeof(where));
     int fd = dd_stack_prepare(s, cli->log, &h, err, sizeof(err));
     if (fd == DD_ECONFLICT) {
@@ -61,19 +63,21 @@ static int dd_stack_start_one(dd_cli *cli, dd_service *s)
     uv_loop_t loop;
     uv_loop_init(&loop);
     uv_process_t proc;
+    memset(&proc, 0, sizeof(proc)); /* type 0: not initialised (dd_service_spawn) */
     dd_start_wait w = {0};
-    proc.data = &w;
     char token[40];
     dd_stack_token(token, sizeof(token));
     dd_status st;
     int rc = dd_service_spawn(&loop, s, fd, token, 0, &proc, dd_start_on_exit, &st, err,
                               sizeof(err));
+    proc.data = &w; /* after uv_spawn, which initialises the handle (data included) */
     close(fd);
     int code = DD_EXIT_OK;
     if (rc < 0) {
-        code = dd_cli_fail(cli, "%s", err);
-        if (rc == DD_EBUSY)
-            code = DD_EXIT_USAGE;
+        /* a port taken by another process is bad input (README: exit codes) */
+        code = rc == DD_EBUSY ? dd_cli_refuse(cli, "%s", err) : dd_cli_fail(cli, "%s", err);
+        if (proc.pid > 0) /* running without a status file: nobody could find it */
+            kill(-proc.pid, SIGKILL);
         goto out;
     }
     uint64_t start = dd_mono_ms();
@@ -98,16 +102,80 @@ static int dd_stack_start_one(dd_cli *cli, dd_service *s)
         struct timespec d = {0, 50 * 1000 * 1000};
         nanosleep(&d, NULL);
     }
+    *started = true;
     printf("%s: started (pid %d) at %s in %llu ms\n", s->name, (int)st.ident.pid, where,
            (unsigned long long)(dd_mono_ms() - start));
 out:
-    if (rc >= 0 || proc.pid > 0) {
-        /* Closing the handle does not stop the server: it runs detached. */
+    /* Close the handle exactly once, and only if uv_spawn initialised it.
+     * Closing it does not stop the server: it runs detached. */
+    if (proc.type == UV_PROCESS)
         uv_close((uv_handle_t *)&proc, NULL);
-        uv_run(&loop, UV_RUN_DEFAULT);
-    }
+    uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     return code;
+}
+
+/* Before starting anything: every port of every service that is not running
+ * yet must be free, so a taken port refuses the whole start instead of
+ * leaving the services before it running. A port taken a moment later is
+ * still caught by the spawn, and dd_cmd_stack stops what it started. */
+static int dd_stack_precheck_ports(dd_cli *cli, dd_service *svcs, int n)
+{
+    char err[512];
+    for (int i = 0; i < n; i++) {
+        if (dd_lock_held(svcs[i].lock_path))
+            continue; /* running (or starting): its own ports are taken by it */
+        if (dd_service_check_ports(&svcs[i], err, sizeof(err)) < 0)
+            return dd_cli_refuse(cli, "%s; nothing was started", err);
+    }
+    return DD_EXIT_OK;
+}
+
+/* The port options of service s, and whether any of them was given. */
+static bool dd_stack_ports_given(const dd_cli *cli, const dd_service *s)
+{
+    if (s->kind == DD_SVC_REDIS)
+        return dd_config_source(&cli->cfg, "redis-port") != DD_SRC_DEFAULT;
+    return dd_config_source(&cli->cfg, "temporal-http-port") != DD_SRC_DEFAULT ||
+           dd_config_source(&cli->cfg, "temporal-port") != DD_SRC_DEFAULT;
+}
+
+/* `stack status --state-dir D` (and a `stack start` of a running service)
+ * without the port options: the status file in D records the ports the
+ * service runs on, as `stack stop` finds the processes by its token. The
+ * defaults would probe another server, or none, and call a healthy stack
+ * DOWN. Ports given explicitly are used as given (and a mismatch is
+ * reported by dd_stack_port_hint). */
+static void dd_stack_ports_from_status(const dd_cli *cli, dd_service *s, bool only_if_running)
+{
+    if (dd_stack_ports_given(cli, s))
+        return;
+    if (only_if_running && !dd_lock_held(s->lock_path))
+        return;
+    dd_status st;
+    if (dd_status_read(s->status_path, &st) != 0 || st.nports != s->nports)
+        return;
+    for (int i = 0; i < st.nports; i++)
+        if (st.ports[i] < 1 || st.ports[i] > 65535)
+            return;
+    for (int i = 0; i < st.nports; i++)
+        s->ports[i] = st.ports[i];
+    s->probe_port = s->ports[0];
+}
+
+/* A service not healthy on the ports asked about, whose status file names
+ * other ports: say so, it is the likely mistake. */
+static void dd_stack_port_hint(const dd_service *s, dd_health *h)
+{
+    if (h->healthy || !h->have_status || h->status.nports < 1 ||
+        h->status.ports[0] == s->ports[0])
+        return;
+    char more[128];
+    dd_msgf(more, sizeof(more), "; its status file says it runs on port %d, not %d (omit the "
+                                "port options to use the recorded ports)",
+            h->status.ports[0], s->ports[0]);
+    size_t n = strlen(h->detail);
+    dd_msgf(h->detail + n, sizeof(h->detail) - n, "%s", more);
 }
 
 /* pid of a live `dispatchd up` supervising this state dir, or 0. */
@@ -224,11 +292,16 @@ int dd_cmd_stack(dd_cli *cli)
         int rc = dd_service_init(&svcs[nsvc], (dd_service_kind)k, &cli->cfg, dd_cli_self_dir(),
                                  start, err, sizeof(err));
         if (rc < 0) {
-            code = dd_cli_fail(cli, "%s", err);
+            /* a state dir or binary path the user gave that cannot be used */
+            code = rc == DD_EINVAL ? dd_cli_refuse(cli, "%s", err) : dd_cli_fail(cli, "%s", err);
             goto out;
         }
         nsvc++;
     }
+
+    for (int i = 0; i < nsvc; i++)
+        if (status || start)
+            dd_stack_ports_from_status(cli, &svcs[i], start);
 
     pid_t up = dd_up_running(cli);
     if (stop && up > 0) {
@@ -248,6 +321,7 @@ int dd_cmd_stack(dd_cli *cli)
         for (int i = 0; i < nsvc; i++) {
             dd_health h;
             dd_stack_inspect(&svcs[i], 1000, &h);
+            dd_stack_port_hint(&svcs[i], &h);
             if (!h.healthy)
                 code = DD_EXIT_FAIL;
             json_array_append_new(arr, dd_health_json(&svcs[i], &h));
@@ -262,15 +336,30 @@ int dd_cmd_stack(dd_cli *cli)
     }
     if (status && up > 0)
         printf("supervised by dispatchd up (pid %d)\n", (int)up);
+    if (start && (code = dd_stack_precheck_ports(cli, svcs, nsvc)) != DD_EXIT_OK)
+        goto out;
+    bool started[DD_SVC_COUNT] = {false};
     for (int i = 0; i < nsvc; i++) {
         int rc = DD_EXIT_OK;
         if (start) {
-            rc = dd_stack_start_one(cli, &svcs[i]);
+            rc = dd_stack_start_one(cli, &svcs[i], &started[i]);
+            if (rc != DD_EXIT_OK) {
+                /* all or nothing: stop what this command started */
+                for (int j = 0; j < i; j++)
+                    if (started[j]) {
+                        printf("%s: stopping it again (%s could not start)\n", svcs[j].name,
+                               svcs[i].name);
+                        dd_stack_stop_one(cli, &svcs[j]);
+                    }
+                code = rc;
+                break;
+            }
         } else if (stop) {
             rc = dd_stack_stop_one(cli, &svcs[i]);
         } else {
             dd_health h;
             dd_stack_inspect(&svcs[i], 1000, &h);
+            dd_stack_port_hint(&svcs[i], &h);
             char where[128], up_s[32] = "-";
             dd_service_describe(&svcs[i], where, sizeof(where));
             if (h.healthy)

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/time.h"
+#include "metrics/http.h"
 #include "proc/proc.h"
 
 #include <errno.h>
@@ -51,8 +52,9 @@ static void dd_up_on_ready(dd_supervisor *sv, void *arg)
     if (!up->daemon && !up->cancel.cancelled) {
         dd_ctx ctx = {.loop = &up->loop, .log = up->cli->log, .metrics = up->cli->metrics,
                       .cfg = &up->cli->cfg, .cancel = &up->cancel};
-        if (dd_daemon_start(&up->daemon, up->cli, &ctx, DD_UP_DEFAULT_DISPATCHER, NULL) != 0) {
-            up->exit_code = DD_EXIT_FAIL;
+        int dc = dd_daemon_start(&up->daemon, up->cli, &ctx, DD_UP_DEFAULT_DISPATCHER, NULL);
+        if (dc != 0) {
+            up->exit_code = dc; /* 2 for bad input (e.g. the metrics port taken) */
             up->cancel.cancelled = true;
             dd_supervisor_shutdown(up->sv);
         } else {
@@ -119,15 +121,15 @@ int dd_cmd_up(dd_cli *cli)
     int code = DD_EXIT_OK;
 
     for (int k = 0; k < DD_SVC_COUNT; k++) {
-        if (dd_service_init(&up.svcs[k], (dd_service_kind)k, &cli->cfg, dd_cli_self_dir(), true,
-                            err, sizeof(err)) < 0) {
+        int rc = dd_service_init(&up.svcs[k], (dd_service_kind)k, &cli->cfg, dd_cli_self_dir(),
+                                 true, err, sizeof(err));
+        if (rc < 0) {
             for (int j = 0; j < k; j++)
                 dd_service_release(&up.svcs[j]);
-            return dd_cli_fail(cli, "%s", err);
+            return rc == DD_EINVAL ? dd_cli_refuse(cli, "%s", err) : dd_cli_fail(cli, "%s", err);
         }
         up.nsvc++;
     }
-
     char *lock_path = dd_strdupf("%s/up.lock", cli->cfg.state_dir);
     char *status_path = dd_strdupf("%s/up.status", cli->cfg.state_dir);
     int upfd = dd_lock_acquire(lock_path);
@@ -142,6 +144,27 @@ int dd_cmd_up(dd_cli *cli)
     if (upfd < 0) {
         code = dd_cli_fail(cli, "cannot take '%s': %s", lock_path, dd_strerror(upfd));
         goto out_services;
+    }
+    /* Only now (a second `up` of this state dir says "already running"
+     * above, whatever ports it holds): a port taken by another process
+     * refuses the start before anything runs (exit 2, as `stack start`).
+     * Services already running are adopted and hold their own ports. The
+     * metrics address is checked here too: it is bound only once the stack
+     * is up. */
+    if (strcmp(cli->cfg.metrics_listen, "off") != 0 &&
+        dd_metrics_http_listen_free(cli->cfg.metrics_listen, err, sizeof(err)) < 0) {
+        code = dd_cli_refuse(cli, "%s (--metrics-listen, or \"off\"); nothing was started", err);
+        close(upfd);
+        goto out_services;
+    }
+    for (int k = 0; k < up.nsvc; k++) {
+        if (dd_lock_held(up.svcs[k].lock_path))
+            continue;
+        if (dd_service_check_ports(&up.svcs[k], err, sizeof(err)) < 0) {
+            code = dd_cli_refuse(cli, "%s; nothing was started", err);
+            close(upfd);
+            goto out_services;
+        }
     }
     dd_status me = {0};
     snprintf(me.service, sizeof(me.service), "up");
@@ -167,9 +190,11 @@ int dd_cmd_up(dd_cli *cli)
     uv_signal_start(&up.sigterm, dd_up_on_signal, SIGTERM);
     uv_signal_start(&up.sighup, dd_up_on_signal, SIGHUP);
 
-    if (dd_supervisor_start(up.sv, err, sizeof(err)) < 0) {
+    int src = dd_supervisor_start(up.sv, err, sizeof(err));
+    if (src < 0) {
         fprintf(stderr, "dispatchd: %s\n", err);
-        code = DD_EXIT_FAIL;
+        /* a port taken meanwhile is bad input, as in the check above */
+        code = src == DD_EBUSY ? DD_EXIT_USAGE : DD_EXIT_FAIL;
         up.cancel.cancelled = true;
         dd_supervisor_shutdown(up.sv);
     }

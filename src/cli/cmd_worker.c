@@ -56,7 +56,7 @@ int dd_cmd_worker(dd_cli *cli)
                          sizeof(err)) < 0) {
         free(project);
         free(queue);
-        return dd_cli_usage_error(cli, "%s", err);
+        return dd_cli_usage_error(cli, "--redis-password-file: %s", err);
     }
     /* The real URL: a password in it is the worker's to use (the store
      * registers it as a log secret). The ***-masked one is for messages. */
@@ -138,8 +138,9 @@ static void dd_workers_list(int st, const dd_store_workers *w, void *arg)
 
 int dd_cmd_workers(dd_cli *cli)
 {
-    if (cli->npos != 1 || !strchr(cli->pos[0], '/'))
-        return dd_cli_usage_error(cli, "workers needs one PROJECT/QUEUE");
+    if (cli->npos != 1)
+        return dd_cli_usage_error(cli, "workers needs one PROJECT/QUEUE (got %d arguments)",
+                                  cli->npos);
     char *project, *queue, wid[DD_DISPATCHER_ID_BUFLEN], err[512];
     if (dd_config_dispatcher_split(cli->pos[0], &project, &queue) < 0)
         return dd_cli_usage_error(cli, "workers needs one PROJECT/QUEUE (got '%s')",

@@ -71,7 +71,7 @@ int dd_cli_temporal_new(dd_cli *cli, const dd_ctx *ctx, struct dd_temporal **out
     char *api_key = NULL;
     if (dd_config_secret("DISPATCHD_TEMPORAL_API_KEY", cli->cfg.temporal_api_key_file, &api_key,
                          err, sizeof(err)) < 0)
-        return dd_cli_usage_error(cli, "%s", err);
+        return dd_cli_usage_error(cli, "--temporal-api-key-file: %s", err);
     dd_temporal_opts o = {
         .base_url = url,
         .namespace_ = cli->cfg.namespace_,
@@ -111,7 +111,8 @@ int dd_cli_metrics_serve(dd_cli *cli, const dd_ctx *ctx, const char *listen,
     char err[256];
     if (dd_metrics_http_start(out, ctx, listen, ctx->metrics, ready, arg, err, sizeof(err)) < 0) {
         *out = NULL;
-        return dd_cli_fail(cli, "%s (--metrics-listen, or \"off\")", err);
+        /* the address the user gave cannot be used (taken, not local): exit 2 */
+        return dd_cli_refuse(cli, "%s (--metrics-listen, or \"off\")", err);
     }
     dd_info(ctx->log, "metrics_listening", "address=%s port=%d", listen,
             dd_metrics_http_port(*out));
@@ -124,7 +125,7 @@ int dd_cli_store_open(dd_cli *cli, const dd_ctx *ctx, dd_store **out)
     char *pw = NULL;
     if (dd_config_secret("DISPATCHD_REDIS_PASSWORD", cli->cfg.redis_password_file, &pw, err,
                          sizeof(err)) < 0)
-        return dd_cli_usage_error(cli, "%s", err);
+        return dd_cli_usage_error(cli, "--redis-password-file: %s", err);
     dd_cli_redis_password_warn(cli);
     dd_store_opts so = {.url = dd_cli_redis_url(cli), .password = pw};
     int rc = dd_store_open(ctx, &so, out, err, sizeof(err));

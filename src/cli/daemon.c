@@ -281,6 +281,12 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
         disp[i] = cli->cfg.dispatchers[i];
     if (n == 0 && default_dispatcher)
         disp[n++] = default_dispatcher;
+    /* Which dispatchers, and from where: --dispatcher flags replace the
+     * DISPATCHD_DISPATCHER list (README), and this line shows which won. */
+    static const char *const srcname[] = {"default", "environment", "flag"};
+    for (int i = 0; i < n; i++)
+        dd_info(ctx->log, "dispatcher_configured", "dispatcher=%s source=%s", disp[i],
+                srcname[cli->cfg.ndispatchers ? dd_config_source(&cli->cfg, "dispatcher") : 0]);
 
     char err[512];
     /* Every child acts only within its acting window (owner/fence.h). */

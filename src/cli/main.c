@@ -6,6 +6,7 @@
 
 #include "core/buf.h"
 #include "core/error.h"
+#include "metrics/http.h"
 #include "metrics/metrics.h"
 #include "owner/fence.h"
 #include "proc/proc.h"
@@ -30,11 +31,13 @@ static const dd_opt *const dd_groups_takeover[] = {dd_opts_server_id, dd_opts_ta
                                                   dd_opts_workflow, dd_opts_id_prefix,
                                                   dd_opts_temporal,
                                                   dd_opts_stack_http, NULL};
-static const dd_opt *const dd_groups_status[] = {dd_opts_json, dd_opts_redis, dd_opts_stale, NULL};
+static const dd_opt *const dd_groups_status[] = {dd_opts_json, dd_opts_redis, dd_opts_redis_port,
+                                                dd_opts_stale, NULL};
 static const dd_opt *const dd_groups_worker[] = {dd_opts_dispatcher, dd_opts_server_id,
                                                 dd_opts_heartbeat, dd_opts_id_prefix,
                                                 dd_opts_redis, NULL};
 static const dd_opt *const dd_groups_workers[] = {dd_opts_json, dd_opts_id_prefix, dd_opts_redis,
+                                                 dd_opts_redis_port,
                                                  NULL};
 static const dd_opt *const dd_groups_reconcile[] = {
     dd_opts_stale, dd_opts_reconcile, dd_opts_server_id, dd_opts_temporal, dd_opts_stack_http,
@@ -54,7 +57,10 @@ static const dd_cli_cmd dd_commands[] = {
      "start   start the services detached (idempotent: a healthy service is left alone)\n"
      "stop    TERM each service's process group, wait --stop-timeout, then KILL it\n"
      "status  lock, process identity (pid + kernel start time) and protocol health;\n"
-     "        exits 0 only if every service asked about is healthy (--json for details)"},
+     "        exits 0 only if every service asked about is healthy (--json for details);\n"
+     "        without port options, the ports recorded in --state-dir's status files\n"
+     "A port taken by another process refuses the start before anything runs (exit 2);\n"
+     "every service needs its own port."},
     {"run", dd_cmd_run, dd_groups_run, "run --dispatcher PROJECT/QUEUE... [options] [-- CMD ARGS...]",
      "own dispatchers: take over, hold, detect loss, release on SIGTERM; serve /metrics",
      "For each --dispatcher, takes over its workflow (termination-first) and holds it.\n"
@@ -68,7 +74,8 @@ static const dd_cli_cmd dd_commands[] = {
     {"status", dd_cmd_status, dd_groups_status, "status [--json] [options]",
      "every dispatcher in Redis: owner, run id, heartbeat age, healthy/stale, workers",
      "A dispatcher is stale when its last heartbeat is older than --stale-threshold.\n"
-     "Exits 1 when Redis cannot be read."},
+     "Redis: --redis-url, or --redis-port PORT for the local one (redis://127.0.0.1:PORT/0).\n"
+     "Exits 1 when Redis cannot be read, 2 for bad input."},
     {"worker", dd_cmd_worker, dd_groups_worker,
      "worker --dispatcher PROJECT/QUEUE --server-id ID [options]",
      "worker sidecar: register with a dispatcher and heartbeat until stopped",
@@ -79,7 +86,7 @@ static const dd_cli_cmd dd_commands[] = {
     {"workers", dd_cmd_workers, dd_groups_workers, "workers PROJECT/QUEUE [--json]",
      "the workers registered with one dispatcher, and its owner",
      "A dispatcher with workers but no owner is shown as waiting. Exits 1 for a dispatcher\n"
-     "Redis knows nothing about."},
+     "Redis knows nothing about. Redis: --redis-url, or --redis-port PORT for the local one."},
     {"reconcile", dd_cmd_reconcile, dd_groups_reconcile, "reconcile [--loop] [options]",
      "clean up stale dispatchers once (or keep going with --loop); prints JSON per cycle",
      "A record whose heartbeat is older than --stale-threshold (or its owner's own threshold,\n"
@@ -152,6 +159,18 @@ int dd_cli_usage_error(dd_cli *cli, const char *fmt, ...)
     return DD_EXIT_USAGE;
 }
 
+int dd_cli_refuse(dd_cli *cli, const char *fmt, ...)
+{
+    (void)cli;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("dispatchd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return DD_EXIT_USAGE;
+}
+
 int dd_cli_fail(dd_cli *cli, const char *fmt, ...)
 {
     va_list ap;
@@ -209,8 +228,41 @@ const char *dd_cli_self_exe(void)
     return exe;
 }
 
+/* Checks that need the whole command line and no server: a malformed
+ * --metrics-listen, two services on one port, --redis-port against
+ * --redis-url. Bad input is refused here, before anything starts (so `up`
+ * never starts a stack only to fail on its metrics address). */
+static int dd_main_check(dd_config *cfg, const dd_opt *const *groups, char *err, size_t errlen)
+{
+    const char *listen = NULL;
+    for (int i = 0; groups[i]; i++) {
+        if (groups[i] == dd_opts_metrics && strcmp(cfg->metrics_listen, "off") != 0)
+            listen = cfg->metrics_listen;
+        if (groups[i] == dd_opts_reconcile_metrics && cfg->reconcile_metrics_listen &&
+            strcmp(cfg->reconcile_metrics_listen, "off") != 0)
+            listen = cfg->reconcile_metrics_listen;
+    }
+    dd_port_use extra[1];
+    int nextra = 0;
+    if (listen) {
+        char e[300];
+        int port = 0;
+        if (dd_metrics_http_check_listen(listen, &port, e, sizeof(e)) < 0) {
+            dd_msgf(err, errlen, "--metrics-listen: %s (or \"off\")", e);
+            return DD_EINVAL;
+        }
+        extra[nextra++] = (dd_port_use){"metrics-listen", port};
+    }
+    int rc = dd_config_check_ports(cfg, groups, extra, nextra, err, errlen);
+    if (rc == 0)
+        rc = dd_config_resolve_redis(cfg, groups, err, errlen);
+    return rc;
+}
+
 int dd_cmd_version(dd_cli *cli)
 {
+    if (cli->npos > 0)
+        return dd_cli_usage_error(cli, "version takes no arguments (got '%s')", cli->pos[0]);
     printf("dispatchd %s (commit %s)\n", DD_VERSION, DD_GIT_COMMIT);
     return DD_EXIT_OK;
 }
@@ -272,6 +324,8 @@ int main(int argc, char **argv)
         rc = dd_fence_plan_make(cli.cfg.heartbeat_interval_ms, cli.cfg.stale_threshold_ms,
                                 cli.cfg.stop_timeout_ms, &plan, err, sizeof(err));
     }
+    if (rc == 0)
+        rc = dd_main_check(&cli.cfg, groups, err, sizeof(err));
     if (rc < 0) {
         int code = dd_cli_usage_error(&cli, "%s", err);
         dd_config_release(&cli.cfg);

@@ -72,10 +72,21 @@ const dd_opt dd_opts_redis[] = {
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
+/* For commands that read Redis but do not run the stack (status, workers):
+ * the same meaning as `up --redis-port`, so its Redis is found without
+ * building a URL by hand. dd_config_resolve_redis settles it against
+ * --redis-url. */
+const dd_opt dd_opts_redis_port[] = {
+    {"redis-port", "DISPATCHD_REDIS_PORT", DD_OPT_PORT, O(redis_port), "PORT",
+     "the local Redis on 127.0.0.1:PORT, as `up --redis-port` runs it (instead of --redis-url)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
 /* Small groups, each option in exactly one, composed per command in main.c. */
 const dd_opt dd_opts_dispatcher[] = {
     {"dispatcher", "DISPATCHD_DISPATCHER", DD_OPT_DISPATCHER, O(dispatchers), "PROJECT/QUEUE",
-     "a dispatcher (repeatable where a command serves several)"},
+     "a dispatcher (repeatable where a command serves several); the environment variable "
+     "holds a comma-separated list, and any --dispatcher flag replaces that whole list"},
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
@@ -243,6 +254,9 @@ void dd_config_defaults(dd_config *cfg)
 
 void dd_config_release(dd_config *cfg)
 {
+    free(cfg->dispatcher_env);
+    cfg->dispatcher_env = NULL;
+    cfg->ndispatchers = 0;
     free(cfg->state_dir_default);
     cfg->state_dir_default = NULL;
     cfg->state_dir = NULL;
@@ -334,10 +348,83 @@ static int dd_opt_set(dd_config *cfg, const dd_opt *o, const char *val, const ch
     return DD_EINVAL;
 }
 
+/* Remembers that option o was set from src (the last setting wins). */
+static void dd_config_note(dd_config *cfg, const dd_opt *o, dd_opt_src src, const char *value)
+{
+    for (int i = 0; i < cfg->ngiven; i++)
+        if (!strcmp(cfg->given[i].name, o->name)) {
+            cfg->given[i].src = src;
+            cfg->given[i].value = value;
+            cfg->given[i].env = o->env;
+            return;
+        }
+    if (cfg->ngiven < DD_MAX_GIVEN) {
+        cfg->given[cfg->ngiven].name = o->name;
+        cfg->given[cfg->ngiven].src = src;
+        cfg->given[cfg->ngiven].value = value;
+        cfg->given[cfg->ngiven].env = o->env;
+        cfg->ngiven++;
+    }
+}
+
+dd_opt_src dd_config_source(const dd_config *cfg, const char *name)
+{
+    for (int i = 0; i < cfg->ngiven; i++)
+        if (!strcmp(cfg->given[i].name, name))
+            return cfg->given[i].src;
+    return DD_SRC_DEFAULT;
+}
+
+static int dd_is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* DISPATCHD_DISPATCHER: a comma-separated list of PROJECT/QUEUE entries.
+ * A comma always separates (there is no escape): a dispatcher whose name
+ * holds a comma, or starts or ends with a blank (blanks around entries are
+ * trimmed), can only be given with --dispatcher. An empty entry is refused:
+ * "a/b,,c/d" or a trailing comma is more likely a mistake than a wish. */
+static int dd_config_env_dispatchers(dd_config *cfg, const dd_opt *o, const char *v, char *err,
+                                     size_t errlen)
+{
+    free(cfg->dispatcher_env);
+    cfg->dispatcher_env = dd_strdup(v);
+    char src[160];
+    int idx = 0;
+    for (char *p = cfg->dispatcher_env;; idx++) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = '\0';
+        while (dd_is_blank(*p))
+            p++;
+        size_t n = strlen(p);
+        while (n > 0 && dd_is_blank(p[n - 1]))
+            p[--n] = '\0';
+        if (n == 0) {
+            dd_msgf(err, errlen,
+                    "environment %s='%s': entry %d is empty (a comma-separated list of "
+                    "PROJECT/QUEUE; no empty entries, no trailing comma)",
+                    o->env, v, idx + 1);
+            return DD_EINVAL;
+        }
+        dd_msgf(src, sizeof(src), "environment %s entry %d", o->env, idx + 1);
+        int rc = dd_opt_set(cfg, o, p, src, err, errlen);
+        if (rc < 0)
+            return rc;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    return 0;
+}
+
 int dd_config_parse(dd_config *cfg, const dd_opt *const *groups, int argc, char **argv,
                     int *npos, int *dashdash, char *err, size_t errlen)
 {
     char src[128];
+    const dd_opt *env_disp = NULL;
+    const char *env_disp_val = NULL;
     /* Environment first, so flags override it. */
     for (int g = 0; groups[g]; g++) {
         for (const dd_opt *o = groups[g]; o->name; o++) {
@@ -346,14 +433,23 @@ int dd_config_parse(dd_config *cfg, const dd_opt *const *groups, int argc, char 
                 continue;
             if (o->type == DD_OPT_FLAG) {
                 /* Flags from the environment: 1/true/yes set them. */
-                if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes"))
+                if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes")) {
                     *(bool *)((char *)cfg + o->offset) = true;
+                    dd_config_note(cfg, o, DD_SRC_ENV, v);
+                }
+                continue;
+            }
+            if (o->type == DD_OPT_DISPATCHER) {
+                /* read after the flags, and only if none is a --dispatcher */
+                env_disp = o;
+                env_disp_val = v;
                 continue;
             }
             dd_msgf(src, sizeof(src), "environment %s", o->env);
             int rc = dd_opt_set(cfg, o, v, src, err, errlen);
             if (rc < 0)
                 return rc;
+            dd_config_note(cfg, o, DD_SRC_ENV, v);
         }
     }
     int np = 0;
@@ -407,20 +503,46 @@ int dd_config_parse(dd_config *cfg, const dd_opt *const *groups, int argc, char 
         int rc = dd_opt_set(cfg, o, val, src, err, errlen);
         if (rc < 0)
             return rc;
+        dd_config_note(cfg, o, DD_SRC_FLAG, val);
+    }
+    /* Flags override the environment: with any --dispatcher flag the list
+     * in DISPATCHD_DISPATCHER is ignored, whole (not even checked). */
+    if (env_disp && dd_config_source(cfg, env_disp->name) != DD_SRC_FLAG) {
+        int rc = dd_config_env_dispatchers(cfg, env_disp, env_disp_val, err, errlen);
+        if (rc < 0)
+            return rc;
+        dd_config_note(cfg, env_disp, DD_SRC_ENV, env_disp_val);
     }
     *npos = np;
     return 0;
 }
 
+/* "--NAME", or "environment VAR" when the value came from there: a message
+ * must name what the user actually set. */
+static const char *dd_config_what(const dd_config *cfg, const char *name, char *buf, size_t len)
+{
+    for (int i = 0; i < cfg->ngiven; i++)
+        if (!strcmp(cfg->given[i].name, name) && cfg->given[i].src == DD_SRC_ENV &&
+            cfg->given[i].env) {
+            dd_msgf(buf, len, "environment %s", cfg->given[i].env);
+            return buf;
+        }
+    dd_msgf(buf, len, "--%s", name);
+    return buf;
+}
+
 int dd_config_validate(const dd_config *cfg, char *err, size_t errlen)
 {
+    char w[96];
     if (strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") &&
         strcmp(cfg->log_level, "warn") && strcmp(cfg->log_level, "error")) {
-        dd_msgf(err, errlen, "--log-level '%s': use debug, info, warn or error", cfg->log_level);
+        dd_msgf(err, errlen, "%s '%s': use debug, info, warn or error",
+                dd_config_what(cfg, "log-level", w, sizeof(w)), cfg->log_level);
         return DD_EINVAL;
     }
     if (!cfg->state_dir || !*cfg->state_dir) {
-        dd_msgf(err, errlen, "--state-dir: must not be empty");
+        dd_msgf(err, errlen, "%s: must not be empty",
+                dd_config_what(cfg, "state-dir", w, sizeof(w)));
         return DD_EINVAL;
     }
     if (!cfg->id_prefix || !*cfg->id_prefix) {
@@ -469,6 +591,126 @@ int dd_config_validate(const dd_config *cfg, char *err, size_t errlen)
         return DD_EINVAL;
     }
     return 0;
+}
+
+void dd_config_describe(const dd_config *cfg, const dd_opt *const *groups, const char *name,
+                        char *out, size_t len)
+{
+    if (len)
+        out[0] = '\0';
+    for (int i = 0; i < cfg->ngiven; i++) {
+        if (strcmp(cfg->given[i].name, name))
+            continue;
+        const dd_opt *o = dd_opt_find(groups, name, strlen(name));
+        if (cfg->given[i].src == DD_SRC_ENV && o && o->env)
+            dd_msgf(out, len, "%s=%s (environment)", o->env, cfg->given[i].value);
+        else if (cfg->given[i].value)
+            dd_msgf(out, len, "--%s %s", name, cfg->given[i].value);
+        else
+            dd_msgf(out, len, "--%s", name);
+        return;
+    }
+}
+
+static bool dd_has_group(const dd_opt *const *groups, const dd_opt *g)
+{
+    for (int i = 0; groups[i]; i++)
+        if (groups[i] == g)
+            return true;
+    return false;
+}
+
+int dd_config_check_ports(const dd_config *cfg, const dd_opt *const *groups,
+                          const dd_port_use *extra, int nextra, char *err, size_t errlen)
+{
+    dd_port_use use[8];
+    int n = 0;
+    if (dd_has_group(groups, dd_opts_stack)) {
+        use[n++] = (dd_port_use){"redis-port", cfg->redis_port};
+        use[n++] = (dd_port_use){"temporal-port", cfg->temporal_port};
+        use[n++] = (dd_port_use){"temporal-http-port", cfg->temporal_http_port};
+    }
+    for (int i = 0; i < nextra && n < (int)(sizeof(use) / sizeof(use[0])); i++)
+        use[n++] = extra[i];
+    for (int i = 0; i < n; i++) {
+        for (int j = i + 1; j < n; j++) {
+            if (use[i].port <= 0 || use[i].port != use[j].port)
+                continue;
+            char a[160], b[160];
+            const dd_port_use *u[2] = {&use[i], &use[j]};
+            char *d[2] = {a, b};
+            for (int k = 0; k < 2; k++) {
+                dd_config_describe(cfg, groups, u[k]->name, d[k], sizeof(a));
+                if (!d[k][0])
+                    dd_msgf(d[k], sizeof(a), "--%s (default %d)", u[k]->name, u[k]->port);
+            }
+            dd_msgf(err, errlen,
+                    "%s and %s: both use port %d on 127.0.0.1; every service needs its own "
+                    "port, so change one of them",
+                    a, b, use[i].port);
+            return DD_EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* True when url is redis://[userinfo@]127.0.0.1:PORT or localhost:PORT,
+ * optionally followed by /DB. */
+static bool dd_redis_url_is_local_port(const char *url, int port)
+{
+    if (strncmp(url, "redis://", 8) != 0)
+        return false;
+    const char *h = url + 8;
+    const char *slash = strchr(h, '/');
+    const char *at = strchr(h, '@');
+    if (at && (!slash || at < slash))
+        h = at + 1;
+    const char *colon = strchr(h, ':');
+    if (!colon || (slash && colon > slash))
+        return false;
+    size_t hl = (size_t)(colon - h);
+    if (!((hl == 9 && !strncmp(h, "127.0.0.1", 9)) || (hl == 9 && !strncmp(h, "localhost", 9))))
+        return false;
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    return !errno && end != colon + 1 && (*end == '\0' || *end == '/') && p == port;
+}
+
+int dd_config_resolve_redis(dd_config *cfg, const dd_opt *const *groups, char *err,
+                            size_t errlen)
+{
+    if (!dd_has_group(groups, dd_opts_redis_port))
+        return 0;
+    dd_opt_src ps = dd_config_source(cfg, "redis-port");
+    dd_opt_src us = cfg->redis_url && *cfg->redis_url ? dd_config_source(cfg, "redis-url")
+                                                       : DD_SRC_DEFAULT;
+    if (ps == DD_SRC_DEFAULT || us < ps) {
+        /* no port given (the URL or the default applies), or the port is a
+         * flag and the URL only came from the environment */
+        if (ps != DD_SRC_DEFAULT)
+            cfg->redis_url = "";
+        return 0;
+    }
+    if (us > ps || dd_redis_url_is_local_port(cfg->redis_url, cfg->redis_port))
+        return 0; /* the URL is a flag over an env port, or both say the same */
+    /* Name the URL without any user:password in it. */
+    const char *url = cfg->redis_url;
+    const char *scheme = strstr(url, "://");
+    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    const char *slash = scheme ? strchr(scheme + 3, '/') : NULL;
+    char shown[300];
+    if (at && (!slash || at < slash))
+        dd_msgf(shown, sizeof(shown), "%.*s***@%s", (int)(scheme + 3 - url), url, at + 1);
+    else
+        dd_msgf(shown, sizeof(shown), "%s", url);
+    const char *pn = ps == DD_SRC_FLAG ? "--redis-port" : "DISPATCHD_REDIS_PORT";
+    const char *un = ps == DD_SRC_FLAG ? "--redis-url" : "DISPATCHD_REDIS_URL";
+    dd_msgf(err, errlen,
+            "%s %d and %s '%s' name different Redis servers (%s P means "
+            "redis://127.0.0.1:P/0); give only one of them",
+            pn, cfg->redis_port, un, shown, pn);
+    return DD_EINVAL;
 }
 
 void dd_config_help(FILE *out, const dd_opt *const *groups)

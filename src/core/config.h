@@ -17,6 +17,17 @@
 /* The smallest --stale-threshold any command accepts (config.c says why). */
 #define DD_STALE_THRESHOLD_MIN_MS 1000
 
+#define DD_MAX_GIVEN 64 /* distinct options one command can be given */
+
+/* Where an option's value came from (flags override the environment). */
+typedef enum dd_opt_src {
+    DD_SRC_DEFAULT = 0,
+    DD_SRC_ENV = 1,
+    DD_SRC_FLAG = 2,
+} dd_opt_src;
+
+struct dd_opt;
+
 typedef struct dd_config {
     /* common */
     const char *log_level;
@@ -48,8 +59,12 @@ typedef struct dd_config {
 
     /* ownership / reconciliation */
     const char *server_id;
-    const char *dispatchers[DD_MAX_DISPATCHERS]; /* "project/queue" */
+    /* "project/queue": from --dispatcher (argv) or the comma-separated list in
+     * DISPATCHD_DISPATCHER (pointing into dispatcher_env); any --dispatcher
+     * flag replaces the whole environment list. */
+    const char *dispatchers[DD_MAX_DISPATCHERS];
     int ndispatchers;
+    char *dispatcher_env; /* owned: the environment list, split in place */
     int64_t heartbeat_interval_ms;
     int64_t stale_threshold_ms; /* at least DD_STALE_THRESHOLD_MIN_MS */
     int64_t reconcile_interval_ms;
@@ -73,6 +88,15 @@ typedef struct dd_config {
     /* metrics */
     const char *metrics_listen;
     const char *reconcile_metrics_listen; /* reconcile --loop: opt-in, NULL: none */
+
+    /* which options were set, and from where (dd_config_source) */
+    struct {
+        const char *name; /* the option's long name (static) */
+        dd_opt_src src;
+        const char *value; /* as given (argv or environment) */
+        const char *env;   /* the option's environment variable, or NULL */
+    } given[DD_MAX_GIVEN];
+    int ngiven;
 } dd_config;
 
 typedef enum dd_opt_type {
@@ -101,6 +125,7 @@ extern const dd_opt dd_opts_json[];
 extern const dd_opt dd_opts_stack[];
 extern const dd_opt dd_opts_temporal[];
 extern const dd_opt dd_opts_redis[];
+extern const dd_opt dd_opts_redis_port[];
 extern const dd_opt dd_opts_metrics[];
 extern const dd_opt dd_opts_reconcile_metrics[];
 extern const dd_opt dd_opts_dispatcher[];
@@ -130,6 +155,30 @@ int dd_config_parse(dd_config *cfg, const dd_opt *const *groups, int argc, char 
                     int *npos, int *dashdash, char *err, size_t errlen);
 /* Cross-field checks (threshold above heartbeat interval, ...). */
 int dd_config_validate(const dd_config *cfg, char *err, size_t errlen);
+/* Where option NAME (long name, no dashes) got its value: a flag, the
+ * environment, or the default when it was not given (or is not an option of
+ * this command). */
+dd_opt_src dd_config_source(const dd_config *cfg, const char *name);
+/* "--redis-port 7000" or "DISPATCHD_REDIS_PORT=7000", for messages naming
+ * where a value came from. Writes "" for an option that was not given. */
+void dd_config_describe(const dd_config *cfg, const dd_opt *const *groups, const char *name,
+                        char *out, size_t len);
+/* Local ports that must differ: --redis-port, --temporal-port and
+ * --temporal-http-port (when the command has the stack group), plus any
+ * extra (name, port) pairs the caller adds (e.g. the metrics port of `up`).
+ * DD_EINVAL with both options named when two are the same port. */
+typedef struct dd_port_use {
+    const char *name; /* option long name */
+    int port;
+} dd_port_use;
+int dd_config_check_ports(const dd_config *cfg, const dd_opt *const *groups,
+                          const dd_port_use *extra, int nextra, char *err, size_t errlen);
+/* --redis-port (status, workers) against --redis-url: a flag beats the
+ * environment; given at the same level, the URL must name 127.0.0.1:PORT (or
+ * localhost:PORT), else DD_EINVAL naming both. On success cfg->redis_url is
+ * "" when the port is the one to use. */
+int dd_config_resolve_redis(dd_config *cfg, const dd_opt *const *groups, char *err,
+                            size_t errlen);
 void dd_config_help(FILE *out, const dd_opt *const *groups);
 
 /* Splits a "project/queue" value at its first '/' (as DD_OPT_DISPATCHER

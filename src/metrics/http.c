@@ -51,6 +51,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 typedef enum dd_http_state {
@@ -540,6 +542,42 @@ void dd_metrics_http_set_limits(dd_metrics_http *h, const dd_metrics_http_limits
 int dd_metrics_http_port(const dd_metrics_http *h)
 {
     return h->port;
+}
+
+int dd_metrics_http_check_listen(const char *listen, int *port, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    int rc = dd_http_parse_listen(listen, &ss, err, errlen);
+    if (rc < 0)
+        return rc;
+    *port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return 0;
+}
+
+int dd_metrics_http_listen_free(const char *listen, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    int rc = dd_http_parse_listen(listen, &ss, err, errlen);
+    if (rc < 0)
+        return rc;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot listen on %s: %s", listen, uv_strerror(rc));
+        return rc;
+    }
+    /* as libuv binds: SO_REUSEADDR, so only a live listener counts as taken */
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    socklen_t len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                             : sizeof(struct sockaddr_in);
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot listen on %s: %s", listen, uv_strerror(rc));
+    }
+    close(fd);
+    return rc;
 }
 
 int dd_metrics_http_start(dd_metrics_http **out, const dd_ctx *ctx, const char *listen,

@@ -60,6 +60,17 @@ int dd_metrics_http_start(dd_metrics_http **out, const struct dd_ctx *ctx, const
                           struct dd_metrics *m, dd_metrics_http_ready_fn ready, void *arg,
                           char *err, size_t errlen);
 
+/* Checks a listen string the way dd_metrics_http_start parses it, without
+ * binding: 0 and *port (0: "pick a free one"), or DD_EINVAL with a message in
+ * err. Lets a command refuse a malformed --metrics-listen before it starts
+ * anything. */
+int dd_metrics_http_check_listen(const char *listen, int *port, char *err, size_t errlen);
+/* Whether listen can be bound right now (a socket bound and closed again;
+ * port 0 always can): 0, DD_EINVAL for a malformed string, or -errno (e.g.
+ * -EADDRINUSE) with the same message dd_metrics_http_start would give. For a
+ * command that must refuse before it starts anything else (`up`). */
+int dd_metrics_http_listen_free(const char *listen, char *err, size_t errlen);
+
 /* Replaces the limits (0 fields keep their current value). Applies to
  * connections accepted afterwards. */
 void dd_metrics_http_set_limits(dd_metrics_http *h, const dd_metrics_http_limits *limits);

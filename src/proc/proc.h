@@ -133,7 +133,10 @@ int dd_service_kind_parse(const char *name);
 /* Builds the command and paths from cfg and checks the state dir is
  * writable; with need_binary, also that the server binary exists (start
  * needs it, stop and status do not). err gets a user-facing message. On
- * success free with dd_service_release; on failure nothing is left to free. */
+ * success free with dd_service_release; on failure nothing is left to free.
+ * DD_EINVAL: the user's input cannot be used (the state dir is a file or not
+ * writable, a --redis-bin/--temporal-bin path that is not there); -ENOENT:
+ * the server binary is not installed. */
 int dd_service_init(dd_service *s, dd_service_kind kind, const struct dd_config *cfg,
                     const char *self_dir, bool need_binary, char *err, size_t errlen);
 void dd_service_release(dd_service *s);
@@ -160,7 +163,8 @@ void dd_stack_inspect(const dd_service *s, int64_t probe_timeout_ms, dd_health *
 /* Decides what start must do, cleaning leftovers of a crash on the way (S3):
  *  - returns a lock fd (>= 0): the caller holds the lock and must spawn;
  *  - DD_ECONFLICT: already running and healthy (h describes it);
- *  - DD_EBUSY: another starter holds the lock right now (racing start);
+ *  - DD_ETIMEOUT: another starter held the lock for longer than the start
+ *    timeout (racing start that never finished);
  *  - other negative: error, message in err. */
 struct dd_log;
 int dd_stack_prepare(const dd_service *s, struct dd_log *log, dd_health *h, char *err,
@@ -180,10 +184,18 @@ void dd_stack_token(char *out, size_t len);
  * group, S1) holding lockfd as fd 3, stdout/stderr appended to its log file
  * and DISPATCHD_SERVICE_TOKEN=token in its environment; then writes the
  * status file. Refuses with DD_EBUSY and a message naming the port when a
- * port is taken by another process. The caller still owns lockfd and should
- * close it once this returns (the server keeps its own copy). exit_cb gets
- * the uv exit event; proc is initialised by uv_spawn and must be closed by
- * the caller. */
+ * port is taken by another process (dd_service_check_ports). The caller
+ * still owns lockfd and should close it once this returns (the server keeps
+ * its own copy). exit_cb gets the uv exit event.
+ * proc must be zeroed by the caller. Once uv_spawn was called, proc->type is
+ * UV_PROCESS and the caller must uv_close it, also when this returns an
+ * error (uv_spawn failed, or the status file could not be written: then
+ * proc->pid > 0 and the server runs). proc->type still 0 (UV_UNKNOWN_HANDLE):
+ * nothing was initialised, nothing to close. */
+/* 0 when every port of s can be bound on 127.0.0.1 now; DD_EBUSY with a
+ * message naming the service, the port, its holder and the option to change
+ * otherwise. */
+int dd_service_check_ports(const dd_service *s, char *err, size_t errlen);
 struct uv_process_s;
 typedef void (*dd_spawn_exit_cb)(struct uv_process_s *proc, int64_t status, int term_signal);
 int dd_service_spawn(struct uv_loop_s *loop, const dd_service *s, int lockfd, const char *token,

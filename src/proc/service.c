@@ -127,16 +127,17 @@ int dd_service_init(dd_service *s, dd_service_kind kind, const dd_config *cfg,
         dd_msgf(err, errlen,
                 "state dir '%s' is not writable: %s; choose another with --state-dir", st,
                 strerror(-rc));
-        return rc;
+        return DD_EINVAL; /* the user's input: exit 2 */
     }
     s->lock_path = dd_strdupf("%s/%s.lock", st, s->name);
     s->status_path = dd_strdupf("%s/%s.status", st, s->name);
     s->log_path = dd_strdupf("%s/%s.log", st, s->name);
     s->data_dir = dd_strdupf("%s/%s", st, s->name);
     if ((rc = dd_mkdirs(s->data_dir)) < 0) {
-        dd_msgf(err, errlen, "cannot create '%s': %s", s->data_dir, strerror(-rc));
+        dd_msgf(err, errlen, "cannot create '%s': %s; choose another --state-dir", s->data_dir,
+                strerror(-rc));
         dd_service_release(s);
-        return rc;
+        return DD_EINVAL;
     }
 
     int n = 0;
@@ -150,7 +151,8 @@ int dd_service_init(dd_service *s, dd_service_kind kind, const dd_config *cfg,
                     "(Debian package redis-server) or point --redis-bin at it",
                     cfg->redis_bin);
             dd_service_release(s);
-            return -ENOENT;
+            /* a path the user gave is bad input; a missing install is not */
+            return dd_config_source(cfg, "redis-bin") ? DD_EINVAL : -ENOENT;
         }
         s->argv[n++] = bin;
         s->ports[s->nports++] = cfg->redis_port;
@@ -182,7 +184,7 @@ int dd_service_init(dd_service *s, dd_service_kind kind, const dd_config *cfg,
                     "to the build, and $PATH); install it with scripts/install-deps.sh "
                     "(GOBIN=.tools/bin go install github.com/temporalio/cli/cmd/temporal@v1.5.1)");
             dd_service_release(s);
-            return -ENOENT;
+            return dd_config_source(cfg, "temporal-bin") ? DD_EINVAL : -ENOENT;
         }
         s->argv[n++] = bin;
         s->ports[s->nports++] = cfg->temporal_http_port;

@@ -15,6 +15,33 @@
 
 extern char **environ;
 
+int dd_service_check_ports(const dd_service *s, char *err, size_t errlen)
+{
+    static const char *const opt[DD_SVC_COUNT][DD_MAX_PORTS] = {
+        [DD_SVC_REDIS] = {"--redis-port"},
+        [DD_SVC_TEMPORAL] = {"--temporal-http-port", "--temporal-port"},
+    };
+    for (int i = 0; i < s->nports; i++) {
+        if (dd_proc_port_free(s->ports[i]) == 0)
+            continue;
+        const char *o = opt[s->kind][i] ? opt[s->kind][i] : "a --*-port option";
+        pid_t owner = dd_proc_port_owner(s->ports[i]);
+        dd_proc_info info = {0};
+        if (owner > 0 && dd_proc_read(owner, &info) == 0)
+            dd_msgf(err, errlen,
+                    "%s: port %d on 127.0.0.1 is already in use by pid %d (%s), which dispatchd "
+                    "did not start; stop it or choose another port (%s)",
+                    s->name, s->ports[i], (int)owner, info.comm, o);
+        else
+            dd_msgf(err, errlen,
+                    "%s: port %d on 127.0.0.1 is already in use by another process; stop it or "
+                    "choose another port (%s)",
+                    s->name, s->ports[i], o);
+        return DD_EBUSY;
+    }
+    return 0;
+}
+
 int dd_service_spawn(uv_loop_t *loop, const dd_service *s, int lockfd, const char *token,
                      pid_t supervisor, uv_process_t *proc, dd_spawn_exit_cb exit_cb, dd_status *st,
                      char *err, size_t errlen)
@@ -28,27 +55,8 @@ int dd_service_spawn(uv_loop_t *loop, const dd_service *s, int lockfd, const cha
                 sizeof(st->token) - 1);
         return DD_EINVAL;
     }
-    for (int i = 0; i < s->nports; i++) {
-        if (dd_proc_port_free(s->ports[i]) == 0)
-            continue;
-        pid_t owner = dd_proc_port_owner(s->ports[i]);
-        dd_proc_info info = {0};
-        if (owner > 0)
-            dd_proc_read(owner, &info);
-        if (owner > 0)
-            dd_msgf(err, errlen,
-                    "port %d on 127.0.0.1 is already in use by pid %d (%s), which dispatchd did "
-                    "not start; stop it or choose another port (--%s-port)",
-                    s->ports[i], (int)owner, info.comm,
-                    s->kind == DD_SVC_REDIS ? "redis" : (i == 0 ? "temporal-http" : "temporal"));
-        else
-            dd_msgf(err, errlen,
-                    "port %d on 127.0.0.1 is already in use by another process; stop it or "
-                    "choose another port (--%s-port)",
-                    s->ports[i],
-                    s->kind == DD_SVC_REDIS ? "redis" : (i == 0 ? "temporal-http" : "temporal"));
-        return DD_EBUSY;
-    }
+    if ((rc = dd_service_check_ports(s, err, errlen)) < 0)
+        return rc;
 
     logfd = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (logfd < 0) {

@@ -216,7 +216,7 @@ int dd_stack_prepare(const dd_service *s, dd_log *log, dd_health *h, char *err, 
         if ((int64_t)(now - start) > s->start_timeout_ms) {
             dd_msgf(err, errlen, "%s: gave up waiting for the other start: %s", s->name,
                     h->detail);
-            return DD_EBUSY;
+            return DD_ETIMEOUT;
         }
         dd_sleep_ms(50);
     }

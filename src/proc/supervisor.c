@@ -349,7 +349,15 @@ static int dd_unit_spawn_locked(dd_unit *u, int lockfd, char *err, size_t errlen
                               dd_unit_on_exit, &u->st, err, errlen);
     close(lockfd);
     if (rc < 0 && proc->pid <= 0) {
-        free(proc);
+        if (proc->type == UV_PROCESS) {
+            /* uv_spawn failed: the handle is in the loop all the same and
+             * only its close callback may free it */
+            proc->data = sv;
+            sv->closing++;
+            uv_close((uv_handle_t *)proc, dd_proc_closed);
+        } else {
+            free(proc);
+        }
         return rc;
     }
     proc->data = u;

@@ -28,7 +28,7 @@ timeout 20 "$DISPATCHD" reconcile --loop --temporal-url "$U" --namespace "$NS" -
   --metrics-listen "127.0.0.1:$busy" >"$T/busy.out" 2>"$T/busy.err"
 rc=$?
 set -e
-check "a taken --metrics-listen port fails (exit 1), without hanging" [ $rc -eq 1 ]
+check "a taken --metrics-listen port is bad input (exit 2), without hanging" [ $rc -eq 2 ]
 check "and names the address" grep -q "127.0.0.1:$busy" "$T/busy.err"
 
 # --- a stale dispatcher for the loop to clean: a real owner, then kill -9 -------------------

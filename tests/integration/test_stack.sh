@@ -31,11 +31,45 @@ check "port 0 is refused" [ $rc -eq 2 ]
 hold_port "$RP"
 squatter=$HOLDER
 set +e; out=$(dd start redis 2>&1); rc=$?; set -e
-check "port taken by a foreign process fails" [ $rc -ne 0 ]
+check "port taken by a foreign process is bad input: exit 2" [ $rc -eq 2 ]
 check "the taken port is named" grep -q "port $RP on 127.0.0.1 is already in use by pid $squatter" <<<"$out"
 check "the squatter was not touched" kill -0 $squatter
 kill $squatter; wait $squatter 2>/dev/null || true
 check "no status file is left after the refused start" [ ! -e "$S/redis.status" ]
+
+# --- the Temporal port taken: the whole start is refused (issue 13 item 3) ----
+# Both services asked for, Temporal's gRPC port held by a stranger: exit 2
+# (no abort), the port and its option named, and redis not started either.
+hold_port "$TP"
+squatter=$HOLDER
+set +e; out=$(dd start 2>&1); rc=$?; set -e
+check "temporal port taken: exit 2, not an abort (was 134)" [ $rc -eq 2 ]
+check "temporal port taken: the port and the option are named" \
+  grep -q "temporal: port $TP on 127.0.0.1 is already in use by pid $squatter.*--temporal-port" <<<"$out"
+check "temporal port taken: nothing was started" grep -q "nothing was started" <<<"$out"
+check "temporal port taken: no redis-server left running" [ "$(pgrep -fc "redis-server 127.0.0.1:$RP" || true)" = 0 ]
+check "temporal port taken: no status files left" [ ! -e "$S/redis.status" ] && [ ! -e "$S/temporal.status" ]
+check "temporal port taken: the squatter was not touched" kill -0 $squatter
+kill $squatter; wait $squatter 2>/dev/null || true
+# The same when the port is taken only after the start began (the check
+# before spawning passed): a redis wrapper takes Temporal's HTTP port, then
+# becomes redis-server. The start must still exit 2 and stop the redis it
+# started (before the fix: uv_close assertion, rc 134, redis left running).
+cat >"$T/redis-squat" <<WRAP
+#!/usr/bin/env bash
+python3 -c "import socket,time,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1',$HP)); s.listen(); open(sys.argv[1],'w').write('1'); time.sleep(60)" "$T/squat.ready" &
+for _ in \$(seq 1 100); do [ -e "$T/squat.ready" ] && break; sleep 0.05; done
+exec redis-server "\$@"
+WRAP
+chmod +x "$T/redis-squat"
+set +e; out=$(dd start --redis-bin "$T/redis-squat" 2>&1); rc=$?; set -e
+check "port taken during the start: exit 2, not an abort" [ $rc -eq 2 ]
+check "port taken during the start: the port is named" grep -q "port $HP on 127.0.0.1 is already in use" <<<"$out"
+check "port taken during the start: the redis it started is stopped again" grep -q "redis: stopping it again" <<<"$out"
+no_redis() { [ "$(pgrep -fc "redis-server 127.0.0.1:$RP" || true)" = 0 ]; }
+check "port taken during the start: no redis-server left running" wait_until 5 no_redis
+check "port taken during the start: no status files left" [ ! -e "$S/redis.status" ] && [ ! -e "$S/temporal.status" ]
+rm -f "$T/squat.ready"
 
 # --- start, idempotent start, status --------------------------------------
 dd start >/dev/null
@@ -52,6 +86,25 @@ check "status --json: redis healthy with pid and ports" \
   [ "$(jq -r '.services[] | select(.name=="redis") | "\(.healthy) \(.pid) \(.ports[0])"' <<<"$js")" = "true $rpid $RP" ]
 check "status --json: temporal healthy with uptime" \
   jq -e '.services[] | select(.name=="temporal") | .healthy and (.uptime_s >= 0)' <<<"$js"
+
+# --- status with only --state-dir: the ports come from the status files (item 6)
+set +e; out=$("$DISPATCHD" stack status --state-dir "$S" 2>&1); rc=$?; set -e
+check "status --state-dir without ports: exit 0 for a healthy stack" [ $rc -eq 0 ]
+check "status --state-dir without ports: redis healthy on its recorded port" \
+  grep -q "^redis .*healthy .*redis://127.0.0.1:$RP" <<<"$out"
+check "status --state-dir without ports: temporal healthy on its recorded ports" \
+  grep -q "^temporal .*healthy .*http://127.0.0.1:$HP (grpc 127.0.0.1:$TP)" <<<"$out"
+js=$("$DISPATCHD" stack status --json --state-dir "$S")
+check "status --json --state-dir without ports: the recorded ports" \
+  [ "$(jq -r '[.services[] | "\(.name)=\(.healthy):\(.ports|join(","))"] | join(" ")' <<<"$js")" = "redis=true:$RP temporal=true:$HP,$TP" ]
+out=$("$DISPATCHD" stack start --state-dir "$S" 2>&1)
+check "start --state-dir without ports: already running on the recorded ports" \
+  grep -q "redis: already running (pid $rpid) at redis://127.0.0.1:$RP" <<<"$out"
+OP=$(free_port)
+set +e; out=$("$DISPATCHD" stack status redis --state-dir "$S" --redis-port "$OP" 2>&1); rc=$?; set -e
+check "status with another --redis-port: DOWN, exit 1" [ $rc -eq 1 ]
+check "status with another --redis-port: points at the recorded port" \
+  grep -q "its status file says it runs on port $RP, not $OP" <<<"$out"
 
 # --- identity: a hung server is alive but not healthy ------------------------
 kill -STOP "$rpid"

@@ -342,6 +342,129 @@ static void test_config_env(void **state)
     dd_config_release(&cfg);
 }
 
+/* DISPATCHD_DISPATCHER is a comma-separated list; any --dispatcher flag
+ * replaces it whole (issue 13 item 8). */
+static void test_config_dispatcher_env_list(void **state)
+{
+    const dd_opt *groups[] = {dd_opts_common, dd_opts_dispatcher, NULL};
+    dd_config cfg;
+    int npos;
+    char err[256];
+    char *none[] = {NULL};
+
+    dd_config_defaults(&cfg);
+    setenv("DISPATCHD_DISPATCHER", "env/a, env/b ,env/a", 1);
+    assert_int_equal(dd_config_parse(&cfg, groups, 0, none, &npos, NULL, err, sizeof(err)), 0);
+    assert_int_equal(cfg.ndispatchers, 2); /* trimmed, the repeat is one dispatcher */
+    assert_string_equal(cfg.dispatchers[0], "env/a");
+    assert_string_equal(cfg.dispatchers[1], "env/b");
+    assert_int_equal(dd_config_source(&cfg, "dispatcher"), DD_SRC_ENV);
+    dd_config_release(&cfg);
+
+    /* a flag replaces the list, which is not even read */
+    dd_config_defaults(&cfg);
+    setenv("DISPATCHD_DISPATCHER", "env/a,,broken", 1);
+    char *flag[] = {"--dispatcher", "f/x", "--dispatcher=f/y"};
+    assert_int_equal(dd_config_parse(&cfg, groups, 3, flag, &npos, NULL, err, sizeof(err)), 0);
+    assert_int_equal(cfg.ndispatchers, 2);
+    assert_string_equal(cfg.dispatchers[0], "f/x");
+    assert_string_equal(cfg.dispatchers[1], "f/y");
+    assert_int_equal(dd_config_source(&cfg, "dispatcher"), DD_SRC_FLAG);
+    dd_config_release(&cfg);
+
+    /* without a flag, an empty entry or a bad one is refused, named */
+    const char *bad[][2] = {{"env/a,,env/b", "entry 2 is empty"},
+                            {"env/a,", "entry 2 is empty"},
+                            {"env/a,nope", "entry 2 'nope'"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        dd_config_defaults(&cfg);
+        setenv("DISPATCHD_DISPATCHER", bad[i][0], 1);
+        assert_int_equal(dd_config_parse(&cfg, groups, 0, none, &npos, NULL, err, sizeof(err)),
+                         DD_EINVAL);
+        assert_non_null(strstr(err, bad[i][1]));
+        assert_non_null(strstr(err, "DISPATCHD_DISPATCHER"));
+        dd_config_release(&cfg);
+    }
+    unsetenv("DISPATCHD_DISPATCHER");
+}
+
+/* Two services on one port are refused naming both options (item 5);
+ * --redis-port against --redis-url (item 6). */
+static void test_config_ports_and_redis(void **state)
+{
+    const dd_opt *stack[] = {dd_opts_common, dd_opts_stack, NULL};
+    dd_config cfg;
+    int npos;
+    char err[300];
+
+    dd_config_defaults(&cfg);
+    char *same[] = {"--redis-port", "7000", "--temporal-port=7000"};
+    assert_int_equal(dd_config_parse(&cfg, stack, 3, same, &npos, NULL, err, sizeof(err)), 0);
+    assert_int_equal(dd_config_check_ports(&cfg, stack, NULL, 0, err, sizeof(err)), DD_EINVAL);
+    assert_non_null(strstr(err, "--redis-port 7000 and --temporal-port 7000"));
+    dd_config_release(&cfg);
+
+    dd_config_defaults(&cfg);
+    setenv("DISPATCHD_TEMPORAL_HTTP_PORT", "6379", 1);
+    char *none[] = {NULL};
+    assert_int_equal(dd_config_parse(&cfg, stack, 0, none, &npos, NULL, err, sizeof(err)), 0);
+    assert_int_equal(dd_config_check_ports(&cfg, stack, NULL, 0, err, sizeof(err)), DD_EINVAL);
+    assert_non_null(
+        strstr(err, "--redis-port (default 6379) and DISPATCHD_TEMPORAL_HTTP_PORT=6379"));
+    unsetenv("DISPATCHD_TEMPORAL_HTTP_PORT");
+    dd_config_release(&cfg);
+    dd_config_defaults(&cfg);
+    assert_int_equal(dd_config_parse(&cfg, stack, 0, none, &npos, NULL, err, sizeof(err)), 0);
+    dd_port_use metrics = {"metrics-listen", 7233};
+    assert_int_equal(dd_config_check_ports(&cfg, stack, &metrics, 1, err, sizeof(err)),
+                     DD_EINVAL);
+    assert_non_null(strstr(err, "--temporal-port (default 7233) and --metrics-listen"));
+    dd_port_use off = {"metrics-listen", 0}; /* 0: a free port is picked */
+    assert_int_equal(dd_config_check_ports(&cfg, stack, &off, 1, err, sizeof(err)), 0);
+    dd_config_release(&cfg);
+
+    const dd_opt *status[] = {dd_opts_common, dd_opts_redis, dd_opts_redis_port, NULL};
+    struct {
+        const char *env_port, *env_url;
+        char *argv[4];
+        int argc, rc;
+        const char *url; /* cfg.redis_url afterwards ("" = the port) */
+    } cases[] = {
+        {NULL, NULL, {"--redis-port", "6380"}, 2, 0, ""},
+        {NULL, NULL, {"--redis-port", "6380", "--redis-url", "redis://localhost:6380/2"}, 4, 0,
+         "redis://localhost:6380/2"},
+        {NULL, NULL, {"--redis-port", "6380", "--redis-url", "redis://u:p@127.0.0.1:6380"}, 4, 0,
+         "redis://u:p@127.0.0.1:6380"},
+        {NULL, NULL, {"--redis-port", "6380", "--redis-url", "redis://127.0.0.1:63800/0"}, 4,
+         DD_EINVAL, NULL},
+        {NULL, NULL, {"--redis-port", "6380", "--redis-url", "redis://10.0.0.1:6380/0"}, 4,
+         DD_EINVAL, NULL},
+        {NULL, "redis://10.0.0.1:6379/0", {"--redis-port", "6380"}, 2, 0, ""},
+        {"6380", NULL, {"--redis-url", "redis://10.0.0.1:6379/0"}, 2, 0,
+         "redis://10.0.0.1:6379/0"},
+        {"6380", "redis://10.0.0.1:6379/0", {NULL}, 0, DD_EINVAL, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        dd_config_defaults(&cfg);
+        if (cases[i].env_port)
+            setenv("DISPATCHD_REDIS_PORT", cases[i].env_port, 1);
+        if (cases[i].env_url)
+            setenv("DISPATCHD_REDIS_URL", cases[i].env_url, 1);
+        assert_int_equal(dd_config_parse(&cfg, status, cases[i].argc, cases[i].argv, &npos, NULL,
+                                         err, sizeof(err)),
+                         0);
+        int rc = dd_config_resolve_redis(&cfg, status, err, sizeof(err));
+        assert_int_equal(rc, cases[i].rc);
+        if (rc == 0)
+            assert_string_equal(cfg.redis_url, cases[i].url);
+        else
+            assert_non_null(strstr(err, "name different Redis servers"));
+        unsetenv("DISPATCHD_REDIS_PORT");
+        unsetenv("DISPATCHD_REDIS_URL");
+        dd_config_release(&cfg);
+    }
+}
+
 static void test_strerror(void **state)
 {
     assert_string_equal(dd_strerror(DD_EFENCED), "fenced: held by a newer owner");
@@ -440,6 +563,8 @@ int main(void)
         cmocka_unit_test(test_config_parse),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_config_env),
+        cmocka_unit_test(test_config_dispatcher_env_list),
+        cmocka_unit_test(test_config_ports_and_redis),
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_msgf_marks_cuts),
         cmocka_unit_test(test_strdupf_whole),
