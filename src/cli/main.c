@@ -4,6 +4,7 @@
  * live here and nowhere else (R11). */
 #include "cli/cli.h"
 
+#include "child/child.h"
 #include "core/buf.h"
 #include "core/error.h"
 #include "metrics/http.h"

@@ -29,7 +29,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "metrics/metrics.h"
-#include "proc/proc.h"
+#include "child/child.h"
 #include "temporal/temporal.h"
 
 #include <stdio.h>

@@ -239,47 +239,4 @@ bool dd_supervisor_all_running(const dd_supervisor *sv);
 /* Frees it after on_stopped (all handles are closed by then). */
 void dd_supervisor_free(dd_supervisor *sv);
 
-/* ---- a supervised child command (child.c) ----------------------------- */
-
-/* One command run as the leader of its own session, stopped as a group
- * (TERM, bounded wait, KILL). Used by the owner loop to run the
- * dispatcher's work only while owning. */
-typedef struct dd_child dd_child;
-typedef void (*dd_child_exit_cb)(dd_child *c, int64_t status, int term_signal, void *arg);
-
-/* log is borrowed; exit_cb runs on every exit of the command. */
-dd_child *dd_child_new(struct uv_loop_s *loop, struct dd_log *log, const char *name,
-                       dd_child_exit_cb exit_cb, void *arg);
-/* argv is copied. env_extra: NULL-terminated "KEY=VALUE" strings added to the
- * inherited environment (copied). 0, DD_EBUSY if already running, or a uv
- * error with a message in err. */
-int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra, char *err,
-                   size_t errlen);
-/* TERM to the group now, KILL after grace_ms if it is still there. No-op
- * when not running. The exit callback reports the end. */
-void dd_child_stop(dd_child *c, int64_t grace_ms);
-bool dd_child_running(const dd_child *c);
-pid_t dd_child_pid(const dd_child *c);
-/* Kills the group if running (KILL), closes every handle, then frees c and
- * calls done(arg) (which may be NULL). */
-void dd_child_close(dd_child *c, void (*done)(void *arg), void *arg);
-/* Runs commands through `guard_exe __guard PPID:GRACE[:DEADLINE:LEAD] --
- * CMD...` (see guard.c) so they die with this process even on SIGKILL.
- * guard_exe is copied; NULL runs commands directly.
- * fenced: the command may act only until its acting deadline
- * (dd_child_set_deadline, CLOCK_BOOTTIME ms, src/owner/fence.h): the guard
- * TERMs it term_lead_ms before the deadline and KILLs it at the deadline
- * unless a later deadline arrived in time, a start is refused (DD_EFENCED)
- * once the deadline has passed, and every stop's KILL comes by the deadline
- * at the latest. A new command inherits the current deadline: a restart
- * never extends it. */
-void dd_child_set_guard(dd_child *c, const char *guard_exe, int64_t grace_ms, bool fenced,
-                        int64_t term_lead_ms);
-/* Moves the acting deadline (passed on to a running command's guard). */
-void dd_child_set_deadline(dd_child *c, int64_t deadline_boot_ms);
-int64_t dd_child_deadline(const dd_child *c);
-
-/* The body of the hidden `__guard` command (guard.c). */
-int dd_guard_main(int argc, char **argv);
-
 #endif

@@ -10,7 +10,8 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/time.h"
-#include "proc/proc.h"
+#include "child/child.h"
+#include "proc/proc.h" /* dd_proc_read */
 #include "../support/testsupport.h"
 
 #include <signal.h>

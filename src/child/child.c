@@ -1,5 +1,5 @@
 /* child.c - one command in its own session, stopped as a whole group. */
-#include "proc/proc.h"
+#include "child/child.h"
 
 #include "core/buf.h"
 #include "core/error.h"

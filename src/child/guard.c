@@ -35,7 +35,8 @@
  * log (stderr) only through the guard, one line per event=child_output
  * line (stream=stdout|stderr, line="..."; a line longer than 4 KiB is cut
  * into pieces marked partial=true). */
-#include "proc/proc.h"
+#include "child/child.h"
+#include "proc/proc.h" /* dd_proc_find (proc.c, the /proc helpers) */
 
 #include "core/log.h"
 
