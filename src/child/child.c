@@ -2,6 +2,7 @@
 #include "child/child.h"
 
 #include "core/buf.h"
+#include "core/env.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/time.h"
@@ -14,7 +15,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-extern char **environ;
 
 struct dd_child {
     uv_loop_t *loop;
@@ -115,26 +115,7 @@ int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra,
                  c->guard_exe ? "its acting deadline has passed" : "no guard for its deadline");
         return DD_EFENCED;
     }
-    size_t nenv = 0, nextra = 0;
-    while (environ[nenv])
-        nenv++;
-    while (env_extra && env_extra[nextra])
-        nextra++;
-    char **env = dd_xcalloc(nenv + nextra + 1, sizeof(char *));
-    size_t k = 0;
-    for (size_t i = 0; i < nenv; i++) {
-        /* An inherited variable of the same name must not shadow ours. */
-        bool shadowed = false;
-        for (size_t j = 0; j < nextra && !shadowed; j++) {
-            size_t klen = strcspn(env_extra[j], "=");
-            shadowed = strncmp(environ[i], env_extra[j], klen + 1) == 0;
-        }
-        if (!shadowed)
-            env[k++] = environ[i];
-    }
-    for (size_t j = 0; j < nextra; j++)
-        env[k++] = (char *)env_extra[j];
-    env[k] = NULL;
+    char **env = dd_env_with(env_extra); /* ours shadow inherited ones */
 
     /* Through the guard: guard_exe __guard PPID:GRACE[:LIVE] -- argv... */
     char **run_argv = (char **)argv;

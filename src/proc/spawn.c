@@ -2,6 +2,7 @@
 #include "proc/proc.h"
 
 #include "core/buf.h"
+#include "core/env.h"
 #include "core/error.h"
 #include "core/time.h"
 
@@ -13,7 +14,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-extern char **environ;
 
 int dd_service_check_ports(const dd_service *s, char *err, size_t errlen)
 {
@@ -48,7 +48,7 @@ int dd_service_spawn(uv_loop_t *loop, const dd_service *s, int lockfd, const cha
 {
     int rc = 0, logfd = -1;
     char **env = NULL;
-    size_t k = 0;
+    char *token_var = NULL;
     /* the status file holds the token whole, or the kill could miss processes */
     if (strlen(token) >= sizeof(st->token)) {
         dd_msgf(err, errlen, "service token '%s' is longer than %zu bytes", token,
@@ -65,17 +65,9 @@ int dd_service_spawn(uv_loop_t *loop, const dd_service *s, int lockfd, const cha
         goto out;
     }
 
-    size_t nenv = 0;
-    while (environ[nenv])
-        nenv++;
-    env = dd_xcalloc(nenv + 2, sizeof(char *));
-    for (size_t i = 0; i < nenv; i++)
-        if (strncmp(environ[i], "DISPATCHD_SERVICE_TOKEN=", 24) != 0)
-            env[k++] = environ[i];
-    dd_buf tok = DD_BUF_INIT;
-    dd_buf_printf(&tok, "DISPATCHD_SERVICE_TOKEN=%s", token);
-    env[k++] = dd_buf_detach(&tok);
-    env[k] = NULL;
+    token_var = dd_strdupf("DISPATCHD_SERVICE_TOKEN=%s", token);
+    const char *extra[] = {token_var, NULL};
+    env = dd_env_with(extra); /* an inherited token never shadows ours */
 
     uv_stdio_container_t stdio[4];
     stdio[0].flags = UV_IGNORE;
@@ -128,9 +120,7 @@ int dd_service_spawn(uv_loop_t *loop, const dd_service *s, int lockfd, const cha
 out:
     if (logfd >= 0)
         close(logfd);
-    if (env) {
-        free(env[k - 1]);
-        free(env);
-    }
+    free(env);
+    free(token_var);
     return rc;
 }

@@ -10,6 +10,7 @@
 #include "core/backoff.h"
 #include "core/buf.h"
 #include "core/config.h"
+#include "core/env.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/time.h"
@@ -547,6 +548,35 @@ static void test_secret_file_whole(void **state)
     unlink(path);
 }
 
+/* The child environment: ours replace inherited variables of the same
+ * name (and only those: a prefix is not a name), the rest is inherited. */
+static void test_env_with(void **state)
+{
+    (void)state;
+    setenv("DD_T_KEEP", "inherited", 1);
+    setenv("DD_T_MINE", "inherited", 1);
+    setenv("DD_T_MINE_LONGER", "inherited", 1);
+    const char *extra[] = {"DD_T_MINE=ours", "DD_T_NEW=x", NULL};
+    char **env = dd_env_with(extra);
+    int keep = 0, mine = 0, longer = 0, fresh = 0;
+    for (char **e = env; *e; e++) {
+        keep += !strcmp(*e, "DD_T_KEEP=inherited");
+        mine += !strncmp(*e, "DD_T_MINE=", 10);
+        longer += !strcmp(*e, "DD_T_MINE_LONGER=inherited");
+        fresh += !strcmp(*e, "DD_T_NEW=x");
+        if (!strncmp(*e, "DD_T_MINE=", 10))
+            assert_string_equal(*e, "DD_T_MINE=ours");
+    }
+    assert_int_equal(keep, 1);
+    assert_int_equal(mine, 1);
+    assert_int_equal(longer, 1);
+    assert_int_equal(fresh, 1);
+    free(env);
+    env = dd_env_with(NULL);
+    assert_non_null(env);
+    free(env);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -570,6 +600,7 @@ int main(void)
         cmocka_unit_test(test_strdupf_whole),
         cmocka_unit_test(test_dispatcher_split_whole),
         cmocka_unit_test(test_secret_file_whole),
+        cmocka_unit_test(test_env_with),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
