@@ -279,6 +279,9 @@ int main(int argc, char **argv)
     dd_log_level level = DD_LOG_INFO;
     dd_log_level_parse(cli.cfg.log_level, &level);
     cli.log = dd_log_new(stderr, level);
+    dd_log_format format = DD_LOG_LOGFMT;
+    dd_log_format_parse(cli.cfg.log_format, &format); /* validated above */
+    dd_log_set_format(cli.log, format);
     cli.metrics = dd_metrics_new();
     const char *const bl[] = {"version", "commit", NULL};
     dd_metric *bi = dd_metrics_family(cli.metrics, DD_GAUGE, "dispatchd_build_info",

@@ -208,6 +208,7 @@ void dd_cli_completion_bash(FILE *out, const dd_cli_cmd *cmds, size_t n)
           "        case $prev in\n"
           "        --dispatcher) COMPREPLY=($(compgen -W \"$(_dispatchd_dispatchers)\" -- \"$cur\")) ;;\n"
           "        --log-level) COMPREPLY=($(compgen -W \"debug info warn error\" -- \"$cur\")) ;;\n"
+          "        --log-format) COMPREPLY=($(compgen -W \"logfmt json\" -- \"$cur\")) ;;\n"
           "        --on-workflow-exit) COMPREPLY=($(compgen -W \"restart release\" -- \"$cur\")) ;;\n"
           "        --state-dir) COMPREPLY=($(compgen -d -- \"$cur\")) ;;\n"
           "        *-file | *-bin) COMPREPLY=($(compgen -f -- \"$cur\")) ;;\n"
