@@ -67,16 +67,19 @@ check "READY=1 was sent once" [ "$(count "$M" READY=1)" -eq 1 ]
 check "STATUS says it is releasing" has "$M" "STATUS=releasing every dispatcher"
 check "no warning about the socket" bash -c "! grep -q event=notify_failed '$T/main.log'"
 
-# --- the abstract namespace, no watchdog; the child does not inherit it ------
+# --- the abstract namespace; WATCHDOG_PID names another process, so no
+# watchdog; the child does not inherit NOTIFY_SOCKET ---------------------------
 A=@dd-notify-$$-$RANDOM; MA=$T/abstract.txt
 $L listen "$A" "$MA" & track $!
 check "the abstract listener is bound" wait_until 10 test -e "$MA.ready"
-run_dd abs "$P/r" NOTIFY_SOCKET="$A" -- sh -c 'env >"$0.new" && mv "$0.new" "$0"; trap "exit 0" TERM; while :; do sleep 0.05; done' "$T/child.env"
+run_dd abs "$P/r" NOTIFY_SOCKET="$A" WATCHDOG_USEC=200000 WATCHDOG_PID=1 -- sh -c 'env >"$0.new" && mv "$0.new" "$0"; trap "exit 0" TERM; while :; do sleep 0.05; done' "$T/child.env"
 D2=$!; track_dd $D2 abs
 check "READY=1 over the abstract socket" wait_until 30 has "$MA" READY=1
 check "the child wrote its environment" wait_until 10 test -s "$T/child.env"
-check "the child has no NOTIFY_SOCKET" bash -c "! grep -q '^NOTIFY_SOCKET=' '$T/child.env'"
-check "no WATCHDOG=1 without WATCHDOG_USEC" [ "$(count "$MA" WATCHDOG=1)" -eq 0 ]
+check "the child has no NOTIFY_SOCKET nor WATCHDOG_*" bash -c "! grep -Eq '^(NOTIFY_SOCKET|WATCHDOG_USEC|WATCHDOG_PID)=' '$T/child.env'"
+check "the watchdog is off: WATCHDOG_PID is not ours" grep -q "event=watchdog_off .*WATCHDOG_PID=1" "$T/abs.log"
+sleep 0.6 # the window in which a watchdog at WATCHDOG_USEC/2 = 100 ms would ping 6 times
+check "no WATCHDOG=1 for another process's WATCHDOG_PID" [ "$(count "$MA" WATCHDOG=1)" -eq 0 ]
 kill -TERM $D2
 expect_exit $D2 0 60
 check "STOPPING=1 over the abstract socket" has "$MA" STOPPING=1
