@@ -5,7 +5,9 @@
  * exit. The dispatcher's owner evicts workers whose heartbeat is older than
  * the stale threshold. Link with libdispatchd.a, libuv and hiredis
  * (cc prog.c libdispatchd.a $(pkg-config --libs libuv hiredis); the test
- * `embed` builds tests/embed.c exactly so).
+ * `embed` builds tests/embed.c exactly so). Installed (`cmake --install`,
+ * the .deb): cc prog.c $(pkg-config --cflags --libs --static dispatchd),
+ * as the test `install` does.
  *
  * Two ways to run it:
  *  - on your own libuv loop: dispatchd_worker_start / dispatchd_worker_stop;

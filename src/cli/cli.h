@@ -14,6 +14,9 @@
 #include "core/ctx.h"
 #include "core/log.h"
 
+#include <stddef.h>
+#include <stdio.h>
+
 #define DD_EXIT_OK 0
 #define DD_EXIT_FAIL 1
 #define DD_EXIT_USAGE 2
@@ -90,6 +93,11 @@ struct dd_metrics_http;
 int dd_cli_metrics_serve(dd_cli *cli, const dd_ctx *ctx, const char *listen,
                          bool (*ready)(void *arg, char *reason, size_t len), void *arg,
                          struct dd_metrics_http **out);
+
+/* dispatchd(1) and the bash completion, from cmds[0..n) and their option
+ * groups (man.c; the hidden `__man` and `__completion bash` commands). */
+void dd_cli_man(FILE *out, const dd_cli_cmd *cmds, size_t n, const char *version);
+void dd_cli_completion_bash(FILE *out, const dd_cli_cmd *cmds, size_t n);
 
 /* Commands (one file each: cmd_<name>.c). */
 int dd_cmd_takeover(dd_cli *cli);

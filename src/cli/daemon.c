@@ -5,6 +5,7 @@
 #include "core/buf.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "metrics/http.h"
 #include "metrics/metrics.h"
 #include "owner/owner.h"
@@ -41,6 +42,11 @@ struct dd_daemon {
     dd_backoff gate_backoff;
     bool gate_open, gate_closed, gate_warned;
     int exit_code; /* nonzero: why the daemon stopped by itself */
+    /* systemd (Type=notify): READY=1 once, STATUS= on changes, STOPPING=1 */
+    dd_notify *notify;
+    uv_timer_t notify_poll; /* while NOTIFY_SOCKET is set and not stopping */
+    char *notify_status;    /* the STATUS= text last sent (owned) */
+    bool notify_ready, notify_closed, notify_poll_closed;
 };
 
 static bool dd_daemon_ready(void *arg, char *reason, size_t len)
@@ -67,11 +73,18 @@ static bool dd_daemon_ready(void *arg, char *reason, size_t len)
     return true;
 }
 
+static void dd_daemon_notify_close(dd_daemon *d);
+static void dd_daemon_notify_stopping(dd_daemon *d);
+
 static void dd_daemon_maybe_done(dd_daemon *d)
 {
     if (d->owners_stopped < d->nowners || d->hbs_closed < d->nowners || !d->temporal_closed ||
         !d->gate_closed)
         return;
+    if (!d->notify_closed || !d->notify_poll_closed) {
+        dd_daemon_notify_close(d); /* last, so the watchdog pings through shutdown */
+        return;
+    }
     if (d->done) {
         void (*done)(void *) = d->done;
         d->done = NULL;
@@ -127,6 +140,7 @@ static void dd_daemon_owner_stopped(dd_owner *o, void *arg)
          * nothing is left to do here, so the process winds down and exits */
         d->stopping = true;
         dd_info(d->ctx.log, "all_released", "dispatchers=%d", d->nowners);
+        dd_daemon_notify_stopping(d);
         if (d->http) {
             dd_metrics_http_close(d->http);
             d->http = NULL;
@@ -252,6 +266,110 @@ static void dd_daemon_gate_try(dd_daemon *d)
     }
 }
 
+/* ---- systemd notification (core/notify.h) ------------------------------ */
+
+static void dd_daemon_notify_stopping(dd_daemon *d)
+{
+    dd_notify_send(d->notify, "STOPPING=1");
+    dd_notify_send(d->notify, "STATUS=releasing every dispatcher");
+    if (d->notify && !d->notify_poll_closed)
+        uv_timer_stop(&d->notify_poll);
+}
+
+/* What this host does, for `systemctl status`: "owning a/b, c/d; standby:
+ * e/f; taking over: g/h" (whole names, in a dd_buf). */
+static void dd_daemon_notify_status(dd_daemon *d, dd_buf *b)
+{
+    static const struct {
+        dd_owner_state st;
+        const char *label;
+    } groups[] = {{DD_OWNER_OWNING, "owning"},
+                  {DD_OWNER_LOST, "standby"},
+                  {DD_OWNER_TAKING_OVER, "taking over"},
+                  {DD_OWNER_IDLE, "waiting for redis"}};
+    dd_buf_puts(b, "STATUS=");
+    size_t start = b->len;
+    for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++) {
+        int k = 0;
+        for (int i = 0; i < d->nowners; i++) {
+            if (dd_owner_get_state(d->owners[i]) != groups[g].st)
+                continue;
+            if (k++ == 0)
+                dd_buf_printf(b, "%s%s: ", b->len > start ? "; " : "", groups[g].label);
+            else
+                dd_buf_puts(b, ", ");
+            dd_buf_puts(b, dd_owner_name(d->owners[i]));
+        }
+    }
+}
+
+/* Polled (cheap: a walk over at most DD_MAX_DISPATCHERS owners) rather than
+ * hooked into every state change: a standby arming is no on_change. */
+static void dd_daemon_notify_tick(uv_timer_t *t)
+{
+    dd_daemon *d = t->data;
+    if (d->stopping)
+        return;
+    dd_buf b = DD_BUF_INIT;
+    dd_daemon_notify_status(d, &b);
+    if (!d->notify_status || strcmp(d->notify_status, dd_buf_str(&b)) != 0) {
+        dd_notify_send(d->notify, dd_buf_str(&b));
+        free(d->notify_status);
+        d->notify_status = dd_buf_detach(&b);
+    }
+    dd_buf_release(&b);
+    if (d->notify_ready || !d->gate_open)
+        return;
+    /* ready: every dispatcher's first takeover attempt has finished (owning)
+     * or its standby is armed (lost to another host) */
+    for (int i = 0; i < d->nowners; i++) {
+        dd_owner_state s = dd_owner_get_state(d->owners[i]);
+        if (s == DD_OWNER_IDLE || s == DD_OWNER_TAKING_OVER)
+            return;
+    }
+    d->notify_ready = true;
+    dd_notify_send(d->notify, "READY=1");
+    dd_info(d->ctx.log, "notified_ready", "dispatchers=%d", d->nowners);
+}
+
+static void dd_daemon_notify_closed(void *arg)
+{
+    dd_daemon *d = arg;
+    d->notify = NULL;
+    d->notify_closed = true;
+    dd_daemon_maybe_done(d);
+}
+
+static void dd_daemon_notify_poll_closed(uv_handle_t *h)
+{
+    dd_daemon *d = h->data;
+    d->notify_poll_closed = true;
+    dd_daemon_maybe_done(d);
+}
+
+static void dd_daemon_notify_close(dd_daemon *d)
+{
+    if (!d->notify_poll_closed && !uv_is_closing((uv_handle_t *)&d->notify_poll))
+        uv_close((uv_handle_t *)&d->notify_poll, dd_daemon_notify_poll_closed);
+    if (d->notify) {
+        dd_notify *n = d->notify;
+        d->notify = NULL; /* closing: nothing more is sent */
+        dd_notify_close(n, dd_daemon_notify_closed, d);
+    }
+}
+
+static void dd_daemon_notify_start(dd_daemon *d)
+{
+    char err[256];
+    dd_notify_new(&d->ctx, &d->notify, err, sizeof(err));
+    d->notify_closed = false;
+    uv_timer_init(d->ctx.loop, &d->notify_poll);
+    d->notify_poll.data = d;
+    d->notify_poll_closed = false;
+    if (dd_notify_enabled(d->notify))
+        uv_timer_start(&d->notify_poll, dd_daemon_notify_tick, 0, 100);
+}
+
 int dd_daemon_exit_code(const dd_daemon *d)
 {
     return d ? d->exit_code : 0;
@@ -264,6 +382,7 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
     d->cli = cli;
     d->ctx = *ctx;
     d->gate_closed = true; /* until the timer exists */
+    d->notify_closed = d->notify_poll_closed = true; /* until they exist */
     int code = dd_cli_temporal_new(cli, ctx, &d->t);
     if (code) {
         free(d);
@@ -376,6 +495,7 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
     d->gate.data = d;
     d->gate_closed = false;
     dd_backoff_init(&d->gate_backoff, 250, 5000, 0);
+    dd_daemon_notify_start(d);
     dd_daemon_gate_try(d); /* owners start once the fleet's ID prefix is known */
     dd_reconciler_start(d->rec);
     *out = d;
@@ -406,6 +526,7 @@ void dd_daemon_stop(dd_daemon *d, void (*done)(void *), void *arg)
         return;
     }
     d->stopping = true;
+    dd_daemon_notify_stopping(d);
     dd_daemon_gate_close(d);
     if (d->http) {
         dd_metrics_http_close(d->http);
@@ -426,6 +547,7 @@ void dd_daemon_free(dd_daemon *d)
     for (int i = 0; i < d->nowners; i++)
         dd_owner_free(d->owners[i]);
     free(d->wf_input);
+    free(d->notify_status);
     free(d);
 }
 

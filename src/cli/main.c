@@ -277,6 +277,15 @@ int main(int argc, char **argv)
     /* Internal: the first process of every owner child command (guard.c). */
     if (!strcmp(argv[1], "__guard"))
         return dd_guard_main(argc - 1, argv + 1);
+    /* Internal: run by the build to write dispatchd.1 and the completion (man.c). */
+    if (!strcmp(argv[1], "__man")) {
+        dd_cli_man(stdout, dd_commands, DD_NCOMMANDS, DD_VERSION);
+        return DD_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "__completion") && argc == 3 && !strcmp(argv[2], "bash")) {
+        dd_cli_completion_bash(stdout, dd_commands, DD_NCOMMANDS);
+        return DD_EXIT_OK;
+    }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         dd_main_usage(stdout);
         return DD_EXIT_OK;
@@ -337,6 +346,9 @@ int main(int argc, char **argv)
     dd_log_level level = DD_LOG_INFO;
     dd_log_level_parse(cli.cfg.log_level, &level);
     cli.log = dd_log_new(stderr, level);
+    dd_log_format format = DD_LOG_LOGFMT;
+    dd_log_format_parse(cli.cfg.log_format, &format); /* validated above */
+    dd_log_set_format(cli.log, format);
     cli.metrics = dd_metrics_new();
     const char *const bl[] = {"version", "commit", NULL};
     dd_metric *bi = dd_metrics_family(cli.metrics, DD_GAUGE, "dispatchd_build_info",

@@ -14,6 +14,8 @@
 const dd_opt dd_opts_common[] = {
     {"log-level", "DISPATCHD_LOG_LEVEL", DD_OPT_STR, O(log_level), "LEVEL",
      "debug, info, warn or error (default info)"},
+    {"log-format", "DISPATCHD_LOG_FORMAT", DD_OPT_STR, O(log_format), "FORMAT",
+     "logfmt or json: one record per line either way (default logfmt)"},
     {"help", NULL, DD_OPT_FLAG, O(help), NULL, "show this help"},
     {NULL, NULL, 0, 0, NULL, NULL},
 };
@@ -222,6 +224,7 @@ void dd_config_defaults(dd_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->log_level = "info";
+    cfg->log_format = "logfmt";
     cfg->state_dir_default = dd_default_state_dir();
     cfg->state_dir = cfg->state_dir_default;
     cfg->redis_port = 6379;
@@ -538,6 +541,10 @@ int dd_config_validate(const dd_config *cfg, char *err, size_t errlen)
         strcmp(cfg->log_level, "warn") && strcmp(cfg->log_level, "error")) {
         dd_msgf(err, errlen, "%s '%s': use debug, info, warn or error",
                 dd_config_what(cfg, "log-level", w, sizeof(w)), cfg->log_level);
+        return DD_EINVAL;
+    }
+    if (strcmp(cfg->log_format, "logfmt") && strcmp(cfg->log_format, "json")) {
+        dd_msgf(err, errlen, "--log-format '%s': use logfmt or json", cfg->log_format);
         return DD_EINVAL;
     }
     if (!cfg->state_dir || !*cfg->state_dir) {

@@ -31,6 +31,7 @@ struct dd_opt;
 typedef struct dd_config {
     /* common */
     const char *log_level;
+    const char *log_format; /* "logfmt" or "json" */
     const char *state_dir;
     char *state_dir_default; /* owned: the computed default state_dir points to */
     bool json;

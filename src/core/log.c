@@ -14,6 +14,7 @@
 struct dd_log {
     FILE *out;
     dd_log_level level;
+    dd_log_format format;
     char *secrets[DD_LOG_MAX_SECRETS];
     char *escaped[DD_LOG_MAX_SECRETS]; /* as a quoted logfmt value holds it; NULL: same */
     int nsecrets;
@@ -56,6 +57,22 @@ int dd_log_level_parse(const char *s, dd_log_level *out)
         }
     }
     return DD_EINVAL;
+}
+
+int dd_log_format_parse(const char *s, dd_log_format *out)
+{
+    if (!strcmp(s, "logfmt"))
+        *out = DD_LOG_LOGFMT;
+    else if (!strcmp(s, "json"))
+        *out = DD_LOG_JSON;
+    else
+        return DD_EINVAL;
+    return 0;
+}
+
+void dd_log_set_format(dd_log *log, dd_log_format format)
+{
+    log->format = format;
 }
 
 void dd_log_add_secret(dd_log *log, const char *secret)
@@ -244,6 +261,186 @@ static void dd_log_scrub(const dd_log *log, dd_buf *line)
     *line = out;
 }
 
+/* ---- JSON: the finished logfmt line, one member per key=value ---------- */
+
+/* Length of the valid UTF-8 sequence at p (1..4), 0 if there is none. */
+static size_t dd_log_utf8_len(const unsigned char *p)
+{
+    if (p[0] < 0x80)
+        return 1;
+    size_t n = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+    if (n == 0 || p[0] > 0xf4)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0; /* also stops at the NUL */
+    /* overlong 3- and 4-byte forms, surrogates, above U+10FFFF */
+    if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0) ||
+        (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))
+        return 0;
+    return n;
+}
+
+/* One character of a JSON string from raw text; returns the bytes used. */
+static size_t dd_log_json_char(dd_buf *b, const char *p)
+{
+    unsigned char c = (unsigned char)*p;
+    if (c == '"' || c == '\\') {
+        dd_buf_putc(b, '\\');
+        dd_buf_putc(b, (char)c);
+        return 1;
+    }
+    if (c < 0x20 || c == 0x7f) {
+        dd_buf_printf(b, "\\u%04x", c);
+        return 1;
+    }
+    size_t n = dd_log_utf8_len((const unsigned char *)p);
+    if (n == 0) {
+        dd_buf_puts(b, "\\ufffd");
+        return 1;
+    }
+    dd_buf_append(b, p, n);
+    return n;
+}
+
+static void dd_log_json_string(dd_buf *b, const char *s, size_t n)
+{
+    dd_buf_putc(b, '"');
+    for (size_t i = 0; i < n;)
+        i += dd_log_json_char(b, s + i);
+    dd_buf_putc(b, '"');
+}
+
+/* A bare logfmt value that JSON can carry as a literal. */
+static bool dd_log_json_literal(const char *v, size_t n)
+{
+    if ((n == 4 && !memcmp(v, "true", 4)) || (n == 5 && !memcmp(v, "false", 5)) ||
+        (n == 4 && !memcmp(v, "null", 4)))
+        return true;
+    size_t i = 0;
+    if (i < n && v[i] == '-')
+        i++;
+    if (i == n || !(v[i] >= '0' && v[i] <= '9'))
+        return false;
+    if (v[i] == '0')
+        i++;
+    else
+        while (i < n && v[i] >= '0' && v[i] <= '9')
+            i++;
+    if (i < n && v[i] == '.') {
+        size_t d = ++i;
+        while (i < n && v[i] >= '0' && v[i] <= '9')
+            i++;
+        if (i == d)
+            return false;
+    }
+    if (i < n && (v[i] == 'e' || v[i] == 'E')) {
+        i++;
+        if (i < n && (v[i] == '+' || v[i] == '-'))
+            i++;
+        size_t d = i;
+        while (i < n && v[i] >= '0' && v[i] <= '9')
+            i++;
+        if (i == d)
+            return false;
+    }
+    return i == n;
+}
+
+static int dd_log_hex(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* line (logfmt, as dd_logf builds it) as a JSON object into out; false if
+ * it is not key=value pairs (then out holds a partial object). */
+static bool dd_log_json(const char *line, dd_buf *out)
+{
+    const char *p = line;
+    bool first = true;
+    dd_buf_putc(out, '{');
+    while (*p) { /* every turn consumes a pair or fails */
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            break;
+        const char *k = p;
+        while (*p && *p != '=' && *p != ' ' && *p != '"')
+            p++;
+        if (*p != '=' || p == k)
+            return false;
+        if (!first)
+            dd_buf_putc(out, ',');
+        first = false;
+        dd_log_json_string(out, k, (size_t)(p - k));
+        dd_buf_putc(out, ':');
+        p++;
+        if (*p != '"') {
+            const char *v = p;
+            while (*p && *p != ' ')
+                p++;
+            if (dd_log_json_literal(v, (size_t)(p - v)))
+                dd_buf_append(out, v, (size_t)(p - v));
+            else
+                dd_log_json_string(out, v, (size_t)(p - v));
+            continue;
+        }
+        p++;
+        dd_buf_putc(out, '"');
+        while (*p && *p != '"') {
+            if (*p != '\\') {
+                p += dd_log_json_char(out, p);
+                continue;
+            }
+            p++;
+            switch (*p) {
+            case '"': dd_buf_puts(out, "\\\""); p++; break;
+            case '\\': dd_buf_puts(out, "\\\\"); p++; break;
+            case 'n': dd_buf_puts(out, "\\n"); p++; break;
+            case 'r': dd_buf_puts(out, "\\r"); p++; break;
+            case 't': dd_buf_puts(out, "\\t"); p++; break;
+            case 'x': {
+                int hi = p[1] ? dd_log_hex(p[1]) : -1;
+                int lo = hi >= 0 && p[2] ? dd_log_hex(p[2]) : -1;
+                if (lo < 0)
+                    return false;
+                dd_buf_printf(out, "\\u%04x", hi * 16 + lo);
+                p += 3;
+                break;
+            }
+            default:
+                return false;
+            }
+        }
+        if (*p != '"')
+            return false;
+        p++;
+        dd_buf_putc(out, '"');
+        if (*p && *p != ' ')
+            return false;
+    }
+    dd_buf_putc(out, '}');
+    return true;
+}
+
+/* The line in JSON; a line that is not pairs (a format string with a bare
+ * word) is kept whole, as a string, so the record stays one valid object. */
+static void dd_log_to_json(dd_buf *line, dd_log_level level, const char *event)
+{
+    dd_buf out = DD_BUF_INIT;
+    if (!dd_log_json(dd_buf_str(line), &out)) {
+        dd_buf_reset(&out);
+        dd_buf_printf(&out, "{\"level\":\"%s\",\"event\":", dd_level_names[level]);
+        dd_log_json_string(&out, event, strlen(event));
+        dd_buf_puts(&out, ",\"logfmt\":");
+        dd_log_json_string(&out, dd_buf_str(line), line->len);
+        dd_buf_putc(&out, '}');
+    }
+    dd_buf_release(line);
+    *line = out;
+}
+
 void dd_logf(dd_log *log, dd_log_level level, const char *event, const char *fmt, ...)
 {
     if (!log || level < log->level)
@@ -275,6 +472,8 @@ void dd_logf(dd_log *log, dd_log_level level, const char *event, const char *fmt
         va_end(ap);
     }
     dd_log_scrub(log, &line);
+    if (log->format == DD_LOG_JSON)
+        dd_log_to_json(&line, level, event);
     dd_buf_putc(&line, '\n');
     fwrite(line.data, 1, line.len, log->out);
     fflush(log->out);

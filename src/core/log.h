@@ -2,6 +2,13 @@
  *
  *   ts=2026-11-23T12:00:00.123Z level=info event=takeover workflow_id=... run_id=...
  *
+ * or, with DD_LOG_JSON (--log-format json), the same record as one JSON object
+ * per line: {"ts":"2026-...","level":"info","event":"takeover","workflow_id":...}.
+ * The JSON is made from the finished logfmt line, so both formats carry the
+ * same keys and values, and secrets are scrubbed before either is written.
+ * Bare values that are JSON numbers, true, false or null stay literals;
+ * everything else is a string; bytes that are not UTF-8 become U+FFFD.
+ *
  * The format string of dd_logf() is a list of key=value pairs in printf
  * syntax. Every %s value is quoted and escaped when it needs to be, so a
  * value can never forge another key. Supported conversions: %s %d %i %u %ld
@@ -20,6 +27,11 @@ typedef enum dd_log_level {
     DD_LOG_ERROR = 3,
 } dd_log_level;
 
+typedef enum dd_log_format {
+    DD_LOG_LOGFMT = 0,
+    DD_LOG_JSON = 1,
+} dd_log_format;
+
 typedef struct dd_log dd_log;
 
 /* out is borrowed (not closed by dd_log_free). */
@@ -28,6 +40,9 @@ void dd_log_free(dd_log *log);
 void dd_log_set_level(dd_log *log, dd_log_level level);
 /* Parses "debug", "info", "warn", "error"; returns 0 or DD_EINVAL. */
 int dd_log_level_parse(const char *s, dd_log_level *out);
+/* Parses "logfmt" or "json"; returns 0 or DD_EINVAL. */
+int dd_log_format_parse(const char *s, dd_log_format *out);
+void dd_log_set_format(dd_log *log, dd_log_format format);
 /* Any line that would contain secret is written with it replaced by "***":
  * in %s values and fields before they are escaped (a secret holding '"' or
  * '\' looks different once escaped), then in the finished line as given and
