@@ -246,11 +246,16 @@ static int dd_guard_stop_group(dd_guard *g, pid_t self, int sfd, long long kill_
     return dd_guard_finish(g, sfd, status);
 }
 
-/* The guard's logger: logfmt on stderr (dispatchd's log stream), with the
- * fields that say whose guard it is. */
+/* The guard's logger: on stderr (dispatchd's log stream), in dispatchd's
+ * --log-format (DISPATCHD_LOG_FORMAT, which dispatchd sets for its
+ * children), with the fields that say whose guard it is. */
 static dd_log *dd_guard_log_new(void)
 {
     dd_log *log = dd_log_new(stderr, DD_LOG_INFO);
+    dd_log_format format = DD_LOG_LOGFMT;
+    const char *f = getenv("DISPATCHD_LOG_FORMAT");
+    if (f && dd_log_format_parse(f, &format) == 0)
+        dd_log_set_format(log, format);
     const char *sid = getenv("DISPATCHD_SERVER_ID");
     const char *wid = getenv("DISPATCHD_WORKFLOW_ID");
     if (sid && *sid)

@@ -43,6 +43,13 @@ struct dd_cli_cmd {
     const char *details;         /* more lines for --help, or NULL */
 };
 
+/* Writes c's option groups to groups (DD_CLI_MAX_GROUPS + 2 slots),
+ * dd_opts_common first, NULL-terminated: what --help, the parser and the man
+ * page use. More groups than fit is an internal error (abort), never a
+ * silent cut (one dropped --child-max-restarts). */
+#define DD_CLI_MAX_GROUPS 24
+void dd_cli_groups(const dd_cli_cmd *c, const dd_opt **groups);
+
 /* Prints an error "dispatchd: <msg>" to stderr and returns DD_EXIT_USAGE. */
 int dd_cli_usage_error(dd_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints "dispatchd: <msg>" to stderr and returns DD_EXIT_USAGE: bad input

@@ -120,8 +120,7 @@ static void dd_main_usage(FILE *out)
 /* The option groups of c, dd_opts_common first, NULL-terminated. A command
  * with more groups than fit is a programming error, caught by every test
  * that runs the command (a silent cut once dropped --child-max-restarts). */
-#define DD_CLI_MAX_GROUPS 24
-static void dd_cli_groups(const dd_cli_cmd *c, const dd_opt **groups)
+void dd_cli_groups(const dd_cli_cmd *c, const dd_opt **groups)
 {
     int n = 0;
     groups[n++] = dd_opts_common;
@@ -349,6 +348,9 @@ int main(int argc, char **argv)
     dd_log_format format = DD_LOG_LOGFMT;
     dd_log_format_parse(cli.cfg.log_format, &format); /* validated above */
     dd_log_set_format(cli.log, format);
+    /* the child's guard writes records into our stream: in our format (a
+     * flag beats the environment, so the environment says what won) */
+    setenv("DISPATCHD_LOG_FORMAT", cli.cfg.log_format, 1);
     cli.metrics = dd_metrics_new();
     const char *const bl[] = {"version", "commit", NULL};
     dd_metric *bi = dd_metrics_family(cli.metrics, DD_GAUGE, "dispatchd_build_info",

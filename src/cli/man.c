@@ -9,25 +9,14 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The groups a command accepts, as --help lists them: the common ones first. */
-static int dd_man_groups(const dd_cli_cmd *c, const dd_opt **out, int cap)
-{
-    int n = 0;
-    out[n++] = dd_opts_common;
-    for (int i = 0; c->groups[i] && n < cap - 1; i++)
-        out[n++] = c->groups[i];
-    out[n] = NULL;
-    return n;
-}
-
 /* Calls fn for each option of c once (a name in two groups counts once). */
 static void dd_man_each_opt(const dd_cli_cmd *c, bool with_common,
                             void (*fn)(const dd_opt *o, void *arg), void *arg)
 {
-    const dd_opt *groups[16];
-    const char *seen[128];
+    const dd_opt *groups[DD_CLI_MAX_GROUPS + 2];
+    const char *seen[256];
     int nseen = 0;
-    dd_man_groups(c, groups, 16);
+    dd_cli_groups(c, groups); /* the groups --help lists, the common ones first */
     for (int g = with_common ? 0 : 1; groups[g]; g++)
         for (const dd_opt *o = groups[g]; o->name; o++) {
             bool dup = false;
@@ -35,7 +24,7 @@ static void dd_man_each_opt(const dd_cli_cmd *c, bool with_common,
                 dup = !strcmp(seen[i], o->name);
             if (dup)
                 continue;
-            if (nseen < 128)
+            if (nseen < 256)
                 seen[nseen++] = o->name;
             fn(o, arg);
         }

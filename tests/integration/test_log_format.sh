@@ -2,8 +2,9 @@
 # (take over, own with a child command, release on SIGTERM) logs one valid
 # record per line in either format: every line of its stderr parses, with
 # ts, level and event, and both runs log the same events. The child's own
-# lines on the same stderr are passed through whole (never mixed into a
-# record). A bad value is exit 2 with the reason.
+# lines reach the stream as event=child_output records (relayed by its guard,
+# which logs in the same format), never raw. A bad value is exit 2 with the
+# reason.
 source "$(dirname "$0")/lib.sh"
 
 U=$(cat "$DD_FIXTURE_DIR/temporal/url")
@@ -21,9 +22,8 @@ run_fmt() { # run_fmt NAME QUEUE [env...] -- [flags...]
     --stale-threshold 1200ms --metrics-listen 127.0.0.1:0 "$@" -- sh -c "$child" \
     >"$T/$name.out" 2>"$T/$name.log" &
 }
-# check_lines FORMAT FILE: every line is a record, a whole line of the child,
-# or a whole line of its guard ("dispatchd guard: stopping the command: ...",
-# plain text: the guard does not log records yet); prints the events in order
+# check_lines FORMAT FILE: every line is a record (the child's and its guard's
+# lines included); prints the events in order
 check_lines() {
   python3 - "$1" "$2" <<'PY'
 import json, re, sys
@@ -32,9 +32,6 @@ pair = r'[A-Za-z0-9_.]+=(?:"(?:[^"\\]|\\.)*"|[^ "=]*)'
 logfmt = re.compile(r'^%s(?: %s)*$' % (pair, pair))
 bad, events, child = [], [], 0
 for n, line in enumerate(open(path, encoding="utf-8", errors="strict").read().splitlines(), 1):
-    if re.fullmatch(r"child-line [0-9]+|dispatchd guard: [a-z][^{=]*", line):
-        child += 1
-        continue
     if fmt == "json":
         try:
             rec = json.loads(line)
@@ -52,7 +49,8 @@ for n, line in enumerate(open(path, encoding="utf-8", errors="strict").read().sp
 if bad:
     print("not a %s record:\n  %s" % (fmt, "\n  ".join(bad[:10])), file=sys.stderr)
     sys.exit(1)
-print("# %s: %d records, %d lines of the child and its guard" % (fmt, len(events), child), file=sys.stderr)
+child = sum(1 for e in events if e == "child_output" or e.startswith("guard_"))
+print("# %s: %d records, %d of them the child's lines and its guard's" % (fmt, len(events), child), file=sys.stderr)
 print(" ".join(events))
 PY
 }
@@ -63,15 +61,17 @@ run_fmt logfmt r DISPATCHD_LOG_FORMAT=json -- --log-format logfmt # the flag win
 L=$!; track_dd $L logfmt
 check "json: owns" wait_until 30 grep -q '"event":"owning"' "$T/json.log"
 check "logfmt: owns" wait_until 30 grep -q 'event=owning' "$T/logfmt.log"
-check "json: the child runs and writes" wait_until 10 grep -q '^child-line 3$' "$T/json.log"
-check "logfmt: the child runs and writes" wait_until 10 grep -q '^child-line 3$' "$T/logfmt.log"
+check "json: the child's line arrives as a child_output record" \
+  wait_until 10 grep -q '"event":"child_output".*"line":"child-line 3"' "$T/json.log"
+check "logfmt: the child's line arrives as a child_output record" \
+  wait_until 10 grep -q 'event=child_output .*line="child-line 3"' "$T/logfmt.log"
 kill -TERM $J $L
 expect_exit $J 0 60
 expect_exit $L 0 60
 je=$(check_lines json "$T/json.log") || fail "json: a line is not one JSON record (above)"
-ok "json: every line is one JSON record with ts, level, event, or a whole line of the child or its guard"
+ok "json: every line is one JSON record with ts, level, event (the child's and its guard's too)"
 le=$(check_lines logfmt "$T/logfmt.log") || fail "logfmt: a line is not one logfmt record (above)"
-ok "logfmt: every line is one logfmt record, or a whole line of the child or its guard"
+ok "logfmt: every line is one logfmt record (the child's and its guard's too)"
 for e in started owning record_claimed shutdown_requested stopped; do
   check "both log event=$e" bash -c "grep -qw -- '$e' <<<'$je' && grep -qw -- '$e' <<<'$le'"
 done
