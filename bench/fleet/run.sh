@@ -247,7 +247,7 @@ if [ "$MODE" = workflow ]; then
     SPID[sdk$j]=$!
   done
   for j in $(seq 1 "$SDK_WORKERS"); do
-    for _ in $(seq 1 600); do grep -q event=worker_started "$T/hosts/sdk$j.log" && break; sleep 0.05; done
+    for _ in $(seq 1 600); do grep -q event=worker_started "$T/hosts/sdk$j.log" 2>/dev/null && break; sleep 0.05; done
     grep -q event=worker_started "$T/hosts/sdk$j.log" || die "SDK worker sdk$j did not start (see $T/hosts/sdk$j.log)"
   done
   log "$SDK_WORKERS SDK workers up on $QS (continue-as-new every $CAS_EVERY)"

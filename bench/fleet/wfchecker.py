@@ -49,10 +49,12 @@ Invariants (any breach -> exit 1):
        - S released its own chain ("released by S") while being stopped
          (host_term of S within 20 s before t), or
        - S was not healthy at t (failover, stale cleanup), or
-       - it is a takeover at start: S healthy, X != S, X (re)started within
-         --takeover-window-s (default: the stale threshold) before t, and the
-         chain that replaced S's is X's first chain of this ID since that start
-         (the newest starter wins, by design; it takes 0.1-0.3 s here).
+       - it is a takeover at start: S healthy, X != S, the harness's last
+         action before t was (re)starting X (the harness then waits for X to
+         own everything before its next action; reconcile cycles do not
+         count), at most --takeover-window-s (30 s, run.sh's SETTLE_S) before
+         t, and the chain that replaced S's is X's first chain of this ID since
+         that start (the newest starter wins, by design).
      Every other termination whose terminator is dispatchd or the reconciler
      is a healthy chain terminated. A termination of anything else (a reason
      that is none of these) and a chain that ended without being terminated
@@ -206,8 +208,8 @@ def main():
     ap.add_argument("--workflow-type", default="DispatcherWorkflow")
     ap.add_argument("--stale-threshold-s", type=float, default=2)
     ap.add_argument("--grace-ms", type=float, default=1000)
-    ap.add_argument("--takeover-window-s", type=float, default=None,
-                    help="a takeover at start follows the host's start by at most this (default: the stale threshold)")
+    ap.add_argument("--takeover-window-s", type=float, default=30,
+                    help="a takeover at start follows the host's start by at most this (run.sh: SETTLE_S)")
     ap.add_argument("--failover-limit-s", type=float, default=30)
     ap.add_argument("--latency-factor", type=float, default=1.0)
     ap.add_argument("--enforce-targets", action="store_true")
@@ -321,7 +323,7 @@ def main():
     # ---- W2: terminations
     thr_us = int(a.stale_threshold_s * 1e6)
     grace_us = int(a.grace_ms * 1000)
-    takeover_us = int((a.takeover_window_s if a.takeover_window_s is not None else a.stale_threshold_s) * 1e6)
+    takeover_us = int(a.takeover_window_s * 1e6)
     down = host_down_intervals(events)
 
     def healthy(h, t, since=0):
@@ -338,11 +340,18 @@ def main():
                 return e
         return None
 
+    acts = [e for e in events if e["kind"] not in ("reconcile", "host_exit", "settle_timeout")]
+
     def first_claim_after_start(l, i, X, t):
-        """X started within the takeover window before t, and the chain that
-        replaced l[i] is X's first chain of this ID since then."""
-        st = last_event("host_start", X, t, takeover_us)
-        if st is None or i + 1 >= len(l) or l[i + 1]["owner"] != X:
+        """The harness's last action before t was starting X (it then waits
+        for X's takeover at start to settle before doing anything else), at
+        most --takeover-window-s before t, and the chain that replaced l[i] is
+        X's first chain of this ID since then."""
+        prior = [e for e in acts if e["t"] <= t]
+        st = prior[-1] if prior else None
+        if st is None or st["kind"] != "host_start" or st["args"][0] != X or t - st["t"] > takeover_us:
+            return False
+        if i + 1 >= len(l) or l[i + 1]["owner"] != X:
             return False
         return not any(c["owner"] == X and st["t"] <= c["start"] < l[i + 1]["start"] for c in l[:i + 1])
 
