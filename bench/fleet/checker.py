@@ -13,7 +13,10 @@ logs, metrics or `status`. Its sources are
   * the harness's event log (what was done to which process, and when).
 
   checker.py watch --dir DIR --redis-port P --temporal-url URL [--interval-ms 100]
-      samples Redis and Temporal into DIR/watch.jsonl until SIGTERM.
+                   [--workflow-type T]
+      samples Redis and Temporal into DIR/watch.jsonl until SIGTERM (the
+      running executions of type T, default dispatchd.dispatcher; with
+      --redis-port 0 Temporal only: MODE=workflow, see wfchecker.py).
   checker.py check --dir DIR --temporal-url URL --redis-port P [--window-ms W]
       analyses DIR and prints a report (DIR/report.json too); exits 1 when
       an invariant breaks, 0 otherwise.
@@ -209,8 +212,8 @@ def cmd_watch(a):
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     out = open(os.path.join(a.dir, "watch.jsonl"), "a", buffering=1)
-    r = Redis(a.redis_port, timeout=0.5)
-    q = "WorkflowType='%s' AND ExecutionStatus='Running'" % WF_TYPE
+    r = Redis(a.redis_port, timeout=0.5) if a.redis_port else None
+    q = "WorkflowType='%s' AND ExecutionStatus='Running'" % a.workflow_type
     last_r = last_t = None
     last_r_err = last_t_err = None
     next_t = 0
@@ -218,11 +221,15 @@ def cmd_watch(a):
     while not stop and time.monotonic() < end:
         t0 = now_us()
         try:
+            if r is None:
+                raise LookupError("no redis")
             snap = redis_snapshot(r)
             if snap != last_r:
                 out.write(json.dumps({"t": t0, "src": "redis", "snap": snap}) + "\n")
                 last_r = snap
             last_r_err = None
+        except LookupError:
+            pass
         except Exception as e:  # noqa: BLE001 - any failure is an observation
             msg = type(e).__name__
             if msg != last_r_err:
@@ -813,6 +820,7 @@ def main():
     w.add_argument("--interval-ms", type=float, default=100)
     w.add_argument("--temporal-interval-ms", type=float, default=250)
     w.add_argument("--max-seconds", type=float, default=7200)
+    w.add_argument("--workflow-type", default=WF_TYPE)
     c = sub.add_parser("check")
     c.add_argument("--dir", required=True)
     c.add_argument("--temporal-url", required=True)

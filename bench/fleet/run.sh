@@ -49,6 +49,18 @@
 #   QUIET_S (2 x THRESH_S + 6) quiet period before the end state is checked
 #   OUT                 keep logs + report here (default: a temp dir, removed)
 #   DISPATCHD (build/dispatchd)
+#   MODE (marker)       "workflow": the M dispatchers are real Temporal workflows
+#                       (DispatcherWorkflow of tests/interop, run by SDK_WORKERS (2)
+#                       `dd-interop worker` processes polling q1..qM, continuing as
+#                       new every CAS_EVERY (5s)); hosts run `dispatchd run
+#                       --workflow-type DispatcherWorkflow --input-server-id-field
+#                       server_id` with no child command. Owners and settling come
+#                       from the workflows' own records (the workers' --runs-log:
+#                       which server id started each chain), and bench/fleet/
+#                       wfchecker.py judges from Temporal and those records only
+#                       (no Redis, no dispatchd output). W and ETCD_KILLS are
+#                       ignored. DD_INTEROP (build/dd-interop; built by
+#                       tests/interop/build.sh when missing).
 # Everything runs on 127.0.0.1 free ports under a private temp dir; the EXIT
 # trap stops what this script started (by pid / by our stack state dir), also
 # on failure. Exit status: the checker's (1 = an invariant broke), or 1 when a
@@ -75,6 +87,8 @@ ENFORCE_TARGETS=${ENFORCE_TARGETS:-0}; LATENCY_FACTOR=${LATENCY_FACTOR:-1}
 MAX_SECONDS=${MAX_SECONDS:-3600}; SETTLE_S=${SETTLE_S:-30}
 QUIET_S=${QUIET_S:-$((THRESH_S * 2 + 6))}
 DISPATCHD=${DISPATCHD:-$root/build/dispatchd}
+MODE=${MODE:-marker}; SDK_WORKERS=${SDK_WORKERS:-2}; CAS_EVERY=${CAS_EVERY:-5s}
+DD_INTEROP=${DD_INTEROP:-$root/build/dd-interop}
 PY=$(${PYTHON:-python3} -c "import sys; print(sys.executable)")  # absolute: pgrep matches it
 
 die() { echo "fleet: $*" >&2; exit 2; }
@@ -86,6 +100,17 @@ command -v redis-server >/dev/null || die "redis-server missing (scripts/install
 if [ "$W" -gt 0 ] && ! "$DISPATCHD" worker --help >/dev/null 2>&1; then
   log "no 'dispatchd worker' in this build: W=$W ignored"; W=0; WORKER_KILLS=0
 fi
+case $MODE in
+  marker) ;;
+  workflow)
+    [ "$W" = 0 ] || log "MODE=workflow: W=$W ignored (worker sidecars are a marker-mode feature here)"
+    [ "$ETCD_KILLS" = 0 ] || log "MODE=workflow: ETCD_KILLS=$ETCD_KILLS ignored"
+    W=0; WORKER_KILLS=0; ETCD_KILLS=0
+    if [ ! -x "$DD_INTEROP" ]; then
+      bash "$root/tests/interop/build.sh" "$DD_INTEROP" >&2 || die "cannot build $DD_INTEROP (tests/interop/build.sh)"
+    fi ;;
+  *) die "MODE must be marker or workflow, not '$MODE'" ;;
+esac
 if [ "$RECONCILE" = auto ]; then
   if "$DISPATCHD" reconcile --help >/dev/null 2>&1; then RECONCILE=1; else RECONCILE=0; fi
 fi
@@ -96,7 +121,7 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$T/sanitizer"
 D=${OUT:-$T/out}
 mkdir -p "$D" "$T/hosts"
 : >"$D/events.log"; : >"$D/children.log"
-declare -A HPID=() WPID=() PXPID=()
+declare -A HPID=() WPID=() PXPID=() SPID=()
 EPIDS=()   # etcdctl lock holders (session leaders)
 ETCD_PID=""; WATCH_PID=""; WATCHDOG=""; STACK_UP=0
 BAD_EXITS=0 # dispatchd processes that exited other than expected
@@ -139,6 +164,16 @@ cleanup() {
     fi
   done
   [ -n "$WATCH_PID" ] && { kill -TERM "$WATCH_PID" 2>/dev/null; wait "$WATCH_PID" 2>/dev/null; }
+  # the SDK workers (workflow mode) stop after the hosts, each on its TERM
+  for p in "${SPID[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${SPID[@]}"; do
+    end=$((SECONDS + 15)); while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
+    if kill -0 "$p" 2>/dev/null; then
+      kill -KILL "$p"; log "FAIL: SDK worker pid $p did not exit within 15 s of TERM"; BAD_EXITS=$((BAD_EXITS + 1))
+    fi
+    wait "$p" 2>/dev/null; st=$?
+    [ "$st" = 0 ] || { log "FAIL: SDK worker pid $p exited $st after TERM (expected 0)"; BAD_EXITS=$((BAD_EXITS + 1)); }
+  done
   [ -n "$ETCD_PID" ] && { all+=("$ETCD_PID"); kill -TERM "$ETCD_PID" 2>/dev/null; wait "$ETCD_PID" 2>/dev/null; }
   for p in "${all[@]}"; do kill -KILL "$p" 2>/dev/null; done
   [ $STACK_UP = 1 ] && "$DISPATCHD" stack stop "${SCOPE[@]}" "${PORTS[@]}" --stop-timeout 10s >/dev/null 2>&1
@@ -199,9 +234,28 @@ DISP=(); WIDS=()
 for q in $(seq 1 "$M"); do DISP+=(--dispatcher "fleet/q$q"); WIDS+=("dispatcher-fleet-q$q"); done
 printf '%s\n' "${WIDS[@]}" >"$D/dispatchers"
 
-$PY "$here/checker.py" watch --dir "$D" --redis-port "$RP" --temporal-url "$U" \
-  --max-seconds "$MAX_SECONDS" 2>"$T/watch.err" &
-WATCH_PID=$!
+if [ "$MODE" = workflow ]; then
+  # Temporal only: the running DispatcherWorkflow runs of every ID, every 250 ms
+  $PY "$here/checker.py" watch --dir "$D" --redis-port 0 --temporal-url "$U" \
+    --workflow-type DispatcherWorkflow --max-seconds "$MAX_SECONDS" 2>"$T/watch.err" &
+  WATCH_PID=$!
+  : >"$D/runs.log"
+  QS=$(seq -s, -f 'q%g' 1 "$M")
+  for j in $(seq 1 "$SDK_WORKERS"); do
+    "$DD_INTEROP" worker --address "127.0.0.1:$TP" --task-queue "$QS" --cas-every "$CAS_EVERY" \
+      --runs-log "$D/runs.log" </dev/null 2>>"$T/hosts/sdk$j.log" &
+    SPID[sdk$j]=$!
+  done
+  for j in $(seq 1 "$SDK_WORKERS"); do
+    for _ in $(seq 1 600); do grep -q event=worker_started "$T/hosts/sdk$j.log" 2>/dev/null && break; sleep 0.05; done
+    grep -q event=worker_started "$T/hosts/sdk$j.log" || die "SDK worker sdk$j did not start (see $T/hosts/sdk$j.log)"
+  done
+  log "$SDK_WORKERS SDK workers up on $QS (continue-as-new every $CAS_EVERY)"
+else
+  $PY "$here/checker.py" watch --dir "$D" --redis-port "$RP" --temporal-url "$U" \
+    --max-seconds "$MAX_SECONDS" 2>"$T/watch.err" &
+  WATCH_PID=$!
+fi
 
 # ---- hosts ---------------------------------------------------------------------------
 # With PARTITIONS, every host talks to Redis and Temporal through its own proxy
@@ -233,15 +287,23 @@ start_host() { # h
     pre=(env "LD_PRELOAD=$FAKETIME_LIB" "FAKETIME=$sk" FAKETIME_DONT_FAKE_MONOTONIC=1)
     child=(env -u LD_PRELOAD -u FAKETIME "$PY")   # libfaketime breaks Python's sleeps
   fi
+  local mode_args=(--stop-timeout 5s -- "${child[@]}" -S "$here/child.py" "$D/children.log")
+  # workflow mode: the user's workflow acts, no child command
+  [ "$MODE" = workflow ] && mode_args=(--workflow-type DispatcherWorkflow --input '{}' --input-server-id-field server_id)
   "${pre[@]}" "$DISPATCHD" run "${DISP[@]}" --temporal-url "$u" --redis-url "$r" --server-id "$1" \
     --heartbeat-interval "$HB" --stale-threshold "$THRESH" --metrics-listen 127.0.0.1:0 \
-    --reconcile-interval "$RECONCILE_INTERVAL" \
-    --stop-timeout 5s -- "${child[@]}" -S "$here/child.py" "$D/children.log" \
+    --reconcile-interval "$RECONCILE_INTERVAL" "${mode_args[@]}" \
     </dev/null >>"$T/hosts/$1.log" 2>&1 &
   HPID[$1]=$!
 }
-# owners: "wid server" for every dispatcher whose newest child has not stopped
+# owners: "wid server" for every dispatcher whose newest child has not stopped;
+# workflow mode: the server id that started the newest run each ID began
+# (the workflow's own record, runs.log)
 owners() {
+  if [ "$MODE" = workflow ]; then
+    awk '$1=="run" && $2>=t[$3] {t[$3]=$2; o[$3]=$7} END{for (w in o) print w, o[w]}' "$D/runs.log"
+    return
+  fi
   awk '$1=="start"{o[$3]=$5; k[$3]=$6} $1=="stop"{ if (k[$3]==$6) delete o[$3] }
        END{for (w in o) print w, o[w]}' "$D/children.log"
 }
@@ -250,6 +312,17 @@ owner_hosts() { owners | awk '{print $2}' | sort -u; }
 # all of them belong to host $1
 settled() {
   local want=${1:-} now; now=$(now_us)
+  if [ "$MODE" = workflow ]; then
+    # every ID's newest run began within CAS_EVERY + 3 s (a live chain begins
+    # one every CAS_EVERY), by $1 if given, and none by $2 (a host that was
+    # killed/stopped/cut: its chains keep running until they are replaced)
+    awk -v m="$M" -v want="$want" -v not="${2:-}" -v now="$now" -v fresh="$(( ${CAS_EVERY%s} * 1000000 + 3000000 ))" '
+      $1=="run" && $2>=t[$3] {t[$3]=$2; o[$3]=$7}
+      END{ n=0; for (w in o) { if (want != "" && o[w] != want) exit 1; if (not != "" && o[w] == not) exit 1
+                               if (now - t[w] > fresh) exit 1; n++ }
+           exit (n == m) ? 0 : 1 }' "$D/runs.log"
+    return
+  fi
   awk -v m="$M" -v want="$want" -v now="$now" '
     $1=="start"{o[$3]=$5; k[$3]=$6; last[$3]=$2}
     $1=="tick"{ if (k[$3]==$6) last[$3]=$2 }
@@ -260,10 +333,12 @@ settled() {
 # and no stopped-but-not-yet-stopped children: the number of live child.py
 # processes equals M (a zombie's child counts)
 children_alive() { pgrep -f -- "^$PY -S $here/child.py $D/children.log" | wc -l; }
-wait_settled() { # what [host]
+wait_settled() { # what [host [not-host]]
   local end=$((SECONDS + SETTLE_S))
   while [ $SECONDS -lt $end ]; do
-    if settled "${2:-}" && [ "$(children_alive)" -eq "$M" ]; then return 0; fi
+    if [ "$MODE" = workflow ]; then
+      settled "${2:-}" "${3:-}" && return 0
+    elif settled "${2:-}" && [ "$(children_alive)" -eq "$M" ]; then return 0; fi
     sleep 0.05
   done
   ev settle_timeout "$1"; log "WARN: not settled within ${SETTLE_S}s after $1"
@@ -378,7 +453,7 @@ rolling() {
     first=$(pick_owner)
     for h in $first $(printf 'h%s\n' $(seq 1 "$N") | grep -vx "$first"); do
       stop_host "$h"
-      wait_settled "term $h" || true
+      wait_settled "term $h" "" "$h" || true
       start_host "$h"
       wait_settled "restart $h" "$h" || true
       reconcile
@@ -393,7 +468,7 @@ kills() {
     # nobody owns anything (Temporal itself failing, say): nothing to kill this round
     [ -n "$h" ] || { ev kill_skipped "$k"; log "WARN: kill $k skipped: no owner"; continue; }
     ev host_kill9 "$h"; kill -KILL "${HPID[$h]}"; expect_killed "${HPID[$h]}" "$h"
-    wait_settled "kill9 $h" || true
+    wait_settled "kill9 $h" "" "$h" || true
     reconcile
     start_host "$h"
     wait_settled "restart $h" "$h" || true
@@ -419,7 +494,7 @@ stops() {
     done
     sleep "$THRESH_S"
     ev host_cont "$h"; kill -CONT "${pids[@]}"
-    wait_settled "cont $h" || true
+    wait_settled "cont $h" "" "$h" || true
     reconcile
   done
 }
@@ -448,7 +523,7 @@ skew_holds() {
   local k h
   for k in $(seq 1 "$SKEW_HOLDS"); do
     h=h$(( (k - 1) % N + 1 ))
-    stop_host "$h"; wait_settled "term $h" || true
+    stop_host "$h"; wait_settled "term $h" "" "$h" || true
     start_host "$h"; wait_settled "restart $h" "$h" || true
     ev skew_hold_start "$h" "skew=${SKEW_OF[$(( ${h#h} - 1 ))]:-0}"
     sleep "$SKEW_HOLD_S"
@@ -519,7 +594,7 @@ idle() {
 
 {
   echo "date_utc=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "command=N=$N M=$M W=$W HB=$HB THRESH_S=$THRESH_S THRESH=$THRESH ROLLING_ROUNDS=$ROLLING_ROUNDS KILLS=$KILLS STOPS=$STOPS STOP_SCOPE=$STOP_SCOPE REDIS_RESTARTS=$REDIS_RESTARTS TEMPORAL_RESTARTS=$TEMPORAL_RESTARTS WORKER_KILLS=$WORKER_KILLS PARTITIONS=$PARTITIONS SKEWS=\"$SKEWS\" SKEW_HOLDS=$SKEW_HOLDS ETCD_KILLS=$ETCD_KILLS ETCD_TTL=$ETCD_TTL IDLE_S=$IDLE_S WINDOW_MS=$WINDOW_MS bench/fleet/run.sh"
+  echo "command=MODE=$MODE SDK_WORKERS=$SDK_WORKERS CAS_EVERY=$CAS_EVERY N=$N M=$M W=$W HB=$HB THRESH_S=$THRESH_S THRESH=$THRESH ROLLING_ROUNDS=$ROLLING_ROUNDS KILLS=$KILLS STOPS=$STOPS STOP_SCOPE=$STOP_SCOPE REDIS_RESTARTS=$REDIS_RESTARTS TEMPORAL_RESTARTS=$TEMPORAL_RESTARTS WORKER_KILLS=$WORKER_KILLS PARTITIONS=$PARTITIONS SKEWS=\"$SKEWS\" SKEW_HOLDS=$SKEW_HOLDS ETCD_KILLS=$ETCD_KILLS ETCD_TTL=$ETCD_TTL IDLE_S=$IDLE_S WINDOW_MS=$WINDOW_MS bench/fleet/run.sh"
   echo "nproc=$(nproc)"
   echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
   echo "mem=$(awk '/MemTotal/{print $2" kB"}' /proc/meminfo)"
@@ -563,9 +638,15 @@ log "scenarios done; checking"
 kill -TERM "$WATCH_PID" 2>/dev/null; wait "$WATCH_PID" 2>/dev/null || true; WATCH_PID=""
 extra=(--latency-factor "$LATENCY_FACTOR"); [ "$ENFORCE_TARGETS" = 1 ] && extra+=(--enforce-targets)
 set +e
-$PY "$here/checker.py" check --dir "$D" --temporal-url "$U" --redis-port "$RP" \
-  --window-ms "$WINDOW_MS" --stale-threshold-s "$THRESH_S" --final "${extra[@]}" | tee "$D/report.txt"
-rc=${PIPESTATUS[0]}
+if [ "$MODE" = workflow ]; then
+  $PY "$here/wfchecker.py" --dir "$D" --temporal-url "$U" --workflow-type DispatcherWorkflow \
+    --stale-threshold-s "$THRESH_S" "${extra[@]}" | tee "$D/report.txt"
+  rc=${PIPESTATUS[0]}
+else
+  $PY "$here/checker.py" check --dir "$D" --temporal-url "$U" --redis-port "$RP" \
+    --window-ms "$WINDOW_MS" --stale-threshold-s "$THRESH_S" --final "${extra[@]}" | tee "$D/report.txt"
+  rc=${PIPESTATUS[0]}
+fi
 set -e
 log "checker exit $rc${OUT:+; results in $D}"
 if [ "$BAD_EXITS" -gt 0 ]; then

@@ -1,9 +1,35 @@
 #!/usr/bin/env python3
-"""summary.py REPORT.json - the checker's report as Markdown tables (for RESULTS.md)."""
+"""summary.py REPORT.json - the checker's (or wfchecker's) report as Markdown tables (for RESULTS.md)."""
 import json
 import sys
 
 r = json.load(open(sys.argv[1]))
+
+
+def wf_summary(r):
+    """The report of wfchecker.py (MODE=workflow)."""
+    print("| measure (ms): harness event -> next chain started (Temporal) | n | p50 | p95 | p99 | max | min |")
+    print("|---|---|---|---|---|---|---|")
+    for k, v in r["latency_ms"].items():
+        print(row(k, v))
+    print()
+    print("harness events:", json.dumps(r["harness_events"]))
+    print("restarts_and_crashes:", r["restarts_and_crashes"], " runs:", r["runs_total"], " chains:", r["chains_total"],
+          " continued_as_new:", r["continued_as_new_total"], " duplicate_chains:", r["duplicate_chains"],
+          " healthy_chains_terminated:", r["healthy_chains_terminated"])
+    print("terminations:", json.dumps(r["terminations"]))
+    print("visibility samples with two running runs of one ID (index lag unless W1 confirms):",
+          r["visibility_samples_two_running_of_one_id"], "of", r["visibility_samples_changed"])
+    print("terminate_existing_inversions:", r["terminate_existing_inversions"]["n"])
+    for t in r["targets"]:
+        print("target: %s -> %s (%s)" % (t["target"], t["value"], "met" if t["met"] else "MISSED"))
+    print("violations: %d" % len(r["violations"]))
+    kinds = {}
+    for v in r["violations"]:
+        k = " ".join(v.split(" ")[:4]) if v.startswith("W2 healthy") else v.split(" ")[0]
+        kinds[k] = kinds.get(k, 0) + 1
+    for k, n in sorted(kinds.items()):
+        print("  %s: %d" % (k, n))
 
 
 def row(name, d):
@@ -13,6 +39,9 @@ def row(name, d):
         name, d["n"], d["p50"], d["p95"], d["p99"], d["max"], d["min"])
 
 
+if "chains_total" in r:
+    wf_summary(r)
+    sys.exit(0)
 print("| measure (ms) | n | p50 | p95 | p99 | max | min |")
 print("|---|---|---|---|---|---|---|")
 for k, v in r["latency_ms"].items():

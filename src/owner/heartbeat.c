@@ -463,6 +463,54 @@ static void dd_hb_note_ttl(dd_heartbeat *h, int64_t ttl_ms)
 
 /* ---- standby side ----------------------------------------------------- */
 
+/* Judged on Redis's clock, against the longer of our threshold and the
+ * owner's own (ttl_ms): a standby configured shorter than the owner never
+ * calls it stale early. Also the stale_at of a fresh record (for the wait). */
+static bool dd_hb_rec_stale(const dd_heartbeat *h, const dd_store_hb *rec, int64_t *stale_at)
+{
+    int64_t thr = rec->ttl_ms > h->opts.threshold_ms ? rec->ttl_ms : h->opts.threshold_ms;
+    *stale_at = rec->hb_ms + thr;
+    return rec->now_ms > *stale_at;
+}
+
+/* The lease is ours: the record is read again before the takeover. The
+ * judgement that brought us here came from a read made before we asked for
+ * the lease; the previous lease holder gives the lease back as soon as its
+ * claim is in Redis, so in between another standby may have taken over and
+ * claimed. Its record is fresh then, and a takeover now would terminate a
+ * healthy chain (TERMINATE_EXISTING) that has just started: seen in the fleet
+ * bench in workflow mode (bench/RESULTS.md, "Fleet chaos in workflow mode").
+ * Only a record that is still missing or still stale is taken over. */
+static void dd_hb_confirm_done(int st, const dd_store_hb *rec, void *arg)
+{
+    dd_heartbeat *h = arg;
+    if (!dd_hb_reply(h))
+        return;
+    if (h->owning)
+        return;
+    int64_t stale_at = 0;
+    bool go = st == DD_ENOTFOUND ||
+              (st == 0 && rec && !rec->malformed && dd_hb_rec_stale(h, rec, &stale_at));
+    if (!go) {
+        if (st == 0 && rec && !rec->malformed)
+            dd_info(h->ctx.log, "failover_skipped",
+                    "dispatcher=%s reason=\"owned again\" owner=%s run_id=%s heartbeat_age_ms=%lld",
+                    dd_owner_name(h->o), rec->server_id ? rec->server_id : "",
+                    rec->run_id ? rec->run_id : "", (long long)(rec->now_ms - rec->hb_ms));
+        else
+            dd_warn(h->ctx.log, "failover_skipped", "dispatcher=%s reason=\"cannot read the record again\" error=%s",
+                    dd_owner_name(h->o), st < 0 ? dd_strerror(st) : "malformed record");
+        dd_hb_give_back_lease(h);
+        dd_hb_arm(h, h->opts.interval_ms);
+        return;
+    }
+    dd_info(h->ctx.log, "failover", "dispatcher=%s action=takeover", dd_owner_name(h->o));
+    h->failing_over = true;
+    dd_owner_retake(h->o);
+    /* If the takeover fails we give the lease back and look again. */
+    dd_hb_arm(h, h->opts.interval_ms / 2);
+}
+
 static void dd_hb_lease_done(int st, void *arg)
 {
     dd_heartbeat *h = arg;
@@ -471,11 +519,12 @@ static void dd_hb_lease_done(int st, void *arg)
     if (h->owning)
         return;
     if (st == 0) {
-        dd_info(h->ctx.log, "failover", "dispatcher=%s action=takeover", dd_owner_name(h->o));
-        h->failing_over = true;
-        dd_owner_retake(h->o);
-        /* If the takeover fails we give the lease back and look again. */
-        dd_hb_arm(h, h->opts.interval_ms / 2);
+        if (dd_store_get(h->s, dd_owner_workflow_id(h->o), dd_hb_confirm_done, h) == 0) {
+            h->inflight++;
+        } else {
+            dd_hb_give_back_lease(h);
+            dd_hb_arm(h, h->opts.interval_ms);
+        }
         return;
     }
     /* debug: a standby that lost the race would say so every interval */
@@ -550,13 +599,12 @@ static void dd_hb_watch_done(int st, const dd_store_hb *rec, void *arg)
      * configured shorter than the owner never calls it stale early. */
     dd_hb_note_ttl(h, rec->ttl_ms);
     int64_t now = rec->now_ms;
-    int64_t thr = rec->ttl_ms > h->opts.threshold_ms ? rec->ttl_ms : h->opts.threshold_ms;
-    int64_t stale_at = rec->hb_ms + thr;
-    if (now > stale_at) {
+    int64_t stale_at = 0;
+    if (dd_hb_rec_stale(h, rec, &stale_at)) {
         dd_info(h->ctx.log, "owner_stale",
                 "dispatcher=%s owner=%s run_id=%s heartbeat_age_ms=%lld threshold_ms=%lld",
                 dd_owner_name(h->o), rec->server_id ? rec->server_id : "", rec->run_id,
-                (long long)(now - rec->hb_ms), (long long)thr);
+                (long long)(now - rec->hb_ms), (long long)(stale_at - rec->hb_ms));
         dd_hb_try_failover(h, rec->run_id ? rec->run_id : "none");
         return;
     }

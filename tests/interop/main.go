@@ -3,7 +3,7 @@
 // own dispatcher workflow is judged here by the official SDK, not by code of ours
 // that speaks Temporal's HTTP API the same way dispatchd does.
 //
-//	dd-interop worker         --task-queue Q [--cas-every 3s] [--state-file F]
+//	dd-interop worker         --task-queue Q[,Q2...] [--cas-every 3s] [--state-file F] [--runs-log F]
 //	dd-interop users          --task-queue Q [--n 20] [--timeout 60s]
 //	dd-interop failed-tasks   --task-queue Q | --workflow-id W [--all] [--verbose]
 //	dd-interop describe-chain --workflow-id W [--run-id R]
@@ -41,7 +41,7 @@ import (
 
 const usageText = `usage: dd-interop COMMAND [flags]
 commands:
-  worker          an SDK worker with DispatcherWorkflow and UserWorkflow
+  worker          an SDK worker with DispatcherWorkflow and UserWorkflow (one or more queues)
   users           start N UserWorkflows and wait for all of them
   failed-tasks    count WorkflowTaskFailed events on a task queue or workflow id
   describe-chain  the continue-as-new chain of a workflow id, as JSON
@@ -212,6 +212,30 @@ var casEvery = 3 * time.Second
 // workerEvents is the worker's state file (nil without --state-file).
 var workerEvents *events
 
+// runsLog is the worker's --runs-log (nil: none): one plain line per dispatcher
+// run this worker begins, for shell harnesses (bench/fleet/run.sh MODE=workflow):
+//
+//	run TS_US WORKFLOW_ID RUN_ID FIRST_RUN_ID GENERATION STARTED_BY WORKER_PID
+//
+// It is the workflow's own record of which server id started its chain.
+var runsLog struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func writeRunLine(wid, rid, first string, gen int, startedBy string) {
+	runsLog.mu.Lock()
+	defer runsLog.mu.Unlock()
+	if runsLog.f == nil {
+		return
+	}
+	if startedBy == "" {
+		startedBy = "-"
+	}
+	fmt.Fprintf(runsLog.f, "run %d %s %s %s %d %s %d\n", time.Now().UnixMicro(), wid, rid, first, gen,
+		startedBy, os.Getpid())
+}
+
 // DispatcherState is what DispatcherWorkflow carries from run to run of its
 // continue-as-new chain, and what its `state` query returns.
 type DispatcherState struct {
@@ -269,6 +293,7 @@ func DispatcherWorkflow(ctx workflow.Context, input map[string]any, carry Carry)
 			"workflow_id": info.WorkflowExecution.ID, "run_id": st.RunID, "first_run_id": st.FirstRunID,
 			"generation": st.Generation, "started_by": st.StartedBy,
 		})
+		writeRunLine(info.WorkflowExecution.ID, st.RunID, st.FirstRunID, st.Generation, st.StartedBy)
 	}
 	lg.Info("dispatcher run", "Generation", st.Generation, "StartedBy", st.StartedBy)
 
@@ -320,12 +345,19 @@ func UserWorkflow(ctx workflow.Context, input any) (any, error) {
 
 func cmdWorker(args []string) int {
 	c := newCommon("worker", 30*time.Second)
-	var tq, stateFile string
-	c.fs.StringVar(&tq, "task-queue", "", "task queue to poll (required)")
+	var tq, stateFile, runsFile string
+	c.fs.StringVar(&tq, "task-queue", "", "task queue to poll (required); several: Q1,Q2,... (one SDK worker each, one client)")
 	c.fs.DurationVar(&casEvery, "cas-every", 3*time.Second, "DispatcherWorkflow continues as new this often (0: never)")
 	c.fs.StringVar(&stateFile, "state-file", "", "append JSON lines of what the worker saw (runs, failed tasks)")
+	c.fs.StringVar(&runsFile, "runs-log", "", "append one plain line per dispatcher run begun: run TS_US WID RUN FIRST_RUN GEN STARTED_BY PID")
+	var queues []string
 	if rc, ok := c.parse(args, func() error {
-		if tq == "" {
+		for _, q := range strings.Split(tq, ",") {
+			if q = strings.TrimSpace(q); q != "" {
+				queues = append(queues, q)
+			}
+		}
+		if len(queues) == 0 {
 			return errors.New("--task-queue is required")
 		}
 		if casEvery < 0 {
@@ -345,6 +377,14 @@ func cmdWorker(args []string) int {
 		ev.f = f
 	}
 	workerEvents = ev
+	if runsFile != "" {
+		f, err := os.OpenFile(runsFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return die("worker", err)
+		}
+		defer f.Close()
+		runsLog.f = f
+	}
 	level := slog.LevelInfo
 	if c.verbose {
 		level = slog.LevelDebug
@@ -354,14 +394,27 @@ func cmdWorker(args []string) int {
 		return die("worker", err)
 	}
 	defer cl.Close()
-	w := worker.New(cl, tq, worker.Options{})
-	w.RegisterWorkflow(DispatcherWorkflow)
-	w.RegisterWorkflow(UserWorkflow)
+	var ws []worker.Worker
+	for _, q := range queues {
+		w := worker.New(cl, q, worker.Options{})
+		w.RegisterWorkflow(DispatcherWorkflow)
+		w.RegisterWorkflow(UserWorkflow)
+		ws = append(ws, w)
+	}
+	// Start all, then wait for SIGINT/SIGTERM and stop all (what Run does for one).
+	for i, w := range ws {
+		if err := w.Start(); err != nil {
+			for _, s := range ws[:i] {
+				s.Stop()
+			}
+			return die("worker", fmt.Errorf("task queue %s: %w", queues[i], err))
+		}
+	}
 	ev.write("worker_started", map[string]any{"task_queue": tq, "pid": os.Getpid()})
 	fmt.Fprintf(os.Stderr, "event=worker_started task_queue=%s pid=%d cas_every=%s\n", tq, os.Getpid(), casEvery)
-	// Run returns once SIGINT/SIGTERM arrived and the worker stopped.
-	if err := w.Run(worker.InterruptCh()); err != nil {
-		return die("worker", err)
+	<-worker.InterruptCh()
+	for _, w := range ws {
+		w.Stop()
 	}
 	ev.write("worker_stopped", nil)
 	fmt.Fprintf(os.Stderr, "event=worker_stopped task_queue=%s\n", tq)
