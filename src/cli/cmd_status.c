@@ -71,7 +71,10 @@ static void dd_status_list_done(int st, const dd_store_hb_list *l, void *arg)
             if (h->ttl_ms > thr)
                 thr = h->ttl_ms;
             json_object_set_new(row, "heartbeat_age_ms", json_integer(age));
-            json_object_set_new(row, "state", json_string(age > thr ? "stale" : "healthy"));
+            /* ... and from Redis's restart if that is later, like everyone */
+            json_object_set_new(row, "state", json_string(r->now - dd_store_hb_fresh_since(h) > thr
+                                                              ? "stale"
+                                                              : "healthy"));
         }
         json_array_append_new(r->rows, row);
         dd_status_req *q = dd_xcalloc(1, sizeof(*q));

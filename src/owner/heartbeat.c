@@ -469,7 +469,7 @@ static void dd_hb_note_ttl(dd_heartbeat *h, int64_t ttl_ms)
 static bool dd_hb_rec_stale(const dd_heartbeat *h, const dd_store_hb *rec, int64_t *stale_at)
 {
     int64_t thr = rec->ttl_ms > h->opts.threshold_ms ? rec->ttl_ms : h->opts.threshold_ms;
-    *stale_at = rec->hb_ms + thr;
+    *stale_at = dd_store_hb_fresh_since(rec) + thr; /* not before Redis was up a threshold */
     return rec->now_ms > *stale_at;
 }
 

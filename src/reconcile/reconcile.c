@@ -1056,8 +1056,10 @@ static void on_stale(int st, const dd_store_hb_list *l, void *arg)
         int64_t thr = r->o.stale_threshold_ms;
         if (!h->malformed && h->ttl_ms > thr)
             thr = h->ttl_ms;
-        if (!h->malformed && h->hb_ms >= cy->now_ms - thr) {
-            bool own_ttl = h->hb_ms < cy->now_ms - r->o.stale_threshold_ms;
+        /* and counts from Redis's restart if that is later (store.h) */
+        int64_t fresh = dd_store_hb_fresh_since(h);
+        if (!h->malformed && fresh >= cy->now_ms - thr) {
+            bool own_ttl = fresh < cy->now_ms - r->o.stale_threshold_ms;
             cy->st.kept_refreshed++;
             dd_logf(r->ctx.log, own_ttl ? DD_LOG_DEBUG : DD_LOG_INFO, "stale_skipped",
                     "workflow_id=%s run_id=%s owner=%s reason=%s age_ms=%lld ttl_ms=%lld "

@@ -145,9 +145,18 @@ typedef struct dd_store_hb {
     const char *nonce;            /* the claiming process's nonce, or NULL */
     int64_t hb_ms, ttl_ms, epoch; /* 0 when missing or not a number */
     int64_t now_ms;               /* Redis's clock when this was read (get, lists) */
+    int64_t up_since_ms;          /* when Redis (re)started, by its uptime; 0 unknown */
     bool malformed;               /* something above is missing or not numeric */
     const char *problem;          /* why, when malformed ("missing 'run_id'") */
 } dd_store_hb;
+
+/* The time a record's age counts from: its last heartbeat, or when Redis
+ * (re)started if that is later (nobody could heartbeat while it was down).
+ * Every staleness judgement uses this, never hb_ms alone. */
+static inline int64_t dd_store_hb_fresh_since(const dd_store_hb *h)
+{
+    return h->hb_ms > h->up_since_ms ? h->hb_ms : h->up_since_ms;
+}
 
 typedef struct dd_store_hb_list {
     const dd_store_hb *items;
@@ -155,6 +164,8 @@ typedef struct dd_store_hb_list {
     int64_t total; /* all records in the index (dispatchers_active) */
     int64_t stale; /* all older than the threshold, not just this batch */
     int64_t now_ms; /* Redis's clock the query judged by */
+    int64_t up_since_ms; /* when Redis (re)started (stale queries count nothing
+                          * older than that); 0 unknown */
 } dd_store_hb_list;
 
 /* The owner's view. For claim: the new epoch (holder = the caller). For a

@@ -53,6 +53,7 @@ struct dd_store__req {
     dd_store_hb *recs; /* owned, with strdup'd strings */
     size_t nrecs;
     int64_t total, stale;
+    int64_t up_since_ms; /* range queries: when Redis (re)started */
     dd_store_worker *workers; /* owned, with strdup'd server ids */
     size_t nworkers;
 };
