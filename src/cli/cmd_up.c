@@ -38,6 +38,8 @@ typedef struct dd_up {
 /* The banner goes out in one write, after the dispatcher owner has started
  * (which logs): printed line by line around it, log lines on a shared
  * terminal split it. */
+static void dd_up_daemon_exited(void *arg);
+
 static void dd_up_on_ready(dd_supervisor *sv, void *arg)
 {
     dd_up *up = arg;
@@ -58,6 +60,7 @@ static void dd_up_on_ready(dd_supervisor *sv, void *arg)
             up->cancel.cancelled = true;
             dd_supervisor_shutdown(up->sv);
         } else {
+            dd_daemon_on_exit(up->daemon, dd_up_daemon_exited, up);
             for (int i = 0; i < up->cli->cfg.ndispatchers; i++)
                 dd_buf_printf(&b, "  owner     dispatcher %s\n", up->cli->cfg.dispatchers[i]);
             if (up->cli->cfg.ndispatchers == 0)
@@ -77,6 +80,19 @@ static void dd_up_on_ready(dd_supervisor *sv, void *arg)
         off += (size_t)n;
     }
     dd_buf_release(&b);
+}
+
+/* The owner stopped by itself (its --id-prefix is not the fleet's in this
+ * Redis): the stack goes too, with the daemon's exit code. */
+static void dd_up_daemon_exited(void *arg)
+{
+    dd_up *up = arg;
+    if (up->cancel.cancelled)
+        return;
+    up->cancel.cancelled = true;
+    int code = dd_daemon_exit_code(up->daemon);
+    up->exit_code = code ? code : 1;
+    dd_supervisor_shutdown(up->sv);
 }
 
 static void dd_up_daemon_stopped(void *arg)
