@@ -217,10 +217,24 @@ static void dd_hb_write_ok(dd_heartbeat *h, const dd_store_owner *res)
     dd_owner_heartbeat_landed(h->o, h->sent_us); /* may ask for another write */
 }
 
+static void dd_hb_released(int st, const dd_store_owner *res, void *arg);
+
 static void dd_hb_claimed(int st, const dd_store_owner *res, void *arg)
 {
     dd_heartbeat *h = arg;
     h->writing = false;
+    dd_owner_state os = dd_owner_get_state(h->o);
+    if (st == 0 && !h->owning && (os == DD_OWNER_RELEASING || os == DD_OWNER_STOPPED)) {
+        /* The owner let go (a shutdown) while this claim was in flight, so
+         * dd_heartbeat_owner_changed had no record to keep or delete; but
+         * the claim landed after that: the record names us now. Delete it,
+         * fenced by the epoch it got (a close waits for this: inflight). */
+        dd_info(h->ctx.log, "record_claim_late", "dispatcher=%s run_id=%s epoch=%lld action=%s",
+                dd_owner_name(h->o), h->run_id, (long long)res->epoch, "release");
+        if (dd_store_release(h->s, dd_owner_workflow_id(h->o), h->run_id, res->epoch,
+                             dd_hb_released, h) == 0)
+            h->inflight++;
+    }
     if (!dd_hb_reply(h))
         return;
     if (!h->owning)
@@ -891,6 +905,8 @@ int64_t dd_heartbeat_epoch(const dd_heartbeat *h)
 void dd_heartbeat_close(dd_heartbeat *h, void (*done)(void *), void *arg)
 {
     dd_hb_forget_workers(h);
+    if (h->releasing) /* the owner stopped (its child too): the record goes now */
+        dd_heartbeat_stopped_acting(h, h->run_id);
     h->closing = true;
     h->done = done;
     h->done_arg = arg;

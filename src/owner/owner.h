@@ -93,7 +93,11 @@ typedef void (*dd_takeover_cb)(const dd_takeover_result *res, void *arg);
 int dd_takeover_start(const dd_ctx *ctx, struct dd_temporal *t, const dd_takeover_req *req,
                       dd_takeover_cb cb, void *arg, dd_takeover **out, char *err, size_t errlen);
 /* cb runs once with DD_ECANCELED from the loop (the next iteration), never
- * inside this call; cancelling again does nothing. */
+ * inside this call; cancelling again does nothing. A start request already
+ * sent is not abandoned (Temporal may have started the run): cb waits for
+ * its answer, bounded by the Temporal client's per-call deadline, and if
+ * the run was started res->run_id names it (err is still DD_ECANCELED):
+ * the caller ends it. */
 void dd_takeover_cancel(dd_takeover *tk);
 /* Registers dispatchd_takeovers_total (every outcome at 0) and
  * dispatchd_takeover_duration_seconds in m, once; dd_owner_new calls it. */

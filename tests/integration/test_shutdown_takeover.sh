@@ -1,0 +1,77 @@
+# A SIGTERM that arrives while a `dispatchd run` host is taking over must
+# leave nothing behind (docs/ownership.md, "Shutdown during a takeover"):
+# after exit 0 no owner record in Redis names the host, and no run it
+# started is Running in Temporal. Judged with redis-cli and Temporal's HTTP
+# API, not from dispatchd's log.
+#
+# Each host talks to the real Redis and the real Temporal dev server
+# through a netfault proxy (tests/support/netfault_proxy.py) whose "latch"
+# mode lets one request through and holds its reply, so the TERM lands
+# inside the window every time, not by luck:
+#   start  the takeover's start request has reached Temporal (the run is
+#          Running with our memo), its answer has not come back
+#   claim  the owner record's claim has landed in Redis (the record names
+#          us), its answer has not come back
+# The TERM goes in, the host says it is shutting down, then the held reply
+# is let through (as a slow network would deliver it; within the Redis
+# client's 2 s command timeout, so the claim's answer is an answer).
+source "$(dirname "$0")/lib.sh"
+
+U=$(cat "$DD_FIXTURE_DIR/temporal/url")
+TADDR=${U#http://}
+NS=default
+RP=$(free_port); start_redis "$RP"
+
+proxy() { # proxy NAME: a netfault proxy for host NAME (ports in $T/NAME.ports)
+  python3 "$DD_SOURCE_DIR/tests/support/netfault_proxy.py" --route "redis=127.0.0.1:$RP" \
+    --route "temporal=$TADDR" --port-file "$T/$1.ports" 2>>"$T/$1.proxy.log" &
+  track $!
+  # bounded, and generous: a python start-up on a saturated machine took over 5 s
+  wait_until 30 test -s "$T/$1.ports" || fail "proxy for $1 did not start within 30 s"
+}
+pport() { awk -v r="$2" '$1==r{print $2}' "$T/$1.ports"; }
+netmode() { # netmode HOST ROUTE pass|latch TEXT
+  local c ans; c=$(pport "$1" control)
+  exec 7<>"/dev/tcp/127.0.0.1/$c"; echo "mode ${*:2}" >&7; read -r ans <&7; exec 7>&-
+  [ "$ans" = ok ] || fail "proxy of $1 refused 'mode ${*:2}': $ans"
+}
+# the latest run of the ID: "STATUS SERVER_ID" (from its memo), or "none"
+latest() {
+  local out
+  out=$(curl -fsS "$U/api/v1/namespaces/$NS/workflows/$W" 2>/dev/null) || { echo none; return; }
+  # the HTTP API shows a json/plain memo field as its value
+  jq -r '.workflowExecutionInfo | "\(.status) \(.memo.fields.server_id // "")"' <<<"$out"
+}
+started_by_us() { [ "$(latest)" = "WORKFLOW_EXECUTION_STATUS_RUNNING $H" ]; }
+record_names_us() { [ "$(redis-cli -p "$RP" hget "dd:hb:{$W}" server_id)" = "$H" ]; }
+said() { grep -q "event=$2" "$T/$1.log"; }
+
+# scenario NAME ROUTE LATCH WAIT_FOR: one host, one fresh dispatcher; the
+# proxy latches on the first request carrying LATCH; once WAIT_FOR holds
+# (the request took effect), TERM, then heal.
+scenario() {
+  local name=$1 route=$2 latch=$3 waitfor=$4
+  P=stk$$x$RANDOM; W="dispatcher-$P-q"; H="h-$name"
+  proxy "$H"
+  netmode "$H" "$route" latch "$latch"
+  "$DISPATCHD" run --dispatcher "$P/q" --server-id "$H" --metrics-listen off \
+    --redis-url "redis://127.0.0.1:$(pport "$H" redis)/0" \
+    --temporal-url "http://127.0.0.1:$(pport "$H" temporal)" -- sleep 300 \
+    2>"$T/$H.log" &
+  local pid=$!
+  track_dd "$pid" "$H"
+  wait_until 60 "$waitfor" || fail "$name: the latched request did not take effect within 60 s"
+  ok "$name: inside the window ($waitfor)"
+  kill -TERM "$pid"
+  wait_until 30 said "$H" shutdown_requested || fail "$name: no shutdown_requested within 30 s"
+  netmode "$H" "$route" pass
+  expect_exit "$pid" 0 60
+  check "$name: no owner record names $H" bash -c '[ "$(redis-cli -p "$1" hget "$2" server_id)" != "$3" ]' _ "$RP" "dd:hb:{$W}" "$H"
+  check "$name: no owner record at all" [ "$(redis-cli -p "$RP" exists "dd:hb:{$W}")" = 0 ]
+  check "$name: no Running run started by $H (latest: $(latest))" bash -c "[ \"\$1\" != 'WORKFLOW_EXECUTION_STATUS_RUNNING $H' ]" _ "$(latest)"
+}
+
+# window 1: the release cancelled the takeover after its start had gone out
+scenario start temporal WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING started_by_us
+# window 2: the release came while the claim was in flight (the record lands after it)
+scenario claim redis INCR record_names_us
