@@ -12,6 +12,9 @@
 #          Running with our memo), its answer has not come back
 #   claim  the owner record's claim has landed in Redis (the record names
 #          us), its answer has not come back
+#   claim-timeout  the same, but the answer never came: the Redis client
+#          gave up on it (2 s command timeout), so the host does not know
+#          whether, or with which epoch, the claim landed
 # The TERM goes in, the host says it is shutting down, then the held reply
 # is let through (as a slow network would deliver it; within the Redis
 # client's 2 s command timeout, so the claim's answer is an answer).
@@ -46,11 +49,12 @@ started_by_us() { [ "$(latest)" = "WORKFLOW_EXECUTION_STATUS_RUNNING $H" ]; }
 record_names_us() { [ "$(redis-cli -p "$RP" hget "dd:hb:{$W}" server_id)" = "$H" ]; }
 said() { grep -q "event=$2" "$T/$1.log"; }
 
-# scenario NAME ROUTE LATCH WAIT_FOR: one host, one fresh dispatcher; the
-# proxy latches on the first request carrying LATCH; once WAIT_FOR holds
-# (the request took effect), TERM, then heal.
+# scenario NAME ROUTE LATCH WAIT_FOR [EVENT]: one host, one fresh
+# dispatcher; the proxy latches on the first request carrying LATCH; once
+# WAIT_FOR holds (the request took effect) and the host logged EVENT (if
+# given), TERM, then heal.
 scenario() {
-  local name=$1 route=$2 latch=$3 waitfor=$4
+  local name=$1 route=$2 latch=$3 waitfor=$4 after=${5:-}
   P=stk$$x$RANDOM; W="dispatcher-$P-q"; H="h-$name"
   proxy "$H"
   netmode "$H" "$route" latch "$latch"
@@ -62,6 +66,10 @@ scenario() {
   track_dd "$pid" "$H"
   wait_until 60 "$waitfor" || fail "$name: the latched request did not take effect within 60 s"
   ok "$name: inside the window ($waitfor)"
+  if [ -n "$after" ]; then
+    wait_until 30 said "$H" "$after" || fail "$name: no $after within 30 s"
+    ok "$name: then $after"
+  fi
   kill -TERM "$pid"
   wait_until 30 said "$H" shutdown_requested || fail "$name: no shutdown_requested within 30 s"
   netmode "$H" "$route" pass
@@ -75,3 +83,5 @@ scenario() {
 scenario start temporal WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING started_by_us
 # window 2: the release came while the claim was in flight (the record lands after it)
 scenario claim redis INCR record_names_us
+# window 3: the claim timed out unanswered, then the release
+scenario claim-timeout redis INCR record_names_us redis_timeout
