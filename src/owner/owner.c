@@ -1,10 +1,10 @@
 /* owner.c - hold one dispatcher: take over, watch for loss, release.
  *
  *   state \ event   takeover ok     takeover err     close event (long-poll)   release
- *   TAKING_OVER     OWNING,         retry after      -                         cancel (a start in
- *                   start child     backoff                                    flight finishes; a run
- *                                                                              it started is
- *                                                                              terminated), STOPPED
+ *   TAKING_OVER     OWNING,         retry after      -                         cancel, STOPPED
+ *                   start child     backoff                                    (a start in flight
+ *                                                                              finishes; the run it
+ *                                                                              started is ended)
  *   OWNING          -               -                LOST: stop child, count   stop child,
  *                                                    it, do not fight back     terminate own run
  *   LOST            -               -                -                         STOPPED

@@ -242,8 +242,8 @@ static void dd_tk_start_done(int st, const dd_temporal_result *r, void *arg)
          * that the caller ends it instead of leaving it Running. */
         if (st == 0)
             snprintf(tk->res.run_id, sizeof(tk->res.run_id), "%s", r->run_id ? r->run_id : "");
-        dd_tk_finish(tk, DD_ECANCELED, "cancelled%s%s", tk->res.run_id[0] ? " after the start of run " : "",
-                     tk->res.run_id);
+        dd_tk_finish(tk, DD_ECANCELED, "cancelled%s%s",
+                     tk->res.run_id[0] ? " after the start of run " : "", tk->res.run_id);
         return;
     }
     if (st == 0) {
