@@ -988,6 +988,13 @@ int64_t dd_heartbeat_epoch(const dd_heartbeat *h)
 void dd_heartbeat_close(dd_heartbeat *h, void (*done)(void *), void *arg)
 {
     dd_hb_forget_workers(h);
+    if (h->failing_over || h->lease_after_claim) {
+        /* a shutdown interrupted our failover (before the takeover ended, or
+         * before its claim landed): the lease goes back now, or the next
+         * standby would wait it out (threshold + 30 s) */
+        h->failing_over = h->lease_after_claim = false;
+        dd_hb_give_back_lease(h);
+    }
     if (h->releasing) /* the owner stopped (its child too): the record goes now */
         dd_heartbeat_stopped_acting(h, h->run_id);
     h->closing = true;

@@ -264,9 +264,10 @@ void dd_heartbeat_start(dd_heartbeat *h);
 /* Sends a heartbeat now if we own and none is in flight (wire to the
  * owner's want_heartbeat). */
 void dd_heartbeat_want(dd_heartbeat *h);
-/* Stops timers; waits for every Redis request in flight (a claim that lands
- * after the owner let go is deleted first, and one whose answer never came
- * is read and deleted if it is ours: docs/ownership.md, "Shutdown during a
+/* Stops timers; gives back a failover lease a takeover did not finish with;
+ * waits for every Redis request in flight (a claim that lands after the
+ * owner let go is deleted first, and one whose answer never came is read
+ * and deleted if it is ours: docs/ownership.md, "Shutdown during a
  * takeover"); then done(arg) and frees h. */
 void dd_heartbeat_close(dd_heartbeat *h, void (*done)(void *arg), void *arg);
 /* The fencing epoch of the current ownership (0 when none). */

@@ -15,6 +15,8 @@
 #   claim-timeout  the same, but the answer never came: the Redis client
 #          gave up on it (2 s command timeout), so the host does not know
 #          whether, or with which epoch, the claim landed
+#   failover  a standby's takeover after the owner died (kill -9), its start
+#          out: also the failover lease it holds must not stay behind
 # The TERM goes in, the host says it is shutting down, then the held reply
 # is let through (as a slow network would deliver it; within the Redis
 # client's 2 s command timeout, so the claim's answer is an answer).
@@ -85,3 +87,32 @@ scenario start temporal WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING started_b
 scenario claim redis INCR record_names_us
 # window 3: the claim timed out unanswered, then the release
 scenario claim-timeout redis INCR record_names_us redis_timeout
+
+# window 4: a standby's failover takeover (through the failover lease), the
+# start out, then TERM: besides the run, the lease must not be left naming
+# us (the next standby would wait threshold + 30 s for it)
+lease_holder() { redis-cli -p "$RP" get "dd:lease:{failover:$W}"; }
+P=stk$$x$RANDOM; W="dispatcher-$P-q"; H=h-failover
+KN=(--heartbeat-interval 1s --stale-threshold 3s --metrics-listen off)
+proxy "$H"
+"$DISPATCHD" run --dispatcher "$P/q" --server-id "$H" "${KN[@]}" \
+  --redis-url "redis://127.0.0.1:$(pport "$H" redis)/0" \
+  --temporal-url "http://127.0.0.1:$(pport "$H" temporal)" -- sleep 300 2>"$T/$H.log" &
+FO=$!; track_dd "$FO" "$H"
+wait_until 60 record_names_us || fail "failover: $H did not claim within 60 s"
+# another host takes over (every start does); $H becomes a standby
+"$DISPATCHD" run --dispatcher "$P/q" --server-id h-other "${KN[@]}" --redis-url "redis://127.0.0.1:$RP/0" \
+  --temporal-url "$U" -- sleep 300 2>"$T/h-other.log" &
+OTHER=$!; track_dd "$OTHER" h-other
+wait_until 60 said "$H" ownership_lost || fail "failover: $H did not lose to h-other within 60 s"
+netmode "$H" temporal latch WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING
+kill -KILL "$OTHER"; expect_exit "$OTHER" 137
+wait_until 60 started_by_us || fail "failover: $H did not start its run within 60 s"
+check "failover: $H took over through the lease" [ "$(lease_holder)" = "$H" ]
+kill -TERM "$FO"
+wait_until 30 said "$H" shutdown_requested || fail "failover: no shutdown_requested within 30 s"
+netmode "$H" temporal pass
+expect_exit "$FO" 0 60
+check "failover: no owner record names $H" bash -c '[ "$(redis-cli -p "$1" hget "$2" server_id)" != "$3" ]' _ "$RP" "dd:hb:{$W}" "$H"
+check "failover: the failover lease is not left naming $H (holder: '$(lease_holder)')" [ "$(lease_holder)" != "$H" ]
+check "failover: no Running run started by $H (latest: $(latest))" bash -c "[ \"\$1\" != 'WORKFLOW_EXECUTION_STATUS_RUNNING $H' ]" _ "$(latest)"
