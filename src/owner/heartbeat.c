@@ -45,6 +45,10 @@ struct dd_heartbeat {
     int closes;             /* timer closes pending */
     bool owning;
     bool claimed;
+    bool claim_unsure; /* a claim failed without an answer (timeout, lost connection):
+                        * it may have landed, and we do not know its epoch */
+    uv_timer_t unsure_timer;   /* retries the read of such a record after we let go */
+    uint64_t unsure_until_ms;  /* monotonic: give up then (Redis still away) */
     char run_id[DD_RUN_ID_LEN];
     char first_run_id[DD_RUN_ID_LEN]; /* workflow mode: our chain ("" marker mode) */
     int64_t epoch;
@@ -115,9 +119,10 @@ static void dd_hb_finish_close(dd_heartbeat *h)
 {
     if (!h->closing || h->inflight > 0 || uv_is_closing((uv_handle_t *)&h->timer))
         return;
-    h->closes = 2;
+    h->closes = 3;
     uv_close((uv_handle_t *)&h->timer, dd_hb_timer_closed);
     uv_close((uv_handle_t *)&h->ack_timer, dd_hb_timer_closed);
+    uv_close((uv_handle_t *)&h->unsure_timer, dd_hb_timer_closed);
 }
 
 /* Every reply: one less in flight. False when closing: the reply is
@@ -191,7 +196,8 @@ int dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o, const dd_heart
     }
     uv_timer_init(ctx->loop, &h->timer);
     uv_timer_init(ctx->loop, &h->ack_timer);
-    h->timer.data = h->ack_timer.data = h;
+    uv_timer_init(ctx->loop, &h->unsure_timer);
+    h->timer.data = h->ack_timer.data = h->unsure_timer.data = h;
     *out = h;
     return 0;
 }
@@ -217,10 +223,100 @@ static void dd_hb_write_ok(dd_heartbeat *h, const dd_store_owner *res)
     dd_owner_heartbeat_landed(h->o, h->sent_us); /* may ask for another write */
 }
 
+static void dd_hb_released(int st, const dd_store_owner *res, void *arg);
+
+/* The owner let go (release, shutdown) without a claim of ours known to
+ * have landed. */
+static bool dd_hb_let_go(const dd_heartbeat *h)
+{
+    dd_owner_state os = dd_owner_get_state(h->o);
+    return !h->owning && (os == DD_OWNER_RELEASING || os == DD_OWNER_STOPPED);
+}
+
+static void dd_hb_unsure_try(dd_heartbeat *h);
+static void dd_hb_unsure_fire(uv_timer_t *t);
+
+/* Not sent or not answered (Redis reconnecting after the timeout that made
+ * the claim unsure): again in 100 ms, until unsure_until_ms. The armed
+ * timer counts as in flight, so a close waits for it. */
+static void dd_hb_unsure_retry(dd_heartbeat *h, int st)
+{
+    if (dd_mono_ms() < h->unsure_until_ms) {
+        h->inflight++;
+        uv_timer_start(&h->unsure_timer, dd_hb_unsure_fire, 100, 0);
+        return;
+    }
+    dd_warn(h->ctx.log, "record_release_failed", "dispatcher=%s error=%s note=%s",
+            dd_owner_name(h->o), dd_strerror(st),
+            "a claim of ours may have landed; the reconciler will clean it up");
+}
+
+static void dd_hb_unsure_read(int st, const dd_store_hb *rec, void *arg)
+{
+    dd_heartbeat *h = arg;
+    h->inflight--;
+    /* ours: our run and this process's nonce, whatever epoch the claim got;
+     * the release is fenced by that epoch, so a claim that lands between
+     * this read and the release (someone else's) keeps its record */
+    if (st == 0 && !rec->malformed && rec->run_id && !strcmp(rec->run_id, h->run_id) &&
+        rec->nonce && !strcmp(rec->nonce, h->nonce)) {
+        dd_info(h->ctx.log, "record_claim_late", "dispatcher=%s run_id=%s epoch=%lld action=%s",
+                dd_owner_name(h->o), h->run_id, (long long)rec->epoch, "release");
+        if (dd_store_release(h->s, dd_owner_workflow_id(h->o), h->run_id, rec->epoch,
+                             dd_hb_released, h) == 0)
+            h->inflight++;
+    } else if (st < 0 && st != DD_ENOTFOUND) {
+        dd_hb_unsure_retry(h, st);
+    }
+    dd_hb_finish_close(h);
+}
+
+static void dd_hb_unsure_fire(uv_timer_t *t)
+{
+    dd_heartbeat *h = t->data;
+    h->inflight--;
+    dd_hb_unsure_try(h);
+    dd_hb_finish_close(h);
+}
+
+static void dd_hb_unsure_try(dd_heartbeat *h)
+{
+    int rc = dd_store_get(h->s, dd_owner_workflow_id(h->o), dd_hb_unsure_read, h);
+    if (rc == 0)
+        h->inflight++;
+    else
+        dd_hb_unsure_retry(h, rc);
+}
+
+/* After we let go: a claim whose answer never came may still have written
+ * the record. Read it, and delete it if it is ours (dd_hb_unsure_read). */
+static void dd_hb_drop_unsure(dd_heartbeat *h)
+{
+    if (!h->claim_unsure || h->writing || !dd_hb_let_go(h))
+        return;
+    h->claim_unsure = false;
+    /* bounded: a shutdown waits at most one heartbeat interval for Redis */
+    h->unsure_until_ms = dd_mono_ms() + (uint64_t)h->opts.interval_ms;
+    dd_hb_unsure_try(h);
+}
+
 static void dd_hb_claimed(int st, const dd_store_owner *res, void *arg)
 {
     dd_heartbeat *h = arg;
     h->writing = false;
+    h->claim_unsure = st < 0 && st != DD_ECANCELED;
+    if (st == 0 && dd_hb_let_go(h)) {
+        /* The owner let go (a shutdown) while this claim was in flight, so
+         * dd_heartbeat_owner_changed had no record to keep or delete; but
+         * the claim landed after that: the record names us now. Delete it,
+         * fenced by the epoch it got (a close waits for this: inflight). */
+        dd_info(h->ctx.log, "record_claim_late", "dispatcher=%s run_id=%s epoch=%lld action=%s",
+                dd_owner_name(h->o), h->run_id, (long long)res->epoch, "release");
+        if (dd_store_release(h->s, dd_owner_workflow_id(h->o), h->run_id, res->epoch,
+                             dd_hb_released, h) == 0)
+            h->inflight++;
+    }
+    dd_hb_drop_unsure(h);
     if (!dd_hb_reply(h))
         return;
     if (!h->owning)
@@ -902,6 +998,7 @@ void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id
         return;
     }
     h->claimed = false;
+    dd_hb_drop_unsure(h); /* a claim that timed out may have landed */
     uv_timer_stop(&h->timer);
     if (h->opts.failover)
         dd_hb_arm(h, h->opts.interval_ms); /* lost: become a standby */
@@ -939,6 +1036,15 @@ int64_t dd_heartbeat_epoch(const dd_heartbeat *h)
 void dd_heartbeat_close(dd_heartbeat *h, void (*done)(void *), void *arg)
 {
     dd_hb_forget_workers(h);
+    if (h->failing_over || h->lease_after_claim) {
+        /* a shutdown interrupted our failover (before the takeover ended, or
+         * before its claim landed): the lease goes back now, or the next
+         * standby would wait it out (threshold + 30 s) */
+        h->failing_over = h->lease_after_claim = false;
+        dd_hb_give_back_lease(h);
+    }
+    if (h->releasing) /* the owner stopped (its child too): the record goes now */
+        dd_heartbeat_stopped_acting(h, h->run_id);
     h->closing = true;
     h->done = done;
     h->done_arg = arg;

@@ -2,7 +2,9 @@
  *
  *   state \ event   takeover ok     takeover err     close event (long-poll)   release
  *   TAKING_OVER     OWNING,         retry after      -                         cancel, STOPPED
- *                   start child     backoff
+ *                   start child     backoff                                    (a start in flight
+ *                                                                              finishes; the run it
+ *                                                                              started is ended)
  *   OWNING          -               -                LOST: stop child, count   stop child,
  *                                                    it, do not fight back     terminate own run
  *   LOST            -               -                -                         STOPPED
@@ -527,11 +529,37 @@ static void dd_owner_retry_fire(uv_timer_t *t)
         dd_owner_poll(o);
 }
 
+static void dd_owner_released(int st, const dd_temporal_result *r, void *arg);
+
+/* A release cancelled our takeover after its start had gone out, and
+ * Temporal started the run (dd_takeover_cancel): we never owned it (no
+ * claim, no child), but it runs under our memo. End it like a release
+ * would, so that a clean exit leaves no Running run of ours behind. */
+static void dd_owner_end_unowned(dd_owner *o, const char *run_id)
+{
+    snprintf(o->run_id, sizeof(o->run_id), "%s", run_id);
+    snprintf(o->first_run_id, sizeof(o->first_run_id), "%s", run_id);
+    char reason[256];
+    snprintf(reason, sizeof(reason), "released by %s", o->server_id);
+    dd_info(o->ctx.log, "terminate",
+            "workflow_id=%s run_id=%s reason=%s requester=%s note=%s", o->wid, o->run_id,
+            reason, o->server_id, "started by a takeover that a release interrupted");
+    int rc = o->workflow_mode
+                 ? dd_temporal_terminate_chain(o->t, o->wid, NULL, o->first_run_id, reason,
+                                               dd_owner_released, o, &o->term)
+                 : dd_temporal_terminate(o->t, o->wid, o->run_id, reason, dd_owner_released, o,
+                                         &o->term);
+    if (rc < 0)
+        o->term = NULL;
+}
+
 static void dd_owner_takeover_done(const dd_takeover_result *r, void *arg)
 {
     dd_owner *o = arg;
     o->takeover = NULL;
     if (o->state != DD_OWNER_TAKING_OVER) { /* released meanwhile */
+        if (r->run_id[0])
+            dd_owner_end_unowned(o, r->run_id);
         dd_owner_maybe_stopped(o);
         return;
     }
@@ -924,8 +952,8 @@ void dd_owner_release(dd_owner *o)
     dd_owner_set_state(o, DD_OWNER_RELEASING);
     uv_timer_stop(&o->retry);
     uv_timer_stop(&o->child_retry);
-    if (o->takeover)
-        dd_takeover_cancel(o->takeover); /* its callback sees RELEASING */
+    if (o->takeover) /* its callback sees RELEASING, and ends a run it started */
+        dd_takeover_cancel(o->takeover);
     if (o->poll)
         dd_temporal_cancel(o->poll);
     if (o->check)

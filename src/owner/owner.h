@@ -93,7 +93,11 @@ typedef void (*dd_takeover_cb)(const dd_takeover_result *res, void *arg);
 int dd_takeover_start(const dd_ctx *ctx, struct dd_temporal *t, const dd_takeover_req *req,
                       dd_takeover_cb cb, void *arg, dd_takeover **out, char *err, size_t errlen);
 /* cb runs once with DD_ECANCELED from the loop (the next iteration), never
- * inside this call; cancelling again does nothing. */
+ * inside this call; cancelling again does nothing. A start request already
+ * sent is not abandoned (Temporal may have started the run): cb waits for
+ * its answer, bounded by the Temporal client's per-call deadline, and if
+ * the run was started res->run_id names it (err is still DD_ECANCELED):
+ * the caller ends it. */
 void dd_takeover_cancel(dd_takeover *tk);
 /* Registers dispatchd_takeovers_total (every outcome at 0) and
  * dispatchd_takeover_duration_seconds in m, once; dd_owner_new calls it. */
@@ -260,7 +264,11 @@ void dd_heartbeat_start(dd_heartbeat *h);
 /* Sends a heartbeat now if we own and none is in flight (wire to the
  * owner's want_heartbeat). */
 void dd_heartbeat_want(dd_heartbeat *h);
-/* Stops timers; waits for an in-flight release/claim; then done(arg) and frees h. */
+/* Stops timers; gives back a failover lease a takeover did not finish with;
+ * waits for every Redis request in flight (a claim that lands after the
+ * owner let go is deleted first, and one whose answer never came is read
+ * and deleted if it is ours: docs/ownership.md, "Shutdown during a
+ * takeover"); then done(arg) and frees h. */
 void dd_heartbeat_close(dd_heartbeat *h, void (*done)(void *arg), void *arg);
 /* The fencing epoch of the current ownership (0 when none). */
 int64_t dd_heartbeat_epoch(const dd_heartbeat *h);

@@ -30,6 +30,7 @@ struct dd_takeover {
     dd_temporal_call *call; /* in flight, or NULL */
     uv_timer_t *retry;      /* legacy retry delay, or NULL */
     bool cancelling;        /* dd_takeover_cancel was called */
+    bool starting;          /* call is the start: it may already have reached Temporal */
     dd_backoff backoff;
     dd_takeover_cb cb;
     void *arg;
@@ -154,6 +155,7 @@ static void dd_tk_send_start(dd_takeover *tk)
     };
     tk->res.attempts++;
     int rc = dd_temporal_start(tk->t, &req, dd_tk_start_done, tk, &tk->call);
+    tk->starting = rc == 0;
     if (rc < 0)
         dd_tk_finish(tk, rc, "cannot start workflow '%s': %s", tk->res.workflow_id,
                      dd_strerror(rc));
@@ -164,6 +166,10 @@ static void dd_tk_retry_fire(uv_timer_t *t)
     dd_takeover *tk = t->data;
     uv_close((uv_handle_t *)tk->retry, dd_tk_retry_closed);
     tk->retry = NULL;
+    if (tk->cancelling) { /* cannot happen (cancel re-arms the timer): be safe */
+        dd_tk_finish(tk, DD_ECANCELED, "cancelled");
+        return;
+    }
     dd_tk_send_start(tk);
 }
 
@@ -229,6 +235,17 @@ static void dd_tk_start_done(int st, const dd_temporal_result *r, void *arg)
 {
     dd_takeover *tk = arg;
     tk->call = NULL;
+    tk->starting = false;
+    if (tk->cancelling) {
+        /* Cancelled while the start was in flight (dd_takeover_cancel let it
+         * finish): a run Temporal started for us is named in res.run_id, so
+         * that the caller ends it instead of leaving it Running. */
+        if (st == 0)
+            snprintf(tk->res.run_id, sizeof(tk->res.run_id), "%s", r->run_id ? r->run_id : "");
+        dd_tk_finish(tk, DD_ECANCELED, "cancelled%s%s",
+                     tk->res.run_id[0] ? " after the start of run " : "", tk->res.run_id);
+        return;
+    }
     if (st == 0) {
         snprintf(tk->res.run_id, sizeof(tk->res.run_id), "%s", r->run_id ? r->run_id : "");
         if (!tk->legacy && tk->res.previous_run_id[0])
@@ -354,12 +371,18 @@ static void dd_tk_cancel_fire(uv_timer_t *t)
     dd_tk_finish(t->data, DD_ECANCELED, "cancelled");
 }
 
-/* cb runs once with DD_ECANCELED from the loop, never inside this call. */
+/* cb runs once with DD_ECANCELED from the loop, never inside this call.
+ * A start in flight is not cut short: it may already have reached Temporal,
+ * which then runs a workflow nobody would know of; its answer (bounded by
+ * the client's per-call deadline) finishes tk, naming the run if one was
+ * started (dd_tk_start_done). */
 void dd_takeover_cancel(dd_takeover *tk)
 {
     if (tk->cancelling)
         return;
     tk->cancelling = true;
+    if (tk->call && tk->starting)
+        return;
     if (tk->call) {
         dd_temporal_cancel(tk->call); /* its callback, from the loop, finishes tk */
         return;

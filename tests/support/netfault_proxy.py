@@ -17,6 +17,10 @@ listen. The control port takes one line per connection and answers "ok":
                         new connections accepted but not connected upstream
   mode ROUTE|all asym   requests go through, replies are held (they arrive
                         late, at heal, as TCP would deliver them)
+  mode ROUTE latch TEXT  pass, until a request carrying TEXT goes through on
+                        a connection: from then on that connection is asym
+                        (one request reaches the server, its reply waits for
+                        the next "mode ROUTE pass"); others keep passing
 
 Nothing is dropped from a stream (that would corrupt it, which no real
 network does to TCP): held bytes are delivered when the route heals. A side
@@ -40,6 +44,7 @@ class Route:
         host, port = target.rsplit(":", 1)
         self.target = (host, int(port))
         self.mode = "pass"
+        self.latch = b""  # mode latch: the request text that makes a connection asym
         self.conns = []
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -67,6 +72,8 @@ class Conn:
         self.s = Side(None)  # upstream, connected when the route passes
         self.held_up = bytearray()  # client->server, held
         self.held_down = bytearray()  # server->client, held
+        self.latched = False  # mode latch: TEXT went through on this connection
+        self.tail = b""  # the last request bytes (TEXT split across reads)
         client.setblocking(False)
         sel.register(client, selectors.EVENT_READ, ("c", self))
         route.conns.append(self)
@@ -89,6 +96,10 @@ class Conn:
     def sync(self):
         """Moves held bytes along as the route's mode allows; updates interest."""
         mode = self.route.mode
+        if mode == "latch":
+            mode = "asym" if self.latched else "pass"
+        else:
+            self.latched = False
         if mode == "pass" and self.s.sock is None and not self.s.closed:
             self.connect_upstream()
         if mode == "pass" and self.s.sock is not None:
@@ -165,6 +176,10 @@ class Conn:
                 side.sock.close()
             elif data:
                 if tag == "c":
+                    r = self.route
+                    if r.mode == "latch" and r.latch in self.tail + data:
+                        self.latched = True
+                    self.tail = (self.tail + data)[-len(r.latch):] if r.latch else b""
                     self.held_up += data
                 else:
                     self.held_down += data
@@ -174,19 +189,22 @@ class Conn:
 def control(sock):
     sock.settimeout(2)
     try:
-        line = sock.makefile("r").readline().split()
-        if len(line) == 3 and line[0] == "mode" and line[2] in ("pass", "hold", "asym"):
+        line = sock.makefile("r").readline().split(" ", 3)
+        line[-1] = line[-1].rstrip("\n")
+        latch = len(line) == 4 and line[0] == "mode" and line[2] == "latch" and line[3] and line[1] in routes
+        if latch or (len(line) == 3 and line[0] == "mode" and line[2] in ("pass", "hold", "asym")):
             names = list(routes) if line[1] == "all" else [line[1]]
             if all(n in routes for n in names):
                 for n in names:
                     routes[n].mode = line[2]
+                    routes[n].latch = line[3].encode() if latch else b""
                     for c in list(routes[n].conns):
                         c.sync()
                 print(f"netfault_proxy: {' '.join(names)} -> {line[2]}", file=sys.stderr,
                       flush=True)
                 sock.sendall(b"ok\n")
                 return
-        sock.sendall(b"error: mode ROUTE|all pass|hold|asym\n")
+        sock.sendall(b"error: mode ROUTE|all pass|hold|asym, or mode ROUTE latch TEXT\n")
     except OSError:
         pass
     finally:
