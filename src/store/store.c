@@ -713,8 +713,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
              * once instead of a redirect per call. */
             if (st == -ENOTSUP && !r->internal && r->gen == s->gen && s->state == ST_READY)
                 conn_fail(s, st, false);
-        } else
+        } else {
             r->op->reply(r, rep);
+        }
     }
     req_release(r);
 }
