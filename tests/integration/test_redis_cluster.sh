@@ -5,7 +5,8 @@
 source "$(dirname "$0")/lib.sh"
 
 U=$(cat "$DD_FIXTURE_DIR/temporal/url")
-CP=$(free_port); start_redis "$CP" --cluster-enabled yes
+# the bus port explicitly: by default it is port + 10000, which a free port above 55535 lacks
+CP=$(free_port); start_redis "$CP" --cluster-enabled yes --cluster-port "$(free_port)"
 check "the server is a Cluster node" grep -q cluster_enabled:1 <<<"$(redis-cli -p "$CP" info cluster)"
 P=cl$$x$RANDOM
 RU="redis://127.0.0.1:$CP/0"
