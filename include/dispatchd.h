@@ -50,7 +50,7 @@ struct uv_loop_s;
 typedef struct dispatchd_worker dispatchd_worker;
 
 typedef struct dispatchd_worker_opts {
-    const char *redis_url;        /* redis://[:pw@]host:port/db or unix:///path */
+    const char *redis_url;        /* redis://[[user]:pw@]host:port/db or unix:///path */
     const char *redis_password;   /* or NULL (never logged) */
     const char *project;          /* the dispatcher this worker serves */
     const char *queue;
@@ -59,6 +59,8 @@ typedef struct dispatchd_worker_opts {
                                    * threshold (its record's ttl_ms) when that is shorter */
     FILE *log;                    /* logfmt lines go here; NULL: stderr */
     const char *id_prefix;        /* the fleet's --id-prefix; NULL: "dispatcher-" */
+    const char *redis_username;   /* Redis 6 ACL user (AUTH user pw), needs a password;
+                                   * NULL: the URL's user, if any */
 } dispatchd_worker_opts;
 
 /* Registers at once and then heartbeats on loop. Returns 0, or < 0 with a

@@ -9,6 +9,7 @@
 #include "store/store.h"
 #include "temporal/temporal.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -165,7 +166,17 @@ int dd_cmd_reconcile(dd_cli *cli)
     }
     uv_run(&c.loop, UV_RUN_DEFAULT);
     uv_loop_close(&c.loop);
-    if (code == 0 && !cli->cfg.loop && c.result != 0)
+    if (code == 0 && !cli->cfg.loop && c.result == -ENOTSUP)
+        code = dd_cli_refuse(cli, "%s is a Redis Cluster node (or redirects like one): Redis "
+                                  "Cluster is not supported; use a standalone Redis or a "
+                                  "replicated primary (docs/redis.md; details in the log)",
+                             dd_cli_redis_url_safe(cli));
+    else if (code == 0 && !cli->cfg.loop && c.result == -EPERM)
+        code = dd_cli_fail(cli, "the reconcile cycle had errors: %s: the Redis ACL user lacks a "
+                                "command or key dispatchd needs (event=redis_noperm in the log "
+                                "names them; the rule set is in docs/redis.md)",
+                           dd_strerror(c.result));
+    else if (code == 0 && !cli->cfg.loop && c.result != 0)
         code = dd_cli_fail(cli, "the reconcile cycle had errors: %s (details in the log)",
                            dd_strerror(c.result));
     return code;

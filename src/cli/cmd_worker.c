@@ -67,7 +67,8 @@ int dd_cmd_worker(dd_cli *cli)
                                .queue = queue,
                                .server_id = cli->cfg.server_id,
                                .heartbeat_interval_ms = cli->cfg.heartbeat_interval_ms,
-                               .id_prefix = cli->cfg.id_prefix};
+                               .id_prefix = cli->cfg.id_prefix,
+                               .redis_username = cli->cfg.redis_username};
     uv_loop_t loop;
     uv_loop_init(&loop);
     dd_sidecar sc = {.cli = cli};

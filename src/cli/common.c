@@ -127,11 +127,16 @@ int dd_cli_store_open(dd_cli *cli, const dd_ctx *ctx, dd_store **out)
                          sizeof(err)) < 0)
         return dd_cli_usage_error(cli, "--redis-password-file: %s", err);
     dd_cli_redis_password_warn(cli);
-    dd_store_opts so = {.url = dd_cli_redis_url(cli), .password = pw};
+    const char *user = cli->cfg.redis_username;
+    dd_store_opts so = {.url = dd_cli_redis_url(cli), .password = pw, .username = user};
     int rc = dd_store_open(ctx, &so, out, err, sizeof(err));
     dd_secret_free(pw);
     if (rc < 0)
-        return dd_cli_usage_error(cli, "--redis-url: %s", err);
+        return dd_cli_usage_error(cli, "%s: %s",
+                                  user && *user && !strncmp(err, "redis user", 10)
+                                      ? "--redis-username"
+                                      : "--redis-url",
+                                  err);
     return 0;
 }
 
@@ -179,14 +184,38 @@ void dd_cli_redis_password_warn(dd_cli *cli)
             "--redis-password-file and leave it out of the URL");
 }
 
+/* --redis-username, or a user in the URL (redis://user:pw@...). */
+static bool dd_cli_redis_has_user(const dd_cli *cli)
+{
+    if (cli->cfg.redis_username && *cli->cfg.redis_username)
+        return true;
+    const char *url = dd_cli_redis_url(cli);
+    if (strncmp(url, "redis://", 8) != 0)
+        return false;
+    const char *a = url + 8;
+    size_t alen = strcspn(a, "/");
+    const char *at = memchr(a, '@', alen);
+    return at && at > a && a[0] != ':';
+}
+
 int dd_cli_redis_fail(dd_cli *cli, dd_store *s, int st, const char *what)
 {
     const char *detail = s ? dd_store_last_error(s) : "";
     if (!detail)
         detail = "";
+    bool has = *detail != '\0';
+    if (st == -ENOTSUP)
+        /* the wrong kind of server is bad input, like a malformed URL */
+        return dd_cli_refuse(cli, "cannot read %s from %s: %s", what, dd_cli_redis_url_safe(cli),
+                             has ? detail : "Redis Cluster is not supported (docs/redis.md)");
     const char *hint;
-    if (st == -EACCES || strstr(detail, "NOAUTH") || strstr(detail, "WRONGPASS") ||
-        strstr(detail, "without any password"))
+    if (st == -EPERM)
+        hint = "an ACL rule is missing (the login itself worked)";
+    else if ((st == -EACCES || strstr(detail, "WRONGPASS")) && dd_cli_redis_has_user(cli))
+        hint = "check the user and its password: --redis-username or the URL's user, "
+               "DISPATCHD_REDIS_PASSWORD or --redis-password-file (and that the ACL user is on)";
+    else if (st == -EACCES || strstr(detail, "NOAUTH") || strstr(detail, "WRONGPASS") ||
+             strstr(detail, "without any password"))
         hint = "check the password: DISPATCHD_REDIS_PASSWORD or --redis-password-file (or none "
                "if the server has no requirepass)";
     else if (st == DD_EUNAVAIL || st == DD_ETIMEOUT || st == DD_ECANCELED)
@@ -195,7 +224,6 @@ int dd_cli_redis_fail(dd_cli *cli, dd_store *s, int st, const char *what)
                "DISPATCHD_REDIS_URL";
     else
         hint = "check --redis-url and that the server is a Redis 6 or later";
-    bool has = *detail != '\0';
     return dd_cli_fail(cli, "cannot read %s from %s: %s%s%s%s; %s", what,
                        dd_cli_redis_url_safe(cli), dd_strerror(st), has ? " (" : "",
                        has ? detail : "", has ? ")" : "", hint);

@@ -68,7 +68,11 @@ const dd_opt dd_opts_temporal[] = {
 
 const dd_opt dd_opts_redis[] = {
     {"redis-url", "DISPATCHD_REDIS_URL", DD_OPT_STR, O(redis_url), "URL",
-     "redis://[:password@]host:port/db or unix:///path (default redis://127.0.0.1:6379/0)"},
+     "redis://[[user]:password@]host:port/db or unix:///path (default "
+     "redis://127.0.0.1:6379/0); a Redis Cluster node is refused"},
+    {"redis-username", "DISPATCHD_REDIS_USERNAME", DD_OPT_STR, O(redis_username), "NAME",
+     "Redis 6 ACL user to log in as (AUTH NAME PASSWORD; needs the password; rules in "
+     "docs/redis.md)"},
     {"redis-password-file", "DISPATCHD_REDIS_PASSWORD_FILE", DD_OPT_STR, O(redis_password_file),
      "FILE", "file holding the Redis password (or env DISPATCHD_REDIS_PASSWORD)"},
     {NULL, NULL, 0, 0, NULL, NULL},

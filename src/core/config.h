@@ -57,6 +57,7 @@ typedef struct dd_config {
     /* Redis */
     const char *redis_url;
     const char *redis_password_file; /* or env DISPATCHD_REDIS_PASSWORD */
+    const char *redis_username;      /* Redis 6 ACL user; NULL: the URL's, if any */
 
     /* ownership / reconciliation */
     const char *server_id;

@@ -247,15 +247,22 @@ static void lease_held_reply(dd_store__req *r, redisReply *rep)
     dd_store__finish(r, 0);
 }
 
-static const dd_store__op ping_op = {"ping", ok_reply, status_deliver};
-static const dd_store__op lease_held_op = {"lease_held", lease_held_reply, status_deliver};
-static const dd_store__op cad_op = {"compare_and_delete", cad_reply, status_deliver};
+static const dd_store__op ping_op = {"ping", ok_reply, status_deliver,
+    "PING"};
+static const dd_store__op lease_held_op = {"lease_held", lease_held_reply, status_deliver,
+    "GET on dd:lease:*"};
+static const dd_store__op cad_op = {"compare_and_delete", cad_reply, status_deliver,
+    "EVAL (HMGET EXISTS DEL ZREM) on dd:hb:{wid} dd:hb:index"};
 static const dd_store__op lease_acquire_op = {"lease_acquire", lease_acquire_reply,
-                                              status_deliver};
+                                              status_deliver,
+    "SET NX PX on dd:lease:*"};
 static const dd_store__op lease_release_op = {"lease_release", lease_release_reply,
-                                              status_deliver};
-static const dd_store__op worker_hb_op = {"worker_heartbeat", ok_reply, status_deliver};
-static const dd_store__op worker_dereg_op = {"worker_deregister", ok_reply, status_deliver};
+                                              status_deliver,
+    "EVAL (GET DEL) on dd:lease:*"};
+static const dd_store__op worker_hb_op = {"worker_heartbeat", ok_reply, status_deliver,
+    "EVAL (TIME ZADD) on dd:workers:{wid}"};
+static const dd_store__op worker_dereg_op = {"worker_deregister", ok_reply, status_deliver,
+    "ZREM on dd:workers:{wid}"};
 
 int dd_store_ping(dd_store *s, dd_store_status_cb *cb, void *arg)
 {
@@ -353,7 +360,8 @@ static void worker_beat_deliver(dd_store__req *r, int status)
 }
 
 static const dd_store__op worker_beat_op = {"worker_beat", worker_beat_reply,
-                                            worker_beat_deliver};
+                                            worker_beat_deliver,
+    "EVAL (TIME ZADD HGET) on dd:workers:{wid} dd:hb:{wid}"};
 
 int dd_store_worker_beat(dd_store *s, const char *wid, const char *server_id, int64_t now_ms,
                          dd_store_worker_beat_cb *cb, void *arg)
@@ -429,9 +437,12 @@ static void fenced_reply(dd_store__req *r, redisReply *rep)
     dd_store__finish(r, 0);
 }
 
-static const dd_store__op claim_op = {"claim", claim_reply, owner_deliver};
-static const dd_store__op heartbeat_op = {"heartbeat", fenced_reply, owner_deliver};
-static const dd_store__op release_op = {"release", fenced_reply, owner_deliver};
+static const dd_store__op claim_op = {"claim", claim_reply, owner_deliver,
+    "EVAL (TIME INCR DEL HSET ZADD) on dd:hb:{wid} dd:hb:index dd:epoch:{wid}"};
+static const dd_store__op heartbeat_op = {"heartbeat", fenced_reply, owner_deliver,
+    "EVAL (HMGET TIME HSET ZADD) on dd:hb:{wid} dd:hb:index"};
+static const dd_store__op release_op = {"release", fenced_reply, owner_deliver,
+    "EVAL (HMGET DEL ZREM) on dd:hb:{wid} dd:hb:index"};
 
 int dd_store_claim(dd_store *s, const dd_store_claim_args *a, dd_store_owner_cb *cb, void *arg)
 {
@@ -592,7 +603,8 @@ static void get_deliver(dd_store__req *r, int status)
     ((dd_store_hb_cb *)r->cb)(status, status == 0 ? r->recs : NULL, r->arg);
 }
 
-static const dd_store__op get_op = {"get", get_reply, get_deliver};
+static const dd_store__op get_op = {"get", get_reply, get_deliver,
+    "EVAL (TIME HGETALL) on dd:hb:{wid}"};
 
 int dd_store_get(dd_store *s, const char *wid, dd_store_hb_cb *cb, void *arg)
 {
@@ -660,8 +672,10 @@ static void list_deliver(dd_store__req *r, int status)
     ((dd_store_hb_list_cb *)r->cb)(status, status == 0 ? &l : NULL, r->arg);
 }
 
-static const dd_store__op stale_op = {"stale", range_reply, list_deliver};
-static const dd_store__op list_op = {"list", range_reply, list_deliver};
+static const dd_store__op stale_op = {"stale", range_reply, list_deliver,
+    "EVAL (TIME ZRANGEBYSCORE ZCARD ZCOUNT) on dd:hb:index, then HGETALL on dd:hb:{wid}"};
+static const dd_store__op list_op = {"list", range_reply, list_deliver,
+    "EVAL (TIME ZRANGEBYSCORE ZCARD ZCOUNT) on dd:hb:index, then HGETALL on dd:hb:{wid}"};
 
 static int range_query(dd_store *s, const dd_store__op *op, int64_t now_ms, const char *thr,
                        size_t limit, dd_store_hb_list_cb *cb, void *arg)
@@ -737,8 +751,10 @@ static void workers_deliver(dd_store__req *r, int status)
     ((dd_store_workers_cb *)r->cb)(status, status == 0 ? &w : NULL, r->arg);
 }
 
-static const dd_store__op workers_op = {"worker_list", workers_reply, workers_deliver};
-static const dd_store__op evict_op = {"worker_evict", evict_reply, workers_deliver};
+static const dd_store__op workers_op = {"worker_list", workers_reply, workers_deliver,
+    "ZRANGE WITHSCORES on dd:workers:{wid}"};
+static const dd_store__op evict_op = {"worker_evict", evict_reply, workers_deliver,
+    "EVAL (HMGET ZRANGEBYSCORE ZREM) on dd:hb:{wid} dd:workers:{wid}"};
 
 int dd_store_worker_list(dd_store *s, const char *wid, dd_store_workers_cb *cb, void *arg)
 {
@@ -798,7 +814,8 @@ static void oldest_deliver(dd_store__req *r, int status)
                                   status == 0 ? r->owner.epoch : 0, r->arg);
 }
 
-static const dd_store__op oldest_op = {"oldest", oldest_reply, oldest_deliver};
+static const dd_store__op oldest_op = {"oldest", oldest_reply, oldest_deliver,
+    "ZRANGEBYSCORE on dd:hb:index"};
 
 int dd_store_oldest(dd_store *s, int64_t min_hb_ms, dd_store_oldest_cb *cb, void *arg)
 {
@@ -836,7 +853,8 @@ static void id_prefix_deliver(dd_store__req *r, int status)
     ((dd_store_id_prefix_cb *)r->cb)(status, status == 0 ? r->str[0] : NULL, r->arg);
 }
 
-static const dd_store__op id_prefix_op = {"id_prefix", id_prefix_reply, id_prefix_deliver};
+static const dd_store__op id_prefix_op = {"id_prefix", id_prefix_reply, id_prefix_deliver,
+    "EVAL (GET SET) on dd:id_prefix"};
 
 int dd_store_id_prefix(dd_store *s, const char *prefix, dd_store_id_prefix_cb *cb, void *arg)
 {

@@ -2,7 +2,7 @@
  *
  * Connection states:
  *   DOWN        no context; conn_timer waits out the reconnect backoff
- *   CONNECTING  context exists, [AUTH] [SELECT] PING in flight; conn_timer
+ *   CONNECTING  context exists, [AUTH] INFO [SELECT] PING in flight; conn_timer
  *               is the connect deadline; user commands are kept, not sent,
  *               so nothing can run unauthenticated or on the wrong db
  *   READY       user commands go straight to hiredis
@@ -36,6 +36,7 @@ struct dd_store {
     dd_ctx ctx;
     dd_store_url url;
     char *password; /* effective one (opts or URL); NULL: no AUTH */
+    char *user;     /* effective ACL user (opts or URL); NULL: AUTH password */
     int64_t cmd_timeout_ms, connect_timeout_ms;
     size_t max_pending;
     void (*on_state)(int status, void *arg);
@@ -255,6 +256,7 @@ static void maybe_free(dd_store *s)
         return;
     dd_store_url_release(&s->url);
     dd_secret_free(s->password);
+    free(s->user);
     free(s);
 }
 
@@ -311,13 +313,34 @@ static int send_formatted(dd_store__req *r, const char *cmd, size_t len)
     return 0;
 }
 
+/* INFO cluster: a Cluster node would answer our multi-key scripts with
+ * CROSSSLOT and our keys with -MOVED, and SELECT is refused there; say so
+ * once, at connect, instead of failing every operation on its own. */
+static bool handshake_is_cluster(dd_store *s, const redisReply *rep)
+{
+    if (rep->type != REDIS_REPLY_STRING || !strstr(rep->str, "cluster_enabled:1"))
+        return false;
+    char addr[300];
+    dd_msgf(s->last_error, sizeof(s->last_error),
+            "redis at %s is a Redis Cluster node (INFO: cluster_enabled:1): dispatchd supports "
+            "a standalone Redis or a replicated primary only; point --redis-url at one (see "
+            "docs/redis.md)",
+            addr_str(s, addr, sizeof(addr)));
+    dd_error(s->ctx.log, "redis_cluster_refused", "addr=%s error=%s", addr, s->last_error);
+    return true;
+}
+
 static void handshake_reply(dd_store__req *r, redisReply *rep)
 {
     dd_store *s = r->s;
     if (r->gen != s->gen || s->state != ST_CONNECTING)
         return;
+    if (r->nreplies == r->info_reply && handshake_is_cluster(s, rep)) {
+        dd_store__finish(r, -ENOTSUP);
+        return;
+    }
     if (r->pending > 0)
-        return; /* PING is last: AUTH/SELECT errors finish before it */
+        return; /* PING is last: AUTH/INFO/SELECT errors finish before it */
     char addr[300];
     dd_store__finish(r, 0);
     s->handshake = NULL;
@@ -352,8 +375,8 @@ static void handshake_deliver(dd_store__req *r, int status)
     conn_fail(s, status, false);
 }
 
-static const dd_store__op handshake_op = {"handshake (AUTH/SELECT/PING)", handshake_reply,
-                                          handshake_deliver};
+static const dd_store__op handshake_op = {"handshake (AUTH/INFO/SELECT/PING)", handshake_reply,
+                                          handshake_deliver, "AUTH, INFO, SELECT, PING"};
 
 static void conn_start(dd_store *s)
 {
@@ -408,10 +431,14 @@ static void conn_start(dd_store *s)
     char db[16];
     snprintf(db, sizeof(db), "%d", s->url.db);
     int rc = 0;
-    if (s->password && s->url.user)
-        rc = dd_store__cmd(h, "AUTH", s->url.user, s->password, NULL);
+    if (s->password && s->user)
+        rc = dd_store__cmd(h, "AUTH", s->user, s->password, NULL); /* Redis 6 ACL user */
     else if (s->password)
         rc = dd_store__cmd(h, "AUTH", s->password, NULL);
+    /* before SELECT, which a Cluster node refuses with a vaguer error */
+    h->info_reply = (s->password ? 1 : 0) + 1;
+    if (rc == 0)
+        rc = dd_store__cmd(h, "INFO", "cluster", NULL);
     if (rc == 0 && s->url.db != 0)
         rc = dd_store__cmd(h, "SELECT", db, NULL);
     if (rc == 0)
@@ -484,6 +511,19 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
         s->password = dd_strdup(opts->password);
     else if (s->url.password && *s->url.password)
         s->password = dd_strdup(s->url.password);
+    if (opts->username && *opts->username)
+        s->user = dd_strdup(opts->username);
+    else if (s->url.user && *s->url.user)
+        s->user = dd_strdup(s->url.user);
+    if (s->user && !s->password) {
+        /* AUTH user needs a password; sending none would log in as the
+         * default user, which is not who was asked for */
+        rc = url_fail(err, errlen,
+                      "redis user '%s' has no password: set DISPATCHD_REDIS_PASSWORD or "
+                      "--redis-password-file (or put it in the URL: redis://user:password@host)",
+                      s->user);
+        goto out;
+    }
     if (s->password && s->ctx.log)
         dd_log_add_secret(s->ctx.log, s->password);
     s->cmd_timeout_ms = opts->cmd_timeout_ms > 0 ? opts->cmd_timeout_ms : 2000;
@@ -511,6 +551,8 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
 out:
     if (s) {
         dd_store_url_release(&s->url);
+        dd_secret_free(s->password);
+        free(s->user);
         free(s);
     }
     return rc;
@@ -644,6 +686,8 @@ void dd_store__finish(dd_store__req *r, int status)
         dd_metric_add(s_errors(r), DD_L1(status == DD_ETIMEOUT   ? "timeout"
                                          : status == DD_EUNAVAIL ? "unavailable"
                                          : status == -EACCES     ? "auth"
+                                         : status == -EPERM      ? "noperm"
+                                         : status == -ENOTSUP    ? "cluster"
                                                                  : "protocol"),
                       1);
     r->op->deliver(r, status);
@@ -660,25 +704,71 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     if (!r->done) {
         if (!rep)
             dd_store__finish(r, s->state == ST_CLOSING ? DD_ECANCELED : DD_EUNAVAIL);
-        else if (rep->type == REDIS_REPLY_ERROR)
-            dd_store__finish(r, dd_store__reply_error(s, r->op->name, rep));
-        else
+        else if (rep->type == REDIS_REPLY_ERROR) {
+            int st = dd_store__reply_error(s, r->op, rep);
+            dd_store__finish(r, st);
+            /* A Cluster redirect will not go away by retrying: drop the
+             * connection, so the reconnect's handshake (INFO cluster) and
+             * its backoff decide, and callers meanwhile get DD_EUNAVAIL at
+             * once instead of a redirect per call. */
+            if (st == -ENOTSUP && !r->internal && r->gen == s->gen && s->state == ST_READY)
+                conn_fail(s, st, false);
+        } else {
             r->op->reply(r, rep);
+        }
     }
     req_release(r);
 }
 
-int dd_store__reply_error(dd_store *s, const char *op, const redisReply *rep)
+/* Redis 7 words a refusal inside a script its own way ("ERR The user
+ * executing the script can't run this command ..."), without NOPERM. */
+static bool reply_is_noperm(const char *e)
+{
+    return !strncmp(e, "NOPERM", 6) || strstr(e, "executing the script can't") != NULL;
+}
+
+static bool reply_is_cluster(const char *e)
+{
+    return !strncmp(e, "MOVED ", 6) || !strncmp(e, "ASK ", 4) ||
+           !strncmp(e, "CLUSTERDOWN", 11) || !strncmp(e, "CROSSSLOT", 9);
+}
+
+int dd_store__reply_error(dd_store *s, const dd_store__op *op, const redisReply *rep)
 {
     int rc = DD_EPROTO;
+    if (reply_is_noperm(rep->str)) {
+        /* Not an authentication problem: the user logged in, but its ACL
+         * lacks a command or key this operation needs. Name them all. */
+        rc = -EPERM;
+        dd_msgf(s->last_error, sizeof(s->last_error),
+                "redis ACL user '%s' may not run '%s' (%s): %.160s; give it dispatchd's rule set "
+                "(docs/redis.md; ACL LOG on the server names the refused command or key)",
+                s->user ? s->user : "default", op->name, op->uses ? op->uses : "?", rep->str);
+        dd_error(s->ctx.log, "redis_noperm", "op=%s uses=%s user=%s error=%s", op->name,
+                 op->uses ? op->uses : "?", s->user ? s->user : "default", rep->str);
+        return rc;
+    }
+    if (reply_is_cluster(rep->str)) {
+        char addr[300];
+        rc = -ENOTSUP;
+        dd_msgf(s->last_error, sizeof(s->last_error),
+                "redis at %s answered '%s' with a Redis Cluster reply (%.120s): Redis Cluster is "
+                "not supported; point --redis-url at a standalone Redis or a replicated primary "
+                "(docs/redis.md)",
+                addr_str(s, addr, sizeof(addr)), op->name, rep->str);
+        dd_error(s->ctx.log, "redis_cluster_refused", "addr=%s op=%s error=%s", addr, op->name,
+                 rep->str);
+        return rc;
+    }
     if (!strncmp(rep->str, "NOAUTH", 6) || !strncmp(rep->str, "WRONGPASS", 9) ||
-        !strncmp(rep->str, "NOPERM", 6) || !strncmp(rep->str, "ERR AUTH", 8))
+        !strncmp(rep->str, "ERR AUTH", 8))
         rc = -EACCES;
     else if (!strncmp(rep->str, "LOADING", 7) || !strncmp(rep->str, "BUSY", 4) ||
              !strncmp(rep->str, "READONLY", 8) || !strncmp(rep->str, "MASTERDOWN", 10))
         rc = DD_EUNAVAIL;
-    dd_msgf(s->last_error, sizeof(s->last_error), "redis refused '%s': %.160s", op, rep->str);
-    dd_warn(s->ctx.log, "redis_error", "op=%s error=%s", op, rep->str);
+    dd_msgf(s->last_error, sizeof(s->last_error), "redis refused '%s': %.160s", op->name,
+            rep->str);
+    dd_warn(s->ctx.log, "redis_error", "op=%s error=%s", op->name, rep->str);
     return rc;
 }
 

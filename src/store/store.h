@@ -33,7 +33,8 @@
  * to become a second call after the fenced script, and a crash between the
  * two leaves the index behind the hash; the reconciler tolerates that (an
  * index entry without a hash is reported as malformed and its
- * compare-and-delete removes it). We run single-node today.
+ * compare-and-delete removes it). We run single-node today: a Cluster node
+ * is refused at connect (below; docs/redis.md says what support would need).
  *
  * Fencing: an owner can be paused (SIGSTOP, GC, a VM migration) or cut off
  * long enough for the reconciler to declare it stale and for another host
@@ -55,14 +56,26 @@
  * are owned by the store and valid only during the callback: copy what you
  * keep. Errors delivered to callbacks: DD_ETIMEOUT (no reply within the
  * command timeout; the write may or may not have happened), DD_EUNAVAIL
- * (connection lost), -EACCES (authentication refused), DD_EPROTO (an error
- * reply or an unexpected shape), DD_ECANCELED (dd_store_close), plus the
- * per-operation codes below. A timeout also drops the connection (replies
+ * (connection lost), -EACCES (authentication refused: NOAUTH, WRONGPASS),
+ * -EPERM (NOPERM: the ACL user may not run a command or touch a key the
+ * operation needs; dd_store_last_error names the operation, its commands
+ * and keys), -ENOTSUP (the server is a Redis Cluster node, or answered
+ * -MOVED/-ASK/-CLUSTERDOWN: not supported, see docs/redis.md), DD_EPROTO
+ * (an error reply or an unexpected shape), DD_ECANCELED (dd_store_close),
+ * plus the per-operation codes below. A timeout also drops the connection (replies
  * come in order, so everything behind the missing one is stuck too) and
  * reconnects; a reply arriving after its timeout is ignored.
  *
+ * Redis Cluster is refused, not half-supported: the handshake asks INFO
+ * cluster and a node with cluster_enabled:1 fails the connection with
+ * -ENOTSUP (retried with the usual backoff, so a daemon stays not ready
+ * and says why); a -MOVED/-ASK/-CLUSTERDOWN reply later (a proxy that
+ * hides INFO) fails the operation the same way and drops the connection
+ * rather than let callers retry into a redirect storm.
+ *
  * Metrics (when ctx->metrics is set): dispatchd_redis_connected (gauge) and
- * dispatchd_redis_command_errors_total{error=timeout|unavailable|auth|protocol}. */
+ * dispatchd_redis_command_errors_total{error=timeout|unavailable|auth|noperm|
+ * cluster|protocol}. */
 #ifndef DD_STORE_STORE_H
 #define DD_STORE_STORE_H
 
@@ -75,6 +88,7 @@
 /* ---- URL ---------------------------------------------------------------- */
 
 /* redis://[[user]:password@]host[:port][/db]   (host may be [v6addr];
+ *                                               user: a Redis 6 ACL user;
  *                                               port default 6379, db 0)
  * unix:///path/to/redis.sock[?db=N]
  * The password may be %-encoded. rediss:// (TLS) is refused: hiredis 0.14.
@@ -101,6 +115,9 @@ typedef struct dd_store dd_store;
 typedef struct dd_store_opts {
     const char *url;             /* required */
     const char *password;        /* wins over the URL's; NULL: the URL's, if any */
+    const char *username;        /* ACL user (AUTH user password); wins over the
+                                  * URL's; NULL or "": the URL's, if any. Needs a
+                                  * password (DD_EINVAL otherwise) */
     int64_t cmd_timeout_ms;      /* per operation; default 2000 */
     int64_t connect_timeout_ms;  /* connect + AUTH + SELECT + PING; default cmd_timeout_ms */
     int64_t reconnect_base_ms;   /* default 100 */

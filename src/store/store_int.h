@@ -27,6 +27,10 @@ typedef struct dd_store__op {
     /* Answers the user: status 0 with the result built so far, or an error
      * with res NULL. Called exactly once. */
     void (*deliver)(dd_store__req *r, int status);
+    /* The Redis commands (also those its scripts run) and the keys it
+     * touches: a NOPERM names them, since Redis does not say which command
+     * of a script or which key was refused (docs/redis.md has the rules). */
+    const char *uses;
 } dd_store__op;
 
 struct dd_store__req {
@@ -36,6 +40,7 @@ struct dd_store__req {
     uv_timer_t timer;
     unsigned pending;  /* replies hiredis still owes */
     unsigned nreplies; /* replies received so far (they come in order) */
+    unsigned info_reply; /* handshake: which reply (1-based) is INFO cluster's */
     uint64_t gen;      /* connection the commands went out on */
     bool done, closing, internal;
     /* commands formatted while not yet connected, sent once ready */
@@ -75,7 +80,7 @@ int dd_store__check(const dd_store *s);
 /* Frees records parse_record filled (records.c: it knows every field). */
 void dd_store__free_recs(dd_store_hb *recs, size_t n);
 /* Maps an error reply to a code and records it as the last error. */
-int dd_store__reply_error(dd_store *s, const char *op, const redisReply *rep);
+int dd_store__reply_error(dd_store *s, const dd_store__op *op, const redisReply *rep);
 
 /* Builds "dd:<kind>:{id}" into buf; NULL when id is empty or too long
  * (Temporal caps workflow ids at 1000 bytes). */
