@@ -7,7 +7,10 @@
  * dispatchd (even on SIGKILL) and enforces the acting deadline
  * (src/owner/fence.h) on its own clock. A module of its own, apart from
  * src/proc (the local stack's supervisor): the owner needs this and nothing
- * of the stack. It uses src/proc's /proc helpers (proc.c) only. */
+ * of the stack. It uses src/proc's /proc helpers (proc.c) only.
+ *
+ * Deadlines go to a guard through a pipe: writes assume SIGPIPE is ignored
+ * (dispatchd's main does so), so a guard that just exited is an EPIPE. */
 #ifndef DD_CHILD_CHILD_H
 #define DD_CHILD_CHILD_H
 
