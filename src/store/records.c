@@ -604,7 +604,7 @@ static void get_deliver(dd_store__req *r, int status)
 }
 
 static const dd_store__op get_op = {"get", get_reply, get_deliver,
-    "EVAL (TIME HGETALL) on dd:hb:{wid}"};
+    "EVAL (TIME INFO HGETALL) on dd:hb:{wid}"};
 
 int dd_store_get(dd_store *s, const char *wid, dd_store_hb_cb *cb, void *arg)
 {
@@ -673,9 +673,9 @@ static void list_deliver(dd_store__req *r, int status)
 }
 
 static const dd_store__op stale_op = {"stale", range_reply, list_deliver,
-    "EVAL (TIME ZRANGEBYSCORE ZCARD ZCOUNT) on dd:hb:index, then HGETALL on dd:hb:{wid}"};
+    "EVAL (TIME INFO ZRANGEBYSCORE ZCARD ZCOUNT) on dd:hb:index, then HGETALL on dd:hb:{wid}"};
 static const dd_store__op list_op = {"list", range_reply, list_deliver,
-    "EVAL (TIME ZRANGEBYSCORE ZCARD ZCOUNT) on dd:hb:index, then HGETALL on dd:hb:{wid}"};
+    "EVAL (TIME INFO ZRANGEBYSCORE ZCARD ZCOUNT) on dd:hb:index, then HGETALL on dd:hb:{wid}"};
 
 static int range_query(dd_store *s, const dd_store__op *op, int64_t now_ms, const char *thr,
                        size_t limit, dd_store_hb_list_cb *cb, void *arg)
