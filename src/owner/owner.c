@@ -402,14 +402,14 @@ int dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *opts, d
         dd_metric_add(o->m_chain, NULL, 0);
         o->m_unpicked = dd_metrics_family(
             ctx->metrics, DD_GAUGE, "dispatchd_workflow_task_unpicked",
-            "Workflow mode: 1 while the first workflow task of the run this process started has "
-            "waited over half the stale threshold for a worker (none polls its task queue for "
-            "its type?), else 0.",
+            "Workflow mode: 1 while the run this process started has had no workflow task "
+            "completed: none picked up (no worker polls its task queue) or every attempt failed "
+            "(its type not registered?), else 0.",
             lbl, NULL, 0);
         o->m_unpicked_total = dd_metrics_family(
             ctx->metrics, DD_COUNTER, "dispatchd_workflow_task_unpicked_total",
-            "Workflow mode: runs this process started whose first workflow task no worker "
-            "picked up within half the stale threshold.",
+            "Workflow mode: runs this process started that had no workflow task completed half a "
+            "stale threshold after their start.",
             NULL, NULL, 0);
         dd_metric_set(o->m_unpicked, DD_L1(o->name), 0);
         dd_metric_add(o->m_unpicked_total, NULL, 0);
@@ -481,26 +481,37 @@ static void dd_owner_pickup_done(int st, const dd_temporal_result *r, void *arg)
     int64_t waited_ms = e->wft_scheduled && e->wft_scheduled_ns > 0
                             ? (dd_wall_us() * 1000 - e->wft_scheduled_ns) / 1000000
                             : 0;
-    if (e->wft_scheduled && waited_ms >= half) {
+    if (waited_ms < 0)
+        waited_ms = 0;
+    /* Never run: the history is still WorkflowExecutionStarted +
+     * WorkflowTaskScheduled and the task waits (no worker polls the queue),
+     * or the pending task is a retry after failed attempts (a worker polls
+     * the queue but fails it: typically the type is not registered there;
+     * the Go SDK then holds the retry as STARTED). Judged by the
+     * history and the attempt count, not by comparing our clock with
+     * Temporal's (waited_ms is only said). */
+    bool never_picked = e->wft_scheduled && e->history_length > 0 && e->history_length <= 2;
+    bool failing = e->wft_attempt > 1; /* pending, scheduled or held by a worker */
+    if (never_picked || failing) {
         if (!o->pickup_warned) {
             o->pickup_warned = true;
             dd_metric_set(o->m_unpicked, DD_L1(o->name), 1);
             dd_metric_add(o->m_unpicked_total, NULL, 1);
             dd_warn(o->ctx.log, "workflow_task_not_picked_up",
                     "dispatcher=%s workflow_id=%s run_id=%s workflow_type=%s task_queue=%s "
-                    "waited_ms=%lld hint=%s",
+                    "waited_ms=%lld attempt=%lld hint=%s",
                     o->name, o->wid, o->run_id, e->type ? e->type : "",
                     e->task_queue ? e->task_queue : "", (long long)waited_ms,
-                    "no worker has taken the run's first workflow task: is a worker polling "
-                    "this task queue with this workflow type registered? (check --workflow-type "
-                    "and --workflow-task-queue)");
+                    (long long)e->wft_attempt,
+                    never_picked
+                        ? "no worker has taken the run's first workflow task: is a worker "
+                          "polling this task queue with this workflow type registered? (check "
+                          "--workflow-type and --workflow-task-queue)"
+                        : "workers take the run's workflow tasks but fail them: is this "
+                          "workflow type registered on the workers of this task queue? (check "
+                          "--workflow-type; the run's history names the failure)");
         }
         uv_timer_start(&o->pickup_timer, dd_owner_pickup_fire, (uint64_t)half, 0);
-        return;
-    }
-    if (e->wft_scheduled) { /* scheduled but not yet long: look again when it would be */
-        uv_timer_start(&o->pickup_timer, dd_owner_pickup_fire,
-                       (uint64_t)(half - (waited_ms > 0 ? waited_ms : 0)), 0);
         return;
     }
     if (o->pickup_warned)

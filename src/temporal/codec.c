@@ -379,6 +379,7 @@ static void dd_tc_parse_exec(dd_tc_reply *d, json_t *info, dd_temporal_execution
     e->start_ns = dd_tc_parse_time_ns(dd_tc_jstr(info, "startTime"));
     e->close_ns = dd_tc_parse_time_ns(dd_tc_jstr(info, "closeTime"));
     e->first_run_id = dd_tc_jstr(info, "firstRunId");
+    e->history_length = dd_tc_jint(info, "historyLength");
     json_t *fields = json_object_get(json_object_get(info, "memo"), "fields");
     json_t *sid = json_object_get(fields, "server_id");
     json_t *mp = json_object_get(fields, "project");
@@ -457,6 +458,7 @@ static int dd_tc_decode_ok(dd_tc_reply *d, json_t *root)
                 d->exec.wft_scheduled_ns =
                     dd_tc_parse_time_ns(t ? t : dd_tc_jstr(wft, "scheduledTime"));
             }
+            d->exec.wft_attempt = wft ? dd_tc_jint(wft, "attempt") : 0;
         }
         if (!d->exec.run_id) {
             dd_buf_printf(&d->msg, "describe of workflow '%s' answered without a run id",

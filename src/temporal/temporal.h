@@ -105,6 +105,9 @@ typedef struct dd_temporal_execution {
      * has it (STARTED). */
     bool wft_scheduled;
     int64_t wft_scheduled_ns;
+    int64_t wft_attempt;    /* the pending task's attempt, scheduled or started (> 1:
+                             * earlier attempts failed); 0 when none is pending */
+    int64_t history_length; /* events in the run's history so far; 0 unknown */
 } dd_temporal_execution;
 
 /* Everything an operation learned. Owned by the client and valid only during

@@ -38,7 +38,8 @@
 #    issue 11 left them; `dispatchd run` in marker mode takes it over (that run
 #    terminated, the new marker on task queue `dispatchd`), and releases it.
 # 10 a run nobody picks up (a queue no worker polls): a warning and a gauge within
-#    the threshold, and "picked up" once a worker comes.
+#    the threshold, and "picked up" once a worker comes; a type the queue's worker
+#    does not register (its tasks fail): the same warning, saying so.
 # Every dispatchd started here is stopped by the test and its exit code checked
 # (SIGTERM -> 0, kill -9 -> 137); so is the SDK worker (SIGTERM -> 0).
 source "$(dirname "$0")/../integration/lib.sh"
@@ -293,6 +294,11 @@ check "once a worker polls the queue, N says the task was picked up" \
 check "and the gauge is back at 0" [ "$(metric "dispatchd_workflow_task_unpicked{dispatcher=\"idle/$NQ\"}")" = 0 ]
 check "the warning was said once" [ "$(grep -c event=workflow_task_not_picked_up "$T/N.log")" = 1 ]
 stop_host N
+# a type no worker of the queue registers: the worker takes the task and fails it
+host X typo/$NQ --workflow-type DispatcherWorkflw --metrics-listen off
+check "X says the workers fail its tasks (type not registered?)" \
+  wait_until 20 grep -q "event=workflow_task_not_picked_up .*workflow_type=DispatcherWorkflw.*fail them" "$T/X.log"
+stop_host X
 kill -TERM $W2
 rc=0; wait $W2 || rc=$?
 check "the second SDK worker exits 0 on SIGTERM" [ $rc = 0 ]
