@@ -105,6 +105,6 @@ out=$("$DISPATCHD" status "${R[@]}" 2>&1); rc=$?
 set -e
 check "status without ZRANGEBYSCORE fails (exit 1)" [ $rc -eq 1 ]
 check "and says which step, what it uses, and where the rules are" \
-  grep -q "Operation not permitted (redis ACL user 'dispatchd' may not run 'list' (EVAL (TIME ZRANGEBYSCORE ZCARD ZCOUNT) on dd:hb:index.*docs/redis.md" <<<"$out"
+  grep -q "Operation not permitted (redis ACL user 'dispatchd' may not run 'list' (EVAL (TIME INFO ZRANGEBYSCORE ZCARD ZCOUNT) on dd:hb:index.*docs/redis.md" <<<"$out"
 kill -TERM "$(pid_of h3)"
 expect_exit "$(pid_of h3)" 0
