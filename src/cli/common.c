@@ -128,7 +128,15 @@ int dd_cli_store_open(dd_cli *cli, const dd_ctx *ctx, dd_store **out)
         return dd_cli_usage_error(cli, "--redis-password-file: %s", err);
     dd_cli_redis_password_warn(cli);
     const char *user = cli->cfg.redis_username;
-    dd_store_opts so = {.url = dd_cli_redis_url(cli), .password = pw, .username = user};
+    /* Back within one heartbeat interval of Redis's return: after a Redis
+     * restart a record gets one threshold of grace (store.h,
+     * dd_store_hb_fresh_since), and an owner still waiting out a 5 s
+     * reconnect backoff would miss it (seen at 500ms/2s) */
+    int64_t cap = cli->cfg.heartbeat_interval_ms > 0 && cli->cfg.heartbeat_interval_ms < 5000
+                      ? cli->cfg.heartbeat_interval_ms
+                      : 5000;
+    dd_store_opts so = {.url = dd_cli_redis_url(cli), .password = pw, .username = user,
+                        .reconnect_cap_ms = cap};
     int rc = dd_store_open(ctx, &so, out, err, sizeof(err));
     dd_secret_free(pw);
     if (rc < 0)

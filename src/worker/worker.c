@@ -151,8 +151,11 @@ int dispatchd_worker_start(uv_loop_t *loop, const dispatchd_worker_opts *o,
     w->server_id = dd_strdup(o->server_id);
     w->interval_ms = o->heartbeat_interval_ms > 0 ? o->heartbeat_interval_ms : 5000;
     w->effective_ms = w->interval_ms;
-    dd_store_opts so = {
-        .url = o->redis_url, .password = o->redis_password, .username = o->redis_username};
+    /* back within one interval of Redis's return (cli/common.c says why) */
+    dd_store_opts so = {.url = o->redis_url,
+                        .password = o->redis_password,
+                        .username = o->redis_username,
+                        .reconnect_cap_ms = w->interval_ms < 5000 ? w->interval_ms : 5000};
     rc = dd_store_open(&w->ctx, &so, &w->s, err, errlen);
     if (rc < 0) {
         dd_log_free(w->log);
