@@ -51,11 +51,13 @@ void dd_takeover_metrics_init(dd_metrics *m)
     const char *const lbl[] = {"outcome", NULL};
     dd_metric *t = dd_metrics_family(m, DD_COUNTER, "dispatchd_takeovers_total",
                                      "Dispatcher takeovers by outcome (started, took_over, "
-                                     "legacy_took_over, failed).",
+                                     "legacy_took_over, failed; cancelled: stopped by a "
+                                     "shutdown, not a failure).",
                                      lbl, NULL, 0);
     /* every outcome at 0 from the start: the runbook's and alerts' queries
      * on outcome="failed" must find a series before the first failure */
-    static const char *const outcomes[] = {"started", "took_over", "legacy_took_over", "failed"};
+    static const char *const outcomes[] = {"started", "took_over", "legacy_took_over", "failed",
+                                           "cancelled"};
     for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
         dd_metric_add(t, DD_L1(outcomes[i]), 0);
     dd_metrics_family(m, DD_HISTOGRAM, "dispatchd_takeover_duration_seconds",
@@ -71,7 +73,8 @@ static void dd_tk_finish(dd_takeover *tk, int err, const char *fmt, ...)
     res->err = err;
     res->latency_ms = (double)(dd_mono_us() - tk->start_us) / 1000.0;
     if (err) {
-        res->outcome = "failed";
+        /* a shutdown is not a failure: the "failed" that must stay 0 */
+        res->outcome = err == DD_ECANCELED ? "cancelled" : "failed";
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(res->message, sizeof(res->message), fmt, ap);

@@ -54,6 +54,8 @@ wait_until 30 curl -fsS "http://127.0.0.1:$M1/metrics" || fail "h1 serves no /me
 first=$(scrape "$M1")
 check "takeovers_total{outcome=\"failed\"} is 0 from the start" \
   grep -qx 'dispatchd_takeovers_total{outcome="failed"} 0' <<<"$first"
+check "and so is outcome=\"cancelled\" (a shutdown, not a failure)" \
+  grep -qx 'dispatchd_takeovers_total{outcome="cancelled"} 0' <<<"$first"
 check "child_up exists from the start" grep -q "^dispatchd_child_up{dispatcher=\"$P/t\"} " <<<"$first"
 check "child_restarts_total exists from the start" \
   grep -q "^dispatchd_child_restarts_total{dispatcher=\"$P/t\"} [0-9]" <<<"$first"

@@ -83,6 +83,10 @@ scenario() {
 
 # window 1: the release cancelled the takeover after its start had gone out
 scenario start temporal WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING started_by_us
+# ... and a takeover stopped by a shutdown is not a failure (takeovers_total{outcome="failed"}
+# is the one the runbook says must stay 0)
+check "start: the takeover ended as cancelled, not failed" \
+  bash -c "grep -q 'event=takeover .*outcome=cancelled' '$T/h-start.log' && ! grep -q 'event=takeover .*outcome=failed' '$T/h-start.log'"
 # window 2: the release came while the claim was in flight (the record lands after it)
 scenario claim redis INCR record_names_us
 # window 3: the claim timed out unanswered, then the release
