@@ -134,11 +134,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         distinct(p1, q1, p3, joined.data + cut);
         free(p3);
     }
-    /* anything parse accepts is canonical: building its pair gives it back */
+    /* anything parse accepts is canonical: building its pair under the
+     * prefix it starts with (through its first '-', owner/id.h) gives it
+     * back, and it matches that pair */
     char pp[DD_DISPATCHER_ID_BUFLEN], qq[DD_DISPATCHER_ID_BUFLEN], again[DD_DISPATCHER_ID_BUFLEN];
     if (dd_dispatcher_id_parse(p1, pp, sizeof(pp), qq, sizeof(qq), NULL, 0) == 0) {
-        FUZZ_CHECK(dd_dispatcher_id(pp, qq, again, sizeof(again), NULL, 0) == 0 &&
-                       strcmp(again, p1) == 0,
+        char prefix[DD_ID_PREFIX_MAX + 1];
+        const char *dash = strchr(p1, '-');
+        size_t pl = dash ? (size_t)(dash - p1) + 1 : 0;
+        FUZZ_CHECK(pl > 0 && pl <= DD_ID_PREFIX_MAX, "'%s' parsed without a prefix", p1);
+        memcpy(prefix, p1, pl);
+        prefix[pl] = '\0';
+        FUZZ_CHECK(dd_dispatcher_id_with(prefix, pp, qq, again, sizeof(again), NULL, 0) == 0 &&
+                       strcmp(again, p1) == 0 && dd_dispatcher_id_matches(p1, pp, qq),
                    "'%s' parsed but is not the ID of its pair", p1);
     }
     dd_buf_release(&joined);
