@@ -254,16 +254,8 @@ static void dd_daemon_gate_try(dd_daemon *d)
     if (d->stopping)
         return;
     int rc = dd_store_id_prefix(d->store, d->cli->cfg.id_prefix, dd_daemon_gated, d);
-    if (rc != 0) {
-        /* not sent (Redis down): the same retry, from the loop */
-        int64_t delay = dd_backoff_next(&d->gate_backoff);
-        if (!d->gate_warned)
-            dd_warn(d->ctx.log, "id_prefix_check_failed", "error=%s retry_ms=%lld note=%s",
-                    dd_strerror(rc), (long long)delay,
-                    "no dispatcher starts before Redis answers");
-        d->gate_warned = true;
-        uv_timer_start(&d->gate, dd_daemon_gate_retry, (uint64_t)delay, 0);
-    }
+    if (rc != 0)
+        dd_daemon_gated(rc, NULL, d); /* not sent (Redis down): the same retry path */
 }
 
 /* ---- systemd notification (core/notify.h) ------------------------------ */

@@ -146,13 +146,19 @@ static void dd_cmd_help(FILE *out, const dd_cli_cmd *c)
     dd_config_help(out, groups);
 }
 
+/* "dispatchd: <msg>" on stderr: the one shape of every CLI error line. */
+static void dd_cli_vsay(const char *fmt, va_list ap)
+{
+    fputs("dispatchd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 int dd_cli_usage_error(dd_cli *cli, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("dispatchd: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    dd_cli_vsay(fmt, ap);
     va_end(ap);
     if (cli->cmd)
         fprintf(stderr, "usage: dispatchd %s (see --help)\n", cli->cmd->usage);
@@ -164,20 +170,17 @@ int dd_cli_refuse(dd_cli *cli, const char *fmt, ...)
     (void)cli;
     va_list ap;
     va_start(ap, fmt);
-    fputs("dispatchd: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    dd_cli_vsay(fmt, ap);
     va_end(ap);
     return DD_EXIT_USAGE;
 }
 
 int dd_cli_fail(dd_cli *cli, const char *fmt, ...)
 {
+    (void)cli;
     va_list ap;
     va_start(ap, fmt);
-    fputs("dispatchd: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    dd_cli_vsay(fmt, ap);
     va_end(ap);
     return DD_EXIT_FAIL;
 }
