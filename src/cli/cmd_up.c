@@ -54,7 +54,7 @@ static void dd_up_on_ready(dd_supervisor *sv, void *arg)
     if (!up->daemon && !up->cancel.cancelled) {
         dd_ctx ctx = {.loop = &up->loop, .log = up->cli->log, .metrics = up->cli->metrics,
                       .cfg = &up->cli->cfg, .cancel = &up->cancel};
-        int dc = dd_daemon_start(&up->daemon, up->cli, &ctx, DD_UP_DEFAULT_DISPATCHER, NULL);
+        int dc = dd_daemon_new(up->cli, &ctx, DD_UP_DEFAULT_DISPATCHER, NULL, &up->daemon);
         if (dc != 0) {
             up->exit_code = dc; /* 2 for bad input (e.g. the metrics port taken) */
             up->cancel.cancelled = true;
@@ -82,6 +82,14 @@ static void dd_up_on_ready(dd_supervisor *sv, void *arg)
     dd_buf_release(&b);
 }
 
+static void dd_up_daemon_closed(void *arg)
+{
+    dd_up *up = arg;
+    up->daemon = NULL;
+    /* Dispatchers released while Temporal was still up: now the stack. */
+    dd_supervisor_shutdown(up->sv);
+}
+
 /* The owner stopped by itself (its --id-prefix is not the fleet's in this
  * Redis): the stack goes too, with the daemon's exit code. */
 static void dd_up_daemon_exited(void *arg)
@@ -92,14 +100,7 @@ static void dd_up_daemon_exited(void *arg)
     up->cancel.cancelled = true;
     int code = dd_daemon_exit_code(up->daemon);
     up->exit_code = code ? code : 1;
-    dd_supervisor_shutdown(up->sv);
-}
-
-static void dd_up_daemon_stopped(void *arg)
-{
-    dd_up *up = arg;
-    /* Dispatchers released while Temporal was still up: now the stack. */
-    dd_supervisor_shutdown(up->sv);
+    dd_daemon_close(up->daemon, dd_up_daemon_closed, up);
 }
 
 static void dd_up_on_stopped(dd_supervisor *sv, void *arg)
@@ -121,7 +122,7 @@ static void dd_up_on_signal(uv_signal_t *h, int signum)
     dd_info(up->cli->log, "shutdown_requested", "signal=%d", signum);
     up->cancel.cancelled = true;
     if (up->daemon)
-        dd_daemon_stop(up->daemon, dd_up_daemon_stopped, up);
+        dd_daemon_close(up->daemon, dd_up_daemon_closed, up);
     else
         dd_supervisor_shutdown(up->sv);
 }
@@ -217,7 +218,6 @@ int dd_cmd_up(dd_cli *cli)
     uv_run(&up.loop, UV_RUN_DEFAULT);
     if (up.exit_code)
         code = up.exit_code;
-    dd_daemon_free(up.daemon);
     dd_supervisor_free(up.sv);
     if (uv_loop_close(&up.loop) != 0)
         dd_warn(cli->log, "loop_not_clean", "reason=%s", "handles still open at exit");
