@@ -114,6 +114,7 @@ static void dd_owner_check_done(int st, const dd_temporal_result *r, void *arg);
 static void dd_owner_release_terminate(dd_owner *o);
 static void dd_owner_poll(dd_owner *o);
 static void dd_owner_maybe_stopped(dd_owner *o);
+static void dd_owner_free(dd_owner *o);
 
 static void dd_owner_set_state(dd_owner *o, dd_owner_state s)
 {
@@ -360,7 +361,12 @@ int dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *opts, d
         for (int i = 0; i < n; i++)
             o->child_argv[i] = dd_strdup(opts->child_argv[i]);
     }
-    o->child = dd_child_new(ctx->loop, ctx->log, o->name, dd_owner_child_exit, o);
+    rc = dd_child_new(ctx->loop, ctx->log, o->name, dd_owner_child_exit, o, &o->child, err,
+                      errlen);
+    if (rc < 0) { /* nothing of the loop's is ours yet */
+        dd_owner_free(o);
+        return rc;
+    }
     o->fenced = opts->fence != NULL;
     if (o->fenced)
         o->fence = *opts->fence;
@@ -867,8 +873,6 @@ static void dd_owner_timer_closed(uv_handle_t *h)
     o->closing--;
     dd_owner_maybe_stopped(o);
 }
-
-static void dd_owner_free(dd_owner *o);
 
 /* The last handle: everything is closed, nothing of ours is in flight. */
 static void dd_owner_last_closed(uv_handle_t *h)
