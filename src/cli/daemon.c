@@ -34,6 +34,7 @@ struct dd_daemon {
     int owners_closed;
     bool stopping;
     bool temporal_closed;
+    bool http_closed; /* the /metrics endpoint, or none */
     /* dd_daemon_close: life is open from new to close, so that done always
      * comes from its close callback, also after a wind-down of its own */
     uv_timer_t life;
@@ -97,7 +98,7 @@ static void dd_daemon_life_closed(uv_handle_t *h)
 static void dd_daemon_maybe_done(dd_daemon *d)
 {
     if (d->owners_closed < d->nowners || d->hbs_closed < d->nowners || !d->temporal_closed ||
-        !d->gate_closed)
+        !d->gate_closed || !d->http_closed)
         return;
     if (!d->notify_closed || !d->notify_poll_closed) {
         dd_daemon_notify_close(d); /* last, so the watchdog pings through shutdown */
@@ -123,6 +124,21 @@ static void dd_daemon_temporal_closed(void *arg)
 }
 
 static void dd_daemon_close_clients(dd_daemon *d);
+
+static void dd_daemon_http_closed(void *arg)
+{
+    dd_daemon *d = arg;
+    d->http_closed = true;
+    dd_daemon_maybe_done(d);
+}
+
+static void dd_daemon_http_close(dd_daemon *d)
+{
+    if (d->http) {
+        dd_metrics_http_close(d->http, dd_daemon_http_closed, d);
+        d->http = NULL;
+    }
+}
 
 static void dd_daemon_rec_closed(void *arg)
 {
@@ -174,10 +190,7 @@ static void dd_daemon_owner_stopped(dd_owner *o, void *arg)
         d->stopping = true;
         dd_info(d->ctx.log, "all_released", "dispatchers=%d", d->nowners);
         dd_daemon_notify_stopping(d);
-        if (d->http) {
-            dd_metrics_http_close(d->http);
-            d->http = NULL;
-        }
+        dd_daemon_http_close(d);
     }
     /* Every run release has been answered; let the heartbeats finish their
      * record releases, then close the owners and the clients. */
@@ -409,6 +422,7 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
     d->cli = cli;
     d->ctx = *ctx;
     d->gate_closed = true; /* until the timer exists */
+    d->http_closed = true; /* until it exists */
     d->notify_closed = d->notify_poll_closed = true; /* until they exist */
     int code = dd_cli_temporal_new(cli, ctx, &d->t);
     if (code) {
@@ -519,6 +533,7 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
                                     &d->http);
         if (code != 0)
             goto fail;
+        d->http_closed = false;
     }
     uv_timer_init(ctx->loop, &d->gate);
     d->gate.data = d;
@@ -549,10 +564,7 @@ static void dd_daemon_wind_down(dd_daemon *d)
     d->stopping = true;
     dd_daemon_notify_stopping(d);
     dd_daemon_gate_close(d);
-    if (d->http) {
-        dd_metrics_http_close(d->http);
-        d->http = NULL;
-    }
+    dd_daemon_http_close(d);
     if (d->nowners == 0) {
         dd_daemon_close_clients(d);
         return;
