@@ -1,4 +1,4 @@
-/* http.c - HTTP/1.1 client on libuv, TLS through OpenSSL memory BIOs.
+/* http.c - HTTP/1.1 client on libuv, TLS through src/net/tls.h (memory BIOs).
  *
  * Shape: a client owns connections; a connection carries at most one
  * request at a time and goes RESOLVING -> CONNECTING -> (HANDSHAKE) ->
@@ -8,9 +8,9 @@
  * a reply it refuses fails the request with DD_EPROTO and closes the
  * connection, whose framing can no longer be trusted.
  *
- * TLS: the socket's bytes go into a read memory BIO and whatever OpenSSL
- * wants to send is drained from a write memory BIO into uv_write(), so TLS
- * never blocks and never owns the socket.
+ * TLS: src/net/tls.h (shared with the Redis store): the socket's bytes are
+ * fed to the session and whatever it wants to send is taken out into
+ * uv_write(), so TLS never blocks and never owns the socket.
  *
  * Lifetimes: a request is plain memory freed when its callback returns (or
  * when cancelled); a connection is freed once its timer and socket handles
@@ -21,13 +21,11 @@
 #include "core/error.h"
 #include "core/hostport.h"
 #include "http/parse.h"
+#include "net/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,8 +79,7 @@ struct conn {
     bool reused;  /* a request already completed on it */
     bool got_bytes; /* reply bytes arrived for the current request */
 
-    SSL *ssl;
-    BIO *rbio, *wbio; /* owned by ssl */
+    dd_tls *tls; /* https: the session */
 
     dd_http_parser *parser; /* of the current request's reply */
     bool close_after; /* bytes came after the reply: not reusable */
@@ -97,7 +94,7 @@ struct dd_http {
     char *host_header; /* the same without a default port (as browsers and curl send it) */
     char *prefix;    /* "" or "/x/y" */
     bool tls, numeric;
-    SSL_CTX *ssl_ctx;
+    dd_tls_ctx *tls_ctx;
     int max_idle;
     size_t max_body;
     int64_t connect_timeout_ms;
@@ -129,8 +126,7 @@ static void client_maybe_free(dd_http *h)
         return;
     dd_http_close_cb cb = h->close_cb;
     void *arg = h->close_arg;
-    if (h->ssl_ctx)
-        SSL_CTX_free(h->ssl_ctx);
+    dd_tls_ctx_unref(h->tls_ctx);
     free(h->url);
     free(h->host);
     free(h->port);
@@ -149,92 +145,17 @@ static void client_timer_closed(uv_handle_t *hd)
     client_maybe_free(h);
 }
 
-/* The first OpenSSL error as text ("" if none), and the queue cleared. */
-static const char *ssl_err_text(char *buf, size_t n)
-{
-    unsigned long e = ERR_peek_last_error();
-    buf[0] = '\0';
-    if (e) {
-        const char *reason = ERR_reason_error_string(e);
-        if (reason)
-            dd_msgf(buf, n, "%s", reason);
-        else
-            ERR_error_string_n(e, buf, n);
-    }
-    ERR_clear_error();
-    return buf;
-}
-
-/* OpenSSL says "system lib" for a missing file: name the cause ourselves. */
-static int check_readable(const char *path, const char *what, dd_buf *err)
-{
-    FILE *fp = path ? fopen(path, "r") : NULL;
-    if (path && !fp) {
-        dd_buf_printf(err, "cannot read %s '%s': %s", what, path, strerror(errno));
-        return DD_EINVAL;
-    }
-    if (fp)
-        fclose(fp);
-    return 0;
-}
-
-static int no_password(char *buf, int size, int rwflag, void *arg)
-{
-    return 0;
-}
-
 static int tls_setup(dd_http *h, const dd_http_opts *o, dd_buf *err)
 {
-    char e[256];
-    if (check_readable(o->ca_file, "CA file", err) < 0 ||
-        check_readable(o->cert_file, "client certificate file", err) < 0 ||
-        check_readable(o->key_file, "client key file", err) < 0)
-        return DD_EINVAL;
-    if (o->key_file && !o->cert_file) {
-        dd_buf_printf(err, "a client key file ('%s') needs a client certificate file too",
-                      o->key_file);
-        return DD_EINVAL;
-    }
-    h->ssl_ctx = SSL_CTX_new(TLS_client_method());
-    if (!h->ssl_ctx) {
-        dd_buf_printf(err, "cannot create a TLS context: %s", ssl_err_text(e, sizeof(e)));
-        return DD_EINVAL;
-    }
-    SSL_CTX_set_min_proto_version(h->ssl_ctx, TLS1_2_VERSION);
-    /* an encrypted key must fail, not prompt on the daemon's terminal */
-    SSL_CTX_set_default_passwd_cb(h->ssl_ctx, no_password);
-    SSL_CTX_set_verify(h->ssl_ctx, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_alpn_protos(h->ssl_ctx, (const unsigned char *)"\x08http/1.1", 9);
-    if (o->ca_file) {
-        if (SSL_CTX_load_verify_locations(h->ssl_ctx, o->ca_file, NULL) != 1) {
-            dd_buf_printf(err, "cannot load CA file '%s': %s", o->ca_file,
-                          ssl_err_text(e, sizeof(e)));
-            return DD_EINVAL;
-        }
-    } else if (SSL_CTX_set_default_verify_paths(h->ssl_ctx) != 1) {
-        dd_buf_printf(err, "cannot load the system CA store: %s", ssl_err_text(e, sizeof(e)));
-        return DD_EINVAL;
-    }
-    if (o->cert_file) {
-        const char *key = o->key_file ? o->key_file : o->cert_file;
-        if (SSL_CTX_use_certificate_chain_file(h->ssl_ctx, o->cert_file) != 1) {
-            dd_buf_printf(err, "cannot load client certificate file '%s': %s", o->cert_file,
-                          ssl_err_text(e, sizeof(e)));
-            return DD_EINVAL;
-        }
-        if (SSL_CTX_use_PrivateKey_file(h->ssl_ctx, key, SSL_FILETYPE_PEM) != 1) {
-            dd_buf_printf(err, "cannot load client key file '%s': %s", key,
-                          ssl_err_text(e, sizeof(e)));
-            return DD_EINVAL;
-        }
-        if (SSL_CTX_check_private_key(h->ssl_ctx) != 1) {
-            dd_buf_printf(err, "client key '%s' does not match certificate '%s'", key,
-                          o->cert_file);
-            ERR_clear_error();
-            return DD_EINVAL;
-        }
-    }
-    return 0;
+    dd_tls_ctx_opts t = {
+        .ca_file = o->ca_file,
+        .cert_file = o->cert_file,
+        .key_file = o->key_file,
+        .alpn = (const unsigned char *)"\x08http/1.1",
+        .alpn_len = 9,
+        .opt_prefix = o->tls_opt_prefix,
+    };
+    return dd_tls_ctx_new(&t, &h->tls_ctx, err);
 }
 
 /* scheme://host[:port][/prefix]; no user info, query or fragment. */
@@ -570,10 +491,8 @@ static void conn_close(conn *c)
     }
     c->state = C_DEAD;
     c->reconnect = false;
-    if (c->ssl) {
-        SSL_free(c->ssl); /* frees both BIOs */
-        c->ssl = NULL;
-    }
+    dd_tls_free(c->tls);
+    c->tls = NULL;
     if (c->gai_pending)
         uv_cancel((uv_req_t *)&c->gai);
     if (c->tcp_state == SK_OPEN) {
@@ -651,27 +570,15 @@ static int write_bytes(conn *c, const char *data, size_t n)
     return rc;
 }
 
-/* Sends what OpenSSL queued for the peer. */
+/* Sends what TLS queued for the peer. */
 static int tls_flush(conn *c)
 {
-    int pending;
-    while ((pending = (int)BIO_ctrl_pending(c->wbio)) > 0) {
-        wr *x = dd_xmalloc(sizeof(*x) + (size_t)pending);
-        x->c = c;
-        int n = BIO_read(c->wbio, x->data, pending);
-        if (n <= 0) {
-            free(x);
-            return UV_EIO;
-        }
-        uv_buf_t b = uv_buf_init(x->data, (unsigned)n);
-        int rc = uv_write(&x->w, (uv_stream_t *)&c->tcp, &b, 1, write_done);
-        if (rc < 0) {
-            free(x);
-            return rc;
-        }
-        c->writes++;
-    }
-    return 0;
+    dd_buf out = DD_BUF_INIT;
+    int rc = 0;
+    if (dd_tls_take_out(c->tls, &out) > 0)
+        rc = write_bytes(c, out.data, out.len);
+    dd_buf_release(&out);
+    return rc;
 }
 
 /* The request goes out on an ACTIVE connection. Errors come back through
@@ -680,13 +587,11 @@ static void send_request(conn *c)
 {
     dd_http_req *r = c->req;
     int rc;
-    if (c->ssl) {
-        ERR_clear_error();
-        if (SSL_write(c->ssl, r->wire, (int)r->wire_len) <= 0) { /* memory BIO: all or error */
-            ERR_clear_error();
+    if (c->tls) {
+        if (dd_tls_write(c->tls, r->wire, r->wire_len) < 0) {
+            dd_tls_forget_error(c->tls);
             rc = UV_EIO;
-        }
-        else
+        } else
             rc = tls_flush(c);
     } else {
         rc = write_bytes(c, r->wire, r->wire_len);
@@ -697,50 +602,20 @@ static void send_request(conn *c)
     }
 }
 
-/* TLS failures name their cause: verification, or the handshake/alert. */
-/* Alerts saying the peer refused our certificate (or us): configuration,
- * not bad luck, so another attempt would fail the same way. */
-static bool refused_alert(unsigned long e)
-{
-    switch (ERR_GET_REASON(e)) {
-    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
-    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
-    case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
-    case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
-    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
-    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
-    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
-    case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
-        return true;
-    default:
-        return false;
-    }
-}
-
-/* TLS failures name their cause. Verification failures, handshake failures
- * and certificate alerts are final (-EACCES); other errors on an
- * established session (a corrupted record) are worth another attempt. */
+/* TLS failures name their cause (src/net/tls.c): verification failures,
+ * handshake failures and certificate alerts are final (-EACCES); other
+ * errors on an established session (a corrupted record) are worth another
+ * attempt. */
 static void tls_fail(conn *c, bool handshake)
 {
-    char e[256];
-    long v = SSL_get_verify_result(c->ssl);
-    if (v != X509_V_OK) {
-        ERR_clear_error();
-        conn_fail(c, -EACCES, false, "TLS: certificate verification of %s failed: %s",
-                  c->h->authority, X509_verify_cert_error_string(v));
-        return;
-    }
-    bool final = handshake || refused_alert(ERR_peek_last_error());
-    ssl_err_text(e, sizeof(e));
-    conn_fail(c, final ? -EACCES : DD_EUNAVAIL, !final, "TLS %s with %s failed: %s",
-              handshake ? "handshake" : "session", c->h->authority,
-              *e ? e : "connection closed");
+    char msg[512];
+    int st = dd_tls_failure(c->tls, handshake, c->h->authority, msg, sizeof(msg));
+    conn_fail(c, st, st != -EACCES, "%s", msg);
 }
 
 static void tls_handshake(conn *c)
 {
-    ERR_clear_error();
-    int r = SSL_do_handshake(c->ssl);
+    int r = dd_tls_handshake(c->tls);
     int rc = tls_flush(c);
     if (r == 1) {
         c->state = C_ACTIVE;
@@ -748,13 +623,11 @@ static void tls_handshake(conn *c)
         send_request(c);
         return;
     }
-    int e = SSL_get_error(c->ssl, r);
-    if (e == SSL_ERROR_WANT_READ && rc == 0)
+    if (r == 0 && rc == 0)
         return;
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_SYSCALL) {
-        ERR_clear_error();
+    if (rc < 0) {
         conn_fail(c, DD_EUNAVAIL, true, "TLS handshake with %s: %s", c->h->authority,
-                  rc < 0 ? uv_strerror(rc) : "connection closed");
+                  uv_strerror(rc));
         return;
     }
     tls_fail(c, true);
@@ -837,31 +710,10 @@ static void on_connect(uv_connect_t *cr, int status)
         return;
     }
     c->state = C_HANDSHAKE;
-    c->ssl = SSL_new(h->ssl_ctx);
-    c->rbio = BIO_new(BIO_s_mem());
-    c->wbio = BIO_new(BIO_s_mem());
-    if (!c->ssl || !c->rbio || !c->wbio) {
-        if (c->ssl) {
-            SSL_free(c->ssl);
-            c->ssl = NULL;
-        }
-        BIO_free(c->rbio);
-        BIO_free(c->wbio);
-        ERR_clear_error();
-        conn_fail(c, DD_EUNAVAIL, true, "TLS with %s: out of memory", h->authority);
-        return;
-    }
-    BIO_set_mem_eof_return(c->rbio, -1); /* empty means "wait", not EOF */
-    SSL_set_bio(c->ssl, c->rbio, c->wbio);
-    SSL_set_connect_state(c->ssl);
-    /* the name (or address) the certificate must carry: never skip it */
-    int ok = h->numeric ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), h->host)
-                        : SSL_set_tlsext_host_name(c->ssl, h->host) == 1 &&
-                              SSL_set1_host(c->ssl, h->host) == 1;
-    if (!ok) {
-        ERR_clear_error();
-        conn_fail(c, -EACCES, false, "TLS with %s: cannot set the name to verify",
-                  h->authority);
+    char msg[300];
+    rc = dd_tls_new(h->tls_ctx, h->host, &c->tls, msg, sizeof(msg));
+    if (rc < 0) {
+        conn_fail(c, rc == -EACCES ? -EACCES : DD_EUNAVAIL, rc != -EACCES, "%s", msg);
         return;
     }
     tls_handshake(c);
@@ -1010,7 +862,7 @@ static void complete(conn *c)
      * after the reply (they would be taken for the next request's reply). */
     if (c->close_after || !dd_http_parser_keep_alive(c->parser) || h->closing ||
         h->nidle >= h->max_idle || c->writes > 0 ||
-        (c->ssl && (SSL_pending(c->ssl) > 0 || BIO_ctrl_pending(c->rbio) > 0))) {
+        (c->tls && dd_tls_buffered(c->tls))) {
         conn_close(c);
     } else {
         c->state = C_IDLE;
@@ -1037,7 +889,7 @@ static void on_eof(conn *c, int err, bool tls_close)
         conn_close(c);
         return;
     }
-    if (err == UV_EOF && (!c->ssl || tls_close) &&
+    if (err == UV_EOF && (!c->tls || tls_close) &&
         dd_http_parser_eof(c->parser) == DD_HTTP_PARSE_DONE) {
         complete(c);
         return;
@@ -1059,7 +911,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         on_eof(c, (int)nread, false);
         return;
     }
-    if (!c->ssl) {
+    if (!c->tls) {
         if (c->state == C_IDLE || !c->req) { /* unasked bytes: drop the connection */
             conn_close(c);
             return;
@@ -1068,15 +920,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             complete(c);
         return;
     }
-    BIO_write(c->rbio, buf->base, (int)nread);
+    dd_tls_feed(c->tls, buf->base, (size_t)nread);
     if (c->state == C_HANDSHAKE) {
         tls_handshake(c);
         if (c->state != C_ACTIVE)
             return;
     }
     for (;;) {
-        ERR_clear_error();
-        int r = SSL_read(c->ssl, c->h->tlsbuf, sizeof(c->h->tlsbuf));
+        ssize_t r = dd_tls_read(c->tls, c->h->tlsbuf, sizeof(c->h->tlsbuf));
         if (r > 0) {
             if (c->state == C_IDLE || !c->req) {
                 conn_close(c);
@@ -1091,19 +942,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             }
             continue;
         }
-        int e = SSL_get_error(c->ssl, r);
-        if (e == SSL_ERROR_WANT_READ) {
-            ERR_clear_error();
+        if (r == 0) {
             if (tls_flush(c) < 0 && c->req)
                 conn_fail(c, DD_EUNAVAIL, true, "send to %s failed", c->h->authority);
             return;
         }
-        if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify */
+        if (r == DD_TLS_EOF) { /* close_notify */
             on_eof(c, UV_EOF, true);
             return;
         }
         if (c->state == C_IDLE || !c->req) {
-            ERR_clear_error();
+            dd_tls_forget_error(c->tls);
             conn_close(c);
             return;
         }
