@@ -141,6 +141,11 @@ dd_tls_ctx *dd_tls_ctx_ref(dd_tls_ctx *c)
     return c;
 }
 
+bool dd_tls_ctx_has_cert(const dd_tls_ctx *c)
+{
+    return c && c->has_cert;
+}
+
 void dd_tls_ctx_unref(dd_tls_ctx *c)
 {
     if (!c || --c->refs > 0)
@@ -279,10 +284,11 @@ static bool dd_tls_refused_alert(unsigned long e)
     }
 }
 
-/* What a verification result means for the user, in their options. */
-static const char *dd_tls_verify_hint(const dd_tls *t, long v, char *buf, size_t n)
+/* Messages lead with the cause ("TLS: wrong CA: ..."): a short reason
+ * field (/readyz) keeps it even when the rest is cut. */
+static void dd_tls_verify_msg(const dd_tls *t, long v, const char *peer, char *msg, size_t len)
 {
-    const char *p = t->ctx->opt_prefix;
+    const char *p = t->ctx->opt_prefix, *what = X509_verify_cert_error_string(v);
     switch (v) {
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
@@ -290,34 +296,38 @@ static const char *dd_tls_verify_hint(const dd_tls *t, long v, char *buf, size_t
     case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
     case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
     case X509_V_ERR_CERT_SIGNATURE_FAILURE:
-        dd_msgf(buf, n, " (wrong CA: the server's certificate is not signed by a CA we trust; "
-                        "give the CA that signed it%s%s%s)",
-                *p ? " with " : "", p, *p ? "-ca-file" : "");
-        return buf;
+        dd_msgf(msg, len,
+                "TLS: wrong CA: the certificate of %s is not signed by a CA we trust "
+                "(certificate verification failed: %s); give the CA that signed it%s%s%s",
+                peer, what, *p ? " with " : "", p, *p ? "-ca-file" : "");
+        return;
     case X509_V_ERR_HOSTNAME_MISMATCH:
     case X509_V_ERR_IP_ADDRESS_MISMATCH:
-        dd_msgf(buf, n, " (name mismatch: the server's certificate does not name '%s'; connect "
-                        "by a name or address it carries)",
-                t->host);
-        return buf;
+        dd_msgf(msg, len,
+                "TLS: name mismatch: the certificate of %s does not name '%s' (certificate "
+                "verification failed: %s); connect by a name or address it carries",
+                peer, t->host, what);
+        return;
     case X509_V_ERR_CERT_HAS_EXPIRED:
     case X509_V_ERR_CERT_NOT_YET_VALID:
-        dd_msgf(buf, n, " (check the certificate's dates and this host's clock)");
-        return buf;
+        dd_msgf(msg, len,
+                "TLS: certificate verification of %s failed: %s; check the certificate's dates "
+                "and this host's clock",
+                peer, what);
+        return;
     default:
-        return "";
+        dd_msgf(msg, len, "TLS: certificate verification of %s failed: %s", peer, what);
     }
 }
 
 int dd_tls_failure(dd_tls *t, bool handshake, const char *peer, char *msg, size_t len)
 {
-    char e[256], hint[300];
+    char e[256];
     const char *p = t->ctx->opt_prefix;
     long v = SSL_get_verify_result(t->ssl);
     if (v != X509_V_OK) {
         ERR_clear_error();
-        dd_msgf(msg, len, "TLS: certificate verification of %s failed: %s%s", peer,
-                X509_verify_cert_error_string(v), dd_tls_verify_hint(t, v, hint, sizeof(hint)));
+        dd_tls_verify_msg(t, v, peer, msg, len);
         return -EACCES;
     }
     if (t->last == SSL_ERROR_SYSCALL || t->last == SSL_ERROR_WANT_READ) {
@@ -327,21 +337,33 @@ int dd_tls_failure(dd_tls *t, bool handshake, const char *peer, char *msg, size_
         return DD_EUNAVAIL;
     }
     unsigned long err = ERR_peek_last_error();
+    int reason = ERR_GET_REASON(err);
     bool final = handshake || dd_tls_refused_alert(err);
-    hint[0] = '\0';
-    if (ERR_GET_REASON(err) == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED ||
-        (!t->ctx->has_cert && ERR_GET_REASON(err) == SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE))
-        dd_msgf(hint, sizeof(hint), " (the server requires a client certificate%s%s%s%s%s%s)",
-                t->ctx->has_cert ? "" : " and none was given", *p ? ": give one with " : "", p,
-                *p ? "-cert-file and " : "", p, *p ? "-key-file" : "");
-    else if (ERR_GET_REASON(err) == SSL_R_TLSV1_ALERT_UNKNOWN_CA ||
-             ERR_GET_REASON(err) == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE)
-        dd_msgf(hint, sizeof(hint),
-                " (the server refused our client certificate: is it signed by a CA the server "
-                "trusts?)");
     dd_tls_err_text(e, sizeof(e));
-    dd_msgf(msg, len, "TLS %s with %s failed: %s%s", handshake ? "handshake" : "session", peer,
-            *e ? e : "connection closed", hint);
+    if (!*e)
+        snprintf(e, sizeof(e), "connection closed");
+    if (reason == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED ||
+        (!t->ctx->has_cert && reason == SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE)) {
+        if (t->ctx->has_cert)
+            dd_msgf(msg, len, "TLS: client certificate required: %s did not take ours (%s)", peer,
+                    e);
+        else
+            dd_msgf(msg, len,
+                    "TLS: client certificate required: %s asks for one and none was given (%s)"
+                    "%s%s%s%s%s",
+                    peer, e, *p ? "; give one with " : "", p, *p ? "-cert-file and " : "", p,
+                    *p ? "-key-file" : "");
+    } else if (reason == SSL_R_TLSV1_ALERT_UNKNOWN_CA ||
+               reason == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE ||
+               reason == SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN) {
+        dd_msgf(msg, len,
+                "TLS: client certificate refused: %s does not accept ours (%s); is it signed by "
+                "a CA the server trusts?",
+                peer, e);
+    } else {
+        dd_msgf(msg, len, "TLS %s with %s failed: %s", handshake ? "handshake" : "session", peer,
+                e);
+    }
     return final ? -EACCES : DD_EUNAVAIL;
 }
 

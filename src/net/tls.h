@@ -47,6 +47,8 @@ typedef struct dd_tls_ctx_opts {
  * DD_EINVAL with the reason (naming the file) appended to err. */
 int dd_tls_ctx_new(const dd_tls_ctx_opts *o, dd_tls_ctx **out, dd_buf *err);
 dd_tls_ctx *dd_tls_ctx_ref(dd_tls_ctx *c);
+/* A client certificate was given. */
+bool dd_tls_ctx_has_cert(const dd_tls_ctx *c);
 void dd_tls_ctx_unref(dd_tls_ctx *c); /* NULL: no-op */
 
 /* A client session for host (a name, or an address without brackets). 0,

@@ -65,6 +65,9 @@
  * and keys), -ENOTSUP (the server is a Redis Cluster node, or answered
  * -MOVED/-ASK/-CLUSTERDOWN: not supported, see docs/redis.md), DD_EPROTO
  * (an error reply or an unexpected shape), DD_ECANCELED (dd_store_close),
+ * -EACCES also for TLS: the server's certificate failed verification (wrong
+ * CA, name mismatch) or the server refused ours or wanted one we do not
+ * have; dd_store_last_error names which and the option to fix.
  * plus the per-operation codes below. A timeout also drops the connection (replies
  * come in order, so everything behind the missing one is stuck too) and
  * reconnects; a reply arriving after its timeout is ignored.
@@ -93,8 +96,11 @@
 /* redis://[[user]:password@]host[:port][/db]   (host may be [v6addr];
  *                                               user: a Redis 6 ACL user;
  *                                               port default 6379, db 0)
+ * rediss://...                                  the same over TLS (>= 1.2),
+ *                                               the server's certificate
+ *                                               checked against the host
  * unix:///path/to/redis.sock[?db=N]
- * The password may be %-encoded. rediss:// (TLS) is refused: hiredis 0.14.
+ * The password may be %-encoded.
  * A host name is resolved on every (re)connect, off the loop
  * (uv_getaddrinfo), and each of its addresses is tried in order
  * (src/store/conn.h). */
@@ -105,6 +111,7 @@ typedef struct dd_store_url {
     int db;
     char *user;     /* NULL unless given */
     char *password; /* NULL unless given; a secret */
+    bool tls;       /* rediss:// */
 } dd_store_url;
 
 /* Fills out (owned by the caller: dd_store_url_release) or returns DD_EINVAL
@@ -128,6 +135,12 @@ typedef struct dd_store_opts {
     int64_t reconnect_cap_ms;    /* default 5000 */
     uint64_t seed;               /* jitter seed; 0: from the kernel */
     size_t max_pending;          /* live operations before DD_EBUSY; default 65536 */
+    /* rediss:// only (DD_EINVAL with another scheme): the CA bundle to verify
+     * the server (NULL: the system store), and a client certificate chain
+     * and key for mTLS (key NULL: in cert_file). Read at open; a problem
+     * with a file is DD_EINVAL naming it. OpenSSL is never initialised for
+     * redis:// and unix://. */
+    const char *tls_ca_file, *tls_cert_file, *tls_key_file;
     /* Called with 0 whenever the connection becomes ready, and with a
      * negative error when it is lost or an attempt fails. May be NULL. */
     void (*on_state)(int status, void *arg);

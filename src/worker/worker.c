@@ -155,6 +155,9 @@ int dispatchd_worker_start(uv_loop_t *loop, const dispatchd_worker_opts *o,
     dd_store_opts so = {.url = o->redis_url,
                         .password = o->redis_password,
                         .username = o->redis_username,
+                        .tls_ca_file = o->redis_ca_file,
+                        .tls_cert_file = o->redis_cert_file,
+                        .tls_key_file = o->redis_key_file,
                         .reconnect_cap_ms = w->interval_ms < 5000 ? w->interval_ms : 5000};
     rc = dd_store_open(&w->ctx, &so, &w->s, err, errlen);
     if (rc < 0) {
