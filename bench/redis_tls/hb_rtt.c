@@ -168,7 +168,7 @@ int main(int argc, char **argv)
                              r0.ru_stime.tv_usec) /
                         1000.0;
     printf("# cpu_ms=%.1f samples=%d errors=%d\n", cpu_ms, nsamples, errors);
-    dd_store_close(store);
+    dd_store_close(store, NULL, NULL);
     uv_close((uv_handle_t *)&tick, NULL);
     uv_close((uv_handle_t *)&deadline, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -209,7 +209,7 @@ int dd_cmd_workers(dd_cli *cli)
                     printf("  no workers registered\n");
             }
         }
-        dd_store_close(s);
+        dd_store_close(s, NULL, NULL);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);

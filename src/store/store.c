@@ -238,11 +238,15 @@ static void dd_store_maybe_free(dd_store *s)
 {
     if (s->state != ST_CLOSING || !s->conn_timer_closed || s->nreqs > 0)
         return;
+    void (*done)(void *) = s->close_cb;
+    void *arg = s->close_arg;
     dd_store_url_release(&s->url);
     dd_secret_free(s->password);
     free(s->user);
     dd_tls_ctx_unref(s->tls);
     free(s);
+    if (done)
+        done(arg);
 }
 
 static void dd_store_notify(dd_store *s, int status)
@@ -563,23 +567,37 @@ static void dd_store_on_conn_timer_closed(uv_handle_t *h)
     dd_store_maybe_free(s);
 }
 
+/* From the loop, after dd_store_close: what is still outstanding is
+ * answered DD_ECANCELED (its callbacks may do anything, closing included;
+ * new operations are refused at once), then the store's last handle goes. */
 static void dd_store_on_teardown(uv_timer_t *t)
 {
     dd_store *s = t->data;
-    /* every request is done already: this only releases them */
-    dd_store_drop_conn(s, DD_ECANCELED);
+    for (dd_store__req *r = s->head; r; r = r->next) {
+        r->pending = 0; /* the connection is closed: no reply comes */
+        dd_store__finish(r, DD_ECANCELED);
+        dd_store_req_release(r);
+    }
     uv_close((uv_handle_t *)&s->conn_timer, dd_store_on_conn_timer_closed);
 }
 
-void dd_store_close(dd_store *s)
+void dd_store_close(dd_store *s, void (*done)(void *arg), void *arg)
 {
     if (!s || s->state == ST_CLOSING)
         return;
     s->state = ST_CLOSING;
+    s->close_cb = done;
+    s->close_arg = arg;
     s->handshake = NULL;
     s->gen++;
+    /* Nothing more comes from the connection or a timeout; the teardown
+     * answers the rest, from the loop, never inside this call. */
+    if (s->conn) {
+        dd_store_conn_close(s->conn, NULL, NULL);
+        s->conn = NULL;
+    }
     for (dd_store__req *r = s->head; r; r = r->next)
-        dd_store__finish(r, DD_ECANCELED);
+        uv_timer_stop(&r->timer);
     uv_timer_stop(&s->conn_timer);
     uv_timer_start(&s->conn_timer, dd_store_on_teardown, 0, 0);
 }
@@ -674,6 +692,10 @@ void dd_store__finish(dd_store__req *r, int status)
 {
     if (r->done)
         return;
+    /* closed meanwhile (from a callback of a failing connection): the
+     * caller asked for it, so it is a cancel, not a Redis error */
+    if (status != 0 && r->s->state == ST_CLOSING)
+        status = DD_ECANCELED;
     r->done = true;
     uv_timer_stop(&r->timer);
     if (status < 0 && status != DD_ECANCELED && dd_store_s_errors(r))

@@ -156,11 +156,14 @@ typedef struct dd_store_opts {
  * 0 or DD_EINVAL (message in err). */
 int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, char *err,
                   size_t errlen);
-/* Fails every outstanding operation with DD_ECANCELED (synchronously: no
- * callback runs after this returns), then disconnects and frees the store
- * once its handles have closed (the loop needs to run once more). Safe to
- * call from a callback. */
-void dd_store_close(dd_store *s);
+/* Closes the connection at once (no reply or timeout is delivered after
+ * this), refuses new operations (DD_ECANCELED, synchronously), and answers
+ * every outstanding operation with DD_ECANCELED from the loop, never inside
+ * this call; then frees the store and calls done(arg) (may be NULL) from
+ * the loop. So what an outstanding callback touches must live until done
+ * (or until the loop has run). Safe to call from a callback; a second call
+ * is a no-op. */
+void dd_store_close(dd_store *s, void (*done)(void *arg), void *arg);
 bool dd_store_ready(const dd_store *s);
 /* The last connection/server error in words ("" if none). Owned by s. */
 const char *dd_store_last_error(const dd_store *s);

@@ -46,6 +46,8 @@ struct dd_store {
     dd_store_conn *conn;
     uint64_t gen;
     dd_store__req *handshake;
+    void (*close_cb)(void *arg); /* dd_store_close's done */
+    void *close_arg;
     dd_backoff backoff;
     uv_timer_t conn_timer;
     bool conn_timer_closed;
