@@ -3,8 +3,9 @@
  * A worker registers with a dispatcher (server id + the dispatcher's
  * project/queue), heartbeats while it lives, and deregisters on a clean
  * exit. The dispatcher's owner evicts workers whose heartbeat is older than
- * the stale threshold. Link with libdispatchd.a, libuv and hiredis
- * (cc prog.c libdispatchd.a $(pkg-config --libs libuv hiredis); the test
+ * the stale threshold. Link with libdispatchd.a, libuv, hiredis and OpenSSL
+ * (for rediss://; cc prog.c libdispatchd.a $(pkg-config --libs libuv hiredis
+ * openssl); the test
  * `embed` builds tests/embed.c exactly so). Installed (`cmake --install`,
  * the .deb): cc prog.c $(pkg-config --cflags --libs --static dispatchd),
  * as the test `install` does.
@@ -50,7 +51,8 @@ struct uv_loop_s;
 typedef struct dispatchd_worker dispatchd_worker;
 
 typedef struct dispatchd_worker_opts {
-    const char *redis_url;        /* redis://[[user]:pw@]host:port/db or unix:///path */
+    const char *redis_url;        /* redis://[[user]:pw@]host:port/db, rediss://... (TLS)
+                                   * or unix:///path */
     const char *redis_password;   /* or NULL (never logged) */
     const char *project;          /* the dispatcher this worker serves */
     const char *queue;
@@ -61,6 +63,13 @@ typedef struct dispatchd_worker_opts {
     const char *id_prefix;        /* the fleet's --id-prefix; NULL: "dispatcher-" */
     const char *redis_username;   /* Redis 6 ACL user (AUTH user pw), needs a password;
                                    * NULL: the URL's user, if any */
+    /* rediss:// only (an error with another scheme): the CA bundle that verifies
+     * the server (NULL: the system store); a client certificate chain and key for
+     * mTLS (key NULL: in the cert file). The server's certificate must name the
+     * URL's host; TLS 1.2 at least. */
+    const char *redis_ca_file;
+    const char *redis_cert_file;
+    const char *redis_key_file;
 } dispatchd_worker_opts;
 
 /* Registers at once and then heartbeats on loop. Returns 0, or < 0 with a

@@ -7,5 +7,5 @@ cc=${1:?} src=${2:?} bin=${3:?}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 # shellcheck disable=SC2046
 "$cc" -std=c11 -Wall -Wextra -Werror -I"$src/include" "$src/tests/embed.c" "$bin/libdispatchd.a" \
-  $(pkg-config --libs libuv hiredis) -o "$tmp/embed"
+  $(pkg-config --libs libuv hiredis openssl) -o "$tmp/embed"
 "$tmp/embed"

@@ -62,7 +62,7 @@ static void dd_rec_closed(void *arg)
 {
     dd_rec_cmd *c = arg;
     c->r = NULL;
-    dd_store_close(c->s);
+    dd_store_close(c->s, NULL, NULL);
     dd_temporal_close(c->t, dd_rec_closed_all, c);
 }
 
@@ -139,7 +139,7 @@ int dd_cmd_reconcile(dd_cli *cli)
         char err[256];
         if (dd_reconciler_new(&ctx, c.s, c.t, &ro, &c.r, err, sizeof(err)) < 0) {
             code = dd_cli_usage_error(cli, "%s", err);
-            dd_store_close(c.s);
+            dd_store_close(c.s, NULL, NULL);
             dd_temporal_close(c.t, NULL, NULL);
         } else if (cli->cfg.loop) {
             uv_signal_init(&c.loop, &c.sigint);

@@ -173,7 +173,7 @@ int dd_cmd_status(dd_cli *cli)
         } else {
             dd_status_print(&r);
         }
-        dd_store_close(r.s);
+        dd_store_close(r.s, NULL, NULL);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);

@@ -68,7 +68,10 @@ int dd_cmd_worker(dd_cli *cli)
                                .server_id = cli->cfg.server_id,
                                .heartbeat_interval_ms = cli->cfg.heartbeat_interval_ms,
                                .id_prefix = cli->cfg.id_prefix,
-                               .redis_username = cli->cfg.redis_username};
+                               .redis_username = cli->cfg.redis_username,
+                               .redis_ca_file = cli->cfg.redis_ca_file,
+                               .redis_cert_file = cli->cfg.redis_cert_file,
+                               .redis_key_file = cli->cfg.redis_key_file};
     uv_loop_t loop;
     uv_loop_init(&loop);
     dd_sidecar sc = {.cli = cli};
@@ -206,7 +209,7 @@ int dd_cmd_workers(dd_cli *cli)
                     printf("  no workers registered\n");
             }
         }
-        dd_store_close(s);
+        dd_store_close(s, NULL, NULL);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);

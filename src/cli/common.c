@@ -136,14 +136,20 @@ int dd_cli_store_open(dd_cli *cli, const dd_ctx *ctx, dd_store **out)
                       ? cli->cfg.heartbeat_interval_ms
                       : 5000;
     dd_store_opts so = {.url = dd_cli_redis_url(cli), .password = pw, .username = user,
-                        .reconnect_cap_ms = cap};
+                        .reconnect_cap_ms = cap,
+                        .tls_ca_file = cli->cfg.redis_ca_file,
+                        .tls_cert_file = cli->cfg.redis_cert_file,
+                        .tls_key_file = cli->cfg.redis_key_file};
     int rc = dd_store_open(ctx, &so, out, err, sizeof(err));
     dd_secret_free(pw);
     if (rc < 0)
         return dd_cli_usage_error(cli, "%s: %s",
                                   user && *user && !strncmp(err, "redis user", 10)
                                       ? "--redis-username"
-                                      : "--redis-url",
+                                  : strstr(err, "TLS files") ? "--redis-url"
+                                  : strstr(err, "file '")    ? "--redis-ca-file/--redis-cert-file/"
+                                                               "--redis-key-file"
+                                                             : "--redis-url",
                                   err);
     return 0;
 }
@@ -198,9 +204,10 @@ static bool dd_cli_redis_has_user(const dd_cli *cli)
     if (cli->cfg.redis_username && *cli->cfg.redis_username)
         return true;
     const char *url = dd_cli_redis_url(cli);
-    if (strncmp(url, "redis://", 8) != 0)
+    size_t skip = !strncmp(url, "redis://", 8) ? 8 : !strncmp(url, "rediss://", 9) ? 9 : 0;
+    if (!skip)
         return false;
-    const char *a = url + 8;
+    const char *a = url + skip;
     size_t alen = strcspn(a, "/");
     const char *at = memchr(a, '@', alen);
     return at && at > a && a[0] != ':';
@@ -219,6 +226,10 @@ int dd_cli_redis_fail(dd_cli *cli, dd_store *s, int st, const char *what)
     const char *hint;
     if (st == -EPERM)
         hint = "an ACL rule is missing (the login itself worked)";
+    else if (strstr(detail, "TLS"))
+        hint = "check --redis-ca-file (the CA that signed the server's certificate), the host "
+               "in --redis-url (the certificate must name it) and, if the server wants one, "
+               "--redis-cert-file/--redis-key-file";
     else if ((st == -EACCES || strstr(detail, "WRONGPASS")) && dd_cli_redis_has_user(cli))
         hint = "check the user and its password: --redis-username or the URL's user, "
                "DISPATCHD_REDIS_PASSWORD or --redis-password-file (and that the ACL user is on)";

@@ -165,6 +165,11 @@ static void dd_daemon_hb_closed(void *arg)
         dd_owner_close(d->owners[i], dd_daemon_owner_closed, d);
 }
 
+static void dd_daemon_store_closed(void *arg)
+{
+    dd_daemon_close_clients(arg);
+}
+
 /* Records released and the reconciler stopped: now the clients can go. */
 static void dd_daemon_close_clients(dd_daemon *d)
 {
@@ -173,8 +178,10 @@ static void dd_daemon_close_clients(dd_daemon *d)
         return;
     }
     if (d->store) {
-        dd_store_close(d->store);
+        dd_store *s = d->store;
         d->store = NULL;
+        dd_store_close(s, dd_daemon_store_closed, d); /* comes back here */
+        return;
     }
     dd_temporal_close(d->t, dd_daemon_temporal_closed, d);
 }

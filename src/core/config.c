@@ -68,8 +68,14 @@ const dd_opt dd_opts_temporal[] = {
 
 const dd_opt dd_opts_redis[] = {
     {"redis-url", "DISPATCHD_REDIS_URL", DD_OPT_STR, O(redis_url), "URL",
-     "redis://[[user]:password@]host:port/db or unix:///path (default "
+     "redis://[[user]:password@]host:port/db, rediss://... (TLS) or unix:///path (default "
      "redis://127.0.0.1:6379/0); a Redis Cluster node is refused"},
+    {"redis-ca-file", "DISPATCHD_REDIS_CA_FILE", DD_OPT_STR, O(redis_ca_file), "FILE",
+     "CA bundle to verify the Redis server (rediss:// URLs; default: the system store)"},
+    {"redis-cert-file", "DISPATCHD_REDIS_CERT_FILE", DD_OPT_STR, O(redis_cert_file), "FILE",
+     "client certificate for Redis mTLS (rediss://)"},
+    {"redis-key-file", "DISPATCHD_REDIS_KEY_FILE", DD_OPT_STR, O(redis_key_file), "FILE",
+     "client private key for Redis mTLS (default: in --redis-cert-file)"},
     {"redis-username", "DISPATCHD_REDIS_USERNAME", DD_OPT_STR, O(redis_username), "NAME",
      "Redis 6 ACL user to log in as (AUTH NAME PASSWORD; needs the password; rules in "
      "docs/redis.md)"},

@@ -58,6 +58,9 @@ typedef struct dd_config {
     const char *redis_url;
     const char *redis_password_file; /* or env DISPATCHD_REDIS_PASSWORD */
     const char *redis_username;      /* Redis 6 ACL user; NULL: the URL's, if any */
+    const char *redis_ca_file;       /* rediss://: CA bundle; NULL: the system store */
+    const char *redis_cert_file;     /* rediss:// mTLS: client certificate */
+    const char *redis_key_file;      /* its key; NULL: in redis_cert_file */
 
     /* ownership / reconciliation */
     const char *server_id;

@@ -1,4 +1,4 @@
-/* http.c - HTTP/1.1 client on libuv, TLS through OpenSSL memory BIOs.
+/* http.c - HTTP/1.1 client on libuv, TLS through src/net/tls.h (memory BIOs).
  *
  * Shape: a client owns connections; a connection carries at most one
  * request at a time and goes RESOLVING -> CONNECTING -> (HANDSHAKE) ->
@@ -8,9 +8,9 @@
  * a reply it refuses fails the request with DD_EPROTO and closes the
  * connection, whose framing can no longer be trusted.
  *
- * TLS: the socket's bytes go into a read memory BIO and whatever OpenSSL
- * wants to send is drained from a write memory BIO into uv_write(), so TLS
- * never blocks and never owns the socket.
+ * TLS: src/net/tls.h (shared with the Redis store): the socket's bytes are
+ * fed to the session and whatever it wants to send is taken out into
+ * uv_write(), so TLS never blocks and never owns the socket.
  *
  * Lifetimes: a request is plain memory freed when its callback returns (or
  * when cancelled); a connection is freed once its timer and socket handles
@@ -21,13 +21,11 @@
 #include "core/error.h"
 #include "core/hostport.h"
 #include "http/parse.h"
+#include "net/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,8 +79,7 @@ struct conn {
     bool reused;  /* a request already completed on it */
     bool got_bytes; /* reply bytes arrived for the current request */
 
-    SSL *ssl;
-    BIO *rbio, *wbio; /* owned by ssl */
+    dd_tls *tls; /* https: the session */
 
     dd_http_parser *parser; /* of the current request's reply */
     bool close_after; /* bytes came after the reply: not reusable */
@@ -97,7 +94,7 @@ struct dd_http {
     char *host_header; /* the same without a default port (as browsers and curl send it) */
     char *prefix;    /* "" or "/x/y" */
     bool tls, numeric;
-    SSL_CTX *ssl_ctx;
+    dd_tls_ctx *tls_ctx;
     int max_idle;
     size_t max_body;
     int64_t connect_timeout_ms;
@@ -129,8 +126,7 @@ static void dd_http_client_maybe_free(dd_http *h)
         return;
     dd_http_close_cb cb = h->close_cb;
     void *arg = h->close_arg;
-    if (h->ssl_ctx)
-        SSL_CTX_free(h->ssl_ctx);
+    dd_tls_ctx_unref(h->tls_ctx);
     free(h->url);
     free(h->host);
     free(h->port);
@@ -149,93 +145,17 @@ static void dd_http_client_timer_closed(uv_handle_t *hd)
     dd_http_client_maybe_free(h);
 }
 
-/* The first OpenSSL error as text ("" if none), and the queue cleared. */
-static const char *dd_http_ssl_err_text(char *buf, size_t n)
-{
-    unsigned long e = ERR_peek_last_error();
-    buf[0] = '\0';
-    if (e) {
-        const char *reason = ERR_reason_error_string(e);
-        if (reason)
-            dd_msgf(buf, n, "%s", reason);
-        else
-            ERR_error_string_n(e, buf, n);
-    }
-    ERR_clear_error();
-    return buf;
-}
-
-/* OpenSSL says "system lib" for a missing file: name the cause ourselves. */
-static int dd_http_check_readable(const char *path, const char *what, dd_buf *err)
-{
-    FILE *fp = path ? fopen(path, "r") : NULL;
-    if (path && !fp) {
-        dd_buf_printf(err, "cannot read %s '%s': %s", what, path, strerror(errno));
-        return DD_EINVAL;
-    }
-    if (fp)
-        fclose(fp);
-    return 0;
-}
-
-static int dd_http_no_password(char *buf, int size, int rwflag, void *arg)
-{
-    return 0;
-}
-
 static int dd_http_tls_setup(dd_http *h, const dd_http_opts *o, dd_buf *err)
 {
-    char e[256];
-    if (dd_http_check_readable(o->ca_file, "CA file", err) < 0 ||
-        dd_http_check_readable(o->cert_file, "client certificate file", err) < 0 ||
-        dd_http_check_readable(o->key_file, "client key file", err) < 0)
-        return DD_EINVAL;
-    if (o->key_file && !o->cert_file) {
-        dd_buf_printf(err, "a client key file ('%s') needs a client certificate file too",
-                      o->key_file);
-        return DD_EINVAL;
-    }
-    h->ssl_ctx = SSL_CTX_new(TLS_client_method());
-    if (!h->ssl_ctx) {
-        dd_buf_printf(err, "cannot create a TLS context: %s", dd_http_ssl_err_text(e, sizeof(e)));
-        return DD_EINVAL;
-    }
-    SSL_CTX_set_min_proto_version(h->ssl_ctx, TLS1_2_VERSION);
-    /* an encrypted key must fail, not prompt on the daemon's terminal */
-    SSL_CTX_set_default_passwd_cb(h->ssl_ctx, dd_http_no_password);
-    SSL_CTX_set_verify(h->ssl_ctx, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_alpn_protos(h->ssl_ctx, (const unsigned char *)"\x08http/1.1", 9);
-    if (o->ca_file) {
-        if (SSL_CTX_load_verify_locations(h->ssl_ctx, o->ca_file, NULL) != 1) {
-            dd_buf_printf(err, "cannot load CA file '%s': %s", o->ca_file,
-                          dd_http_ssl_err_text(e, sizeof(e)));
-            return DD_EINVAL;
-        }
-    } else if (SSL_CTX_set_default_verify_paths(h->ssl_ctx) != 1) {
-        dd_buf_printf(err, "cannot load the system CA store: %s",
-                      dd_http_ssl_err_text(e, sizeof(e)));
-        return DD_EINVAL;
-    }
-    if (o->cert_file) {
-        const char *key = o->key_file ? o->key_file : o->cert_file;
-        if (SSL_CTX_use_certificate_chain_file(h->ssl_ctx, o->cert_file) != 1) {
-            dd_buf_printf(err, "cannot load client certificate file '%s': %s", o->cert_file,
-                          dd_http_ssl_err_text(e, sizeof(e)));
-            return DD_EINVAL;
-        }
-        if (SSL_CTX_use_PrivateKey_file(h->ssl_ctx, key, SSL_FILETYPE_PEM) != 1) {
-            dd_buf_printf(err, "cannot load client key file '%s': %s", key,
-                          dd_http_ssl_err_text(e, sizeof(e)));
-            return DD_EINVAL;
-        }
-        if (SSL_CTX_check_private_key(h->ssl_ctx) != 1) {
-            dd_buf_printf(err, "client key '%s' does not match certificate '%s'", key,
-                          o->cert_file);
-            ERR_clear_error();
-            return DD_EINVAL;
-        }
-    }
-    return 0;
+    dd_tls_ctx_opts t = {
+        .ca_file = o->ca_file,
+        .cert_file = o->cert_file,
+        .key_file = o->key_file,
+        .alpn = (const unsigned char *)"\x08http/1.1",
+        .alpn_len = 9,
+        .opt_prefix = o->tls_opt_prefix,
+    };
+    return dd_tls_ctx_new(&t, &h->tls_ctx, err);
 }
 
 /* scheme://host[:port][/prefix]; no user info, query or fragment. */
@@ -359,7 +279,7 @@ static void dd_http_req_free(dd_http_req *r)
 
 /* Runs the callback once and frees the request. */
 static void dd_http_req_deliver(dd_http_req *r, int err, bool transient, int status, dd_buf *body,
-                                const char *msg)
+                        const char *msg)
 {
     dd_http_reply rep = {
         .err = err,
@@ -571,10 +491,8 @@ static void dd_http_conn_close(conn *c)
     }
     c->state = C_DEAD;
     c->reconnect = false;
-    if (c->ssl) {
-        SSL_free(c->ssl); /* frees both BIOs */
-        c->ssl = NULL;
-    }
+    dd_tls_free(c->tls);
+    c->tls = NULL;
     if (c->gai_pending)
         uv_cancel((uv_req_t *)&c->gai);
     if (c->tcp_state == SK_OPEN) {
@@ -632,7 +550,7 @@ static void dd_http_write_done(uv_write_t *w, int status)
     if (status < 0 && status != UV_ECANCELED && c->state != C_DEAD) {
         if (c->req)
             dd_http_conn_fail(c, DD_EUNAVAIL, true, "send to %s: %s", c->h->authority,
-                              uv_strerror(status));
+                      uv_strerror(status));
         else
             dd_http_conn_close(c); /* idle and broken: not for reuse */
     }
@@ -652,27 +570,15 @@ static int dd_http_write_bytes(conn *c, const char *data, size_t n)
     return rc;
 }
 
-/* Sends what OpenSSL queued for the peer. */
+/* Sends what TLS queued for the peer. */
 static int dd_http_tls_flush(conn *c)
 {
-    int pending;
-    while ((pending = (int)BIO_ctrl_pending(c->wbio)) > 0) {
-        wr *x = dd_xmalloc(sizeof(*x) + (size_t)pending);
-        x->c = c;
-        int n = BIO_read(c->wbio, x->data, pending);
-        if (n <= 0) {
-            free(x);
-            return UV_EIO;
-        }
-        uv_buf_t b = uv_buf_init(x->data, (unsigned)n);
-        int rc = uv_write(&x->w, (uv_stream_t *)&c->tcp, &b, 1, dd_http_write_done);
-        if (rc < 0) {
-            free(x);
-            return rc;
-        }
-        c->writes++;
-    }
-    return 0;
+    dd_buf out = DD_BUF_INIT;
+    int rc = 0;
+    if (dd_tls_take_out(c->tls, &out) > 0)
+        rc = dd_http_write_bytes(c, out.data, out.len);
+    dd_buf_release(&out);
+    return rc;
 }
 
 /* The request goes out on an ACTIVE connection. Errors come back through
@@ -681,13 +587,11 @@ static void dd_http_send_request(conn *c)
 {
     dd_http_req *r = c->req;
     int rc;
-    if (c->ssl) {
-        ERR_clear_error();
-        if (SSL_write(c->ssl, r->wire, (int)r->wire_len) <= 0) { /* memory BIO: all or error */
-            ERR_clear_error();
+    if (c->tls) {
+        if (dd_tls_write(c->tls, r->wire, r->wire_len) < 0) {
+            dd_tls_forget_error(c->tls);
             rc = UV_EIO;
-        }
-        else
+        } else
             rc = dd_http_tls_flush(c);
     } else {
         rc = dd_http_write_bytes(c, r->wire, r->wire_len);
@@ -698,50 +602,20 @@ static void dd_http_send_request(conn *c)
     }
 }
 
-/* TLS failures name their cause: verification, or the handshake/alert. */
-/* Alerts saying the peer refused our certificate (or us): configuration,
- * not bad luck, so another attempt would fail the same way. */
-static bool dd_http_refused_alert(unsigned long e)
-{
-    switch (ERR_GET_REASON(e)) {
-    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
-    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
-    case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
-    case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
-    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
-    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
-    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
-    case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
-        return true;
-    default:
-        return false;
-    }
-}
-
-/* TLS failures name their cause. Verification failures, handshake failures
- * and certificate alerts are final (-EACCES); other errors on an
- * established session (a corrupted record) are worth another attempt. */
+/* TLS failures name their cause (src/net/tls.c): verification failures,
+ * handshake failures and certificate alerts are final (-EACCES); other
+ * errors on an established session (a corrupted record) are worth another
+ * attempt. */
 static void dd_http_tls_fail(conn *c, bool handshake)
 {
-    char e[256];
-    long v = SSL_get_verify_result(c->ssl);
-    if (v != X509_V_OK) {
-        ERR_clear_error();
-        dd_http_conn_fail(c, -EACCES, false, "TLS: certificate verification of %s failed: %s",
-                          c->h->authority, X509_verify_cert_error_string(v));
-        return;
-    }
-    bool final = handshake || dd_http_refused_alert(ERR_peek_last_error());
-    dd_http_ssl_err_text(e, sizeof(e));
-    dd_http_conn_fail(c, final ? -EACCES : DD_EUNAVAIL, !final, "TLS %s with %s failed: %s",
-                      handshake ? "handshake" : "session", c->h->authority,
-                      *e ? e : "connection closed");
+    char msg[512];
+    int st = dd_tls_failure(c->tls, handshake, c->h->authority, msg, sizeof(msg));
+    dd_http_conn_fail(c, st, st != -EACCES, "%s", msg);
 }
 
 static void dd_http_tls_handshake(conn *c)
 {
-    ERR_clear_error();
-    int r = SSL_do_handshake(c->ssl);
+    int r = dd_tls_handshake(c->tls);
     int rc = dd_http_tls_flush(c);
     if (r == 1) {
         c->state = C_ACTIVE;
@@ -749,13 +623,11 @@ static void dd_http_tls_handshake(conn *c)
         dd_http_send_request(c);
         return;
     }
-    int e = SSL_get_error(c->ssl, r);
-    if (e == SSL_ERROR_WANT_READ && rc == 0)
+    if (r == 0 && rc == 0)
         return;
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_SYSCALL) {
-        ERR_clear_error();
+    if (rc < 0) {
         dd_http_conn_fail(c, DD_EUNAVAIL, true, "TLS handshake with %s: %s", c->h->authority,
-                          rc < 0 ? uv_strerror(rc) : "connection closed");
+                  uv_strerror(rc));
         return;
     }
     dd_http_tls_fail(c, true);
@@ -828,8 +700,7 @@ static void dd_http_on_connect(uv_connect_t *cr, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     int rc = uv_read_start((uv_stream_t *)&c->tcp, dd_http_alloc_cb, dd_http_on_read);
     if (rc < 0) {
-        dd_http_conn_fail(c, DD_EUNAVAIL, true, "receive from %s: %s", h->authority,
-                          uv_strerror(rc));
+        dd_http_conn_fail(c, DD_EUNAVAIL, true, "receive from %s: %s", h->authority, uv_strerror(rc));
         return;
     }
     if (!h->tls) {
@@ -839,31 +710,10 @@ static void dd_http_on_connect(uv_connect_t *cr, int status)
         return;
     }
     c->state = C_HANDSHAKE;
-    c->ssl = SSL_new(h->ssl_ctx);
-    c->rbio = BIO_new(BIO_s_mem());
-    c->wbio = BIO_new(BIO_s_mem());
-    if (!c->ssl || !c->rbio || !c->wbio) {
-        if (c->ssl) {
-            SSL_free(c->ssl);
-            c->ssl = NULL;
-        }
-        BIO_free(c->rbio);
-        BIO_free(c->wbio);
-        ERR_clear_error();
-        dd_http_conn_fail(c, DD_EUNAVAIL, true, "TLS with %s: out of memory", h->authority);
-        return;
-    }
-    BIO_set_mem_eof_return(c->rbio, -1); /* empty means "wait", not EOF */
-    SSL_set_bio(c->ssl, c->rbio, c->wbio);
-    SSL_set_connect_state(c->ssl);
-    /* the name (or address) the certificate must carry: never skip it */
-    int ok = h->numeric ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), h->host)
-                        : SSL_set_tlsext_host_name(c->ssl, h->host) == 1 &&
-                              SSL_set1_host(c->ssl, h->host) == 1;
-    if (!ok) {
-        ERR_clear_error();
-        dd_http_conn_fail(c, -EACCES, false, "TLS with %s: cannot set the name to verify",
-                          h->authority);
+    char msg[300];
+    rc = dd_tls_new(h->tls_ctx, h->host, &c->tls, msg, sizeof(msg));
+    if (rc < 0) {
+        dd_http_conn_fail(c, rc == -EACCES ? -EACCES : DD_EUNAVAIL, rc != -EACCES, "%s", msg);
         return;
     }
     dd_http_tls_handshake(c);
@@ -891,7 +741,7 @@ static void dd_http_try_next_addr(conn *c)
         return;
     }
     dd_http_conn_fail(c, DD_EUNAVAIL, true, "connect to %s: %s", h->authority,
-                      uv_strerror(c->last_err ? c->last_err : UV_EADDRNOTAVAIL));
+              uv_strerror(c->last_err ? c->last_err : UV_EADDRNOTAVAIL));
 }
 
 static void dd_http_gai_cb(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
@@ -906,7 +756,7 @@ static void dd_http_gai_cb(uv_getaddrinfo_t *g, int status, struct addrinfo *res
     }
     if (status < 0) {
         dd_http_conn_fail(c, DD_EUNAVAIL, true, "cannot resolve '%s': %s", c->h->host,
-                          uv_strerror(status));
+                  uv_strerror(status));
         return;
     }
     c->ai = res;
@@ -931,8 +781,8 @@ static void dd_http_conn_timer_cb(uv_timer_t *t)
         int e = c->defer_err;
         c->defer_err = 0;
         dd_http_conn_fail(c, DD_EUNAVAIL, true, "%s %s: %s",
-                          c->state == C_ACTIVE ? "send to" : "connect to", h->authority,
-                          uv_strerror(e));
+                  c->state == C_ACTIVE ? "send to" : "connect to", h->authority,
+                  uv_strerror(e));
         return;
     }
     if (c->state == C_CONNECTING && c->reconnect && c->tcp_state == SK_NONE) {
@@ -943,10 +793,10 @@ static void dd_http_conn_timer_cb(uv_timer_t *t)
     if (now >= c->req->deadline) {
         if (c->state == C_ACTIVE)
             dd_http_conn_fail(c, DD_ETIMEOUT, true, "no complete reply from %s within %lld ms",
-                              h->authority, (long long)c->req->timeout_ms);
+                      h->authority, (long long)c->req->timeout_ms);
         else
             dd_http_conn_fail(c, DD_ETIMEOUT, true, "connect to %s: timed out after %lld ms",
-                              h->authority, (long long)c->req->timeout_ms);
+                      h->authority, (long long)c->req->timeout_ms);
         return;
     }
     if (c->state == C_CONNECTING && now >= c->connect_deadline && c->tcp_state == SK_OPEN &&
@@ -956,7 +806,7 @@ static void dd_http_conn_timer_cb(uv_timer_t *t)
     }
     if (c->state != C_ACTIVE && now >= c->connect_deadline) {
         dd_http_conn_fail(c, DD_ETIMEOUT, true, "connect to %s: timed out after %lld ms",
-                          h->authority, (long long)h->connect_timeout_ms);
+                  h->authority, (long long)h->connect_timeout_ms);
         return;
     }
     dd_http_conn_arm(c);
@@ -984,8 +834,8 @@ static int dd_http_feed(conn *c, const char *p, size_t n)
     int rc = dd_http_parser_feed(c->parser, p, n, &used);
     if (rc < 0) {
         dd_http_conn_fail(c, DD_EPROTO, false, "invalid reply from %s: %s%s", c->h->authority,
-                          dd_http_parser_error(c->parser),
-                          first && dd_http_looks_http2(p, n)
+                  dd_http_parser_error(c->parser),
+                  first && dd_http_looks_http2(p, n)
                       ? ": that is an HTTP/2 (gRPC) port, such as Temporal's 7233; the URL "
                         "must name the Temporal HTTP API port (7243 by default, `temporal "
                         "server start-dev --http-port`)"
@@ -1012,7 +862,7 @@ static void dd_http_complete(conn *c)
      * after the reply (they would be taken for the next request's reply). */
     if (c->close_after || !dd_http_parser_keep_alive(c->parser) || h->closing ||
         h->nidle >= h->max_idle || c->writes > 0 ||
-        (c->ssl && (SSL_pending(c->ssl) > 0 || BIO_ctrl_pending(c->rbio) > 0))) {
+        (c->tls && dd_tls_buffered(c->tls))) {
         dd_http_conn_close(c);
     } else {
         c->state = C_IDLE;
@@ -1039,17 +889,17 @@ static void dd_http_on_eof(conn *c, int err, bool tls_close)
         dd_http_conn_close(c);
         return;
     }
-    if (err == UV_EOF && (!c->ssl || tls_close) &&
+    if (err == UV_EOF && (!c->tls || tls_close) &&
         dd_http_parser_eof(c->parser) == DD_HTTP_PARSE_DONE) {
         dd_http_complete(c);
         return;
     }
     if (err == UV_EOF)
         dd_http_conn_fail(c, DD_EUNAVAIL, true, "%s closed the connection %s", c->h->authority,
-                          c->got_bytes ? "in the middle of the reply" : "before replying");
+                  c->got_bytes ? "in the middle of the reply" : "before replying");
     else
         dd_http_conn_fail(c, DD_EUNAVAIL, true, "receive from %s: %s", c->h->authority,
-                          uv_strerror(err));
+                  uv_strerror(err));
 }
 
 static void dd_http_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -1061,7 +911,7 @@ static void dd_http_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         dd_http_on_eof(c, (int)nread, false);
         return;
     }
-    if (!c->ssl) {
+    if (!c->tls) {
         if (c->state == C_IDLE || !c->req) { /* unasked bytes: drop the connection */
             dd_http_conn_close(c);
             return;
@@ -1070,15 +920,14 @@ static void dd_http_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             dd_http_complete(c);
         return;
     }
-    BIO_write(c->rbio, buf->base, (int)nread);
+    dd_tls_feed(c->tls, buf->base, (size_t)nread);
     if (c->state == C_HANDSHAKE) {
         dd_http_tls_handshake(c);
         if (c->state != C_ACTIVE)
             return;
     }
     for (;;) {
-        ERR_clear_error();
-        int r = SSL_read(c->ssl, c->h->tlsbuf, sizeof(c->h->tlsbuf));
+        ssize_t r = dd_tls_read(c->tls, c->h->tlsbuf, sizeof(c->h->tlsbuf));
         if (r > 0) {
             if (c->state == C_IDLE || !c->req) {
                 dd_http_conn_close(c);
@@ -1093,19 +942,17 @@ static void dd_http_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             }
             continue;
         }
-        int e = SSL_get_error(c->ssl, r);
-        if (e == SSL_ERROR_WANT_READ) {
-            ERR_clear_error();
+        if (r == 0) {
             if (dd_http_tls_flush(c) < 0 && c->req)
                 dd_http_conn_fail(c, DD_EUNAVAIL, true, "send to %s failed", c->h->authority);
             return;
         }
-        if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify */
+        if (r == DD_TLS_EOF) { /* close_notify */
             dd_http_on_eof(c, UV_EOF, true);
             return;
         }
         if (c->state == C_IDLE || !c->req) {
-            ERR_clear_error();
+            dd_tls_forget_error(c->tls);
             dd_http_conn_close(c);
             return;
         }

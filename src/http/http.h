@@ -44,6 +44,8 @@ typedef struct dd_http_opts {
     const char *ca_file;   /* https: CA bundle (PEM) to verify the server; NULL: system store */
     const char *cert_file; /* https: client certificate chain (PEM) for mTLS; NULL: none */
     const char *key_file;  /* its private key (PEM); NULL: in cert_file */
+    const char *tls_opt_prefix; /* the options that set the files ("--temporal"), named
+                                 * in TLS error hints; NULL: none */
     int max_idle;          /* idle keep-alive connections kept; 0: 4 */
     size_t max_body;       /* a larger reply body fails the request; 0: 16 MiB */
     int64_t connect_timeout_ms; /* per connection attempt; 0: 5 s */

@@ -3,12 +3,15 @@
  * States: RESOLVING (uv_getaddrinfo) -> CONNECTING (one address at a time;
  * a refused or timed-out address closes its socket and the next one is
  * tried from the close callback, since a handle's memory is reused) ->
- * READY (reading, writing) -> FAILED (on_fail delivered) -> CLOSED.
+ * [HANDSHAKE (TLS; the connect timer runs again)] -> READY (reading,
+ * writing) -> FAILED (on_fail delivered) -> CLOSED.
  *
- * Writes: commands are appended to out; one uv_write at a time carries all
- * of out (commands queued while a write is in flight go together in the
- * next one: pipelining for free). Errors found inside a call (a uv_write
- * refused) are reported from the timer, so no callback runs inside a call.
+ * Writes: commands are appended to out (plaintext); with TLS they are
+ * encrypted into wire once the session is up. The socket gets the bytes
+ * with send() while it takes them, the rest with one uv_write at a time
+ * (commands queued meanwhile go together in the next one: pipelining for
+ * free). Errors found inside a call (a write refused) are reported from
+ * the timer, so no callback runs inside a call.
  *
  * Lifetime: the timer and the socket are counted handles, a pending
  * getaddrinfo counts too; the memory goes when all are over. */
@@ -16,6 +19,7 @@
 
 #include "core/buf.h"
 #include "core/error.h"
+#include "net/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { CS_RESOLVING, CS_CONNECTING, CS_READY, CS_FAILED, CS_CLOSED };
+enum { CS_RESOLVING, CS_CONNECTING, CS_HANDSHAKE, CS_READY, CS_FAILED, CS_CLOSED };
 
 struct dd_store_conn {
     uv_loop_t *loop;
@@ -61,7 +65,12 @@ struct dd_store_conn {
     void **fifo; /* privdata of the replies owed, a ring */
     size_t fifo_cap, fifo_head, fifo_n;
 
-    dd_buf out;      /* bytes not yet handed to uv_write */
+    dd_tls *tls;     /* rediss://: the session (NULL: plain) */
+    dd_tls_ctx *tls_ctx;
+    char *peer;      /* host:port, for TLS messages */
+    bool got_plain;  /* TLS: the session has delivered bytes */
+    dd_buf out;      /* plaintext not yet sent (or encrypted) */
+    dd_buf wire;     /* TLS: ciphertext not yet handed to the socket */
     char *inflight;  /* the bytes of the uv_write in progress */
     bool writing;
     uv_write_t wreq;
@@ -89,6 +98,10 @@ static void dd_conn_maybe_free(dd_store_conn *c)
         redisReaderFree(c->reader);
     free(c->fifo);
     dd_buf_release(&c->out);
+    dd_buf_release(&c->wire);
+    dd_tls_free(c->tls);
+    dd_tls_ctx_unref(c->tls_ctx);
+    free(c->peer);
     free(c->inflight);
     free(c->host);
     free(c->path);
@@ -223,16 +236,102 @@ static void dd_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     *b = uv_buf_init(c->rbuf, sizeof(c->rbuf));
 }
 
+/* The socket failed (a read, a write; UV_EOF: the peer closed). */
+static void dd_conn_io_fail(dd_store_conn *c, int uverr)
+{
+    if (c->tls && !c->got_plain && c->state == CS_READY) {
+        /* TLS 1.3: the server checks our certificate after our side of the
+         * handshake is done; one that wants a certificate we did not send
+         * alerts and closes, and its close (our commands unread) resets
+         * the connection, which can destroy the alert before it leaves. So
+         * name the likely cause. */
+        bool cert = dd_tls_ctx_has_cert(c->tls_ctx);
+        dd_conn_fail(c, DD_EUNAVAIL, "TLS: %s%s closed the connection right after the handshake (%s)%s",
+                     cert ? "" : "client certificate missing? ", c->peer,
+                     uverr == UV_EOF ? "end of file" : dd_conn_errstr(uverr),
+                     cert ? "" : "; a server that requires one does that: give one with "
+                                 "--redis-cert-file and --redis-key-file");
+    } else if (uverr == UV_EOF) {
+        dd_conn_fail(c, DD_EUNAVAIL, "the server closed the connection");
+    } else {
+        dd_conn_fail(c, DD_EUNAVAIL, "%s", dd_conn_errstr(uverr));
+    }
+}
+
+static void dd_conn_tls_fail(dd_store_conn *c, bool handshake)
+{
+    char msg[512];
+    int st = dd_tls_failure(c->tls, handshake, c->peer, msg, sizeof(msg));
+    dd_conn_fail(c, st, "%s", msg);
+}
+
+static void dd_conn_ready(dd_store_conn *c)
+{
+    uv_timer_stop(&c->timer);
+    c->state = CS_READY;
+    if (c->on_connected)
+        c->on_connected(c->arg);
+    dd_conn_flush(c);
+}
+
+/* TLS: ciphertext in; the handshake, then plaintext to the reader. */
+static void dd_conn_tls_in(dd_store_conn *c, const char *p, size_t n)
+{
+    char plain[16384];
+    dd_tls_feed(c->tls, p, n);
+    if (c->state == CS_HANDSHAKE) {
+        int r = dd_tls_handshake(c->tls);
+        if (r < 0) {
+            dd_conn_flush(c); /* the alert, if any */
+            dd_conn_tls_fail(c, true);
+            return;
+        }
+        dd_conn_flush(c); /* what the handshake wants to send */
+        if (r == 0 || c->state != CS_HANDSHAKE)
+            return;
+        dd_conn_ready(c);
+    }
+    while (c->state == CS_READY) {
+        ssize_t k = dd_tls_read(c->tls, plain, sizeof(plain));
+        if (k == 0) {
+            dd_conn_flush(c); /* e.g. a key update to answer */
+            return;
+        }
+        if (k == DD_TLS_EOF) {
+            dd_conn_fail(c, DD_EUNAVAIL, "the server closed the TLS session");
+            return;
+        }
+        if (k < 0) {
+            dd_conn_tls_fail(c, false);
+            return;
+        }
+        c->got_plain = true;
+        if (redisReaderFeed(c->reader, plain, (size_t)k) != REDIS_OK) {
+            dd_conn_fail(c, DD_EPROTO, "protocol error: %s", c->reader->errstr);
+            return;
+        }
+        dd_conn_dispatch(c);
+    }
+}
+
 static void dd_conn_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     dd_store_conn *c = st->data;
-    if (nread == 0 || c->state != CS_READY)
+    if (nread == 0 || (c->state != CS_READY && c->state != CS_HANDSHAKE))
         return;
     if (nread < 0) {
-        if (nread == UV_EOF)
-            dd_conn_fail(c, DD_EUNAVAIL, "the server closed the connection");
+        if (c->state == CS_HANDSHAKE)
+            /* a server that speaks no TLS on this port (or refused us) hangs up */
+            dd_conn_fail(c, DD_EUNAVAIL, "TLS handshake with %s: %s", c->peer,
+                         nread == UV_EOF ? "the server closed the connection (is that a TLS "
+                                           "port? redis-server --tls-port)"
+                                         : dd_conn_errstr((int)nread));
         else
-            dd_conn_fail(c, DD_EUNAVAIL, "%s", dd_conn_errstr((int)nread));
+            dd_conn_io_fail(c, (int)nread);
+        return;
+    }
+    if (c->tls) {
+        dd_conn_tls_in(c, buf->base, (size_t)nread);
         return;
     }
     if (redisReaderFeed(c->reader, buf->base, (size_t)nread) != REDIS_OK) {
@@ -250,10 +349,10 @@ static void dd_conn_write_done(uv_write_t *w, int status)
     free(c->inflight);
     c->inflight = NULL;
     c->writing = false;
-    if (c->state != CS_READY)
+    if (c->state != CS_READY && c->state != CS_HANDSHAKE)
         return;
     if (status < 0) {
-        dd_conn_fail(c, DD_EUNAVAIL, "%s", dd_conn_errstr(status));
+        dd_conn_io_fail(c, status);
         return;
     }
     dd_conn_flush(c);
@@ -267,12 +366,26 @@ static void dd_conn_write_done(uv_write_t *w, int status)
 static void dd_conn_flush(dd_store_conn *c)
 {
     uv_os_fd_t fd;
-    if (c->state != CS_READY || c->writing || c->out.len == 0)
+    dd_buf *w = &c->out;
+    if (c->tls) {
+        if (c->state == CS_READY && c->out.len > 0) {
+            int rc = dd_tls_write(c->tls, c->out.data, c->out.len);
+            dd_buf_reset(&c->out);
+            if (rc < 0) {
+                dd_tls_forget_error(c->tls);
+                dd_conn_defer_fail(c, UV_EIO);
+                return;
+            }
+        }
+        dd_tls_take_out(c->tls, &c->wire);
+        w = &c->wire;
+    }
+    if ((c->state != CS_READY && c->state != CS_HANDSHAKE) || c->writing || w->len == 0)
         return;
     size_t off = 0;
     if (uv_fileno(&c->sock.h, &fd) == 0) {
-        while (off < c->out.len) {
-            ssize_t k = send(fd, c->out.data + off, c->out.len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (off < w->len) {
+            ssize_t k = send(fd, w->data + off, w->len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (k > 0) {
                 off += (size_t)k;
                 continue;
@@ -280,21 +393,21 @@ static void dd_conn_flush(dd_store_conn *c)
             if (k < 0 && errno == EINTR)
                 continue;
             if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-                dd_buf_reset(&c->out);
+                dd_buf_reset(w);
                 dd_conn_defer_fail(c, -errno);
                 return;
             }
             break;
         }
     }
-    if (off == c->out.len) {
-        dd_buf_reset(&c->out);
+    if (off == w->len) {
+        dd_buf_reset(w);
         return;
     }
-    size_t n = c->out.len - off;
+    size_t n = w->len - off;
     c->inflight = dd_xmalloc(n);
-    memcpy(c->inflight, c->out.data + off, n);
-    dd_buf_reset(&c->out);
+    memcpy(c->inflight, w->data + off, n);
+    dd_buf_reset(w);
     uv_buf_t b = uv_buf_init(c->inflight, (unsigned)n);
     c->wreq.data = c;
     int rc = uv_write(&c->wreq, &c->sock.s, &b, 1, dd_conn_write_done);
@@ -351,7 +464,7 @@ int dd_store_conn_command(dd_store_conn *c, int argc, const char **argv, const s
 
 bool dd_store_conn_connected(const dd_store_conn *c)
 {
-    return c && c->state == CS_READY;
+    return c && (c->state == CS_READY || c->state == CS_HANDSHAKE);
 }
 
 /* ---- connecting ---------------------------------------------------------- */
@@ -364,11 +477,19 @@ static void dd_conn_timer(uv_timer_t *t)
     if (c->defer_status) {
         int e = c->defer_status;
         c->defer_status = 0;
-        dd_conn_fail(c, DD_EUNAVAIL, "%s", dd_conn_errstr(e));
+        if (c->state == CS_READY || c->state == CS_HANDSHAKE)
+            dd_conn_io_fail(c, e);
+        else
+            dd_conn_fail(c, DD_EUNAVAIL, "%s", dd_conn_errstr(e));
         return;
     }
     if (c->state == CS_CONNECTING && !c->sock_open && !c->next_addr) {
         dd_conn_try_next(c); /* the first address of a numeric host */
+        return;
+    }
+    if (c->state == CS_HANDSHAKE) {
+        dd_conn_fail(c, DD_ETIMEOUT, "TLS handshake with %s: no answer within %lld ms", c->peer,
+                     (long long)c->connect_timeout_ms);
         return;
     }
     if (c->state == CS_CONNECTING && c->sock_open) {
@@ -409,9 +530,23 @@ static void dd_conn_on_connect(uv_connect_t *req, int status)
         dd_conn_fail(c, DD_EUNAVAIL, "%s", dd_conn_errstr(rc));
         return;
     }
-    c->state = CS_READY;
-    if (c->on_connected)
-        c->on_connected(c->arg);
+    if (!c->tls_ctx) {
+        dd_conn_ready(c);
+        return;
+    }
+    char msg[300];
+    rc = dd_tls_new(c->tls_ctx, c->host, &c->tls, msg, sizeof(msg));
+    if (rc < 0) {
+        dd_conn_fail(c, rc == -EACCES ? -EACCES : DD_EUNAVAIL, "%s", msg);
+        return;
+    }
+    /* the handshake gets a connect timeout of its own */
+    c->state = CS_HANDSHAKE;
+    uv_timer_start(&c->timer, dd_conn_timer, (uint64_t)c->connect_timeout_ms, 0);
+    if (dd_tls_handshake(c->tls) < 0) {
+        dd_conn_tls_fail(c, true);
+        return;
+    }
     dd_conn_flush(c);
 }
 
@@ -478,6 +613,10 @@ int dd_store_conn_new(uv_loop_t *loop, const dd_store_conn_opts *o, dd_store_con
         dd_msgf(err, errlen, "redis connection: no socket path, host or valid port");
         return DD_EINVAL;
     }
+    if (o->tls && o->path) {
+        dd_msgf(err, errlen, "redis connection: TLS over a unix socket is not supported");
+        return DD_EINVAL;
+    }
     dd_store_conn *c = dd_xcalloc(1, sizeof(*c));
     c->loop = loop;
     c->host = o->host ? dd_strdup(o->host) : NULL;
@@ -490,6 +629,9 @@ int dd_store_conn_new(uv_loop_t *loop, const dd_store_conn_opts *o, dd_store_con
     c->on_fail = o->on_fail;
     c->arg = o->arg;
     c->reader = redisReaderCreate();
+    c->tls_ctx = dd_tls_ctx_ref(o->tls);
+    if (c->host)
+        c->peer = dd_strdupf(strchr(c->host, ':') ? "[%s]:%d" : "%s:%d", c->host, o->port);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     c->handles = 1;

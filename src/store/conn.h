@@ -8,7 +8,8 @@
  * RESP parser of ours). This file owns only the bytes in between: name
  * resolution (uv_getaddrinfo, every address tried in order; a numeric
  * address without it), the socket (uv_tcp for host:port, uv_pipe for a
- * unix socket), the write queue, and matching replies to commands.
+ * unix socket), TLS (src/net/tls.h, for rediss://), the write queue, and
+ * matching replies to commands.
  *
  * Replies come back in the order the commands went out, so a connection
  * keeps a FIFO of the privdata of every command that expects a reply; each
@@ -37,6 +38,8 @@
 #ifndef DD_STORE_CONN_H
 #define DD_STORE_CONN_H
 
+#include "net/tls.h"
+
 #include <hiredis/hiredis.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -49,16 +52,21 @@ typedef struct dd_store_conn_opts {
     const char *host; /* TCP: a name or an address (IPv6 without brackets) */
     int port;
     const char *path;           /* a unix socket instead of host:port */
-    int64_t connect_timeout_ms; /* per address tried; 0: 5000 */
+    int64_t connect_timeout_ms; /* per address tried, and for the TLS handshake; 0: 5000 */
+    dd_tls_ctx *tls;            /* TLS to host (verified against it); NULL: plain.
+                                 * Referenced while the connection lives */
 
-    /* The socket is connected: commands are on their way. May be NULL. */
+    /* The socket is connected (and the TLS handshake done): commands are on
+     * their way. May be NULL. */
     void (*on_connected)(void *arg);
     /* The reply to the command sent with privdata. */
     void (*on_reply)(void *arg, void *privdata, redisReply *rep);
     /* Subscribe mode only (see above); NULL for an ordinary connection. */
     void (*on_push)(void *arg, redisReply *rep);
     /* status: DD_EUNAVAIL (cannot connect, connection lost), DD_ETIMEOUT
-     * (no address answered within connect_timeout_ms), DD_EPROTO (a reply
+     * (no address answered within connect_timeout_ms), -EACCES (TLS: the
+     * server's certificate failed verification, or the server refused ours
+     * or wanted one; msg names which: src/net/tls.h), DD_EPROTO (a reply
      * hiredis' reader refused, or one nobody asked for); msg says what
      * happened in words ("Connection refused", "the server closed the
      * connection"). */
@@ -80,7 +88,8 @@ int dd_store_conn_command(dd_store_conn *c, int argc, const char **argv, const s
 int dd_store_conn_write(dd_store_conn *c, const char *cmd, size_t len, bool expect_reply,
                         void *privdata);
 
-/* True once the socket is connected (and until it fails). */
+/* True once the socket is connected, TLS handshake or not (and until it
+ * fails). */
 bool dd_store_conn_connected(const dd_store_conn *c);
 
 /* Stops everything; no callback but done (may be NULL) runs after this. */

@@ -23,6 +23,7 @@
 #include "core/buf.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "net/tls.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -40,6 +41,7 @@ struct dd_store_sub {
     struct dd_log *log;
     char *host, *path, *password, *user;
     int port;
+    dd_tls_ctx *tls; /* a reference to the store's; NULL: plain */
     int64_t connect_timeout_ms, ping_ms;
     dd_backoff backoff;
     char **channels;
@@ -171,6 +173,7 @@ static void dd_sub_start(dd_store_sub *sub)
         .port = sub->port,
         .path = sub->path,
         .connect_timeout_ms = sub->connect_timeout_ms,
+        .tls = sub->tls,
         .on_reply = dd_sub_on_reply,
         .on_push = dd_sub_on_push,
         .on_fail = dd_sub_on_fail,
@@ -225,6 +228,7 @@ int dd_store_subscribe(dd_store *s, const dd_store_sub_opts *o, dd_store_sub **o
     sub->host = s->url.host ? dd_strdup(s->url.host) : NULL;
     sub->path = s->url.path ? dd_strdup(s->url.path) : NULL;
     sub->port = s->url.port;
+    sub->tls = dd_tls_ctx_ref(s->tls);
     sub->password = s->password ? dd_strdup(s->password) : NULL;
     sub->user = s->user ? dd_strdup(s->user) : NULL;
     sub->connect_timeout_ms = s->connect_timeout_ms;
@@ -262,6 +266,7 @@ static void dd_sub_closed(uv_handle_t *h)
     free(sub->path);
     dd_secret_free(sub->password);
     free(sub->user);
+    dd_tls_ctx_unref(sub->tls);
     free(sub);
     if (done)
         done(arg);

@@ -15,6 +15,8 @@
 #include "store/store_int.h"
 #include "store/conn.h"
 
+#include "net/tls.h"
+
 #include "core/backoff.h"
 #include "core/buf.h"
 #include "core/error.h"
@@ -171,21 +173,23 @@ int dd_store_url_parse(const char *url, dd_store_url *out, char *err, size_t err
         return url_fail(err, errlen, "empty redis url%s", "");
     if (strncmp(url, "redis://", 8) == 0) {
         rc = parse_tcp(url + 8, out, err, errlen);
+    } else if (strncmp(url, "rediss://", 9) == 0) {
+        out->tls = true;
+        rc = parse_tcp(url + 9, out, err, errlen);
     } else if (strncmp(url, "unix://", 7) == 0) {
         rc = parse_unix(url + 7, out, err, errlen);
-    } else if (strncmp(url, "rediss://", 9) == 0) {
-        rc = url_fail(err, errlen, "'%s' (TLS) is not supported by this build (hiredis 0.14)",
-                      "rediss://");
     } else {
         char scheme[32];
         const char *sep = strstr(url, "://");
         if (!sep)
             rc = url_fail(err, errlen, "missing scheme in redis url (want %s)",
-                          "redis:// or unix://");
+                          "redis://, rediss:// or unix://");
         else {
             dd_msgf(scheme, sizeof(scheme), "%.*s", (int)(sep - url), url);
             rc = url_fail(err, errlen,
-                          "unknown scheme '%s' in redis url (want redis:// or unix://)", scheme);
+                          "unknown scheme '%s' in redis url (want redis://, rediss:// or "
+                          "unix://)",
+                          scheme);
         }
     }
     if (rc < 0)
@@ -225,7 +229,8 @@ const char *dd_store__addr(const dd_store *s, char *buf, size_t len)
     if (s->url.path)
         dd_msgf(buf, len, "unix:%s", s->url.path);
     else
-        dd_msgf(buf, len, "%s:%d", s->url.host, s->url.port);
+        dd_msgf(buf, len, strchr(s->url.host, ':') ? "%s[%s]:%d" : "%s%s:%d",
+                s->url.tls ? "tls:" : "", s->url.host, s->url.port);
     return buf;
 }
 
@@ -233,10 +238,15 @@ static void dd_store_maybe_free(dd_store *s)
 {
     if (s->state != ST_CLOSING || !s->conn_timer_closed || s->nreqs > 0)
         return;
+    void (*done)(void *) = s->close_cb;
+    void *arg = s->close_arg;
     dd_store_url_release(&s->url);
     dd_secret_free(s->password);
     free(s->user);
+    dd_tls_ctx_unref(s->tls);
     free(s);
+    if (done)
+        done(arg);
 }
 
 static void dd_store_notify(dd_store *s, int status)
@@ -263,7 +273,7 @@ static void dd_store_on_connect_deadline(uv_timer_t *t)
 static void dd_store_on_conn_fail(void *arg, int status, const char *msg)
 {
     dd_store *s = arg;
-    bool up = s->state == ST_READY || dd_store_conn_connected(s->conn);
+    bool up = s->state == ST_READY; /* else the handshake (TLS or AUTH...) never finished */
     if (status == DD_ETIMEOUT && !up)
         dd_msgf(s->last_error, sizeof(s->last_error), "redis connect timed out after %lld ms",
                 (long long)s->connect_timeout_ms);
@@ -360,6 +370,7 @@ static void dd_store_conn_start(dd_store *s)
         .port = s->url.port,
         .path = s->url.path,
         .connect_timeout_ms = s->connect_timeout_ms,
+        .tls = s->tls,
         .on_reply = dd_store_on_reply,
         .on_fail = dd_store_on_conn_fail,
         .arg = s,
@@ -450,6 +461,35 @@ static void dd_store_conn_fail(dd_store *s, int status)
     dd_store_notify(s, status);
 }
 
+/* rediss:// only: the files are read here, so a bad one is a start-up
+ * error naming it, not a failure per connect. Nothing TLS (nor OpenSSL's
+ * initialisation) happens for redis:// and unix://. */
+static int dd_store_tls_setup(dd_store *s, const dd_store_opts *o, char *err, size_t errlen)
+{
+    bool files = (o->tls_ca_file && *o->tls_ca_file) || (o->tls_cert_file && *o->tls_cert_file) ||
+                 (o->tls_key_file && *o->tls_key_file);
+    if (!s->url.tls) {
+        if (files)
+            return url_fail(err, errlen,
+                            "TLS files (--redis-ca-file, --redis-cert-file, --redis-key-file) "
+                            "were given but the redis url is not %s",
+                            "rediss://");
+        return 0;
+    }
+    dd_buf b = DD_BUF_INIT;
+    dd_tls_ctx_opts t = {
+        .ca_file = o->tls_ca_file && *o->tls_ca_file ? o->tls_ca_file : NULL,
+        .cert_file = o->tls_cert_file && *o->tls_cert_file ? o->tls_cert_file : NULL,
+        .key_file = o->tls_key_file && *o->tls_key_file ? o->tls_key_file : NULL,
+        .opt_prefix = "--redis",
+    };
+    int rc = dd_tls_ctx_new(&t, &s->tls, &b);
+    if (rc < 0)
+        dd_msgf(err, errlen, "%s", dd_buf_str(&b));
+    dd_buf_release(&b);
+    return rc;
+}
+
 int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, char *err,
                   size_t errlen)
 {
@@ -482,6 +522,9 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
     }
     if (s->password && s->ctx.log)
         dd_log_add_secret(s->ctx.log, s->password);
+    rc = dd_store_tls_setup(s, opts, err, errlen);
+    if (rc < 0)
+        goto out;
     s->cmd_timeout_ms = opts->cmd_timeout_ms > 0 ? opts->cmd_timeout_ms : 2000;
     s->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
                                                          : s->cmd_timeout_ms;
@@ -511,6 +554,7 @@ out:
         dd_store_url_release(&s->url);
         dd_secret_free(s->password);
         free(s->user);
+        dd_tls_ctx_unref(s->tls);
         free(s);
     }
     return rc;
@@ -523,23 +567,37 @@ static void dd_store_on_conn_timer_closed(uv_handle_t *h)
     dd_store_maybe_free(s);
 }
 
+/* From the loop, after dd_store_close: what is still outstanding is
+ * answered DD_ECANCELED (its callbacks may do anything, closing included;
+ * new operations are refused at once), then the store's last handle goes. */
 static void dd_store_on_teardown(uv_timer_t *t)
 {
     dd_store *s = t->data;
-    /* every request is done already: this only releases them */
-    dd_store_drop_conn(s, DD_ECANCELED);
+    for (dd_store__req *r = s->head; r; r = r->next) {
+        r->pending = 0; /* the connection is closed: no reply comes */
+        dd_store__finish(r, DD_ECANCELED);
+        dd_store_req_release(r);
+    }
     uv_close((uv_handle_t *)&s->conn_timer, dd_store_on_conn_timer_closed);
 }
 
-void dd_store_close(dd_store *s)
+void dd_store_close(dd_store *s, void (*done)(void *arg), void *arg)
 {
     if (!s || s->state == ST_CLOSING)
         return;
     s->state = ST_CLOSING;
+    s->close_cb = done;
+    s->close_arg = arg;
     s->handshake = NULL;
     s->gen++;
+    /* Nothing more comes from the connection or a timeout; the teardown
+     * answers the rest, from the loop, never inside this call. */
+    if (s->conn) {
+        dd_store_conn_close(s->conn, NULL, NULL);
+        s->conn = NULL;
+    }
     for (dd_store__req *r = s->head; r; r = r->next)
-        dd_store__finish(r, DD_ECANCELED);
+        uv_timer_stop(&r->timer);
     uv_timer_stop(&s->conn_timer);
     uv_timer_start(&s->conn_timer, dd_store_on_teardown, 0, 0);
 }
@@ -634,6 +692,10 @@ void dd_store__finish(dd_store__req *r, int status)
 {
     if (r->done)
         return;
+    /* closed meanwhile (from a callback of a failing connection): the
+     * caller asked for it, so it is a cancel, not a Redis error */
+    if (status != 0 && r->s->state == ST_CLOSING)
+        status = DD_ECANCELED;
     r->done = true;
     uv_timer_stop(&r->timer);
     if (status < 0 && status != DD_ECANCELED && dd_store_s_errors(r))

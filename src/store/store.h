@@ -65,6 +65,9 @@
  * and keys), -ENOTSUP (the server is a Redis Cluster node, or answered
  * -MOVED/-ASK/-CLUSTERDOWN: not supported, see docs/redis.md), DD_EPROTO
  * (an error reply or an unexpected shape), DD_ECANCELED (dd_store_close),
+ * -EACCES also for TLS: the server's certificate failed verification (wrong
+ * CA, name mismatch) or the server refused ours or wanted one we do not
+ * have; dd_store_last_error names which and the option to fix.
  * plus the per-operation codes below. A timeout also drops the connection (replies
  * come in order, so everything behind the missing one is stuck too) and
  * reconnects; a reply arriving after its timeout is ignored.
@@ -93,8 +96,11 @@
 /* redis://[[user]:password@]host[:port][/db]   (host may be [v6addr];
  *                                               user: a Redis 6 ACL user;
  *                                               port default 6379, db 0)
+ * rediss://...                                  the same over TLS (>= 1.2),
+ *                                               the server's certificate
+ *                                               checked against the host
  * unix:///path/to/redis.sock[?db=N]
- * The password may be %-encoded. rediss:// (TLS) is refused: hiredis 0.14.
+ * The password may be %-encoded.
  * A host name is resolved on every (re)connect, off the loop
  * (uv_getaddrinfo), and each of its addresses is tried in order
  * (src/store/conn.h). */
@@ -105,6 +111,7 @@ typedef struct dd_store_url {
     int db;
     char *user;     /* NULL unless given */
     char *password; /* NULL unless given; a secret */
+    bool tls;       /* rediss:// */
 } dd_store_url;
 
 /* Fills out (owned by the caller: dd_store_url_release) or returns DD_EINVAL
@@ -128,6 +135,12 @@ typedef struct dd_store_opts {
     int64_t reconnect_cap_ms;    /* default 5000 */
     uint64_t seed;               /* jitter seed; 0: from the kernel */
     size_t max_pending;          /* live operations before DD_EBUSY; default 65536 */
+    /* rediss:// only (DD_EINVAL with another scheme): the CA bundle to verify
+     * the server (NULL: the system store), and a client certificate chain
+     * and key for mTLS (key NULL: in cert_file). Read at open; a problem
+     * with a file is DD_EINVAL naming it. OpenSSL is never initialised for
+     * redis:// and unix://. */
+    const char *tls_ca_file, *tls_cert_file, *tls_key_file;
     /* Called with 0 whenever the connection becomes ready, and with a
      * negative error when it is lost or an attempt fails. May be NULL. */
     void (*on_state)(int status, void *arg);
@@ -143,11 +156,14 @@ typedef struct dd_store_opts {
  * 0 or DD_EINVAL (message in err). */
 int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, char *err,
                   size_t errlen);
-/* Fails every outstanding operation with DD_ECANCELED (synchronously: no
- * callback runs after this returns), then disconnects and frees the store
- * once its handles have closed (the loop needs to run once more). Safe to
- * call from a callback. */
-void dd_store_close(dd_store *s);
+/* Closes the connection at once (no reply or timeout is delivered after
+ * this), refuses new operations (DD_ECANCELED, synchronously), and answers
+ * every outstanding operation with DD_ECANCELED from the loop, never inside
+ * this call; then frees the store and calls done(arg) (may be NULL) from
+ * the loop. So what an outstanding callback touches must live until done
+ * (or until the loop has run). Safe to call from a callback; a second call
+ * is a no-op. */
+void dd_store_close(dd_store *s, void (*done)(void *arg), void *arg);
 bool dd_store_ready(const dd_store *s);
 /* The last connection/server error in words ("" if none). Owned by s. */
 const char *dd_store_last_error(const dd_store *s);

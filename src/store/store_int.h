@@ -34,6 +34,7 @@ struct dd_store {
     dd_store_url url;
     char *password; /* effective one (opts or URL); NULL: no AUTH */
     char *user;     /* effective ACL user (opts or URL); NULL: AUTH password */
+    struct dd_tls_ctx *tls; /* rediss://: shared with the connections; NULL: plain */
     int64_t cmd_timeout_ms, connect_timeout_ms;
     int64_t reconnect_base_ms, reconnect_cap_ms;
     uint64_t seed;
@@ -45,6 +46,8 @@ struct dd_store {
     dd_store_conn *conn;
     uint64_t gen;
     dd_store__req *handshake;
+    void (*close_cb)(void *arg); /* dd_store_close's done */
+    void *close_arg;
     dd_backoff backoff;
     uv_timer_t conn_timer;
     bool conn_timer_closed;

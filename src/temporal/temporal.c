@@ -343,6 +343,7 @@ int dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *o, dd_temporal **
         .ca_file = o->ca_file,
         .cert_file = o->cert_file,
         .key_file = o->key_file,
+        .tls_opt_prefix = "--temporal",
         .max_body = DD_TC_MAX_BODY,
     };
     int rc = dd_http_new(ctx->loop, &ho, &http, err, errlen);

@@ -155,6 +155,9 @@ int dispatchd_worker_start(uv_loop_t *loop, const dispatchd_worker_opts *o,
     dd_store_opts so = {.url = o->redis_url,
                         .password = o->redis_password,
                         .username = o->redis_username,
+                        .tls_ca_file = o->redis_ca_file,
+                        .tls_cert_file = o->redis_cert_file,
+                        .tls_key_file = o->redis_key_file,
                         .reconnect_cap_ms = w->interval_ms < 5000 ? w->interval_ms : 5000};
     rc = dd_store_open(&w->ctx, &so, &w->s, err, errlen);
     if (rc < 0) {
@@ -191,9 +194,8 @@ uint64_t dispatchd_worker_heartbeats(const dispatchd_worker *w)
 
 /* libuv runs close callbacks in the reverse order of the uv_close calls, so
  * which one comes last is not known here: count, and free in the last. */
-static void dd_worker_closed(uv_handle_t *h)
+static void dd_worker_release(dispatchd_worker *w)
 {
-    dispatchd_worker *w = h->data;
     if (--w->open_handles > 0)
         return;
     void (*done)(void *) = w->done;
@@ -205,12 +207,24 @@ static void dd_worker_closed(uv_handle_t *h)
         done(arg);
 }
 
+static void dd_worker_closed(uv_handle_t *h)
+{
+    dd_worker_release(h->data);
+}
+
+/* The store answers what is still in flight (DD_ECANCELED, touching w)
+ * before it calls this: w lives until then. */
+static void dd_worker_store_closed(void *arg)
+{
+    dd_worker_release(arg);
+}
+
 static void dd_worker_finish(dispatchd_worker *w)
 {
     if (uv_is_closing((uv_handle_t *)&w->stop_deadline))
         return;
-    dd_store_close(w->s); /* cancels anything still in flight */
-    w->open_handles = 2;
+    w->open_handles = 3; /* two timers and the store */
+    dd_store_close(w->s, dd_worker_store_closed, w); /* cancels anything still in flight */
     uv_close((uv_handle_t *)&w->timer, dd_worker_closed);
     uv_close((uv_handle_t *)&w->stop_deadline, dd_worker_closed);
 }

@@ -1,6 +1,7 @@
 /* fuzz_store_url - src/store/store.c's Redis URL parser and key builder.
  *   - a URL parses to exactly one of host:port or a unix path, port
- *     1-65535, db >= 0, or is refused with a reason;
+ *     1-65535, db >= 0, TLS exactly for rediss:// (always host:port), or is
+ *     refused with a reason;
  *   - a refusal never quotes the password: the input is parsed a second
  *     time with a marker password and the message must not contain it;
  *   - a key is "dd:<kind>:{<id>}" whole, or NULL (empty or > 1000 bytes).
@@ -28,6 +29,8 @@ static void url(const char *s)
         if (u.path)
             FUZZ_CHECK(u.path[0] == '/', "path '%s'", u.path);
         FUZZ_CHECK(u.db >= 0, "db %d", u.db);
+        FUZZ_CHECK(u.tls == (strncmp(s, "rediss://", 9) == 0) && (!u.tls || u.host),
+                   "tls %d for '%s'", u.tls, s);
         dd_store_url_release(&u);
     } else {
         FUZZ_CHECK(rc == DD_EINVAL && *err, "rc %d, err '%s'", rc, err);

@@ -153,7 +153,7 @@ static int teardown(void **state)
     if (f->private_dir[0])
         stop_private_temporal(f->private_dir); /* also after a failed assertion */
     dd_temporal_close(f->t, count_cb, &closed);
-    dd_store_close(f->s);
+    dd_store_close(f->s, NULL, NULL);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&f->loop);
     dd_test_echo_log(f->logf); /* what the reconciler logged, for the test output */
@@ -644,7 +644,7 @@ static void test_redis_down(void **state)
     fx *f = *state;
     char w[DD_DISPATCHER_ID_BUFLEN], run[64];
     int64_t old = dd_wall_ms() - THR - 1000;
-    dd_store_close(f->s);
+    dd_store_close(f->s, NULL, NULL);
     f->s = open_store(f, 500);
     start_dispatcher(f, "p-redis", "host-z", w, run);
     claim(f, "p-redis", w, run, "host-z", old);
@@ -882,7 +882,7 @@ static void test_two_reconcilers(void **state)
                      ca.st.candidates);
     close_reconciler(f, a);
     close_reconciler(f, b);
-    dd_store_close(s2);
+    dd_store_close(s2, NULL, NULL);
 }
 
 /* Terminations are rate limited by the token bucket (waiting on a timer). */

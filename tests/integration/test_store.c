@@ -227,7 +227,7 @@ static int setup_auth(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
-    dd_store_close(f->s);
+    dd_store_close(f->s, NULL, NULL);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&f->loop);
     dd_log_free(f->log);
@@ -478,7 +478,7 @@ static void test_paused_redis_times_out(void **state)
     fx *f = *state;
     waiter w;
     char url[128];
-    dd_store_close(f->s);
+    dd_store_close(f->s, NULL, NULL);
     open_store(f, url_of(f, url, sizeof(url)), NULL, 300);
     assert_int_equal(W(dd_store_ping(f->s, status_cb, &w)), 0);
 
@@ -503,7 +503,7 @@ static void test_refused_reported_at_once(void **state)
 {
     fx *f = *state;
     char url[128];
-    dd_store_close(f->s);
+    dd_store_close(f->s, NULL, NULL);
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", dd_test_free_port());
     uint64_t t0 = dd_mono_ms();
     open_store(f, url, NULL, 5000); /* connect deadline: seconds away */
@@ -523,20 +523,40 @@ static void test_refused_reported_at_once(void **state)
     assert_false(dd_store_ready(f->s));
 }
 
+static waiter *close_watch[2];
+static bool done_saw_answers;
+
+static void close_done(void *arg)
+{
+    *(bool *)arg = true;
+    done_saw_answers = close_watch[0] && close_watch[0]->done && close_watch[1] &&
+                       close_watch[1]->done;
+}
+
 static void test_close_with_pending(void **state)
 {
     fx *f = *state;
     waiter a, b;
     memset(&a, 0, sizeof(a));
     memset(&b, 0, sizeof(b));
+    close_watch[0] = &a;
+    close_watch[1] = &b;
+    bool closed = false;
     assert_int_equal(dd_store_ping(f->s, status_cb, &a), 0);
     assert_int_equal(dd_store_list(f->s, 0, list_cb, &b), 0);
-    dd_store_close(f->s);
-    /* answered synchronously: nothing runs after close returns */
-    assert_true(a.done && b.done);
+    dd_store_close(f->s, close_done, &closed);
+    /* CONTRIBUTING: never inside the call that cancels */
+    assert_false(a.done || b.done || closed);
+    waiter c;
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(dd_store_ping(f->s, status_cb, &c), DD_ECANCELED); /* refused at once */
+    dd_store_close(f->s, close_done, &closed); /* twice: a no-op */
+    assert_true(run_until(f, &closed, 5000));
+    /* both answered once, from the loop, before done */
+    assert_true(a.done && b.done && !c.done);
     assert_int_equal(a.status, DD_ECANCELED);
     assert_int_equal(b.status, DD_ECANCELED);
-    assert_int_equal(dd_store_ping(f->s, status_cb, &a), DD_ECANCELED);
+    assert_true(done_saw_answers);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     f->s = NULL;
 }
@@ -548,7 +568,7 @@ static void test_bounded_pending(void **state)
     char url[128];
     dd_store_opts o = {0};
     char err[256];
-    dd_store_close(f->s);
+    dd_store_close(f->s, NULL, NULL);
     o.url = url_of(f, url, sizeof(url));
     o.max_pending = 2;
     assert_int_equal(dd_store_open(&f->ctx, &o, &f->s, err, sizeof(err)), 0);
@@ -599,7 +619,7 @@ static void test_unix_socket(void **state)
         waitpid(pid, NULL, 0);
         fail_msg("redis-server on '%s' did not answer within 15 s", path);
     }
-    dd_store_close(f->s);
+    dd_store_close(f->s, NULL, NULL);
     snprintf(url, sizeof(url), "unix://%s?db=2", path);
     open_store(f, url, NULL, 2000);
     int64_t e;
@@ -634,8 +654,8 @@ static void close_from_cb(int status, void *arg)
     closer *c = arg;
     c->status = status;
     c->done = true;
-    dd_store_close(c->f->s);
-    /* the other operation was answered inside close */
+    dd_store_close(c->f->s, NULL, NULL);
+    /* the other operation is not answered inside close (1: still open) */
     c->other_status_seen = c->other->done ? c->other->status : 1;
 }
 
@@ -649,7 +669,9 @@ static void test_close_from_callback(void **state)
     assert_int_equal(dd_store_list(f->s, 0, list_cb, &other), 0);
     assert_true(run_until(f, &c.done, 5000));
     assert_int_equal(c.status, 0);
-    assert_int_equal(c.other_status_seen, DD_ECANCELED);
+    assert_int_equal(c.other_status_seen, 1);
+    assert_true(run_until(f, &other.done, 5000)); /* later, from the loop */
+    assert_int_equal(other.status, DD_ECANCELED);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     f->s = NULL;
 }
@@ -666,14 +688,14 @@ static void test_auth(void **state)
     assert_int_equal(W(dd_store_ping(f->s, status_cb, &w)), -EACCES);
     assert_non_null(strstr(dd_store_last_error(f->s), "WRONGPASS"));
     assert_null(strstr(dd_store_last_error(f->s), "wrong-password-123"));
-    dd_store_close(f->s);
+    dd_store_close(f->s, NULL, NULL);
     uv_run(&f->loop, UV_RUN_DEFAULT);
 
     /* no password at all */
     open_store(f, url, NULL, 2000);
     assert_int_equal(W(dd_store_ping(f->s, status_cb, &w)), -EACCES);
     assert_non_null(strstr(dd_store_last_error(f->s), "NOAUTH"));
-    dd_store_close(f->s);
+    dd_store_close(f->s, NULL, NULL);
     uv_run(&f->loop, UV_RUN_DEFAULT);
 
     /* the right one, from the URL, and db 3 */
@@ -788,7 +810,7 @@ static void test_big_index(void **state)
     char url[128];
     /* 10k writes go out at once; on a loaded machine (CI, ASan) the last
      * of them can wait longer than the default 2 s per command. */
-    dd_store_close(f->s);
+    dd_store_close(f->s, NULL, NULL);
     open_store(f, url_of(f, url, sizeof(url)), NULL, 30000);
     const int64_t now = 10000000, thr = 120000;
     enum { N = 10000 };
@@ -934,7 +956,7 @@ static void test_pubsub(void **state)
     assert_int_equal(n, 0);
     assert_int_equal(w.nmsg, 2);
     /* the store closes first; the subscription keeps working on its own */
-    dd_store_close(f->s);
+    dd_store_close(f->s, NULL, NULL);
     sleep_loop(f, 20);
     c = raw(f);
     w.got = false;
@@ -987,7 +1009,7 @@ static void test_pubsub_auth(void **state)
     assert_true(run_until(f, &bad.lost, 10000));
     assert_int_equal(bad.last_status, -EACCES);
     close_sub(f, sub);
-    dd_store_close(f->s);
+    dd_store_close(f->s, NULL, NULL);
     open_store(f, url, PASSWORD, 2000);
     sub = subscribe(f, &w);
     assert_true(run_until(f, &w.ready, 10000));

@@ -21,7 +21,17 @@ static void test_url_tcp(void **state)
     assert_null(u.path);
     dd_store_url_release(&u);
 
+    /* rediss://: the same URL over TLS */
+    assert_int_equal(dd_store_url_parse("rediss://u:pw@redis.internal:6380/3", &u, err, sizeof(err)), 0);
+    assert_true(u.tls);
+    assert_string_equal(u.host, "redis.internal");
+    assert_int_equal(u.port, 6380);
+    assert_int_equal(u.db, 3);
+    assert_string_equal(u.user, "u");
+    assert_string_equal(u.password, "pw");
+    dd_store_url_release(&u);
     assert_int_equal(dd_store_url_parse("redis://localhost", &u, err, sizeof(err)), 0);
+    assert_false(u.tls);
     assert_int_equal(u.port, 6379);
     assert_int_equal(u.db, 0);
     dd_store_url_release(&u);
@@ -91,7 +101,7 @@ static void test_url_errors(void **state)
     expect_error("redis://h:1/1/2", "bad db '1/2'");
     expect_error("http://h:1", "unknown scheme 'http'");
     expect_error("h:6379", "missing scheme");
-    expect_error("rediss://h:1", "TLS");
+    expect_error("rediss://h:abc", "bad port 'abc'");
     expect_error("redis://[::1:1", "unterminated");
     expect_error("redis://::1:6379", "needs brackets");
     expect_error("redis://[redis.local]:6379", "not an IPv6 address");
