@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/notify.h"
+#include "child/will.h"
 #include "metrics/http.h"
 #include "metrics/metrics.h"
 #include "owner/owner.h"
@@ -47,6 +48,8 @@ struct dd_daemon {
     uv_timer_t notify_poll; /* while NOTIFY_SOCKET is set and not stopping */
     char *notify_status;    /* the STATUS= text last sent (owned) */
     bool notify_ready, notify_closed, notify_poll_closed;
+    /* the last will's connection part (child/will.h): what the store uses */
+    char *will_url, *will_user, *will_password; /* secrets: wiped when freed */
 };
 
 static bool dd_daemon_ready(void *arg, char *reason, size_t len)
@@ -170,6 +173,18 @@ static void dd_daemon_want_heartbeat(dd_owner *o, void *arg)
     for (int i = 0; i < d->nowners; i++)
         if (d->owners[i] == o && d->hbs[i])
             dd_heartbeat_want(d->hbs[i]);
+}
+
+/* The will a child's guard runs if we die (child/will.h): the connection
+ * our store uses and the current ownership's fence. */
+static void dd_daemon_will(dd_owner *o, dd_buf *out, void *arg)
+{
+    dd_daemon *d = arg;
+    for (int i = 0; i < d->nowners; i++) {
+        dd_will w = {.url = d->will_url, .username = d->will_user, .password = d->will_password};
+        if (d->owners[i] == o && d->hbs[i] && d->will_url && dd_heartbeat_will(d->hbs[i], &w))
+            dd_will_pack(out, &w);
+    }
 }
 
 static void dd_daemon_chain(dd_owner *o, const char *run_id, void *arg)
@@ -386,6 +401,21 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
         free(d);
         return code;
     }
+    {
+        /* the same connection settings for the guards' last wills; read
+         * again (dd_cli_store_open checked them): the store keeps no copy
+         * it hands out */
+        char werr[256];
+        char *pw = NULL;
+        if (dd_config_secret("DISPATCHD_REDIS_PASSWORD", cli->cfg.redis_password_file, &pw,
+                             werr, sizeof(werr)) == 0) {
+            d->will_url = dd_strdup(dd_cli_redis_url(cli));
+            d->will_user = cli->cfg.redis_username && *cli->cfg.redis_username
+                               ? dd_strdup(cli->cfg.redis_username)
+                               : NULL;
+            d->will_password = pw;
+        }
+    }
     const char *disp[DD_MAX_DISPATCHERS];
     int n = cli->cfg.ndispatchers;
     for (int i = 0; i < n; i++)
@@ -441,6 +471,7 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                             .fence = &fence,
                             .wf = &wf,
                             .on_chain = dd_daemon_chain,
+                            .will = dd_daemon_will,
                             .want_heartbeat = dd_daemon_want_heartbeat,
                             .child_grace_ms = cli->cfg.stop_timeout_ms,
                             .child_max_restarts = cli->cfg.child_max_restarts,
@@ -540,6 +571,9 @@ void dd_daemon_free(dd_daemon *d)
         dd_owner_free(d->owners[i]);
     free(d->wf_input);
     free(d->notify_status);
+    dd_secret_free(d->will_url);
+    dd_secret_free(d->will_user);
+    dd_secret_free(d->will_password);
     free(d);
 }
 

@@ -433,8 +433,16 @@ void dd_heartbeat_stopped_acting(dd_heartbeat *h, const char *run_id)
         h->releasing = false;
         h->claimed = false;
         uv_timer_stop(&h->timer);
-        if (dd_store_release(h->s, dd_owner_workflow_id(h->o), h->run_id, h->epoch,
-                             dd_hb_released, h) == 0)
+        /* the record goes, the handoff flag is set (unless we still wait
+         * for our own predecessor: hb_handoff.c) and the standbys are told
+         * at once, as a last will does (hb_handoff.c, dd_heartbeat_will) */
+        dd_store_let_go_args a = {.workflow_id = dd_owner_workflow_id(h->o),
+                                  .run_id = h->run_id,
+                                  .first_run_id = h->first_run_id[0] ? h->first_run_id : NULL,
+                                  .epoch = h->epoch,
+                                  .ack_holder = h->waiting_prev ? NULL : dd_owner_server_id(h->o),
+                                  .ack_ttl_ms = 2 * h->opts.threshold_ms};
+        if (dd_store_let_go(h->s, &a, dd_hb_released, h) == 0)
             h->inflight++;
         h->epoch = 0;
         return;

@@ -131,6 +131,14 @@ static void dd_owner_start_child(dd_owner *o)
     char *e3 = dd_strdupf("DISPATCHD_SERVER_ID=%s", o->server_id);
     const char *env[] = {e1, e2, e3, NULL};
     char err[512];
+    if (o->opts.will) { /* what the guard releases if we die (child/will.h) */
+        dd_buf w = DD_BUF_INIT;
+        o->opts.will(o, &w, o->opts.arg);
+        dd_child_set_will(o->child, w.data, w.len);
+        if (w.data)
+            explicit_bzero(w.data, w.len);
+        dd_buf_release(&w);
+    }
     if (dd_child_start(o->child, o->child_argv, env, err, sizeof(err)) < 0) {
         dd_error(o->ctx.log, "child_start_failed", "dispatcher=%s error=%s", o->name, err);
     } else {
