@@ -48,6 +48,11 @@ struct dd_daemon {
     uv_timer_t notify_poll; /* while NOTIFY_SOCKET is set and not stopping */
     char *notify_status;    /* the STATUS= text last sent (owned) */
     bool notify_ready, notify_closed, notify_poll_closed;
+    /* standbys are told of releases and last wills (dd:released) */
+    dd_store_sub *sub;
+    bool sub_closed; /* true when there is none, or once it has closed */
+    bool sub_warned; /* release_channel_lost said, not subscribed since */
+    dd_metric *m_subscribed;
     /* the last will's connection part (child/will.h): what the store uses */
     char *will_url, *will_user, *will_password; /* secrets: wiped when freed */
 };
@@ -82,7 +87,7 @@ static void dd_daemon_notify_stopping(dd_daemon *d);
 static void dd_daemon_maybe_done(dd_daemon *d)
 {
     if (d->owners_stopped < d->nowners || d->hbs_closed < d->nowners || !d->temporal_closed ||
-        !d->gate_closed)
+        !d->gate_closed || !d->sub_closed)
         return;
     if (!d->notify_closed || !d->notify_poll_closed) {
         dd_daemon_notify_close(d); /* last, so the watchdog pings through shutdown */
@@ -103,6 +108,65 @@ static void dd_daemon_temporal_closed(void *arg)
 }
 
 static void dd_daemon_close_clients(dd_daemon *d);
+
+/* ---- standbys are told (docs/ownership.md, "Standbys are told") --------
+ * One subscription per process to dd:released: an owner's graceful release
+ * and a guard's last will publish the dispatcher's workflow id there, and
+ * the standby of that dispatcher looks at the record at once instead of at
+ * its next timer. The timer stays: a message published while we were not
+ * subscribed is lost, so after every (re)subscription every standby looks
+ * again. */
+static void dd_daemon_released(const char *channel, const char *data, size_t len, void *arg)
+{
+    (void)channel;
+    dd_daemon *d = arg;
+    if (d->stopping)
+        return;
+    for (int i = 0; i < d->nowners; i++)
+        if (d->hbs[i] && strlen(dd_owner_workflow_id(d->owners[i])) == len &&
+            !memcmp(dd_owner_workflow_id(d->owners[i]), data, len))
+            dd_heartbeat_notified(d->hbs[i], "release");
+}
+
+static void dd_daemon_sub_state(int status, void *arg)
+{
+    dd_daemon *d = arg;
+    dd_metric_set(d->m_subscribed, NULL, status == 0 ? 1 : 0);
+    if (status != 0) {
+        if (!d->sub_warned) /* once per loss, not per reconnect attempt */
+            dd_warn(d->ctx.log, "release_channel_lost", "channel=%s error=%s note=%s",
+                    DD_STORE_CHANNEL_RELEASED, dd_strerror(status),
+                    "standbys fall back to their stale timers until it is back");
+        d->sub_warned = true;
+        return;
+    }
+    d->sub_warned = false;
+    dd_info(d->ctx.log, "release_channel_subscribed", "channel=%s", DD_STORE_CHANNEL_RELEASED);
+    if (d->stopping)
+        return;
+    /* what was published while we were away is lost: look again */
+    for (int i = 0; i < d->nowners; i++)
+        if (d->hbs[i])
+            dd_heartbeat_notified(d->hbs[i], "resubscribed");
+}
+
+static void dd_daemon_sub_closed(void *arg)
+{
+    dd_daemon *d = arg;
+    d->sub_closed = true;
+    dd_daemon_maybe_done(d);
+}
+
+/* Before the heartbeats close (a message must never reach a freed one). */
+static void dd_daemon_sub_close(dd_daemon *d)
+{
+    if (!d->sub)
+        return;
+    dd_store_sub *sub = d->sub;
+    d->sub = NULL;
+    dd_metric_set(d->m_subscribed, NULL, 0);
+    dd_store_sub_close(sub, dd_daemon_sub_closed, d);
+}
 
 static void dd_daemon_rec_closed(void *arg)
 {
@@ -126,6 +190,7 @@ static void dd_daemon_close_clients(dd_daemon *d)
         dd_reconciler_close(d->rec, dd_daemon_rec_closed, d);
         return;
     }
+    dd_daemon_sub_close(d);
     if (d->store) {
         dd_store_close(d->store);
         d->store = NULL;
@@ -143,6 +208,7 @@ static void dd_daemon_owner_stopped(dd_owner *o, void *arg)
          * nothing is left to do here, so the process winds down and exits */
         d->stopping = true;
         dd_info(d->ctx.log, "all_released", "dispatchers=%d", d->nowners);
+        dd_daemon_sub_close(d);
         dd_daemon_notify_stopping(d);
         if (d->http) {
             dd_metrics_http_close(d->http);
@@ -155,6 +221,7 @@ static void dd_daemon_owner_stopped(dd_owner *o, void *arg)
     }
     /* Every run release has been answered; let the heartbeats finish their
      * record releases, then close the clients. */
+    dd_daemon_sub_close(d);
     for (int i = 0; i < d->nowners; i++)
         dd_heartbeat_close(d->hbs[i], dd_daemon_hb_closed, d);
 }
@@ -386,6 +453,7 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                     const char *default_dispatcher, char *const *child_argv)
 {
     dd_daemon *d = dd_xcalloc(1, sizeof(*d));
+    d->sub_closed = true; /* until there is a subscription */
     d->cli = cli;
     d->ctx = *ctx;
     d->gate_closed = true; /* until the timer exists */
@@ -499,6 +567,25 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
         }
         d->nowners++;
     }
+    if (ctx->metrics)
+        d->m_subscribed = dd_metrics_family(
+            ctx->metrics, DD_GAUGE, "dispatchd_release_channel_subscribed",
+            "1 while this process is subscribed to dd:released (standbys hear of releases and "
+            "last wills at once), else 0 (they fall back to their stale timers).",
+            NULL, NULL, 0);
+    dd_metric_set(d->m_subscribed, NULL, 0);
+    const char *channels[] = {DD_STORE_CHANNEL_RELEASED};
+    dd_store_sub_opts subo = {.channels = channels,
+                              .nchannels = 1,
+                              .on_message = dd_daemon_released,
+                              .on_state = dd_daemon_sub_state,
+                              .arg = d};
+    if (dd_store_subscribe(d->store, &subo, &d->sub, err, sizeof(err)) == 0)
+        d->sub_closed = false;
+    else
+        dd_warn(ctx->log, "release_channel_lost", "channel=%s error=%s note=%s",
+                DD_STORE_CHANNEL_RELEASED, err,
+                "standbys fall back to their stale timers");
     dd_reconciler_opts ro = {.stale_threshold_ms = cli->cfg.stale_threshold_ms,
                              .interval_ms = cli->cfg.reconcile_interval_ms,
                              .terminate_rate = cli->cfg.terminate_rate,
@@ -551,6 +638,7 @@ void dd_daemon_stop(dd_daemon *d, void (*done)(void *), void *arg)
     d->stopping = true;
     dd_daemon_notify_stopping(d);
     dd_daemon_gate_close(d);
+    dd_daemon_sub_close(d);
     if (d->http) {
         dd_metrics_http_close(d->http);
         d->http = NULL;

@@ -266,6 +266,12 @@ void dd_heartbeat_stopped_acting(dd_heartbeat *h, const char *run_id);
 /* Begins watching as a standby (call after the owner's first takeover
  * attempt failed to own, or right away: owning cancels the watch). */
 void dd_heartbeat_start(dd_heartbeat *h);
+/* A standby was told (dd:released: a graceful release or a last will of
+ * the dispatcher's owner; why "release"), or may have missed such a message
+ * (why "resubscribed"): it reads the record now instead of at its timer,
+ * and fails over through the lease if it is stale or gone. No-op unless
+ * standing by. */
+void dd_heartbeat_notified(dd_heartbeat *h, const char *why);
 /* Sends a heartbeat now if we own and none is in flight (wire to the
  * owner's want_heartbeat). */
 void dd_heartbeat_want(dd_heartbeat *h);

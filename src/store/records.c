@@ -142,7 +142,8 @@ static const char lua_release[] = LUA_FENCE("ARGV[2]", "ARGV[3]")
  * heartbeat to 0 (workflow mode: the user's chain is still running, and a
  * stale record is what makes a standby or the reconciler end it,
  * termination-first). Then one PUBLISH of wid on channel, so standbys try
- * at once instead of waiting for their timer. */
+ * at once instead of waiting for their timer: pcall, so an ACL user without
+ * +publish still releases (its standbys then wait for their timers). */
 static const char lua_let_go[] =
     "local cur = redis.call('HMGET', KEYS[1], 'run_id', 'epoch', 'server_id', 'first_run_id')\n"
     "local ttl = tonumber(ARGV[7]) or 0\n"
@@ -164,7 +165,7 @@ static const char lua_let_go[] =
     "  redis.call('DEL', KEYS[1])\n"
     "  redis.call('ZREM', KEYS[2], ARGV[1])\n"
     "end\n"
-    "redis.call('PUBLISH', ARGV[8], ARGV[1])\n"
+    "redis.pcall('PUBLISH', ARGV[8], ARGV[1])\n"
     "return {'ok'}\n";
 
 /* KEYS: hb, index. ARGV: wid run hb_ms. 1 deleted, 0 gone, -1 changed.

@@ -14,12 +14,12 @@ P=wl$$x$RANDOM
 W="dispatcher-$P-q"
 KEY="dd:hb:{$W}"
 THR=15000
-C=(--temporal-url "$U" --redis-url "redis://127.0.0.1:$RP/0" --heartbeat-interval 5s
+C=(--temporal-url "$U" --heartbeat-interval 5s
    --stale-threshold 15s --metrics-listen off)
 # the child says when it starts and stops, in its own file, with its host
 child="exec >>'$T/children.log'; "'trap '"'"'echo stop $(date +%s%N) $DISPATCHD_SERVER_ID; exit 0'"'"' TERM; echo "start $(date +%s%N) $DISPATCHD_SERVER_ID"; while :; do sleep 0.05; done'
-host() { # host NAME: a dispatchd host for P/q (takes over at start)
-  "$DISPATCHD" run --dispatcher "$P/q" "${C[@]}" --server-id "$1" -- sh -c "$child" \
+host() { # host NAME [REDIS_URL]: a dispatchd host for P/q (takes over at start)
+  "$DISPATCHD" run --dispatcher "$P/q" "${C[@]}" --redis-url "${2:-redis://127.0.0.1:$RP/0}" --server-id "$1" -- sh -c "$child" \
     >"$T/$1.out" 2>>"$T/$1.log" &
   echo $! >"$T/$1.pid"
   track_dd $! "$1"
@@ -65,18 +65,58 @@ check "the dead owner's run was terminated (termination-first)" \
 check "the new owner did not wait for the dead one's acknowledgement" \
   bash -c "! grep -q 'event=handoff_timeout' '$T/h1.log'"
 
+# the standby's last failover attempt came right after it heard a release on dd:released (not
+# from its timer: that one would follow an earlier attempt, or nothing)
+told_first() {
+  grep -E 'event=(release_heard|failover_attempt)' "$T/$1.log" | tail -2 | head -1 | grep -q event=release_heard
+}
+check "the standby heard the will on dd:released and went at once" told_first h1
+
+# --- graceful handover (SIGTERM): the same path ------------------------------------------------
+host h5
+acting h5 || fail "h5 did not take over"
+kill -TERM "$(pid_of h5)"
+expect_exit "$(pid_of h5)" 0
+check "the standby took over the released dispatcher and its child acts" acting h1
+check "  told on dd:released, not by its timer" told_first h1
+check "  without waiting for an acknowledgement" bash -c "! grep -q 'event=handoff_timeout' '$T/h1.log'"
+check "no two children acted at once" [ "$(overlaps)" = 0 ]
+
+# --- a lost notification: a standby that cannot subscribe still takes over, by its timer --------
+# (an ACL user that may publish but not subscribe: as if every message were lost)
+redis-cli -p "$RP" acl setuser deaf on '>deaf-pw' '~*' resetchannels '&dd:*' '+@all' '-subscribe' >/dev/null
+host hs "redis://deaf:deaf-pw@127.0.0.1:$RP/0"
+acting hs || fail "hs did not take over"
+kill -TERM "$(pid_of h1)"          # hs alone stands by from here
+expect_exit "$(pid_of h1)" 0
+host h6
+acting h6 || fail "h6 did not take over"
+check "hs says it is not subscribed" grep -q 'event=release_channel_lost' "$T/hs.log"
+hb6=$(rec hb_ms)
+kill -9 "$(pid_of h6)"
+expect_exit "$(pid_of h6)" 137
+check "h6's guard wrote its will" wait_until 10 grep -q 'event=will_released' "$T/h6.log"
+check "the deaf standby takes over by its timer" acting hs
+check "  before the record would have gone stale by its heartbeat" [ "$(rec hb_ms)" -lt $((hb6 + THR)) ]
+check "  without having heard anything" bash -c "! grep -q 'event=release_heard' '$T/hs.log'"
+check "no two children acted at once" [ "$(overlaps)" = 0 ]
+host h1                            # a subscribed standby again for what follows
+acting h1 || fail "h1 did not take over"
+
 # --- SIGSTOP of the owner's dispatchd: no will, the threshold path -------------------------------
+taken_over() { o=$(rec server_id); [ -n "$o" ] && [ "$o" != "$1" ]; }
 host h3
 acting h3 || fail "h3 did not take over"
 r3=$(rec run_id); hb3=$(rec hb_ms)
 kill -STOP "$(pid_of h3)"
-check "a standby takes over the frozen owner only at the threshold" wait_until 40 owned_by h1
+check "a standby takes over the frozen owner only at the threshold" wait_until 40 taken_over h3
+S=$(rec server_id)
 check "  (its claim came after the record was a threshold old)" [ "$(rec hb_ms)" -ge $((hb3 + THR)) ]
-check "  and it judged the record stale" grep -q "event=owner_stale .*run_id=$r3" "$T/h1.log"
+check "  and it judged the record stale" grep -q "event=owner_stale .*run_id=$r3" "$T/$S.log"
 check "the frozen owner's guard stopped its child at the deadline" \
   grep -q 'reason="no heartbeat landed in time' "$T/h3.log"
 check "and wrote no will" bash -c "! grep -q 'event=will_' '$T/h3.log'"
-check "h1's child acts alone" wait_until 20 only_child_is h1
+check "$S's child acts alone" wait_until 20 only_child_is "$S"
 kill -CONT "$(pid_of h3)"
 check "the woken ex-owner learns it lost" wait_until 10 grep -q event=ownership_lost "$T/h3.log"
 check "no two children acted at once" [ "$(overlaps)" = 0 ]
@@ -93,7 +133,6 @@ kill -KILL "${all[@]}"
 # (its child was killed frozen and cannot say so: this line says it)
 echo "stop $(date +%s%N) h4" >>"$T/children.log"
 expect_exit "$p4" 137
-taken_over() { o=$(rec server_id); [ -n "$o" ] && [ "$o" != "$1" ]; }
 check "a standby takes over the dead host only at the threshold" wait_until 40 taken_over h4
 check "  (its claim came after the record was a threshold old)" [ "$(rec hb_ms)" -ge $((hb4 + THR)) ]
 check "no guard wrote a will" bash -c "! grep -q 'event=will_' '$T/h4.log'"
