@@ -147,7 +147,9 @@ event() { # kind round
   case $kind in
     kill9) t=$(now_ns); kill -KILL "$px" ;;
     graceful) t=$(now_ns); kill -TERM "$px" ;;
-    whole) local all=("$px" $(descendants "$px")); kill -STOP "${all[@]}"; t=$(now_ns); kill -KILL "${all[@]}" ;;
+    whole) # (a short-lived sleep of the child may be gone already)
+      local all=("$px" $(descendants "$px")); kill -STOP "${all[@]}" 2>/dev/null || true
+      t=$(now_ns); kill -KILL "${all[@]}" 2>/dev/null || true ;;
   esac
   if ! s=$(start_after "$y" "$t" $((thr_s + 10))); then
     log "$kind $r: $y never acted"; echo "$kind,$r,,," >>"$SAMPLES"

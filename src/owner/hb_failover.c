@@ -185,20 +185,23 @@ void dd_heartbeat_notified(dd_heartbeat *h, const char *why)
     if (h->closing || h->owning || h->releasing || !h->opts.failover || h->failing_over)
         return;
     dd_owner_state os = dd_owner_get_state(h->o);
-    if (os == DD_OWNER_STOPPED || os == DD_OWNER_TAKING_OVER || os == DD_OWNER_RELEASING)
+    if (os != DD_OWNER_LOST) /* not yet started (the ID prefix gate), taking over, letting go */
+        return;
+    /* Standing by means: the watch timer is armed, or its read is in
+     * flight. Otherwise a lease attempt and its re-read decide by
+     * themselves. */
+    bool reading = h->watch_reading;
+    if (!reading && !uv_is_active((uv_handle_t *)&h->timer))
         return;
     if (!strcmp(why, "release")) {
         dd_metric_add(h->m_notices, NULL, 1);
         dd_info(h->ctx.log, "release_heard", "dispatcher=%s action=look_now",
                 dd_owner_name(h->o));
     }
-    if (h->watch_reading) { /* its answer may be older than the release */
+    if (reading) { /* its answer may be older than the release */
         h->told_while_reading = true;
         return;
     }
-    /* a lease attempt or its re-read in flight decides by itself; else look now */
-    if (h->inflight > 0 && !uv_is_active((uv_handle_t *)&h->timer))
-        return;
     dd_hb__arm(h, 0);
 }
 
