@@ -70,11 +70,14 @@ PIDS+=($!)
 for _ in $(seq 1 100); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.1; done
 cat >"$W/child.sh" <<EOF
 #!/bin/sh
-# the dispatcher's work: says when it starts and stops (its own clock)
+# the dispatcher's work: says when it starts and stops (its own clock). It
+# waits with the wait builtin, which a trapped TERM interrupts at once (a
+# foreground sleep would hold the trap back until it ends: up to its length
+# added to every stop, the child's latency, not dispatchd's)
 exec >>'$CL'
 trap 'echo "stop \$(date +%s%N) \$DISPATCHD_SERVER_ID"; exit 0' TERM
 echo "start \$(date +%s%N) \$DISPATCHD_SERVER_ID"
-while :; do sleep 0.05; done
+while :; do sleep 5 & wait \$!; done
 EOF
 chmod +x "$W/child.sh"
 
