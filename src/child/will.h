@@ -5,9 +5,12 @@
  * lives on, its guard sees it go and stops the child; nothing acts for that
  * dispatcher from here any more, and waiting out the stale threshold (15 s
  * by default) would only leave the dispatcher unserved. So the guard, once
- * the child is confirmed stopped, lets go of the record the way a graceful
+ * the child is confirmed stopped, lets go of the record much as a graceful
  * release does (dd_store_let_go: fenced by run id + epoch, the handoff flag
- * set, a PUBLISH that tells the standbys) and exits.
+ * set, a PUBLISH that tells the standbys), but makes it stale instead of
+ * deleting it: it cannot terminate the run, and a stale record is what the
+ * standbys and the reconciler end termination-first (hb_handoff.c). Then it
+ * exits.
  *
  * Who owns what: dispatchd packs a will (dd_will_pack) each time it starts
  * a child and hands it to the guard through a pipe (fd 4, filled and closed
@@ -40,7 +43,7 @@ typedef struct dd_will {
     const char *workflow_id, *run_id, *first_run_id, *server_id;
     int64_t epoch;
     int64_t ack_ttl_ms; /* the handoff flag's life (2 thresholds) */
-    bool expire;        /* workflow mode: stale now instead of deleted */
+    bool expire;        /* stale now instead of deleted (what a will does: hb_handoff.c) */
 } dd_will;
 
 /* Appends w to out as "key\0value\0" pairs (the fields that are set). */

@@ -138,8 +138,8 @@ static const char lua_release[] = LUA_FENCE("ARGV[2]", "ARGV[3]")
  * or not the fence holds: it is true either way, and a newer owner that
  * replaced run may be waiting for it; in workflow mode also for the run
  * the record names, the chain's current one. mode 'delete' removes the
- * record (marker mode: the marker run acts on nothing); 'expire' sets its
- * heartbeat to 0 (workflow mode: the user's chain is still running, and a
+ * record (a graceful release: its run is terminated already); 'expire'
+ * sets its heartbeat to 0 (a last will: the run is still running, and a
  * stale record is what makes a standby or the reconciler end it,
  * termination-first). Then one PUBLISH of wid on channel, so standbys try
  * at once instead of waiting for their timer: pcall, so an ACL user without
