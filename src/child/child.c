@@ -35,6 +35,8 @@ struct dd_child {
     bool fenced;           /* acting deadlines in force (dd_child_set_guard) */
     int64_t deadline_ms;   /* acting deadline, CLOCK_BOOTTIME ms (0: none yet) */
     int live_wfd;          /* deadline pipe's write end while the command runs, else -1 */
+    char *will;            /* the packed last will for the next start (a secret), or NULL */
+    size_t will_len;
     void (*done)(void *);
     void *done_arg;
 };
@@ -69,6 +71,7 @@ static void dd_child_maybe_free(dd_child *c)
     void *arg = c->done_arg;
     free(c->guard_exe);
     free(c->name);
+    dd_child_set_will(c, NULL, 0);
     free(c);
     if (done)
         done(arg);
@@ -109,6 +112,26 @@ static void dd_child_on_exit(uv_process_t *p, int64_t status, int sig)
     dd_child_maybe_free(c);
 }
 
+/* A pipe holding the will, its write end closed: the read end, or -1. */
+static int dd_child_will_pipe(dd_child *c)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        dd_warn(c->log, "child_will_failed", "child=%s error=%s", c->name, strerror(errno));
+        return -1;
+    }
+    fcntl(p[1], F_SETFL, O_NONBLOCK);
+    ssize_t w = write(p[1], c->will, c->will_len);
+    close(p[1]);
+    if (w != (ssize_t)c->will_len) {
+        dd_warn(c->log, "child_will_failed", "child=%s error=%s", c->name,
+                w < 0 ? strerror(errno) : "the will does not fit the pipe");
+        close(p[0]);
+        return -1;
+    }
+    return p[0];
+}
+
 int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra, char *err,
                    size_t errlen)
 {
@@ -133,15 +156,20 @@ int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra,
         free(env);
         return -e;
     }
+    /* The last will goes to the guard as fd 4: written whole and closed
+     * before it starts (it reads it only if dispatchd dies), never argv or
+     * the environment (will.h). A will that does not fit the pipe is not
+     * sent: the dispatcher then takes the threshold path. */
+    int will_fd = live[0] >= 0 && c->will ? dd_child_will_pipe(c) : -1;
     if (c->guard_exe) {
         size_t n = 0;
         while (argv[n])
             n++;
         run_argv = dd_xcalloc(n + 5, sizeof(char *));
         if (live[0] >= 0)
-            snprintf(guard_arg, sizeof(guard_arg), "%d:%lld:%lld:%lld", (int)getpid(),
+            snprintf(guard_arg, sizeof(guard_arg), "%d:%lld:%lld:%lld:%d", (int)getpid(),
                      (long long)c->guard_grace_ms, (long long)c->deadline_ms,
-                     (long long)c->guard_lead_ms);
+                     (long long)c->guard_lead_ms, will_fd >= 0 ? 1 : 0);
         else
             snprintf(guard_arg, sizeof(guard_arg), "%d:%lld", (int)getpid(),
                      (long long)c->guard_grace_ms);
@@ -154,16 +182,17 @@ int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra,
         run_argv[4 + n] = NULL;
     }
     uv_process_t *p = dd_xcalloc(1, sizeof(*p));
-    uv_stdio_container_t stdio[4] = {
+    uv_stdio_container_t stdio[5] = {
         {.flags = UV_IGNORE}, {.flags = UV_INHERIT_FD, .data.fd = 1},
-        {.flags = UV_INHERIT_FD, .data.fd = 2}, {.flags = UV_INHERIT_FD, .data.fd = live[0]}};
+        {.flags = UV_INHERIT_FD, .data.fd = 2}, {.flags = UV_INHERIT_FD, .data.fd = live[0]},
+        {.flags = UV_INHERIT_FD, .data.fd = will_fd}};
     uv_process_options_t opts = {
         .exit_cb = dd_child_on_exit,
         .file = run_argv[0],
         .args = run_argv,
         .env = env,
         .flags = UV_PROCESS_DETACHED,
-        .stdio_count = live[0] >= 0 ? 4 : 3,
+        .stdio_count = will_fd >= 0 ? 5 : live[0] >= 0 ? 4 : 3,
         .stdio = stdio,
     };
     p->data = c;
@@ -171,6 +200,8 @@ int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra,
     free(env);
     if (run_argv != (char **)argv)
         free(run_argv);
+    if (will_fd >= 0)
+        close(will_fd); /* the guard has its copy as fd 4 */
     if (live[0] >= 0) {
         close(live[0]); /* the guard has its copy as fd 3 */
         if (rc < 0) {
@@ -247,12 +278,14 @@ void dd_child_close(dd_child *c, void (*done)(void *arg), void *arg)
     c->closing = true;
     c->done = done;
     c->done_arg = arg;
+    /* KILL before the deadline pipe closes: a guard that saw it close first
+     * would take dispatchd for dead and write its last will */
+    if (c->proc)
+        kill(-c->pid, SIGKILL); /* its exit event closes the process handle */
     if (c->live_wfd >= 0) {
         close(c->live_wfd);
         c->live_wfd = -1;
     }
-    if (c->proc)
-        kill(-c->pid, SIGKILL); /* its exit event closes the process handle */
     c->pending++;
     uv_close((uv_handle_t *)&c->grace, dd_child_handle_closed);
 }
@@ -283,4 +316,19 @@ void dd_child_set_deadline(dd_child *c, int64_t deadline_boot_ms)
 int64_t dd_child_deadline(const dd_child *c)
 {
     return c->deadline_ms;
+}
+
+void dd_child_set_will(dd_child *c, const void *will, size_t len)
+{
+    if (c->will) {
+        explicit_bzero(c->will, c->will_len); /* it holds the Redis password */
+        free(c->will);
+    }
+    c->will = NULL;
+    c->will_len = 0;
+    if (will && len > 0) {
+        c->will = dd_xmalloc(len);
+        memcpy(c->will, will, len);
+        c->will_len = len;
+    }
 }

@@ -46,7 +46,7 @@ pid_t dd_child_pid(const dd_child *c);
 /* Kills the group if running (KILL), closes every handle, then frees c and
  * calls done(arg) (which may be NULL). */
 void dd_child_close(dd_child *c, void (*done)(void *arg), void *arg);
-/* Runs commands through `guard_exe __guard PPID:GRACE[:DEADLINE:LEAD] --
+/* Runs commands through `guard_exe __guard PPID:GRACE[:DEADLINE:LEAD[:WILL]] --
  * CMD...` (see guard.c) so they die with this process even on SIGKILL.
  * guard_exe is copied; NULL runs commands directly.
  * fenced: the command may act only until its acting deadline
@@ -58,6 +58,10 @@ void dd_child_close(dd_child *c, void (*done)(void *arg), void *arg);
  * never extends it. */
 void dd_child_set_guard(dd_child *c, const char *guard_exe, int64_t grace_ms, bool fenced,
                         int64_t term_lead_ms);
+/* The last will (child/will.h, packed) the guard of the next start gets on
+ * fd 4, to run if dispatchd dies while the command runs; copied (and wiped
+ * when replaced). NULL: none. Only with a fenced guard. */
+void dd_child_set_will(dd_child *c, const void *will, size_t len);
 /* Moves the acting deadline (passed on to a running command's guard). */
 void dd_child_set_deadline(dd_child *c, int64_t deadline_boot_ms);
 int64_t dd_child_deadline(const dd_child *c);

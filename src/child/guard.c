@@ -1,5 +1,5 @@
-/* guard.c - `dispatchd __guard PPID:GRACE_MS[:DEADLINE_MS:LEAD_MS] -- CMD
- * ARGS...`, the first process of every owner child command.
+/* guard.c - `dispatchd __guard PPID:GRACE_MS[:DEADLINE_MS:LEAD_MS[:WILL]] --
+ * CMD ARGS...`, the first process of every owner child command.
  *
  * Why: the child command must act only while its dispatchd owns the
  * dispatcher and can show the fleet it is alive. The guard runs CMD in its
@@ -17,7 +17,14 @@
  *    may consider the owner stale. The deadline comes from dispatchd, not
  *    from the guard's own start, so a restarted child never gets a fresh
  *    window.
- * Every stop's KILL comes at the deadline at the latest. Signals are taken
+ * Every stop's KILL comes at the deadline at the latest.
+ *
+ * The last will (WILL 1, will.h): fd 4 holds what dispatchd would release.
+ * When dispatchd died (the two signs above, never a TERM, never the
+ * deadline: a frozen dispatchd is not dead) the guard stops CMD's group as
+ * always, and once CMD has exited it releases the record, fenced by run id
+ * and epoch, and tells the standbys (event=will_released, will_fenced,
+ * will_failed); then it exits. Signals are taken
  * through a signalfd and waited for with poll(), so none can slip in
  * between a check and a wait. It exits with CMD's status (128 + signal when
  * CMD died of one).
@@ -36,9 +43,13 @@
  * line (stream=stdout|stderr, line="..."; a line longer than 4 KiB is cut
  * into pieces marked partial=true). */
 #include "child/child.h"
+#include "child/will.h"
 #include "proc/proc.h" /* dd_proc_find (proc.c, the /proc helpers) */
 
+#include "core/buf.h"
+#include "core/error.h"
 #include "core/log.h"
+#include "core/time.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -66,6 +77,8 @@ typedef struct dd_guard {
     dd_log *log;
     pid_t cmd;
     dd_guard_out out[2];
+    int will_fd;      /* the last will (fd 4), or -1 */
+    bool parent_gone; /* the stop is for dispatchd's death: the will runs after it */
 } dd_guard;
 
 static void dd_guard_kill_rest(pid_t self, int sig)
@@ -202,6 +215,72 @@ static bool dd_guard_wait_cmd(dd_guard *g, int sfd, long long end, int *status)
     }
 }
 
+/* Reads the will dispatchd left on fd 4 (written whole and closed before we
+ * started, so this ends at end-of-file at once; bounded anyway). */
+static char *dd_guard_read_will(int fd, size_t *len)
+{
+    dd_buf b = DD_BUF_INIT;
+    char chunk[4096];
+    long long end = dd_guard_now_ms() + 1000;
+    for (;;) {
+        ssize_t r = read(fd, chunk, sizeof(chunk));
+        if (r > 0) {
+            dd_buf_append(&b, chunk, (size_t)r);
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && errno == EAGAIN && dd_guard_now_ms() < end) {
+            struct pollfd p = {fd, POLLIN, 0};
+            poll(&p, 1, 100);
+            continue;
+        }
+        break;
+    }
+    explicit_bzero(chunk, sizeof(chunk));
+    *len = b.len;
+    return b.data; /* NULL when empty */
+}
+
+/* dispatchd died and CMD is confirmed stopped: release the record (fenced)
+ * and tell the standbys, as dispatchd's own release would have. */
+static void dd_guard_will(dd_guard *g)
+{
+    size_t len = 0;
+    char *data = dd_guard_read_will(g->will_fd, &len);
+    close(g->will_fd);
+    g->will_fd = -1;
+    dd_will w;
+    if (!data || dd_will_unpack(data, len, &w) < 0) {
+        dd_warn(g->log, "will_failed", "error=%s", "no readable will from dispatchd");
+        if (data) {
+            explicit_bzero(data, len);
+            free(data);
+        }
+        return;
+    }
+    if (w.password)
+        dd_log_add_secret(g->log, w.password);
+    long long t0 = dd_guard_now_ms();
+    char holder[200], err[300] = "";
+    int rc = dd_will_run(&w, g->log, 5000, holder, sizeof(holder), err, sizeof(err));
+    long long took = dd_guard_now_ms() - t0;
+    if (rc == 0)
+        dd_info(g->log, "will_released", "run_id=%s epoch=%lld mode=%s took_ms=%lld wall_us=%lld",
+                w.run_id, (long long)w.epoch, w.expire ? "expire" : "delete", took,
+                (long long)dd_wall_us());
+    else if (rc == DD_EFENCED)
+        dd_info(g->log, "will_fenced", "run_id=%s epoch=%lld holder=%s took_ms=%lld note=%s",
+                w.run_id, (long long)w.epoch, *holder ? holder : "none", took,
+                "a newer owner holds the record: left alone");
+    else
+        dd_warn(g->log, "will_failed", "run_id=%s epoch=%lld error=%s took_ms=%lld note=%s",
+                w.run_id, (long long)w.epoch, err, took,
+                "the standbys take over at the stale threshold instead");
+    explicit_bzero(data, len);
+    free(data);
+}
+
 /* CMD has ended: the rest of its output (bounded: its group is killed, so
  * the pipes reach end-of-file at once unless something escaped the group),
  * then one line with its real status, and that status as ours. */
@@ -224,6 +303,8 @@ static int dd_guard_finish(dd_guard *g, int sfd, int status)
     dd_info(g->log, "guard_command_exited", "pid=%d exit_status=%d signal=%d",
             (int)g->cmd, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
             WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    if (g->parent_gone && g->will_fd >= 0)
+        dd_guard_will(g); /* CMD and its group are gone: nothing acts any more */
     dd_log_free(g->log);
     return code;
 }
@@ -270,12 +351,13 @@ int dd_guard_main(int argc, char **argv)
 {
     if (argc < 4 || strcmp(argv[2], "--") != 0) {
         fprintf(stderr,
-                "usage: dispatchd __guard PPID:GRACE_MS[:DEADLINE_MS:LEAD_MS] -- CMD ARGS...\n");
+                "usage: dispatchd __guard PPID:GRACE_MS[:DEADLINE_MS:LEAD_MS[:WILL]] -- CMD "
+                "ARGS...\n");
         return 2;
     }
-    long long v[4] = {0, 10000, 0, 0};
+    long long v[5] = {0, 10000, 0, 0, 0};
     int nv = 0;
-    for (const char *p = argv[1]; p && nv < 4; nv++) {
+    for (const char *p = argv[1]; p && nv < 5; nv++) {
         v[nv] = atoll(p);
         p = strchr(p, ':');
         p = p ? p + 1 : NULL;
@@ -285,17 +367,23 @@ int dd_guard_main(int argc, char **argv)
     long long deadline = nv >= 4 ? v[2] : 0; /* 0: no acting deadline */
     long long lead_ms = nv >= 4 ? v[3] : 0;
     int livefd = deadline > 0 ? 3 : -1;
-    /* Only 0-2 and the deadline pipe are ours to keep. */
-    dd_guard_close_from(livefd >= 0 ? 4 : 3);
+    int willfd = livefd >= 0 && nv >= 5 && v[4] == 1 ? 4 : -1;
+    /* Only 0-2, the deadline pipe and the will are ours to keep. */
+    dd_guard_close_from(willfd >= 0 ? 5 : livefd >= 0 ? 4 : 3);
     if (livefd >= 0) {
         fcntl(livefd, F_SETFD, FD_CLOEXEC); /* CMD does not get it */
         fcntl(livefd, F_SETFL, O_NONBLOCK);
+    }
+    if (willfd >= 0) {
+        fcntl(willfd, F_SETFD, FD_CLOEXEC);
+        fcntl(willfd, F_SETFL, O_NONBLOCK);
     }
     /* A log reader that went away (dispatchd's stderr was a pipe) must
      * not kill the guard on its next line: CMD would be left unguarded. */
     signal(SIGPIPE, SIG_IGN);
     dd_guard g = {.log = dd_guard_log_new(),
-                  .out = {{.fd = -1, .stream = "stdout"}, {.fd = -1, .stream = "stderr"}}};
+                  .out = {{.fd = -1, .stream = "stdout"}, {.fd = -1, .stream = "stderr"}},
+                  .will_fd = willfd};
 
     sigset_t set, old;
     sigemptyset(&set);
@@ -390,17 +478,21 @@ int dd_guard_main(int argc, char **argv)
                     }
                     continue;
                 }
-                if (r == 0 || (errno != EAGAIN && errno != EINTR))
+                if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
                     stop = "the deadline pipe from dispatchd was closed: dispatchd exited or "
                            "died";
+                    g.parent_gone = true;
+                }
                 break;
             }
         }
         if (n > 0 && sig) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-                if (si.ssi_signo == SIGUSR2 || getppid() != want_parent)
+                if (si.ssi_signo == SIGUSR2 || getppid() != want_parent) {
                     stop = "dispatchd is gone (its parent died)";
+                    g.parent_gone = true;
+                }
                 else if (si.ssi_signo != SIGCHLD && (!stop || strncmp(stop, "dispatchd", 9)))
                     stop = si.ssi_signo == SIGTERM ? "asked to stop (SIGTERM)"
                            : si.ssi_signo == SIGINT ? "asked to stop (SIGINT)"

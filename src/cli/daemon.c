@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/notify.h"
+#include "child/will.h"
 #include "metrics/http.h"
 #include "metrics/metrics.h"
 #include "owner/owner.h"
@@ -54,6 +55,13 @@ struct dd_daemon {
     uv_timer_t notify_poll; /* while NOTIFY_SOCKET is set and not stopping */
     char *notify_status;    /* the STATUS= text last sent (owned) */
     bool notify_ready, notify_closed, notify_poll_closed;
+    /* standbys are told of releases and last wills (dd:released) */
+    dd_store_sub *sub;
+    bool sub_closed; /* true when there is none, or once it has closed */
+    bool sub_warned; /* release_channel_lost said, not subscribed since */
+    dd_metric *m_subscribed;
+    /* the last will's connection part (child/will.h): what the store uses */
+    char *will_url, *will_user, *will_password; /* secrets: wiped when freed */
 };
 
 static bool dd_daemon_ready(void *arg, char *reason, size_t len)
@@ -90,6 +98,9 @@ static void dd_daemon_life_closed(uv_handle_t *h)
     void *arg = d->done_arg;
     free(d->wf_input);
     free(d->notify_status);
+    dd_secret_free(d->will_url);
+    dd_secret_free(d->will_user);
+    dd_secret_free(d->will_password);
     free(d);
     if (done)
         done(arg);
@@ -98,7 +109,7 @@ static void dd_daemon_life_closed(uv_handle_t *h)
 static void dd_daemon_maybe_done(dd_daemon *d)
 {
     if (d->owners_closed < d->nowners || d->hbs_closed < d->nowners || !d->temporal_closed ||
-        !d->gate_closed || !d->http_closed)
+        !d->gate_closed || !d->http_closed || !d->sub_closed)
         return;
     if (!d->notify_closed || !d->notify_poll_closed) {
         dd_daemon_notify_close(d); /* last, so the watchdog pings through shutdown */
@@ -124,6 +135,65 @@ static void dd_daemon_temporal_closed(void *arg)
 }
 
 static void dd_daemon_close_clients(dd_daemon *d);
+
+/* ---- standbys are told (docs/ownership.md, "Standbys are told") --------
+ * One subscription per process to dd:released: an owner's graceful release
+ * and a guard's last will publish the dispatcher's workflow id there, and
+ * the standby of that dispatcher looks at the record at once instead of at
+ * its next timer. The timer stays: a message published while we were not
+ * subscribed is lost, so after every (re)subscription every standby looks
+ * again. */
+static void dd_daemon_released(const char *channel, const char *data, size_t len, void *arg)
+{
+    (void)channel;
+    dd_daemon *d = arg;
+    if (d->stopping)
+        return;
+    for (int i = 0; i < d->nowners; i++)
+        if (d->hbs[i] && strlen(dd_owner_workflow_id(d->owners[i])) == len &&
+            !memcmp(dd_owner_workflow_id(d->owners[i]), data, len))
+            dd_heartbeat_notified(d->hbs[i], "release");
+}
+
+static void dd_daemon_sub_state(int status, void *arg)
+{
+    dd_daemon *d = arg;
+    dd_metric_set(d->m_subscribed, NULL, status == 0 ? 1 : 0);
+    if (status != 0) {
+        if (!d->sub_warned) /* once per loss, not per reconnect attempt */
+            dd_warn(d->ctx.log, "release_channel_lost", "channel=%s error=%s note=%s",
+                    DD_STORE_CHANNEL_RELEASED, dd_strerror(status),
+                    "standbys fall back to their stale timers until it is back");
+        d->sub_warned = true;
+        return;
+    }
+    d->sub_warned = false;
+    dd_info(d->ctx.log, "release_channel_subscribed", "channel=%s", DD_STORE_CHANNEL_RELEASED);
+    if (d->stopping)
+        return;
+    /* what was published while we were away is lost: look again */
+    for (int i = 0; i < d->nowners; i++)
+        if (d->hbs[i])
+            dd_heartbeat_notified(d->hbs[i], "resubscribed");
+}
+
+static void dd_daemon_sub_closed(void *arg)
+{
+    dd_daemon *d = arg;
+    d->sub_closed = true;
+    dd_daemon_maybe_done(d);
+}
+
+/* Before the heartbeats close (a message must never reach a freed one). */
+static void dd_daemon_sub_close(dd_daemon *d)
+{
+    if (!d->sub)
+        return;
+    dd_store_sub *sub = d->sub;
+    d->sub = NULL;
+    dd_metric_set(d->m_subscribed, NULL, 0);
+    dd_store_sub_close(sub, dd_daemon_sub_closed, d);
+}
 
 static void dd_daemon_http_closed(void *arg)
 {
@@ -177,6 +247,7 @@ static void dd_daemon_close_clients(dd_daemon *d)
         dd_reconciler_close(d->rec, dd_daemon_rec_closed, d);
         return;
     }
+    dd_daemon_sub_close(d);
     if (d->store) {
         dd_store *s = d->store;
         d->store = NULL;
@@ -196,11 +267,13 @@ static void dd_daemon_owner_stopped(dd_owner *o, void *arg)
          * nothing is left to do here, so the process winds down and exits */
         d->stopping = true;
         dd_info(d->ctx.log, "all_released", "dispatchers=%d", d->nowners);
+        dd_daemon_sub_close(d);
         dd_daemon_notify_stopping(d);
         dd_daemon_http_close(d);
     }
     /* Every run release has been answered; let the heartbeats finish their
      * record releases, then close the owners and the clients. */
+    dd_daemon_sub_close(d);
     for (int i = 0; i < d->nowners; i++) {
         if (d->hbs[i])
             dd_heartbeat_close(d->hbs[i], dd_daemon_hb_closed, d);
@@ -223,6 +296,18 @@ static void dd_daemon_want_heartbeat(dd_owner *o, void *arg)
     for (int i = 0; i < d->nowners; i++)
         if (d->owners[i] == o && d->hbs[i])
             dd_heartbeat_want(d->hbs[i]);
+}
+
+/* The will a child's guard runs if we die (child/will.h): the connection
+ * our store uses and the current ownership's fence. */
+static void dd_daemon_will(dd_owner *o, dd_buf *out, void *arg)
+{
+    dd_daemon *d = arg;
+    for (int i = 0; i < d->nowners; i++) {
+        dd_will w = {.url = d->will_url, .username = d->will_user, .password = d->will_password};
+        if (d->owners[i] == o && d->hbs[i] && d->will_url && dd_heartbeat_will(d->hbs[i], &w))
+            dd_will_pack(out, &w);
+    }
 }
 
 static void dd_daemon_chain(dd_owner *o, const char *run_id, void *arg)
@@ -426,6 +511,7 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
 {
     *out = NULL;
     dd_daemon *d = dd_xcalloc(1, sizeof(*d));
+    d->sub_closed = true; /* until there is a subscription */
     d->cli = cli;
     d->ctx = *ctx;
     d->gate_closed = true; /* until the timer exists */
@@ -441,6 +527,21 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
         dd_temporal_close(d->t, NULL, NULL);
         free(d);
         return code;
+    }
+    {
+        /* the same connection settings for the guards' last wills; read
+         * again (dd_cli_store_open checked them): the store keeps no copy
+         * it hands out */
+        char werr[256];
+        char *pw = NULL;
+        if (dd_config_secret("DISPATCHD_REDIS_PASSWORD", cli->cfg.redis_password_file, &pw,
+                             werr, sizeof(werr)) == 0) {
+            d->will_url = dd_strdup(dd_cli_redis_url(cli));
+            d->will_user = cli->cfg.redis_username && *cli->cfg.redis_username
+                               ? dd_strdup(cli->cfg.redis_username)
+                               : NULL;
+            d->will_password = pw;
+        }
     }
     uv_timer_init(ctx->loop, &d->life);
     d->life.data = d;
@@ -499,6 +600,7 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
                             .fence = &fence,
                             .wf = &wf,
                             .on_chain = dd_daemon_chain,
+                            .will = dd_daemon_will,
                             .want_heartbeat = dd_daemon_want_heartbeat,
                             .child_grace_ms = cli->cfg.stop_timeout_ms,
                             .child_max_restarts = cli->cfg.child_max_restarts,
@@ -526,6 +628,25 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
             goto fail;
         }
     }
+    if (ctx->metrics)
+        d->m_subscribed = dd_metrics_family(
+            ctx->metrics, DD_GAUGE, "dispatchd_release_channel_subscribed",
+            "1 while this process is subscribed to dd:released (standbys hear of releases and "
+            "last wills at once), else 0 (they fall back to their stale timers).",
+            NULL, NULL, 0);
+    dd_metric_set(d->m_subscribed, NULL, 0);
+    const char *channels[] = {DD_STORE_CHANNEL_RELEASED};
+    dd_store_sub_opts subo = {.channels = channels,
+                              .nchannels = 1,
+                              .on_message = dd_daemon_released,
+                              .on_state = dd_daemon_sub_state,
+                              .arg = d};
+    if (dd_store_subscribe(d->store, &subo, &d->sub, err, sizeof(err)) == 0)
+        d->sub_closed = false;
+    else
+        dd_warn(ctx->log, "release_channel_lost", "channel=%s error=%s note=%s",
+                DD_STORE_CHANNEL_RELEASED, err,
+                "standbys fall back to their stale timers");
     dd_reconciler_opts ro = {.stale_threshold_ms = cli->cfg.stale_threshold_ms,
                              .interval_ms = cli->cfg.reconcile_interval_ms,
                              .terminate_rate = cli->cfg.terminate_rate,
@@ -571,6 +692,7 @@ static void dd_daemon_wind_down(dd_daemon *d)
     d->stopping = true;
     dd_daemon_notify_stopping(d);
     dd_daemon_gate_close(d);
+    dd_daemon_sub_close(d);
     dd_daemon_http_close(d);
     if (d->nowners == 0) {
         dd_daemon_close_clients(d);

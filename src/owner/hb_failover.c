@@ -119,6 +119,9 @@ void dd_hb__try_failover(dd_heartbeat *h, const char *stale_run)
 void dd_hb__watch_done(int st, const dd_store_hb *rec, void *arg)
 {
     dd_heartbeat *h = arg;
+    h->watch_reading = false;
+    bool told = h->told_while_reading; /* this read may predate what we were told */
+    h->told_while_reading = false;
     if (!dd_hb__reply(h))
         return;
     if (h->owning || !h->opts.failover)
@@ -174,7 +177,32 @@ void dd_hb__watch_done(int st, const dd_store_hb *rec, void *arg)
     int64_t wait = stale_at - now + 50 + (int64_t)(dd_rng_unit(&h->rng) * 200);
     if (wait > h->opts.interval_ms)
         wait = h->opts.interval_ms;
-    dd_hb__arm(h, wait);
+    dd_hb__arm(h, told ? 0 : wait); /* told meanwhile: read it again now */
+}
+
+void dd_heartbeat_notified(dd_heartbeat *h, const char *why)
+{
+    if (h->closing || h->owning || h->releasing || !h->opts.failover || h->failing_over)
+        return;
+    dd_owner_state os = dd_owner_get_state(h->o);
+    if (os != DD_OWNER_LOST) /* not yet started (the ID prefix gate), taking over, letting go */
+        return;
+    /* Standing by means: the watch timer is armed, or its read is in
+     * flight. Otherwise a lease attempt and its re-read decide by
+     * themselves. */
+    bool reading = h->watch_reading;
+    if (!reading && !uv_is_active((uv_handle_t *)&h->timer))
+        return;
+    if (!strcmp(why, "release")) {
+        dd_metric_add(h->m_notices, NULL, 1);
+        dd_info(h->ctx.log, "release_heard", "dispatcher=%s action=look_now",
+                dd_owner_name(h->o));
+    }
+    if (reading) { /* its answer may be older than the release */
+        h->told_while_reading = true;
+        return;
+    }
+    dd_hb__arm(h, 0);
 }
 
 void dd_hb__lease_given_back(int st, void *arg)

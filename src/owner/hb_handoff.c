@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "child/will.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
 #include "temporal/temporal.h"
@@ -151,4 +152,27 @@ void dd_hb__prev_record(int st, const dd_store_hb *rec, void *arg)
     }
     const char *list[2] = {runs[0], runs[1]};
     dd_hb__wait_for(h, list, n);
+}
+
+/* The last will: if this process dies while its child runs, the child's
+ * guard stops it and then lets go of the record with these (child/will.h):
+ * fenced by run and epoch, the handoff flag set, the standbys told. Unlike
+ * a graceful release it cannot terminate our run (it has no Temporal
+ * client), so it does not delete the record but makes it stale at once
+ * (expire): whoever takes over (termination-first) or the reconciler ends
+ * our run and then deletes the record, as after a timeout. A deleted record
+ * would leave our run running with no record to name it: in workflow mode
+ * the user's chain would go on with no owner, and no sweep covers it. */
+bool dd_heartbeat_will(const dd_heartbeat *h, dd_will *w)
+{
+    if (!h->owning || !h->claimed || h->epoch <= 0)
+        return false;
+    w->workflow_id = dd_owner_workflow_id(h->o);
+    w->run_id = h->run_id;
+    w->first_run_id = h->first_run_id[0] ? h->first_run_id : NULL;
+    w->server_id = dd_owner_server_id(h->o);
+    w->epoch = h->epoch;
+    w->ack_ttl_ms = 2 * h->opts.threshold_ms; /* as dd_hb__publish_ack */
+    w->expire = true;
+    return true;
 }

@@ -133,6 +133,13 @@ int dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o, const dd_heart
                                             NULL, NULL, 0);
         dd_metric_add(h->m_evictions, NULL, 0);
         dd_metric_add(h->m_registered, NULL, 0);
+        h->m_notices = dd_metrics_family(ctx->metrics, DD_COUNTER,
+                                         "dispatchd_release_notices_total",
+                                         "Releases and last wills heard on dd:released for a "
+                                         "dispatcher this process stands by for: each makes it "
+                                         "look at the record at once.",
+                                         NULL, NULL, 0);
+        dd_metric_add(h->m_notices, NULL, 0);
         h->m_own_threshold = dd_metrics_family(ctx->metrics, DD_GAUGE,
                                                DD_METRIC_STALE_THRESHOLD,
                                                DD_METRIC_STALE_THRESHOLD_HELP, NULL, NULL, 0);
@@ -397,10 +404,12 @@ static void dd_hb_tick(uv_timer_t *t)
         dd_warn(h->ctx.log, "failover_backoff", "dispatcher=%s retry_in_ms=%lld",
                 dd_owner_name(h->o), (long long)delay);
     }
-    if (dd_store_get(h->s, dd_owner_workflow_id(h->o), dd_hb__watch_done, h) == 0)
+    if (dd_store_get(h->s, dd_owner_workflow_id(h->o), dd_hb__watch_done, h) == 0) {
         h->inflight++;
-    else
+        h->watch_reading = true;
+    } else {
         dd_hb__arm(h, h->opts.interval_ms);
+    }
 }
 
 static void dd_hb_released(int st, const dd_store_owner *res, void *arg)
@@ -433,8 +442,16 @@ void dd_heartbeat_stopped_acting(dd_heartbeat *h, const char *run_id)
         h->releasing = false;
         h->claimed = false;
         uv_timer_stop(&h->timer);
-        if (dd_store_release(h->s, dd_owner_workflow_id(h->o), h->run_id, h->epoch,
-                             dd_hb_released, h) == 0)
+        /* the record goes, the handoff flag is set (unless we still wait
+         * for our own predecessor: hb_handoff.c) and the standbys are told
+         * at once, as a last will does (hb_handoff.c, dd_heartbeat_will) */
+        dd_store_let_go_args a = {.workflow_id = dd_owner_workflow_id(h->o),
+                                  .run_id = h->run_id,
+                                  .first_run_id = h->first_run_id[0] ? h->first_run_id : NULL,
+                                  .epoch = h->epoch,
+                                  .ack_holder = h->waiting_prev ? NULL : dd_owner_server_id(h->o),
+                                  .ack_ttl_ms = 2 * h->opts.threshold_ms};
+        if (dd_store_let_go(h->s, &a, dd_hb_released, h) == 0)
             h->inflight++;
         h->epoch = 0;
         return;

@@ -50,6 +50,9 @@ struct dd_heartbeat {
     bool closing;
     bool watching;     /* standby watch armed */
     bool failing_over; /* we asked the owner to take over; wait for the outcome */
+    bool watch_reading;      /* the standby's read of the record is in flight */
+    bool told_while_reading; /* a release was heard meanwhile: read again at once */
+    dd_metric *m_notices;    /* dispatchd_release_notices_total */
     bool releasing;    /* owner releasing: keep heartbeating until its child stopped */
     int64_t sent_us;     /* boot clock: when the write in flight went out */
     bool writing;        /* a claim or heartbeat is in flight */

@@ -94,6 +94,7 @@ struct dd_owner {
     bool stop_reported;
     bool in_release; /* dd_owner_release is still issuing its steps */
     bool release_terminate; /* terminate our run once the child has exited */
+    bool ack_after_term;    /* ...and only then let the record go (on_stopped_acting) */
     bool one_shot;          /* failover takeover: on error go back to LOST, no retry */
     dd_metric *m_owner, *m_lost, *m_exits, *m_chain, *m_unpicked, *m_unpicked_total;
     /* a child that keeps failing (owner.h, child_max_restarts) */
@@ -137,6 +138,14 @@ static void dd_owner_start_child(dd_owner *o)
     char *e3 = dd_strdupf("DISPATCHD_SERVER_ID=%s", o->server_id);
     const char *env[] = {e1, e2, e3, NULL};
     char err[512];
+    if (o->opts.will) { /* what the guard releases if we die (child/will.h) */
+        dd_buf w = DD_BUF_INIT;
+        o->opts.will(o, &w, o->opts.arg);
+        dd_child_set_will(o->child, w.data, w.len);
+        if (w.data)
+            explicit_bzero(w.data, w.len);
+        dd_buf_release(&w);
+    }
     if (dd_child_start(o->child, o->child_argv, env, err, sizeof(err)) < 0) {
         dd_error(o->ctx.log, "child_start_failed", "dispatcher=%s error=%s", o->name, err);
     } else {
@@ -944,6 +953,11 @@ static void dd_owner_released(int st, const dd_temporal_result *r, void *arg)
         dd_warn(o->ctx.log, "release_failed",
                 "dispatcher=%s workflow_id=%s run_id=%s error=%s note=%s", o->name, o->wid,
                 o->run_id, r->message, "the reconciler will terminate it once it is stale");
+    if (o->ack_after_term) { /* the record goes now that our run has (release_terminate) */
+        o->ack_after_term = false;
+        if (o->opts.on_stopped_acting)
+            o->opts.on_stopped_acting(o, o->run_id, o->opts.arg);
+    }
     o->run_id[0] = '\0';
     dd_owner_maybe_stopped(o);
 }
@@ -953,11 +967,14 @@ static void dd_owner_release_terminate(dd_owner *o)
     if (!o->release_terminate || (o->child && dd_child_running(o->child)))
         return;
     o->release_terminate = false;
-    /* Our child is gone: the record may go now (heartbeat.c), and our run. */
+    /* Our child is gone: our run goes now, then the record (heartbeat.c,
+     * which also tells the standbys). In that order, so the successor's
+     * termination-first start does not meet our terminate in Temporal (the
+     * two serialise on the workflow: graceful handovers took twice as long).
+     * The record stays fresh meanwhile: we heartbeat until it goes. */
     dd_info(o->ctx.log, "stopped_acting", "dispatcher=%s run_id=%s wall_us=%lld", o->name,
             o->run_id, (long long)dd_wall_us());
-    if (o->opts.on_stopped_acting)
-        o->opts.on_stopped_acting(o, o->run_id, o->opts.arg);
+    o->ack_after_term = true;
     char reason[256];
     snprintf(reason, sizeof(reason), "released by %s", o->server_id);
     dd_info(o->ctx.log, "terminate", "workflow_id=%s run_id=%s reason=%s requester=%s", o->wid,
@@ -969,8 +986,12 @@ static void dd_owner_release_terminate(dd_owner *o)
                                                dd_owner_released, o, &o->term)
                  : dd_temporal_terminate(o->t, o->wid, o->run_id, reason, dd_owner_released, o,
                                          &o->term);
-    if (rc < 0)
+    if (rc < 0) {
         o->term = NULL;
+        o->ack_after_term = false;
+        if (o->opts.on_stopped_acting)
+            o->opts.on_stopped_acting(o, o->run_id, o->opts.arg);
+    }
 }
 
 void dd_owner_release(dd_owner *o)

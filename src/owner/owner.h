@@ -107,6 +107,7 @@ void dd_takeover_metrics_init(struct dd_metrics *m);
 /* ---- the ownership loop (owner.c) --------------------------------------- */
 
 typedef struct dd_owner dd_owner;
+struct dd_buf;
 
 typedef enum dd_owner_state {
     DD_OWNER_IDLE,
@@ -158,6 +159,10 @@ typedef struct dd_owner_opts {
      * on_stopped_acting runs once our child has stopped after a loss. */
     bool child_gate;
     void (*on_stopped_acting)(dd_owner *o, const char *run_id, void *arg);
+    /* Asked each time the child starts: append the packed last will
+     * (child/will.h) its guard runs if this process dies while the child
+     * runs; nothing appended: no will. May be NULL. */
+    void (*will)(dd_owner *o, struct dd_buf *out, void *arg);
     /* Workflow mode: our chain continued as new; run_id is its new current
      * run (the owner keeps owning; wire to dd_heartbeat_chain_moved). */
     void (*on_chain)(dd_owner *o, const char *run_id, void *arg);
@@ -266,6 +271,12 @@ void dd_heartbeat_stopped_acting(dd_heartbeat *h, const char *run_id);
 /* Begins watching as a standby (call after the owner's first takeover
  * attempt failed to own, or right away: owning cancels the watch). */
 void dd_heartbeat_start(dd_heartbeat *h);
+/* A standby was told (dd:released: a graceful release or a last will of
+ * the dispatcher's owner; why "release"), or may have missed such a message
+ * (why "resubscribed"): it reads the record now instead of at its timer,
+ * and fails over through the lease if it is stale or gone. No-op unless
+ * standing by. */
+void dd_heartbeat_notified(dd_heartbeat *h, const char *why);
 /* Sends a heartbeat now if we own and none is in flight (wire to the
  * owner's want_heartbeat). */
 void dd_heartbeat_want(dd_heartbeat *h);
@@ -277,6 +288,12 @@ void dd_heartbeat_want(dd_heartbeat *h);
 void dd_heartbeat_close(dd_heartbeat *h, void (*done)(void *arg), void *arg);
 /* The fencing epoch of the current ownership (0 when none). */
 int64_t dd_heartbeat_epoch(const dd_heartbeat *h);
+/* The fenced part of the last will for the current ownership
+ * (child/will.h: workflow id, run, chain, epoch, server id, the handoff
+ * flag's life, expire in workflow mode); false while no claim of ours has
+ * landed (no will then). The connection part is the caller's. */
+struct dd_will;
+bool dd_heartbeat_will(const dd_heartbeat *h, struct dd_will *w);
 /* Workers registered at the last check while owning (0 when not owning). */
 size_t dd_heartbeat_workers(const dd_heartbeat *h);
 

@@ -128,6 +128,46 @@ static const char lua_release[] = LUA_FENCE("ARGV[2]", "ARGV[3]")
     "redis.call('ZREM', KEYS[2], ARGV[1])\n"
     "return {'ok'}\n";
 
+/* The owner lets go: a graceful release once its child has stopped, or its
+ * last will (src/child/will.c: the guard of a dispatchd that died, once the
+ * child is confirmed stopped). KEYS: hb, index, ack (the handoff flag of
+ * run, '' for none). ARGV: wid run epoch first_run|'' mode holder ack_ttl
+ * channel. Fenced like every owner write (run, or an earlier run of the
+ * chain first_run, and the epoch), so a late will never touches a newer
+ * owner. The handoff flag ("nothing of run acts any more") is set whether
+ * or not the fence holds: it is true either way, and a newer owner that
+ * replaced run may be waiting for it; in workflow mode also for the run
+ * the record names, the chain's current one. mode 'delete' removes the
+ * record (a graceful release: its run is terminated already); 'expire'
+ * sets its heartbeat to 0 (a last will: the run is still running, and a
+ * stale record is what makes a standby or the reconciler end it,
+ * termination-first). Then one PUBLISH of wid on channel, so standbys try
+ * at once instead of waiting for their timer: pcall, so an ACL user without
+ * +publish still releases (its standbys then wait for their timers). */
+static const char lua_let_go[] =
+    "local cur = redis.call('HMGET', KEYS[1], 'run_id', 'epoch', 'server_id', 'first_run_id')\n"
+    "local ttl = tonumber(ARGV[7]) or 0\n"
+    "if ttl > 0 and KEYS[3] ~= '' then\n"
+    "  redis.call('SET', KEYS[3], ARGV[6], 'PX', ttl)\n"
+    "  if cur[1] and cur[1] ~= ARGV[2] and ARGV[4] ~= '' and cur[4] == ARGV[4] then\n"
+    "    redis.call('SET', 'dd:lease:{handoff:' .. ARGV[1] .. ':' .. cur[1] .. '}', ARGV[6],\n"
+    "      'PX', ttl)\n"
+    "  end\n"
+    "end\n"
+    "if (cur[1] ~= ARGV[2] and (ARGV[4] == '' or cur[4] ~= ARGV[4])) or\n"
+    "   tonumber(cur[2]) ~= tonumber(ARGV[3]) then\n"
+    "  return {'fenced', cur[3] or '', cur[1] or '', cur[2] or ''}\n"
+    "end\n"
+    "if ARGV[5] == 'expire' then\n"
+    "  redis.call('HSET', KEYS[1], 'hb_ms', '0')\n"
+    "  redis.call('ZADD', KEYS[2], 0, ARGV[1])\n"
+    "else\n"
+    "  redis.call('DEL', KEYS[1])\n"
+    "  redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "end\n"
+    "redis.pcall('PUBLISH', ARGV[8], ARGV[1])\n"
+    "return {'ok'}\n";
+
 /* KEYS: hb, index. ARGV: wid run hb_ms. 1 deleted, 0 gone, -1 changed.
  * Numbers are compared as numbers so "0123" and "123" agree. */
 static const char lua_cad[] =
@@ -531,6 +571,39 @@ int dd_store_release(dd_store *s, const char *wid, const char *run_id, int64_t e
     r->owner.epoch = epoch;
     return end(r, dd_store__cmd(r, "EVAL", lua_release, "2", key, INDEX_KEY, wid, run_id,
                                 I64(e, epoch), NULL));
+}
+
+static const dd_store__op let_go_op = {"let_go", fenced_reply, owner_deliver,
+    "EVAL (HMGET SET HSET ZADD DEL ZREM PUBLISH) on dd:hb:{wid} dd:hb:index dd:lease:* "
+    "and channel " DD_STORE_CHANNEL_RELEASED};
+
+int dd_store_let_go(dd_store *s, const dd_store_let_go_args *a, dd_store_owner_cb *cb, void *arg)
+{
+    char key[DD_STORE__KEYMAX], ack[DD_STORE__KEYMAX], e[24], ttl[24];
+    int rc;
+    if (!a || !dd_store__key(key, "hb", a->workflow_id) || !a->run_id || !*a->run_id ||
+        a->epoch <= 0)
+        return DD_EINVAL;
+    /* always a real key under dd: (an ACL checks every declared key); a
+     * ttl of 0 leaves it alone */
+    bool with_ack = a->ack_holder && *a->ack_holder && a->ack_ttl_ms > 0;
+    dd_buf name = DD_BUF_INIT;
+    dd_buf_printf(&name, DD_STORE_LEASE_HANDOFF, a->workflow_id, a->run_id);
+    const char *k = dd_store__key(ack, "lease", dd_buf_str(&name));
+    dd_buf_release(&name);
+    if (!k)
+        return DD_EINVAL;
+    dd_store__req *r = begin(s, &let_go_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    r->owner.epoch = a->epoch;
+    return end(r, dd_store__cmd(r, "EVAL", lua_let_go, "3", key, INDEX_KEY, ack, a->workflow_id,
+                                a->run_id, I64(e, a->epoch),
+                                a->first_run_id ? a->first_run_id : "",
+                                a->expire ? "expire" : "delete",
+                                a->ack_holder ? a->ack_holder : "",
+                                I64(ttl, with_ack ? a->ack_ttl_ms : 0),
+                                DD_STORE_CHANNEL_RELEASED, NULL));
 }
 
 /* ---- reading records ---------------------------------------------------- */

@@ -248,6 +248,27 @@ int dd_store_heartbeat_chain(dd_store *s, const char *workflow_id, const char *r
 /* Deletes record + index entry only if still ours; DD_EFENCED otherwise. */
 int dd_store_release(dd_store *s, const char *workflow_id, const char *run_id, int64_t epoch,
                      dd_store_owner_cb *cb, void *arg);
+/* The owner lets go of the record: a graceful release once its child has
+ * stopped, or the last will of a dispatchd that died (src/child/will.c).
+ * Fenced like heartbeat (run_id or an earlier run of the chain
+ * first_run_id, and epoch): DD_EFENCED with the holder when a newer owner
+ * has it (untouched). A graceful release deletes it (its run is already
+ * terminated); expire (a last will, which cannot terminate the run) sets
+ * its heartbeat to 0 instead, so the run, still running, is ended by
+ * whoever takes over or by the reconciler, as after a timeout. With
+ * ack_holder, the handoff flag of run_id (DD_STORE_LEASE_HANDOFF) is set
+ * too, fenced or not. Then PUBLISH workflow_id on
+ * DD_STORE_CHANNEL_RELEASED: standbys try at once. */
+#define DD_STORE_CHANNEL_RELEASED "dd:released"
+typedef struct dd_store_let_go_args {
+    const char *workflow_id, *run_id;
+    const char *first_run_id; /* workflow mode: the chain; NULL otherwise */
+    int64_t epoch;
+    bool expire;              /* stale now instead of deleted (a last will) */
+    const char *ack_holder;   /* the handoff flag's holder (server id); NULL: no flag */
+    int64_t ack_ttl_ms;       /* how long the flag lives (2 thresholds) */
+} dd_store_let_go_args;
+int dd_store_let_go(dd_store *s, const dd_store_let_go_args *a, dd_store_owner_cb *cb, void *arg);
 /* For the reconciler, after terminating the stale run: deletes the record
  * and its index entry only if it still has run_id and hb_ms as classified.
  * 0 deleted, DD_ECONFLICT refreshed or re-claimed meanwhile (kept),

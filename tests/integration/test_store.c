@@ -325,6 +325,64 @@ static void test_claim_heartbeat_fencing(void **state)
     assert_int_equal(dd_store_heartbeat(f->s, "", "r", 1, 1, 1, owner_cb, &w), DD_EINVAL);
 }
 
+/* The owner letting go (graceful release, a guard's last will): fenced by
+ * run and epoch, so a late will leaves a newer owner's record alone; the
+ * handoff flag is set either way; workflow mode expires instead of deleting
+ * and follows the chain. */
+static void test_let_go(void **state)
+{
+    fx *f = *state;
+    waiter w;
+    int64_t e1, e2, e3;
+    assert_int_equal(claim(f, "wf-w", "run-a", "host-a", 1000, &e1), 0);
+    assert_int_equal(claim(f, "wf-w", "run-b", "host-b", 2000, &e2), 0);
+    /* a late will of host-a: fenced, the record untouched, its flag set */
+    dd_store_let_go_args a = {.workflow_id = "wf-w", .run_id = "run-a", .epoch = e1,
+                              .ack_holder = "host-a", .ack_ttl_ms = 30000};
+    assert_int_equal(W(dd_store_let_go(f->s, &a, owner_cb, &w)), DD_EFENCED);
+    assert_string_equal(w.holder, "host-b");
+    assert_int_equal(W(dd_store_get(f->s, "wf-w", hb_cb, &w)), 0);
+    assert_int_equal(w.hbs[0], 2000);
+    assert_int_equal(w.epoch, e2);
+    assert_int_equal(W(dd_store_lease_held(f->s, "handoff:wf-w:run-a", status_cb, &w)), 0);
+    /* the right run with an old epoch is fenced too */
+    a.run_id = "run-b";
+    a.ack_holder = NULL; /* (without ack_holder: no flag) */
+    assert_int_equal(W(dd_store_let_go(f->s, &a, owner_cb, &w)), DD_EFENCED);
+    assert_int_equal(W(dd_store_get(f->s, "wf-w", hb_cb, &w)), 0);
+    /* the holder's own: deleted, index too */
+    a.epoch = e2;
+    assert_int_equal(W(dd_store_let_go(f->s, &a, owner_cb, &w)), 0);
+    assert_int_equal(W(dd_store_get(f->s, "wf-w", hb_cb, &w)), DD_ENOTFOUND);
+    assert_int_equal(W(dd_store_list(f->s, 0, list_cb, &w)), 0);
+    assert_int_equal(w.total, 0);
+    assert_int_equal(W(dd_store_lease_held(f->s, "handoff:wf-w:run-b", status_cb, &w)),
+                     DD_ENOTFOUND);
+    /* workflow mode: the chain continued as new (run-d), the will names its
+     * first run (run-c): the record is expired, not deleted, and the flag of
+     * the chain's current run is set as well */
+    waiter w2;
+    dd_store_claim_args ca = {"wf-w", "run-c", "host-c", "proj", "queue-a", 3000, 30000,
+                              "run-c", "MyType", NULL};
+    assert_int_equal(W(dd_store_claim(f->s, &ca, owner_cb, &w)), 0);
+    e3 = w.epoch;
+    memset(&w2, 0, sizeof(w2));
+    assert_int_equal(wait_op(f, &w2, dd_store_heartbeat_chain(f->s, "wf-w", "run-d", "run-c", e3,
+                                                              4000, 30000, owner_cb, &w2)),
+                     0);
+    dd_store_let_go_args b = {.workflow_id = "wf-w", .run_id = "run-c", .first_run_id = "run-c",
+                              .epoch = e3, .expire = true, .ack_holder = "host-c",
+                              .ack_ttl_ms = 30000};
+    assert_int_equal(W(dd_store_let_go(f->s, &b, owner_cb, &w)), 0);
+    assert_int_equal(W(dd_store_get(f->s, "wf-w", hb_cb, &w)), 0);
+    assert_int_equal(w.hbs[0], 0); /* stale at once: whoever takes over ends the chain */
+    assert_int_equal(W(dd_store_lease_held(f->s, "handoff:wf-w:run-c", status_cb, &w)), 0);
+    assert_int_equal(W(dd_store_lease_held(f->s, "handoff:wf-w:run-d", status_cb, &w)), 0);
+    /* bad arguments are refused synchronously */
+    b.epoch = 0;
+    assert_int_equal(dd_store_let_go(f->s, &b, owner_cb, &w), DD_EINVAL);
+}
+
 static void test_compare_and_delete(void **state)
 {
     fx *f = *state;
@@ -1024,6 +1082,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_claim_heartbeat_fencing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_let_go, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compare_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_records, setup, teardown),

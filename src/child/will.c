@@ -1,0 +1,180 @@
+/* will.c - pack, unpack and run a dispatchd's last will (will.h). */
+#include "child/will.h"
+
+#include "core/ctx.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/time.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+static void dd_will_put(dd_buf *out, const char *key, const char *val)
+{
+    if (!val)
+        return;
+    dd_buf_append(out, key, strlen(key) + 1);
+    dd_buf_append(out, val, strlen(val) + 1);
+}
+
+void dd_will_pack(dd_buf *out, const dd_will *w)
+{
+    char n[24];
+    dd_will_put(out, "url", w->url);
+    dd_will_put(out, "username", w->username && *w->username ? w->username : NULL);
+    dd_will_put(out, "password", w->password);
+    dd_will_put(out, "workflow_id", w->workflow_id);
+    dd_will_put(out, "run_id", w->run_id);
+    dd_will_put(out, "first_run_id", w->first_run_id && *w->first_run_id ? w->first_run_id : NULL);
+    dd_will_put(out, "server_id", w->server_id);
+    snprintf(n, sizeof(n), "%lld", (long long)w->epoch);
+    dd_will_put(out, "epoch", n);
+    snprintf(n, sizeof(n), "%lld", (long long)w->ack_ttl_ms);
+    dd_will_put(out, "ack_ttl_ms", n);
+    dd_will_put(out, "mode", w->expire ? "expire" : "delete");
+}
+
+int dd_will_unpack(char *data, size_t len, dd_will *w)
+{
+    memset(w, 0, sizeof(*w));
+    size_t i = 0;
+    while (i < len) {
+        char *key = data + i;
+        char *kend = memchr(key, '\0', len - i);
+        if (!kend || (size_t)(kend - data) + 1 >= len)
+            return DD_EINVAL;
+        char *val = kend + 1;
+        char *vend = memchr(val, '\0', len - (size_t)(val - data));
+        if (!vend)
+            return DD_EINVAL;
+        i = (size_t)(vend - data) + 1;
+        if (!strcmp(key, "url"))
+            w->url = val;
+        else if (!strcmp(key, "username"))
+            w->username = val;
+        else if (!strcmp(key, "password"))
+            w->password = val;
+        else if (!strcmp(key, "workflow_id"))
+            w->workflow_id = val;
+        else if (!strcmp(key, "run_id"))
+            w->run_id = val;
+        else if (!strcmp(key, "first_run_id"))
+            w->first_run_id = val;
+        else if (!strcmp(key, "server_id"))
+            w->server_id = val;
+        else if (!strcmp(key, "epoch"))
+            w->epoch = atoll(val);
+        else if (!strcmp(key, "ack_ttl_ms"))
+            w->ack_ttl_ms = atoll(val);
+        else if (!strcmp(key, "mode"))
+            w->expire = !strcmp(val, "expire");
+        /* an unknown key is a newer dispatchd's: ignored */
+    }
+    if (!w->url || !w->workflow_id || !w->run_id || !w->server_id || w->epoch <= 0)
+        return DD_EINVAL;
+    return 0;
+}
+
+/* ---- running it --------------------------------------------------------- */
+
+typedef struct dd_will_job {
+    const dd_will *w;
+    dd_store *s;
+    uv_timer_t retry;
+    uint64_t end_ms; /* monotonic */
+    bool done;
+    int status;
+    char *holder;
+    size_t holderlen;
+} dd_will_job;
+
+static void dd_will_try(dd_will_job *j);
+
+static void dd_will_retry_fire(uv_timer_t *t)
+{
+    dd_will_try(t->data);
+}
+
+static void dd_will_again(dd_will_job *j, int st)
+{
+    j->status = st;
+    if (dd_mono_ms() + 100 >= j->end_ms) {
+        j->done = true;
+        return;
+    }
+    uv_timer_start(&j->retry, dd_will_retry_fire, 100, 0);
+}
+
+static void dd_will_answer(int st, const dd_store_owner *res, void *arg)
+{
+    dd_will_job *j = arg;
+    if (st == DD_EUNAVAIL || st == DD_ETIMEOUT) { /* Redis away: again, bounded */
+        dd_will_again(j, st);
+        return;
+    }
+    j->status = st;
+    if (st == DD_EFENCED && res && j->holder)
+        snprintf(j->holder, j->holderlen, "%s", res->server_id ? res->server_id : "");
+    j->done = true;
+}
+
+static void dd_will_try(dd_will_job *j)
+{
+    const dd_will *w = j->w;
+    dd_store_let_go_args a = {.workflow_id = w->workflow_id,
+                              .run_id = w->run_id,
+                              .first_run_id = w->first_run_id,
+                              .epoch = w->epoch,
+                              .expire = w->expire,
+                              .ack_holder = w->server_id,
+                              .ack_ttl_ms = w->ack_ttl_ms};
+    int rc = dd_store_let_go(j->s, &a, dd_will_answer, j);
+    if (rc == DD_EUNAVAIL || rc == DD_EBUSY) /* between connection attempts */
+        dd_will_again(j, rc);
+    else if (rc < 0) {
+        j->status = rc;
+        j->done = true;
+    }
+}
+
+int dd_will_run(const dd_will *w, dd_log *log, int64_t timeout_ms, char *holder,
+                size_t holderlen, char *err, size_t errlen)
+{
+    if (holder && holderlen)
+        holder[0] = '\0';
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) < 0) {
+        snprintf(err, errlen, "cannot make an event loop");
+        return DD_EINVAL;
+    }
+    dd_ctx ctx = {.loop = &loop, .log = log};
+    dd_store_opts so = {.url = w->url,
+                        .username = w->username,
+                        .password = w->password,
+                        .cmd_timeout_ms = 1000,
+                        .reconnect_base_ms = 50,
+                        .reconnect_cap_ms = 200};
+    dd_will_job j = {.w = w, .end_ms = dd_mono_ms() + (uint64_t)timeout_ms,
+                     .status = DD_ETIMEOUT, .holder = holder, .holderlen = holderlen};
+    uv_timer_init(&loop, &j.retry);
+    j.retry.data = &j;
+    int rc = dd_store_open(&ctx, &so, &j.s, err, errlen);
+    if (rc == 0) {
+        dd_will_try(&j);
+        /* bounded: every step has a timeout, and the retries end at end_ms */
+        while (!j.done && uv_run(&loop, UV_RUN_ONCE))
+            ;
+        rc = j.status;
+        if (rc < 0 && rc != DD_EFENCED)
+            snprintf(err, errlen, "%s%s%s", dd_strerror(rc),
+                     *dd_store_last_error(j.s) ? ": " : "", dd_store_last_error(j.s));
+        dd_store_close(j.s);
+    }
+    uv_timer_stop(&j.retry);
+    uv_close((uv_handle_t *)&j.retry, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT); /* the store's and our handles close */
+    uv_loop_close(&loop);
+    return rc;
+}
