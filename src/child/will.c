@@ -25,6 +25,9 @@ void dd_will_pack(dd_buf *out, const dd_will *w)
     dd_will_put(out, "url", w->url);
     dd_will_put(out, "username", w->username && *w->username ? w->username : NULL);
     dd_will_put(out, "password", w->password);
+    dd_will_put(out, "tls_ca_file", w->tls_ca_file);
+    dd_will_put(out, "tls_cert_file", w->tls_cert_file);
+    dd_will_put(out, "tls_key_file", w->tls_key_file);
     dd_will_put(out, "workflow_id", w->workflow_id);
     dd_will_put(out, "run_id", w->run_id);
     dd_will_put(out, "first_run_id", w->first_run_id && *w->first_run_id ? w->first_run_id : NULL);
@@ -56,6 +59,12 @@ int dd_will_unpack(char *data, size_t len, dd_will *w)
             w->username = val;
         else if (!strcmp(key, "password"))
             w->password = val;
+        else if (!strcmp(key, "tls_ca_file"))
+            w->tls_ca_file = val;
+        else if (!strcmp(key, "tls_cert_file"))
+            w->tls_cert_file = val;
+        else if (!strcmp(key, "tls_key_file"))
+            w->tls_key_file = val;
         else if (!strcmp(key, "workflow_id"))
             w->workflow_id = val;
         else if (!strcmp(key, "run_id"))
@@ -153,6 +162,9 @@ int dd_will_run(const dd_will *w, dd_log *log, int64_t timeout_ms, char *holder,
     dd_store_opts so = {.url = w->url,
                         .username = w->username,
                         .password = w->password,
+                        .tls_ca_file = w->tls_ca_file,
+                        .tls_cert_file = w->tls_cert_file,
+                        .tls_key_file = w->tls_key_file,
                         .cmd_timeout_ms = 1000,
                         .reconnect_base_ms = 50,
                         .reconnect_cap_ms = 200};
@@ -170,7 +182,7 @@ int dd_will_run(const dd_will *w, dd_log *log, int64_t timeout_ms, char *holder,
         if (rc < 0 && rc != DD_EFENCED)
             snprintf(err, errlen, "%s%s%s", dd_strerror(rc),
                      *dd_store_last_error(j.s) ? ": " : "", dd_store_last_error(j.s));
-        dd_store_close(j.s);
+        dd_store_close(j.s, NULL, NULL);
     }
     uv_timer_stop(&j.retry);
     uv_close((uv_handle_t *)&j.retry, NULL);

@@ -304,7 +304,12 @@ static void dd_daemon_will(dd_owner *o, dd_buf *out, void *arg)
 {
     dd_daemon *d = arg;
     for (int i = 0; i < d->nowners; i++) {
-        dd_will w = {.url = d->will_url, .username = d->will_user, .password = d->will_password};
+        dd_will w = {.url = d->will_url,
+                     .username = d->will_user,
+                     .password = d->will_password,
+                     .tls_ca_file = d->cli->cfg.redis_ca_file,
+                     .tls_cert_file = d->cli->cfg.redis_cert_file,
+                     .tls_key_file = d->cli->cfg.redis_key_file};
         if (d->owners[i] == o && d->hbs[i] && d->will_url && dd_heartbeat_will(d->hbs[i], &w))
             dd_will_pack(out, &w);
     }

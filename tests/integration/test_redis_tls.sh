@@ -93,9 +93,16 @@ check "a: a worker registers over TLS (DISPATCHD_REDIS_CA_FILE)" wait_until 15 b
 kill -TERM $wpid
 expect_exit $wpid 0
 check "a: the worker deregistered" [ "$(cli "$PORT_plain" -n 3 zcard "dd:workers:{$W}")" = 0 ]
-kill -TERM $h1
-expect_exit $h1 0
-check "a: the owner released its record on the way out" [ "$(cli "$PORT_plain" -n 3 exists "$KEY")" = 0 ]
+# the last will goes over TLS too: kill -9 of the owner alone, its guard (which gets the
+# connection settings through the will, TLS files included) stops the child, then makes the
+# record stale on the TLS server (docs/ownership.md, "Last will")
+r1=$(cli "$PORT_plain" -n 3 hget "$KEY" run_id)
+kill -9 $h1
+expect_exit $h1 137
+check "a: after kill -9 the guard's will reached the TLS server (will_released)" \
+  wait_until 15 grep -q "event=will_released .*run_id=$r1 .*mode=expire" "$T/h1.log"
+check "a: the will made the record stale (hb_ms 0)" [ "$(cli "$PORT_plain" -n 3 hget "$KEY" hb_ms)" = 0 ]
+cli "$PORT_plain" -n 3 del "$KEY" >/dev/null
 
 # --- one-shot failures: exit 1, each cause named -------------------------------------------------
 # st NAME ARGS...: `dispatchd status` with ARGS; RC and $T/NAME.log
