@@ -70,11 +70,19 @@ static void dd_status_list_done(int st, const dd_store_hb_list *l, void *arg)
             int64_t thr = r->cli->cfg.stale_threshold_ms;
             if (h->ttl_ms > thr)
                 thr = h->ttl_ms;
-            json_object_set_new(row, "heartbeat_age_ms", json_integer(age));
+            /* hb_ms 0 on a well-formed record: a dead owner's last will made
+             * it stale at once (docs/ownership.md); an age since 1970 would
+             * only mislead */
+            if (h->hb_ms == 0)
+                json_object_set_new(row, "released_by_will", json_true());
+            else
+                json_object_set_new(row, "heartbeat_age_ms", json_integer(age));
             /* ... and from Redis's restart if that is later, like everyone */
-            json_object_set_new(row, "state", json_string(r->now - dd_store_hb_fresh_since(h) > thr
-                                                              ? "stale"
-                                                              : "healthy"));
+            json_object_set_new(row, "state",
+                                json_string(h->hb_ms == 0 ? "released"
+                                            : r->now - dd_store_hb_fresh_since(h) > thr
+                                                ? "stale"
+                                                : "healthy"));
         }
         json_array_append_new(r->rows, row);
         dd_status_req *q = dd_xcalloc(1, sizeof(*q));
@@ -106,7 +114,9 @@ static void dd_status_print(dd_status_run *r)
         char age[32] = "-";
         dd_buf name = DD_BUF_INIT; /* whole: two long names must not print alike */
         json_t *a = json_object_get(row, "heartbeat_age_ms");
-        if (a) {
+        if (json_is_true(json_object_get(row, "released_by_will")))
+            snprintf(age, sizeof(age), "last will");
+        else if (a) {
             int64_t ms = json_integer_value(a);
             if (ms < 0)
                 snprintf(age, sizeof(age), "in %lldms", (long long)-ms);

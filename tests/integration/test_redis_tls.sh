@@ -102,6 +102,12 @@ expect_exit $h1 137
 check "a: after kill -9 the guard's will reached the TLS server (will_released)" \
   wait_until 15 grep -q "event=will_released .*run_id=$r1 .*mode=expire" "$T/h1.log"
 check "a: the will made the record stale (hb_ms 0)" [ "$(cli "$PORT_plain" -n 3 hget "$KEY" hb_ms)" = 0 ]
+check "a: status says so (last will, not an age since 1970)" bash -c \
+  "'$DISPATCHD' status --redis-url 'rediss://127.0.0.1:$PORT_plain/3' --redis-ca-file '$C/ca.pem' 2>>'$T/cli.log' |
+   grep '$P/q' | grep -q 'released .*last will'"
+check "a: status --json: released_by_will, no heartbeat age" bash -c \
+  "'$DISPATCHD' status --json --redis-url 'rediss://127.0.0.1:$PORT_plain/3' --redis-ca-file '$C/ca.pem' 2>>'$T/cli.log' |
+   jq -e --arg w '$W' '.dispatchers[] | select(.workflow_id==\$w) | .released_by_will==true and .state==\"released\" and (has(\"heartbeat_age_ms\")|not)' >/dev/null"
 cli "$PORT_plain" -n 3 del "$KEY" >/dev/null
 
 # --- one-shot failures: exit 1, each cause named -------------------------------------------------
