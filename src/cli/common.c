@@ -137,15 +137,37 @@ int dd_cli_store_open(dd_cli *cli, const dd_ctx *ctx, dd_store **out)
                       : 5000;
     dd_store_opts so = {.url = dd_cli_redis_url(cli), .password = pw, .username = user,
                         .reconnect_cap_ms = cap};
+    char *spw = NULL;
+    bool sentinel = dd_cli_redis_sentinel(cli);
+    if (sentinel) {
+        if (dd_config_secret("DISPATCHD_REDIS_SENTINEL_PASSWORD",
+                             cli->cfg.redis_sentinel_password_file, &spw, err, sizeof(err)) < 0) {
+            dd_secret_free(pw);
+            return dd_cli_usage_error(cli, "--redis-sentinel-password-file: %s", err);
+        }
+        so.url = NULL;
+        so.sentinels = cli->cfg.redis_sentinel;
+        so.master_name = cli->cfg.redis_master_name;
+        so.sentinel_password = spw;
+        so.db = cli->cfg.redis_db;
+    }
+    so.wait_replicas = cli->cfg.redis_wait_replicas;
     int rc = dd_store_open(ctx, &so, out, err, sizeof(err));
     dd_secret_free(pw);
+    dd_secret_free(spw);
     if (rc < 0)
         return dd_cli_usage_error(cli, "%s: %s",
                                   user && *user && !strncmp(err, "redis user", 10)
                                       ? "--redis-username"
-                                      : "--redis-url",
+                                  : sentinel ? "--redis-sentinel"
+                                             : "--redis-url",
                                   err);
     return 0;
+}
+
+bool dd_cli_redis_sentinel(const dd_cli *cli)
+{
+    return cli->cfg.redis_sentinel && *cli->cfg.redis_sentinel;
 }
 
 const char *dd_cli_redis_url_safe(const dd_cli *cli)
@@ -156,6 +178,12 @@ const char *dd_cli_redis_url_safe(const dd_cli *cli)
     if (safe)
         return safe;
     dd_buf b = DD_BUF_INIT;
+    if (dd_cli_redis_sentinel(cli)) {
+        dd_buf_printf(&b, "the primary of '%s' (sentinels %s)", cli->cfg.redis_master_name,
+                      cli->cfg.redis_sentinel);
+        safe = dd_buf_detach(&b);
+        return safe;
+    }
     const char *url = dd_cli_redis_url(cli);
     const char *scheme = strstr(url, "://");
     const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
@@ -212,6 +240,10 @@ int dd_cli_redis_fail(dd_cli *cli, dd_store *s, int st, const char *what)
     if (!detail)
         detail = "";
     bool has = *detail != '\0';
+    if (st == -ENOENT && dd_cli_redis_sentinel(cli))
+        /* a master name no sentinel knows: the configuration to change */
+        return dd_cli_refuse(cli, "cannot read %s from %s: %s", what, dd_cli_redis_url_safe(cli),
+                             has ? detail : "unknown master name (--redis-master-name)");
     if (st == -ENOTSUP)
         /* the wrong kind of server is bad input, like a malformed URL */
         return dd_cli_refuse(cli, "cannot read %s from %s: %s", what, dd_cli_redis_url_safe(cli),
@@ -219,6 +251,12 @@ int dd_cli_redis_fail(dd_cli *cli, dd_store *s, int st, const char *what)
     const char *hint;
     if (st == -EPERM)
         hint = "an ACL rule is missing (the login itself worked)";
+    else if (dd_cli_redis_sentinel(cli) && !strncmp(detail, "the sentinels", 13))
+        hint = "set the sentinels' password: DISPATCHD_REDIS_SENTINEL_PASSWORD or "
+               "--redis-sentinel-password-file";
+    else if (dd_cli_redis_sentinel(cli) && !strncmp(detail, "no sentinel", 11))
+        hint = "are the sentinels running there (--redis-sentinel HOST:PORT,...), and do they "
+               "monitor --redis-master-name?";
     else if ((st == -EACCES || strstr(detail, "WRONGPASS")) && dd_cli_redis_has_user(cli))
         hint = "check the user and its password: --redis-username or the URL's user, "
                "DISPATCHD_REDIS_PASSWORD or --redis-password-file (and that the ACL user is on)";

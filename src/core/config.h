@@ -58,6 +58,11 @@ typedef struct dd_config {
     const char *redis_url;
     const char *redis_password_file; /* or env DISPATCHD_REDIS_PASSWORD */
     const char *redis_username;      /* Redis 6 ACL user; NULL: the URL's, if any */
+    const char *redis_sentinel;      /* "host:port,..." (docs/redis.md); "": none */
+    const char *redis_master_name;   /* with redis_sentinel */
+    const char *redis_sentinel_password_file; /* or env DISPATCHD_REDIS_SENTINEL_PASSWORD */
+    int redis_db;                    /* with redis_sentinel (a URL carries its own) */
+    int redis_wait_replicas;         /* run: WAIT N after claim/heartbeat; 0 off */
 
     /* ownership / reconciliation */
     const char *server_id;
@@ -128,6 +133,7 @@ extern const dd_opt dd_opts_stack[];
 extern const dd_opt dd_opts_temporal[];
 extern const dd_opt dd_opts_redis[];
 extern const dd_opt dd_opts_redis_port[];
+extern const dd_opt dd_opts_redis_wait[];
 extern const dd_opt dd_opts_metrics[];
 extern const dd_opt dd_opts_reconcile_metrics[];
 extern const dd_opt dd_opts_dispatcher[];

@@ -2,7 +2,9 @@
  *
  * Connection states:
  *   DOWN        no context; conn_timer waits out the reconnect backoff
- *   CONNECTING  context exists, [AUTH] INFO [SELECT] PING in flight; conn_timer
+ *   CONNECTING  (Sentinel: first no context while the sentinels are asked
+ *               where the primary is, sentinel.c) then
+ *               context exists, [AUTH] INFO [SELECT] PING in flight; conn_timer
  *               is the connect deadline; user commands are kept, not sent,
  *               so nothing can run unauthenticated or on the wrong db
  *   READY       user commands go straight to hiredis
@@ -11,6 +13,7 @@
  * Each new context gets a new generation number, so a reply or failure
  * that belongs to an older context cannot disturb the current one. */
 #include "store/store_int.h"
+#include "store/sentinel.h"
 #include "store/uv_adapter.h"
 
 #include "core/backoff.h"
@@ -51,6 +54,12 @@ struct dd_store {
     bool conn_timer_closed;
 
     dd_metric *m_up, *m_errors; /* NULL without ctx->metrics */
+
+    /* SENTINEL: NULL without --redis-sentinel */
+    dd_sentinel *sentinel;
+    bool resolved; /* url.host/port is the sentinels' fresh answer */
+    int wait_replicas;
+    dd_metric *m_readonly, *m_switches, *m_wait_short;
 
     dd_store__req *head, *tail; /* every live request, in submission order */
     size_t nreqs;
@@ -224,6 +233,7 @@ int dd_store_url_parse(const char *url, dd_store_url *out, char *err, size_t err
 
 static void conn_start(dd_store *s);
 static void conn_fail(dd_store *s, int status, bool dying);
+static void on_reconnect_timer_fwd(uv_timer_t *t);
 static void req_release(dd_store__req *r);
 
 struct dd_log *dd_store__log(const dd_store *s)
@@ -243,7 +253,10 @@ const char *dd_store_last_error(const dd_store *s)
 
 static const char *addr_str(const dd_store *s, char *buf, size_t len)
 {
-    if (s->url.path)
+    if (s->sentinel && !s->url.host)
+        dd_msgf(buf, len, "master '%s' (sentinels %s)", dd_sentinel_master_name(s->sentinel),
+                dd_sentinel_addrs(s->sentinel));
+    else if (s->url.path)
         dd_msgf(buf, len, "unix:%s", s->url.path);
     else
         dd_msgf(buf, len, "%s:%d", s->url.host, s->url.port);
@@ -260,6 +273,98 @@ static void maybe_free(dd_store *s)
     free(s);
 }
 
+/* ---- SENTINEL hooks (sentinel.h) ------------------------------------------ */
+
+static void on_resolved(int status, const char *host, int port, void *arg)
+{
+    dd_store *s = arg;
+    if (s->state != ST_CONNECTING || s->ac)
+        return;
+    if (status < 0) {
+        dd_msgf(s->last_error, sizeof(s->last_error), "%s",
+                dd_sentinel_last_error(s->sentinel));
+        conn_fail(s, status, true);
+        return;
+    }
+    free(s->url.host);
+    s->url.host = dd_strdup(host);
+    s->url.port = port;
+    s->resolved = true;
+    conn_start(s);
+}
+
+/* A sentinel announced a new primary for our name: leave the old one now
+ * (do not wait for a READONLY) and connect to the new one at once. */
+static void on_switch(const char *host, int port, void *arg)
+{
+    dd_store *s = arg;
+    if (s->state == ST_CLOSING)
+        return;
+    if (s->m_switches)
+        dd_metric_add(s->m_switches, NULL, 1);
+    bool same = (s->state == ST_READY || (s->state == ST_CONNECTING && s->ac)) && s->url.host &&
+                !strcmp(s->url.host, host) && s->url.port == port;
+    dd_info(s->ctx.log, "redis_primary_switch", "master=%s addr=%s:%d connected=%s",
+            dd_sentinel_master_name(s->sentinel), host, port, same ? "already" : "reconnect");
+    if (same)
+        return;
+    dd_msgf(s->last_error, sizeof(s->last_error), "sentinel announced a new primary %s:%d",
+            host, port);
+    conn_fail(s, DD_EUNAVAIL, false);
+    if (s->state == ST_DOWN) {
+        uv_timer_stop(&s->conn_timer);
+        uv_timer_start(&s->conn_timer, on_reconnect_timer_fwd, 0, 0);
+    }
+}
+
+/* A READONLY reply: the node we write to is a replica now (a failover we
+ * were not told about, or the sentinels' answer was behind). Drop the
+ * connection so the reconnect asks again; once per connection, however
+ * many operations were in flight. */
+static void on_readonly(dd_store *s, const dd_store__req *r, const char *msg)
+{
+    char addr[300];
+    if (s->m_readonly)
+        dd_metric_add(s->m_readonly, NULL, 1);
+    if (r->gen != s->gen || s->state != ST_READY)
+        return;
+    dd_msgf(s->last_error, sizeof(s->last_error),
+            "redis at %s is a read-only replica now (%.120s); reconnecting to the primary",
+            addr_str(s, addr, sizeof(addr)), msg);
+    dd_warn(s->ctx.log, "redis_readonly", "addr=%s op=%s error=%s", addr, r->op->name, msg);
+    conn_fail(s, DD_EUNAVAIL, false);
+}
+
+int dd_store__add_wait(dd_store__req *r)
+{
+    dd_store *s = r->s;
+    char n[16], ms[24];
+    if (s->wait_replicas <= 0)
+        return 0;
+    snprintf(n, sizeof(n), "%d", s->wait_replicas);
+    snprintf(ms, sizeof(ms), "%lld", (long long)(s->cmd_timeout_ms / 2));
+    r->wait_reply = r->nreplies + r->pending + r->nqueued + 1;
+    return dd_store__cmd(r, "WAIT", n, ms, NULL);
+}
+
+int dd_store__wait_result(dd_store__req *r, const redisReply *rep)
+{
+    dd_store *s = r->s;
+    if (rep->type == REDIS_REPLY_INTEGER && rep->integer >= s->wait_replicas)
+        return 0;
+    if (s->m_wait_short)
+        dd_metric_add(s->m_wait_short, NULL, 1);
+    dd_msgf(s->last_error, sizeof(s->last_error),
+            "WAIT %d: only %lld replica(s) confirmed '%s' within %lld ms", s->wait_replicas,
+            rep->type == REDIS_REPLY_INTEGER ? (long long)rep->integer : -1LL, r->op->name,
+            (long long)(s->cmd_timeout_ms / 2));
+    dd_warn(s->ctx.log, "redis_wait_short", "op=%s want=%d acked=%lld timeout_ms=%lld",
+            r->op->name, s->wait_replicas,
+            rep->type == REDIS_REPLY_INTEGER ? (long long)rep->integer : -1LL,
+            (long long)(s->cmd_timeout_ms / 2));
+    return DD_ETIMEOUT;
+}
+
 static void notify(dd_store *s, int status)
 {
     if (s->m_up)
@@ -271,6 +376,11 @@ static void notify(dd_store *s, int status)
 static void on_reconnect_timer(uv_timer_t *t)
 {
     conn_start(t->data);
+}
+
+static void on_reconnect_timer_fwd(uv_timer_t *t)
+{
+    on_reconnect_timer(t);
 }
 
 static void on_connect_deadline(uv_timer_t *t)
@@ -339,6 +449,23 @@ static void handshake_reply(dd_store__req *r, redisReply *rep)
         dd_store__finish(r, -ENOTSUP);
         return;
     }
+    /* SENTINEL: a sentinel's answer can be behind; never write to a replica */
+    if (r->role_reply && r->nreplies == r->role_reply &&
+        (rep->type != REDIS_REPLY_STRING || !strstr(rep->str, "role:master"))) {
+        char addr[300];
+        const char *role = rep->type == REDIS_REPLY_STRING ? strstr(rep->str, "role:") : NULL;
+        size_t rl = role ? strcspn(role, "\r\n") : 0;
+        dd_msgf(s->last_error, sizeof(s->last_error),
+                "redis at %s is not the primary (INFO replication: %.*s) although a sentinel "
+                "named it for '%s': the sentinels are behind or a failover is under way; asking "
+                "them again",
+                addr_str(s, addr, sizeof(addr)), (int)(role ? rl : 7), role ? role : "no role",
+                dd_sentinel_master_name(s->sentinel));
+        dd_warn(s->ctx.log, "redis_not_primary", "addr=%s role=%.*s master=%s", addr,
+                (int)(role ? rl : 7), role ? role : "unknown", dd_sentinel_master_name(s->sentinel));
+        dd_store__finish(r, DD_EUNAVAIL);
+        return;
+    }
     if (r->pending > 0)
         return; /* PING is last: AUTH/INFO/SELECT errors finish before it */
     char addr[300];
@@ -348,8 +475,12 @@ static void handshake_reply(dd_store__req *r, redisReply *rep)
     uv_timer_stop(&s->conn_timer);
     dd_backoff_reset(&s->backoff);
     s->last_error[0] = '\0';
-    dd_info(s->ctx.log, "redis_connected", "addr=%s db=%d", addr_str(s, addr, sizeof(addr)),
-            s->url.db);
+    if (s->sentinel)
+        dd_info(s->ctx.log, "redis_connected", "addr=%s db=%d master=%s role=master",
+                addr_str(s, addr, sizeof(addr)), s->url.db, dd_sentinel_master_name(s->sentinel));
+    else
+        dd_info(s->ctx.log, "redis_connected", "addr=%s db=%d",
+                addr_str(s, addr, sizeof(addr)), s->url.db);
     /* Now the commands kept while connecting go out, in submission order. */
     for (dd_store__req *q = s->head; q; q = q->next) {
         size_t n = q->nqueued;
@@ -384,6 +515,14 @@ static void conn_start(dd_store *s)
     redisAsyncContext *ac;
     if (s->state == ST_CLOSING)
         return;
+    /* SENTINEL: ask where the primary is before every connect */
+    if (s->sentinel && !s->resolved) {
+        s->gen++;
+        s->state = ST_CONNECTING;
+        dd_sentinel_resolve(s->sentinel, on_resolved, s);
+        return;
+    }
+    s->resolved = false; /* used once: the next reconnect asks again */
     s->gen++;
     ac = s->url.path ? redisAsyncConnectUnix(s->url.path)
                      : redisAsyncConnect(s->url.host, s->url.port);
@@ -439,6 +578,10 @@ static void conn_start(dd_store *s)
     h->info_reply = (s->password ? 1 : 0) + 1;
     if (rc == 0)
         rc = dd_store__cmd(h, "INFO", "cluster", NULL);
+    if (rc == 0 && s->sentinel) { /* SENTINEL: the role check */
+        h->role_reply = h->info_reply + 1;
+        rc = dd_store__cmd(h, "INFO", "replication", NULL);
+    }
     if (rc == 0 && s->url.db != 0)
         rc = dd_store__cmd(h, "SELECT", db, NULL);
     if (rc == 0)
@@ -473,6 +616,8 @@ static void conn_fail(dd_store *s, int status, bool dying)
     s->ac = NULL;
     s->gen++;
     s->state = ST_DOWN;
+    s->resolved = false;
+    dd_sentinel_cancel(s->sentinel); /* SENTINEL: a resolution in flight */
     if (s->handshake) {
         dd_store__req *h = s->handshake;
         s->handshake = NULL;
@@ -487,7 +632,9 @@ static void conn_fail(dd_store *s, int status, bool dying)
             dd_store__finish(r, status);
     int64_t delay = dd_backoff_next(&s->backoff);
     dd_warn(s->ctx.log, "redis_unavailable", "addr=%s err=%s error=%s retry_ms=%lld",
-            addr_str(s, addr, sizeof(addr)), dd_strerror(status), s->last_error,
+            addr_str(s, addr, sizeof(addr)),
+            status == -ENOENT && s->sentinel ? "unknown master name" : dd_strerror(status),
+            s->last_error,
             (long long)delay);
     uv_timer_stop(&s->conn_timer);
     uv_timer_start(&s->conn_timer, on_reconnect_timer, (uint64_t)delay, 0);
@@ -503,10 +650,33 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
     if (!ctx || !ctx->loop || !opts)
         return url_fail(err, errlen, "dd_store_open: %s", "missing loop or options");
     s = dd_xcalloc(1, sizeof(*s));
-    rc = dd_store_url_parse(opts->url, &s->url, err, errlen);
-    if (rc < 0)
-        goto out;
     s->ctx = *ctx;
+    if (opts->sentinels && *opts->sentinels) {
+        /* SENTINEL: the address comes from the sentinels, not a URL */
+        if (opts->url && *opts->url) {
+            rc = url_fail(err, errlen, "give either a redis url or sentinels%s, not both", "");
+            goto out;
+        }
+        dd_sentinel_opts so = {.addrs = opts->sentinels,
+                               .master_name = opts->master_name,
+                               .password = opts->sentinel_password,
+                               .timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
+                                             : opts->cmd_timeout_ms > 0  ? opts->cmd_timeout_ms
+                                                                         : 2000,
+                               .seed = opts->seed,
+                               .on_switch = on_switch,
+                               .arg = s};
+        rc = dd_sentinel_open(ctx, &so, &s->sentinel, err, errlen);
+        if (rc < 0)
+            goto out;
+        s->url.db = opts->db;
+        s->url.port = 0;
+    } else {
+        rc = dd_store_url_parse(opts->url, &s->url, err, errlen);
+        if (rc < 0)
+            goto out;
+    }
+    s->wait_replicas = opts->wait_replicas;
     if (opts->password && *opts->password)
         s->password = dd_strdup(opts->password);
     else if (s->url.password && *s->url.password)
@@ -539,6 +709,22 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
         s->m_errors = dd_metrics_family(ctx->metrics, DD_COUNTER,
                                         "dispatchd_redis_command_errors_total",
                                         "Redis operations that failed, by error (timeout, unavailable, ...).", labels, NULL, 0);
+        s->m_readonly = dd_metrics_family(
+            ctx->metrics, DD_COUNTER, "dispatchd_redis_readonly_total",
+            "READONLY replies (the node written to had become a replica); each drops the "
+            "connection and asks again where the primary is.",
+            NULL, NULL, 0);
+        if (s->sentinel)
+            s->m_switches = dd_metrics_family(
+                ctx->metrics, DD_COUNTER, "dispatchd_redis_primary_switches_total",
+                "+switch-master announcements for our master name heard from a sentinel.", NULL,
+                NULL, 0);
+        if (s->wait_replicas > 0)
+            s->m_wait_short = dd_metrics_family(
+                ctx->metrics, DD_COUNTER, "dispatchd_redis_wait_short_total",
+                "Claims and heartbeats that WAIT did not confirm on --redis-wait-replicas "
+                "replicas in time (they did not count).",
+                NULL, NULL, 0);
     }
     s->on_state = opts->on_state;
     s->state_arg = opts->state_arg;
@@ -550,6 +736,8 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
     s = NULL;
 out:
     if (s) {
+        if (s->sentinel)
+            dd_sentinel_close(s->sentinel);
         dd_store_url_release(&s->url);
         dd_secret_free(s->password);
         free(s->user);
@@ -584,6 +772,8 @@ void dd_store_close(dd_store *s)
     s->state = ST_CLOSING;
     s->handshake = NULL;
     s->gen++;
+    dd_sentinel_close(s->sentinel); /* SENTINEL */
+    s->sentinel = NULL;
     for (dd_store__req *r = s->head; r; r = r->next)
         dd_store__finish(r, DD_ECANCELED);
     uv_timer_stop(&s->conn_timer);
@@ -688,6 +878,7 @@ void dd_store__finish(dd_store__req *r, int status)
                                          : status == -EACCES     ? "auth"
                                          : status == -EPERM      ? "noperm"
                                          : status == -ENOTSUP    ? "cluster"
+                                         : status == -ENOENT     ? "sentinel"
                                                                  : "protocol"),
                       1);
     r->op->deliver(r, status);
@@ -704,7 +895,12 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     if (!r->done) {
         if (!rep)
             dd_store__finish(r, s->state == ST_CLOSING ? DD_ECANCELED : DD_EUNAVAIL);
-        else if (rep->type == REDIS_REPLY_ERROR) {
+        else if (rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "READONLY", 8)) {
+            /* SENTINEL: a replica; not an error per operation (on_readonly) */
+            dd_store__finish(r, DD_EUNAVAIL);
+            if (!r->internal)
+                on_readonly(s, r, rep->str);
+        } else if (rep->type == REDIS_REPLY_ERROR) {
             int st = dd_store__reply_error(s, r->op, rep);
             dd_store__finish(r, st);
             /* A Cluster redirect will not go away by retrying: drop the

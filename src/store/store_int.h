@@ -41,6 +41,8 @@ struct dd_store__req {
     unsigned pending;  /* replies hiredis still owes */
     unsigned nreplies; /* replies received so far (they come in order) */
     unsigned info_reply; /* handshake: which reply (1-based) is INFO cluster's */
+    unsigned role_reply; /* handshake with Sentinel: INFO replication's; 0 none */
+    unsigned wait_reply; /* claim/heartbeat with --redis-wait-replicas: WAIT's; 0 none */
     uint64_t gen;      /* connection the commands went out on */
     bool done, closing, internal;
     /* commands formatted while not yet connected, sent once ready */
@@ -87,5 +89,10 @@ int dd_store__reply_error(dd_store *s, const dd_store__op *op, const redisReply 
 #define DD_STORE__KEYMAX 1100
 const char *dd_store__key(char *buf, const char *kind, const char *id);
 struct dd_log *dd_store__log(const dd_store *s);
+/* SENTINEL: WAIT after a fenced write (records.c): adds "WAIT n timeout" to
+ * r when --redis-wait-replicas is set (r->wait_reply says which reply), and
+ * judges its reply: 0, or DD_ETIMEOUT when fewer replicas confirmed. */
+int dd_store__add_wait(dd_store__req *r);
+int dd_store__wait_result(dd_store__req *r, const redisReply *rep);
 
 #endif
