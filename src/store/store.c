@@ -452,17 +452,18 @@ static void handshake_reply(dd_store__req *r, redisReply *rep)
     /* SENTINEL: a sentinel's answer can be behind; never write to a replica */
     if (r->role_reply && r->nreplies == r->role_reply &&
         (rep->type != REDIS_REPLY_STRING || !strstr(rep->str, "role:master"))) {
-        char addr[300];
-        const char *role = rep->type == REDIS_REPLY_STRING ? strstr(rep->str, "role:") : NULL;
-        size_t rl = role ? strcspn(role, "\r\n") : 0;
+        char addr[300], role[64] = "role:unknown";
+        const char *rp = rep->type == REDIS_REPLY_STRING ? strstr(rep->str, "role:") : NULL;
+        if (rp)
+            dd_msgf(role, sizeof(role), "%.*s", (int)strcspn(rp, "\r\n"), rp);
         dd_msgf(s->last_error, sizeof(s->last_error),
-                "redis at %s is not the primary (INFO replication: %.*s) although a sentinel "
+                "redis at %s is not the primary (INFO replication: %s) although a sentinel "
                 "named it for '%s': the sentinels are behind or a failover is under way; asking "
                 "them again",
-                addr_str(s, addr, sizeof(addr)), (int)(role ? rl : 7), role ? role : "no role",
+                addr_str(s, addr, sizeof(addr)), role, dd_sentinel_master_name(s->sentinel));
+        /* the logger takes no %.*s: role is cut above */
+        dd_warn(s->ctx.log, "redis_not_primary", "addr=%s role=%s master=%s", addr, role + 5,
                 dd_sentinel_master_name(s->sentinel));
-        dd_warn(s->ctx.log, "redis_not_primary", "addr=%s role=%.*s master=%s", addr,
-                (int)(role ? rl : 7), role ? role : "unknown", dd_sentinel_master_name(s->sentinel));
         dd_store__finish(r, DD_EUNAVAIL);
         return;
     }
@@ -660,9 +661,11 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
         dd_sentinel_opts so = {.addrs = opts->sentinels,
                                .master_name = opts->master_name,
                                .password = opts->sentinel_password,
-                               .timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
-                                             : opts->cmd_timeout_ms > 0  ? opts->cmd_timeout_ms
-                                                                         : 2000,
+                               /* half the command timeout per sentinel: an
+                                * operation waiting for the connection can
+                                * outlive one silent sentinel */
+                               .timeout_ms = (opts->cmd_timeout_ms > 0 ? opts->cmd_timeout_ms
+                                                                       : 2000) / 2,
                                .seed = opts->seed,
                                .on_switch = on_switch,
                                .arg = s};
@@ -725,6 +728,12 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
                 "Claims and heartbeats that WAIT did not confirm on --redis-wait-replicas "
                 "replicas in time (they did not count).",
                 NULL, NULL, 0);
+        /* the series exist at 0 from the start (a rate needs a first sample) */
+        dd_metric_add(s->m_readonly, NULL, 0);
+        if (s->m_switches)
+            dd_metric_add(s->m_switches, NULL, 0);
+        if (s->m_wait_short)
+            dd_metric_add(s->m_wait_short, NULL, 0);
     }
     s->on_state = opts->on_state;
     s->state_arg = opts->state_arg;

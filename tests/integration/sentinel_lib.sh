@@ -8,6 +8,7 @@
 #   start_sentinel PORT PRIMARY NAME QUORUM DOWN_MS
 #                                 a redis-sentinel monitoring NAME at
 #                                 127.0.0.1:PRIMARY; returns once it answers
+#                                 (env SENTINEL_EXTRA: more config lines)
 #   sentinel_set NAME             one primary, one replica, three sentinels
 #                                 (quorum 2, down-after $SENTINEL_DOWN_MS,
 #                                 default 400 ms); sets RPRI RREP S1 S2 S3
@@ -37,11 +38,13 @@ sentinel monitor $name 127.0.0.1 $pri $quorum
 sentinel down-after-milliseconds $name $down
 sentinel failover-timeout $name 4000
 sentinel parallel-syncs $name 1
+${SENTINEL_EXTRA:-}
 EOF
   redis-sentinel "$T/sentinel-$port/sentinel.conf" --loglevel notice \
     >"$T/sentinel-$port.log" 2>&1 &
   track $!
-  wait_until 15 redis-cli -p "$port" ping || fail "sentinel on $port did not start within 15 s"
+  wait_until 15 bash -c "redis-cli -p $port ping | grep -q -e PONG -e NOAUTH" \
+    || fail "sentinel on $port did not start within 15 s"
 }
 
 sentinel_master() { redis-cli -p "$1" sentinel get-master-addr-by-name "$2" | tr '\n' ' ' | sed 's/ $//'; }
