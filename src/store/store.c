@@ -717,23 +717,21 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
             "READONLY replies (the node written to had become a replica); each drops the "
             "connection and asks again where the primary is.",
             NULL, NULL, 0);
-        if (s->sentinel)
-            s->m_switches = dd_metrics_family(
+        /* all three always (at 0 when unused): the metrics contract is what
+         * every process exports (deploy/metrics.txt, test_up) */
+        s->m_switches = dd_metrics_family(
                 ctx->metrics, DD_COUNTER, "dispatchd_redis_primary_switches_total",
                 "+switch-master announcements for our master name heard from a sentinel.", NULL,
                 NULL, 0);
-        if (s->wait_replicas > 0)
-            s->m_wait_short = dd_metrics_family(
+        s->m_wait_short = dd_metrics_family(
                 ctx->metrics, DD_COUNTER, "dispatchd_redis_wait_short_total",
                 "Claims and heartbeats that WAIT did not confirm on --redis-wait-replicas "
                 "replicas in time (they did not count).",
                 NULL, NULL, 0);
         /* the series exist at 0 from the start (a rate needs a first sample) */
         dd_metric_add(s->m_readonly, NULL, 0);
-        if (s->m_switches)
-            dd_metric_add(s->m_switches, NULL, 0);
-        if (s->m_wait_short)
-            dd_metric_add(s->m_wait_short, NULL, 0);
+        dd_metric_add(s->m_switches, NULL, 0);
+        dd_metric_add(s->m_wait_short, NULL, 0);
     }
     s->on_state = opts->on_state;
     s->state_arg = opts->state_arg;
