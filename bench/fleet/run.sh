@@ -19,7 +19,7 @@
 #   REDIS_RESTARTS (1)  graceful Redis restart (RDB kept), REDIS_DOWN_S (1) down
 #   TEMPORAL_RESTARTS (1) Temporal dev server restart (same sqlite file)
 #   SENTINEL (0)        1: Redis is a primary, a replica and three sentinels (quorum
-#                       2, down-after SENTINEL_DOWN_MS (500)) of its own, not the
+#                       2, down-after SENTINEL_DOWN_MS (1000)) of its own, not the
 #                       stack's; hosts, reconcile, workers and the checker use
 #                       --redis-sentinel (PARTITIONS not supported with it)
 #   PRIMARY_SWITCHES (0) with SENTINEL=1: alternately SENTINEL FAILOVER and kill -9
@@ -84,7 +84,7 @@ ROLLING_ROUNDS=${ROLLING_ROUNDS:-1}; KILLS=${KILLS:-5}; STOPS=${STOPS:-2}
 STOP_SCOPE=${STOP_SCOPE:-daemon}
 REDIS_RESTARTS=${REDIS_RESTARTS:-1}; REDIS_DOWN_S=${REDIS_DOWN_S:-1}
 TEMPORAL_RESTARTS=${TEMPORAL_RESTARTS:-1}; WORKER_KILLS=${WORKER_KILLS:-0}
-SENTINEL=${SENTINEL:-0}; PRIMARY_SWITCHES=${PRIMARY_SWITCHES:-0}; SENTINEL_DOWN_MS=${SENTINEL_DOWN_MS:-500}
+SENTINEL=${SENTINEL:-0}; PRIMARY_SWITCHES=${PRIMARY_SWITCHES:-0}; SENTINEL_DOWN_MS=${SENTINEL_DOWN_MS:-1000}
 PARTITIONS=${PARTITIONS:-0}; PARTITION_MODES=${PARTITION_MODES:-whole redis temporal asym}
 SKEWS=${SKEWS:-}; SKEW_HOLDS=${SKEW_HOLDS:-0}; SKEW_HOLD_S=${SKEW_HOLD_S:-$((THRESH_S * 4))}
 read -r -a SKEW_OF <<<"$SKEWS"
@@ -202,6 +202,7 @@ cleanup() {
   if [ -n "${OUT:-}" ]; then
     cp "$T"/hosts/*.log "$D/" 2>/dev/null
     cp "$T/stack/"*.log "$D/" 2>/dev/null
+    cp "$T"/redis-*.log "$T"/sentinel-*.log "$D/" 2>/dev/null # SENTINEL=1
   fi
   local f san=0
   while IFS= read -r f; do
@@ -287,6 +288,7 @@ if [ "$SENTINEL" = 1 ]; then
     [ $ok = 1 ] && break; sleep 0.1
   done
   [ $ok = 1 ] || die "the sentinels did not find each other and the replica"
+  for _ in $(seq 1 600); do redis-cli -p "$RREP" info replication | grep -q master_link_status:up && break; sleep 0.05; done
   RARGS=(--redis-sentinel "$SENTS" --redis-master-name fleet)
   RP=$RPRI
   log "sentinel: primary $RPRI, replica $RREP, sentinels $SENTS (down-after ${SENTINEL_DOWN_MS} ms)"
@@ -573,6 +575,14 @@ redis_restarts() {
     reconcile
   done
 }
+all_see_promotable() { # port: every sentinel lists it as a replica with priority 100
+  local sp
+  for sp in ${SENTS//,/ }; do
+    redis-cli -p "${sp#127.0.0.1:}" sentinel replicas fleet 2>/dev/null |
+      awk -v p="$1" '/^port$/{getline; cur=$0} /^slave-priority$/{getline; if (cur==p && $0==100) f=1} END{exit !f}' ||
+      return 1
+  done
+}
 primary_switches() { # SENTINEL=1: SENTINEL FAILOVER and kill -9 of the primary, alternately
   local k old new end
   for k in $(seq 1 "$PRIMARY_SWITCHES"); do
@@ -590,14 +600,26 @@ primary_switches() { # SENTINEL=1: SENTINEL FAILOVER and kill -9 of the primary,
     done
     ev primary_switched "$new"
     if [ $((k % 2)) = 0 ]; then
-      start_rs "$old" --replicaof 127.0.0.1 "$new"; ev primary_old_restarted "$old"
+      # back empty (no persistence): promotable only once it has synced, or
+      # a failover can pick it and lose everything (seen at down-after
+      # 500 ms under load: a second failover promoted it 0.8 s after its start)
+      start_rs "$old" --replicaof 127.0.0.1 "$new" --replica-priority 0; ev primary_old_restarted "$old"
     fi
-    # the next switch needs a replica in sync with the new primary
+    # the next switch needs a replica in sync with the primary (whichever it is now)
     end=$((SECONDS + SETTLE_S))
-    until redis-cli -p "$old" info replication 2>/dev/null | grep -q master_link_status:up; do
-      [ $SECONDS -lt $end ] || die "the old primary $old did not follow $new within ${SETTLE_S}s"
+    until [ "$(redis-cli -p "$old" info replication 2>/dev/null | tr -d '\r' | grep -c -e role:slave -e master_link_status:up -e "master_port:$(primary)\$")" = 3 ]; do
+      [ $SECONDS -lt $end ] || die "the old primary $old did not follow the primary $(primary) within ${SETTLE_S}s"
       sleep 0.05
     done
+    if [ $((k % 2)) = 0 ]; then
+      redis-cli -p "$old" config set replica-priority 100 >/dev/null
+      # every sentinel must know it is promotable again before the next kill
+      end=$((SECONDS + SETTLE_S))
+      until all_see_promotable "$old"; do
+        [ $SECONDS -lt $end ] || die "the sentinels did not see $old as promotable within ${SETTLE_S}s"
+        sleep 0.1
+      done
+    fi
     wait_settled "primary switch $k ($old -> $new)" || true
     reconcile
     log "primary switch $k/$PRIMARY_SWITCHES: $old -> $new"

@@ -312,6 +312,12 @@ static void on_switch(const char *host, int port, void *arg)
             host, port);
     conn_fail(s, DD_EUNAVAIL, false);
     if (s->state == ST_DOWN) {
+        /* straight to the announced primary (its role is still checked):
+         * another sentinel asked now may not have switched yet */
+        free(s->url.host);
+        s->url.host = dd_strdup(host);
+        s->url.port = port;
+        s->resolved = true;
         uv_timer_stop(&s->conn_timer);
         uv_timer_start(&s->conn_timer, on_reconnect_timer_fwd, 0, 0);
     }
