@@ -39,9 +39,14 @@ struct dd_child {
     void *done_arg;
 };
 
-dd_child *dd_child_new(uv_loop_t *loop, dd_log *log, const char *name, dd_child_exit_cb exit_cb,
-                       void *arg)
+int dd_child_new(uv_loop_t *loop, dd_log *log, const char *name, dd_child_exit_cb exit_cb,
+                 void *arg, dd_child **out, char *err, size_t errlen)
 {
+    *out = NULL;
+    if (!name || !*name) {
+        dd_msgf(err, errlen, "a child command needs a name (its log lines carry it)");
+        return DD_EINVAL;
+    }
     dd_child *c = dd_xcalloc(1, sizeof(*c));
     c->loop = loop;
     c->log = log;
@@ -51,7 +56,8 @@ dd_child *dd_child_new(uv_loop_t *loop, dd_log *log, const char *name, dd_child_
     c->live_wfd = -1;
     uv_timer_init(loop, &c->grace);
     c->grace.data = c;
-    return c;
+    *out = c;
+    return 0;
 }
 
 static void dd_child_maybe_free(dd_child *c)

@@ -28,9 +28,11 @@ struct dd_log;
 typedef struct dd_child dd_child;
 typedef void (*dd_child_exit_cb)(dd_child *c, int64_t status, int term_signal, void *arg);
 
-/* log is borrowed; exit_cb runs on every exit of the command. */
-dd_child *dd_child_new(struct uv_loop_s *loop, struct dd_log *log, const char *name,
-                       dd_child_exit_cb exit_cb, void *arg);
+/* log is borrowed, name copied (it names the child in every log line);
+ * exit_cb runs on every exit of the command. 0 and *out, or DD_EINVAL with
+ * a message in err for a missing name. */
+int dd_child_new(struct uv_loop_s *loop, struct dd_log *log, const char *name,
+                 dd_child_exit_cb exit_cb, void *arg, dd_child **out, char *err, size_t errlen);
 /* argv is copied. env_extra: NULL-terminated "KEY=VALUE" strings added to the
  * inherited environment (copied). 0, DD_EBUSY if already running, or a uv
  * error with a message in err. */

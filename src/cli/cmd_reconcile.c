@@ -104,7 +104,8 @@ static void dd_rec_signal(uv_signal_t *h, int signum)
     uv_signal_stop(&c->sigint);
     uv_signal_stop(&c->sigterm);
     uv_signal_stop(&c->sighup);
-    dd_metrics_http_close(c->http);
+    if (c->http)
+        dd_metrics_http_close(c->http, NULL, NULL); /* the loop runs until it is closed */
     c->http = NULL;
     if (c->r)
         dd_reconciler_close(c->r, dd_rec_closed, c);

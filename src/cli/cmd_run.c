@@ -18,17 +18,31 @@ typedef struct {
     dd_daemon *d;
     uv_signal_t sigint, sigterm, sighup; /* SIGHUP (a closed terminal): like SIGTERM */
     dd_cancel cancel;
+    int exit_code; /* the daemon's, read before it is closed */
 } dd_run;
 
-static void dd_run_stopped(void *arg)
+static void dd_run_closed(void *arg)
 {
     dd_run *r = arg;
-    if (uv_is_closing((uv_handle_t *)&r->sigint))
-        return;
-    r->cancel.cancelled = true;
+    r->d = NULL;
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
     uv_close((uv_handle_t *)&r->sighup, NULL);
+}
+
+/* A signal, or the daemon wound down by itself: close it (once). */
+static void dd_run_close(dd_run *r)
+{
+    r->cancel.cancelled = true;
+    r->exit_code = dd_daemon_exit_code(r->d);
+    dd_daemon_close(r->d, dd_run_closed, r);
+}
+
+static void dd_run_exited(void *arg)
+{
+    dd_run *r = arg;
+    if (!r->cancel.cancelled)
+        dd_run_close(r);
 }
 
 static void dd_run_on_signal(uv_signal_t *h, int signum)
@@ -37,8 +51,7 @@ static void dd_run_on_signal(uv_signal_t *h, int signum)
     if (r->cancel.cancelled)
         return;
     dd_info(r->cli->log, "shutdown_requested", "signal=%d", signum);
-    r->cancel.cancelled = true;
-    dd_daemon_stop(r->d, dd_run_stopped, r);
+    dd_run_close(r);
 }
 
 /* One candidate path: 0 if it is an executable regular file, else why not. */
@@ -128,7 +141,7 @@ int dd_cmd_run(dd_cli *cli)
     dd_ctx ctx = {.loop = &loop, .log = cli->log, .metrics = cli->metrics, .cfg = &cli->cfg,
                   .cancel = &r.cancel};
     dd_log_add_field(cli->log, "server_id", dd_cli_server_id(cli));
-    int code = dd_daemon_start(&r.d, cli, &ctx, NULL, child);
+    int code = dd_daemon_new(cli, &ctx, NULL, child, &r.d);
     if (code == 0) {
         uv_signal_init(&loop, &r.sigint);
         uv_signal_init(&loop, &r.sigterm);
@@ -137,14 +150,13 @@ int dd_cmd_run(dd_cli *cli)
         uv_signal_start(&r.sigint, dd_run_on_signal, SIGINT);
         uv_signal_start(&r.sigterm, dd_run_on_signal, SIGTERM);
         uv_signal_start(&r.sighup, dd_run_on_signal, SIGHUP);
-        dd_daemon_on_exit(r.d, dd_run_stopped, &r);
+        dd_daemon_on_exit(r.d, dd_run_exited, &r);
         dd_info(cli->log, "started", "dispatchers=%d temporal_url=%s namespace=%s",
                 cli->cfg.ndispatchers, dd_cli_temporal_url(cli), cli->cfg.namespace_);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     if (code == 0)
-        code = dd_daemon_exit_code(r.d);
-    dd_daemon_free(r.d);
+        code = r.exit_code;
     if (uv_loop_close(&loop) != 0)
         dd_warn(cli->log, "loop_not_clean", "reason=%s", "handles still open at exit");
     else if (code == 0)

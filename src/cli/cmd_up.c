@@ -29,6 +29,7 @@ typedef struct dd_up {
     int nsvc;
     dd_cancel cancel;
     dd_daemon *daemon; /* the dispatcher owner, once the stack is up */
+    bool stack_closing; /* dd_supervisor_close called */
     int exit_code;
 } dd_up;
 
@@ -39,6 +40,7 @@ typedef struct dd_up {
  * (which logs): printed line by line around it, log lines on a shared
  * terminal split it. */
 static void dd_up_daemon_exited(void *arg);
+static void dd_up_stop_stack(dd_up *up);
 
 static void dd_up_on_ready(dd_supervisor *sv, void *arg)
 {
@@ -54,11 +56,11 @@ static void dd_up_on_ready(dd_supervisor *sv, void *arg)
     if (!up->daemon && !up->cancel.cancelled) {
         dd_ctx ctx = {.loop = &up->loop, .log = up->cli->log, .metrics = up->cli->metrics,
                       .cfg = &up->cli->cfg, .cancel = &up->cancel};
-        int dc = dd_daemon_start(&up->daemon, up->cli, &ctx, DD_UP_DEFAULT_DISPATCHER, NULL);
+        int dc = dd_daemon_new(up->cli, &ctx, DD_UP_DEFAULT_DISPATCHER, NULL, &up->daemon);
         if (dc != 0) {
             up->exit_code = dc; /* 2 for bad input (e.g. the metrics port taken) */
             up->cancel.cancelled = true;
-            dd_supervisor_shutdown(up->sv);
+            dd_up_stop_stack(up);
         } else {
             dd_daemon_on_exit(up->daemon, dd_up_daemon_exited, up);
             for (int i = 0; i < up->cli->cfg.ndispatchers; i++)
@@ -82,6 +84,14 @@ static void dd_up_on_ready(dd_supervisor *sv, void *arg)
     dd_buf_release(&b);
 }
 
+static void dd_up_daemon_closed(void *arg)
+{
+    dd_up *up = arg;
+    up->daemon = NULL;
+    /* Dispatchers released while Temporal was still up: now the stack. */
+    dd_up_stop_stack(up);
+}
+
 /* The owner stopped by itself (its --id-prefix is not the fleet's in this
  * Redis): the stack goes too, with the daemon's exit code. */
 static void dd_up_daemon_exited(void *arg)
@@ -92,22 +102,25 @@ static void dd_up_daemon_exited(void *arg)
     up->cancel.cancelled = true;
     int code = dd_daemon_exit_code(up->daemon);
     up->exit_code = code ? code : 1;
-    dd_supervisor_shutdown(up->sv);
+    dd_daemon_close(up->daemon, dd_up_daemon_closed, up);
 }
 
-static void dd_up_daemon_stopped(void *arg)
+static void dd_up_stack_closed(void *arg)
 {
     dd_up *up = arg;
-    /* Dispatchers released while Temporal was still up: now the stack. */
-    dd_supervisor_shutdown(up->sv);
-}
-
-static void dd_up_on_stopped(dd_supervisor *sv, void *arg)
-{
-    dd_up *up = arg;
+    up->sv = NULL;
     uv_close((uv_handle_t *)&up->sigint, NULL);
     uv_close((uv_handle_t *)&up->sigterm, NULL);
     uv_close((uv_handle_t *)&up->sighup, NULL);
+}
+
+/* Every way out ends here, once: the services stop, then the loop ends. */
+static void dd_up_stop_stack(dd_up *up)
+{
+    if (up->stack_closing)
+        return;
+    up->stack_closing = true;
+    dd_supervisor_close(up->sv, dd_up_stack_closed, up);
 }
 
 static void dd_up_on_signal(uv_signal_t *h, int signum)
@@ -121,9 +134,9 @@ static void dd_up_on_signal(uv_signal_t *h, int signum)
     dd_info(up->cli->log, "shutdown_requested", "signal=%d", signum);
     up->cancel.cancelled = true;
     if (up->daemon)
-        dd_daemon_stop(up->daemon, dd_up_daemon_stopped, up);
+        dd_daemon_close(up->daemon, dd_up_daemon_closed, up);
     else
-        dd_supervisor_shutdown(up->sv);
+        dd_up_stop_stack(up);
 }
 
 int dd_cmd_up(dd_cli *cli)
@@ -195,9 +208,14 @@ int dd_cmd_up(dd_cli *cli)
                   .cancel = &up.cancel};
     dd_supervisor_opts opts = {.stop_timeout_ms = cli->cfg.stop_timeout_ms,
                                .on_ready = dd_up_on_ready,
-                               .on_stopped = dd_up_on_stopped,
                                .arg = &up};
-    up.sv = dd_supervisor_new(&ctx, up.svcs, up.nsvc, &opts);
+    if (dd_supervisor_new(&ctx, up.svcs, up.nsvc, &opts, &up.sv, err, sizeof(err)) < 0) {
+        code = dd_cli_fail(cli, "%s", err);
+        uv_loop_close(&up.loop);
+        unlink(status_path);
+        close(upfd);
+        goto out_services;
+    }
     uv_signal_init(&up.loop, &up.sigint);
     uv_signal_init(&up.loop, &up.sigterm);
     uv_signal_init(&up.loop, &up.sighup);
@@ -212,13 +230,11 @@ int dd_cmd_up(dd_cli *cli)
         /* a port taken meanwhile is bad input, as in the check above */
         code = src == DD_EBUSY ? DD_EXIT_USAGE : DD_EXIT_FAIL;
         up.cancel.cancelled = true;
-        dd_supervisor_shutdown(up.sv);
+        dd_up_stop_stack(&up);
     }
     uv_run(&up.loop, UV_RUN_DEFAULT);
     if (up.exit_code)
         code = up.exit_code;
-    dd_daemon_free(up.daemon);
-    dd_supervisor_free(up.sv);
     if (uv_loop_close(&up.loop) != 0)
         dd_warn(cli->log, "loop_not_clean", "reason=%s", "handles still open at exit");
     unlink(status_path);

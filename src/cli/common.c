@@ -109,7 +109,7 @@ int dd_cli_metrics_serve(dd_cli *cli, const dd_ctx *ctx, const char *listen,
                          dd_metrics_http **out)
 {
     char err[256];
-    if (dd_metrics_http_start(out, ctx, listen, ctx->metrics, ready, arg, err, sizeof(err)) < 0) {
+    if (dd_metrics_http_new(ctx, listen, ctx->metrics, ready, arg, out, err, sizeof(err)) < 0) {
         *out = NULL;
         /* the address the user gave cannot be used (taken, not local): exit 2 */
         return dd_cli_refuse(cli, "%s (--metrics-listen, or \"off\")", err);

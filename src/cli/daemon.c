@@ -31,12 +31,19 @@ struct dd_daemon {
     int nowners;
     int owners_stopped;
     int hbs_closed;
+    int owners_closed;
     bool stopping;
     bool temporal_closed;
+    bool http_closed; /* the /metrics endpoint, or none */
+    /* dd_daemon_close: life is open from new to close, so that done always
+     * comes from its close callback, also after a wind-down of its own */
+    uv_timer_t life;
+    bool close_requested;
     void (*done)(void *);
     void *done_arg;
-    void (*exit_cb)(void *); /* when every owner let go by itself (dd_daemon_on_exit) */
+    void (*exit_cb)(void *); /* wound down by itself (dd_daemon_on_exit) */
     void *exit_arg;
+    bool exit_reported;
     /* The ID prefix check runs before any owner starts (dd_daemon_gate). */
     uv_timer_t gate;
     dd_backoff gate_backoff;
@@ -76,19 +83,36 @@ static bool dd_daemon_ready(void *arg, char *reason, size_t len)
 static void dd_daemon_notify_close(dd_daemon *d);
 static void dd_daemon_notify_stopping(dd_daemon *d);
 
+static void dd_daemon_life_closed(uv_handle_t *h)
+{
+    dd_daemon *d = h->data;
+    void (*done)(void *) = d->done;
+    void *arg = d->done_arg;
+    free(d->wf_input);
+    free(d->notify_status);
+    free(d);
+    if (done)
+        done(arg);
+}
+
 static void dd_daemon_maybe_done(dd_daemon *d)
 {
-    if (d->owners_stopped < d->nowners || d->hbs_closed < d->nowners || !d->temporal_closed ||
-        !d->gate_closed)
+    if (d->owners_closed < d->nowners || d->hbs_closed < d->nowners || !d->temporal_closed ||
+        !d->gate_closed || !d->http_closed)
         return;
     if (!d->notify_closed || !d->notify_poll_closed) {
         dd_daemon_notify_close(d); /* last, so the watchdog pings through shutdown */
         return;
     }
-    if (d->done) {
-        void (*done)(void *) = d->done;
-        d->done = NULL;
-        done(d->done_arg);
+    if (d->close_requested) {
+        if (!uv_is_closing((uv_handle_t *)&d->life))
+            uv_close((uv_handle_t *)&d->life, dd_daemon_life_closed);
+        return;
+    }
+    if (!d->exit_reported) { /* wound down by itself */
+        d->exit_reported = true;
+        if (d->exit_cb)
+            d->exit_cb(d->exit_arg);
     }
 }
 
@@ -101,6 +125,21 @@ static void dd_daemon_temporal_closed(void *arg)
 
 static void dd_daemon_close_clients(dd_daemon *d);
 
+static void dd_daemon_http_closed(void *arg)
+{
+    dd_daemon *d = arg;
+    d->http_closed = true;
+    dd_daemon_maybe_done(d);
+}
+
+static void dd_daemon_http_close(dd_daemon *d)
+{
+    if (d->http) {
+        dd_metrics_http_close(d->http, dd_daemon_http_closed, d);
+        d->http = NULL;
+    }
+}
+
 static void dd_daemon_rec_closed(void *arg)
 {
     dd_daemon *d = arg;
@@ -108,12 +147,22 @@ static void dd_daemon_rec_closed(void *arg)
     dd_daemon_close_clients(d);
 }
 
+static void dd_daemon_owner_closed(void *arg)
+{
+    dd_daemon *d = arg;
+    if (++d->owners_closed < d->nowners)
+        return;
+    dd_daemon_close_clients(d);
+}
+
+/* The heartbeats have finished with their owners: now the owners can go. */
 static void dd_daemon_hb_closed(void *arg)
 {
     dd_daemon *d = arg;
     if (++d->hbs_closed < d->nowners)
         return;
-    dd_daemon_close_clients(d);
+    for (int i = 0; i < d->nowners; i++)
+        dd_owner_close(d->owners[i], dd_daemon_owner_closed, d);
 }
 
 /* Records released and the reconciler stopped: now the clients can go. */
@@ -141,19 +190,16 @@ static void dd_daemon_owner_stopped(dd_owner *o, void *arg)
         d->stopping = true;
         dd_info(d->ctx.log, "all_released", "dispatchers=%d", d->nowners);
         dd_daemon_notify_stopping(d);
-        if (d->http) {
-            dd_metrics_http_close(d->http);
-            d->http = NULL;
-        }
-        if (!d->done) {
-            d->done = d->exit_cb;
-            d->done_arg = d->exit_arg;
-        }
+        dd_daemon_http_close(d);
     }
     /* Every run release has been answered; let the heartbeats finish their
-     * record releases, then close the clients. */
-    for (int i = 0; i < d->nowners; i++)
-        dd_heartbeat_close(d->hbs[i], dd_daemon_hb_closed, d);
+     * record releases, then close the owners and the clients. */
+    for (int i = 0; i < d->nowners; i++) {
+        if (d->hbs[i])
+            dd_heartbeat_close(d->hbs[i], dd_daemon_hb_closed, d);
+        else
+            dd_daemon_hb_closed(d); /* dd_daemon_new failed at its heartbeat */
+    }
 }
 
 static void dd_daemon_stopped_acting(dd_owner *o, const char *run_id, void *arg)
@@ -202,6 +248,7 @@ static void dd_daemon_gate_close(dd_daemon *d)
 }
 
 static void dd_daemon_gate_try(dd_daemon *d);
+static void dd_daemon_wind_down(dd_daemon *d);
 
 static void dd_daemon_gate_retry(uv_timer_t *t)
 {
@@ -237,7 +284,7 @@ static void dd_daemon_gated(int st, const char *fleet, void *arg)
                  "would start a second dispatcher per project/queue); use the fleet's, or "
                  "delete the key dd:id_prefix only after every host has moved");
         d->exit_code = 2;
-        dd_daemon_stop(d, d->exit_cb, d->exit_arg);
+        dd_daemon_wind_down(d);
         return;
     }
     int64_t delay = dd_backoff_next(&d->gate_backoff);
@@ -367,13 +414,15 @@ int dd_daemon_exit_code(const dd_daemon *d)
     return d ? d->exit_code : 0;
 }
 
-int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
-                    const char *default_dispatcher, char *const *child_argv)
+int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher,
+                  char *const *child_argv, dd_daemon **out)
 {
+    *out = NULL;
     dd_daemon *d = dd_xcalloc(1, sizeof(*d));
     d->cli = cli;
     d->ctx = *ctx;
     d->gate_closed = true; /* until the timer exists */
+    d->http_closed = true; /* until it exists */
     d->notify_closed = d->notify_poll_closed = true; /* until they exist */
     int code = dd_cli_temporal_new(cli, ctx, &d->t);
     if (code) {
@@ -386,6 +435,8 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
         free(d);
         return code;
     }
+    uv_timer_init(ctx->loop, &d->life);
+    d->life.data = d;
     const char *disp[DD_MAX_DISPATCHERS];
     int n = cli->cfg.ndispatchers;
     for (int i = 0; i < n; i++)
@@ -456,17 +507,17 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
             code = dd_cli_usage_error(cli, "--dispatcher '%s': %s", disp[i], err);
             goto fail;
         }
+        d->nowners++; /* closed with the others from here on */
         dd_heartbeat_opts ho = {.interval_ms = cli->cfg.heartbeat_interval_ms,
                                 .threshold_ms = cli->cfg.stale_threshold_ms,
                                 .failover = true,
                                 .t = d->t,
                                 .workers_signal = wsig};
         if (dd_heartbeat_new(ctx, d->store, d->owners[i], &ho, &d->hbs[i], err, sizeof(err)) < 0) {
-            dd_owner_free(d->owners[i]);
+            d->hbs[i] = NULL;
             code = dd_cli_usage_error(cli, "--dispatcher '%s': %s", disp[i], err);
             goto fail;
         }
-        d->nowners++;
     }
     dd_reconciler_opts ro = {.stale_threshold_ms = cli->cfg.stale_threshold_ms,
                              .interval_ms = cli->cfg.reconcile_interval_ms,
@@ -482,6 +533,7 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                                     &d->http);
         if (code != 0)
             goto fail;
+        d->http_closed = false;
     }
     uv_timer_init(ctx->loop, &d->gate);
     d->gate.data = d;
@@ -493,13 +545,9 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
     *out = d;
     return 0;
 fail:
-    /* Undo what was built; the caller runs the loop until it is closed. */
-    d->stopping = true;
-    if (d->nowners == 0)
-        dd_daemon_close_clients(d);
-    for (int i = 0; i < d->nowners; i++)
-        dd_owner_release(d->owners[i]);
-    *out = d;
+    /* Undo what was built; it frees itself, the caller runs the loop. */
+    d->close_requested = true;
+    dd_daemon_wind_down(d);
     return code;
 }
 
@@ -509,21 +557,14 @@ void dd_daemon_on_exit(dd_daemon *d, void (*done)(void *), void *arg)
     d->exit_arg = arg;
 }
 
-void dd_daemon_stop(dd_daemon *d, void (*done)(void *), void *arg)
+/* Releases every owner (then heartbeats, owners and clients close, in
+ * dd_daemon_owner_stopped) or, with none, closes the clients. */
+static void dd_daemon_wind_down(dd_daemon *d)
 {
-    d->done = done;
-    d->done_arg = arg;
-    if (d->stopping) {
-        dd_daemon_maybe_done(d); /* it may have wound down already */
-        return;
-    }
     d->stopping = true;
     dd_daemon_notify_stopping(d);
     dd_daemon_gate_close(d);
-    if (d->http) {
-        dd_metrics_http_close(d->http);
-        d->http = NULL;
-    }
+    dd_daemon_http_close(d);
     if (d->nowners == 0) {
         dd_daemon_close_clients(d);
         return;
@@ -532,15 +573,15 @@ void dd_daemon_stop(dd_daemon *d, void (*done)(void *), void *arg)
         dd_owner_release(d->owners[i]);
 }
 
-void dd_daemon_free(dd_daemon *d)
+void dd_daemon_close(dd_daemon *d, void (*done)(void *), void *arg)
 {
-    if (!d)
-        return;
-    for (int i = 0; i < d->nowners; i++)
-        dd_owner_free(d->owners[i]);
-    free(d->wf_input);
-    free(d->notify_status);
-    free(d);
+    d->close_requested = true;
+    d->done = done;
+    d->done_arg = arg;
+    if (d->stopping)
+        dd_daemon_maybe_done(d); /* it may have wound down already */
+    else
+        dd_daemon_wind_down(d);
 }
 
 int dd_daemon_metrics_port(const dd_daemon *d)

@@ -34,7 +34,8 @@ typedef enum dd_log_format {
 
 typedef struct dd_log dd_log;
 
-/* out is borrowed (not closed by dd_log_free). */
+/* out is borrowed (not closed by dd_log_free). Never NULL (no handle, and
+ * out of memory aborts: CONTRIBUTING.md, "Lifecycle"). */
 dd_log *dd_log_new(FILE *out, dd_log_level level);
 void dd_log_free(dd_log *log);
 void dd_log_set_level(dd_log *log, dd_log_level level);

@@ -113,17 +113,17 @@ struct dd_http {
     char tlsbuf[16384]; /* decrypted bytes */
 };
 
-static void conn_attach(conn *c, dd_http_req *r);
-static void conn_fail(conn *c, int err, bool transient, const char *fmt, ...)
+static void dd_http_conn_attach(conn *c, dd_http_req *r);
+static void dd_http_conn_fail(conn *c, int err, bool transient, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static void conn_close(conn *c);
-static conn *conn_new(dd_http *h);
-static void gai_cb(uv_getaddrinfo_t *g, int status, struct addrinfo *res);
-static void try_next_addr(conn *c);
+static void dd_http_conn_close(conn *c);
+static conn *dd_http_conn_new(dd_http *h);
+static void dd_http_gai_cb(uv_getaddrinfo_t *g, int status, struct addrinfo *res);
+static void dd_http_try_next_addr(conn *c);
 
 /* --------------------------------------------------------------- client */
 
-static void client_maybe_free(dd_http *h)
+static void dd_http_client_maybe_free(dd_http *h)
 {
     if (!h->closing || h->handles > 0)
         return;
@@ -142,15 +142,15 @@ static void client_maybe_free(dd_http *h)
         cb(arg);
 }
 
-static void client_timer_closed(uv_handle_t *hd)
+static void dd_http_client_timer_closed(uv_handle_t *hd)
 {
     dd_http *h = hd->data;
     h->handles--;
-    client_maybe_free(h);
+    dd_http_client_maybe_free(h);
 }
 
 /* The first OpenSSL error as text ("" if none), and the queue cleared. */
-static const char *ssl_err_text(char *buf, size_t n)
+static const char *dd_http_ssl_err_text(char *buf, size_t n)
 {
     unsigned long e = ERR_peek_last_error();
     buf[0] = '\0';
@@ -166,7 +166,7 @@ static const char *ssl_err_text(char *buf, size_t n)
 }
 
 /* OpenSSL says "system lib" for a missing file: name the cause ourselves. */
-static int check_readable(const char *path, const char *what, dd_buf *err)
+static int dd_http_check_readable(const char *path, const char *what, dd_buf *err)
 {
     FILE *fp = path ? fopen(path, "r") : NULL;
     if (path && !fp) {
@@ -178,17 +178,17 @@ static int check_readable(const char *path, const char *what, dd_buf *err)
     return 0;
 }
 
-static int no_password(char *buf, int size, int rwflag, void *arg)
+static int dd_http_no_password(char *buf, int size, int rwflag, void *arg)
 {
     return 0;
 }
 
-static int tls_setup(dd_http *h, const dd_http_opts *o, dd_buf *err)
+static int dd_http_tls_setup(dd_http *h, const dd_http_opts *o, dd_buf *err)
 {
     char e[256];
-    if (check_readable(o->ca_file, "CA file", err) < 0 ||
-        check_readable(o->cert_file, "client certificate file", err) < 0 ||
-        check_readable(o->key_file, "client key file", err) < 0)
+    if (dd_http_check_readable(o->ca_file, "CA file", err) < 0 ||
+        dd_http_check_readable(o->cert_file, "client certificate file", err) < 0 ||
+        dd_http_check_readable(o->key_file, "client key file", err) < 0)
         return DD_EINVAL;
     if (o->key_file && !o->cert_file) {
         dd_buf_printf(err, "a client key file ('%s') needs a client certificate file too",
@@ -197,34 +197,35 @@ static int tls_setup(dd_http *h, const dd_http_opts *o, dd_buf *err)
     }
     h->ssl_ctx = SSL_CTX_new(TLS_client_method());
     if (!h->ssl_ctx) {
-        dd_buf_printf(err, "cannot create a TLS context: %s", ssl_err_text(e, sizeof(e)));
+        dd_buf_printf(err, "cannot create a TLS context: %s", dd_http_ssl_err_text(e, sizeof(e)));
         return DD_EINVAL;
     }
     SSL_CTX_set_min_proto_version(h->ssl_ctx, TLS1_2_VERSION);
     /* an encrypted key must fail, not prompt on the daemon's terminal */
-    SSL_CTX_set_default_passwd_cb(h->ssl_ctx, no_password);
+    SSL_CTX_set_default_passwd_cb(h->ssl_ctx, dd_http_no_password);
     SSL_CTX_set_verify(h->ssl_ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_alpn_protos(h->ssl_ctx, (const unsigned char *)"\x08http/1.1", 9);
     if (o->ca_file) {
         if (SSL_CTX_load_verify_locations(h->ssl_ctx, o->ca_file, NULL) != 1) {
             dd_buf_printf(err, "cannot load CA file '%s': %s", o->ca_file,
-                          ssl_err_text(e, sizeof(e)));
+                          dd_http_ssl_err_text(e, sizeof(e)));
             return DD_EINVAL;
         }
     } else if (SSL_CTX_set_default_verify_paths(h->ssl_ctx) != 1) {
-        dd_buf_printf(err, "cannot load the system CA store: %s", ssl_err_text(e, sizeof(e)));
+        dd_buf_printf(err, "cannot load the system CA store: %s",
+                      dd_http_ssl_err_text(e, sizeof(e)));
         return DD_EINVAL;
     }
     if (o->cert_file) {
         const char *key = o->key_file ? o->key_file : o->cert_file;
         if (SSL_CTX_use_certificate_chain_file(h->ssl_ctx, o->cert_file) != 1) {
             dd_buf_printf(err, "cannot load client certificate file '%s': %s", o->cert_file,
-                          ssl_err_text(e, sizeof(e)));
+                          dd_http_ssl_err_text(e, sizeof(e)));
             return DD_EINVAL;
         }
         if (SSL_CTX_use_PrivateKey_file(h->ssl_ctx, key, SSL_FILETYPE_PEM) != 1) {
             dd_buf_printf(err, "cannot load client key file '%s': %s", key,
-                          ssl_err_text(e, sizeof(e)));
+                          dd_http_ssl_err_text(e, sizeof(e)));
             return DD_EINVAL;
         }
         if (SSL_CTX_check_private_key(h->ssl_ctx) != 1) {
@@ -238,7 +239,7 @@ static int tls_setup(dd_http *h, const dd_http_opts *o, dd_buf *err)
 }
 
 /* scheme://host[:port][/prefix]; no user info, query or fragment. */
-static int parse_url(dd_http *h, const char *url, dd_buf *err)
+static int dd_http_parse_url(dd_http *h, const char *url, dd_buf *err)
 {
     const char *p, *auth_end;
     if (!url || !*url) {
@@ -324,16 +325,16 @@ static int dd_http_new_buf(uv_loop_t *loop, const dd_http_opts *o, dd_http **out
     h->max_idle = o->max_idle > 0 ? o->max_idle : 4;
     h->max_body = o->max_body > 0 ? o->max_body : (16u << 20);
     h->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
-    rc = parse_url(h, o->base_url, err);
+    rc = dd_http_parse_url(h, o->base_url, err);
     if (rc == 0 && h->tls)
-        rc = tls_setup(h, o, err);
+        rc = dd_http_tls_setup(h, o, err);
     if (rc == 0 && !h->tls && (o->ca_file || o->cert_file || o->key_file)) {
         dd_buf_printf(err, "'%s': TLS files were given but the URL is not https://", h->url);
         rc = DD_EINVAL;
     }
     if (rc < 0) {
         h->closing = true;
-        client_maybe_free(h);
+        dd_http_client_maybe_free(h);
         return rc;
     }
     uv_timer_init(loop, &h->timer);
@@ -350,15 +351,15 @@ const char *dd_http_base_url(const dd_http *h)
 
 /* ------------------------------------------------------------- requests */
 
-static void req_free(dd_http_req *r)
+static void dd_http_req_free(dd_http_req *r)
 {
     free(r->wire);
     free(r);
 }
 
 /* Runs the callback once and frees the request. */
-static void req_deliver(dd_http_req *r, int err, bool transient, int status, dd_buf *body,
-                        const char *msg)
+static void dd_http_req_deliver(dd_http_req *r, int err, bool transient, int status, dd_buf *body,
+                                const char *msg)
 {
     dd_http_reply rep = {
         .err = err,
@@ -372,11 +373,11 @@ static void req_deliver(dd_http_req *r, int err, bool transient, int status, dd_
     r->delivering = true;
     if (r->cb)
         r->cb(&rep, r->arg);
-    req_free(r);
+    dd_http_req_free(r);
 }
 
 /* Each line ends in CRLF, no bare CR or LF, no blank line. */
-static bool header_lines_ok(const char *hd)
+static bool dd_http_header_lines_ok(const char *hd)
 {
     size_t n = hd ? strlen(hd) : 0;
     if (n == 0)
@@ -399,7 +400,7 @@ int dd_http_request(dd_http *h, const char *method, const char *target, const ch
     if (out)
         *out = NULL;
     if (!h || !method || !*method || !target || target[0] != '/' || timeout_ms <= 0 ||
-        strpbrk(target, " \r\n") || strpbrk(method, " \r\n") || !header_lines_ok(headers))
+        strpbrk(target, " \r\n") || strpbrk(method, " \r\n") || !dd_http_header_lines_ok(headers))
         return DD_EINVAL;
     if (h->closing)
         return DD_ECANCELED;
@@ -433,9 +434,9 @@ int dd_http_request(dd_http *h, const char *method, const char *target, const ch
         uv_ref((uv_handle_t *)&c->timer);
         uv_ref((uv_handle_t *)&c->tcp);
     } else {
-        c = conn_new(h);
+        c = dd_http_conn_new(h);
     }
-    conn_attach(c, r);
+    dd_http_conn_attach(c, r);
     return 0;
 }
 
@@ -446,9 +447,9 @@ void dd_http_abandon(dd_http_req *r)
     conn *c = r->c;
     if (c) {
         c->req = NULL;
-        conn_close(c); /* mid-request: the connection's state is unknown */
+        dd_http_conn_close(c); /* mid-request: the connection's state is unknown */
     }
-    req_free(r);
+    dd_http_req_free(r);
 }
 
 void dd_http_close(dd_http *h, dd_http_close_cb cb, void *arg)
@@ -461,17 +462,17 @@ void dd_http_close(dd_http *h, dd_http_close_cb cb, void *arg)
     for (conn *c = h->conns, *next; c; c = next) {
         next = c->next;
         if (c->req) {
-            req_free(c->req);
+            dd_http_req_free(c->req);
             c->req = NULL;
         }
-        conn_close(c);
+        dd_http_conn_close(c);
     }
-    uv_close((uv_handle_t *)&h->timer, client_timer_closed);
+    uv_close((uv_handle_t *)&h->timer, dd_http_client_timer_closed);
 }
 
 /* ---------------------------------------------------------- connections */
 
-static void conn_maybe_free(conn *c)
+static void dd_http_conn_maybe_free(conn *c)
 {
     if (c->state != C_DEAD || c->handles > 0 || c->gai_pending)
         return;
@@ -487,46 +488,46 @@ static void conn_maybe_free(conn *c)
     dd_http_parser_free(c->parser);
     free(c);
     h->handles--;
-    client_maybe_free(h);
+    dd_http_client_maybe_free(h);
 }
 
-static void conn_handle_closed(uv_handle_t *hd)
+static void dd_http_conn_handle_closed(uv_handle_t *hd)
 {
     conn *c = hd->data;
     c->handles--;
-    conn_maybe_free(c);
+    dd_http_conn_maybe_free(c);
 }
 
 /* A socket closed: after a failed connect, try the next address. */
-static void tcp_closed(uv_handle_t *hd)
+static void dd_http_tcp_closed(uv_handle_t *hd)
 {
     conn *c = hd->data;
     c->tcp_state = SK_NONE;
     c->handles--;
     if (c->reconnect && c->state == C_CONNECTING)
-        try_next_addr(c);
+        dd_http_try_next_addr(c);
     else
-        conn_maybe_free(c);
+        dd_http_conn_maybe_free(c);
 }
 
 /* Closes the socket of a failed connect attempt and moves to the next address. */
-static void next_addr_after_close(conn *c, int err)
+static void dd_http_next_addr_after_close(conn *c, int err)
 {
     c->last_err = err;
     c->ai_cur = c->ai_cur->ai_next;
     c->reconnect = true;
     c->tcp_state = SK_CLOSING;
-    uv_close((uv_handle_t *)&c->tcp, tcp_closed);
+    uv_close((uv_handle_t *)&c->tcp, dd_http_tcp_closed);
 }
 
-static void conn_timer_cb(uv_timer_t *t);
+static void dd_http_conn_timer_cb(uv_timer_t *t);
 
 /* Arms the timer for the current phase. */
-static void conn_arm(conn *c)
+static void dd_http_conn_arm(conn *c)
 {
     uint64_t now = uv_now(c->h->loop), until;
     if (c->state == C_IDLE) {
-        uv_timer_start(&c->timer, conn_timer_cb, IDLE_MS, 0);
+        uv_timer_start(&c->timer, dd_http_conn_timer_cb, IDLE_MS, 0);
         return;
     }
     if (!c->req)
@@ -534,10 +535,10 @@ static void conn_arm(conn *c)
     until = c->req->deadline;
     if (c->state != C_ACTIVE && c->connect_deadline < until)
         until = c->connect_deadline;
-    uv_timer_start(&c->timer, conn_timer_cb, until > now ? until - now : 0, 0);
+    uv_timer_start(&c->timer, dd_http_conn_timer_cb, until > now ? until - now : 0, 0);
 }
 
-static conn *conn_new(dd_http *h)
+static conn *dd_http_conn_new(dd_http *h)
 {
     conn *c = dd_xcalloc(1, sizeof(*c));
     c->h = h;
@@ -554,7 +555,7 @@ static conn *conn_new(dd_http *h)
     return c;
 }
 
-static void conn_close(conn *c)
+static void dd_http_conn_close(conn *c)
 {
     dd_http *h = c->h;
     if (c->state == C_DEAD)
@@ -578,12 +579,12 @@ static void conn_close(conn *c)
         uv_cancel((uv_req_t *)&c->gai);
     if (c->tcp_state == SK_OPEN) {
         c->tcp_state = SK_CLOSING;
-        uv_close((uv_handle_t *)&c->tcp, tcp_closed);
+        uv_close((uv_handle_t *)&c->tcp, dd_http_tcp_closed);
     }
-    uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, dd_http_conn_handle_closed);
 }
 
-static void parser_reset(conn *c)
+static void dd_http_reset_parser(conn *c)
 {
     dd_http_parser_reset(c->parser, c->req && c->req->head_only);
     c->close_after = false;
@@ -592,7 +593,7 @@ static void parser_reset(conn *c)
 
 /* A request fails on c: maybe resend it once on a new connection, else
  * report. Always called from a loop callback. */
-static void conn_fail(conn *c, int err, bool transient, const char *fmt, ...)
+static void dd_http_conn_fail(conn *c, int err, bool transient, const char *fmt, ...)
 {
     dd_http *h = c->h;
     dd_http_req *r = c->req;
@@ -601,8 +602,8 @@ static void conn_fail(conn *c, int err, bool transient, const char *fmt, ...)
         /* The server closed a keep-alive connection as we reused it: the
          * request never reached it, so send it once more on a fresh one. */
         r->resent = true;
-        conn_close(c);
-        conn_attach(conn_new(h), r);
+        dd_http_conn_close(c);
+        dd_http_conn_attach(dd_http_conn_new(h), r);
         return;
     }
     char msg[512];
@@ -611,9 +612,9 @@ static void conn_fail(conn *c, int err, bool transient, const char *fmt, ...)
     dd_vmsgf(msg, sizeof(msg), fmt, ap); /* a long host name: "..." at the end */
     va_end(ap);
     int status = dd_http_parser_status(c->parser);
-    conn_close(c);
+    dd_http_conn_close(c);
     if (r)
-        req_deliver(r, err, transient, status, NULL, msg);
+        dd_http_req_deliver(r, err, transient, status, NULL, msg);
 }
 
 typedef struct wr {
@@ -622,7 +623,7 @@ typedef struct wr {
     char data[];
 } wr;
 
-static void write_done(uv_write_t *w, int status)
+static void dd_http_write_done(uv_write_t *w, int status)
 {
     wr *x = (wr *)w;
     conn *c = x->c;
@@ -630,20 +631,20 @@ static void write_done(uv_write_t *w, int status)
     c->writes--;
     if (status < 0 && status != UV_ECANCELED && c->state != C_DEAD) {
         if (c->req)
-            conn_fail(c, DD_EUNAVAIL, true, "send to %s: %s", c->h->authority,
-                      uv_strerror(status));
+            dd_http_conn_fail(c, DD_EUNAVAIL, true, "send to %s: %s", c->h->authority,
+                              uv_strerror(status));
         else
-            conn_close(c); /* idle and broken: not for reuse */
+            dd_http_conn_close(c); /* idle and broken: not for reuse */
     }
 }
 
-static int write_bytes(conn *c, const char *data, size_t n)
+static int dd_http_write_bytes(conn *c, const char *data, size_t n)
 {
     wr *x = dd_xmalloc(sizeof(*x) + n);
     x->c = c;
     memcpy(x->data, data, n);
     uv_buf_t b = uv_buf_init(x->data, (unsigned)n);
-    int rc = uv_write(&x->w, (uv_stream_t *)&c->tcp, &b, 1, write_done);
+    int rc = uv_write(&x->w, (uv_stream_t *)&c->tcp, &b, 1, dd_http_write_done);
     if (rc < 0)
         free(x);
     else
@@ -652,7 +653,7 @@ static int write_bytes(conn *c, const char *data, size_t n)
 }
 
 /* Sends what OpenSSL queued for the peer. */
-static int tls_flush(conn *c)
+static int dd_http_tls_flush(conn *c)
 {
     int pending;
     while ((pending = (int)BIO_ctrl_pending(c->wbio)) > 0) {
@@ -664,7 +665,7 @@ static int tls_flush(conn *c)
             return UV_EIO;
         }
         uv_buf_t b = uv_buf_init(x->data, (unsigned)n);
-        int rc = uv_write(&x->w, (uv_stream_t *)&c->tcp, &b, 1, write_done);
+        int rc = uv_write(&x->w, (uv_stream_t *)&c->tcp, &b, 1, dd_http_write_done);
         if (rc < 0) {
             free(x);
             return rc;
@@ -676,7 +677,7 @@ static int tls_flush(conn *c)
 
 /* The request goes out on an ACTIVE connection. Errors come back through
  * the timer so the callback never runs inside dd_http_request(). */
-static void send_request(conn *c)
+static void dd_http_send_request(conn *c)
 {
     dd_http_req *r = c->req;
     int rc;
@@ -687,20 +688,20 @@ static void send_request(conn *c)
             rc = UV_EIO;
         }
         else
-            rc = tls_flush(c);
+            rc = dd_http_tls_flush(c);
     } else {
-        rc = write_bytes(c, r->wire, r->wire_len);
+        rc = dd_http_write_bytes(c, r->wire, r->wire_len);
     }
     if (rc < 0) {
         c->defer_err = rc;
-        uv_timer_start(&c->timer, conn_timer_cb, 0, 0);
+        uv_timer_start(&c->timer, dd_http_conn_timer_cb, 0, 0);
     }
 }
 
 /* TLS failures name their cause: verification, or the handshake/alert. */
 /* Alerts saying the peer refused our certificate (or us): configuration,
  * not bad luck, so another attempt would fail the same way. */
-static bool refused_alert(unsigned long e)
+static bool dd_http_refused_alert(unsigned long e)
 {
     switch (ERR_GET_REASON(e)) {
     case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
@@ -720,32 +721,32 @@ static bool refused_alert(unsigned long e)
 /* TLS failures name their cause. Verification failures, handshake failures
  * and certificate alerts are final (-EACCES); other errors on an
  * established session (a corrupted record) are worth another attempt. */
-static void tls_fail(conn *c, bool handshake)
+static void dd_http_tls_fail(conn *c, bool handshake)
 {
     char e[256];
     long v = SSL_get_verify_result(c->ssl);
     if (v != X509_V_OK) {
         ERR_clear_error();
-        conn_fail(c, -EACCES, false, "TLS: certificate verification of %s failed: %s",
-                  c->h->authority, X509_verify_cert_error_string(v));
+        dd_http_conn_fail(c, -EACCES, false, "TLS: certificate verification of %s failed: %s",
+                          c->h->authority, X509_verify_cert_error_string(v));
         return;
     }
-    bool final = handshake || refused_alert(ERR_peek_last_error());
-    ssl_err_text(e, sizeof(e));
-    conn_fail(c, final ? -EACCES : DD_EUNAVAIL, !final, "TLS %s with %s failed: %s",
-              handshake ? "handshake" : "session", c->h->authority,
-              *e ? e : "connection closed");
+    bool final = handshake || dd_http_refused_alert(ERR_peek_last_error());
+    dd_http_ssl_err_text(e, sizeof(e));
+    dd_http_conn_fail(c, final ? -EACCES : DD_EUNAVAIL, !final, "TLS %s with %s failed: %s",
+                      handshake ? "handshake" : "session", c->h->authority,
+                      *e ? e : "connection closed");
 }
 
-static void tls_handshake(conn *c)
+static void dd_http_tls_handshake(conn *c)
 {
     ERR_clear_error();
     int r = SSL_do_handshake(c->ssl);
-    int rc = tls_flush(c);
+    int rc = dd_http_tls_flush(c);
     if (r == 1) {
         c->state = C_ACTIVE;
-        conn_arm(c);
-        send_request(c);
+        dd_http_conn_arm(c);
+        dd_http_send_request(c);
         return;
     }
     int e = SSL_get_error(c->ssl, r);
@@ -753,28 +754,28 @@ static void tls_handshake(conn *c)
         return;
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_SYSCALL) {
         ERR_clear_error();
-        conn_fail(c, DD_EUNAVAIL, true, "TLS handshake with %s: %s", c->h->authority,
-                  rc < 0 ? uv_strerror(rc) : "connection closed");
+        dd_http_conn_fail(c, DD_EUNAVAIL, true, "TLS handshake with %s: %s", c->h->authority,
+                          rc < 0 ? uv_strerror(rc) : "connection closed");
         return;
     }
-    tls_fail(c, true);
+    dd_http_tls_fail(c, true);
 }
 
-static void conn_attach(conn *c, dd_http_req *r)
+static void dd_http_conn_attach(conn *c, dd_http_req *r)
 {
     c->req = r;
     r->c = c;
-    parser_reset(c);
+    dd_http_reset_parser(c);
     if (c->state == C_IDLE) {
         c->state = C_ACTIVE;
-        conn_arm(c);
-        send_request(c);
+        dd_http_conn_arm(c);
+        dd_http_send_request(c);
         return;
     }
     /* a new connection: resolve, then connect */
     dd_http *h = c->h;
     c->connect_deadline = uv_now(h->loop) + (uint64_t)h->connect_timeout_ms;
-    conn_arm(c);
+    dd_http_conn_arm(c);
     struct addrinfo hints;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
@@ -787,53 +788,54 @@ static void conn_attach(conn *c, dd_http_req *r)
         if (rc != 0) {
             c->ai = NULL;
             c->defer_err = UV_EINVAL;
-            uv_timer_start(&c->timer, conn_timer_cb, 0, 0);
+            uv_timer_start(&c->timer, dd_http_conn_timer_cb, 0, 0);
             return;
         }
         c->ai_cur = c->ai;
         c->state = C_CONNECTING;
         c->reconnect = true;
-        uv_timer_start(&c->timer, conn_timer_cb, 0, 0); /* connect from the loop */
+        uv_timer_start(&c->timer, dd_http_conn_timer_cb, 0, 0); /* connect from the loop */
         return;
     }
     c->gai.data = c;
-    int rc = uv_getaddrinfo(h->loop, &c->gai, gai_cb, h->host, h->port, &hints);
+    int rc = uv_getaddrinfo(h->loop, &c->gai, dd_http_gai_cb, h->host, h->port, &hints);
     if (rc < 0) {
         c->defer_err = rc;
-        uv_timer_start(&c->timer, conn_timer_cb, 0, 0);
+        uv_timer_start(&c->timer, dd_http_conn_timer_cb, 0, 0);
         return;
     }
     c->gai_pending = true;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void dd_http_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-static void alloc_cb(uv_handle_t *hd, size_t suggested, uv_buf_t *b)
+static void dd_http_alloc_cb(uv_handle_t *hd, size_t suggested, uv_buf_t *b)
 {
     conn *c = hd->data;
     *b = uv_buf_init(c->h->rbuf, sizeof(c->h->rbuf));
 }
 
-static void on_connect(uv_connect_t *cr, int status)
+static void dd_http_on_connect(uv_connect_t *cr, int status)
 {
     conn *c = cr->data;
     if (status == UV_ECANCELED || c->state == C_DEAD)
         return;
     if (status < 0) {
-        next_addr_after_close(c, status);
+        dd_http_next_addr_after_close(c, status);
         return;
     }
     dd_http *h = c->h;
     uv_tcp_nodelay(&c->tcp, 1);
-    int rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, dd_http_alloc_cb, dd_http_on_read);
     if (rc < 0) {
-        conn_fail(c, DD_EUNAVAIL, true, "receive from %s: %s", h->authority, uv_strerror(rc));
+        dd_http_conn_fail(c, DD_EUNAVAIL, true, "receive from %s: %s", h->authority,
+                          uv_strerror(rc));
         return;
     }
     if (!h->tls) {
         c->state = C_ACTIVE;
-        conn_arm(c);
-        send_request(c);
+        dd_http_conn_arm(c);
+        dd_http_send_request(c);
         return;
     }
     c->state = C_HANDSHAKE;
@@ -848,7 +850,7 @@ static void on_connect(uv_connect_t *cr, int status)
         BIO_free(c->rbio);
         BIO_free(c->wbio);
         ERR_clear_error();
-        conn_fail(c, DD_EUNAVAIL, true, "TLS with %s: out of memory", h->authority);
+        dd_http_conn_fail(c, DD_EUNAVAIL, true, "TLS with %s: out of memory", h->authority);
         return;
     }
     BIO_set_mem_eof_return(c->rbio, -1); /* empty means "wait", not EOF */
@@ -860,16 +862,16 @@ static void on_connect(uv_connect_t *cr, int status)
                               SSL_set1_host(c->ssl, h->host) == 1;
     if (!ok) {
         ERR_clear_error();
-        conn_fail(c, -EACCES, false, "TLS with %s: cannot set the name to verify",
-                  h->authority);
+        dd_http_conn_fail(c, -EACCES, false, "TLS with %s: cannot set the name to verify",
+                          h->authority);
         return;
     }
-    tls_handshake(c);
+    dd_http_tls_handshake(c);
 }
 
 /* Connects to c->ai_cur, or fails with the last error once none is left.
  * Called from the loop only (timer or a closed socket). */
-static void try_next_addr(conn *c)
+static void dd_http_try_next_addr(conn *c)
 {
     dd_http *h = c->h;
     c->reconnect = false;
@@ -879,48 +881,48 @@ static void try_next_addr(conn *c)
         c->tcp_state = SK_OPEN;
         c->handles++;
         c->connect.data = c;
-        int rc = uv_tcp_connect(&c->connect, &c->tcp, c->ai_cur->ai_addr, on_connect);
+        int rc = uv_tcp_connect(&c->connect, &c->tcp, c->ai_cur->ai_addr, dd_http_on_connect);
         if (rc < 0) {
-            next_addr_after_close(c, rc);
+            dd_http_next_addr_after_close(c, rc);
         } else { /* each address gets the whole connect timeout */
             c->connect_deadline = uv_now(h->loop) + (uint64_t)h->connect_timeout_ms;
-            conn_arm(c);
+            dd_http_conn_arm(c);
         }
         return;
     }
-    conn_fail(c, DD_EUNAVAIL, true, "connect to %s: %s", h->authority,
-              uv_strerror(c->last_err ? c->last_err : UV_EADDRNOTAVAIL));
+    dd_http_conn_fail(c, DD_EUNAVAIL, true, "connect to %s: %s", h->authority,
+                      uv_strerror(c->last_err ? c->last_err : UV_EADDRNOTAVAIL));
 }
 
-static void gai_cb(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
+static void dd_http_gai_cb(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
 {
     conn *c = g->data;
     c->gai_pending = false;
     if (c->state == C_DEAD) {
         if (res)
             uv_freeaddrinfo(res);
-        conn_maybe_free(c);
+        dd_http_conn_maybe_free(c);
         return;
     }
     if (status < 0) {
-        conn_fail(c, DD_EUNAVAIL, true, "cannot resolve '%s': %s", c->h->host,
-                  uv_strerror(status));
+        dd_http_conn_fail(c, DD_EUNAVAIL, true, "cannot resolve '%s': %s", c->h->host,
+                          uv_strerror(status));
         return;
     }
     c->ai = res;
     c->ai_cur = res;
     c->state = C_CONNECTING;
-    try_next_addr(c);
+    dd_http_try_next_addr(c);
 }
 
-static void conn_timer_cb(uv_timer_t *t)
+static void dd_http_conn_timer_cb(uv_timer_t *t)
 {
     conn *c = t->data;
     dd_http *h = c->h;
     if (c->state == C_DEAD)
         return;
     if (c->state == C_IDLE) {
-        conn_close(c);
+        dd_http_conn_close(c);
         return;
     }
     if (!c->req)
@@ -928,36 +930,36 @@ static void conn_timer_cb(uv_timer_t *t)
     if (c->defer_err) {
         int e = c->defer_err;
         c->defer_err = 0;
-        conn_fail(c, DD_EUNAVAIL, true, "%s %s: %s",
-                  c->state == C_ACTIVE ? "send to" : "connect to", h->authority,
-                  uv_strerror(e));
+        dd_http_conn_fail(c, DD_EUNAVAIL, true, "%s %s: %s",
+                          c->state == C_ACTIVE ? "send to" : "connect to", h->authority,
+                          uv_strerror(e));
         return;
     }
     if (c->state == C_CONNECTING && c->reconnect && c->tcp_state == SK_NONE) {
-        try_next_addr(c); /* first address of a numeric host */
+        dd_http_try_next_addr(c); /* first address of a numeric host */
         return;
     }
     uint64_t now = uv_now(h->loop);
     if (now >= c->req->deadline) {
         if (c->state == C_ACTIVE)
-            conn_fail(c, DD_ETIMEOUT, true, "no complete reply from %s within %lld ms",
-                      h->authority, (long long)c->req->timeout_ms);
+            dd_http_conn_fail(c, DD_ETIMEOUT, true, "no complete reply from %s within %lld ms",
+                              h->authority, (long long)c->req->timeout_ms);
         else
-            conn_fail(c, DD_ETIMEOUT, true, "connect to %s: timed out after %lld ms",
-                      h->authority, (long long)c->req->timeout_ms);
+            dd_http_conn_fail(c, DD_ETIMEOUT, true, "connect to %s: timed out after %lld ms",
+                              h->authority, (long long)c->req->timeout_ms);
         return;
     }
     if (c->state == C_CONNECTING && now >= c->connect_deadline && c->tcp_state == SK_OPEN &&
         c->ai_cur && c->ai_cur->ai_next) {
-        next_addr_after_close(c, UV_ETIMEDOUT); /* a black-holed address: try the next */
+        dd_http_next_addr_after_close(c, UV_ETIMEDOUT); /* a black-holed address: try the next */
         return;
     }
     if (c->state != C_ACTIVE && now >= c->connect_deadline) {
-        conn_fail(c, DD_ETIMEOUT, true, "connect to %s: timed out after %lld ms",
-                  h->authority, (long long)h->connect_timeout_ms);
+        dd_http_conn_fail(c, DD_ETIMEOUT, true, "connect to %s: timed out after %lld ms",
+                          h->authority, (long long)h->connect_timeout_ms);
         return;
     }
-    conn_arm(c);
+    dd_http_conn_arm(c);
 }
 
 /* ---------------------------------------------------------------- reply */
@@ -965,7 +967,7 @@ static void conn_timer_cb(uv_timer_t *t)
 /* An HTTP/2 frame header of a SETTINGS frame on stream 0: what a gRPC
  * server (Temporal's frontend port, 7233 by default) sends first, whatever
  * it was asked. By far the most common wrong port; worth naming. */
-static bool looks_http2(const char *p, size_t n)
+static bool dd_http_looks_http2(const char *p, size_t n)
 {
     const unsigned char *u = (const unsigned char *)p;
     return n >= 9 && u[3] == 0x04 && (u[4] & ~1u) == 0 && u[5] == 0 && u[6] == 0 && u[7] == 0 &&
@@ -974,16 +976,16 @@ static bool looks_http2(const char *p, size_t n)
 
 /* Feeds reply bytes. Returns 1 when the reply is complete, 0 for more,
  * -1 when c has failed (already reported). */
-static int feed(conn *c, const char *p, size_t n)
+static int dd_http_feed(conn *c, const char *p, size_t n)
 {
     size_t used;
     bool first = !c->got_bytes;
     c->got_bytes = c->got_bytes || n > 0;
     int rc = dd_http_parser_feed(c->parser, p, n, &used);
     if (rc < 0) {
-        conn_fail(c, DD_EPROTO, false, "invalid reply from %s: %s%s", c->h->authority,
-                  dd_http_parser_error(c->parser),
-                  first && looks_http2(p, n)
+        dd_http_conn_fail(c, DD_EPROTO, false, "invalid reply from %s: %s%s", c->h->authority,
+                          dd_http_parser_error(c->parser),
+                          first && dd_http_looks_http2(p, n)
                       ? ": that is an HTTP/2 (gRPC) port, such as Temporal's 7233; the URL "
                         "must name the Temporal HTTP API port (7243 by default, `temporal "
                         "server start-dev --http-port`)"
@@ -996,7 +998,7 @@ static int feed(conn *c, const char *p, size_t n)
 }
 
 /* The reply is complete: keep or close the connection, then deliver. */
-static void complete(conn *c)
+static void dd_http_complete(conn *c)
 {
     dd_http *h = c->h;
     dd_http_req *r = c->req;
@@ -1011,66 +1013,66 @@ static void complete(conn *c)
     if (c->close_after || !dd_http_parser_keep_alive(c->parser) || h->closing ||
         h->nidle >= h->max_idle || c->writes > 0 ||
         (c->ssl && (SSL_pending(c->ssl) > 0 || BIO_ctrl_pending(c->rbio) > 0))) {
-        conn_close(c);
+        dd_http_conn_close(c);
     } else {
         c->state = C_IDLE;
         c->reused = true;
-        parser_reset(c);
+        dd_http_reset_parser(c);
         c->idle_next = h->idle;
         h->idle = c;
         h->nidle++;
-        conn_arm(c);
+        dd_http_conn_arm(c);
         /* an idle connection must not keep the loop running */
         uv_unref((uv_handle_t *)&c->timer);
         uv_unref((uv_handle_t *)&c->tcp);
     }
-    req_deliver(r, 0, false, status, &body, NULL);
+    dd_http_req_deliver(r, 0, false, status, &body, NULL);
     dd_buf_release(&body);
 }
 
 /* The peer closed (err UV_EOF, or TLS close_notify: tls_close) or the read
  * failed. A read-to-EOF body over TLS ends only with close_notify: a bare
  * TCP close could be a truncation. */
-static void on_eof(conn *c, int err, bool tls_close)
+static void dd_http_on_eof(conn *c, int err, bool tls_close)
 {
     if (c->state == C_IDLE || !c->req) {
-        conn_close(c);
+        dd_http_conn_close(c);
         return;
     }
     if (err == UV_EOF && (!c->ssl || tls_close) &&
         dd_http_parser_eof(c->parser) == DD_HTTP_PARSE_DONE) {
-        complete(c);
+        dd_http_complete(c);
         return;
     }
     if (err == UV_EOF)
-        conn_fail(c, DD_EUNAVAIL, true, "%s closed the connection %s", c->h->authority,
-                  c->got_bytes ? "in the middle of the reply" : "before replying");
+        dd_http_conn_fail(c, DD_EUNAVAIL, true, "%s closed the connection %s", c->h->authority,
+                          c->got_bytes ? "in the middle of the reply" : "before replying");
     else
-        conn_fail(c, DD_EUNAVAIL, true, "receive from %s: %s", c->h->authority,
-                  uv_strerror(err));
+        dd_http_conn_fail(c, DD_EUNAVAIL, true, "receive from %s: %s", c->h->authority,
+                          uv_strerror(err));
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void dd_http_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn *c = s->data;
     if (c->state == C_DEAD || nread == 0)
         return;
     if (nread < 0) {
-        on_eof(c, (int)nread, false);
+        dd_http_on_eof(c, (int)nread, false);
         return;
     }
     if (!c->ssl) {
         if (c->state == C_IDLE || !c->req) { /* unasked bytes: drop the connection */
-            conn_close(c);
+            dd_http_conn_close(c);
             return;
         }
-        if (feed(c, buf->base, (size_t)nread) == 1)
-            complete(c);
+        if (dd_http_feed(c, buf->base, (size_t)nread) == 1)
+            dd_http_complete(c);
         return;
     }
     BIO_write(c->rbio, buf->base, (int)nread);
     if (c->state == C_HANDSHAKE) {
-        tls_handshake(c);
+        dd_http_tls_handshake(c);
         if (c->state != C_ACTIVE)
             return;
     }
@@ -1079,14 +1081,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         int r = SSL_read(c->ssl, c->h->tlsbuf, sizeof(c->h->tlsbuf));
         if (r > 0) {
             if (c->state == C_IDLE || !c->req) {
-                conn_close(c);
+                dd_http_conn_close(c);
                 return;
             }
-            int fr = feed(c, c->h->tlsbuf, (size_t)r);
+            int fr = dd_http_feed(c, c->h->tlsbuf, (size_t)r);
             if (fr < 0)
                 return;
             if (fr == 1) {
-                complete(c);
+                dd_http_complete(c);
                 return;
             }
             continue;
@@ -1094,20 +1096,20 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         int e = SSL_get_error(c->ssl, r);
         if (e == SSL_ERROR_WANT_READ) {
             ERR_clear_error();
-            if (tls_flush(c) < 0 && c->req)
-                conn_fail(c, DD_EUNAVAIL, true, "send to %s failed", c->h->authority);
+            if (dd_http_tls_flush(c) < 0 && c->req)
+                dd_http_conn_fail(c, DD_EUNAVAIL, true, "send to %s failed", c->h->authority);
             return;
         }
         if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify */
-            on_eof(c, UV_EOF, true);
+            dd_http_on_eof(c, UV_EOF, true);
             return;
         }
         if (c->state == C_IDLE || !c->req) {
             ERR_clear_error();
-            conn_close(c);
+            dd_http_conn_close(c);
             return;
         }
-        tls_fail(c, false);
+        dd_http_tls_fail(c, false);
         return;
     }
 }

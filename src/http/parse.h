@@ -54,7 +54,8 @@ typedef struct dd_http_parser_opts {
 } dd_http_parser_opts;
 
 /* A parser for one reply at a time (reset between replies). opts may be
- * NULL (defaults). Free with dd_http_parser_free. */
+ * NULL (defaults). Never NULL (no handle, and out of memory aborts:
+ * CONTRIBUTING.md). Free with dd_http_parser_free. */
 dd_http_parser *dd_http_parser_new(const dd_http_parser_opts *opts);
 void dd_http_parser_free(dd_http_parser *p);
 

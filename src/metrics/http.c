@@ -117,6 +117,8 @@ struct dd_metrics_http {
     int nclosing;
     int nhandles; /* listener, resume timer, connections, rejected sockets still closing */
     bool closing;
+    void (*done)(void *); /* dd_metrics_http_close */
+    void *done_arg;
     bool full_logged;       /* one warning per burst of rejected connections */
     bool accept_err_logged; /* one warning per burst of accept errors (EMFILE) */
     uint64_t evictions;     /* since the last eviction warning */
@@ -125,8 +127,13 @@ struct dd_metrics_http {
 
 static void dd_http_maybe_free(dd_metrics_http *h)
 {
-    if (h->closing && h->nhandles == 0)
-        free(h);
+    if (!h->closing || h->nhandles > 0)
+        return;
+    void (*done)(void *) = h->done;
+    void *arg = h->done_arg;
+    free(h);
+    if (done)
+        done(arg);
 }
 
 /* ---- listen address ---------------------------------------------------- */
@@ -580,9 +587,9 @@ int dd_metrics_http_listen_free(const char *listen, char *err, size_t errlen)
     return rc;
 }
 
-int dd_metrics_http_start(dd_metrics_http **out, const dd_ctx *ctx, const char *listen,
-                          dd_metrics *m, dd_metrics_http_ready_fn ready, void *arg, char *err,
-                          size_t errlen)
+int dd_metrics_http_new(const dd_ctx *ctx, const char *listen, dd_metrics *m,
+                        dd_metrics_http_ready_fn ready, void *arg, dd_metrics_http **out,
+                        char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     dd_metrics_http *h = NULL;
@@ -649,11 +656,13 @@ out:
     return rc;
 }
 
-void dd_metrics_http_close(dd_metrics_http *h)
+void dd_metrics_http_close(dd_metrics_http *h, void (*done)(void *arg), void *arg)
 {
-    if (!h || h->closing)
+    if (h->closing)
         return;
     h->closing = true;
+    h->done = done;
+    h->done_arg = arg;
     uv_close((uv_handle_t *)&h->tcp, dd_http_listener_closed);
     uv_close((uv_handle_t *)&h->resume, dd_http_listener_closed);
     for (dd_http_conn *c = h->conns; c; c = c->next)

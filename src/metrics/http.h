@@ -56,18 +56,18 @@ typedef struct dd_metrics_http_limits {
  * -EADDRINUSE: "cannot listen on 127.0.0.1:9464: address already in use").
  * On failure a handle may still be closing: run the loop (uv_run) before
  * uv_loop_close(). */
-int dd_metrics_http_start(dd_metrics_http **out, const struct dd_ctx *ctx, const char *listen,
-                          struct dd_metrics *m, dd_metrics_http_ready_fn ready, void *arg,
-                          char *err, size_t errlen);
+int dd_metrics_http_new(const struct dd_ctx *ctx, const char *listen, struct dd_metrics *m,
+                        dd_metrics_http_ready_fn ready, void *arg, dd_metrics_http **out,
+                        char *err, size_t errlen);
 
-/* Checks a listen string the way dd_metrics_http_start parses it, without
+/* Checks a listen string the way dd_metrics_http_new parses it, without
  * binding: 0 and *port (0: "pick a free one"), or DD_EINVAL with a message in
  * err. Lets a command refuse a malformed --metrics-listen before it starts
  * anything. */
 int dd_metrics_http_check_listen(const char *listen, int *port, char *err, size_t errlen);
 /* Whether listen can be bound right now (a socket bound and closed again;
  * port 0 always can): 0, DD_EINVAL for a malformed string, or -errno (e.g.
- * -EADDRINUSE) with the same message dd_metrics_http_start would give. For a
+ * -EADDRINUSE) with the same message dd_metrics_http_new would give. For a
  * command that must refuse before it starts anything else (`up`). */
 int dd_metrics_http_listen_free(const char *listen, char *err, size_t errlen);
 
@@ -78,9 +78,9 @@ void dd_metrics_http_set_limits(dd_metrics_http *h, const dd_metrics_http_limits
 /* The port actually bound (useful with port 0). */
 int dd_metrics_http_port(const dd_metrics_http *h);
 
-/* Stops listening and closes every connection. h is freed once libuv has
- * finished closing its handles, so the caller keeps running the loop until it
- * returns; afterwards uv_loop_close() succeeds. NULL is a no-op. */
-void dd_metrics_http_close(dd_metrics_http *h);
+/* Stops listening and closes every connection; once libuv has closed every
+ * handle, frees h and calls done(arg) (may be NULL) from the loop, never
+ * inside this call; afterwards uv_loop_close() succeeds. Call once. */
+void dd_metrics_http_close(dd_metrics_http *h, void (*done)(void *arg), void *arg);
 
 #endif

@@ -23,6 +23,7 @@ typedef enum dd_metric_type {
 
 #define DD_METRIC_MAX_LABELS 4
 
+/* Never NULL (no handle, and out of memory aborts: CONTRIBUTING.md). */
 dd_metrics *dd_metrics_new(void);
 void dd_metrics_free(dd_metrics *m);
 

@@ -25,7 +25,7 @@ static const uint32_t sha_k[64] = {
 
 #define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
 
-static void sha256_block(uint32_t h[8], const unsigned char *p)
+static void dd_id_sha256_block(uint32_t h[8], const unsigned char *p)
 {
     uint32_t w[64], a, b, c, d, e, f, g, hh;
     for (int i = 0; i < 16; i++)
@@ -53,7 +53,7 @@ void dd_sha256_hex(const void *data, size_t len, char out[65])
     const unsigned char *p = data;
     size_t n = len;
     for (; n >= 64; n -= 64, p += 64)
-        sha256_block(h, p);
+        dd_id_sha256_block(h, p);
     unsigned char tail[128] = {0};
     memcpy(tail, p, n);
     tail[n] = 0x80;
@@ -61,16 +61,16 @@ void dd_sha256_hex(const void *data, size_t len, char out[65])
     uint64_t bits = (uint64_t)len * 8;
     for (int i = 0; i < 8; i++)
         tail[tl - 1 - i] = (unsigned char)(bits >> (8 * i));
-    sha256_block(h, tail);
+    dd_id_sha256_block(h, tail);
     if (tl == 128)
-        sha256_block(h, tail + 64);
+        dd_id_sha256_block(h, tail + 64);
     for (int i = 0; i < 8; i++)
         snprintf(out + 8 * i, 9, "%08x", (unsigned)h[i]);
 }
 
 /* ---- escaping ---- */
 
-static void seterr(char *err, size_t errlen, const char *fmt, const char *what)
+static void dd_id_seterr(char *err, size_t errlen, const char *fmt, const char *what)
 {
     if (err && errlen)
         snprintf(err, errlen, fmt, what);
@@ -78,7 +78,7 @@ static void seterr(char *err, size_t errlen, const char *fmt, const char *what)
 
 /* Length of the valid UTF-8 sequence at s, or 0 if invalid (overlongs,
  * surrogates and > U+10FFFF included). */
-static size_t utf8_len(const unsigned char *s)
+static size_t dd_id_utf8_len(const unsigned char *s)
 {
     if (s[0] < 0x80)
         return 1;
@@ -101,20 +101,21 @@ static size_t utf8_len(const unsigned char *s)
     return 0;
 }
 
-static int escape_component(dd_buf *b, const char *name, const char *s, char *err, size_t errlen)
+static int dd_id_escape_component(dd_buf *b, const char *name, const char *s, char *err,
+                                  size_t errlen)
 {
     if (!s || !*s) {
-        seterr(err, errlen, "%s name is empty", name);
+        dd_id_seterr(err, errlen, "%s name is empty", name);
         return DD_EINVAL;
     }
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = utf8_len(p);
+        size_t n = dd_id_utf8_len(p);
         if (n == 0) {
-            seterr(err, errlen, "%s name is not valid UTF-8", name);
+            dd_id_seterr(err, errlen, "%s name is not valid UTF-8", name);
             return DD_EINVAL;
         }
         if (*p < 0x20 || *p == 0x7f) {
-            seterr(err, errlen, "%s name contains a control character", name);
+            dd_id_seterr(err, errlen, "%s name contains a control character", name);
             return DD_EINVAL;
         }
         switch (*p) {
@@ -130,7 +131,7 @@ static int escape_component(dd_buf *b, const char *name, const char *s, char *er
 }
 
 /* Length of the valid prefix id starts with (its '-' included), or 0. */
-static size_t prefix_len(const char *id)
+static size_t dd_id_prefix_len(const char *id)
 {
     size_t n = 0;
     while (n < DD_ID_PREFIX_MAX && id[n] &&
@@ -142,12 +143,12 @@ static size_t prefix_len(const char *id)
 
 int dd_id_prefix_check(const char *prefix, char *err, size_t errlen)
 {
-    if (prefix && *prefix && prefix_len(prefix) == strlen(prefix))
+    if (prefix && *prefix && dd_id_prefix_len(prefix) == strlen(prefix))
         return 0;
-    seterr(err, errlen,
-           "id prefix '%s' is not 1-63 letters, digits, '_' or '.' followed by one '-' "
-           "(like the default 'dispatcher-')",
-           prefix ? prefix : "");
+    dd_id_seterr(err, errlen,
+                 "id prefix '%s' is not 1-63 letters, digits, '_' or '.' followed by one '-' "
+                 "(like the default 'dispatcher-')",
+                 prefix ? prefix : "");
     return DD_EINVAL;
 }
 
@@ -167,10 +168,10 @@ int dd_dispatcher_id_with(const char *prefix, const char *project, const char *q
     if ((rc = dd_id_prefix_check(prefix, err, errlen)) < 0)
         return rc;
     dd_buf_puts(&b, prefix);
-    if ((rc = escape_component(&b, "project", project, err, errlen)) < 0)
+    if ((rc = dd_id_escape_component(&b, "project", project, err, errlen)) < 0)
         goto out;
     dd_buf_putc(&b, '-');
-    if ((rc = escape_component(&b, "task queue", queue, err, errlen)) < 0)
+    if ((rc = dd_id_escape_component(&b, "task queue", queue, err, errlen)) < 0)
         goto out;
     if (b.len > DD_DISPATCHER_ID_MAX) {
         /* prefix + '~' + 16 hex = MAX. Cut the prefix back so it does not end
@@ -190,7 +191,7 @@ int dd_dispatcher_id_with(const char *prefix, const char *project, const char *q
         dd_buf_append(&b, hex, 16);
     }
     if (b.len + 1 > outlen) {
-        seterr(err, errlen, "buffer too small for dispatcher id '%s'", b.data);
+        dd_id_seterr(err, errlen, "buffer too small for dispatcher id '%s'", b.data);
         rc = DD_EINVAL;
         goto out;
     }
@@ -201,7 +202,7 @@ out:
     return rc;
 }
 
-static int hexval(char c)
+static int dd_id_hexval(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -210,27 +211,27 @@ static int hexval(char c)
     return -1; /* lowercase is not canonical: the builder writes uppercase */
 }
 
-static int unescape(const char *s, size_t n, char *out, size_t outlen, const char *id, char *err,
-                    size_t errlen)
+static int dd_id_unescape(const char *s, size_t n, char *out, size_t outlen, const char *id,
+                          char *err, size_t errlen)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (c == '%') {
-            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-            int lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+            int hi = i + 2 < n ? dd_id_hexval(s[i + 1]) : -1;
+            int lo = hi >= 0 ? dd_id_hexval(s[i + 2]) : -1;
             c = (char)(hi * 16 + lo);
             if (lo < 0 || (c != '-' && c != '%' && c != '/' && c != '~')) {
-                seterr(err, errlen, "bad escape in dispatcher id '%s'", id);
+                dd_id_seterr(err, errlen, "bad escape in dispatcher id '%s'", id);
                 return DD_EINVAL;
             }
             i += 2;
         } else if (c == '/' || c == '~') {
-            seterr(err, errlen, "unescaped character in dispatcher id '%s'", id);
+            dd_id_seterr(err, errlen, "unescaped character in dispatcher id '%s'", id);
             return DD_EINVAL;
         }
         if (o + 1 >= outlen) {
-            seterr(err, errlen, "buffer too small to parse dispatcher id '%s'", id);
+            dd_id_seterr(err, errlen, "buffer too small to parse dispatcher id '%s'", id);
             return DD_EINVAL;
         }
         out[o++] = c;
@@ -242,33 +243,33 @@ static int unescape(const char *s, size_t n, char *out, size_t outlen, const cha
 int dd_dispatcher_id_parse(const char *id, char *project, size_t plen, char *queue, size_t qlen,
                            char *err, size_t errlen)
 {
-    const size_t pl = prefix_len(id);
+    const size_t pl = dd_id_prefix_len(id);
     char prefix[DD_ID_PREFIX_MAX + 1];
     if (pl == 0) {
-        seterr(err, errlen, "'%s' is not a dispatcher id", id);
+        dd_id_seterr(err, errlen, "'%s' is not a dispatcher id", id);
         return DD_EINVAL;
     }
     if (strchr(id, '~')) {
-        seterr(err, errlen, "dispatcher id '%s' is shortened and cannot be parsed", id);
+        dd_id_seterr(err, errlen, "dispatcher id '%s' is shortened and cannot be parsed", id);
         return -ENOTSUP;
     }
     memcpy(prefix, id, pl);
     prefix[pl] = '\0';
     const char *p = id + pl, *dash = strchr(p, '-');
     if (!dash || strchr(dash + 1, '-') || dash == p || !dash[1]) {
-        seterr(err, errlen, "dispatcher id '%s' does not have exactly two components", id);
+        dd_id_seterr(err, errlen, "dispatcher id '%s' does not have exactly two components", id);
         return DD_EINVAL;
     }
-    int rc = unescape(p, (size_t)(dash - p), project, plen, id, err, errlen);
+    int rc = dd_id_unescape(p, (size_t)(dash - p), project, plen, id, err, errlen);
     if (rc == 0)
-        rc = unescape(dash + 1, strlen(dash + 1), queue, qlen, id, err, errlen);
+        rc = dd_id_unescape(dash + 1, strlen(dash + 1), queue, qlen, id, err, errlen);
     if (rc == 0) {
         /* Only accept what the builder produces (UTF-8, no controls). */
         char again[DD_DISPATCHER_ID_BUFLEN];
         if (dd_dispatcher_id_with(prefix, project, queue, again, sizeof(again), err, errlen) <
                 0 ||
             strcmp(again, id) != 0) {
-            seterr(err, errlen, "'%s' is not a canonical dispatcher id", id);
+            dd_id_seterr(err, errlen, "'%s' is not a canonical dispatcher id", id);
             rc = DD_EINVAL;
         }
     }
@@ -278,7 +279,7 @@ int dd_dispatcher_id_parse(const char *id, char *project, size_t plen, char *que
 bool dd_dispatcher_id_matches(const char *id, const char *project, const char *queue)
 {
     char buf[DD_DISPATCHER_ID_BUFLEN], prefix[DD_ID_PREFIX_MAX + 1];
-    size_t pl = id ? prefix_len(id) : 0;
+    size_t pl = id ? dd_id_prefix_len(id) : 0;
     if (pl == 0)
         return false;
     memcpy(prefix, id, pl);

@@ -78,6 +78,11 @@ struct dd_owner {
     bool fence_stopped;     /* our fence timer stopped the child */
     bool stop_requested;    /* we stopped the child while owning: no restart backoff */
     int closing;            /* timer closes pending */
+    /* dd_owner_close: retry stays open until then, so that done always
+     * comes from its close callback (after the release's own closes) */
+    bool close_requested;
+    void (*close_done)(void *);
+    void *close_arg;
     dd_backoff backoff;
     dd_backoff exit_backoff; /* between restarts of chains that end on their own */
     dd_backoff poll_backoff; /* loss-watch retries: short, so a Temporal that comes
@@ -109,6 +114,7 @@ static void dd_owner_check_done(int st, const dd_temporal_result *r, void *arg);
 static void dd_owner_release_terminate(dd_owner *o);
 static void dd_owner_poll(dd_owner *o);
 static void dd_owner_maybe_stopped(dd_owner *o);
+static void dd_owner_free(dd_owner *o);
 
 static void dd_owner_set_state(dd_owner *o, dd_owner_state s)
 {
@@ -355,7 +361,12 @@ int dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *opts, d
         for (int i = 0; i < n; i++)
             o->child_argv[i] = dd_strdup(opts->child_argv[i]);
     }
-    o->child = dd_child_new(ctx->loop, ctx->log, o->name, dd_owner_child_exit, o);
+    rc = dd_child_new(ctx->loop, ctx->log, o->name, dd_owner_child_exit, o, &o->child, err,
+                      errlen);
+    if (rc < 0) { /* nothing of the loop's is ours yet */
+        dd_owner_free(o);
+        return rc;
+    }
     o->fenced = opts->fence != NULL;
     if (o->fenced)
         o->fence = *opts->fence;
@@ -863,6 +874,17 @@ static void dd_owner_timer_closed(uv_handle_t *h)
     dd_owner_maybe_stopped(o);
 }
 
+/* The last handle: everything is closed, nothing of ours is in flight. */
+static void dd_owner_last_closed(uv_handle_t *h)
+{
+    dd_owner *o = h->data;
+    void (*done)(void *) = o->close_done;
+    void *arg = o->close_arg;
+    dd_owner_free(o);
+    if (done)
+        done(arg);
+}
+
 static void dd_owner_child_closed(void *arg)
 {
     dd_owner *o = arg;
@@ -893,19 +915,22 @@ static void dd_owner_maybe_stopped(dd_owner *o)
     }
     if (o->state == DD_OWNER_RELEASING) {
         o->state = DD_OWNER_STOPPED;
-        o->closing = 4;
+        o->closing = 3;
         uv_close((uv_handle_t *)&o->pickup_timer, dd_owner_timer_closed);
-        uv_close((uv_handle_t *)&o->retry, dd_owner_timer_closed);
         uv_close((uv_handle_t *)&o->child_retry, dd_owner_timer_closed);
         uv_close((uv_handle_t *)&o->fence_timer, dd_owner_timer_closed);
         dd_child_close(o->child, dd_owner_child_closed, o);
         return;
     }
-    if (o->closing > 0 || !o->child_closed || o->stop_reported)
+    if (o->closing > 0 || !o->child_closed)
         return;
-    o->stop_reported = true;
-    if (o->opts.on_stopped)
-        o->opts.on_stopped(o, o->opts.arg);
+    if (!o->stop_reported) {
+        o->stop_reported = true;
+        if (o->opts.on_stopped)
+            o->opts.on_stopped(o, o->opts.arg); /* may call dd_owner_close */
+    }
+    if (o->close_requested && !uv_is_closing((uv_handle_t *)&o->retry))
+        uv_close((uv_handle_t *)&o->retry, dd_owner_last_closed);
 }
 
 static void dd_owner_released(int st, const dd_temporal_result *r, void *arg)
@@ -980,10 +1005,19 @@ void dd_owner_release(dd_owner *o)
     dd_owner_maybe_stopped(o);
 }
 
-void dd_owner_free(dd_owner *o)
+void dd_owner_close(dd_owner *o, void (*done)(void *arg), void *arg)
 {
-    if (!o)
-        return;
+    o->close_requested = true;
+    o->close_done = done;
+    o->close_arg = arg;
+    if (o->state != DD_OWNER_STOPPED)
+        dd_owner_release(o); /* ends in dd_owner_maybe_stopped */
+    else
+        dd_owner_maybe_stopped(o);
+}
+
+static void dd_owner_free(dd_owner *o)
+{
     if (o->child_argv) {
         for (int i = 0; o->child_argv[i]; i++)
             free(o->child_argv[i]);

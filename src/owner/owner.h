@@ -149,7 +149,9 @@ typedef struct dd_owner_opts {
     int64_t retry_cap_ms;     /* (default 30 s) */
     /* Called on every change of ownership (owning true/false) with our run. */
     void (*on_change)(dd_owner *o, bool owning, const char *run_id, void *arg);
-    /* Called once when release/stop has finished. */
+    /* Called once, from the loop, when the owner has let go for good (a
+     * dd_owner_release, or its own on --on-workflow-exit release): child
+     * stopped, own run terminated, state STOPPED. Close it after this. */
     void (*on_stopped)(dd_owner *o, void *arg);
     /* Handoff (see heartbeat.c): with child_gate, the child starts only
      * when dd_owner_open_gate is called, not as soon as we own; and
@@ -172,10 +174,13 @@ void dd_owner_start(dd_owner *o);
 void dd_owner_retake(dd_owner *o);
 /* Graceful stop: stops the child, terminates our own run with reason
  * "released by <server_id>" (so nothing is left for the reconciler), then
- * on_stopped. Safe in any state. */
+ * on_stopped. Safe in any state. o stays valid (the heartbeat that borrows
+ * it may still be finishing its record) until dd_owner_close. */
 void dd_owner_release(dd_owner *o);
-/* Frees o; only after on_stopped. */
-void dd_owner_free(dd_owner *o);
+/* Releases first if that has not happened (as dd_owner_release, on_stopped
+ * included), closes every handle, then frees o and calls done(arg) (may be
+ * NULL) from the loop, never inside this call. Call once. */
+void dd_owner_close(dd_owner *o, void (*done)(void *arg), void *arg);
 
 dd_owner_state dd_owner_get_state(const dd_owner *o);
 bool dd_owner_owning(const dd_owner *o);

@@ -221,22 +221,24 @@ typedef struct dd_supervisor_opts {
     int64_t probe_timeout_ms;   /* one probe (1 s) */
     int probe_failures;         /* consecutive failures that mean "hung" (3) */
     void (*on_ready)(dd_supervisor *sv, void *arg); /* every service answered, once */
-    void (*on_stopped)(dd_supervisor *sv, void *arg); /* shutdown finished */
     void *arg;
 } dd_supervisor_opts;
 
 struct dd_ctx;
-/* services are borrowed and must outlive the supervisor. */
-dd_supervisor *dd_supervisor_new(const struct dd_ctx *ctx, dd_service *services, int n,
-                                 const dd_supervisor_opts *opts);
+/* services (n of them, at least one) are borrowed and must outlive the
+ * supervisor. 0 and *out, or DD_EINVAL with a message in err. */
+int dd_supervisor_new(const struct dd_ctx *ctx, dd_service *services, int n,
+                      const dd_supervisor_opts *opts, dd_supervisor **out, char *err,
+                      size_t errlen);
 /* Starts (or adopts) every service. Errors that a restart cannot fix (port
  * taken by a foreign process, binary missing) are returned with a message;
- * then call dd_supervisor_shutdown to stop what did start. */
+ * then call dd_supervisor_close to stop what did start. */
 int dd_supervisor_start(dd_supervisor *sv, char *err, size_t errlen);
-/* Begins a clean stop; on_stopped runs when every process is gone. */
-void dd_supervisor_shutdown(dd_supervisor *sv);
 bool dd_supervisor_all_running(const dd_supervisor *sv);
-/* Frees it after on_stopped (all handles are closed by then). */
-void dd_supervisor_free(dd_supervisor *sv);
+/* Stops every service cleanly (TERM, KILL after stop_timeout_ms; nothing
+ * restarts from now on), closes every handle once every process is gone,
+ * then frees sv and calls done(arg) (may be NULL) from the loop, never
+ * inside this call. Call once. */
+void dd_supervisor_close(dd_supervisor *sv, void (*done)(void *arg), void *arg);
 
 #endif

@@ -59,7 +59,7 @@ out:
 /* Copies a string field whole, or fails: our writer never writes one that
  * does not fit, so a longer one means the file is not ours (a cut token
  * could match another service's processes). */
-static bool copy_field(char *out, size_t n, const char *s)
+static bool dd_status_copy_field(char *out, size_t n, const char *s)
 {
     size_t len = strlen(s);
     if (len >= n)
@@ -91,10 +91,10 @@ int dd_status_read(const char *path, dd_status *st)
         goto out;
     if (pid <= 0 || ticks <= 0 || !json_is_array(ports))
         goto out;
-    if (!copy_field(st->service, sizeof(st->service), service) ||
-        !copy_field(st->ident.boot_id, sizeof(st->ident.boot_id), boot) ||
-        !copy_field(st->token, sizeof(st->token), token) ||
-        !copy_field(st->cmd, sizeof(st->cmd), cmd))
+    if (!dd_status_copy_field(st->service, sizeof(st->service), service) ||
+        !dd_status_copy_field(st->ident.boot_id, sizeof(st->ident.boot_id), boot) ||
+        !dd_status_copy_field(st->token, sizeof(st->token), token) ||
+        !dd_status_copy_field(st->cmd, sizeof(st->cmd), cmd))
         goto out;
     st->ident.pid = pid;
     st->ident.start_ticks = (unsigned long long)ticks;

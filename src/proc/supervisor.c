@@ -75,8 +75,9 @@ struct dd_supervisor {
     int n;
     bool shutting_down;
     bool ready_reported;
-    bool stopped_reported;
     bool timers_closed;
+    void (*done)(void *); /* dd_supervisor_close */
+    void *done_arg;
     int closing; /* handle closes still pending */
     dd_metric *m_restarts;
     dd_metric *m_up;
@@ -90,9 +91,15 @@ static void dd_unit_set_up(dd_unit *u, int up)
     dd_metric_set(u->sv->m_up, DD_L1(u->svc->name), up);
 }
 
-dd_supervisor *dd_supervisor_new(const dd_ctx *ctx, dd_service *services, int n,
-                                 const dd_supervisor_opts *opts)
+int dd_supervisor_new(const dd_ctx *ctx, dd_service *services, int n,
+                      const dd_supervisor_opts *opts, dd_supervisor **out, char *err,
+                      size_t errlen)
 {
+    *out = NULL;
+    if (n < 1) { /* nothing to wait for: close could not call back from the loop */
+        dd_msgf(err, errlen, "the supervisor needs at least one service");
+        return DD_EINVAL;
+    }
     dd_supervisor *sv = dd_xcalloc(1, sizeof(*sv));
     sv->ctx = *ctx;
     sv->opts = *opts;
@@ -133,7 +140,8 @@ dd_supervisor *dd_supervisor_new(const dd_ctx *ctx, dd_service *services, int n,
         dd_metric_add(sv->m_restarts, DD_L1(u->svc->name), 0);
         dd_unit_set_up(u, 0);
     }
-    return sv;
+    *out = sv;
+    return 0;
 }
 
 static void dd_unit_kill_group(dd_unit *u, int sig)
@@ -484,10 +492,12 @@ bool dd_supervisor_all_running(const dd_supervisor *sv)
     return true;
 }
 
-void dd_supervisor_shutdown(dd_supervisor *sv)
+void dd_supervisor_close(dd_supervisor *sv, void (*done)(void *arg), void *arg)
 {
     if (sv->shutting_down)
         return;
+    sv->done = done;
+    sv->done_arg = arg;
     sv->shutting_down = true;
     dd_info(sv->ctx.log, "stack_stopping", "services=%d stop_timeout_ms=%lld", sv->n,
             (long long)sv->opts.stop_timeout_ms);
@@ -513,9 +523,11 @@ static void dd_unit_timer_closed(uv_handle_t *h)
     dd_sv_check_stopped(sv);
 }
 
+/* Frees sv once every process is gone and every handle closed: only ever
+ * reached from a close callback (timers_closed opens at least two). */
 static void dd_sv_check_stopped(dd_supervisor *sv)
 {
-    if (!sv->shutting_down || sv->stopped_reported)
+    if (!sv->shutting_down)
         return;
     for (int i = 0; i < sv->n; i++) {
         dd_unit *u = &sv->units[i];
@@ -535,16 +547,11 @@ static void dd_sv_check_stopped(dd_supervisor *sv)
     }
     if (sv->closing > 0)
         return;
-    sv->stopped_reported = true;
     dd_info(sv->ctx.log, "stack_stopped", "services=%d", sv->n);
-    if (sv->opts.on_stopped)
-        sv->opts.on_stopped(sv, sv->opts.arg);
-}
-
-void dd_supervisor_free(dd_supervisor *sv)
-{
-    if (!sv)
-        return;
+    void (*done)(void *) = sv->done;
+    void *arg = sv->done_arg;
     free(sv->units);
     free(sv);
+    if (done)
+        done(arg);
 }

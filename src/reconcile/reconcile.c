@@ -20,10 +20,10 @@
  * wait is just the shared timer, a store reply must be waited for (the
  * store has no per-operation cancel; its command timeout bounds the wait).
  *
- * Re-entrancy: only loop callbacks (and close) call settle(), and always
- * last; everything settle() calls (starting lanes, granting tokens, a call
+ * Re-entrancy: only loop callbacks (and close) call dd_reconcile_settle(), and always
+ * last; everything dd_reconcile_settle() calls (starting lanes, granting tokens, a call
  * the store or Temporal refuses at once) just changes lane state, never
- * calls settle() back. settle() is the one place that starts lanes, hands
+ * calls dd_reconcile_settle() back. dd_reconcile_settle() is the one place that starts lanes, hands
  * out tokens, moves the cycle to its next phase and finishes it. */
 #include "reconcile/reconcile.h"
 
@@ -105,7 +105,7 @@ typedef struct cycle {
     int pages;
     lane *lanes;      /* owned, nlanes of them */
     size_t nlanes, busy;
-    int hold;         /* > 0: settle() must not run (close is walking the lanes) */
+    int hold;         /* > 0: dd_reconcile_settle() must not run (close is walking the lanes) */
     wait_kind wait;   /* cycle-level call (only while no lane is busy) */
     dd_temporal_call *call; /* while wait == WAIT_TEMPORAL */
     int64_t oldest_hb;      /* oldest non-stale heartbeat, -1 none */
@@ -144,7 +144,7 @@ struct dd_reconciler {
 
 /* ---- pure parts --------------------------------------------------------- */
 
-static uint64_t fnv1a(const char *s)
+static uint64_t dd_reconcile_fnv1a(const char *s)
 {
     uint64_t h = 1469598103934665603ULL;
     for (; *s; s++)
@@ -157,7 +157,8 @@ int64_t dd_reconcile_stagger_ms(const char *holder, int64_t interval_ms, double 
     if (interval_ms <= 0)
         return 0;
     int64_t spread = interval_ms / 10;
-    int64_t base = spread > 0 ? (int64_t)(fnv1a(holder ? holder : "") % (uint64_t)spread) : 0;
+    int64_t base =
+        spread > 0 ? (int64_t)(dd_reconcile_fnv1a(holder ? holder : "") % (uint64_t)spread) : 0;
     return base + (int64_t)(u * (double)(interval_ms / 50));
 }
 
@@ -182,7 +183,7 @@ int64_t dd_reconcile_next_wake_ms(int64_t now_wall_ms, int64_t oldest_hb_ms, int
 }
 
 /* now - t > thr, for any t (t <= now: the difference fits in uint64_t). */
-static bool older_than(int64_t now, int64_t t, int64_t thr)
+static bool dd_reconcile_older_than(int64_t now, int64_t t, int64_t thr)
 {
     return t <= now && (uint64_t)now - (uint64_t)t > (uint64_t)thr;
 }
@@ -190,8 +191,8 @@ static bool older_than(int64_t now, int64_t t, int64_t thr)
 bool dd_reconcile_sweep_due(int64_t now_ms, int64_t first_seen_ms, int64_t start_ms,
                             int64_t threshold_ms)
 {
-    return older_than(now_ms, first_seen_ms, threshold_ms) &&
-           (start_ms == 0 || older_than(now_ms, start_ms, threshold_ms));
+    return dd_reconcile_older_than(now_ms, first_seen_ms, threshold_ms) &&
+           (start_ms == 0 || dd_reconcile_older_than(now_ms, start_ms, threshold_ms));
 }
 
 void dd_reconcile_reason(char *out, size_t outlen, const char *server_id, int64_t age_ms)
@@ -203,33 +204,33 @@ void dd_reconcile_reason(char *out, size_t outlen, const char *server_id, int64_
 
 /* ---- bookkeeping -------------------------------------------------------- */
 
-static char *xdup(const char *s)
+static char *dd_reconcile_xdup(const char *s)
 {
     return s ? dd_strdup(s) : NULL;
 }
 
-static int64_t wall_ms(const dd_reconciler *r)
+static int64_t dd_reconcile_wall_ms(const dd_reconciler *r)
 {
     return r->o.clock_ms ? r->o.clock_ms(r->o.arg) : dd_wall_ms();
 }
 
 /* What the store judges ages by: Redis's clock (0), or the pinned clock a
  * test gave us. */
-static int64_t store_now_arg(const dd_reconciler *r)
+static int64_t dd_reconcile_store_now_arg(const dd_reconciler *r)
 {
     return r->o.clock_ms ? r->o.clock_ms(r->o.arg) : 0;
 }
 
 /* Redis's clock now, estimated from the last listing and our monotonic
  * clock since (only its rate matters); our own clock before any listing. */
-static int64_t srv_now(const dd_reconciler *r)
+static int64_t dd_reconcile_srv_now(const dd_reconciler *r)
 {
     if (r->o.clock_ms || r->srv_now_ms <= 0)
-        return wall_ms(r);
+        return dd_reconcile_wall_ms(r);
     return r->srv_now_ms + (int64_t)(dd_mono_ms() - r->srv_mono_ms);
 }
 
-static void cand_free(cand *c)
+static void dd_reconcile_cand_free(cand *c)
 {
     free(c->wid);
     free(c->run_id);
@@ -242,12 +243,12 @@ static void cand_free(cand *c)
     free(c->term_run);
 }
 
-static void cycle_free(cycle *cy)
+static void dd_reconcile_cycle_free(cycle *cy)
 {
     for (size_t i = 0; i < cy->n; i++)
-        cand_free(&cy->c[i]);
+        dd_reconcile_cand_free(&cy->c[i]);
     for (size_t i = 0; i < cy->nsw; i++)
-        cand_free(&cy->sw[i]);
+        dd_reconcile_cand_free(&cy->sw[i]);
     for (size_t i = 0; i < cy->nlanes; i++)
         free(cy->lanes[i].lease);
     free(cy->c);
@@ -257,7 +258,7 @@ static void cycle_free(cycle *cy)
     free(cy);
 }
 
-static void maybe_free(dd_reconciler *r)
+static void dd_reconcile_maybe_free(dd_reconciler *r)
 {
     if (!r->closing || r->handles_open > 0 || r->cy)
         return;
@@ -273,15 +274,16 @@ static void maybe_free(dd_reconciler *r)
         done(arg);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+static void dd_reconcile_on_handle_closed(uv_handle_t *h)
 {
     dd_reconciler *r = h->data;
     r->handles_open--;
-    maybe_free(r);
+    dd_reconcile_maybe_free(r);
 }
 
 /* c: the candidate the error is about, NULL for the cycle's own queries. */
-static void count_error(cycle *cy, const cand *c, const char *stage, int rc, const char *msg)
+static void dd_reconcile_count_error(cycle *cy, const cand *c, const char *stage, int rc,
+                                     const char *msg)
 {
     dd_reconciler *r = cy->r;
     cy->st.errors++;
@@ -294,7 +296,8 @@ static void count_error(cycle *cy, const cand *c, const char *stage, int rc, con
             msg && *msg ? msg : dd_strerror(rc), r->holder);
 }
 
-static void count_malformed(cycle *cy, cand *c, const char *problem, const char *action)
+static void dd_reconcile_count_malformed(cycle *cy, cand *c, const char *problem,
+                                         const char *action)
 {
     dd_reconciler *r = cy->r;
     cy->st.malformed++;
@@ -306,11 +309,11 @@ static void count_malformed(cycle *cy, cand *c, const char *problem, const char 
             r->holder);
 }
 
-static void schedule(dd_reconciler *r, int64_t oldest_hb);
+static void dd_reconcile_schedule(dd_reconciler *r, int64_t oldest_hb);
 
 /* Ends the cycle: metrics, the cycle log line, callbacks, the next timer.
  * May free r (when closing): callers return right after. */
-static void finish(cycle *cy, int status)
+static void dd_reconcile_finish(cycle *cy, int status)
 {
     dd_reconciler *r = cy->r;
     dd_reconcile_stats st = cy->st;
@@ -345,25 +348,25 @@ static void finish(cycle *cy, int status)
             st.swept, st.errors, st.sweep_ran ? "true" : "false", st.duration_ms, r->holder);
 
     r->cy = NULL; /* before the callbacks: they may start a cycle or close */
-    cycle_free(cy);
+    dd_reconcile_cycle_free(cy);
     if (done)
         done(&st, done_arg);
     if (!cut && r->o.on_cycle)
         r->o.on_cycle(&st, r->o.arg);
     if (r->closing) {
-        maybe_free(r);
+        dd_reconcile_maybe_free(r);
         return;
     }
     if (r->started && !dd_ctx_cancelled(&r->ctx) && !r->cy)
-        schedule(r, oldest);
+        dd_reconcile_schedule(r, oldest);
 }
 
 /* ---- lanes --------------------------------------------------------------- */
 
-static void settle(cycle *cy);
+static void dd_reconcile_settle(cycle *cy);
 
 /* Puts candidate c (number seq in its list) into a free lane. */
-static lane *lane_start(cycle *cy, cand *c, size_t seq)
+static lane *dd_reconcile_lane_start(cycle *cy, cand *c, size_t seq)
 {
     for (size_t k = 0; k < cy->nlanes; k++) {
         lane *l = &cy->lanes[k];
@@ -378,12 +381,12 @@ static lane *lane_start(cycle *cy, cand *c, size_t seq)
         cy->busy++;
         return l;
     }
-    abort(); /* settle() starts lanes only while busy < nlanes */
+    abort(); /* dd_reconcile_settle() starts lanes only while busy < nlanes */
 }
 
 /* The lane is done with its candidate (its lease released, given up, or
- * left to expire when closing). Never calls settle(). */
-static void lane_end(lane *l)
+ * left to expire when closing). Never calls dd_reconcile_settle(). */
+static void dd_reconcile_lane_end(lane *l)
 {
     free(l->lease);
     l->lease = NULL;
@@ -395,13 +398,13 @@ static void lane_end(lane *l)
 }
 
 /* Lane callbacks start with this: false when the lane must stop (closing);
- * the lane is then ended and the callback only calls settle(). */
-static bool lane_resume(lane *l)
+ * the lane is then ended and the callback only calls dd_reconcile_settle(). */
+static bool dd_reconcile_lane_resume(lane *l)
 {
     l->wait = WAIT_NONE;
     l->call = NULL;
     if (l->cy->r->closing) {
-        lane_end(l);
+        dd_reconcile_lane_end(l);
         return false;
     }
     return true;
@@ -409,12 +412,12 @@ static bool lane_resume(lane *l)
 
 /* Cycle-level callbacks (no lane busy) start with this: false when the
  * cycle was finished because we are closing. */
-static bool resume(cycle *cy)
+static bool dd_reconcile_resume(cycle *cy)
 {
     cy->wait = WAIT_NONE;
     cy->call = NULL;
     if (cy->r->closing) {
-        finish(cy, DD_ECANCELED);
+        dd_reconcile_finish(cy, DD_ECANCELED);
         return false;
     }
     return true;
@@ -422,42 +425,43 @@ static bool resume(cycle *cy)
 
 /* ---- per candidate ------------------------------------------------------ */
 
-static void on_release(int st, void *arg)
+static void dd_reconcile_on_release(int st, void *arg)
 {
     lane *l = arg;
     cycle *cy = l->cy;
-    if (lane_resume(l)) {
+    if (dd_reconcile_lane_resume(l)) {
         if (st < 0 && st != DD_ENOTFOUND)
             dd_debug(cy->r->ctx.log, "reconcile_lease_release", "lease=%s error=%s", l->lease,
                      dd_strerror(st));
-        lane_end(l);
+        dd_reconcile_lane_end(l);
     }
-    settle(cy);
+    dd_reconcile_settle(cy);
 }
 
 /* Done with l->c: give its lease back (so a retry next cycle need not
  * wait for the TTL), then end the lane. */
-static void release(lane *l)
+static void dd_reconcile_release(lane *l)
 {
     l->gated = false;
     if (l->lease) {
-        int rc = dd_store_lease_release(l->cy->r->s, l->lease, l->cy->r->holder, on_release, l);
+        int rc = dd_store_lease_release(l->cy->r->s, l->lease, l->cy->r->holder,
+                                        dd_reconcile_on_release, l);
         if (rc == 0) {
             l->wait = WAIT_STORE;
             return;
         }
     }
-    lane_end(l);
+    dd_reconcile_lane_end(l);
 }
 
-static void on_cad(int st, void *arg)
+static void dd_reconcile_on_cad(int st, void *arg)
 {
     lane *l = arg;
     cycle *cy = l->cy;
     dd_reconciler *r = cy->r;
     cand *c = l->c;
-    if (!lane_resume(l)) {
-        settle(cy);
+    if (!dd_reconcile_lane_resume(l)) {
+        dd_reconcile_settle(cy);
         return;
     }
     if (st == 0) {
@@ -479,34 +483,34 @@ static void on_cad(int st, void *arg)
         dd_debug(r->ctx.log, "stale_cleanup", "workflow_id=%s run_id=%s note=%s", c->wid,
                  c->run_id ? c->run_id : "", "already gone");
     } else {
-        count_error(cy, c, "delete", st, NULL);
+        dd_reconcile_count_error(cy, c, "delete", st, NULL);
     }
-    release(l);
-    settle(cy);
+    dd_reconcile_release(l);
+    dd_reconcile_settle(cy);
 }
 
-static void cad(lane *l)
+static void dd_reconcile_cad(lane *l)
 {
     cand *c = l->c;
     l->gated = false;
     int rc = dd_store_compare_and_delete(l->cy->r->s, c->wid, c->run_id ? c->run_id : "",
-                                         c->hb_ms, on_cad, l);
+                                         c->hb_ms, dd_reconcile_on_cad, l);
     if (rc == 0) {
         l->wait = WAIT_STORE;
         return;
     }
-    count_error(l->cy, c, "delete", rc, NULL);
-    release(l);
+    dd_reconcile_count_error(l->cy, c, "delete", rc, NULL);
+    dd_reconcile_release(l);
 }
 
-static void on_terminate(int st, const dd_temporal_result *res, void *arg)
+static void dd_reconcile_on_terminate(int st, const dd_temporal_result *res, void *arg)
 {
     lane *l = arg;
     cycle *cy = l->cy;
     dd_reconciler *r = cy->r;
     cand *c = l->c;
-    if (!lane_resume(l)) {
-        settle(cy);
+    if (!dd_reconcile_lane_resume(l)) {
+        dd_reconcile_settle(cy);
         return;
     }
     if (st == 0) {
@@ -522,29 +526,29 @@ static void on_terminate(int st, const dd_temporal_result *res, void *arg)
                 (long long)(cy->now_ms - c->hb_ms), l->reason, r->holder,
                 c->sweep ? "sweep" : "record");
         if (c->sweep) {
-            release(l);
+            dd_reconcile_release(l);
         } else {
             /* may close us: the lane still sends its delete, as before */
             if (r->o.on_terminated)
                 r->o.on_terminated(c->wid, c->run_id, r->o.arg);
-            cad(l);
+            dd_reconcile_cad(l);
         }
     } else if (st == DD_ENOTFOUND) {
         /* closed between describe and terminate: nothing left to end */
         cy->st.already_closed++;
         if (c->sweep)
-            release(l);
+            dd_reconcile_release(l);
         else
-            cad(l);
+            dd_reconcile_cad(l);
     } else {
         /* keep the record: it is how the next cycle finds this run again */
-        count_error(cy, c, "terminate", st, res ? res->message : NULL);
-        release(l);
+        dd_reconcile_count_error(cy, c, "terminate", st, res ? res->message : NULL);
+        dd_reconcile_release(l);
     }
-    settle(cy);
+    dd_reconcile_settle(cy);
 }
 
-static void terminate(lane *l)
+static void dd_reconcile_terminate(lane *l)
 {
     dd_reconciler *r = l->cy->r;
     cand *c = l->c;
@@ -560,29 +564,29 @@ static void terminate(lane *l)
      * the chain (the server refuses if the ID runs a newer chain by now). */
     int rc = c->first_run_id
                  ? dd_temporal_terminate_chain(r->t, c->wid, c->term_run, c->first_run_id,
-                                               l->reason, on_terminate, l, &l->call)
-                 : dd_temporal_terminate(r->t, c->wid, c->run_id, l->reason, on_terminate, l,
-                                         &l->call);
+                                               l->reason, dd_reconcile_on_terminate, l, &l->call)
+                 : dd_temporal_terminate(r->t, c->wid, c->run_id, l->reason,
+                                         dd_reconcile_on_terminate, l, &l->call);
     if (rc == 0) {
         l->wait = WAIT_TEMPORAL;
         return;
     }
-    count_error(l->cy, c, "terminate", rc, NULL);
-    release(l);
+    dd_reconcile_count_error(l->cy, c, "terminate", rc, NULL);
+    dd_reconcile_release(l);
 }
 
-/* The lane needs a termination token; settle() hands it out (pump_tokens). */
-static void take_token(lane *l)
+/* The lane needs a termination token; dd_reconcile_settle() hands it out (pump_tokens). */
+static void dd_reconcile_take_token(lane *l)
 {
     l->want_token = true;
     l->wait = WAIT_TOKEN;
 }
 
-static void on_bucket(uv_timer_t *h)
+static void dd_reconcile_on_bucket(uv_timer_t *h)
 {
     dd_reconciler *r = h->data;
     if (r->cy && !r->closing)
-        settle(r->cy);
+        dd_reconcile_settle(r->cy);
 }
 
 /* Terminations are rate limited per host, across all lanes: one token
@@ -590,7 +594,7 @@ static void on_bucket(uv_timer_t *h)
  * candidate order: to the oldest lane still before its token point, and
  * only if that lane is the one waiting (otherwise its describe decides
  * first). Returns whether a lane was given a token. */
-static bool pump_tokens(cycle *cy)
+static bool dd_reconcile_pump_tokens(cycle *cy)
 {
     dd_reconciler *r = cy->r;
     bool progress = false;
@@ -606,24 +610,24 @@ static bool pump_tokens(cycle *cy)
         uint64_t now = dd_mono_us();
         if (!dd_token_bucket_take(&r->tb, now)) {
             uint64_t us = dd_token_bucket_wait_us(&r->tb, now);
-            uv_timer_start(&r->bucket, on_bucket, (us + 999) / 1000, 0);
+            uv_timer_start(&r->bucket, dd_reconcile_on_bucket, (us + 999) / 1000, 0);
             return progress;
         }
         h->gated = h->want_token = false;
         h->wait = WAIT_NONE;
-        terminate(h);
+        dd_reconcile_terminate(h);
         progress = true;
     }
 }
 
-static void on_describe(int st, const dd_temporal_result *res, void *arg)
+static void dd_reconcile_on_describe(int st, const dd_temporal_result *res, void *arg)
 {
     lane *l = arg;
     cycle *cy = l->cy;
     dd_reconciler *r = cy->r;
     cand *c = l->c;
-    if (!lane_resume(l)) {
-        settle(cy);
+    if (!dd_reconcile_lane_resume(l)) {
+        dd_reconcile_settle(cy);
         return;
     }
     /* "Not found" also answers a request for a namespace that does not
@@ -634,10 +638,11 @@ static void on_describe(int st, const dd_temporal_result *res, void *arg)
         st = DD_EINVAL;
     if (st == DD_ENOTFOUND) {
         cy->st.already_closed++;
-        cad(l);
+        dd_reconcile_cad(l);
     } else if (st < 0 || !res->execution) {
-        count_error(cy, c, "describe", st < 0 ? st : DD_EPROTO, res ? res->message : NULL);
-        release(l);
+        dd_reconcile_count_error(cy, c, "describe", st < 0 ? st : DD_EPROTO,
+                                 res ? res->message : NULL);
+        dd_reconcile_release(l);
     } else {
         const dd_temporal_execution *e = res->execution;
         /* The record names a workflow id; make sure the run there really is
@@ -652,8 +657,8 @@ static void on_describe(int st, const dd_temporal_result *res, void *arg)
             dd_msgf(why, sizeof(why), "run has workflow type '%s', not a dispatcher%s%s",
                     e->type ? e->type : "", c->wf_type ? " nor " : "",
                     c->wf_type ? c->wf_type : "");
-            count_malformed(cy, c, why, "kept");
-            release(l);
+            dd_reconcile_count_malformed(cy, c, why, "kept");
+            dd_reconcile_release(l);
         } else if (other_chain) {
             /* the chain the record names has ended; a newer one runs under
              * the ID (someone else's): never ours to end */
@@ -661,51 +666,51 @@ static void on_describe(int st, const dd_temporal_result *res, void *arg)
             dd_info(r->ctx.log, "stale_closed",
                     "workflow_id=%s run_id=%s first_run_id=%s status=%s requester=%s", c->wid,
                     c->run_id, c->first_run_id, "another chain runs now", r->holder);
-            cad(l);
+            dd_reconcile_cad(l);
         } else if (e->status == DD_WF_RUNNING) {
             free(c->term_run);
-            c->term_run = xdup(e->run_id);
-            take_token(l);
+            c->term_run = dd_reconcile_xdup(e->run_id);
+            dd_reconcile_take_token(l);
         } else {
             cy->st.already_closed++;
             dd_info(r->ctx.log, "stale_closed", "workflow_id=%s run_id=%s status=%s requester=%s",
                     c->wid, c->run_id, dd_temporal_status_name(e->status), r->holder);
-            cad(l);
+            dd_reconcile_cad(l);
         }
     }
-    settle(cy);
+    dd_reconcile_settle(cy);
 }
 
-static void on_lease(int st, void *arg)
+static void dd_reconcile_on_lease(int st, void *arg)
 {
     lane *l = arg;
     cycle *cy = l->cy;
     dd_reconciler *r = cy->r;
     cand *c = l->c;
-    if (!lane_resume(l)) {
-        settle(cy);
+    if (!dd_reconcile_lane_resume(l)) {
+        dd_reconcile_settle(cy);
         return;
     }
     if (st == DD_EBUSY) {
         cy->st.leased_elsewhere++;
-        lane_end(l);
+        dd_reconcile_lane_end(l);
     } else if (st < 0) {
-        count_error(cy, c, "lease", st, NULL);
-        lane_end(l);
+        dd_reconcile_count_error(cy, c, "lease", st, NULL);
+        dd_reconcile_lane_end(l);
     } else if (c->sweep) {
-        take_token(l);
+        dd_reconcile_take_token(l);
     } else {
         /* a chain moves on by itself (continue-as-new): ask for its current run */
         int rc = dd_temporal_describe(r->t, c->wid, c->first_run_id ? NULL : c->run_id,
-                                      on_describe, l, &l->call);
+                                      dd_reconcile_on_describe, l, &l->call);
         if (rc == 0) {
             l->wait = WAIT_TEMPORAL;
         } else {
-            count_error(cy, c, "describe", rc, NULL);
-            release(l);
+            dd_reconcile_count_error(cy, c, "describe", rc, NULL);
+            dd_reconcile_release(l);
         }
     }
-    settle(cy);
+    dd_reconcile_settle(cy);
 }
 
 /* Leases "failover:<wid>" for l->c: the same lease a standby takes to fail
@@ -715,25 +720,26 @@ static void on_lease(int st, void *arg)
  * Held elsewhere -> leased_elsewhere: a standby is replacing the run
  * termination-first, or another reconciler has it. 0: waiting for the
  * reply; else counted, and the caller ends the lane. */
-static int lease(lane *l)
+static int dd_reconcile_lease(lane *l)
 {
     dd_reconciler *r = l->cy->r;
     cand *c = l->c;
     l->lease = dd_strdupf(DD_STORE_LEASE_FAILOVER, c->wid); /* an ID: whole */
-    int rc = dd_store_lease_acquire(r->s, l->lease, r->holder, r->o.lease_ttl_ms, on_lease, l);
+    int rc = dd_store_lease_acquire(r->s, l->lease, r->holder, r->o.lease_ttl_ms,
+                                    dd_reconcile_on_lease, l);
     if (rc == 0) {
         l->wait = WAIT_STORE;
         return 0;
     }
     free(l->lease);
     l->lease = NULL;
-    count_error(l->cy, c, "lease", rc, NULL);
+    dd_reconcile_count_error(l->cy, c, "lease", rc, NULL);
     return rc;
 }
 
 /* ---- sweep -------------------------------------------------------------- */
 
-static seen *seen_find(dd_reconciler *r, const char *key)
+static seen *dd_reconcile_seen_find(dd_reconciler *r, const char *key)
 {
     for (size_t i = 0; i < r->nseen; i++)
         if (!strcmp(r->seen[i].key, key))
@@ -741,13 +747,13 @@ static seen *seen_find(dd_reconciler *r, const char *key)
     return NULL;
 }
 
-static void seen_drop(dd_reconciler *r, seen *e)
+static void dd_reconcile_seen_drop(dd_reconciler *r, seen *e)
 {
     free(e->key);
     *e = r->seen[--r->nseen];
 }
 
-static char *seen_key(const cand *c)
+static char *dd_reconcile_seen_key(const cand *c)
 {
     size_t len = strlen(c->wid) + strlen(c->run_id) + 2;
     char *k = dd_xmalloc(len);
@@ -756,24 +762,24 @@ static char *seen_key(const cand *c)
 }
 
 /* Decides about one listed execution; ends the lane unless it leased. */
-static void sweep_check(lane *l, int st, const dd_store_hb *rec)
+static void dd_reconcile_sweep_check(lane *l, int st, const dd_store_hb *rec)
 {
     cycle *cy = l->cy;
     dd_reconciler *r = cy->r;
     cand *c = l->c;
     if (st < 0 && st != DD_ENOTFOUND) {
-        count_error(cy, c, "list", st, NULL);
-        lane_end(l);
+        dd_reconcile_count_error(cy, c, "list", st, NULL);
+        dd_reconcile_lane_end(l);
         return;
     }
-    char *key = seen_key(c);
-    seen *e = seen_find(r, key);
+    char *key = dd_reconcile_seen_key(c);
+    seen *e = dd_reconcile_seen_find(r, key);
     if (st == 0 && rec->run_id && !strcmp(rec->run_id, c->run_id)) {
         /* it has its record: the normal cycle owns its fate */
         if (e)
-            seen_drop(r, e);
+            dd_reconcile_seen_drop(r, e);
         free(key);
-        lane_end(l);
+        dd_reconcile_lane_end(l);
         return;
     }
     if (!e) {
@@ -788,54 +794,54 @@ static void sweep_check(lane *l, int st, const dd_store_hb *rec)
                     c->wid, c->run_id, r->holder);
         }
         free(key);
-        lane_end(l);
+        dd_reconcile_lane_end(l);
         return;
     }
     free(key);
     e->live = true;
     if (dd_reconcile_sweep_due(cy->now_ms, e->first_ms, c->start_ms, r->o.stale_threshold_ms)) {
         c->hb_ms = e->first_ms; /* the age in the reason: how long without a record */
-        if (lease(l) == 0)
+        if (dd_reconcile_lease(l) == 0)
             return;
     }
-    lane_end(l);
+    dd_reconcile_lane_end(l);
 }
 
-static void on_sweep_get(int st, const dd_store_hb *rec, void *arg)
+static void dd_reconcile_on_sweep_get(int st, const dd_store_hb *rec, void *arg)
 {
     lane *l = arg;
     cycle *cy = l->cy;
-    if (lane_resume(l))
-        sweep_check(l, st, rec);
-    settle(cy);
+    if (dd_reconcile_lane_resume(l))
+        dd_reconcile_sweep_check(l, st, rec);
+    dd_reconcile_settle(cy);
 }
 
-static void sweep_end(cycle *cy)
+static void dd_reconcile_sweep_end(cycle *cy)
 {
     dd_reconciler *r = cy->r;
     /* forget what was not listed this time (closed or recorded), unless the
      * listing failed and we do not know */
     for (size_t i = 0; !cy->sweep_failed && i < r->nseen;) {
         if (!r->seen[i].live)
-            seen_drop(r, &r->seen[i]);
+            dd_reconcile_seen_drop(r, &r->seen[i]);
         else
             i++;
     }
 }
 
-static void list_page(cycle *cy);
+static void dd_reconcile_list_page(cycle *cy);
 
-static void on_list_page(int st, const dd_temporal_result *res, void *arg)
+static void dd_reconcile_on_list_page(int st, const dd_temporal_result *res, void *arg)
 {
     cycle *cy = arg;
     dd_reconciler *r = cy->r;
-    if (!resume(cy))
+    if (!dd_reconcile_resume(cy))
         return;
     if (st < 0) {
         cy->sweep_failed = true;
-        count_error(cy, NULL, "list", st, res ? res->message : NULL);
+        dd_reconcile_count_error(cy, NULL, "list", st, res ? res->message : NULL);
         cy->ph = PH_SWEEP;
-        settle(cy);
+        dd_reconcile_settle(cy);
         return;
     }
     for (size_t i = 0; i < res->nexecutions && cy->nsw < r->o.batch; i++) {
@@ -851,66 +857,67 @@ static void on_list_page(int st, const dd_temporal_result *res, void *arg)
         memset(c, 0, sizeof(*c));
         c->wid = dd_strdup(e->workflow_id);
         c->run_id = dd_strdup(e->run_id);
-        c->server_id = xdup(e->server_id);
+        c->server_id = dd_reconcile_xdup(e->server_id);
         c->start_ms = e->start_ns / 1000000;
         c->sweep = true;
     }
     free(cy->page_token);
-    cy->page_token = xdup(res->next_page_token);
+    cy->page_token = dd_reconcile_xdup(res->next_page_token);
     if (cy->page_token && ++cy->pages < SWEEP_MAX_PAGES && cy->nsw < r->o.batch)
-        list_page(cy);
+        dd_reconcile_list_page(cy);
     else
         cy->ph = PH_SWEEP;
-    settle(cy);
+    dd_reconcile_settle(cy);
 }
 
 /* Asks for the next page; a refusal ends the listing (counted). */
-static void list_page(cycle *cy)
+static void dd_reconcile_list_page(cycle *cy)
 {
     int rc = dd_temporal_list(cy->r->t, cy->r->sweep_query, cy->page_token, SWEEP_PAGE,
-                              on_list_page, cy, &cy->call);
+                              dd_reconcile_on_list_page, cy, &cy->call);
     if (rc == 0) {
         cy->wait = WAIT_TEMPORAL;
         return;
     }
     cy->sweep_failed = true;
-    count_error(cy, NULL, "list", rc, NULL);
+    dd_reconcile_count_error(cy, NULL, "list", rc, NULL);
     cy->ph = PH_SWEEP;
 }
 
 /* ---- the cycle ---------------------------------------------------------- */
 
-static void on_oldest(int st, const char *wid, int64_t hb_ms, void *arg)
+static void dd_reconcile_on_oldest(int st, const char *wid, int64_t hb_ms, void *arg)
 {
     cycle *cy = arg;
-    if (!resume(cy))
+    if (!dd_reconcile_resume(cy))
         return;
     /* only an optimisation: without it the periodic timer still runs */
     cy->oldest_hb = st == 0 ? hb_ms : -1;
     if (st < 0 && st != DD_ENOTFOUND)
         dd_debug(cy->r->ctx.log, "reconcile_oldest", "error=%s", dd_strerror(st));
-    finish(cy, 0);
+    dd_reconcile_finish(cy, 0);
 }
 
 /* After the records (and the sweep): learn when the next record can turn
  * stale, for the early wake-up, then finish. May free cy: callers return. */
-static void end_cycle(cycle *cy)
+static void dd_reconcile_end_cycle(cycle *cy)
 {
     dd_reconciler *r = cy->r;
     cy->ph = PH_END;
     if (r->started) {
-        int rc = dd_store_oldest(r->s, srv_now(r) - r->o.stale_threshold_ms, on_oldest, cy);
+        int rc = dd_store_oldest(r->s, dd_reconcile_srv_now(r) - r->o.stale_threshold_ms,
+                                 dd_reconcile_on_oldest, cy);
         if (rc == 0) {
             cy->wait = WAIT_STORE;
             return;
         }
     }
-    finish(cy, 0);
+    dd_reconcile_finish(cy, 0);
 }
 
 /* After the records: starts the sweep's listing if one is due (true), else
  * false (the cycle ends). */
-static bool start_sweep(cycle *cy)
+static bool dd_reconcile_start_sweep(cycle *cy)
 {
     dd_reconciler *r = cy->r;
     int64_t now = (int64_t)dd_mono_ms();
@@ -922,13 +929,13 @@ static bool start_sweep(cycle *cy)
     for (size_t i = 0; i < r->nseen; i++)
         r->seen[i].live = false;
     cy->ph = PH_LIST;
-    list_page(cy);
+    dd_reconcile_list_page(cy);
     return true;
 }
 
 /* Takes the next candidate of the current phase: into a lane, or dealt
  * with at once (malformed). false when there is none left. */
-static bool start_next(cycle *cy)
+static bool dd_reconcile_start_next(cycle *cy)
 {
     dd_reconciler *r = cy->r;
     if (cy->ph == PH_RECORDS) {
@@ -943,20 +950,20 @@ static bool start_next(cycle *cy)
                  * alone it would count as stale forever. Removing the
                  * entry is what compare-and-delete does for a missing
                  * hash; logged, never silent. */
-                count_malformed(cy, c, c->problem, "index_entry_removed");
-                cad(lane_start(cy, c, seq));
+                dd_reconcile_count_malformed(cy, c, c->problem, "index_entry_removed");
+                dd_reconcile_cad(dd_reconcile_lane_start(cy, c, seq));
                 return true;
             }
-            count_malformed(cy, c, c->problem ? c->problem : "malformed", "kept");
+            dd_reconcile_count_malformed(cy, c, c->problem ? c->problem : "malformed", "kept");
             return true;
         }
         if (!dd_dispatcher_id_matches(c->wid, c->project, c->queue)) {
-            count_malformed(cy, c, "workflow_id does not match project/queue", "kept");
+            dd_reconcile_count_malformed(cy, c, "workflow_id does not match project/queue", "kept");
             return true;
         }
-        lane *l = lane_start(cy, c, seq);
-        if (lease(l) != 0)
-            lane_end(l);
+        lane *l = dd_reconcile_lane_start(cy, c, seq);
+        if (dd_reconcile_lease(l) != 0)
+            dd_reconcile_lane_end(l);
         return true;
     }
     if (cy->ph == PH_SWEEP) {
@@ -964,14 +971,14 @@ static bool start_next(cycle *cy)
             return false;
         size_t seq = cy->isw;
         cand *c = &cy->sw[cy->isw++];
-        lane *l = lane_start(cy, c, seq);
-        int rc = dd_store_get(r->s, c->wid, on_sweep_get, l);
+        lane *l = dd_reconcile_lane_start(cy, c, seq);
+        int rc = dd_store_get(r->s, c->wid, dd_reconcile_on_sweep_get, l);
         if (rc == 0) {
             l->wait = WAIT_STORE;
             return true;
         }
-        count_error(cy, c, "list", rc, NULL);
-        lane_end(l);
+        dd_reconcile_count_error(cy, c, "list", rc, NULL);
+        dd_reconcile_lane_end(l);
         return true;
     }
     return false;
@@ -981,7 +988,7 @@ static bool start_next(cycle *cy)
  * lanes with the next candidates (the sweep: one at a time), and when
  * nothing is left in flight goes to the next phase or finishes. Called last
  * by every callback; may free cy. */
-static void settle(cycle *cy)
+static void dd_reconcile_settle(cycle *cy)
 {
     dd_reconciler *r = cy->r;
     if (cy->hold)
@@ -990,15 +997,15 @@ static void settle(cycle *cy)
         if (r->closing) {
             /* no new work; the cycle ends when the last lane has stopped */
             if (!cy->busy && cy->wait == WAIT_NONE)
-                finish(cy, DD_ECANCELED);
+                dd_reconcile_finish(cy, DD_ECANCELED);
             return;
         }
         if (cy->wait != WAIT_NONE)
             return;
-        bool progress = pump_tokens(cy);
+        bool progress = dd_reconcile_pump_tokens(cy);
         bool stopping = dd_ctx_cancelled(&r->ctx);
         size_t limit = cy->ph == PH_SWEEP ? 1 : cy->nlanes;
-        if (!stopping && cy->busy < limit && start_next(cy))
+        if (!stopping && cy->busy < limit && dd_reconcile_start_next(cy))
             continue;
         if (cy->busy) {
             if (progress)
@@ -1006,34 +1013,34 @@ static void settle(cycle *cy)
             return;
         }
         if (stopping) {
-            finish(cy, DD_ECANCELED);
+            dd_reconcile_finish(cy, DD_ECANCELED);
             return;
         }
         if (cy->ph == PH_RECORDS) {
-            if (start_sweep(cy))
+            if (dd_reconcile_start_sweep(cy))
                 continue;
-            end_cycle(cy);
+            dd_reconcile_end_cycle(cy);
             return;
         }
         if (cy->ph == PH_SWEEP) {
-            sweep_end(cy);
-            end_cycle(cy);
+            dd_reconcile_sweep_end(cy);
+            dd_reconcile_end_cycle(cy);
             return;
         }
         return; /* PH_LIST/PH_END wait on cy->wait */
     }
 }
 
-static void on_stale(int st, const dd_store_hb_list *l, void *arg)
+static void dd_reconcile_on_stale(int st, const dd_store_hb_list *l, void *arg)
 {
     cycle *cy = arg;
     dd_reconciler *r = cy->r;
-    if (!resume(cy))
+    if (!dd_reconcile_resume(cy))
         return;
     if (st < 0) {
-        count_error(cy, NULL, "list", st, NULL);
+        dd_reconcile_count_error(cy, NULL, "list", st, NULL);
         /* Redis is down: the sweep and the early wake-up would fail too */
-        finish(cy, 0);
+        dd_reconcile_finish(cy, 0);
         return;
     }
     cy->listed = true;
@@ -1073,15 +1080,15 @@ static void on_stale(int st, const dd_store_hb_list *l, void *arg)
         }
         cand *c = &cy->c[cy->n++];
         c->wid = dd_strdup(h->workflow_id);
-        c->run_id = xdup(h->run_id);
-        c->server_id = xdup(h->server_id);
-        c->project = xdup(h->project);
-        c->queue = xdup(h->queue);
-        c->problem = xdup(h->problem);
+        c->run_id = dd_reconcile_xdup(h->run_id);
+        c->server_id = dd_reconcile_xdup(h->server_id);
+        c->project = dd_reconcile_xdup(h->project);
+        c->queue = dd_reconcile_xdup(h->queue);
+        c->problem = dd_reconcile_xdup(h->problem);
         c->hb_ms = h->hb_ms;
         c->malformed = h->malformed;
-        c->first_run_id = xdup(h->first_run_id);
-        c->wf_type = xdup(h->wf_type);
+        c->first_run_id = dd_reconcile_xdup(h->first_run_id);
+        c->wf_type = dd_reconcile_xdup(h->wf_type);
     }
     cy->st.candidates = (int)cy->n;
     /* lanes: never more than there are candidates, at least one (the sweep) */
@@ -1091,18 +1098,18 @@ static void on_stale(int st, const dd_store_hb_list *l, void *arg)
     cy->lanes = dd_xcalloc(cy->nlanes, sizeof(*cy->lanes));
     for (size_t k = 0; k < cy->nlanes; k++)
         cy->lanes[k].cy = cy;
-    settle(cy);
+    dd_reconcile_settle(cy);
 }
 
-static void on_later(uv_timer_t *h)
+static void dd_reconcile_on_later(uv_timer_t *h)
 {
     dd_reconciler *r = h->data;
-    if (r->cy && r->cy->wait == WAIT_LATER && resume(r->cy))
-        finish(r->cy, 0);
+    if (r->cy && r->cy->wait == WAIT_LATER && dd_reconcile_resume(r->cy))
+        dd_reconcile_finish(r->cy, 0);
 }
 
-static int cycle_begin(dd_reconciler *r, void (*done)(const dd_reconcile_stats *, void *),
-                       void *arg)
+static int dd_reconcile_cycle_begin(dd_reconciler *r,
+                                    void (*done)(const dd_reconcile_stats *, void *), void *arg)
 {
     if (r->closing || dd_ctx_cancelled(&r->ctx))
         return DD_ECANCELED;
@@ -1111,29 +1118,29 @@ static int cycle_begin(dd_reconciler *r, void (*done)(const dd_reconcile_stats *
     cycle *cy = dd_xcalloc(1, sizeof(*cy));
     cy->r = r;
     cy->start_us = dd_mono_us();
-    cy->now_ms = wall_ms(r);
+    cy->now_ms = dd_reconcile_wall_ms(r);
     cy->oldest_hb = -1;
     cy->done = done;
     cy->done_arg = arg;
     r->cy = cy;
     r->last_cycle_ms = dd_mono_ms();
-    int rc = dd_store_stale(r->s, store_now_arg(r), r->o.stale_threshold_ms, r->o.batch, on_stale,
-                            cy);
+    int rc = dd_store_stale(r->s, dd_reconcile_store_now_arg(r), r->o.stale_threshold_ms,
+                            r->o.batch, dd_reconcile_on_stale, cy);
     if (rc == 0) {
         cy->wait = WAIT_STORE;
         return 0;
     }
     /* not even queued (store closing, too busy): still one finished cycle,
      * answered from the loop, never from inside the caller */
-    count_error(cy, NULL, "list", rc, NULL);
+    dd_reconcile_count_error(cy, NULL, "list", rc, NULL);
     cy->wait = WAIT_LATER;
-    uv_timer_start(&r->later, on_later, 0, 0);
+    uv_timer_start(&r->later, dd_reconcile_on_later, 0, 0);
     return 0;
 }
 
 /* ---- scheduling --------------------------------------------------------- */
 
-static void on_tick(uv_timer_t *h)
+static void dd_reconcile_on_tick(uv_timer_t *h)
 {
     dd_reconciler *r = h->data;
     if (r->closing || r->cy) /* a running cycle re-arms when it ends */
@@ -1145,17 +1152,17 @@ static void on_tick(uv_timer_t *h)
     if (r->tick_periodic || now >= r->next_periodic_ms)
         r->next_periodic_ms =
             now + (uint64_t)dd_reconcile_jitter_ms(r->o.interval_ms, dd_rng_unit(&r->rng));
-    (void)cycle_begin(r, NULL, NULL);
+    (void)dd_reconcile_cycle_begin(r, NULL, NULL);
 }
 
-static void schedule(dd_reconciler *r, int64_t oldest_hb)
+static void dd_reconcile_schedule(dd_reconciler *r, int64_t oldest_hb)
 {
     uint64_t now = dd_mono_ms();
     int64_t periodic = r->next_periodic_ms > now ? (int64_t)(r->next_periodic_ms - now) : 0;
     uint64_t gap_end = r->last_cycle_ms + EARLY_GAP_MS;
     int64_t gap = gap_end > now ? (int64_t)(gap_end - now) : 0;
-    int64_t d = dd_reconcile_next_wake_ms(srv_now(r), oldest_hb, r->o.stale_threshold_ms,
-                                          periodic, gap);
+    int64_t d = dd_reconcile_next_wake_ms(dd_reconcile_srv_now(r), oldest_hb,
+                                          r->o.stale_threshold_ms, periodic, gap);
     if (oldest_hb < 0) {
         /* No healthy record to time the next look by: one claimed after
          * this cycle (a host that starts, then crashes) would wait for the
@@ -1170,7 +1177,7 @@ static void schedule(dd_reconciler *r, int64_t oldest_hb)
             d = watch;
     }
     r->tick_periodic = d >= periodic;
-    uv_timer_start(&r->tick, on_tick, (uint64_t)d, 0);
+    uv_timer_start(&r->tick, dd_reconcile_on_tick, (uint64_t)d, 0);
 }
 
 /* ---- public ------------------------------------------------------------- */
@@ -1290,13 +1297,13 @@ void dd_reconciler_start(dd_reconciler *r)
             r->o.sweep ? "true" : "false", r->o.max_inflight);
     r->tick_periodic = true;
     if (!r->cy)
-        uv_timer_start(&r->tick, on_tick, (uint64_t)d, 0);
+        uv_timer_start(&r->tick, dd_reconcile_on_tick, (uint64_t)d, 0);
 }
 
 int dd_reconciler_run_once(dd_reconciler *r, void (*done)(const dd_reconcile_stats *, void *),
                            void *arg)
 {
-    return cycle_begin(r, done, arg);
+    return dd_reconcile_cycle_begin(r, done, arg);
 }
 
 void dd_reconciler_close(dd_reconciler *r, void (*done)(void *), void *arg)
@@ -1309,9 +1316,9 @@ void dd_reconciler_close(dd_reconciler *r, void (*done)(void *), void *arg)
     uv_timer_stop(&r->tick);
     uv_timer_stop(&r->bucket);
     uv_timer_stop(&r->later);
-    uv_close((uv_handle_t *)&r->tick, on_handle_closed);
-    uv_close((uv_handle_t *)&r->bucket, on_handle_closed);
-    uv_close((uv_handle_t *)&r->later, on_handle_closed);
+    uv_close((uv_handle_t *)&r->tick, dd_reconcile_on_handle_closed);
+    uv_close((uv_handle_t *)&r->bucket, dd_reconcile_on_handle_closed);
+    uv_close((uv_handle_t *)&r->later, dd_reconcile_on_handle_closed);
     cycle *cy = r->cy;
     if (!cy)
         return;
@@ -1321,7 +1328,7 @@ void dd_reconciler_close(dd_reconciler *r, void (*done)(void *), void *arg)
         return;
     }
     if (cy->wait == WAIT_LATER) {
-        finish(cy, DD_ECANCELED);
+        dd_reconcile_finish(cy, DD_ECANCELED);
         return;
     }
     if (cy->wait == WAIT_STORE)
@@ -1340,8 +1347,8 @@ void dd_reconciler_close(dd_reconciler *r, void (*done)(void *), void *arg)
         if (l->wait == WAIT_TEMPORAL)
             dd_temporal_cancel(l->call);
         else if (l->wait == WAIT_TOKEN)
-            lane_end(l);
+            dd_reconcile_lane_end(l);
     }
     cy->hold--;
-    settle(cy);
+    dd_reconcile_settle(cy);
 }

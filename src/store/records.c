@@ -264,6 +264,36 @@ static const dd_store__op worker_hb_op = {"worker_heartbeat", ok_reply, status_d
 static const dd_store__op worker_dereg_op = {"worker_deregister", ok_reply, status_deliver,
     "ZREM on dd:workers:{wid}"};
 
+static void publish_reply(dd_store__req *r, redisReply *rep)
+{
+    if (rep->type == REDIS_REPLY_INTEGER)
+        r->total = rep->integer;
+    else
+        r->status = DD_EPROTO;
+    dd_store__finish(r, 0);
+}
+
+static void publish_deliver(dd_store__req *r, int status)
+{
+    status = status ? status : r->status;
+    ((dd_store_publish_cb *)r->cb)(status, status == 0 ? r->total : 0, r->arg);
+}
+
+static const dd_store__op publish_op = {"publish", publish_reply, publish_deliver,
+    "PUBLISH on the channel"};
+
+int dd_store_publish(dd_store *s, const char *channel, const char *message,
+                     dd_store_publish_cb *cb, void *arg)
+{
+    int rc;
+    if (!channel || !*channel || !message)
+        return DD_EINVAL;
+    dd_store__req *r = begin(s, &publish_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    return end(r, dd_store__cmd(r, "PUBLISH", channel, message, NULL));
+}
+
 int dd_store_ping(dd_store *s, dd_store_status_cb *cb, void *arg)
 {
     int rc;

@@ -1,14 +1,11 @@
 /* sentinel.c - see sentinel.h.
  *
- * Each connection to a sentinel is a hiredis async context on the loop
- * (uv_adapter.c), opened and dropped through the three sconn_* functions
- * below, which are the only I/O here. A context's data points to the
- * dd_sentinel while it is the current one and is cleared when we drop it,
- * so every late callback (hiredis NULL-replies pending commands when it
- * frees a context) finds nothing to do. Contexts that hiredis is freeing
- * itself (connect failure, disconnect) are forgotten, never freed twice. */
+ * Each connection to a sentinel is a dd_store_conn (store/conn.h) on the
+ * loop: one short-lived per sentinel asked in a resolution round, one
+ * long-lived in subscribe mode for +switch-master. A closed connection
+ * delivers nothing more, so dropping one is all it takes to ignore it. */
 #include "store/sentinel.h"
-#include "store/uv_adapter.h"
+#include "store/conn.h"
 
 #include "core/backoff.h"
 #include "core/buf.h"
@@ -16,11 +13,9 @@
 #include "core/hostport.h"
 #include "core/log.h"
 
-#include <hiredis/async.h>
-
 #include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,69 +38,21 @@ struct dd_sentinel {
     void *rarg;
     bool resolving;
     size_t ridx;
-    redisAsyncContext *res_ac;
+    dd_store_conn *res;
+    bool res_up; /* res is connected (else a failure is "cannot connect") */
     uv_timer_t rtimer;
     int nanswered, nunknown, nauth;
     char round_err[1024];
     char last_error[1200];
 
     /* +switch-master subscription */
-    redisAsyncContext *sub_ac;
+    dd_store_conn *sub;
+    bool sub_ok;     /* SUBSCRIBE confirmed */
+    bool ping_owed;  /* a keepalive PING not answered yet */
     size_t sidx;
-    uv_timer_t stimer;
+    uv_timer_t stimer; /* reconnect backoff, or the keepalive PING */
     dd_backoff sback;
 };
-
-/* ---- I/O ------------------------------------------------------------------ */
-
-static void res_on_connect(const redisAsyncContext *ac, int status);
-static void res_on_disconnect(const redisAsyncContext *ac, int status);
-static void sub_on_connect(const redisAsyncContext *ac, int status);
-static void sub_on_disconnect(const redisAsyncContext *ac, int status);
-
-/* A connecting context to hp, watched on the loop, or NULL (why in err). */
-static redisAsyncContext *sconn_open(dd_sentinel *sn, const dd_hostport *hp, bool sub, char *err,
-                                     size_t errlen)
-{
-    redisAsyncContext *ac = redisAsyncConnect(hp->host, hp->port);
-    if (!ac || ac->err) {
-        dd_msgf(err, errlen, "%s", ac ? ac->errstr : "out of memory");
-        if (ac)
-            redisAsyncFree(ac);
-        return NULL;
-    }
-    /* as in store.c: hiredis 0.14 does not set close-on-exec */
-    int fl = fcntl(ac->c.fd, F_GETFD);
-    if (fl < 0 || fcntl(ac->c.fd, F_SETFD, fl | FD_CLOEXEC) < 0 ||
-        dd_redis_uv_attach(ac, sn->ctx.loop) != REDIS_OK) {
-        dd_msgf(err, errlen, "cannot watch the socket");
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    ac->data = sn;
-    redisAsyncSetConnectCallback(ac, sub ? sub_on_connect : res_on_connect);
-    redisAsyncSetDisconnectCallback(ac, sub ? sub_on_disconnect : res_on_disconnect);
-    return ac;
-}
-
-static int sconn_cmd(redisAsyncContext *ac, redisCallbackFn *fn, int tag, int argc,
-                     const char **argv)
-{
-    return redisAsyncCommandArgv(ac, fn, (void *)(intptr_t)tag, argc, argv, NULL) == REDIS_OK
-               ? 0
-               : DD_EUNAVAIL;
-}
-
-/* dying: hiredis is freeing it already (inside its connect/disconnect
- * callback); else it is freed now, or after the reply callback we are in. */
-static void sconn_drop(redisAsyncContext *ac, bool dying)
-{
-    if (!ac)
-        return;
-    ac->data = NULL;
-    if (!dying)
-        redisAsyncFree(ac);
-}
 
 /* ---- list ------------------------------------------------------------------ */
 
@@ -177,10 +124,27 @@ static const char *hp_str(const dd_hostport *hp, char *buf, size_t len)
     return buf;
 }
 
+/* ---- I/O ------------------------------------------------------------------- */
+
+static dd_store_conn *sconn_open(dd_sentinel *sn, const dd_hostport *hp, bool sub, char *err,
+                                 size_t errlen);
+static void sconn_drop(dd_store_conn **c)
+{
+    if (*c)
+        dd_store_conn_close(*c, NULL, NULL);
+    *c = NULL;
+}
+
+enum { TAG_AUTH = 1, TAG_ADDR = 2, TAG_PING = 3 };
+
+static int sconn_cmd(dd_store_conn *c, int tag, bool expect_reply, int argc, const char **argv)
+{
+    return dd_store_conn_command(c, argc, argv, NULL, expect_reply, (void *)(intptr_t)tag);
+}
+
 /* ---- resolution ------------------------------------------------------------ */
 
 static void res_next(dd_sentinel *sn);
-static void rtimer_cb(uv_timer_t *t);
 
 static void res_note(dd_sentinel *sn, const char *fmt, const char *what)
 {
@@ -218,26 +182,19 @@ static void res_finish(dd_sentinel *sn, int status, const char *host, int port)
 }
 
 /* The current sentinel is done with (answered badly or not at all): on to
- * the next one. dying: its context is being freed by hiredis. */
-static void res_skip(dd_sentinel *sn, bool dying)
+ * the next one. */
+static void res_skip(dd_sentinel *sn)
 {
-    redisAsyncContext *ac = sn->res_ac;
-    sn->res_ac = NULL;
+    sconn_drop(&sn->res);
     uv_timer_stop(&sn->rtimer);
-    sconn_drop(ac, dying);
     sn->ridx++;
     res_next(sn);
 }
 
-enum { TAG_AUTH = 1, TAG_ADDR = 2 };
-
-static void res_reply(redisAsyncContext *ac, void *reply, void *priv)
+static void res_reply(void *arg, void *priv, redisReply *rep)
 {
-    dd_sentinel *sn = ac->data;
-    redisReply *rep = reply;
+    dd_sentinel *sn = arg;
     int tag = (int)(intptr_t)priv;
-    if (!sn || ac != sn->res_ac || !rep)
-        return; /* a dropped context, or the disconnect callback decides */
     sn->nanswered += tag == TAG_ADDR || rep->type == REDIS_REPLY_ERROR;
     if (rep->type == REDIS_REPLY_ERROR) {
         if (tag == TAG_AUTH || !strncmp(rep->str, "NOAUTH", 6) ||
@@ -247,7 +204,7 @@ static void res_reply(redisAsyncContext *ac, void *reply, void *priv)
         } else {
             res_note(sn, "error reply (%.200s)", rep->str);
         }
-        res_skip(sn, false);
+        res_skip(sn);
         return;
     }
     if (tag == TAG_AUTH)
@@ -255,7 +212,7 @@ static void res_reply(redisAsyncContext *ac, void *reply, void *priv)
     if (rep->type == REDIS_REPLY_NIL) {
         sn->nunknown++;
         res_note(sn, "does not know master '%s'", sn->name);
-        res_skip(sn, false);
+        res_skip(sn);
         return;
     }
     long port = 0;
@@ -268,32 +225,26 @@ static void res_reply(redisAsyncContext *ac, void *reply, void *priv)
     }
     if (!end || *end || errno || port < 1 || port > 65535 || !rep->element[0]->len) {
         res_note(sn, "unexpected answer to SENTINEL %s", "get-master-addr-by-name");
-        res_skip(sn, false);
+        res_skip(sn);
         return;
     }
-    char *host = dd_strdup(rep->element[0]->str);
-    sn->res_ac = NULL;
-    sconn_drop(ac, false); /* freed once this callback returns */
+    char *host = dd_strdup(rep->element[0]->str); /* rep goes with the connection */
+    sconn_drop(&sn->res);
     res_finish(sn, 0, host, (int)port);
     free(host);
 }
 
-static void res_on_connect(const redisAsyncContext *ac, int status)
+static void res_fail(void *arg, int status, const char *msg)
 {
-    dd_sentinel *sn = ac->data;
-    if (!sn || ac != sn->res_ac || status == REDIS_OK)
-        return;
-    res_note(sn, "cannot connect (%s)", ac->errstr[0] ? ac->errstr : "unknown error");
-    res_skip(sn, true);
+    dd_sentinel *sn = arg;
+    (void)status;
+    res_note(sn, sn->res_up ? "connection lost (%s)" : "cannot connect (%s)", msg);
+    res_skip(sn);
 }
 
-static void res_on_disconnect(const redisAsyncContext *ac, int status)
+static void res_connected(void *arg)
 {
-    dd_sentinel *sn = ac->data;
-    if (!sn || ac != sn->res_ac)
-        return;
-    res_note(sn, "connection lost (%s)", ac->errstr[0] ? ac->errstr : "closed by peer");
-    res_skip(sn, true);
+    ((dd_sentinel *)arg)->res_up = true;
 }
 
 static void res_timeout(dd_sentinel *sn)
@@ -301,27 +252,40 @@ static void res_timeout(dd_sentinel *sn)
     char ms[32];
     snprintf(ms, sizeof(ms), "%lld", (long long)sn->timeout_ms);
     res_note(sn, "no answer within %s ms", ms);
-    res_skip(sn, false);
+    res_skip(sn);
+}
+
+/* The timer starts the round (dd_sentinel_resolve) and then bounds each
+ * sentinel's answer: one callback for both, told apart by res. */
+static void rtimer_cb(uv_timer_t *t)
+{
+    dd_sentinel *sn = t->data;
+    if (!sn->resolving)
+        return;
+    if (sn->res)
+        res_timeout(sn);
+    else
+        res_next(sn);
 }
 
 static void res_next(dd_sentinel *sn)
 {
     while (sn->ridx < sn->n) {
         char err[200];
-        redisAsyncContext *ac = sconn_open(sn, &sn->addrs[sn->ridx], false, err, sizeof(err));
-        if (!ac) {
+        dd_store_conn *c = sconn_open(sn, &sn->addrs[sn->ridx], false, err, sizeof(err));
+        if (!c) {
             res_note(sn, "cannot connect (%s)", err);
             sn->ridx++;
             continue;
         }
-        sn->res_ac = ac;
+        sn->res = c;
+        sn->res_up = false;
         const char *auth[] = {"AUTH", sn->password};
         const char *q[] = {"SENTINEL", "get-master-addr-by-name", sn->name};
-        if ((sn->password && sconn_cmd(ac, res_reply, TAG_AUTH, 2, auth) < 0) ||
-            sconn_cmd(ac, res_reply, TAG_ADDR, 3, q) < 0) {
-            res_note(sn, "cannot send (%s)", "hiredis refused the command");
-            sn->res_ac = NULL;
-            sconn_drop(ac, false);
+        if ((sn->password && sconn_cmd(c, TAG_AUTH, true, 2, auth) < 0) ||
+            sconn_cmd(c, TAG_ADDR, true, 3, q) < 0) {
+            res_note(sn, "cannot send (%s)", "the connection refused the command");
+            sconn_drop(&sn->res);
             sn->ridx++;
             continue;
         }
@@ -340,12 +304,10 @@ void dd_sentinel_cancel(dd_sentinel *sn)
 {
     if (!sn || !sn->resolving)
         return;
-    redisAsyncContext *ac = sn->res_ac;
-    sn->res_ac = NULL;
+    sconn_drop(&sn->res);
     sn->resolving = false;
     sn->rcb = NULL;
     uv_timer_stop(&sn->rtimer);
-    sconn_drop(ac, false);
 }
 
 void dd_sentinel_resolve(dd_sentinel *sn, dd_sentinel_resolve_cb *cb, void *arg)
@@ -362,40 +324,46 @@ void dd_sentinel_resolve(dd_sentinel *sn, dd_sentinel_resolve_cb *cb, void *arg)
     uv_timer_start(&sn->rtimer, rtimer_cb, 0, 0);
 }
 
-/* The timer starts the round (dd_sentinel_resolve) and then bounds each
- * sentinel's answer: one callback for both, told apart by res_ac. */
-static void rtimer_cb(uv_timer_t *t)
-{
-    dd_sentinel *sn = t->data;
-    if (!sn->resolving)
-        return;
-    if (sn->res_ac)
-        res_timeout(sn);
-    else
-        res_next(sn);
-}
-
 /* ---- +switch-master --------------------------------------------------------- */
 
 static void sub_start(dd_sentinel *sn);
+static void sub_retry(dd_sentinel *sn, const char *why);
 
 static void stimer_cb(uv_timer_t *t)
 {
-    sub_start(t->data);
+    dd_sentinel *sn = t->data;
+    const char *ping[] = {"PING"};
+    if (!sn->sub) {
+        sub_start(sn);
+        return;
+    }
+    /* connected: the keepalive. A sentinel that went silent (a black-holed
+     * network keeps the socket open) would hide every switch from us. */
+    if (sn->ping_owed) {
+        sub_retry(sn, "no answer to PING");
+        return;
+    }
+    sn->ping_owed = true;
+    if (sconn_cmd(sn->sub, TAG_PING, true, 1, ping) < 0) {
+        sub_retry(sn, "cannot send PING");
+        return;
+    }
+    uv_timer_start(&sn->stimer, stimer_cb, (uint64_t)(sn->timeout_ms * 2), 0);
 }
 
-static void sub_retry(dd_sentinel *sn, bool dying, const char *why)
+static void sub_retry(dd_sentinel *sn, const char *why)
 {
     char a[300];
-    redisAsyncContext *ac = sn->sub_ac;
-    sn->sub_ac = NULL;
-    sconn_drop(ac, dying);
+    sconn_drop(&sn->sub);
+    sn->sub_ok = false;
+    sn->ping_owed = false;
     if (sn->closing)
         return;
     int64_t delay = dd_backoff_next(&sn->sback);
     dd_warn(sn->ctx.log, "sentinel_subscription_lost", "sentinel=%s error=%s retry_ms=%lld",
             hp_str(&sn->addrs[sn->sidx % sn->n], a, sizeof(a)), why, (long long)delay);
     sn->sidx++; /* the next one in the list */
+    uv_timer_stop(&sn->stimer);
     uv_timer_start(&sn->stimer, stimer_cb, (uint64_t)delay, 0);
 }
 
@@ -404,26 +372,36 @@ static bool is_str(const redisReply *r)
     return r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS;
 }
 
-static void sub_msg(redisAsyncContext *ac, void *reply, void *priv)
+/* AUTH's and PING's answers (SUBSCRIBE's come as pushes) */
+static void sub_reply(void *arg, void *priv, redisReply *rep)
 {
-    dd_sentinel *sn = ac->data;
-    redisReply *rep = reply;
-    (void)priv;
-    if (!sn || ac != sn->sub_ac || !rep)
-        return;
+    dd_sentinel *sn = arg;
+    char why[300];
     if (rep->type == REDIS_REPLY_ERROR) {
-        char why[300];
-        dd_msgf(why, sizeof(why), "%s", rep->str);
-        sub_retry(sn, false, why);
+        dd_msgf(why, sizeof(why), "%s (%s)",
+                (int)(intptr_t)priv == TAG_AUTH ? "authentication refused" : "error reply",
+                rep->str);
+        sub_retry(sn, why);
         return;
     }
+    if ((int)(intptr_t)priv == TAG_PING)
+        sn->ping_owed = false;
+}
+
+static void sub_push(void *arg, redisReply *rep)
+{
+    dd_sentinel *sn = arg;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 || !is_str(rep->element[0]))
         return;
     char a[300];
     if (!strcmp(rep->element[0]->str, "subscribe")) {
+        sn->sub_ok = true;
+        sn->ping_owed = false;
         dd_backoff_reset(&sn->sback);
         dd_info(sn->ctx.log, "sentinel_subscribed", "sentinel=%s channel=+switch-master",
                 hp_str(&sn->addrs[sn->sidx % sn->n], a, sizeof(a)));
+        uv_timer_stop(&sn->stimer);
+        uv_timer_start(&sn->stimer, stimer_cb, (uint64_t)(sn->timeout_ms * 2), 0);
         return;
     }
     if (strcmp(rep->element[0]->str, "message") || !is_str(rep->element[2]))
@@ -438,32 +416,10 @@ static void sub_msg(redisAsyncContext *ac, void *reply, void *priv)
     sn->on_switch(newip, newport, sn->arg);
 }
 
-static void sub_auth(redisAsyncContext *ac, void *reply, void *priv)
+static void sub_fail(void *arg, int status, const char *msg)
 {
-    dd_sentinel *sn = ac->data;
-    redisReply *rep = reply;
-    (void)priv;
-    if (!sn || ac != sn->sub_ac || !rep || rep->type != REDIS_REPLY_ERROR)
-        return;
-    char why[300];
-    dd_msgf(why, sizeof(why), "authentication refused (%s)", rep->str);
-    sub_retry(sn, false, why);
-}
-
-static void sub_on_connect(const redisAsyncContext *ac, int status)
-{
-    dd_sentinel *sn = ac->data;
-    if (!sn || ac != sn->sub_ac || status == REDIS_OK)
-        return;
-    sub_retry(sn, true, ac->errstr[0] ? ac->errstr : "cannot connect");
-}
-
-static void sub_on_disconnect(const redisAsyncContext *ac, int status)
-{
-    dd_sentinel *sn = ac->data;
-    if (!sn || ac != sn->sub_ac)
-        return;
-    sub_retry(sn, true, ac->errstr[0] ? ac->errstr : "closed by peer");
+    (void)status;
+    sub_retry(arg, msg);
 }
 
 static void sub_start(dd_sentinel *sn)
@@ -471,17 +427,40 @@ static void sub_start(dd_sentinel *sn)
     char err[200];
     if (sn->closing)
         return;
-    redisAsyncContext *ac = sconn_open(sn, &sn->addrs[sn->sidx % sn->n], true, err, sizeof(err));
-    if (!ac) {
-        sub_retry(sn, false, err);
+    dd_store_conn *c = sconn_open(sn, &sn->addrs[sn->sidx % sn->n], true, err, sizeof(err));
+    if (!c) {
+        sub_retry(sn, err);
         return;
     }
-    sn->sub_ac = ac;
+    sn->sub = c;
     const char *auth[] = {"AUTH", sn->password};
     const char *sub[] = {"SUBSCRIBE", "+switch-master"};
-    if ((sn->password && sconn_cmd(ac, sub_auth, 0, 2, auth) < 0) ||
-        sconn_cmd(ac, sub_msg, 0, 2, sub) < 0)
-        sub_retry(sn, false, "hiredis refused the command");
+    if ((sn->password && sconn_cmd(c, TAG_AUTH, true, 2, auth) < 0) ||
+        sconn_cmd(c, 0, false, 2, sub) < 0) {
+        sub_retry(sn, "the connection refused the command");
+        return;
+    }
+    /* not confirmed within the timeout: the next sentinel */
+    uv_timer_stop(&sn->stimer);
+    sn->ping_owed = true; /* the confirmation stands in for the first PONG */
+    uv_timer_start(&sn->stimer, stimer_cb, (uint64_t)(sn->timeout_ms * 2), 0);
+}
+
+static dd_store_conn *sconn_open(dd_sentinel *sn, const dd_hostport *hp, bool sub, char *err,
+                                 size_t errlen)
+{
+    dd_store_conn *c = NULL;
+    dd_store_conn_opts o = {.host = hp->host,
+                            .port = hp->port,
+                            .connect_timeout_ms = sn->timeout_ms,
+                            .on_connected = sub ? NULL : res_connected,
+                            .on_reply = sub ? sub_reply : res_reply,
+                            .on_push = sub ? sub_push : NULL,
+                            .on_fail = sub ? sub_fail : res_fail,
+                            .arg = sn};
+    if (dd_store_conn_new(sn->ctx.loop, &o, &c, err, errlen) < 0)
+        return NULL;
+    return c;
 }
 
 /* ---- lifetime ---------------------------------------------------------------- */
@@ -516,7 +495,7 @@ int dd_sentinel_open(const dd_ctx *ctx, const dd_sentinel_opts *o, dd_sentinel *
     sn->open_timers = 2;
     *out = sn;
     if (sn->on_switch)
-        sub_start(sn);
+        uv_timer_start(&sn->stimer, stimer_cb, 0, 0); /* sub_start, from the loop */
     return 0;
 }
 
@@ -540,9 +519,7 @@ void dd_sentinel_close(dd_sentinel *sn)
         return;
     dd_sentinel_cancel(sn);
     sn->closing = true;
-    redisAsyncContext *ac = sn->sub_ac;
-    sn->sub_ac = NULL;
-    sconn_drop(ac, false);
+    sconn_drop(&sn->sub);
     uv_close((uv_handle_t *)&sn->rtimer, on_timer_closed);
     uv_close((uv_handle_t *)&sn->stimer, on_timer_closed);
 }

@@ -24,8 +24,11 @@
  * Sentinel authentication: a password (`requirepass` on the sentinels,
  * AUTH PASSWORD) is supported; sentinel ACL users are not (docs/redis.md).
  *
- * I/O is in sconn_* in sentinel.c (hiredis async on uv_adapter.c), kept
- * apart so it can move onto the store's own connection layer. */
+ * I/O: each connection is a dd_store_conn (store/conn.h); the subscription
+ * uses its subscribe mode and a PING every 2 x timeout (an unanswered one
+ * moves it to the next sentinel: a silent sentinel would hide every switch).
+ * dd_store_subscribe (pubsub.c) is refused on a Sentinel store: it copies
+ * one address and would not follow a failover. */
 #ifndef DD_STORE_SENTINEL_H
 #define DD_STORE_SENTINEL_H
 

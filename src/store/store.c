@@ -1,20 +1,22 @@
 /* store.c - URL parsing, the connection state machine and the request core.
  *
- * Connection states:
- *   DOWN        no context; conn_timer waits out the reconnect backoff
- *   CONNECTING  (Sentinel: first no context while the sentinels are asked
- *               where the primary is, sentinel.c) then
- *               context exists, [AUTH] INFO [SELECT] PING in flight; conn_timer
- *               is the connect deadline; user commands are kept, not sent,
- *               so nothing can run unauthenticated or on the wrong db
- *   READY       user commands go straight to hiredis
+ * Connection states (the connection itself: src/store/conn.h):
+ *   DOWN        no connection; conn_timer waits out the reconnect backoff
+ *   CONNECTING  (Sentinel: first no connection while the sentinels are
+ *               asked where the primary is, sentinel.c) then
+ *               connection exists, [AUTH] INFO [SELECT] PING in flight;
+ *               conn_timer is the connect deadline; user commands are kept,
+ *               not sent, so nothing can run unauthenticated or on the
+ *               wrong db
+ *   READY       user commands go straight to the connection
  *   CLOSING     dd_store_close ran; conn_timer (0 ms) runs the teardown
- *               outside any hiredis callback
- * Each new context gets a new generation number, so a reply or failure
- * that belongs to an older context cannot disturb the current one. */
+ * Each new connection gets a new generation number, so a reply or failure
+ * that belongs to an older one cannot disturb the current one. When a
+ * connection goes, every request still owed a reply on it is failed here
+ * (its pending count cleared): the connection never answers them. */
 #include "store/store_int.h"
+#include "store/conn.h"
 #include "store/sentinel.h"
-#include "store/uv_adapter.h"
 
 #include "core/backoff.h"
 #include "core/buf.h"
@@ -23,8 +25,6 @@
 #include "core/log.h"
 #include "metrics/metrics.h"
 
-#include <hiredis/async.h>
-
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -32,39 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum { ST_DOWN, ST_CONNECTING, ST_READY, ST_CLOSING };
-
-struct dd_store {
-    dd_ctx ctx;
-    dd_store_url url;
-    char *password; /* effective one (opts or URL); NULL: no AUTH */
-    char *user;     /* effective ACL user (opts or URL); NULL: AUTH password */
-    int64_t cmd_timeout_ms, connect_timeout_ms;
-    size_t max_pending;
-    void (*on_state)(int status, void *arg);
-    void *state_arg;
-
-    int state;
-    redisAsyncContext *ac;
-    uint64_t gen;
-    dd_store__req *handshake;
-    dd_backoff backoff;
-    uv_timer_t conn_timer;
-    bool conn_timer_closed;
-
-    dd_metric *m_up, *m_errors; /* NULL without ctx->metrics */
-
-    /* SENTINEL: NULL without --redis-sentinel */
-    dd_sentinel *sentinel;
-    bool resolved; /* url.host/port is the sentinels' fresh answer */
-    int wait_replicas;
-    dd_metric *m_readonly, *m_switches, *m_wait_short;
-
-    dd_store__req *head, *tail; /* every live request, in submission order */
-    size_t nreqs;
-    char last_error[512];
-};
 
 /* ---- URL ---------------------------------------------------------------- */
 
@@ -231,10 +198,16 @@ int dd_store_url_parse(const char *url, dd_store_url *out, char *err, size_t err
 
 /* ---- connection --------------------------------------------------------- */
 
-static void conn_start(dd_store *s);
-static void conn_fail(dd_store *s, int status, bool dying);
-static void on_reconnect_timer_fwd(uv_timer_t *t);
-static void req_release(dd_store__req *r);
+#define ST_DOWN DD_STORE__DOWN
+#define ST_CONNECTING DD_STORE__CONNECTING
+#define ST_READY DD_STORE__READY
+#define ST_CLOSING DD_STORE__CLOSING
+
+static void dd_store_conn_start(dd_store *s);
+static void dd_store_conn_fail(dd_store *s, int status);
+static void dd_store_req_release(dd_store__req *r);
+static void dd_store_on_reply(void *arg, void *privdata, redisReply *rep);
+static void dd_store_on_reconnect_timer(uv_timer_t *t);
 
 struct dd_log *dd_store__log(const dd_store *s)
 {
@@ -251,7 +224,7 @@ const char *dd_store_last_error(const dd_store *s)
     return s->last_error;
 }
 
-static const char *addr_str(const dd_store *s, char *buf, size_t len)
+const char *dd_store__addr(const dd_store *s, char *buf, size_t len)
 {
     if (s->sentinel && !s->url.host)
         dd_msgf(buf, len, "master '%s' (sentinels %s)", dd_sentinel_master_name(s->sentinel),
@@ -263,7 +236,7 @@ static const char *addr_str(const dd_store *s, char *buf, size_t len)
     return buf;
 }
 
-static void maybe_free(dd_store *s)
+static void dd_store_maybe_free(dd_store *s)
 {
     if (s->state != ST_CLOSING || !s->conn_timer_closed || s->nreqs > 0)
         return;
@@ -275,34 +248,34 @@ static void maybe_free(dd_store *s)
 
 /* ---- SENTINEL hooks (sentinel.h) ------------------------------------------ */
 
-static void on_resolved(int status, const char *host, int port, void *arg)
+static void dd_store_on_resolved(int status, const char *host, int port, void *arg)
 {
     dd_store *s = arg;
-    if (s->state != ST_CONNECTING || s->ac)
+    if (s->state != ST_CONNECTING || s->conn)
         return;
     if (status < 0) {
         dd_msgf(s->last_error, sizeof(s->last_error), "%s",
                 dd_sentinel_last_error(s->sentinel));
-        conn_fail(s, status, true);
+        dd_store_conn_fail(s, status);
         return;
     }
     free(s->url.host);
     s->url.host = dd_strdup(host);
     s->url.port = port;
     s->resolved = true;
-    conn_start(s);
+    dd_store_conn_start(s);
 }
 
 /* A sentinel announced a new primary for our name: leave the old one now
  * (do not wait for a READONLY) and connect to the new one at once. */
-static void on_switch(const char *host, int port, void *arg)
+static void dd_store_on_switch(const char *host, int port, void *arg)
 {
     dd_store *s = arg;
     if (s->state == ST_CLOSING)
         return;
     if (s->m_switches)
         dd_metric_add(s->m_switches, NULL, 1);
-    bool same = (s->state == ST_READY || (s->state == ST_CONNECTING && s->ac)) && s->url.host &&
+    bool same = (s->state == ST_READY || (s->state == ST_CONNECTING && s->conn)) && s->url.host &&
                 !strcmp(s->url.host, host) && s->url.port == port;
     dd_info(s->ctx.log, "redis_primary_switch", "master=%s addr=%s:%d connected=%s",
             dd_sentinel_master_name(s->sentinel), host, port, same ? "already" : "reconnect");
@@ -310,7 +283,7 @@ static void on_switch(const char *host, int port, void *arg)
         return;
     dd_msgf(s->last_error, sizeof(s->last_error), "sentinel announced a new primary %s:%d",
             host, port);
-    conn_fail(s, DD_EUNAVAIL, false);
+    dd_store_conn_fail(s, DD_EUNAVAIL);
     if (s->state == ST_DOWN) {
         /* straight to the announced primary (its role is still checked):
          * another sentinel asked now may not have switched yet */
@@ -319,7 +292,7 @@ static void on_switch(const char *host, int port, void *arg)
         s->url.port = port;
         s->resolved = true;
         uv_timer_stop(&s->conn_timer);
-        uv_timer_start(&s->conn_timer, on_reconnect_timer_fwd, 0, 0);
+        uv_timer_start(&s->conn_timer, dd_store_on_reconnect_timer, 0, 0);
     }
 }
 
@@ -327,7 +300,7 @@ static void on_switch(const char *host, int port, void *arg)
  * were not told about, or the sentinels' answer was behind). Drop the
  * connection so the reconnect asks again; once per connection, however
  * many operations were in flight. */
-static void on_readonly(dd_store *s, const dd_store__req *r, const char *msg)
+static void dd_store_on_readonly(dd_store *s, const dd_store__req *r, const char *msg)
 {
     char addr[300];
     if (s->m_readonly)
@@ -336,9 +309,9 @@ static void on_readonly(dd_store *s, const dd_store__req *r, const char *msg)
         return;
     dd_msgf(s->last_error, sizeof(s->last_error),
             "redis at %s is a read-only replica now (%.120s); reconnecting to the primary",
-            addr_str(s, addr, sizeof(addr)), msg);
+            dd_store__addr(s, addr, sizeof(addr)), msg);
     dd_warn(s->ctx.log, "redis_readonly", "addr=%s op=%s error=%s", addr, r->op->name, msg);
-    conn_fail(s, DD_EUNAVAIL, false);
+    dd_store_conn_fail(s, DD_EUNAVAIL);
 }
 
 int dd_store__add_wait(dd_store__req *r)
@@ -371,7 +344,7 @@ int dd_store__wait_result(dd_store__req *r, const redisReply *rep)
     return DD_ETIMEOUT;
 }
 
-static void notify(dd_store *s, int status)
+static void dd_store_notify(dd_store *s, int status)
 {
     if (s->m_up)
         dd_metric_set(s->m_up, NULL, status == 0);
@@ -379,50 +352,36 @@ static void notify(dd_store *s, int status)
         s->on_state(status, s->state_arg);
 }
 
-static void on_reconnect_timer(uv_timer_t *t)
+static void dd_store_on_reconnect_timer(uv_timer_t *t)
 {
-    conn_start(t->data);
+    dd_store_conn_start(t->data);
 }
 
-static void on_reconnect_timer_fwd(uv_timer_t *t)
-{
-    on_reconnect_timer(t);
-}
-
-static void on_connect_deadline(uv_timer_t *t)
+static void dd_store_on_connect_deadline(uv_timer_t *t)
 {
     dd_store *s = t->data;
     dd_msgf(s->last_error, sizeof(s->last_error), "redis connect timed out after %lld ms",
             (long long)s->connect_timeout_ms);
-    conn_fail(s, DD_ETIMEOUT, false);
+    dd_store_conn_fail(s, DD_ETIMEOUT);
 }
 
-static void on_connect(const redisAsyncContext *ac, int status)
+static void dd_store_on_conn_fail(void *arg, int status, const char *msg)
 {
-    dd_store *s = ac->data;
-    if (ac != s->ac || status == REDIS_OK)
-        return; /* success: the handshake replies move us on */
-    dd_msgf(s->last_error, sizeof(s->last_error), "cannot connect to redis: %s",
-            ac->errstr[0] ? ac->errstr : "unknown error");
-    conn_fail(s, DD_EUNAVAIL, true);
+    dd_store *s = arg;
+    bool up = s->state == ST_READY || dd_store_conn_connected(s->conn);
+    if (status == DD_ETIMEOUT && !up)
+        dd_msgf(s->last_error, sizeof(s->last_error), "redis connect timed out after %lld ms",
+                (long long)s->connect_timeout_ms);
+    else
+        dd_msgf(s->last_error, sizeof(s->last_error), "%s: %s",
+                up ? "redis connection lost" : "cannot connect to redis", msg);
+    dd_store_conn_fail(s, status);
 }
 
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    dd_store *s = ac->data;
-    if (ac != s->ac)
-        return; /* we dropped it ourselves */
-    dd_msgf(s->last_error, sizeof(s->last_error), "redis connection lost: %s",
-            ac->errstr[0] ? ac->errstr : "closed by peer");
-    conn_fail(s, DD_EUNAVAIL, true);
-}
-
-static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
-
-static int send_formatted(dd_store__req *r, const char *cmd, size_t len)
+static int dd_store_send_formatted(dd_store__req *r, const char *cmd, size_t len)
 {
     dd_store *s = r->s;
-    if (redisAsyncFormattedCommand(s->ac, on_reply, r, cmd, len) != REDIS_OK)
+    if (dd_store_conn_write(s->conn, cmd, len, true, r) < 0)
         return DD_EUNAVAIL;
     r->pending++;
     r->gen = s->gen;
@@ -432,7 +391,7 @@ static int send_formatted(dd_store__req *r, const char *cmd, size_t len)
 /* INFO cluster: a Cluster node would answer our multi-key scripts with
  * CROSSSLOT and our keys with -MOVED, and SELECT is refused there; say so
  * once, at connect, instead of failing every operation on its own. */
-static bool handshake_is_cluster(dd_store *s, const redisReply *rep)
+static bool dd_store_handshake_is_cluster(dd_store *s, const redisReply *rep)
 {
     if (rep->type != REDIS_REPLY_STRING || !strstr(rep->str, "cluster_enabled:1"))
         return false;
@@ -441,17 +400,17 @@ static bool handshake_is_cluster(dd_store *s, const redisReply *rep)
             "redis at %s is a Redis Cluster node (INFO: cluster_enabled:1): dispatchd supports "
             "a standalone Redis or a replicated primary only; point --redis-url at one (see "
             "docs/redis.md)",
-            addr_str(s, addr, sizeof(addr)));
+            dd_store__addr(s, addr, sizeof(addr)));
     dd_error(s->ctx.log, "redis_cluster_refused", "addr=%s error=%s", addr, s->last_error);
     return true;
 }
 
-static void handshake_reply(dd_store__req *r, redisReply *rep)
+static void dd_store_handshake_reply(dd_store__req *r, redisReply *rep)
 {
     dd_store *s = r->s;
     if (r->gen != s->gen || s->state != ST_CONNECTING)
         return;
-    if (r->nreplies == r->info_reply && handshake_is_cluster(s, rep)) {
+    if (r->nreplies == r->info_reply && dd_store_handshake_is_cluster(s, rep)) {
         dd_store__finish(r, -ENOTSUP);
         return;
     }
@@ -466,7 +425,7 @@ static void handshake_reply(dd_store__req *r, redisReply *rep)
                 "redis at %s is not the primary (INFO replication: %s) although a sentinel "
                 "named it for '%s': the sentinels are behind or a failover is under way; asking "
                 "them again",
-                addr_str(s, addr, sizeof(addr)), role, dd_sentinel_master_name(s->sentinel));
+                dd_store__addr(s, addr, sizeof(addr)), role, dd_sentinel_master_name(s->sentinel));
         /* the logger takes no %.*s: role is cut above */
         dd_warn(s->ctx.log, "redis_not_primary", "addr=%s role=%s master=%s", addr, role + 5,
                 dd_sentinel_master_name(s->sentinel));
@@ -484,93 +443,73 @@ static void handshake_reply(dd_store__req *r, redisReply *rep)
     s->last_error[0] = '\0';
     if (s->sentinel)
         dd_info(s->ctx.log, "redis_connected", "addr=%s db=%d master=%s role=master",
-                addr_str(s, addr, sizeof(addr)), s->url.db, dd_sentinel_master_name(s->sentinel));
+                dd_store__addr(s, addr, sizeof(addr)), s->url.db,
+                dd_sentinel_master_name(s->sentinel));
     else
         dd_info(s->ctx.log, "redis_connected", "addr=%s db=%d",
-                addr_str(s, addr, sizeof(addr)), s->url.db);
+                dd_store__addr(s, addr, sizeof(addr)), s->url.db);
     /* Now the commands kept while connecting go out, in submission order. */
     for (dd_store__req *q = s->head; q; q = q->next) {
         size_t n = q->nqueued;
         q->nqueued = 0;
         for (size_t i = 0; i < n; i++) {
             if (!q->done && s->state == ST_READY &&
-                send_formatted(q, q->queued[i], q->queued_len[i]) < 0)
+                dd_store_send_formatted(q, q->queued[i], q->queued_len[i]) < 0)
                 dd_store__finish(q, DD_EUNAVAIL);
             free(q->queued[i]);
         }
     }
-    notify(s, 0);
+    dd_store_notify(s, 0);
 }
 
-static void handshake_deliver(dd_store__req *r, int status)
+static void dd_store_handshake_deliver(dd_store__req *r, int status)
 {
-    /* Errors reach here from a reply (AUTH/SELECT refused), from a NULL
-     * reply (context freed) or from conn_fail; only the first matters. */
+    /* Errors reach here from a reply (AUTH/SELECT refused) or from
+     * dd_store_conn_fail; only the first matters. */
     dd_store *s = r->s;
     if (status == 0 || r->gen != s->gen || s->state != ST_CONNECTING)
         return;
     s->handshake = NULL;
-    conn_fail(s, status, false);
+    dd_store_conn_fail(s, status);
 }
 
-static const dd_store__op handshake_op = {"handshake (AUTH/INFO/SELECT/PING)", handshake_reply,
-                                          handshake_deliver, "AUTH, INFO, SELECT, PING"};
+static const dd_store__op handshake_op = {"handshake (AUTH/INFO/SELECT/PING)",
+                                          dd_store_handshake_reply, dd_store_handshake_deliver,
+                                          "AUTH, INFO, SELECT, PING"};
 
-static void conn_start(dd_store *s)
+static void dd_store_conn_start(dd_store *s)
 {
-    char addr[300];
-    redisAsyncContext *ac;
+    char err[256];
     if (s->state == ST_CLOSING)
         return;
     /* SENTINEL: ask where the primary is before every connect */
     if (s->sentinel && !s->resolved) {
         s->gen++;
         s->state = ST_CONNECTING;
-        dd_sentinel_resolve(s->sentinel, on_resolved, s);
+        dd_sentinel_resolve(s->sentinel, dd_store_on_resolved, s);
         return;
     }
     s->resolved = false; /* used once: the next reconnect asks again */
     s->gen++;
-    ac = s->url.path ? redisAsyncConnectUnix(s->url.path)
-                     : redisAsyncConnect(s->url.host, s->url.port);
-    if (!ac || ac->err) {
-        dd_msgf(s->last_error, sizeof(s->last_error),
-                "cannot connect to redis at '%.200s': %.200s", addr_str(s, addr, sizeof(addr)),
-                ac ? ac->errstr : "out of memory");
-        if (ac)
-            redisAsyncFree(ac);
-        s->state = ST_CONNECTING;
-        conn_fail(s, DD_EUNAVAIL, true);
-        return;
-    }
-    /* hiredis (0.14) creates its socket without close-on-exec: every child
-     * command (and its children) would inherit the Redis connection, able
-     * to talk to Redis as dispatchd and keeping it open after we close it.
-     * Set it before anything can spawn: the loop runs nothing in between. */
-    int fl = fcntl(ac->c.fd, F_GETFD);
-    if (fl < 0 || fcntl(ac->c.fd, F_SETFD, fl | FD_CLOEXEC) < 0) {
-        snprintf(s->last_error, sizeof(s->last_error), "cannot set close-on-exec: %s",
-                 strerror(errno));
-        redisAsyncFree(ac);
-        s->state = ST_CONNECTING;
-        conn_fail(s, DD_EUNAVAIL, true);
-        return;
-    }
-    if (dd_redis_uv_attach(ac, s->ctx.loop) != REDIS_OK) {
-        redisAsyncFree(ac);
-        dd_msgf(s->last_error, sizeof(s->last_error), "cannot watch the redis socket");
-        s->state = ST_CONNECTING;
-        conn_fail(s, DD_EUNAVAIL, true);
-        return;
-    }
-    ac->data = s;
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    s->ac = ac;
+    dd_store_conn_opts co = {
+        .host = s->url.host,
+        .port = s->url.port,
+        .path = s->url.path,
+        .connect_timeout_ms = s->connect_timeout_ms,
+        .on_reply = dd_store_on_reply,
+        .on_fail = dd_store_on_conn_fail,
+        .arg = s,
+    };
     s->state = ST_CONNECTING;
+    if (dd_store_conn_new(s->ctx.loop, &co, &s->conn, err, sizeof(err)) < 0) {
+        s->conn = NULL;
+        dd_msgf(s->last_error, sizeof(s->last_error), "cannot connect to redis: %s", err);
+        dd_store_conn_fail(s, DD_EUNAVAIL);
+        return;
+    }
 
-    /* hiredis buffers commands until the socket is writable, so the
-     * handshake goes out first, before anything the user queued. */
+    /* The connection sends in order once connected, so the handshake goes
+     * out first, before anything the user queued. */
     dd_store__req *h = dd_store__req_new(s, &handshake_op, NULL, NULL);
     h->internal = true;
     s->handshake = h;
@@ -597,30 +536,38 @@ static void conn_start(dd_store *s)
         dd_store__abort(h);
         s->handshake = NULL;
         dd_msgf(s->last_error, sizeof(s->last_error), "cannot queue the redis handshake");
-        conn_fail(s, DD_EUNAVAIL, false);
+        dd_store_conn_fail(s, DD_EUNAVAIL);
         return;
     }
-    uv_timer_start(&s->conn_timer, on_connect_deadline, (uint64_t)s->connect_timeout_ms, 0);
+    uv_timer_start(&s->conn_timer, dd_store_on_connect_deadline,
+                   (uint64_t)s->connect_timeout_ms, 0);
 }
 
-/* The current context is unusable: drop it (unless hiredis is already
- * freeing it: dying), fail what waited for it, and schedule a reconnect. */
-static void conn_fail(dd_store *s, int status, bool dying)
+/* The connection owes these requests replies it will never send. */
+static void dd_store_drop_conn(dd_store *s, int status)
+{
+    dd_store_conn *c = s->conn;
+    s->conn = NULL;
+    if (c)
+        dd_store_conn_close(c, NULL, NULL);
+    /* New requests land at the tail and owe nothing: the walk is safe
+     * against callbacks that submit more (or close the store). */
+    for (dd_store__req *r = s->head; r; r = r->next) {
+        if (r->pending == 0)
+            continue;
+        r->pending = 0;
+        dd_store__finish(r, status);
+        dd_store_req_release(r);
+    }
+}
+
+/* The current connection is unusable: drop it, fail what waited for it,
+ * and schedule a reconnect. */
+static void dd_store_conn_fail(dd_store *s, int status)
 {
     char addr[300];
-    redisAsyncContext *ac = s->ac;
-    if (s->state == ST_CLOSING) {
-        /* Closed from a callback of this dying context (a request failed
-         * as the connection died, and its owner closed the store): hiredis
-         * frees the context once its callbacks return, so the teardown must
-         * not free it again. */
-        if (dying)
-            s->ac = NULL;
+    if (s->state == ST_CLOSING || s->state == ST_DOWN)
         return;
-    }
-    if (s->state == ST_DOWN)
-        return;
-    s->ac = NULL;
     s->gen++;
     s->state = ST_DOWN;
     s->resolved = false;
@@ -630,22 +577,20 @@ static void conn_fail(dd_store *s, int status, bool dying)
         s->handshake = NULL;
         dd_store__finish(h, status);
     }
-    /* Inside a hiredis callback this only flags the context; hiredis frees
-     * it (and NULL-replies its pending commands) when the callback returns. */
-    if (ac && !dying)
-        redisAsyncFree(ac);
+    dd_store_drop_conn(s, DD_EUNAVAIL);
     for (dd_store__req *r = s->head; r; r = r->next)
         if (r->nqueued > 0 && !r->internal)
             dd_store__finish(r, status);
+    if (s->state == ST_CLOSING)
+        return; /* a failed request's owner closed the store */
     int64_t delay = dd_backoff_next(&s->backoff);
     dd_warn(s->ctx.log, "redis_unavailable", "addr=%s err=%s error=%s retry_ms=%lld",
-            addr_str(s, addr, sizeof(addr)),
+            dd_store__addr(s, addr, sizeof(addr)),
             status == -ENOENT && s->sentinel ? "unknown master name" : dd_strerror(status),
-            s->last_error,
-            (long long)delay);
+            s->last_error, (long long)delay);
     uv_timer_stop(&s->conn_timer);
-    uv_timer_start(&s->conn_timer, on_reconnect_timer, (uint64_t)delay, 0);
-    notify(s, status);
+    uv_timer_start(&s->conn_timer, dd_store_on_reconnect_timer, (uint64_t)delay, 0);
+    dd_store_notify(s, status);
 }
 
 int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, char *err,
@@ -673,13 +618,12 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
                                .timeout_ms = (opts->cmd_timeout_ms > 0 ? opts->cmd_timeout_ms
                                                                        : 2000) / 2,
                                .seed = opts->seed,
-                               .on_switch = on_switch,
+                               .on_switch = dd_store_on_switch,
                                .arg = s};
         rc = dd_sentinel_open(ctx, &so, &s->sentinel, err, errlen);
         if (rc < 0)
             goto out;
         s->url.db = opts->db;
-        s->url.port = 0;
     } else {
         rc = dd_store_url_parse(opts->url, &s->url, err, errlen);
         if (rc < 0)
@@ -708,8 +652,10 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
     s->cmd_timeout_ms = opts->cmd_timeout_ms > 0 ? opts->cmd_timeout_ms : 2000;
     s->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
                                                          : s->cmd_timeout_ms;
-    dd_backoff_init(&s->backoff, opts->reconnect_base_ms > 0 ? opts->reconnect_base_ms : 100,
-                    opts->reconnect_cap_ms > 0 ? opts->reconnect_cap_ms : 5000, opts->seed);
+    s->reconnect_base_ms = opts->reconnect_base_ms > 0 ? opts->reconnect_base_ms : 100;
+    s->reconnect_cap_ms = opts->reconnect_cap_ms > 0 ? opts->reconnect_cap_ms : 5000;
+    s->seed = opts->seed;
+    dd_backoff_init(&s->backoff, s->reconnect_base_ms, s->reconnect_cap_ms, opts->seed);
     s->max_pending = opts->max_pending > 0 ? opts->max_pending : 65536;
     if (ctx->metrics) {
         static const char *const labels[] = {"error", NULL};
@@ -718,22 +664,22 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
         s->m_errors = dd_metrics_family(ctx->metrics, DD_COUNTER,
                                         "dispatchd_redis_command_errors_total",
                                         "Redis operations that failed, by error (timeout, unavailable, ...).", labels, NULL, 0);
+        /* all three always (at 0 when unused): the metrics contract is what
+         * every process exports (deploy/metrics.txt, test_up) */
         s->m_readonly = dd_metrics_family(
             ctx->metrics, DD_COUNTER, "dispatchd_redis_readonly_total",
             "READONLY replies (the node written to had become a replica); each drops the "
             "connection and asks again where the primary is.",
             NULL, NULL, 0);
-        /* all three always (at 0 when unused): the metrics contract is what
-         * every process exports (deploy/metrics.txt, test_up) */
         s->m_switches = dd_metrics_family(
-                ctx->metrics, DD_COUNTER, "dispatchd_redis_primary_switches_total",
-                "+switch-master announcements for our master name heard from a sentinel.", NULL,
-                NULL, 0);
+            ctx->metrics, DD_COUNTER, "dispatchd_redis_primary_switches_total",
+            "+switch-master announcements for our master name heard from a sentinel.", NULL,
+            NULL, 0);
         s->m_wait_short = dd_metrics_family(
-                ctx->metrics, DD_COUNTER, "dispatchd_redis_wait_short_total",
-                "Claims and heartbeats that WAIT did not confirm on --redis-wait-replicas "
-                "replicas in time (they did not count).",
-                NULL, NULL, 0);
+            ctx->metrics, DD_COUNTER, "dispatchd_redis_wait_short_total",
+            "Claims and heartbeats that WAIT did not confirm on --redis-wait-replicas "
+            "replicas in time (they did not count).",
+            NULL, NULL, 0);
         /* the series exist at 0 from the start (a rate needs a first sample) */
         dd_metric_add(s->m_readonly, NULL, 0);
         dd_metric_add(s->m_switches, NULL, 0);
@@ -744,7 +690,7 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
     uv_timer_init(ctx->loop, &s->conn_timer);
     s->conn_timer.data = s;
     s->state = ST_DOWN;
-    conn_start(s);
+    dd_store_conn_start(s);
     *out = s;
     s = NULL;
 out:
@@ -759,23 +705,19 @@ out:
     return rc;
 }
 
-static void on_conn_timer_closed(uv_handle_t *h)
+static void dd_store_on_conn_timer_closed(uv_handle_t *h)
 {
     dd_store *s = h->data;
     s->conn_timer_closed = true;
-    maybe_free(s);
+    dd_store_maybe_free(s);
 }
 
-static void on_teardown(uv_timer_t *t)
+static void dd_store_on_teardown(uv_timer_t *t)
 {
     dd_store *s = t->data;
-    redisAsyncContext *ac = s->ac;
-    /* Never inside a hiredis callback here, so the free is immediate: all
-     * pending commands get their NULL reply now and find done requests. */
-    s->ac = NULL;
-    if (ac)
-        redisAsyncFree(ac);
-    uv_close((uv_handle_t *)&s->conn_timer, on_conn_timer_closed);
+    /* every request is done already: this only releases them */
+    dd_store_drop_conn(s, DD_ECANCELED);
+    uv_close((uv_handle_t *)&s->conn_timer, dd_store_on_conn_timer_closed);
 }
 
 void dd_store_close(dd_store *s)
@@ -790,12 +732,12 @@ void dd_store_close(dd_store *s)
     for (dd_store__req *r = s->head; r; r = r->next)
         dd_store__finish(r, DD_ECANCELED);
     uv_timer_stop(&s->conn_timer);
-    uv_timer_start(&s->conn_timer, on_teardown, 0, 0);
+    uv_timer_start(&s->conn_timer, dd_store_on_teardown, 0, 0);
 }
 
 /* ---- requests ----------------------------------------------------------- */
 
-static void on_req_timeout(uv_timer_t *t)
+static void dd_store_on_req_timeout(uv_timer_t *t)
 {
     dd_store__req *r = t->data;
     dd_store *s = r->s;
@@ -809,9 +751,9 @@ static void on_req_timeout(uv_timer_t *t)
     if (sent) {
         dd_msgf(s->last_error, sizeof(s->last_error), "redis did not answer '%s' within %lld ms",
                 r->op->name, (long long)s->cmd_timeout_ms);
-        conn_fail(s, DD_ETIMEOUT, false);
+        dd_store_conn_fail(s, DD_ETIMEOUT);
     }
-    req_release(r);
+    dd_store_req_release(r);
 }
 
 dd_store__req *dd_store__req_new(dd_store *s, const dd_store__op *op, void (*cb)(void), void *arg)
@@ -834,7 +776,7 @@ dd_store__req *dd_store__req_new(dd_store *s, const dd_store__op *op, void (*cb)
     return r;
 }
 
-static void free_result(dd_store__req *r)
+static void dd_store_free_result(dd_store__req *r)
 {
     dd_store__free_recs(r->recs, r->nrecs);
     for (size_t i = 0; i < r->nworkers; i++)
@@ -844,7 +786,7 @@ static void free_result(dd_store__req *r)
     free(r->str[1]);
 }
 
-static void on_req_closed(uv_handle_t *h)
+static void dd_store_on_req_closed(uv_handle_t *h)
 {
     dd_store__req *r = h->data;
     dd_store *s = r->s;
@@ -860,21 +802,21 @@ static void on_req_closed(uv_handle_t *h)
         free(r->queued[i]);
     free(r->queued);
     free(r->queued_len);
-    free_result(r);
+    dd_store_free_result(r);
     free(r);
     s->nreqs--;
-    maybe_free(s);
+    dd_store_maybe_free(s);
 }
 
-static void req_release(dd_store__req *r)
+static void dd_store_req_release(dd_store__req *r)
 {
     if (!r->done || r->pending > 0 || r->closing)
         return;
     r->closing = true;
-    uv_close((uv_handle_t *)&r->timer, on_req_closed);
+    uv_close((uv_handle_t *)&r->timer, dd_store_on_req_closed);
 }
 
-static dd_metric *s_errors(const dd_store__req *r)
+static dd_metric *dd_store_s_errors(const dd_store__req *r)
 {
     return r->internal ? NULL : r->s->m_errors;
 }
@@ -885,8 +827,8 @@ void dd_store__finish(dd_store__req *r, int status)
         return;
     r->done = true;
     uv_timer_stop(&r->timer);
-    if (status < 0 && status != DD_ECANCELED && s_errors(r))
-        dd_metric_add(s_errors(r), DD_L1(status == DD_ETIMEOUT   ? "timeout"
+    if (status < 0 && status != DD_ECANCELED && dd_store_s_errors(r))
+        dd_metric_add(dd_store_s_errors(r), DD_L1(status == DD_ETIMEOUT   ? "timeout"
                                          : status == DD_EUNAVAIL ? "unavailable"
                                          : status == -EACCES     ? "auth"
                                          : status == -EPERM      ? "noperm"
@@ -895,24 +837,21 @@ void dd_store__finish(dd_store__req *r, int status)
                                                                  : "protocol"),
                       1);
     r->op->deliver(r, status);
-    req_release(r);
+    dd_store_req_release(r);
 }
 
-static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+static void dd_store_on_reply(void *arg, void *privdata, redisReply *rep)
 {
     dd_store__req *r = privdata;
-    dd_store *s = r->s;
-    redisReply *rep = reply;
+    dd_store *s = arg;
     r->pending--;
     r->nreplies++;
     if (!r->done) {
-        if (!rep)
-            dd_store__finish(r, s->state == ST_CLOSING ? DD_ECANCELED : DD_EUNAVAIL);
-        else if (rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "READONLY", 8)) {
+        if (rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "READONLY", 8)) {
             /* SENTINEL: a replica; not an error per operation (on_readonly) */
             dd_store__finish(r, DD_EUNAVAIL);
             if (!r->internal)
-                on_readonly(s, r, rep->str);
+                dd_store_on_readonly(s, r, rep->str);
         } else if (rep->type == REDIS_REPLY_ERROR) {
             int st = dd_store__reply_error(s, r->op, rep);
             dd_store__finish(r, st);
@@ -921,22 +860,22 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
              * its backoff decide, and callers meanwhile get DD_EUNAVAIL at
              * once instead of a redirect per call. */
             if (st == -ENOTSUP && !r->internal && r->gen == s->gen && s->state == ST_READY)
-                conn_fail(s, st, false);
+                dd_store_conn_fail(s, st);
         } else {
             r->op->reply(r, rep);
         }
     }
-    req_release(r);
+    dd_store_req_release(r);
 }
 
 /* Redis 7 words a refusal inside a script its own way ("ERR The user
  * executing the script can't run this command ..."), without NOPERM. */
-static bool reply_is_noperm(const char *e)
+static bool dd_store_reply_is_noperm(const char *e)
 {
     return !strncmp(e, "NOPERM", 6) || strstr(e, "executing the script can't") != NULL;
 }
 
-static bool reply_is_cluster(const char *e)
+static bool dd_store_reply_is_cluster(const char *e)
 {
     return !strncmp(e, "MOVED ", 6) || !strncmp(e, "ASK ", 4) ||
            !strncmp(e, "CLUSTERDOWN", 11) || !strncmp(e, "CROSSSLOT", 9);
@@ -945,7 +884,7 @@ static bool reply_is_cluster(const char *e)
 int dd_store__reply_error(dd_store *s, const dd_store__op *op, const redisReply *rep)
 {
     int rc = DD_EPROTO;
-    if (reply_is_noperm(rep->str)) {
+    if (dd_store_reply_is_noperm(rep->str)) {
         /* Not an authentication problem: the user logged in, but its ACL
          * lacks a command or key this operation needs. Name them all. */
         rc = -EPERM;
@@ -957,14 +896,14 @@ int dd_store__reply_error(dd_store *s, const dd_store__op *op, const redisReply 
                  op->uses ? op->uses : "?", s->user ? s->user : "default", rep->str);
         return rc;
     }
-    if (reply_is_cluster(rep->str)) {
+    if (dd_store_reply_is_cluster(rep->str)) {
         char addr[300];
         rc = -ENOTSUP;
         dd_msgf(s->last_error, sizeof(s->last_error),
                 "redis at %s answered '%s' with a Redis Cluster reply (%.120s): Redis Cluster is "
                 "not supported; point --redis-url at a standalone Redis or a replicated primary "
                 "(docs/redis.md)",
-                addr_str(s, addr, sizeof(addr)), op->name, rep->str);
+                dd_store__addr(s, addr, sizeof(addr)), op->name, rep->str);
         dd_error(s->ctx.log, "redis_cluster_refused", "addr=%s op=%s error=%s", addr, op->name,
                  rep->str);
         return rc;
@@ -989,7 +928,7 @@ int dd_store__cmdv(dd_store__req *r, int argc, const char **argv)
     if (s->state != ST_READY && s->state != ST_CONNECTING)
         return DD_EUNAVAIL;
     if (s->state == ST_READY || r->internal) {
-        if (redisAsyncCommandArgv(s->ac, on_reply, r, argc, argv, NULL) != REDIS_OK)
+        if (dd_store_conn_command(s->conn, argc, argv, NULL, true, r) < 0)
             return DD_EUNAVAIL;
         r->pending++;
         r->gen = s->gen;
@@ -1019,14 +958,14 @@ int dd_store__cmd(dd_store__req *r, ...)
 
 void dd_store__submit(dd_store__req *r)
 {
-    uv_timer_start(&r->timer, on_req_timeout, (uint64_t)r->s->cmd_timeout_ms, 0);
+    uv_timer_start(&r->timer, dd_store_on_req_timeout, (uint64_t)r->s->cmd_timeout_ms, 0);
 }
 
 void dd_store__abort(dd_store__req *r)
 {
     /* Commands that did go out still hold r; their replies release it. */
     r->done = true;
-    req_release(r);
+    dd_store_req_release(r);
 }
 
 int dd_store__check(const dd_store *s)

@@ -1,5 +1,8 @@
 /* store.h - dispatchd's Redis store: heartbeat records, fencing, leases and
- * the worker registry, over one async hiredis connection on the caller's loop.
+ * the worker registry, over one Redis connection on the caller's loop
+ * (src/store/conn.h: our transport, hiredis' command formatter and reply
+ * reader), plus publish/subscribe (a subscription has a connection of its
+ * own).
  *
  * Key schema (every key of one dispatcher carries the hash tag {wid}, so on
  * Redis Cluster they share a slot):
@@ -100,8 +103,9 @@
  *                                               port default 6379, db 0)
  * unix:///path/to/redis.sock[?db=N]
  * The password may be %-encoded. rediss:// (TLS) is refused: hiredis 0.14.
- * A host name is resolved by hiredis with a blocking getaddrinfo on every
- * (re)connect: prefer an IP address or a unix socket in the daemon. */
+ * A host name is resolved on every (re)connect, off the loop
+ * (uv_getaddrinfo), and each of its addresses is tried in order
+ * (src/store/conn.h). */
 typedef struct dd_store_url {
     char *host;     /* NULL for unix:// */
     int port;
@@ -282,6 +286,53 @@ int dd_store_id_prefix(dd_store *s, const char *prefix, dd_store_id_prefix_cb *c
 
 typedef void dd_store_oldest_cb(int status, const char *workflow_id, int64_t hb_ms, void *arg);
 int dd_store_oldest(dd_store *s, int64_t min_hb_ms, dd_store_oldest_cb *cb, void *arg);
+
+/* ---- publish / subscribe ------------------------------------------------ */
+
+/* PUBLISH channel message: cb gets the number of subscribers that received
+ * it (across the server). Redis keeps no message: one published while a
+ * subscriber is disconnected never reaches it (see dd_store_subscribe). */
+typedef void dd_store_publish_cb(int status, int64_t receivers, void *arg);
+int dd_store_publish(dd_store *s, const char *channel, const char *message,
+                     dd_store_publish_cb *cb, void *arg);
+
+/* A subscription to channels on a connection of its own (a subscribed
+ * connection can run nothing else), to the store's server with the store's
+ * credentials and timeouts, copied at subscribe: the store and the
+ * subscription may close in either order. It reconnects with the store's
+ * backoff and subscribes again after every reconnect, and sends a PING
+ * every command timeout (1 s at least): a PING unanswered by the next one
+ * drops the connection (a silent network would leave it deaf).
+ *
+ * Callbacks run from the loop, never inside a dd_store_* call:
+ *   on_message  each message on one of the channels (data is binary, len
+ *               bytes, NUL-terminated too; valid during the call);
+ *   on_state    0 once every channel is subscribed (after the first
+ *               connect and after every reconnect), a negative error when
+ *               the connection was lost or an attempt failed (-EACCES
+ *               AUTH refused, -EPERM the ACL user may not subscribe to the
+ *               channel, DD_EUNAVAIL, DD_ETIMEOUT). Messages published
+ *               while not subscribed are lost: after a 0 that follows an
+ *               error, look again at whatever the messages announce.
+ * channels and their strings are copied. */
+typedef struct dd_store_sub dd_store_sub;
+typedef struct dd_store_sub_opts {
+    const char *const *channels;
+    size_t nchannels; /* >= 1 */
+    void (*on_message)(const char *channel, const char *data, size_t len, void *arg);
+    void (*on_state)(int status, void *arg); /* may be NULL */
+    void *arg;
+} dd_store_sub_opts;
+
+/* 0, DD_EINVAL (no channel, an empty one, no on_message; a store opened
+ * through Sentinel: not supported yet) or DD_ECANCELED
+ * (the store is closing), with the reason in err. */
+int dd_store_subscribe(dd_store *s, const dd_store_sub_opts *opts, dd_store_sub **out,
+                       char *err, size_t errlen);
+bool dd_store_sub_ready(const dd_store_sub *sub);
+/* No callback but done (may be NULL) runs after this; done runs from the
+ * loop once the subscription's handles are closed, then sub is freed. */
+void dd_store_sub_close(dd_store_sub *sub, void (*done)(void *arg), void *arg);
 
 /* ---- leases ------------------------------------------------------------- */
 

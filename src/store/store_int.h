@@ -2,22 +2,65 @@
  * records.c (scripts, operations). Not installed, not for other modules.
  *
  * A request (dd_store__req) is one user operation: one or more Redis
- * commands, one timeout timer, one user callback. hiredis keeps a pointer
- * to it per command until the reply (or a NULL reply on disconnect) comes
- * back, and the timer handle must be closed before its memory goes, so a
- * request lives until all three are over: the user has been answered
- * (done), hiredis owes no reply (pending == 0), and the timer has closed.
- * That is what makes a late reply after a timeout harmless: it finds a
- * request marked done and only drops a reference. */
+ * commands, one timeout timer, one user callback. The connection
+ * (store/conn.h) keeps a pointer to it per command until the reply comes
+ * back (or the connection goes, and store.c clears what it owed), and the
+ * timer handle must be closed before its memory goes, so a request lives
+ * until all three are over: the user has been answered (done), no reply is
+ * owed (pending == 0), and the timer has closed. That is what makes a late
+ * reply after a timeout harmless: it finds a request marked done and only
+ * drops a reference. */
 #ifndef DD_STORE_STORE_INT_H
 #define DD_STORE_STORE_INT_H
 
 #include "store/store.h"
 
+#include "core/backoff.h"
+#include "metrics/metrics.h"
+
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
+typedef struct dd_store_conn dd_store_conn;
+
 typedef struct dd_store__req dd_store__req;
+
+enum { DD_STORE__DOWN, DD_STORE__CONNECTING, DD_STORE__READY, DD_STORE__CLOSING };
+
+/* Shared with pubsub.c, which opens its own connections to the same
+ * server with the same credentials and timeouts. */
+struct dd_store {
+    dd_ctx ctx;
+    dd_store_url url;
+    char *password; /* effective one (opts or URL); NULL: no AUTH */
+    char *user;     /* effective ACL user (opts or URL); NULL: AUTH password */
+    int64_t cmd_timeout_ms, connect_timeout_ms;
+    int64_t reconnect_base_ms, reconnect_cap_ms;
+    uint64_t seed;
+    size_t max_pending;
+    void (*on_state)(int status, void *arg);
+    void *state_arg;
+
+    int state;
+    dd_store_conn *conn;
+    uint64_t gen;
+    dd_store__req *handshake;
+    dd_backoff backoff;
+    uv_timer_t conn_timer;
+    bool conn_timer_closed;
+
+    dd_metric *m_up, *m_errors; /* NULL without ctx->metrics */
+
+    /* SENTINEL: NULL without --redis-sentinel (store.c, sentinel.h) */
+    struct dd_sentinel *sentinel;
+    bool resolved; /* url.host/port is the sentinels' fresh answer */
+    int wait_replicas;
+    dd_metric *m_readonly, *m_switches, *m_wait_short;
+
+    dd_store__req *head, *tail; /* every live request, in submission order */
+    size_t nreqs;
+    char last_error[512];
+};
 
 typedef struct dd_store__op {
     const char *name;
@@ -38,7 +81,7 @@ struct dd_store__req {
     dd_store__req *prev, *next;
     const dd_store__op *op;
     uv_timer_t timer;
-    unsigned pending;  /* replies hiredis still owes */
+    unsigned pending;  /* replies the connection still owes */
     unsigned nreplies; /* replies received so far (they come in order) */
     unsigned info_reply; /* handshake: which reply (1-based) is INFO cluster's */
     unsigned role_reply; /* handshake with Sentinel: INFO replication's; 0 none */
@@ -88,6 +131,8 @@ int dd_store__reply_error(dd_store *s, const dd_store__op *op, const redisReply 
  * (Temporal caps workflow ids at 1000 bytes). */
 #define DD_STORE__KEYMAX 1100
 const char *dd_store__key(char *buf, const char *kind, const char *id);
+/* "host:port" or "unix:path", for messages. */
+const char *dd_store__addr(const dd_store *s, char *buf, size_t len);
 struct dd_log *dd_store__log(const dd_store *s);
 /* SENTINEL: WAIT after a fenced write (records.c): adds "WAIT n timeout" to
  * r when --redis-wait-replicas is set (r->wait_reply says which reply), and

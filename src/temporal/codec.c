@@ -35,7 +35,7 @@ void dd_tc_base64_encode(dd_buf *out, const void *data, size_t len)
     }
 }
 
-static int b64val(char c)
+static int dd_tc_b64val(char c)
 {
     const char *p = c ? strchr(b64, c) : NULL;
     if (p)
@@ -52,7 +52,7 @@ int dd_tc_base64_decode(dd_buf *out, const char *s)
     unsigned v = 0;
     int bits = 0;
     for (; *s && *s != '='; s++) {
-        int d = b64val(*s);
+        int d = dd_tc_b64val(*s);
         if (d < 0)
             return DD_EPROTO;
         v = (v << 6) | (unsigned)d;

@@ -81,16 +81,16 @@ struct dd_temporal_call {
     dd_tc_reply dec;
 };
 
-static void call_attempt(dd_temporal_call *c);
+static void dd_temporal_call_attempt(dd_temporal_call *c);
 
 /* ---------------------------------------------------------------- helpers */
 
-static char *xdup(const char *s)
+static char *dd_temporal_xdup(const char *s)
 {
     return s ? dd_strdup(s) : NULL;
 }
 
-static void maybe_free_client(dd_temporal *t)
+static void dd_temporal_maybe_free_client(dd_temporal *t)
 {
     if (!t->closing || t->open_handles > 0)
         return;
@@ -108,15 +108,15 @@ static void maybe_free_client(dd_temporal *t)
         cb(arg);
 }
 
-static void http_closed(void *arg)
+static void dd_temporal_http_closed(void *arg)
 {
     dd_temporal *t = arg;
     t->http = NULL;
     t->open_handles--;
-    maybe_free_client(t);
+    dd_temporal_maybe_free_client(t);
 }
 
-static void count(dd_temporal *t, dd_tc_op op, const char *outcome)
+static void dd_temporal_count(dd_temporal *t, dd_tc_op op, const char *outcome)
 {
     if (t->m_requests)
         dd_metric_add(t->m_requests, (const char *const[]){dd_tc_op_name(op), outcome}, 1);
@@ -132,16 +132,16 @@ const char *dd_temporal_status_name(dd_temporal_status s)
 
 /* ------------------------------------------------------- call lifecycle */
 
-static void call_closed(uv_handle_t *h)
+static void dd_temporal_call_closed(uv_handle_t *h)
 {
     dd_temporal_call *c = h->data;
     dd_temporal *t = c->t;
     free(c);
     t->open_handles--;
-    maybe_free_client(t);
+    dd_temporal_maybe_free_client(t);
 }
 
-static void abandon_attempt(dd_temporal_call *c)
+static void dd_temporal_abandon_attempt(dd_temporal_call *c)
 {
     if (c->req) {
         dd_http_abandon(c->req);
@@ -150,13 +150,13 @@ static void abandon_attempt(dd_temporal_call *c)
 }
 
 /* Runs the callback once and frees the call (asynchronously). */
-static void call_finish(dd_temporal_call *c, int err)
+static void dd_temporal_call_finish(dd_temporal_call *c, int err)
 {
     dd_temporal *t = c->t;
     if (c->done)
         return;
     c->done = true;
-    abandon_attempt(c);
+    dd_temporal_abandon_attempt(c);
     uv_timer_stop(&c->timer);
     if (c->prev)
         c->prev->next = c->next;
@@ -170,10 +170,10 @@ static void call_finish(dd_temporal_call *c, int err)
     const dd_temporal_result *res = dd_tc_reply_result(&c->dec, err);
     /* "not found" answers a question (is anything running under this ID?)
      * and is how every fresh takeover's describe ends: not an error */
-    count(t, c->op,
-          err == 0                ? "ok"
-          : err == DD_ENOTFOUND   ? "not_found"
-          : err == DD_ECANCELED   ? "cancelled"
+    dd_temporal_count(t, c->op,
+                      err == 0                ? "ok"
+                      : err == DD_ENOTFOUND   ? "not_found"
+                      : err == DD_ECANCELED   ? "cancelled"
                                   : "error");
     if (err < 0 && err != DD_ECANCELED)
         dd_debug(t->ctx.log, "temporal_call_failed", "op=%s workflow_id=%s error=%s message=%s",
@@ -187,23 +187,23 @@ static void call_finish(dd_temporal_call *c, int err)
     free(c->body);
     free(c->workflow_id);
     free(c->run_id);
-    uv_close((uv_handle_t *)&c->timer, call_closed);
+    uv_close((uv_handle_t *)&c->timer, dd_temporal_call_closed);
 }
 
-static void retry_timer_cb(uv_timer_t *h)
+static void dd_temporal_retry_timer_cb(uv_timer_t *h)
 {
-    call_attempt(h->data);
+    dd_temporal_call_attempt(h->data);
 }
 
 /* After a failed attempt: schedule another or finish. */
-static void call_failed(dd_temporal_call *c, int err, bool retry)
+static void dd_temporal_call_failed(dd_temporal_call *c, int err, bool retry)
 {
     dd_temporal *t = c->t;
     c->failures++;
     if (retry && c->failures < t->max_attempts && !dd_ctx_cancelled(&t->ctx)) {
         int64_t delay = dd_backoff_next(&c->bo);
         if (!c->deadline || dd_mono_ms() + (uint64_t)delay < c->deadline) {
-            count(t, c->op, "retry");
+            dd_temporal_count(t, c->op, "retry");
             dd_warn(t->ctx.log, "temporal_retry",
                     "op=%s workflow_id=%s attempt=%d delay_ms=%lld http_status=%d error=%s "
                     "message=%s",
@@ -211,7 +211,7 @@ static void call_failed(dd_temporal_call *c, int err, bool retry)
                     (long long)delay, c->dec.res.http_status, dd_strerror(err),
                     dd_buf_str(&c->dec.msg));
             dd_buf_reset(&c->dec.msg);
-            uv_timer_start(&c->timer, retry_timer_cb, (uint64_t)delay, 0);
+            uv_timer_start(&c->timer, dd_temporal_retry_timer_cb, (uint64_t)delay, 0);
             return;
         }
     }
@@ -225,10 +225,10 @@ static void call_failed(dd_temporal_call *c, int err, bool retry)
         if (dd_ctx_cancelled(&t->ctx))
             err = DD_ECANCELED;
     }
-    call_finish(c, err);
+    dd_temporal_call_finish(c, err);
 }
 
-static void on_reply(const dd_http_reply *rep, void *arg)
+static void dd_temporal_on_reply(const dd_http_reply *rep, void *arg)
 {
     dd_temporal_call *c = arg;
     bool retry = false;
@@ -238,7 +238,7 @@ static void on_reply(const dd_http_reply *rep, void *arg)
 
     if (rep->err != 0) {
         dd_buf_puts(&c->dec.msg, rep->message);
-        call_failed(c, rep->err, rep->transient);
+        dd_temporal_call_failed(c, rep->err, rep->transient);
         return;
     }
     int rc = dd_tc_decode(&c->dec, rep->status, rep->body, rep->body_len, &retry);
@@ -247,20 +247,20 @@ static void on_reply(const dd_http_reply *rep, void *arg)
         dd_backoff_reset(&c->bo);
         uint64_t since = dd_mono_ms() - c->sent_ms;
         if (dd_ctx_cancelled(&c->t->ctx))
-            call_finish(c, DD_ECANCELED);
+            dd_temporal_call_finish(c, DD_ECANCELED);
         else if (c->op == DD_TC_WAIT_CLOSE && since < REPOLL_FLOOR_MS)
-            uv_timer_start(&c->timer, retry_timer_cb, REPOLL_FLOOR_MS - since, 0);
+            uv_timer_start(&c->timer, dd_temporal_retry_timer_cb, REPOLL_FLOOR_MS - since, 0);
         else
-            call_attempt(c);
+            dd_temporal_call_attempt(c);
         return;
     }
     if (rc < 0)
-        call_failed(c, rc, retry); /* finishes unless retry */
+        dd_temporal_call_failed(c, rc, retry); /* finishes unless retry */
     else
-        call_finish(c, 0);
+        dd_temporal_call_finish(c, 0);
 }
 
-static void call_attempt(dd_temporal_call *c)
+static void dd_temporal_call_attempt(dd_temporal_call *c)
 {
     dd_temporal *t = c->t;
     dd_buf url = DD_BUF_INIT;
@@ -271,7 +271,7 @@ static void call_attempt(dd_temporal_call *c)
             dd_buf_reset(&c->dec.msg);
             dd_buf_printf(&c->dec.msg, "%s of workflow '%s' exceeded its deadline",
                           dd_tc_op_name(c->op), c->workflow_id ? c->workflow_id : "");
-            call_finish(c, DD_ETIMEOUT);
+            dd_temporal_call_finish(c, DD_ETIMEOUT);
             return;
         }
         if ((int64_t)(c->deadline - now) < tmo)
@@ -289,26 +289,26 @@ static void call_attempt(dd_temporal_call *c)
              dd_tc_op_name(c->op), c->workflow_id ? c->workflow_id : "", c->dec.res.attempts);
     int rc = dd_http_request(t->http, c->body ? "POST" : "GET", dd_buf_str(&url),
                              dd_buf_str(&t->headers), c->body, c->body ? strlen(c->body) : 0,
-                             tmo, on_reply, c, &c->req);
+                             tmo, dd_temporal_on_reply, c, &c->req);
     dd_buf_release(&url);
     if (rc < 0) {
         dd_buf_reset(&c->dec.msg);
         dd_buf_printf(&c->dec.msg, "cannot send %s request: %s", dd_tc_op_name(c->op),
                       dd_strerror(rc));
-        call_finish(c, rc);
+        dd_temporal_call_finish(c, rc);
     }
 }
 
-static dd_temporal_call *call_new(dd_temporal *t, dd_tc_op op, const char *wf, const char *run,
-                                  dd_temporal_cb cb, void *arg)
+static dd_temporal_call *dd_temporal_call_new(dd_temporal *t, dd_tc_op op, const char *wf,
+                                              const char *run, dd_temporal_cb cb, void *arg)
 {
     dd_temporal_call *c = dd_xcalloc(1, sizeof(*c));
     c->t = t;
     c->op = op;
     c->cb = cb;
     c->arg = arg;
-    c->workflow_id = xdup(wf);
-    c->run_id = xdup(run);
+    c->workflow_id = dd_temporal_xdup(wf);
+    c->run_id = dd_temporal_xdup(run);
     dd_tc_reply_init(&c->dec, op, t->ns, c->workflow_id, c->run_id);
     dd_backoff_init(&c->bo, t->backoff_base_ms, t->backoff_cap_ms, dd_rng_next(&t->rng));
     c->deadline = op == DD_TC_WAIT_CLOSE ? 0 : dd_mono_ms() + (uint64_t)t->deadline_ms;
@@ -395,29 +395,29 @@ int dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *o, dd_temporal **
     return 0;
 }
 
-static void cancel_fire(uv_timer_t *h)
+static void dd_temporal_cancel_fire(uv_timer_t *h)
 {
-    call_finish(h->data, DD_ECANCELED);
+    dd_temporal_call_finish(h->data, DD_ECANCELED);
 }
 
 /* The one meaning of cancel (CONTRIBUTING.md): the attempt in flight is
  * dropped now, and the callback runs once with DD_ECANCELED from the loop,
  * never inside the cancel call, so no caller has to order its state around
  * a callback that runs under its feet. */
-static void call_cancel(dd_temporal_call *c)
+static void dd_temporal_call_cancel(dd_temporal_call *c)
 {
     if (c->done || c->cancelling)
         return;
     c->cancelling = true;
-    abandon_attempt(c);
+    dd_temporal_abandon_attempt(c);
     uv_timer_stop(&c->timer);
-    uv_timer_start(&c->timer, cancel_fire, 0, 0);
+    uv_timer_start(&c->timer, dd_temporal_cancel_fire, 0, 0);
 }
 
 void dd_temporal_cancel(dd_temporal_call *c)
 {
     if (c)
-        call_cancel(c);
+        dd_temporal_call_cancel(c);
 }
 
 void dd_temporal_close(dd_temporal *t, dd_temporal_close_cb cb, void *arg)
@@ -428,13 +428,13 @@ void dd_temporal_close(dd_temporal *t, dd_temporal_close_cb cb, void *arg)
     t->close_cb = cb;
     t->close_arg = arg;
     for (dd_temporal_call *c = t->calls; c; c = c->next)
-        call_cancel(c);
-    dd_http_close(t->http, http_closed, t);
+        dd_temporal_call_cancel(c);
+    dd_http_close(t->http, dd_temporal_http_closed, t);
 }
 
 /* ------------------------------------------------------------ operations */
 
-static int check_wf(const char *wf, dd_buf *msg)
+static int dd_temporal_check_wf(const char *wf, dd_buf *msg)
 {
     if (!wf || !*wf) {
         dd_buf_puts(msg, "workflow id is empty");
@@ -449,7 +449,7 @@ static int check_wf(const char *wf, dd_buf *msg)
     return 0;
 }
 
-static void wf_url(dd_temporal *t, dd_buf *u, const char *wf, const char *suffix)
+static void dd_temporal_wf_url(dd_temporal *t, dd_buf *u, const char *wf, const char *suffix)
 {
     dd_buf_printf(u, "%s/workflows/", t->base);
     dd_tc_url_escape(u, wf);
@@ -457,7 +457,7 @@ static void wf_url(dd_temporal *t, dd_buf *u, const char *wf, const char *suffix
         dd_buf_puts(u, suffix);
 }
 
-static int refuse(dd_temporal *t, const char *op, const char *wf, int rc, dd_buf *msg)
+static int dd_temporal_refuse(dd_temporal *t, const char *op, const char *wf, int rc, dd_buf *msg)
 {
     if (t->closing)
         dd_buf_puts(msg, "temporal client is closing");
@@ -468,16 +468,16 @@ static int refuse(dd_temporal *t, const char *op, const char *wf, int rc, dd_buf
 }
 
 /* Starts the call and hands its handle out. */
-static int launch(dd_temporal_call *c, dd_temporal_call **out)
+static int dd_temporal_launch(dd_temporal_call *c, dd_temporal_call **out)
 {
     if (out)
         *out = c;
-    call_attempt(c);
+    dd_temporal_call_attempt(c);
     return 0;
 }
 
-static int start_common(dd_temporal *t, dd_tc_op op, const dd_temporal_start_req *r,
-                        dd_temporal_cb cb, void *arg, dd_temporal_call **out)
+static int dd_temporal_start_common(dd_temporal *t, dd_tc_op op, const dd_temporal_start_req *r,
+                                    dd_temporal_cb cb, void *arg, dd_temporal_call **out)
 {
     dd_buf msg = DD_BUF_INIT, u = DD_BUF_INIT, e = DD_BUF_INIT;
     json_t *body = NULL, *p = NULL;
@@ -487,7 +487,7 @@ static int start_common(dd_temporal *t, dd_tc_op op, const dd_temporal_start_req
         rc = DD_ECANCELED;
         goto fail;
     }
-    if ((rc = check_wf(r->workflow_id, &msg)) < 0)
+    if ((rc = dd_temporal_check_wf(r->workflow_id, &msg)) < 0)
         goto fail;
     rc = DD_EINVAL;
     if (!r->workflow_type || !*r->workflow_type || !r->task_queue || !*r->task_queue) {
@@ -544,41 +544,41 @@ static int start_common(dd_temporal *t, dd_tc_op op, const dd_temporal_start_req
         }
         json_object_set_new(body, "workflowIdReusePolicy", json_string(dd_buf_str(&e)));
     }
-    dd_temporal_call *c = call_new(t, op, r->workflow_id, NULL, cb, arg);
+    dd_temporal_call *c = dd_temporal_call_new(t, op, r->workflow_id, NULL, cb, arg);
     if (op == DD_TC_SWS) {
-        wf_url(t, &u, r->workflow_id, "/signal-with-start/");
+        dd_temporal_wf_url(t, &u, r->workflow_id, "/signal-with-start/");
         dd_tc_url_escape(&u, r->signal_name);
     } else {
-        wf_url(t, &u, r->workflow_id, NULL);
+        dd_temporal_wf_url(t, &u, r->workflow_id, NULL);
     }
     c->url = dd_buf_detach(&u);
     c->body = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     dd_buf_release(&e);
-    return launch(c, out);
+    return dd_temporal_launch(c, out);
 fail:
     json_decref(body);
     dd_buf_release(&u);
     dd_buf_release(&e);
-    return refuse(t, dd_tc_op_name(op), r->workflow_id, rc, &msg);
+    return dd_temporal_refuse(t, dd_tc_op_name(op), r->workflow_id, rc, &msg);
 }
 
 int dd_temporal_start(dd_temporal *t, const dd_temporal_start_req *req, dd_temporal_cb cb,
                       void *arg, dd_temporal_call **out)
 {
-    return start_common(t, DD_TC_START, req, cb, arg, out);
+    return dd_temporal_start_common(t, DD_TC_START, req, cb, arg, out);
 }
 
 int dd_temporal_signal_with_start(dd_temporal *t, const dd_temporal_start_req *req,
                                   dd_temporal_cb cb, void *arg, dd_temporal_call **out)
 {
-    return start_common(t, DD_TC_SWS, req, cb, arg, out);
+    return dd_temporal_start_common(t, DD_TC_SWS, req, cb, arg, out);
 }
 
 /* Shared by signal and terminate: POST .../workflows/{id}/<suffix>. */
-static int post_exec(dd_temporal *t, dd_tc_op op, const char *wf, const char *run,
-                     const char *suffix, json_t *body, dd_temporal_cb cb, void *arg,
-                     dd_temporal_call **out)
+static int dd_temporal_post_exec(dd_temporal *t, dd_tc_op op, const char *wf, const char *run,
+                                 const char *suffix, json_t *body, dd_temporal_cb cb, void *arg,
+                                 dd_temporal_call **out)
 {
     dd_buf u = DD_BUF_INIT;
     json_t *ex = json_pack("{s:s}", "workflowId", wf);
@@ -586,12 +586,12 @@ static int post_exec(dd_temporal *t, dd_tc_op op, const char *wf, const char *ru
         json_object_set_new(ex, "runId", json_string(run));
     json_object_set_new(body, "workflowExecution", ex);
     json_object_set_new(body, "identity", json_string(t->identity));
-    dd_temporal_call *c = call_new(t, op, wf, run, cb, arg);
-    wf_url(t, &u, wf, suffix);
+    dd_temporal_call *c = dd_temporal_call_new(t, op, wf, run, cb, arg);
+    dd_temporal_wf_url(t, &u, wf, suffix);
     c->url = dd_buf_detach(&u);
     c->body = json_dumps(body, JSON_COMPACT);
     json_decref(body);
-    return launch(c, out);
+    return dd_temporal_launch(c, out);
 }
 
 int dd_temporal_signal(dd_temporal *t, const char *wf, const char *run, const char *signal,
@@ -601,7 +601,7 @@ int dd_temporal_signal(dd_temporal *t, const char *wf, const char *run, const ch
     dd_buf msg = DD_BUF_INIT, sfx = DD_BUF_INIT;
     json_t *p = NULL;
     char rid[37];
-    int rc = t->closing ? DD_ECANCELED : check_wf(wf, &msg);
+    int rc = t->closing ? DD_ECANCELED : dd_temporal_check_wf(wf, &msg);
     if (rc == 0 && (!signal || !*signal)) {
         dd_buf_printf(&msg, "workflow '%s': signal name is empty", wf);
         rc = DD_EINVAL;
@@ -609,14 +609,14 @@ int dd_temporal_signal(dd_temporal *t, const char *wf, const char *run, const ch
     if (rc == 0 && input_json)
         rc = dd_tc_payloads(input_json, "signal input", &p, &msg);
     if (rc < 0)
-        return refuse(t, "signal", wf, rc, &msg);
+        return dd_temporal_refuse(t, "signal", wf, rc, &msg);
     dd_tc_uuid4(&t->rng, rid);
     json_t *body = json_pack("{s:s}", "requestId", rid);
     if (p)
         json_object_set_new(body, "input", p);
     dd_buf_puts(&sfx, "/signal/");
     dd_tc_url_escape(&sfx, signal);
-    rc = post_exec(t, DD_TC_SIGNAL, wf, run, dd_buf_str(&sfx), body, cb, arg, out);
+    rc = dd_temporal_post_exec(t, DD_TC_SIGNAL, wf, run, dd_buf_str(&sfx), body, cb, arg, out);
     dd_buf_release(&sfx);
     return rc;
 }
@@ -632,33 +632,33 @@ int dd_temporal_terminate_chain(dd_temporal *t, const char *wf, const char *run,
                                 void *arg, dd_temporal_call **out)
 {
     dd_buf msg = DD_BUF_INIT;
-    int rc = t->closing ? DD_ECANCELED : check_wf(wf, &msg);
+    int rc = t->closing ? DD_ECANCELED : dd_temporal_check_wf(wf, &msg);
     if (rc == 0 && (!run || !*run) && (!first_run || !*first_run)) {
         dd_buf_printf(&msg, "terminate of workflow '%s' needs an exact run id or chain", wf);
         rc = DD_EINVAL;
     }
     if (rc < 0)
-        return refuse(t, "terminate", wf, rc, &msg);
+        return dd_temporal_refuse(t, "terminate", wf, rc, &msg);
     json_t *body = json_pack("{s:s}", "reason", reason ? reason : "");
     if (first_run && *first_run)
         json_object_set_new(body, "firstExecutionRunId", json_string(first_run));
-    return post_exec(t, DD_TC_TERMINATE, wf, run, "/terminate", body, cb, arg, out);
+    return dd_temporal_post_exec(t, DD_TC_TERMINATE, wf, run, "/terminate", body, cb, arg, out);
 }
 
-static int get_exec(dd_temporal *t, dd_tc_op op, const char *wf, const char *run,
-                    const char *suffix, const char *query, dd_temporal_cb cb, void *arg,
-                    dd_temporal_call **out)
+static int dd_temporal_get_exec(dd_temporal *t, dd_tc_op op, const char *wf, const char *run,
+                                const char *suffix, const char *query, dd_temporal_cb cb, void *arg,
+                                dd_temporal_call **out)
 {
     dd_buf msg = DD_BUF_INIT, u = DD_BUF_INIT;
-    int rc = t->closing ? DD_ECANCELED : check_wf(wf, &msg);
+    int rc = t->closing ? DD_ECANCELED : dd_temporal_check_wf(wf, &msg);
     if (rc == 0 && op == DD_TC_WAIT_CLOSE && (!run || !*run)) {
         dd_buf_printf(&msg, "waiting for the close of workflow '%s' needs a run id", wf);
         rc = DD_EINVAL;
     }
     if (rc < 0)
-        return refuse(t, dd_tc_op_name(op), wf, rc, &msg);
-    dd_temporal_call *c = call_new(t, op, wf, run, cb, arg);
-    wf_url(t, &u, wf, suffix);
+        return dd_temporal_refuse(t, dd_tc_op_name(op), wf, rc, &msg);
+    dd_temporal_call *c = dd_temporal_call_new(t, op, wf, run, cb, arg);
+    dd_temporal_wf_url(t, &u, wf, suffix);
     dd_buf_putc(&u, '?');
     if (run && *run) {
         dd_buf_puts(&u, "execution.runId=");
@@ -667,27 +667,27 @@ static int get_exec(dd_temporal *t, dd_tc_op op, const char *wf, const char *run
     if (query)
         dd_buf_puts(&u, query);
     c->url = dd_buf_detach(&u);
-    return launch(c, out);
+    return dd_temporal_launch(c, out);
 }
 
 int dd_temporal_describe(dd_temporal *t, const char *wf, const char *run, dd_temporal_cb cb,
                          void *arg, dd_temporal_call **out)
 {
-    return get_exec(t, DD_TC_DESCRIBE, wf, run, NULL, NULL, cb, arg, out);
+    return dd_temporal_get_exec(t, DD_TC_DESCRIBE, wf, run, NULL, NULL, cb, arg, out);
 }
 
 int dd_temporal_history(dd_temporal *t, const char *wf, const char *run, dd_temporal_cb cb,
                         void *arg, dd_temporal_call **out)
 {
-    return get_exec(t, DD_TC_HISTORY, wf, run, "/history", NULL, cb, arg, out);
+    return dd_temporal_get_exec(t, DD_TC_HISTORY, wf, run, "/history", NULL, cb, arg, out);
 }
 
 int dd_temporal_wait_close(dd_temporal *t, const char *wf, const char *run, dd_temporal_cb cb,
                            void *arg, dd_temporal_call **out)
 {
     /* Enum values in query strings must be numbers: 2 = CLOSE_EVENT. */
-    return get_exec(t, DD_TC_WAIT_CLOSE, wf, run, "/history",
-                    "&waitNewEvent=true&historyEventFilterType=2", cb, arg, out);
+    return dd_temporal_get_exec(t, DD_TC_WAIT_CLOSE, wf, run, "/history",
+                                "&waitNewEvent=true&historyEventFilterType=2", cb, arg, out);
 }
 
 int dd_temporal_list(dd_temporal *t, const char *query, const char *page_token, int page_size,
@@ -695,13 +695,13 @@ int dd_temporal_list(dd_temporal *t, const char *query, const char *page_token, 
 {
     dd_buf msg = DD_BUF_INIT, u = DD_BUF_INIT;
     if (t->closing)
-        return refuse(t, "list", NULL, DD_ECANCELED, &msg);
-    dd_temporal_call *c = call_new(t, DD_TC_LIST, NULL, NULL, cb, arg);
+        return dd_temporal_refuse(t, "list", NULL, DD_ECANCELED, &msg);
+    dd_temporal_call *c = dd_temporal_call_new(t, DD_TC_LIST, NULL, NULL, cb, arg);
     dd_buf_printf(&u, "%s/workflows?query=", t->base);
     dd_tc_url_escape(&u, query ? query : "");
     if (page_size > 0)
         dd_buf_printf(&u, "&pageSize=%d", page_size);
     c->url = dd_buf_detach(&u);
-    c->dec.page_token = xdup(page_token);
-    return launch(c, out);
+    c->dec.page_token = dd_temporal_xdup(page_token);
+    return dd_temporal_launch(c, out);
 }

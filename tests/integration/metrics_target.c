@@ -35,7 +35,7 @@ static void target_on_tick(uv_timer_t *t)
 static void target_on_signal(uv_signal_t *s, int signum)
 {
     target *tg = s->data;
-    dd_metrics_http_close(tg->http);
+    dd_metrics_http_close(tg->http, NULL, NULL);
     uv_close((uv_handle_t *)&tg->tick, NULL);
     uv_close((uv_handle_t *)&tg->sigterm, NULL);
     uv_close((uv_handle_t *)&tg->sigint, NULL);
@@ -93,7 +93,7 @@ int main(int argc, char **argv)
     dd_ctx ctx = {.loop = &loop, .log = log, .metrics = m};
     target_register(m, &tg);
 
-    int rc = dd_metrics_http_start(&tg.http, &ctx, listen, m, NULL, NULL, err, sizeof(err));
+    int rc = dd_metrics_http_new(&ctx, listen, m, NULL, NULL, &tg.http, err, sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "metrics_target: %s\n", err);
         uv_run(&loop, UV_RUN_DEFAULT);

@@ -42,6 +42,31 @@ static bool proc_gone(pid_t pid)
     return dd_proc_read(pid, &info) < 0 || info.state == 'Z' || info.state == 'X';
 }
 
+static dd_child *new_child(uv_loop_t *loop, dd_log *log, dd_child_exit_cb cb, void *arg)
+{
+    dd_child *c = NULL;
+    char err[256];
+    assert_int_equal(dd_child_new(loop, log, "t", cb, arg, &c, err, sizeof(err)), 0);
+    assert_non_null(c);
+    return c;
+}
+
+/* dd_child_new refuses a child without a name and leaves nothing behind:
+ * the loop closes clean. */
+static void test_new_needs_name(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    dd_log *log = dd_log_new(stderr, DD_LOG_WARN);
+    dd_child *c = (dd_child *)&loop; /* must be reset */
+    char err[256] = "";
+    assert_int_equal(dd_child_new(&loop, log, "", NULL, NULL, &c, err, sizeof(err)), DD_EINVAL);
+    assert_null(c);
+    assert_non_null(strstr(err, "needs a name"));
+    assert_int_equal(uv_loop_close(&loop), 0);
+    dd_log_free(log);
+}
+
 static void on_timer_stop(uv_timer_t *t)
 {
     dd_child_stop(t->data, 2000);
@@ -54,7 +79,7 @@ static void test_group_stop_and_env(void **state)
     uv_loop_init(&loop);
     dd_log *log = dd_log_new(stderr, DD_LOG_WARN);
     exit_rec rec = {0};
-    dd_child *c = dd_child_new(&loop, log, "t", on_exit_cb, &rec);
+    dd_child *c = new_child(&loop, log, on_exit_cb, &rec);
     char dir[600];
     snprintf(dir, sizeof(dir), "%s/child-XXXXXX", dd_test_tmpdir());
     assert_non_null(mkdtemp(dir));
@@ -117,7 +142,7 @@ static void test_close_while_running_kills(void **state)
     uv_loop_init(&loop);
     dd_log *log = dd_log_new(stderr, DD_LOG_WARN);
     exit_rec rec = {0};
-    dd_child *c = dd_child_new(&loop, log, "t", on_exit_cb, &rec);
+    dd_child *c = new_child(&loop, log, on_exit_cb, &rec);
     char *argv[] = {(char *)"/bin/sleep", (char *)"100", NULL};
     char err[256];
     assert_int_equal(dd_child_start(c, argv, NULL, err, sizeof(err)), 0);
@@ -135,7 +160,7 @@ static void test_bad_command(void **state)
     uv_loop_t loop;
     uv_loop_init(&loop);
     dd_log *log = dd_log_new(stderr, DD_LOG_WARN);
-    dd_child *c = dd_child_new(&loop, log, "t", NULL, NULL);
+    dd_child *c = new_child(&loop, log, NULL, NULL);
     char *argv[] = {(char *)"/nonexistent/cmd", NULL};
     char err[256];
     assert_true(dd_child_start(c, argv, NULL, err, sizeof(err)) < 0);
@@ -174,7 +199,7 @@ static void test_guard_deadline(void **state)
     uv_loop_init(&loop);
     dd_log *log = dd_log_new(stderr, DD_LOG_WARN);
     exit_rec rec = {0};
-    dd_child *c = dd_child_new(&loop, log, "t", on_exit_cb, &rec);
+    dd_child *c = new_child(&loop, log, on_exit_cb, &rec);
     dd_child_set_guard(c, exe, 5000, true, 100);
     char *argv[] = {(char *)"/bin/sh", (char *)"-c",
                     (char *)"trap 'exit 0' TERM; while :; do sleep 0.02; done", NULL};
@@ -232,7 +257,7 @@ static void test_guard_deadline_kills_ignorer(void **state)
     uv_loop_init(&loop);
     dd_log *log = dd_log_new(stderr, DD_LOG_WARN);
     exit_rec rec = {0};
-    dd_child *c = dd_child_new(&loop, log, "t", on_exit_cb, &rec);
+    dd_child *c = new_child(&loop, log, on_exit_cb, &rec);
     dd_child_set_guard(c, exe, 10000, true, 200);
     char *argv[] = {(char *)"/bin/sh", (char *)"-c",
                     (char *)"trap '' TERM; while :; do sleep 0.02; done", NULL};
@@ -261,6 +286,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     dd_test_sanitize_children();
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_new_needs_name),
         cmocka_unit_test(test_group_stop_and_env),
         cmocka_unit_test(test_close_while_running_kills),
         cmocka_unit_test(test_bad_command),

@@ -42,7 +42,14 @@ typedef struct fx {
     dd_metrics_http *http;
     atomic_bool ready;
     int port;
+    int closed;         /* close's done calls (loop thread; read after the join) */
+    int closed_in_call; /* ... counted when dd_metrics_http_close returned */
 } fx;
+
+static void on_closed(void *arg)
+{
+    (*(int *)arg)++;
+}
 
 static bool fx_ready(void *arg, char *reason, size_t reasonlen)
 {
@@ -56,7 +63,8 @@ static bool fx_ready(void *arg, char *reason, size_t reasonlen)
 static void fx_on_stop(uv_async_t *a)
 {
     fx *f = a->data;
-    dd_metrics_http_close(f->http);
+    dd_metrics_http_close(f->http, on_closed, &f->closed);
+    f->closed_in_call = f->closed;
     uv_close((uv_handle_t *)a, NULL);
 }
 
@@ -92,8 +100,8 @@ static fx *fx_start(const dd_metrics_http_limits *lim)
 {
     fx *f = fx_new();
     char err[256];
-    int rc = dd_metrics_http_start(&f->http, &f->ctx, "127.0.0.1:0", f->m, fx_ready, f, err,
-                                   sizeof(err));
+    int rc = dd_metrics_http_new(&f->ctx, "127.0.0.1:0", f->m, fx_ready, f, &f->http, err,
+                                 sizeof(err));
     if (rc < 0)
         fail_msg("start: %s", err);
     if (lim)
@@ -117,6 +125,8 @@ static void fx_stop(fx *f)
 {
     uv_async_send(&f->stop);
     pthread_join(f->thread, NULL);
+    assert_int_equal(f->closed_in_call, 0); /* never inside the close call */
+    assert_int_equal(f->closed, 1);         /* but once, from the loop */
     /* The assertion users would notice as a leak or a hang at shutdown. */
     assert_int_equal(uv_loop_close(&f->loop), 0);
     fx_free(f);
@@ -670,7 +680,7 @@ static void test_port_taken(void **state)
     char listen[64], err[256], want[128];
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", f->port);
     dd_metrics_http *h = NULL;
-    int rc = dd_metrics_http_start(&h, &ctx, listen, m, NULL, NULL, err, sizeof(err));
+    int rc = dd_metrics_http_new(&ctx, listen, m, NULL, NULL, &h, err, sizeof(err));
     assert_int_equal(rc, -EADDRINUSE);
     assert_null(h);
     snprintf(want, sizeof(want), "cannot listen on 127.0.0.1:%d: address already in use",
@@ -695,7 +705,7 @@ static void test_malformed_listen(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char err[256] = "", quoted[64];
         dd_metrics_http *h = NULL;
-        int rc = dd_metrics_http_start(&h, &ctx, bad[i], m, NULL, NULL, err, sizeof(err));
+        int rc = dd_metrics_http_new(&ctx, bad[i], m, NULL, NULL, &h, err, sizeof(err));
         if (rc != DD_EINVAL)
             fail_msg("'%s' gave %d (%s)", bad[i], rc, err);
         assert_null(h);
@@ -716,7 +726,7 @@ static void test_ipv6_loopback(void **state)
     dd_metrics *m = dd_metrics_new();
     char err[256];
     dd_metrics_http *h = NULL;
-    int rc = dd_metrics_http_start(&h, &ctx, "[::1]:0", m, NULL, NULL, err, sizeof(err));
+    int rc = dd_metrics_http_new(&ctx, "[::1]:0", m, NULL, NULL, &h, err, sizeof(err));
     if (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) {
         uv_run(&loop, UV_RUN_DEFAULT);
         assert_int_equal(uv_loop_close(&loop), 0);
@@ -726,8 +736,10 @@ static void test_ipv6_loopback(void **state)
     if (rc < 0)
         fail_msg("start: %s", err);
     assert_true(dd_metrics_http_port(h) > 0);
-    dd_metrics_http_close(h);
+    int closed = 0;
+    dd_metrics_http_close(h, on_closed, &closed);
     uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(closed, 1);
     assert_int_equal(uv_loop_close(&loop), 0);
     dd_metrics_free(m);
 }

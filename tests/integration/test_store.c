@@ -434,7 +434,9 @@ static void test_redis_killed_and_back(void **state)
     assert_int_equal(claim(f, "wf-k", "run-a", "host-a", 1000, &e), 0);
     assert_int_equal(f->nready, 1);
 
-    /* two commands in flight when redis dies */
+    /* two commands in flight when redis dies: it is stopped first, so it
+     * cannot answer them before the kill (they go out at once) */
+    kill(-f->srvp->pid, SIGSTOP);
     memset(&w, 0, sizeof(w));
     memset(&w2, 0, sizeof(w2));
     assert_int_equal(dd_store_heartbeat(f->s, "wf-k", "run-a", e, 2000, 30000, owner_cb, &w), 0);
@@ -496,7 +498,7 @@ static void test_paused_redis_times_out(void **state)
 
 /* A port nothing listens on: the refusal is reported as such and at once,
  * not as a connect timeout seconds later (hiredis' own libuv adapter dropped
- * the socket error; src/store/uv_adapter.c hands it to hiredis). */
+ * the socket error; src/store/conn.c reads libuv's connect status). */
 static void test_refused_reported_at_once(void **state)
 {
     fx *f = *state;
@@ -814,6 +816,188 @@ static void test_big_index(void **state)
     assert_int_equal(hgetall_calls(f), N / 100);
 }
 
+
+/* ---- publish / subscribe ------------------------------------------------ */
+
+typedef struct subw {
+    int nready, nlost, last_status;
+    bool ready, lost, got;
+    int nmsg;
+    char channel[64];
+    char data[64];
+    size_t len;
+} subw;
+
+static void sub_msg(const char *channel, const char *data, size_t len, void *arg)
+{
+    subw *w = arg;
+    w->nmsg++;
+    w->got = true;
+    snprintf(w->channel, sizeof(w->channel), "%s", channel);
+    w->len = len < sizeof(w->data) ? len : sizeof(w->data);
+    memcpy(w->data, data, w->len);
+}
+
+static void sub_state(int status, void *arg)
+{
+    subw *w = arg;
+    w->last_status = status;
+    if (status == 0) {
+        w->nready++;
+        w->ready = true;
+    } else {
+        w->nlost++;
+        w->lost = true;
+    }
+}
+
+typedef struct pubw {
+    bool done;
+    int status;
+    int64_t receivers;
+} pubw;
+
+static void pub_cb(int status, int64_t receivers, void *arg)
+{
+    pubw *p = arg;
+    p->done = true;
+    p->status = status;
+    p->receivers = receivers;
+}
+
+static int publish(fx *f, const char *ch, const char *msg, int64_t *receivers)
+{
+    pubw p = {0};
+    int rc = dd_store_publish(f->s, ch, msg, pub_cb, &p);
+    if (rc < 0)
+        return rc;
+    if (!run_until(f, &p.done, 10000))
+        fail_msg("publish never answered");
+    if (receivers)
+        *receivers = p.receivers;
+    return p.status;
+}
+
+static dd_store_sub *subscribe(fx *f, subw *w)
+{
+    static const char *const chans[] = {"dd:test:a", "dd:test:b"};
+    dd_store_sub_opts o = {chans, 2, sub_msg, sub_state, w};
+    dd_store_sub *sub = NULL;
+    char err[256];
+    assert_int_equal(dd_store_subscribe(f->s, &o, &sub, err, sizeof(err)), 0);
+    assert_false(w->ready); /* never inside the call */
+    return sub;
+}
+
+static void sub_closed(void *arg)
+{
+    *(bool *)arg = true;
+}
+
+/* done runs from the loop, not inside the close */
+static void close_sub(fx *f, dd_store_sub *sub)
+{
+    bool closed = false;
+    dd_store_sub_close(sub, sub_closed, &closed);
+    assert_false(closed);
+    assert_true(run_until(f, &closed, 5000));
+}
+
+static void test_pubsub(void **state)
+{
+    fx *f = *state;
+    subw w = {0};
+    int64_t n = -1;
+    dd_store_sub *sub = subscribe(f, &w);
+    assert_true(run_until(f, &w.ready, 10000));
+    assert_true(dd_store_sub_ready(sub));
+    assert_int_equal(publish(f, "dd:test:b", "hello", &n), 0);
+    assert_int_equal(n, 1);
+    assert_true(run_until(f, &w.got, 10000));
+    assert_string_equal(w.channel, "dd:test:b");
+    assert_int_equal(w.len, 5);
+    assert_memory_equal(w.data, "hello", 5);
+    /* binary data from another client (redis-cli's protocol: hiredis) */
+    w.got = false;
+    redisContext *c = raw(f);
+    redisReply *r = redisCommand(c, "PUBLISH %s %b", "dd:test:a", "x\0y", (size_t)3);
+    assert_non_null(r);
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+    redisFree(c);
+    assert_true(run_until(f, &w.got, 10000));
+    assert_string_equal(w.channel, "dd:test:a");
+    assert_int_equal(w.len, 3);
+    assert_memory_equal(w.data, "x\0y", 3);
+    /* a channel not subscribed: nobody receives it */
+    assert_int_equal(publish(f, "dd:test:c", "nope", &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(w.nmsg, 2);
+    /* the store closes first; the subscription keeps working on its own */
+    dd_store_close(f->s);
+    sleep_loop(f, 20);
+    c = raw(f);
+    w.got = false;
+    freeReplyObject(redisCommand(c, "PUBLISH dd:test:a after"));
+    redisFree(c);
+    assert_true(run_until(f, &w.got, 10000));
+    assert_memory_equal(w.data, "after", 5);
+    close_sub(f, sub);
+    f->s = NULL;
+}
+
+/* A restart of Redis: the subscription says it is lost, comes back and
+ * subscribes again by itself; a message after that arrives. */
+static void test_pubsub_resubscribe(void **state)
+{
+    fx *f = *state;
+    subw w = {0};
+    int64_t n = -1;
+    dd_store_sub *sub = subscribe(f, &w);
+    assert_true(run_until(f, &w.ready, 10000));
+    dd_test_server_stop(f->srvp);
+    assert_true(run_until(f, &w.lost, 10000));
+    assert_false(dd_store_sub_ready(sub));
+    sleep_loop(f, 200); /* a few attempts against a closed port */
+    w.ready = false;
+    assert_int_equal(dd_test_redis_restart(f->srvp, NULL), 0);
+    assert_true(run_until(f, &w.ready, 15000));
+    assert_true(w.nready >= 2);
+    /* the store came back too */
+    int rc, tries = 0;
+    while ((rc = publish(f, "dd:test:a", "again", &n)) != 0 && ++tries < 100)
+        sleep_loop(f, 50);
+    assert_int_equal(rc, 0);
+    assert_int_equal(n, 1);
+    assert_true(run_until(f, &w.got, 10000));
+    assert_memory_equal(w.data, "again", 5);
+    assert_non_null(strstr(f->logbuf, "event=redis_subscribe_unavailable"));
+    close_sub(f, sub);
+}
+
+/* With a password: AUTH first; a wrong one is named -EACCES. */
+static void test_pubsub_auth(void **state)
+{
+    fx *f = *state;
+    char url[128];
+    subw w = {0}, bad = {0};
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", f->srvp->port);
+    open_store(f, url, "wrong-password", 2000);
+    dd_store_sub *sub = subscribe(f, &bad);
+    assert_true(run_until(f, &bad.lost, 10000));
+    assert_int_equal(bad.last_status, -EACCES);
+    close_sub(f, sub);
+    dd_store_close(f->s);
+    open_store(f, url, PASSWORD, 2000);
+    sub = subscribe(f, &w);
+    assert_true(run_until(f, &w.ready, 10000));
+    int64_t n = -1;
+    assert_int_equal(publish(f, "dd:test:b", "secret", &n), 0);
+    assert_int_equal(n, 1);
+    assert_true(run_until(f, &w.got, 10000));
+    close_sub(f, sub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -832,6 +1016,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pubsub, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pubsub_resubscribe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pubsub_auth, setup_auth, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
