@@ -16,7 +16,8 @@
 #   sentinel_master PORT NAME     "host port" a sentinel names for NAME
 #   redis_pid PORT                the pid of the redis-server on PORT
 #   role PORT                     master|slave, from INFO replication
-#   pid_file of each server: $T/redis-PORT.pid (kill -9 needs the pid)
+#   pid_file of each server: $T/redis-PORT.pid, of each sentinel
+#   $T/sentinel-PORT.pid (kill -9 and SIGSTOP need the pid)
 
 start_primary() { start_redis "$1" --pidfile "$T/redis-$1.pid"; }
 
@@ -33,6 +34,7 @@ start_sentinel() {
 port $port
 bind 127.0.0.1
 daemonize no
+pidfile $T/sentinel-$port.pid
 dir $T/sentinel-$port
 sentinel monitor $name 127.0.0.1 $pri $quorum
 sentinel down-after-milliseconds $name $down

@@ -18,6 +18,9 @@
 #   - --redis-wait-replicas 1: with the replica frozen (SIGSTOP) the claim is
 #     never confirmed and no child starts; once it runs again, the claim
 #     counts and the child starts
+#   - the +switch-master subscription: the subscribed sentinel goes silent
+#     (SIGSTOP: the socket stays open); the keepalive PING notices and the
+#     subscription moves to the next sentinel
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/sentinel_lib.sh"
 
@@ -167,3 +170,13 @@ check "once the replica runs again, the claim counts and the child acts" wait_un
 wait_until 10 bash -c "[ -n \"\$(sed -n 's/.*event=metrics_listening.* port=\([0-9]*\).*/\1/p' '$T/w.log')\" ]"
 check "dispatchd_redis_wait_short_total counted the unconfirmed writes" \
   [ "$(metric "$(mport "$T/w.log")" dispatchd_redis_wait_short_total)" -ge 1 ]
+
+# --- the subscription's keepalive ------------------------------------------------------------
+check "the owner w1 is subscribed to the first sentinel" grep -q "event=sentinel_subscribed .*sentinel=127.0.0.1:$S1 " "$T/w.log"
+S1_PID=$(cat "$T/sentinel-$S1.pid")
+kill -STOP "$S1_PID"
+check "a silent sentinel: the unanswered PING drops the subscription" \
+  wait_until 20 grep -q "event=sentinel_subscription_lost .*sentinel=127.0.0.1:$S1 error=\"no answer to PING\"" "$T/w.log"
+check "and it subscribes to the next one" wait_until 20 grep -q "event=sentinel_subscribed .*sentinel=127.0.0.1:$S2 " "$T/w.log"
+kill -CONT "$S1_PID"
+check "the owner kept acting meanwhile" acts "$W2" w1
