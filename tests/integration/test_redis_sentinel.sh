@@ -180,3 +180,10 @@ check "a silent sentinel: the unanswered PING drops the subscription" \
 check "and it subscribes to the next one" wait_until 20 grep -q "event=sentinel_subscribed .*sentinel=127.0.0.1:$S2 " "$T/w.log"
 kill -CONT "$S1_PID"
 check "the owner kept acting meanwhile" acts "$W2" w1
+
+# --- the worker sidecar and `workers` through the sentinels ---------------------------------
+"$DISPATCHD" worker --dispatcher "$P/w" --server-id wk1 "${SEN[@]}" --heartbeat-interval 300ms \
+  2>"$T/wk.log" &
+track_dd $! worker
+check "a worker registers through the sentinels, and workers lists it through them" \
+  wait_until 20 bash -c "'$DISPATCHD' workers '$P/w' ${SEN[*]} --json 2>/dev/null | grep -q wk1"
