@@ -67,6 +67,18 @@ check "connected to the primary the sentinels name" grep -q "event=redis_connect
 out=$("$DISPATCHD" status --redis-sentinel "$SENTINELS" --redis-master-name nosuch 2>&1); rc=$?
 check "an unknown master name: exit 2" [ $rc -eq 2 ]
 check "naming it and every sentinel's answer" grep -q "no sentinel of $SENTINELS knows the master name 'nosuch' (check --redis-master-name.*127.0.0.1:$S3: does not know master 'nosuch'" <<<"$out"
+# a daemon with an unknown name: keeps asking (the name may be added), not ready, says why
+M=$(free_port)
+set -e
+"$DISPATCHD" run --dispatcher "$P/nosuch" --temporal-url "$U" --server-id ns1 \
+  --redis-sentinel "$SENTINELS" --redis-master-name nosuch --metrics-listen "127.0.0.1:$M" \
+  --heartbeat-interval 300ms --stale-threshold 1200ms -- "${CHILD[@]}" 2>"$T/nosuch.log" &
+track_dd $! nosuch
+check "run keeps asking (err=\"unknown master name\", with backoff)" \
+  wait_until 20 bash -c "[ \$(grep -c 'event=redis_unavailable .*err=\"unknown master name\"' '$T/nosuch.log') -ge 3 ]"
+check "and is not ready, saying why" wait_until 10 bash -c \
+  "curl -sS http://127.0.0.1:$M/readyz | grep -q \"knows the master name 'nosuch'\""
+set +e
 D1=$(free_port); D2=$(free_port)
 out=$("$DISPATCHD" status --redis-sentinel "127.0.0.1:$D1,127.0.0.1:$D2" --redis-master-name "$NAME" 2>&1); rc=$?
 check "no sentinel reachable: exit 1" [ $rc -eq 1 ]
