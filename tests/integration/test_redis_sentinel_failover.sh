@@ -14,8 +14,10 @@
 # time (no two children of different hosts overlap), each is acted on by
 # exactly one host again within the stale threshold + the sentinels' own
 # switch time (+ 5 s for a loaded machine), the acting host is the record's
-# owner on the new primary, and Temporal has exactly one running run per
-# dispatcher. Printed: the sentinels' switch time and the time until both
+# owner on the new primary, every record's heartbeat moves on there (an owner
+# still writing to the old node would keep its child until its deadline: the
+# checks then hold for threshold + 2 s, longer than any deadline), and
+# Temporal has exactly one running run per dispatcher. Printed: the sentinels' switch time and the time until both
 # dispatchers act again, measured from the kill (bench/RESULTS.md).
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/sentinel_lib.sh"
@@ -96,9 +98,20 @@ scenario() {
   local t_act; t_act=$(( $(date +%s%N) / 1000 ))
   ok "$name: every dispatcher is acted on by exactly its owner again"
   check "$name: Temporal has exactly one running run per dispatcher" wait_until 15 one_running_each
-  # hold still a few heartbeats: no second child appears after the dust settles
-  sleep 3
-  check "$name: still exactly one acting child each, 3 s later" all_owned
+  # the owners write to the new primary: every record's heartbeat moves on there
+  local w hb0=()
+  for w in "${WIDS[@]}"; do hb0+=("$(rec "$w" hb_ms)"); done
+  check "$name: heartbeats land on the new primary $new" wait_until 10 bash -c "
+    [ \"\$(redis-cli -p $new hget 'dd:hb:{${WIDS[0]}}' hb_ms)\" -gt ${hb0[0]} ] &&
+    [ \"\$(redis-cli -p $new hget 'dd:hb:{${WIDS[1]}}' hb_ms)\" -gt ${hb0[1]} ]"
+  # and hold: longer than an acting deadline, exactly one child each throughout
+  # (an owner still writing elsewhere would have lost its child by then)
+  local end=$(( $(date +%s) + THR_S + 2 ))
+  while [ "$(date +%s)" -lt "$end" ]; do
+    all_owned || fail "$name: not exactly one acting child each during the hold: a='$(acting "${WIDS[0]}")' b='$(acting "${WIDS[1]}")'"
+    sleep 0.5
+  done
+  ok "$name: exactly one acting child each for $((THR_S + 2)) s after"
   local ov; ov=$($OVERLAP "$CH" --since "$t0") || fail "$name: children of two hosts acted at once: $ov"
   ok "$name: no two children acted at once ($ov)"
   echo "# $name: sentinels switched $old -> $new in $(( (t_switch - t0) / 1000 )) ms;" \
