@@ -686,12 +686,18 @@ def cmd_check(a):
         if e["kind"] in ("redis_stop", "temporal_stop", "primary_failover", "primary_kill9"):
             t = e["t"]
             worst = 0
+            # a primary switch: continuously for longer than any acting
+            # deadline (threshold + 2 s), or an owner still writing to the
+            # old node would count as acting until its deadline stops it
+            need = 1000000
+            if e["kind"].startswith("primary_"):
+                need = int((a.stale_threshold_s + 2) * 1e6)
             for wid, insts in children.items():
-                # first moment after t at which some child acts continuously on wid for >= 1 s
+                # first moment after t at which some child acts continuously on wid for >= need
                 ok_at = None
                 for i in insts:
                     for s, en in i.segs:
-                        if en - max(s, t) >= 1000000 and en > t:
+                        if en - max(s, t) >= need and en > t:
                             cand = max(s, t)
                             ok_at = cand if ok_at is None else min(ok_at, cand)
                 if ok_at is not None:
