@@ -70,6 +70,13 @@ typedef struct dispatchd_worker_opts {
     const char *redis_ca_file;
     const char *redis_cert_file;
     const char *redis_key_file;
+    /* Redis Sentinel (docs/redis.md): with redis_sentinel set, redis_url must
+     * be NULL; the primary of redis_master_name is asked from the sentinels
+     * before every connect and followed across failovers. */
+    const char *redis_sentinel;          /* "host:port[,host:port...]" or NULL */
+    const char *redis_master_name;       /* required with redis_sentinel */
+    const char *redis_sentinel_password; /* the sentinels' password, or NULL */
+    int redis_db;                        /* with redis_sentinel (default 0) */
 } dispatchd_worker_opts;
 
 /* Registers at once and then heartbeats on loop. Returns 0, or < 0 with a

@@ -61,13 +61,23 @@ WF_TYPE = "dispatchd.dispatcher"
 
 # ---------------------------------------------------------------- Redis (RESP)
 class Redis:
-    def __init__(self, port, host="127.0.0.1", timeout=1.0):
+    def __init__(self, port, host="127.0.0.1", timeout=1.0, sentinel=None):
         self.addr = (host, port)
         self.timeout = timeout
         self.sock = None
         self.buf = b""
+        # (sentinel port, master name): the primary is asked for at every
+        # (re)connect, so the watch follows failovers (run.sh SENTINEL=1)
+        self.sentinel = sentinel
 
     def _connect(self):
+        if self.sentinel:
+            s = Redis(self.sentinel[0], timeout=self.timeout)
+            try:
+                host, port = s.call("SENTINEL", "get-master-addr-by-name", self.sentinel[1])
+            finally:
+                s.close()
+            self.addr = (host, int(port))
         self.sock = socket.create_connection(self.addr, timeout=self.timeout)
         self.buf = b""
 
@@ -145,6 +155,10 @@ return {out, idx, w}
 """
 
 
+def sentinel_of(a):
+    return (a.sentinel_port, a.master_name) if getattr(a, "sentinel_port", 0) else None
+
+
 def redis_snapshot(r):
     recs_raw, idx_raw, w_raw = r.call("EVAL", SNAPSHOT_LUA, 0)
     recs = {}
@@ -212,7 +226,7 @@ def cmd_watch(a):
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     out = open(os.path.join(a.dir, "watch.jsonl"), "a", buffering=1)
-    r = Redis(a.redis_port, timeout=0.5) if a.redis_port else None
+    r = Redis(a.redis_port, timeout=0.5, sentinel=sentinel_of(a)) if a.redis_port else None
     q = "WorkflowType='%s' AND ExecutionStatus='Running'" % a.workflow_type
     last_r = last_t = None
     last_r_err = last_t_err = None
@@ -407,7 +421,7 @@ def cmd_check(a):
     rep["harness_events"] = kinds
     rep["restarts_and_crashes"] = sum(kinds.get(k, 0) for k in (
         "host_term", "host_kill9", "host_stop", "host_partition", "redis_stop", "temporal_stop",
-        "worker_kill9"))
+        "worker_kill9", "primary_failover", "primary_kill9"))
 
     # ---- I2: children acting at once
     all_ov = []
@@ -582,7 +596,9 @@ def cmd_check(a):
            "failover_partition": [],
            "takeover_at_start": [], "takeover_gap": [], "zombie_fenced_after_cont": [],
            "cleanup_kill9": [], "cleanup_kill9_temporal": [], "cleanup_kill9_redis": [],
-           "eviction": [], "redis_restart_disruption": [], "temporal_restart_disruption": []}
+           "eviction": [], "redis_restart_disruption": [], "temporal_restart_disruption": [],
+           "primary_failover_disruption": [], "primary_kill9_disruption": [],
+           "sentinel_switch_failover": [], "sentinel_switch_kill9": []}
     missing = []
 
     def rec_changed_after(wid, run, t):
@@ -658,22 +674,38 @@ def cmd_check(a):
                 missing.append("worker %s of %s killed at %d was never evicted" % (wsid, wid, t))
 
     # disruption of Redis / Temporal restarts: stop -> every dispatcher acting again
+    # a primary switch (run.sh SENTINEL=1): the sentinels' own switch time
+    # (action -> a sentinel names another primary, polled every 20 ms)
+    for i, e in enumerate(events):
+        if e["kind"] in ("primary_failover", "primary_kill9"):
+            for f in events[i + 1:]:
+                if f["kind"] == "primary_switched":
+                    lat["sentinel_switch_" + e["kind"][len("primary_"):]].append(f["t"] - e["t"])
+                    break
     for e in events:
-        if e["kind"] in ("redis_stop", "temporal_stop"):
+        if e["kind"] in ("redis_stop", "temporal_stop", "primary_failover", "primary_kill9"):
             t = e["t"]
             worst = 0
+            # a primary switch: continuously for longer than any acting
+            # deadline (threshold + 2 s), or an owner still writing to the
+            # old node would count as acting until its deadline stops it
+            need = 1000000
+            if e["kind"].startswith("primary_"):
+                need = int((a.stale_threshold_s + 2) * 1e6)
             for wid, insts in children.items():
-                # first moment after t at which some child acts continuously on wid for >= 1 s
+                # first moment after t at which some child acts continuously on wid for >= need
                 ok_at = None
                 for i in insts:
                     for s, en in i.segs:
-                        if en - max(s, t) >= 1000000 and en > t:
+                        if en - max(s, t) >= need and en > t:
                             cand = max(s, t)
                             ok_at = cand if ok_at is None else min(ok_at, cand)
                 if ok_at is not None:
                     worst = max(worst, ok_at - t)
-            lat["redis_restart_disruption" if e["kind"] == "redis_stop" else
-                "temporal_restart_disruption"].append(worst)
+            lat[{"redis_stop": "redis_restart_disruption",
+                 "temporal_stop": "temporal_restart_disruption",
+                 "primary_failover": "primary_failover_disruption",
+                 "primary_kill9": "primary_kill9_disruption"}[e["kind"]]].append(worst)
     rep["latency_ms"] = {k: dist(v) for k, v in lat.items()}
     rep["gap_after_takeover_note"] = "takeover_gap = new child start - previous child end (negative = overlap)"
     for m in missing[:50]:
@@ -710,7 +742,7 @@ def cmd_check(a):
     # ---- I4: the settled end state, read live
     if a.final:
         try:
-            r = Redis(a.redis_port, timeout=2)
+            r = Redis(a.redis_port, timeout=2, sentinel=sentinel_of(a))
             snap = redis_snapshot(r)
             running = list_executions(a.temporal_url, "WorkflowType='%s' AND ExecutionStatus='Running'" % WF_TYPE)
             run_by_wid = {}
@@ -821,6 +853,10 @@ def main():
     w.add_argument("--temporal-interval-ms", type=float, default=250)
     w.add_argument("--max-seconds", type=float, default=7200)
     w.add_argument("--workflow-type", default=WF_TYPE)
+    for x in (w,):
+        x.add_argument("--sentinel-port", type=int, default=0,
+                       help="read the primary a sentinel names for --master-name instead")
+        x.add_argument("--master-name", default="")
     c = sub.add_parser("check")
     c.add_argument("--dir", required=True)
     c.add_argument("--temporal-url", required=True)
@@ -832,6 +868,9 @@ def main():
     c.add_argument("--failover-limit-s", type=float, default=30)
     c.add_argument("--history-sample", type=int, default=200)
     c.add_argument("--final", action="store_true", help="check the settled end state (I4) live")
+    c.add_argument("--sentinel-port", type=int, default=0,
+                   help="read the primary a sentinel names for --master-name instead")
+    c.add_argument("--master-name", default="")
     c.add_argument("--enforce-targets", action="store_true")
     c.add_argument("--latency-factor", type=float, default=1.0,
                    help="stretch the latency targets' slack by this factor (>= 1)")

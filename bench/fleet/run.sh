@@ -18,6 +18,14 @@
 #                       a paused VM) or "both" (alternating, daemon first)
 #   REDIS_RESTARTS (1)  graceful Redis restart (RDB kept), REDIS_DOWN_S (1) down
 #   TEMPORAL_RESTARTS (1) Temporal dev server restart (same sqlite file)
+#   SENTINEL (0)        1: Redis is a primary, a replica and three sentinels (quorum
+#                       2, down-after SENTINEL_DOWN_MS (1000)) of its own, not the
+#                       stack's; hosts, reconcile, workers and the checker use
+#                       --redis-sentinel (PARTITIONS not supported with it)
+#   PRIMARY_SWITCHES (0) with SENTINEL=1: alternately SENTINEL FAILOVER and kill -9
+#                       of the primary (restarted as a replica of the new one); the
+#                       checker reports the sentinels' switch time and the time until
+#                       every dispatcher acts again
 #   WORKER_KILLS (0)    kill -9 of a random worker sidecar, then a new one
 #   PARTITIONS (0)      network faults: every host then reaches Redis and Temporal
 #                       through its own netfault proxy (tests/support/netfault_proxy.py);
@@ -76,6 +84,7 @@ ROLLING_ROUNDS=${ROLLING_ROUNDS:-1}; KILLS=${KILLS:-5}; STOPS=${STOPS:-2}
 STOP_SCOPE=${STOP_SCOPE:-daemon}
 REDIS_RESTARTS=${REDIS_RESTARTS:-1}; REDIS_DOWN_S=${REDIS_DOWN_S:-1}
 TEMPORAL_RESTARTS=${TEMPORAL_RESTARTS:-1}; WORKER_KILLS=${WORKER_KILLS:-0}
+SENTINEL=${SENTINEL:-0}; PRIMARY_SWITCHES=${PRIMARY_SWITCHES:-0}; SENTINEL_DOWN_MS=${SENTINEL_DOWN_MS:-1000}
 PARTITIONS=${PARTITIONS:-0}; PARTITION_MODES=${PARTITION_MODES:-whole redis temporal asym}
 SKEWS=${SKEWS:-}; SKEW_HOLDS=${SKEW_HOLDS:-0}; SKEW_HOLD_S=${SKEW_HOLD_S:-$((THRESH_S * 4))}
 read -r -a SKEW_OF <<<"$SKEWS"
@@ -111,6 +120,13 @@ case $MODE in
     fi ;;
   *) die "MODE must be marker or workflow, not '$MODE'" ;;
 esac
+if [ "$SENTINEL" = 1 ]; then
+  command -v redis-sentinel >/dev/null || die "redis-sentinel missing (scripts/install-deps.sh)"
+  [ "$PARTITIONS" = 0 ] || die "PARTITIONS and SENTINEL=1 do not go together (the proxies route to one Redis)"
+  [ "$REDIS_RESTARTS" = 0 ] || { log "SENTINEL=1: REDIS_RESTARTS=$REDIS_RESTARTS ignored (the stack's Redis is not used; PRIMARY_SWITCHES)"; REDIS_RESTARTS=0; }
+elif [ "$PRIMARY_SWITCHES" -gt 0 ]; then
+  die "PRIMARY_SWITCHES needs SENTINEL=1"
+fi
 if [ "$RECONCILE" = auto ]; then
   if "$DISPATCHD" reconcile --help >/dev/null 2>&1; then RECONCILE=1; else RECONCILE=0; fi
 fi
@@ -121,7 +137,7 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$T/sanitizer"
 D=${OUT:-$T/out}
 mkdir -p "$D" "$T/hosts"
 : >"$D/events.log"; : >"$D/children.log"
-declare -A HPID=() WPID=() PXPID=() SPID=()
+declare -A HPID=() WPID=() PXPID=() SPID=() RSPID=()
 EPIDS=()   # etcdctl lock holders (session leaders)
 ETCD_PID=""; WATCH_PID=""; WATCHDOG=""; STACK_UP=0
 BAD_EXITS=0 # dispatchd processes that exited other than expected
@@ -175,11 +191,18 @@ cleanup() {
     [ "$st" = 0 ] || { log "FAIL: SDK worker pid $p exited $st after TERM (expected 0)"; BAD_EXITS=$((BAD_EXITS + 1)); }
   done
   [ -n "$ETCD_PID" ] && { all+=("$ETCD_PID"); kill -TERM "$ETCD_PID" 2>/dev/null; wait "$ETCD_PID" 2>/dev/null; }
+  # SENTINEL=1: our redis-servers and sentinels, after the hosts
+  for p in "${RSPID[@]}"; do all+=("$p"); kill -TERM "$p" 2>/dev/null; done
+  for p in "${RSPID[@]}"; do
+    end=$((SECONDS + 10)); while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.05; done
+    wait "$p" 2>/dev/null
+  done
   for p in "${all[@]}"; do kill -KILL "$p" 2>/dev/null; done
   [ $STACK_UP = 1 ] && "$DISPATCHD" stack stop "${SCOPE[@]}" "${PORTS[@]}" --stop-timeout 10s >/dev/null 2>&1
   if [ -n "${OUT:-}" ]; then
     cp "$T"/hosts/*.log "$D/" 2>/dev/null
     cp "$T/stack/"*.log "$D/" 2>/dev/null
+    cp "$T"/redis-*.log "$T"/sentinel-*.log "$D/" 2>/dev/null # SENTINEL=1
   fi
   local f san=0
   while IFS= read -r f; do
@@ -214,6 +237,7 @@ EOF
   PORTS=(--redis-port "$RP" --temporal-port "$TP" --temporal-http-port "$THP")
   U=http://127.0.0.1:$THP
   RURL=redis://127.0.0.1:$RP/0
+  RARGS=(--redis-url "$RURL")
 }
 
 # ---- stack -------------------------------------------------------------------------
@@ -229,6 +253,47 @@ for try in 1 2 3; do
   log "stack did not start (try $try); picking other ports"
 done
 log "stack up: redis $RP, temporal $U"
+
+# ---- SENTINEL=1: a replicated Redis behind three sentinels -------------------------
+free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start_rs() { # port [args]: a redis-server of ours (pid in RSPID[port])
+  local port=$1; shift
+  mkdir -p "$T/redis-$port"
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$T/redis-$port" \
+    --loglevel warning "$@" >>"$T/redis-$port.log" 2>&1 &
+  RSPID[$port]=$!
+  local i; for i in $(seq 1 300); do redis-cli -p "$port" ping >/dev/null 2>&1 && return 0; sleep 0.05; done
+  die "redis on $port did not start"
+}
+primary() { redis-cli -p "$SEN1" sentinel get-master-addr-by-name fleet 2>/dev/null | sed -n 2p; }
+if [ "$SENTINEL" = 1 ]; then
+  RPRI=$(free_port); start_rs "$RPRI"
+  RREP=$(free_port); start_rs "$RREP" --replicaof 127.0.0.1 "$RPRI"
+  SENTS=""
+  for j in 1 2 3; do
+    sp=$(free_port); mkdir -p "$T/sentinel-$sp"
+    printf 'port %s\nbind 127.0.0.1\ndir %s\nsentinel monitor fleet 127.0.0.1 %s 2\nsentinel down-after-milliseconds fleet %s\nsentinel failover-timeout fleet 4000\n' \
+      "$sp" "$T/sentinel-$sp" "$RPRI" "$SENTINEL_DOWN_MS" >"$T/sentinel-$sp/sentinel.conf"
+    redis-sentinel "$T/sentinel-$sp/sentinel.conf" >>"$T/sentinel-$sp.log" 2>&1 &
+    RSPID[s$j]=$!
+    [ "$j" = 1 ] && SEN1=$sp
+    SENTS=${SENTS:+$SENTS,}127.0.0.1:$sp
+  done
+  for _ in $(seq 1 600); do
+    ok=1
+    for sp in ${SENTS//127.0.0.1:/}; do sp=${sp%,}
+      [ "$(redis-cli -p "$sp" sentinel master fleet 2>/dev/null | awk 'p{print; exit} /^num-other-sentinels$/{p=1}')" = 2 ] || ok=0
+      [ "$(redis-cli -p "$sp" sentinel master fleet 2>/dev/null | awk 'p{print; exit} /^num-slaves$/{p=1}')" = 1 ] || ok=0
+    done
+    [ $ok = 1 ] && break; sleep 0.1
+  done
+  [ $ok = 1 ] || die "the sentinels did not find each other and the replica"
+  for _ in $(seq 1 600); do redis-cli -p "$RREP" info replication | grep -q master_link_status:up && break; sleep 0.05; done
+  RARGS=(--redis-sentinel "$SENTS" --redis-master-name fleet)
+  RP=$RPRI
+  log "sentinel: primary $RPRI, replica $RREP, sentinels $SENTS (down-after ${SENTINEL_DOWN_MS} ms)"
+fi
+CHECK_REDIS=(--redis-port "$RP"); [ "$SENTINEL" = 1 ] && CHECK_REDIS+=(--sentinel-port "$SEN1" --master-name fleet)
 
 DISP=(); WIDS=()
 for q in $(seq 1 "$M"); do DISP+=(--dispatcher "fleet/q$q"); WIDS+=("dispatcher-fleet-q$q"); done
@@ -252,7 +317,7 @@ if [ "$MODE" = workflow ]; then
   done
   log "$SDK_WORKERS SDK workers up on $QS (continue-as-new every $CAS_EVERY)"
 else
-  $PY "$here/checker.py" watch --dir "$D" --redis-port "$RP" --temporal-url "$U" \
+  $PY "$here/checker.py" watch --dir "$D" "${CHECK_REDIS[@]}" --temporal-url "$U" \
     --max-seconds "$MAX_SECONDS" 2>"$T/watch.err" &
   WATCH_PID=$!
 fi
@@ -290,7 +355,8 @@ start_host() { # h
   local mode_args=(--stop-timeout 5s -- "${child[@]}" -S "$here/child.py" "$D/children.log")
   # workflow mode: the user's workflow acts, no child command
   [ "$MODE" = workflow ] && mode_args=(--workflow-type DispatcherWorkflow --input '{}' --input-server-id-field server_id)
-  "${pre[@]}" "$DISPATCHD" run "${DISP[@]}" --temporal-url "$u" --redis-url "$r" --server-id "$1" \
+  local red=(--redis-url "$r"); [ "$SENTINEL" = 1 ] && red=("${RARGS[@]}")
+  "${pre[@]}" "$DISPATCHD" run "${DISP[@]}" --temporal-url "$u" "${red[@]}" --server-id "$1" \
     --heartbeat-interval "$HB" --stale-threshold "$THRESH" --metrics-listen 127.0.0.1:0 \
     --reconcile-interval "$RECONCILE_INTERVAL" "${mode_args[@]}" \
     </dev/null >>"$T/hosts/$1.log" 2>&1 &
@@ -369,7 +435,7 @@ expect_killed() { # pid name: reaps a process we sent kill -9; anything but 137 
 reconcile() {
   [ "$RECONCILE" = 1 ] || return 0
   local rc=0
-  timeout 30 "$DISPATCHD" reconcile --temporal-url "$U" --redis-url "$RURL" \
+  timeout 30 "$DISPATCHD" reconcile --temporal-url "$U" "${RARGS[@]}" \
     --stale-threshold "$THRESH" >>"$T/reconcile.out" 2>>"$T/reconcile.log" || rc=$?
   ev reconcile "$rc"
 }
@@ -384,7 +450,7 @@ log "$N hosts up; h$N owns all $M dispatchers"
 WSEQ=0
 start_worker() { # q
   WSEQ=$((WSEQ + 1)); local sid=w$WSEQ
-  "$DISPATCHD" worker --dispatcher "fleet/q$1" --server-id "$sid" --redis-url "$RURL" \
+  "$DISPATCHD" worker --dispatcher "fleet/q$1" --server-id "$sid" "${RARGS[@]}" \
     --heartbeat-interval "$HB" </dev/null >>"$T/hosts/workers.log" 2>&1 &
   WPID[$sid]=$!
   echo "$sid fleet/q$1" >>"$T/workers"
@@ -509,6 +575,56 @@ redis_restarts() {
     reconcile
   done
 }
+all_see_promotable() { # port: every sentinel lists it as a replica with priority 100
+  local sp
+  for sp in ${SENTS//,/ }; do
+    redis-cli -p "${sp#127.0.0.1:}" sentinel replicas fleet 2>/dev/null |
+      awk -v p="$1" '/^port$/{getline; cur=$0} /^slave-priority$/{getline; if (cur==p && $0==100) f=1} END{exit !f}' ||
+      return 1
+  done
+}
+primary_switches() { # SENTINEL=1: SENTINEL FAILOVER and kill -9 of the primary, alternately
+  local k old new end
+  for k in $(seq 1 "$PRIMARY_SWITCHES"); do
+    old=$(primary)
+    if [ $((k % 2)) = 1 ]; then
+      ev primary_failover "$old"
+      redis-cli -p "$SEN1" sentinel failover fleet >>"$T/sentinel-cmds.out" 2>&1
+    else
+      ev primary_kill9 "$old"; kill -KILL "${RSPID[$old]}"; wait "${RSPID[$old]}" 2>/dev/null || true
+    fi
+    end=$((SECONDS + SETTLE_S))
+    while new=$(primary); [ -z "$new" ] || [ "$new" = "$old" ]; do
+      [ $SECONDS -lt $end ] || die "the sentinels did not switch away from $old within ${SETTLE_S}s"
+      sleep 0.02
+    done
+    ev primary_switched "$new"
+    if [ $((k % 2)) = 0 ]; then
+      # back empty (no persistence): promotable only once it has synced, or
+      # a failover can pick it and lose everything (seen at down-after
+      # 500 ms under load: a second failover promoted it 0.8 s after its start)
+      start_rs "$old" --replicaof 127.0.0.1 "$new" --replica-priority 0; ev primary_old_restarted "$old"
+    fi
+    # the next switch needs a replica in sync with the primary (whichever it is now)
+    end=$((SECONDS + SETTLE_S))
+    until [ "$(redis-cli -p "$old" info replication 2>/dev/null | tr -d '\r' | grep -c -e role:slave -e master_link_status:up -e "master_port:$(primary)\$")" = 3 ]; do
+      [ $SECONDS -lt $end ] || die "the old primary $old did not follow the primary $(primary) within ${SETTLE_S}s"
+      sleep 0.05
+    done
+    if [ $((k % 2)) = 0 ]; then
+      redis-cli -p "$old" config set replica-priority 100 >/dev/null
+      # every sentinel must know it is promotable again before the next kill
+      end=$((SECONDS + SETTLE_S))
+      until all_see_promotable "$old"; do
+        [ $SECONDS -lt $end ] || die "the sentinels did not see $old as promotable within ${SETTLE_S}s"
+        sleep 0.1
+      done
+    fi
+    wait_settled "primary switch $k ($old -> $new)" || true
+    reconcile
+    log "primary switch $k/$PRIMARY_SWITCHES: $old -> $new"
+  done
+}
 temporal_restarts() {
   local k
   for k in $(seq 1 "$TEMPORAL_RESTARTS"); do
@@ -594,7 +710,7 @@ idle() {
 
 {
   echo "date_utc=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "command=MODE=$MODE SDK_WORKERS=$SDK_WORKERS CAS_EVERY=$CAS_EVERY N=$N M=$M W=$W HB=$HB THRESH_S=$THRESH_S THRESH=$THRESH ROLLING_ROUNDS=$ROLLING_ROUNDS KILLS=$KILLS STOPS=$STOPS STOP_SCOPE=$STOP_SCOPE REDIS_RESTARTS=$REDIS_RESTARTS TEMPORAL_RESTARTS=$TEMPORAL_RESTARTS WORKER_KILLS=$WORKER_KILLS PARTITIONS=$PARTITIONS SKEWS=\"$SKEWS\" SKEW_HOLDS=$SKEW_HOLDS ETCD_KILLS=$ETCD_KILLS ETCD_TTL=$ETCD_TTL IDLE_S=$IDLE_S WINDOW_MS=$WINDOW_MS bench/fleet/run.sh"
+  echo "command=MODE=$MODE SDK_WORKERS=$SDK_WORKERS CAS_EVERY=$CAS_EVERY N=$N M=$M W=$W HB=$HB THRESH_S=$THRESH_S THRESH=$THRESH ROLLING_ROUNDS=$ROLLING_ROUNDS KILLS=$KILLS STOPS=$STOPS STOP_SCOPE=$STOP_SCOPE REDIS_RESTARTS=$REDIS_RESTARTS TEMPORAL_RESTARTS=$TEMPORAL_RESTARTS SENTINEL=$SENTINEL PRIMARY_SWITCHES=$PRIMARY_SWITCHES SENTINEL_DOWN_MS=$SENTINEL_DOWN_MS WORKER_KILLS=$WORKER_KILLS PARTITIONS=$PARTITIONS SKEWS=\"$SKEWS\" SKEW_HOLDS=$SKEW_HOLDS ETCD_KILLS=$ETCD_KILLS ETCD_TTL=$ETCD_TTL IDLE_S=$IDLE_S WINDOW_MS=$WINDOW_MS bench/fleet/run.sh"
   echo "nproc=$(nproc)"
   echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
   echo "mem=$(awk '/MemTotal/{print $2" kB"}' /proc/meminfo)"
@@ -616,6 +732,7 @@ if [ "$PARTITIONS" -gt 0 ]; then partitions; fi
 if [ "$WORKER_KILLS" -gt 0 ]; then worker_kills; fi
 if [ "$REDIS_RESTARTS" -gt 0 ]; then redis_restarts; fi
 if [ "$TEMPORAL_RESTARTS" -gt 0 ]; then temporal_restarts; fi
+if [ "$PRIMARY_SWITCHES" -gt 0 ]; then primary_switches; fi
 # quiet period: whatever the last scenario set in motion (reconciler cycles,
 # late failovers) happens now, so the end state the checker reads is settled
 wait_settled "end" || true
@@ -643,7 +760,7 @@ if [ "$MODE" = workflow ]; then
     --stale-threshold-s "$THRESH_S" "${extra[@]}" | tee "$D/report.txt"
   rc=${PIPESTATUS[0]}
 else
-  $PY "$here/checker.py" check --dir "$D" --temporal-url "$U" --redis-port "$RP" \
+  $PY "$here/checker.py" check --dir "$D" --temporal-url "$U" "${CHECK_REDIS[@]}" \
     --window-ms "$WINDOW_MS" --stale-threshold-s "$THRESH_S" --final "${extra[@]}" | tee "$D/report.txt"
   rc=${PIPESTATUS[0]}
 fi

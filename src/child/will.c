@@ -28,6 +28,13 @@ void dd_will_pack(dd_buf *out, const dd_will *w)
     dd_will_put(out, "tls_ca_file", w->tls_ca_file);
     dd_will_put(out, "tls_cert_file", w->tls_cert_file);
     dd_will_put(out, "tls_key_file", w->tls_key_file);
+    if (w->sentinels && *w->sentinels) {
+        dd_will_put(out, "sentinels", w->sentinels);
+        dd_will_put(out, "master_name", w->master_name);
+        dd_will_put(out, "sentinel_password", w->sentinel_password);
+        snprintf(n, sizeof(n), "%d", w->db);
+        dd_will_put(out, "db", n);
+    }
     dd_will_put(out, "workflow_id", w->workflow_id);
     dd_will_put(out, "run_id", w->run_id);
     dd_will_put(out, "first_run_id", w->first_run_id && *w->first_run_id ? w->first_run_id : NULL);
@@ -65,6 +72,14 @@ int dd_will_unpack(char *data, size_t len, dd_will *w)
             w->tls_cert_file = val;
         else if (!strcmp(key, "tls_key_file"))
             w->tls_key_file = val;
+        else if (!strcmp(key, "sentinels"))
+            w->sentinels = val;
+        else if (!strcmp(key, "master_name"))
+            w->master_name = val;
+        else if (!strcmp(key, "sentinel_password"))
+            w->sentinel_password = val;
+        else if (!strcmp(key, "db"))
+            w->db = atoi(val);
         else if (!strcmp(key, "workflow_id"))
             w->workflow_id = val;
         else if (!strcmp(key, "run_id"))
@@ -159,12 +174,16 @@ int dd_will_run(const dd_will *w, dd_log *log, int64_t timeout_ms, char *holder,
         return DD_EINVAL;
     }
     dd_ctx ctx = {.loop = &loop, .log = log};
-    dd_store_opts so = {.url = w->url,
+    dd_store_opts so = {.url = w->sentinels && *w->sentinels ? NULL : w->url,
                         .username = w->username,
                         .password = w->password,
                         .tls_ca_file = w->tls_ca_file,
                         .tls_cert_file = w->tls_cert_file,
                         .tls_key_file = w->tls_key_file,
+                        .sentinels = w->sentinels,
+                        .master_name = w->master_name,
+                        .sentinel_password = w->sentinel_password,
+                        .db = w->db,
                         .cmd_timeout_ms = 1000,
                         .reconnect_base_ms = 50,
                         .reconnect_cap_ms = 200};

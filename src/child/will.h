@@ -17,7 +17,7 @@
  * before the guard starts: never argv, which `ps` shows, nor the
  * environment, which the child would inherit). The guard reads it only when
  * it needs it. Every connection setting the daemon's store uses must be in
- * here (url, user, password, the TLS files): dd_will_pack and
+ * here (url, user, password, the TLS files, the sentinels): dd_will_pack and
  * dd_will_run are the one place that carries them across.
  *
  * A frozen dispatchd (SIGSTOP, a hung loop) is not dead: its guard stops the
@@ -40,6 +40,9 @@ typedef struct dd_will {
     /* the connection (secrets: the packed form is wiped after use) */
     const char *url, *username, *password;
     const char *tls_ca_file, *tls_cert_file, *tls_key_file; /* rediss:// (paths) */
+    /* --redis-sentinel: the primary is asked from these (url then unused) */
+    const char *sentinels, *master_name, *sentinel_password;
+    int db;
     /* the fenced release (dd_store_let_go_args) */
     const char *workflow_id, *run_id, *first_run_id, *server_id;
     int64_t epoch;

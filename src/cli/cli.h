@@ -80,7 +80,10 @@ int dd_cli_temporal_new(dd_cli *cli, const dd_ctx *ctx, struct dd_temporal **out
 
 /* --redis-url, or the local Redis port. Static. Never print it: */
 const char *dd_cli_redis_url(const dd_cli *cli);
-/* the same with any user:password replaced by "***", for messages. Static. */
+/* --redis-sentinel is set: the address comes from the sentinels. */
+bool dd_cli_redis_sentinel(const dd_cli *cli);
+/* the same with any user:password replaced by "***", for messages (with
+ * Sentinel: the master name and the sentinels). Static. */
 const char *dd_cli_redis_url_safe(const dd_cli *cli);
 /* Opens the Redis store from the configuration (URL, password from env or
  * file). Returns 0, or an exit code after printing why. */

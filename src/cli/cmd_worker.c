@@ -61,7 +61,21 @@ int dd_cmd_worker(dd_cli *cli)
     /* The real URL: a password in it is the worker's to use (the store
      * registers it as a log secret). The ***-masked one is for messages. */
     dd_cli_redis_password_warn(cli);
-    dispatchd_worker_opts o = {.redis_url = dd_cli_redis_url(cli),
+    char *spw = NULL;
+    if (dd_cli_redis_sentinel(cli) &&
+        dd_config_secret("DISPATCHD_REDIS_SENTINEL_PASSWORD",
+                         cli->cfg.redis_sentinel_password_file, &spw, err, sizeof(err)) < 0) {
+        free(project);
+        free(queue);
+        dd_secret_free(pw);
+        return dd_cli_usage_error(cli, "--redis-sentinel-password-file: %s", err);
+    }
+    dispatchd_worker_opts o = {.redis_url = dd_cli_redis_sentinel(cli) ? NULL
+                                                                        : dd_cli_redis_url(cli),
+                               .redis_sentinel = cli->cfg.redis_sentinel,
+                               .redis_master_name = cli->cfg.redis_master_name,
+                               .redis_sentinel_password = spw,
+                               .redis_db = cli->cfg.redis_db,
                                .redis_password = pw,
                                .project = project,
                                .queue = queue,
@@ -79,6 +93,7 @@ int dd_cmd_worker(dd_cli *cli)
     free(project);
     free(queue);
     dd_secret_free(pw);
+    dd_secret_free(spw);
     int code = DD_EXIT_OK;
     if (rc < 0) {
         code = dd_cli_usage_error(cli, "%s", err);

@@ -140,18 +140,40 @@ int dd_cli_store_open(dd_cli *cli, const dd_ctx *ctx, dd_store **out)
                         .tls_ca_file = cli->cfg.redis_ca_file,
                         .tls_cert_file = cli->cfg.redis_cert_file,
                         .tls_key_file = cli->cfg.redis_key_file};
+    char *spw = NULL;
+    bool sentinel = dd_cli_redis_sentinel(cli);
+    if (sentinel) {
+        if (dd_config_secret("DISPATCHD_REDIS_SENTINEL_PASSWORD",
+                             cli->cfg.redis_sentinel_password_file, &spw, err, sizeof(err)) < 0) {
+            dd_secret_free(pw);
+            return dd_cli_usage_error(cli, "--redis-sentinel-password-file: %s", err);
+        }
+        so.url = NULL;
+        so.sentinels = cli->cfg.redis_sentinel;
+        so.master_name = cli->cfg.redis_master_name;
+        so.sentinel_password = spw;
+        so.db = cli->cfg.redis_db;
+    }
+    so.wait_replicas = cli->cfg.redis_wait_replicas;
     int rc = dd_store_open(ctx, &so, out, err, sizeof(err));
     dd_secret_free(pw);
+    dd_secret_free(spw);
     if (rc < 0)
         return dd_cli_usage_error(cli, "%s: %s",
                                   user && *user && !strncmp(err, "redis user", 10)
                                       ? "--redis-username"
+                                  : sentinel                 ? "--redis-sentinel"
                                   : strstr(err, "TLS files") ? "--redis-url"
                                   : strstr(err, "file '")    ? "--redis-ca-file/--redis-cert-file/"
                                                                "--redis-key-file"
                                                              : "--redis-url",
                                   err);
     return 0;
+}
+
+bool dd_cli_redis_sentinel(const dd_cli *cli)
+{
+    return cli->cfg.redis_sentinel && *cli->cfg.redis_sentinel;
 }
 
 const char *dd_cli_redis_url_safe(const dd_cli *cli)
@@ -162,6 +184,12 @@ const char *dd_cli_redis_url_safe(const dd_cli *cli)
     if (safe)
         return safe;
     dd_buf b = DD_BUF_INIT;
+    if (dd_cli_redis_sentinel(cli)) {
+        dd_buf_printf(&b, "the primary of '%s' (sentinels %s)", cli->cfg.redis_master_name,
+                      cli->cfg.redis_sentinel);
+        safe = dd_buf_detach(&b);
+        return safe;
+    }
     const char *url = dd_cli_redis_url(cli);
     const char *scheme = strstr(url, "://");
     const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
@@ -219,6 +247,10 @@ int dd_cli_redis_fail(dd_cli *cli, dd_store *s, int st, const char *what)
     if (!detail)
         detail = "";
     bool has = *detail != '\0';
+    if (st == -ENOENT && dd_cli_redis_sentinel(cli))
+        /* a master name no sentinel knows: the configuration to change */
+        return dd_cli_refuse(cli, "cannot read %s from %s: %s", what, dd_cli_redis_url_safe(cli),
+                             has ? detail : "unknown master name (--redis-master-name)");
     if (st == -ENOTSUP)
         /* the wrong kind of server is bad input, like a malformed URL */
         return dd_cli_refuse(cli, "cannot read %s from %s: %s", what, dd_cli_redis_url_safe(cli),
@@ -226,10 +258,16 @@ int dd_cli_redis_fail(dd_cli *cli, dd_store *s, int st, const char *what)
     const char *hint;
     if (st == -EPERM)
         hint = "an ACL rule is missing (the login itself worked)";
-    else if (strstr(detail, "TLS"))
+    else if (strstr(detail, "TLS") && !dd_cli_redis_sentinel(cli))
         hint = "check --redis-ca-file (the CA that signed the server's certificate), the host "
                "in --redis-url (the certificate must name it) and, if the server wants one, "
                "--redis-cert-file/--redis-key-file";
+    else if (dd_cli_redis_sentinel(cli) && !strncmp(detail, "the sentinels", 13))
+        hint = "set the sentinels' password: DISPATCHD_REDIS_SENTINEL_PASSWORD or "
+               "--redis-sentinel-password-file";
+    else if (dd_cli_redis_sentinel(cli) && !strncmp(detail, "no sentinel", 11))
+        hint = "are the sentinels running there (--redis-sentinel HOST:PORT,...), and do they "
+               "monitor --redis-master-name?";
     else if ((st == -EACCES || strstr(detail, "WRONGPASS")) && dd_cli_redis_has_user(cli))
         hint = "check the user and its password: --redis-username or the URL's user, "
                "DISPATCHD_REDIS_PASSWORD or --redis-password-file (and that the ACL user is on)";

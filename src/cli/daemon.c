@@ -62,6 +62,7 @@ struct dd_daemon {
     dd_metric *m_subscribed;
     /* the last will's connection part (child/will.h): what the store uses */
     char *will_url, *will_user, *will_password; /* secrets: wiped when freed */
+    char *will_sentinel_password;               /* the same */
 };
 
 static bool dd_daemon_ready(void *arg, char *reason, size_t len)
@@ -101,6 +102,7 @@ static void dd_daemon_life_closed(uv_handle_t *h)
     dd_secret_free(d->will_url);
     dd_secret_free(d->will_user);
     dd_secret_free(d->will_password);
+    dd_secret_free(d->will_sentinel_password);
     free(d);
     if (done)
         done(arg);
@@ -310,6 +312,12 @@ static void dd_daemon_will(dd_owner *o, dd_buf *out, void *arg)
                      .tls_ca_file = d->cli->cfg.redis_ca_file,
                      .tls_cert_file = d->cli->cfg.redis_cert_file,
                      .tls_key_file = d->cli->cfg.redis_key_file};
+        if (dd_cli_redis_sentinel(d->cli)) {
+            w.sentinels = d->cli->cfg.redis_sentinel;
+            w.master_name = d->cli->cfg.redis_master_name;
+            w.sentinel_password = d->will_sentinel_password;
+            w.db = d->cli->cfg.redis_db;
+        }
         if (d->owners[i] == o && d->hbs[i] && d->will_url && dd_heartbeat_will(d->hbs[i], &w))
             dd_will_pack(out, &w);
     }
@@ -547,6 +555,10 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
                                : NULL;
             d->will_password = pw;
         }
+        if (dd_cli_redis_sentinel(cli) &&
+            dd_config_secret("DISPATCHD_REDIS_SENTINEL_PASSWORD",
+                             cli->cfg.redis_sentinel_password_file, &pw, werr, sizeof(werr)) == 0)
+            d->will_sentinel_password = pw;
     }
     uv_timer_init(ctx->loop, &d->life);
     d->life.data = d;

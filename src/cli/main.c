@@ -27,7 +27,8 @@ static const dd_opt *const dd_groups_up[] = {
 static const dd_opt *const dd_groups_run[] = {
     dd_opts_dispatcher, dd_opts_server_id, dd_opts_heartbeat, dd_opts_stale, dd_opts_reconcile,
     dd_opts_takeover, dd_opts_workflow, dd_opts_id_prefix, dd_opts_workflow_run, dd_opts_temporal,
-    dd_opts_stack_http, dd_opts_redis, dd_opts_metrics, dd_opts_stop, dd_opts_child, NULL};
+    dd_opts_stack_http, dd_opts_redis, dd_opts_redis_wait, dd_opts_metrics, dd_opts_stop,
+    dd_opts_child, NULL};
 static const dd_opt *const dd_groups_takeover[] = {dd_opts_server_id, dd_opts_takeover,
                                                   dd_opts_workflow, dd_opts_id_prefix,
                                                   dd_opts_temporal,

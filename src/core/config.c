@@ -81,6 +81,26 @@ const dd_opt dd_opts_redis[] = {
      "docs/redis.md)"},
     {"redis-password-file", "DISPATCHD_REDIS_PASSWORD_FILE", DD_OPT_STR, O(redis_password_file),
      "FILE", "file holding the Redis password (or env DISPATCHD_REDIS_PASSWORD)"},
+    {"redis-sentinel", "DISPATCHD_REDIS_SENTINEL", DD_OPT_STR, O(redis_sentinel),
+     "HOST:PORT[,...]", "find the Redis primary through these sentinels (instead of "
+     "--redis-url; port default 26379; needs --redis-master-name; docs/redis.md)"},
+    {"redis-master-name", "DISPATCHD_REDIS_MASTER_NAME", DD_OPT_STR, O(redis_master_name),
+     "NAME", "the master name the sentinels monitor (with --redis-sentinel)"},
+    {"redis-db", "DISPATCHD_REDIS_DB", DD_OPT_COUNT, O(redis_db), "N",
+     "the database number with --redis-sentinel (default 0; a --redis-url carries its own)"},
+    {"redis-sentinel-password-file", "DISPATCHD_REDIS_SENTINEL_PASSWORD_FILE", DD_OPT_STR,
+     O(redis_sentinel_password_file), "FILE",
+     "file holding the sentinels' password (or env DISPATCHD_REDIS_SENTINEL_PASSWORD; "
+     "none by default)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
+/* run only: the commands that claim and heartbeat */
+const dd_opt dd_opts_redis_wait[] = {
+    {"redis-wait-replicas", "DISPATCHD_REDIS_WAIT_REPLICAS", DD_OPT_COUNT,
+     O(redis_wait_replicas), "N",
+     "a claim or heartbeat counts only once WAIT confirms N replicas have it (default 0: "
+     "off; what is safe without it: docs/redis.md)"},
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
@@ -694,9 +714,52 @@ static bool dd_redis_url_is_local_port(const char *url, int port)
     return !errno && end != colon + 1 && (*end == '\0' || *end == '/') && p == port;
 }
 
+/* --redis-sentinel and --redis-master-name go together, and replace
+ * --redis-url / --redis-port (the address comes from the sentinels; db,
+ * user and password from --redis-db, --redis-username and the password
+ * options). */
+static int dd_config_check_sentinel(dd_config *cfg, const dd_opt *const *groups, char *err,
+                                    size_t errlen)
+{
+    if (!dd_has_group(groups, dd_opts_redis))
+        return 0;
+    bool sen = cfg->redis_sentinel && *cfg->redis_sentinel;
+    bool name = cfg->redis_master_name && *cfg->redis_master_name;
+    if (sen != name) {
+        dd_msgf(err, errlen, "%s needs %s (give both or neither)",
+                sen ? "--redis-sentinel" : "--redis-master-name",
+                sen ? "--redis-master-name" : "--redis-sentinel");
+        return DD_EINVAL;
+    }
+    if (!sen) {
+        if (dd_config_source(cfg, "redis-db") != DD_SRC_DEFAULT) {
+            dd_msgf(err, errlen, "--redis-db goes with --redis-sentinel; with --redis-url put "
+                                 "the db in the URL (redis://host:port/N)");
+            return DD_EINVAL;
+        }
+        return 0;
+    }
+    if (cfg->redis_url && *cfg->redis_url) {
+        dd_msgf(err, errlen, "--redis-sentinel and --redis-url both name the Redis to use; give "
+                             "only one (with Sentinel: --redis-db, --redis-username and the "
+                             "password options say the rest)");
+        return DD_EINVAL;
+    }
+    if (dd_has_group(groups, dd_opts_redis_port) &&
+        dd_config_source(cfg, "redis-port") != DD_SRC_DEFAULT) {
+        dd_msgf(err, errlen, "--redis-sentinel and --redis-port both name the Redis to use; "
+                             "give only one");
+        return DD_EINVAL;
+    }
+    return 0;
+}
+
 int dd_config_resolve_redis(dd_config *cfg, const dd_opt *const *groups, char *err,
                             size_t errlen)
 {
+    int rc = dd_config_check_sentinel(cfg, groups, err, errlen);
+    if (rc < 0)
+        return rc;
     if (!dd_has_group(groups, dd_opts_redis_port))
         return 0;
     dd_opt_src ps = dd_config_source(cfg, "redis-port");

@@ -61,6 +61,11 @@ typedef struct dd_config {
     const char *redis_ca_file;       /* rediss://: CA bundle; NULL: the system store */
     const char *redis_cert_file;     /* rediss:// mTLS: client certificate */
     const char *redis_key_file;      /* its key; NULL: in redis_cert_file */
+    const char *redis_sentinel;      /* "host:port,..." (docs/redis.md); "": none */
+    const char *redis_master_name;   /* with redis_sentinel */
+    const char *redis_sentinel_password_file; /* or env DISPATCHD_REDIS_SENTINEL_PASSWORD */
+    int redis_db;                    /* with redis_sentinel (a URL carries its own) */
+    int redis_wait_replicas;         /* run: WAIT N after claim/heartbeat; 0 off */
 
     /* ownership / reconciliation */
     const char *server_id;
@@ -131,6 +136,7 @@ extern const dd_opt dd_opts_stack[];
 extern const dd_opt dd_opts_temporal[];
 extern const dd_opt dd_opts_redis[];
 extern const dd_opt dd_opts_redis_port[];
+extern const dd_opt dd_opts_redis_wait[];
 extern const dd_opt dd_opts_metrics[];
 extern const dd_opt dd_opts_reconcile_metrics[];
 extern const dd_opt dd_opts_dispatcher[];

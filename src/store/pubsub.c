@@ -222,6 +222,12 @@ int dd_store_subscribe(dd_store *s, const dd_store_sub_opts *o, dd_store_sub **o
         dd_msgf(err, errlen, "dd_store_subscribe: the store is closing");
         return DD_ECANCELED;
     }
+    if (s->sentinel) {
+        /* SENTINEL: the subscription copies one address and would not follow
+         * a failover (not needed by anything yet) */
+        dd_msgf(err, errlen, "dd_store_subscribe: not supported through Sentinel yet");
+        return DD_EINVAL;
+    }
     dd_store_sub *sub = dd_xcalloc(1, sizeof(*sub));
     sub->loop = s->ctx.loop;
     sub->log = s->ctx.log;

@@ -470,9 +470,30 @@ static void owner_deliver(dd_store__req *r, int status)
                                  r->arg);
 }
 
+/* SENTINEL (--redis-wait-replicas): the WAIT after a claim or heartbeat
+ * decides whether it counts. true: rep was WAIT's, the request is done. */
+static bool wait_reply(dd_store__req *r, redisReply *rep)
+{
+    if (!r->wait_reply || r->nreplies != r->wait_reply)
+        return false;
+    dd_store__finish(r, dd_store__wait_result(r, rep));
+    return true;
+}
+
+/* The script's answer is in; with a WAIT behind it, a success waits for
+ * WAIT's verdict (an error or a fence is final at once). */
+static void script_done(dd_store__req *r)
+{
+    if (r->wait_reply && r->status == 0)
+        return;
+    dd_store__finish(r, 0);
+}
+
 /* {epoch, hb_ms} */
 static void claim_reply(dd_store__req *r, redisReply *rep)
 {
+    if (wait_reply(r, rep))
+        return;
     r->status = DD_EPROTO;
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
         rep->element[0]->type == REDIS_REPLY_INTEGER && is_str(rep->element[1]) &&
@@ -480,12 +501,14 @@ static void claim_reply(dd_store__req *r, redisReply *rep)
         r->owner.epoch = rep->element[0]->integer;
         r->status = 0;
     }
-    dd_store__finish(r, 0);
+    script_done(r);
 }
 
 /* {'ok'} or {'fenced', server, run, epoch} */
 static void fenced_reply(dd_store__req *r, redisReply *rep)
 {
+    if (wait_reply(r, rep))
+        return;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || !is_str(rep->element[0])) {
         r->status = DD_EPROTO;
     } else if (!strcmp(rep->element[0]->str, "fenced") && rep->elements == 4) {
@@ -504,7 +527,7 @@ static void fenced_reply(dd_store__req *r, redisReply *rep)
             (!is_str(rep->element[1]) || parse_i64(rep->element[1]->str, &r->owner.now_ms) < 0))
             r->status = DD_EPROTO;
     }
-    dd_store__finish(r, 0);
+    script_done(r);
 }
 
 static const dd_store__op claim_op = {"claim", claim_reply, owner_deliver,
@@ -527,12 +550,11 @@ int dd_store_claim(dd_store *s, const dd_store_claim_args *a, dd_store_owner_cb 
         return rc;
     r->owner.server_id = r->str[0] = dd_strdup(a->server_id);
     r->owner.run_id = r->str[1] = dd_strdup(a->run_id);
-    return end(r, dd_store__cmd(r, "EVAL", lua_claim, "3", hb, INDEX_KEY, ep, a->workflow_id,
-                                a->run_id, a->server_id, a->project, a->queue,
-                                I64(now, a->now_ms), I64(ttl, a->ttl_ms),
-                                a->first_run_id ? a->first_run_id : "",
-                                a->wf_type ? a->wf_type : "", a->nonce ? a->nonce : "",
-                                NULL));
+    rc = dd_store__cmd(r, "EVAL", lua_claim, "3", hb, INDEX_KEY, ep, a->workflow_id, a->run_id,
+                       a->server_id, a->project, a->queue, I64(now, a->now_ms),
+                       I64(ttl, a->ttl_ms), a->first_run_id ? a->first_run_id : "",
+                       a->wf_type ? a->wf_type : "", a->nonce ? a->nonce : "", NULL);
+    return end(r, rc < 0 ? rc : dd_store__add_wait(r));
 }
 
 int dd_store_heartbeat(dd_store *s, const char *wid, const char *run_id, int64_t epoch,
@@ -553,9 +575,9 @@ int dd_store_heartbeat_chain(dd_store *s, const char *wid, const char *run_id,
     if (!r)
         return rc;
     r->owner.epoch = epoch;
-    return end(r, dd_store__cmd(r, "EVAL", lua_heartbeat, "2", key, INDEX_KEY, wid, run_id,
-                                I64(e, epoch), I64(now, now_ms), I64(ttl, ttl_ms),
-                                first_run_id ? first_run_id : "", NULL));
+    rc = dd_store__cmd(r, "EVAL", lua_heartbeat, "2", key, INDEX_KEY, wid, run_id, I64(e, epoch),
+                       I64(now, now_ms), I64(ttl, ttl_ms), first_run_id ? first_run_id : "", NULL);
+    return end(r, rc < 0 ? rc : dd_store__add_wait(r));
 }
 
 int dd_store_release(dd_store *s, const char *wid, const char *run_id, int64_t epoch,

@@ -2,7 +2,9 @@
  *
  * Connection states (the connection itself: src/store/conn.h):
  *   DOWN        no connection; conn_timer waits out the reconnect backoff
- *   CONNECTING  connection exists, [AUTH] INFO [SELECT] PING in flight;
+ *   CONNECTING  (Sentinel: first no connection while the sentinels are
+ *               asked where the primary is, sentinel.c) then
+ *               connection exists, [AUTH] INFO [SELECT] PING in flight;
  *               conn_timer is the connect deadline; user commands are kept,
  *               not sent, so nothing can run unauthenticated or on the
  *               wrong db
@@ -14,6 +16,7 @@
  * (its pending count cleared): the connection never answers them. */
 #include "store/store_int.h"
 #include "store/conn.h"
+#include "store/sentinel.h"
 
 #include "net/tls.h"
 
@@ -208,6 +211,7 @@ static void dd_store_conn_start(dd_store *s);
 static void dd_store_conn_fail(dd_store *s, int status);
 static void dd_store_req_release(dd_store__req *r);
 static void dd_store_on_reply(void *arg, void *privdata, redisReply *rep);
+static void dd_store_on_reconnect_timer(uv_timer_t *t);
 
 struct dd_log *dd_store__log(const dd_store *s)
 {
@@ -226,7 +230,10 @@ const char *dd_store_last_error(const dd_store *s)
 
 const char *dd_store__addr(const dd_store *s, char *buf, size_t len)
 {
-    if (s->url.path)
+    if (s->sentinel && !s->url.host)
+        dd_msgf(buf, len, "master '%s' (sentinels %s)", dd_sentinel_master_name(s->sentinel),
+                dd_sentinel_addrs(s->sentinel));
+    else if (s->url.path)
         dd_msgf(buf, len, "unix:%s", s->url.path);
     else
         dd_msgf(buf, len, strchr(s->url.host, ':') ? "%s[%s]:%d" : "%s%s:%d",
@@ -247,6 +254,104 @@ static void dd_store_maybe_free(dd_store *s)
     free(s);
     if (done)
         done(arg);
+}
+
+/* ---- SENTINEL hooks (sentinel.h) ------------------------------------------ */
+
+static void dd_store_on_resolved(int status, const char *host, int port, void *arg)
+{
+    dd_store *s = arg;
+    if (s->state != ST_CONNECTING || s->conn)
+        return;
+    if (status < 0) {
+        dd_msgf(s->last_error, sizeof(s->last_error), "%s",
+                dd_sentinel_last_error(s->sentinel));
+        dd_store_conn_fail(s, status);
+        return;
+    }
+    free(s->url.host);
+    s->url.host = dd_strdup(host);
+    s->url.port = port;
+    s->resolved = true;
+    dd_store_conn_start(s);
+}
+
+/* A sentinel announced a new primary for our name: leave the old one now
+ * (do not wait for a READONLY) and connect to the new one at once. */
+static void dd_store_on_switch(const char *host, int port, void *arg)
+{
+    dd_store *s = arg;
+    if (s->state == ST_CLOSING)
+        return;
+    if (s->m_switches)
+        dd_metric_add(s->m_switches, NULL, 1);
+    bool same = (s->state == ST_READY || (s->state == ST_CONNECTING && s->conn)) && s->url.host &&
+                !strcmp(s->url.host, host) && s->url.port == port;
+    dd_info(s->ctx.log, "redis_primary_switch", "master=%s addr=%s:%d connected=%s",
+            dd_sentinel_master_name(s->sentinel), host, port, same ? "already" : "reconnect");
+    if (same)
+        return;
+    dd_msgf(s->last_error, sizeof(s->last_error), "sentinel announced a new primary %s:%d",
+            host, port);
+    dd_store_conn_fail(s, DD_EUNAVAIL);
+    if (s->state == ST_DOWN) {
+        /* straight to the announced primary (its role is still checked):
+         * another sentinel asked now may not have switched yet */
+        free(s->url.host);
+        s->url.host = dd_strdup(host);
+        s->url.port = port;
+        s->resolved = true;
+        uv_timer_stop(&s->conn_timer);
+        uv_timer_start(&s->conn_timer, dd_store_on_reconnect_timer, 0, 0);
+    }
+}
+
+/* A READONLY reply: the node we write to is a replica now (a failover we
+ * were not told about, or the sentinels' answer was behind). Drop the
+ * connection so the reconnect asks again; once per connection, however
+ * many operations were in flight. */
+static void dd_store_on_readonly(dd_store *s, const dd_store__req *r, const char *msg)
+{
+    char addr[300];
+    if (s->m_readonly)
+        dd_metric_add(s->m_readonly, NULL, 1);
+    if (r->gen != s->gen || s->state != ST_READY)
+        return;
+    dd_msgf(s->last_error, sizeof(s->last_error),
+            "redis at %s is a read-only replica now (%.120s); reconnecting to the primary",
+            dd_store__addr(s, addr, sizeof(addr)), msg);
+    dd_warn(s->ctx.log, "redis_readonly", "addr=%s op=%s error=%s", addr, r->op->name, msg);
+    dd_store_conn_fail(s, DD_EUNAVAIL);
+}
+
+int dd_store__add_wait(dd_store__req *r)
+{
+    dd_store *s = r->s;
+    char n[16], ms[24];
+    if (s->wait_replicas <= 0)
+        return 0;
+    snprintf(n, sizeof(n), "%d", s->wait_replicas);
+    snprintf(ms, sizeof(ms), "%lld", (long long)(s->cmd_timeout_ms / 2));
+    r->wait_reply = r->nreplies + r->pending + r->nqueued + 1;
+    return dd_store__cmd(r, "WAIT", n, ms, NULL);
+}
+
+int dd_store__wait_result(dd_store__req *r, const redisReply *rep)
+{
+    dd_store *s = r->s;
+    if (rep->type == REDIS_REPLY_INTEGER && rep->integer >= s->wait_replicas)
+        return 0;
+    if (s->m_wait_short)
+        dd_metric_add(s->m_wait_short, NULL, 1);
+    dd_msgf(s->last_error, sizeof(s->last_error),
+            "WAIT %d: only %lld replica(s) confirmed '%s' within %lld ms", s->wait_replicas,
+            rep->type == REDIS_REPLY_INTEGER ? (long long)rep->integer : -1LL, r->op->name,
+            (long long)(s->cmd_timeout_ms / 2));
+    dd_warn(s->ctx.log, "redis_wait_short", "op=%s want=%d acked=%lld timeout_ms=%lld",
+            r->op->name, s->wait_replicas,
+            rep->type == REDIS_REPLY_INTEGER ? (long long)rep->integer : -1LL,
+            (long long)(s->cmd_timeout_ms / 2));
+    return DD_ETIMEOUT;
 }
 
 static void dd_store_notify(dd_store *s, int status)
@@ -319,6 +424,24 @@ static void dd_store_handshake_reply(dd_store__req *r, redisReply *rep)
         dd_store__finish(r, -ENOTSUP);
         return;
     }
+    /* SENTINEL: a sentinel's answer can be behind; never write to a replica */
+    if (r->role_reply && r->nreplies == r->role_reply &&
+        (rep->type != REDIS_REPLY_STRING || !strstr(rep->str, "role:master"))) {
+        char addr[300], role[64] = "role:unknown";
+        const char *rp = rep->type == REDIS_REPLY_STRING ? strstr(rep->str, "role:") : NULL;
+        if (rp)
+            dd_msgf(role, sizeof(role), "%.*s", (int)strcspn(rp, "\r\n"), rp);
+        dd_msgf(s->last_error, sizeof(s->last_error),
+                "redis at %s is not the primary (INFO replication: %s) although a sentinel "
+                "named it for '%s': the sentinels are behind or a failover is under way; asking "
+                "them again",
+                dd_store__addr(s, addr, sizeof(addr)), role, dd_sentinel_master_name(s->sentinel));
+        /* the logger takes no %.*s: role is cut above */
+        dd_warn(s->ctx.log, "redis_not_primary", "addr=%s role=%s master=%s", addr, role + 5,
+                dd_sentinel_master_name(s->sentinel));
+        dd_store__finish(r, DD_EUNAVAIL);
+        return;
+    }
     if (r->pending > 0)
         return; /* PING is last: AUTH/INFO/SELECT errors finish before it */
     char addr[300];
@@ -328,8 +451,13 @@ static void dd_store_handshake_reply(dd_store__req *r, redisReply *rep)
     uv_timer_stop(&s->conn_timer);
     dd_backoff_reset(&s->backoff);
     s->last_error[0] = '\0';
-    dd_info(s->ctx.log, "redis_connected", "addr=%s db=%d", dd_store__addr(s, addr, sizeof(addr)),
-            s->url.db);
+    if (s->sentinel)
+        dd_info(s->ctx.log, "redis_connected", "addr=%s db=%d master=%s role=master",
+                dd_store__addr(s, addr, sizeof(addr)), s->url.db,
+                dd_sentinel_master_name(s->sentinel));
+    else
+        dd_info(s->ctx.log, "redis_connected", "addr=%s db=%d",
+                dd_store__addr(s, addr, sizeof(addr)), s->url.db);
     /* Now the commands kept while connecting go out, in submission order. */
     for (dd_store__req *q = s->head; q; q = q->next) {
         size_t n = q->nqueued;
@@ -364,6 +492,14 @@ static void dd_store_conn_start(dd_store *s)
     char err[256];
     if (s->state == ST_CLOSING)
         return;
+    /* SENTINEL: ask where the primary is before every connect */
+    if (s->sentinel && !s->resolved) {
+        s->gen++;
+        s->state = ST_CONNECTING;
+        dd_sentinel_resolve(s->sentinel, dd_store_on_resolved, s);
+        return;
+    }
+    s->resolved = false; /* used once: the next reconnect asks again */
     s->gen++;
     dd_store_conn_opts co = {
         .host = s->url.host,
@@ -399,6 +535,10 @@ static void dd_store_conn_start(dd_store *s)
     h->info_reply = (s->password ? 1 : 0) + 1;
     if (rc == 0)
         rc = dd_store__cmd(h, "INFO", "cluster", NULL);
+    if (rc == 0 && s->sentinel) { /* SENTINEL: the role check */
+        h->role_reply = h->info_reply + 1;
+        rc = dd_store__cmd(h, "INFO", "replication", NULL);
+    }
     if (rc == 0 && s->url.db != 0)
         rc = dd_store__cmd(h, "SELECT", db, NULL);
     if (rc == 0)
@@ -441,6 +581,8 @@ static void dd_store_conn_fail(dd_store *s, int status)
         return;
     s->gen++;
     s->state = ST_DOWN;
+    s->resolved = false;
+    dd_sentinel_cancel(s->sentinel); /* SENTINEL: a resolution in flight */
     if (s->handshake) {
         dd_store__req *h = s->handshake;
         s->handshake = NULL;
@@ -454,8 +596,9 @@ static void dd_store_conn_fail(dd_store *s, int status)
         return; /* a failed request's owner closed the store */
     int64_t delay = dd_backoff_next(&s->backoff);
     dd_warn(s->ctx.log, "redis_unavailable", "addr=%s err=%s error=%s retry_ms=%lld",
-            dd_store__addr(s, addr, sizeof(addr)), dd_strerror(status), s->last_error,
-            (long long)delay);
+            dd_store__addr(s, addr, sizeof(addr)),
+            status == -ENOENT && s->sentinel ? "unknown master name" : dd_strerror(status),
+            s->last_error, (long long)delay);
     uv_timer_stop(&s->conn_timer);
     uv_timer_start(&s->conn_timer, dd_store_on_reconnect_timer, (uint64_t)delay, 0);
     dd_store_notify(s, status);
@@ -469,6 +612,11 @@ static int dd_store_tls_setup(dd_store *s, const dd_store_opts *o, char *err, si
     bool files = (o->tls_ca_file && *o->tls_ca_file) || (o->tls_cert_file && *o->tls_cert_file) ||
                  (o->tls_key_file && *o->tls_key_file);
     if (!s->url.tls) {
+        if (files && s->sentinel) /* not built: docs/redis.md */
+            return url_fail(err, errlen,
+                            "TLS files (--redis-ca-file, --redis-cert-file, --redis-key-file) "
+                            "cannot be used with %s: TLS through Sentinel is not supported",
+                            "--redis-sentinel");
         if (files)
             return url_fail(err, errlen,
                             "TLS files (--redis-ca-file, --redis-cert-file, --redis-key-file) "
@@ -499,10 +647,34 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
     if (!ctx || !ctx->loop || !opts)
         return url_fail(err, errlen, "dd_store_open: %s", "missing loop or options");
     s = dd_xcalloc(1, sizeof(*s));
-    rc = dd_store_url_parse(opts->url, &s->url, err, errlen);
-    if (rc < 0)
-        goto out;
     s->ctx = *ctx;
+    if (opts->sentinels && *opts->sentinels) {
+        /* SENTINEL: the address comes from the sentinels, not a URL */
+        if (opts->url && *opts->url) {
+            rc = url_fail(err, errlen, "give either a redis url or sentinels%s, not both", "");
+            goto out;
+        }
+        dd_sentinel_opts so = {.addrs = opts->sentinels,
+                               .master_name = opts->master_name,
+                               .password = opts->sentinel_password,
+                               /* half the command timeout per sentinel: an
+                                * operation waiting for the connection can
+                                * outlive one silent sentinel */
+                               .timeout_ms = (opts->cmd_timeout_ms > 0 ? opts->cmd_timeout_ms
+                                                                       : 2000) / 2,
+                               .seed = opts->seed,
+                               .on_switch = dd_store_on_switch,
+                               .arg = s};
+        rc = dd_sentinel_open(ctx, &so, &s->sentinel, err, errlen);
+        if (rc < 0)
+            goto out;
+        s->url.db = opts->db;
+    } else {
+        rc = dd_store_url_parse(opts->url, &s->url, err, errlen);
+        if (rc < 0)
+            goto out;
+    }
+    s->wait_replicas = opts->wait_replicas;
     if (opts->password && *opts->password)
         s->password = dd_strdup(opts->password);
     else if (s->url.password && *s->url.password)
@@ -540,6 +712,26 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
         s->m_errors = dd_metrics_family(ctx->metrics, DD_COUNTER,
                                         "dispatchd_redis_command_errors_total",
                                         "Redis operations that failed, by error (timeout, unavailable, ...).", labels, NULL, 0);
+        /* all three always (at 0 when unused): the metrics contract is what
+         * every process exports (deploy/metrics.txt, test_up) */
+        s->m_readonly = dd_metrics_family(
+            ctx->metrics, DD_COUNTER, "dispatchd_redis_readonly_total",
+            "READONLY replies (the node written to had become a replica); each drops the "
+            "connection and asks again where the primary is.",
+            NULL, NULL, 0);
+        s->m_switches = dd_metrics_family(
+            ctx->metrics, DD_COUNTER, "dispatchd_redis_primary_switches_total",
+            "+switch-master announcements for our master name heard from a sentinel.", NULL,
+            NULL, 0);
+        s->m_wait_short = dd_metrics_family(
+            ctx->metrics, DD_COUNTER, "dispatchd_redis_wait_short_total",
+            "Claims and heartbeats that WAIT did not confirm on --redis-wait-replicas "
+            "replicas in time (they did not count).",
+            NULL, NULL, 0);
+        /* the series exist at 0 from the start (a rate needs a first sample) */
+        dd_metric_add(s->m_readonly, NULL, 0);
+        dd_metric_add(s->m_switches, NULL, 0);
+        dd_metric_add(s->m_wait_short, NULL, 0);
     }
     s->on_state = opts->on_state;
     s->state_arg = opts->state_arg;
@@ -551,6 +743,8 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
     s = NULL;
 out:
     if (s) {
+        if (s->sentinel)
+            dd_sentinel_close(s->sentinel);
         dd_store_url_release(&s->url);
         dd_secret_free(s->password);
         free(s->user);
@@ -596,6 +790,8 @@ void dd_store_close(dd_store *s, void (*done)(void *arg), void *arg)
         dd_store_conn_close(s->conn, NULL, NULL);
         s->conn = NULL;
     }
+    dd_sentinel_close(s->sentinel); /* SENTINEL */
+    s->sentinel = NULL;
     for (dd_store__req *r = s->head; r; r = r->next)
         uv_timer_stop(&r->timer);
     uv_timer_stop(&s->conn_timer);
@@ -704,6 +900,7 @@ void dd_store__finish(dd_store__req *r, int status)
                                          : status == -EACCES     ? "auth"
                                          : status == -EPERM      ? "noperm"
                                          : status == -ENOTSUP    ? "cluster"
+                                         : status == -ENOENT     ? "sentinel"
                                                                  : "protocol"),
                       1);
     r->op->deliver(r, status);
@@ -717,7 +914,12 @@ static void dd_store_on_reply(void *arg, void *privdata, redisReply *rep)
     r->pending--;
     r->nreplies++;
     if (!r->done) {
-        if (rep->type == REDIS_REPLY_ERROR) {
+        if (rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "READONLY", 8)) {
+            /* SENTINEL: a replica; not an error per operation (on_readonly) */
+            dd_store__finish(r, DD_EUNAVAIL);
+            if (!r->internal)
+                dd_store_on_readonly(s, r, rep->str);
+        } else if (rep->type == REDIS_REPLY_ERROR) {
             int st = dd_store__reply_error(s, r->op, rep);
             dd_store__finish(r, st);
             /* A Cluster redirect will not go away by retrying: drop the

@@ -79,9 +79,17 @@
  * hides INFO) fails the operation the same way and drops the connection
  * rather than let callers retry into a redirect storm.
  *
- * Metrics (when ctx->metrics is set): dispatchd_redis_connected (gauge) and
+ * Sentinel (opts.sentinels; sentinel.h): a READONLY reply (we are talking
+ * to a replica: a switch we have not heard of) fails that operation with
+ * DD_EUNAVAIL and drops the connection, so the reconnect asks the sentinels
+ * again; one log line per dropped connection, not one per operation.
+ * Without Sentinel a READONLY drops and reconnects the same way (the URL's
+ * name may move to the new primary).
+ *
+ * Metrics (when ctx->metrics is set): dispatchd_redis_connected (gauge),
  * dispatchd_redis_command_errors_total{error=timeout|unavailable|auth|noperm|
- * cluster|protocol}. */
+ * cluster|sentinel|protocol}, dispatchd_redis_readonly_total,
+ * dispatchd_redis_primary_switches_total and dispatchd_redis_wait_short_total. */
 #ifndef DD_STORE_STORE_H
 #define DD_STORE_STORE_H
 
@@ -141,6 +149,19 @@ typedef struct dd_store_opts {
      * with a file is DD_EINVAL naming it. OpenSSL is never initialised for
      * redis:// and unix://. */
     const char *tls_ca_file, *tls_cert_file, *tls_key_file;
+    /* Redis Sentinel (docs/redis.md). With sentinels set, url must be NULL:
+     * the primary of master_name is asked from the sentinels before every
+     * connect (and again on every reconnect), the node must say role:master
+     * in the handshake, and a +switch-master drops the connection at once.
+     * db, username and password then come from the fields here. */
+    const char *sentinels;         /* "host:port[,host:port...]" (port default 26379) */
+    const char *master_name;
+    const char *sentinel_password; /* AUTH to the sentinels; NULL: none */
+    int db;                        /* with sentinels only (a URL carries its own) */
+    /* > 0: a claim or heartbeat counts only once WAIT wait_replicas confirms
+     * it (timeout: half the command timeout); fewer replicas fail it with
+     * DD_ETIMEOUT (written on the primary, maybe not on a replica). */
+    int wait_replicas;
     /* Called with 0 whenever the connection becomes ready, and with a
      * negative error when it is lost or an attempt fails. May be NULL. */
     void (*on_state)(int status, void *arg);
@@ -340,7 +361,8 @@ typedef struct dd_store_sub_opts {
     void *arg;
 } dd_store_sub_opts;
 
-/* 0, DD_EINVAL (no channel, an empty one, no on_message) or DD_ECANCELED
+/* 0, DD_EINVAL (no channel, an empty one, no on_message; a store opened
+ * through Sentinel: not supported yet) or DD_ECANCELED
  * (the store is closing), with the reason in err. */
 int dd_store_subscribe(dd_store *s, const dd_store_sub_opts *opts, dd_store_sub **out,
                        char *err, size_t errlen);

@@ -54,6 +54,12 @@ struct dd_store {
 
     dd_metric *m_up, *m_errors; /* NULL without ctx->metrics */
 
+    /* SENTINEL: NULL without --redis-sentinel (store.c, sentinel.h) */
+    struct dd_sentinel *sentinel;
+    bool resolved; /* url.host/port is the sentinels' fresh answer */
+    int wait_replicas;
+    dd_metric *m_readonly, *m_switches, *m_wait_short;
+
     dd_store__req *head, *tail; /* every live request, in submission order */
     size_t nreqs;
     char last_error[512];
@@ -81,6 +87,8 @@ struct dd_store__req {
     unsigned pending;  /* replies the connection still owes */
     unsigned nreplies; /* replies received so far (they come in order) */
     unsigned info_reply; /* handshake: which reply (1-based) is INFO cluster's */
+    unsigned role_reply; /* handshake with Sentinel: INFO replication's; 0 none */
+    unsigned wait_reply; /* claim/heartbeat with --redis-wait-replicas: WAIT's; 0 none */
     uint64_t gen;      /* connection the commands went out on */
     bool done, closing, internal;
     /* commands formatted while not yet connected, sent once ready */
@@ -129,5 +137,10 @@ const char *dd_store__key(char *buf, const char *kind, const char *id);
 /* "host:port" or "unix:path", for messages. */
 const char *dd_store__addr(const dd_store *s, char *buf, size_t len);
 struct dd_log *dd_store__log(const dd_store *s);
+/* SENTINEL: WAIT after a fenced write (records.c): adds "WAIT n timeout" to
+ * r when --redis-wait-replicas is set (r->wait_reply says which reply), and
+ * judges its reply: 0, or DD_ETIMEOUT when fewer replicas confirmed. */
+int dd_store__add_wait(dd_store__req *r);
+int dd_store__wait_result(dd_store__req *r, const redisReply *rep);
 
 #endif

@@ -146,6 +146,8 @@ int dispatchd_worker_start(uv_loop_t *loop, const dispatchd_worker_opts *o,
     w->log = dd_log_new(logf, DD_LOG_INFO);
     if (o->redis_password)
         dd_log_add_secret(w->log, o->redis_password);
+    if (o->redis_sentinel_password)
+        dd_log_add_secret(w->log, o->redis_sentinel_password);
     w->ctx = (dd_ctx){.loop = loop, .log = w->log};
     snprintf(w->wid, sizeof(w->wid), "%s", wid);
     w->server_id = dd_strdup(o->server_id);
@@ -158,6 +160,10 @@ int dispatchd_worker_start(uv_loop_t *loop, const dispatchd_worker_opts *o,
                         .tls_ca_file = o->redis_ca_file,
                         .tls_cert_file = o->redis_cert_file,
                         .tls_key_file = o->redis_key_file,
+                        .sentinels = o->redis_sentinel,
+                        .master_name = o->redis_master_name,
+                        .sentinel_password = o->redis_sentinel_password,
+                        .db = o->redis_db,
                         .reconnect_cap_ms = w->interval_ms < 5000 ? w->interval_ms : 5000};
     rc = dd_store_open(&w->ctx, &so, &w->s, err, errlen);
     if (rc < 0) {
