@@ -387,6 +387,7 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
         return code;
     }
     const char *disp[DD_MAX_DISPATCHERS];
+    dd_heartbeat_group *group = NULL;
     int n = cli->cfg.ndispatchers;
     for (int i = 0; i < n; i++)
         disp[i] = cli->cfg.dispatchers[i];
@@ -424,6 +425,9 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
         wsig = wf.type ? NULL : "workers";
     else if (!strcmp(wsig, "off"))
         wsig = NULL;
+    /* one heartbeat timer and one Redis call per interval for all of them
+     * (owner.h, dd_heartbeat_group_new); each heartbeat holds it */
+    group = dd_heartbeat_group_new(ctx->loop, d->store, cli->cfg.heartbeat_interval_ms);
     for (int i = 0; i < n; i++) {
         /* whole names (heap): the workflow ID is built from (project, queue)
          * only, so a cut name could make two dispatchers one */
@@ -460,7 +464,8 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
                                 .threshold_ms = cli->cfg.stale_threshold_ms,
                                 .failover = true,
                                 .t = d->t,
-                                .workers_signal = wsig};
+                                .workers_signal = wsig,
+                                .group = group};
         if (dd_heartbeat_new(ctx, d->store, d->owners[i], &ho, &d->hbs[i], err, sizeof(err)) < 0) {
             dd_owner_free(d->owners[i]);
             code = dd_cli_usage_error(cli, "--dispatcher '%s': %s", disp[i], err);
@@ -468,6 +473,8 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
         }
         d->nowners++;
     }
+    dd_heartbeat_group_unref(group);
+    group = NULL;
     dd_reconciler_opts ro = {.stale_threshold_ms = cli->cfg.stale_threshold_ms,
                              .interval_ms = cli->cfg.reconcile_interval_ms,
                              .terminate_rate = cli->cfg.terminate_rate,
@@ -493,6 +500,7 @@ int dd_daemon_start(dd_daemon **out, dd_cli *cli, const dd_ctx *ctx,
     *out = d;
     return 0;
 fail:
+    dd_heartbeat_group_unref(group); /* NULL once the heartbeats hold it */
     /* Undo what was built; the caller runs the loop until it is closed. */
     d->stopping = true;
     if (d->nowners == 0)
