@@ -50,6 +50,7 @@
 #define SEEN_MAX 10000      /* bound on the sweep's first-seen map */
 #define EARLY_GAP_MS 1000   /* at most one early wake-up per second */
 #define WAKE_SLACK_MS 50
+#define VIS_CHUNK 100       /* run ids per visibility query (a ~4 KB query) */
 
 static const char *const stages[] = {"list", "describe", "terminate", "delete", "lease",
                                      "malformed"};
@@ -63,6 +64,11 @@ typedef struct cand {
     int64_t hb_ms;    /* record: as classified; sweep: when first seen without a record */
     int64_t start_ms; /* sweep: run start (wall ms) */
     bool malformed, sweep;
+    /* what the cycle's visibility query said about exactly (wid, run_id):
+     * VIS_NONE (not asked, not listed, or the query failed: describe it) */
+    enum { VIS_NONE, VIS_LISTED } vis;
+    dd_temporal_status vis_status;
+    char *vis_type;
 } cand;
 
 typedef struct seen {
@@ -109,6 +115,11 @@ typedef struct cycle {
     wait_kind wait;   /* cycle-level call (only while no lane is busy) */
     dd_temporal_call *call; /* while wait == WAIT_TEMPORAL */
     int64_t oldest_hb;      /* oldest non-stale heartbeat, -1 none */
+    /* The visibility queries run ahead of the lanes, one at a time: the
+     * candidates before vis_upto have been asked about (lanes take only
+     * those), the one in flight covers [vis_upto, vis_next). */
+    dd_temporal_call *vis_call;
+    size_t vis_upto, vis_next;
     void (*done)(const dd_reconcile_stats *, void *);
     void *done_arg;
 } cycle;
@@ -240,6 +251,7 @@ static void cand_free(cand *c)
     free(c->first_run_id);
     free(c->wf_type);
     free(c->term_run);
+    free(c->vis_type);
 }
 
 static void cycle_free(cycle *cy)
@@ -338,11 +350,12 @@ static void finish(cycle *cy, int status)
             "reconcile_cycle",
             "result=%s error=%s active=%lld stale=%lld candidates=%d terminated=%d "
             "already_closed=%d cleaned=%d kept_refreshed=%d malformed=%d leased_elsewhere=%d "
-            "swept=%d errors=%d sweep=%s duration_ms=%.1f holder=%s",
+            "swept=%d errors=%d visible=%d described=%d sweep=%s duration_ms=%.1f holder=%s",
             cut ? "canceled" : st.result ? "error" : "ok", st.result ? dd_strerror(st.result) : "",
             (long long)st.active, (long long)st.stale, st.candidates, st.terminated,
             st.already_closed, st.cleaned, st.kept_refreshed, st.malformed, st.leased_elsewhere,
-            st.swept, st.errors, st.sweep_ran ? "true" : "false", st.duration_ms, r->holder);
+            st.swept, st.errors, st.visible, st.described, st.sweep_ran ? "true" : "false",
+            st.duration_ms, r->holder);
 
     r->cy = NULL; /* before the callbacks: they may start a cycle or close */
     cycle_free(cy);
@@ -616,11 +629,52 @@ static bool pump_tokens(cycle *cy)
     }
 }
 
+/* What to do with the run the record names, once Temporal said what it
+ * is (a describe of exactly that run, or the visibility listing of exactly
+ * that run id): its type, its chain, its status, and the run to end. */
+static void decide(lane *l, const char *type, const char *first_run_id,
+                   dd_temporal_status status, const char *run_id)
+{
+    cycle *cy = l->cy;
+    dd_reconciler *r = cy->r;
+    cand *c = l->c;
+    /* The record names a workflow id; make sure the run there really is
+     * one of ours before ending it: a wrong record must not kill a
+     * stranger. Workflow-mode records name the user's type and a chain. */
+    bool type_ok = type && (!strcmp(type, DD_DISPATCHER_WORKFLOW_TYPE) ||
+                            (c->wf_type && !strcmp(type, c->wf_type)));
+    bool other_chain =
+        c->first_run_id && first_run_id && strcmp(first_run_id, c->first_run_id) != 0;
+    if (!type_ok) {
+        char why[300];
+        dd_msgf(why, sizeof(why), "run has workflow type '%s', not a dispatcher%s%s",
+                type ? type : "", c->wf_type ? " nor " : "", c->wf_type ? c->wf_type : "");
+        count_malformed(cy, c, why, "kept");
+        release(l);
+    } else if (other_chain) {
+        /* the chain the record names has ended; a newer one runs under
+         * the ID (someone else's): never ours to end */
+        cy->st.already_closed++;
+        dd_info(r->ctx.log, "stale_closed",
+                "workflow_id=%s run_id=%s first_run_id=%s status=%s requester=%s", c->wid,
+                c->run_id, c->first_run_id, "another chain runs now", r->holder);
+        cad(l);
+    } else if (status == DD_WF_RUNNING) {
+        free(c->term_run);
+        c->term_run = xdup(run_id);
+        take_token(l);
+    } else {
+        cy->st.already_closed++;
+        dd_info(r->ctx.log, "stale_closed", "workflow_id=%s run_id=%s status=%s requester=%s",
+                c->wid, c->run_id, dd_temporal_status_name(status), r->holder);
+        cad(l);
+    }
+}
+
 static void on_describe(int st, const dd_temporal_result *res, void *arg)
 {
     lane *l = arg;
     cycle *cy = l->cy;
-    dd_reconciler *r = cy->r;
     cand *c = l->c;
     if (!lane_resume(l)) {
         settle(cy);
@@ -640,38 +694,7 @@ static void on_describe(int st, const dd_temporal_result *res, void *arg)
         release(l);
     } else {
         const dd_temporal_execution *e = res->execution;
-        /* The record names a workflow id; make sure the run there really is
-         * one of ours before ending it: a wrong record must not kill a
-         * stranger. Workflow-mode records name the user's type and a chain. */
-        bool type_ok = e->type && (!strcmp(e->type, DD_DISPATCHER_WORKFLOW_TYPE) ||
-                                   (c->wf_type && !strcmp(e->type, c->wf_type)));
-        bool other_chain = c->first_run_id && e->first_run_id &&
-                           strcmp(e->first_run_id, c->first_run_id) != 0;
-        if (!type_ok) {
-            char why[300];
-            dd_msgf(why, sizeof(why), "run has workflow type '%s', not a dispatcher%s%s",
-                    e->type ? e->type : "", c->wf_type ? " nor " : "",
-                    c->wf_type ? c->wf_type : "");
-            count_malformed(cy, c, why, "kept");
-            release(l);
-        } else if (other_chain) {
-            /* the chain the record names has ended; a newer one runs under
-             * the ID (someone else's): never ours to end */
-            cy->st.already_closed++;
-            dd_info(r->ctx.log, "stale_closed",
-                    "workflow_id=%s run_id=%s first_run_id=%s status=%s requester=%s", c->wid,
-                    c->run_id, c->first_run_id, "another chain runs now", r->holder);
-            cad(l);
-        } else if (e->status == DD_WF_RUNNING) {
-            free(c->term_run);
-            c->term_run = xdup(e->run_id);
-            take_token(l);
-        } else {
-            cy->st.already_closed++;
-            dd_info(r->ctx.log, "stale_closed", "workflow_id=%s run_id=%s status=%s requester=%s",
-                    c->wid, c->run_id, dd_temporal_status_name(e->status), r->holder);
-            cad(l);
-        }
+        decide(l, e->type, e->first_run_id, e->status, e->run_id);
     }
     settle(cy);
 }
@@ -694,8 +717,16 @@ static void on_lease(int st, void *arg)
         lane_end(l);
     } else if (c->sweep) {
         take_token(l);
+    } else if (c->vis == VIS_LISTED) {
+        /* visibility listed exactly this run: a closed one is closed for
+         * good, a running one is ended by its exact run id (a terminate
+         * that finds it closed meanwhile changes nothing). reconcile.h */
+        cy->st.visible++;
+        decide(l, c->vis_type, NULL, c->vis_status, c->run_id);
     } else {
-        /* a chain moves on by itself (continue-as-new): ask for its current run */
+        /* not listed (gone, or not visible yet), not asked (a chain, whose
+         * current run moves by itself), or the query failed: describe */
+        cy->st.described++;
         int rc = dd_temporal_describe(r->t, c->wid, c->first_run_id ? NULL : c->run_id,
                                       on_describe, l, &l->call);
         if (rc == 0) {
@@ -926,14 +957,114 @@ static bool start_sweep(cycle *cy)
     return true;
 }
 
+/* ---- visibility, in batches ---------------------------------------------
+ *
+ * One list query names up to VIS_CHUNK run ids (RunId IN (...)): what it
+ * lists is decided without a describe (decide()); what it does not list, a
+ * chain (its current run moves by itself), or a chunk whose query failed
+ * is described as before. reconcile.h and docs/reconcile.md argue why that
+ * is safe while visibility lags. */
+
+/* A run id that can go into a query as is: Temporal's are UUIDs. */
+static bool vis_id_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s && *s; s++, n++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              *s == '-'))
+            return false;
+    return n > 0 && n <= 64;
+}
+
+static bool vis_askable(const cand *c)
+{
+    return !c->malformed && !c->first_run_id && vis_id_ok(c->run_id);
+}
+
+static void vis_failed(cycle *cy, size_t from, size_t to, int rc, const char *msg)
+{
+    dd_warn(cy->r->ctx.log, "reconcile_visibility",
+            "error=%s candidates=%zu action=describe holder=%s", msg && *msg ? msg : dd_strerror(rc),
+            to - from, cy->r->holder);
+}
+
+static void on_vis(int st, const dd_temporal_result *res, void *arg)
+{
+    cycle *cy = arg;
+    cy->vis_call = NULL;
+    if (cy->r->closing) {
+        settle(cy);
+        return;
+    }
+    if (st < 0) {
+        vis_failed(cy, cy->vis_upto, cy->vis_next, st, res ? res->message : NULL);
+    } else {
+        for (size_t k = 0; k < res->nexecutions; k++) {
+            const dd_temporal_execution *e = &res->executions[k];
+            if (!e->workflow_id || !e->run_id)
+                continue;
+            /* exactly the record's (wid, run_id): a run id listed under
+             * another workflow id is not this record's run */
+            for (size_t j = cy->vis_upto; j < cy->vis_next; j++) {
+                cand *c = &cy->c[j];
+                if (!vis_askable(c) || strcmp(c->run_id, e->run_id) || strcmp(c->wid, e->workflow_id))
+                    continue;
+                c->vis = VIS_LISTED;
+                c->vis_status = e->status;
+                free(c->vis_type);
+                c->vis_type = xdup(e->type);
+            }
+        }
+    }
+    cy->vis_upto = cy->vis_next;
+    settle(cy);
+}
+
+/* Asks about the next chunk, unless a query is in flight. Candidates with
+ * nothing to ask are passed over at once. */
+static void vis_ask(cycle *cy)
+{
+    dd_reconciler *r = cy->r;
+    if (cy->vis_call || cy->vis_upto >= cy->n)
+        return;
+    dd_buf q = DD_BUF_INIT;
+    size_t i = cy->vis_upto, k = 0;
+    for (; i < cy->n && k < VIS_CHUNK; i++) {
+        if (!vis_askable(&cy->c[i]))
+            continue;
+        dd_buf_printf(&q, "%s'%s'", k ? "," : "RunId IN (", cy->c[i].run_id);
+        k++;
+    }
+    cy->vis_next = i;
+    if (k == 0) {
+        cy->vis_upto = i;
+        dd_buf_release(&q);
+        return;
+    }
+    dd_buf_puts(&q, ")");
+    int rc = dd_temporal_list(r->t, dd_buf_str(&q), NULL, (int)k, on_vis, cy, &cy->vis_call);
+    dd_buf_release(&q);
+    if (rc < 0) {
+        cy->vis_call = NULL;
+        vis_failed(cy, cy->vis_upto, i, rc, NULL);
+        cy->vis_upto = i;
+    }
+}
+
 /* Takes the next candidate of the current phase: into a lane, or dealt
- * with at once (malformed). false when there is none left. */
+ * with at once (malformed). false when there is none left, or when the
+ * next one waits for its visibility answer. */
 static bool start_next(cycle *cy)
 {
     dd_reconciler *r = cy->r;
     if (cy->ph == PH_RECORDS) {
         if (cy->i >= cy->n)
             return false;
+        if (cy->i >= cy->vis_upto) {
+            vis_ask(cy);
+            if (cy->i >= cy->vis_upto)
+                return false; /* its answer is on the way */
+        }
         size_t seq = cy->i;
         cand *c = &cy->c[cy->i++];
         if (c->malformed) {
@@ -989,7 +1120,7 @@ static void settle(cycle *cy)
     for (;;) {
         if (r->closing) {
             /* no new work; the cycle ends when the last lane has stopped */
-            if (!cy->busy && cy->wait == WAIT_NONE)
+            if (!cy->busy && cy->wait == WAIT_NONE && !cy->vis_call)
                 finish(cy, DD_ECANCELED);
             return;
         }
@@ -998,11 +1129,19 @@ static void settle(cycle *cy)
         bool progress = pump_tokens(cy);
         bool stopping = dd_ctx_cancelled(&r->ctx);
         size_t limit = cy->ph == PH_SWEEP ? 1 : cy->nlanes;
+        if (!stopping && cy->ph == PH_RECORDS)
+            vis_ask(cy); /* runs a chunk ahead of the lanes */
         if (!stopping && cy->busy < limit && start_next(cy))
             continue;
         if (cy->busy) {
             if (progress)
                 continue;
+            return;
+        }
+        if (cy->vis_call) {
+            /* the next candidates wait for it; a stop need not */
+            if (stopping)
+                dd_temporal_cancel(cy->vis_call);
             return;
         }
         if (stopping) {
@@ -1333,6 +1472,8 @@ void dd_reconciler_close(dd_reconciler *r, void (*done)(void *), void *arg)
      * step. The hold keeps those callbacks from finishing (and freeing) the
      * cycle while we walk the lanes. */
     cy->hold++;
+    if (cy->vis_call)
+        dd_temporal_cancel(cy->vis_call); /* its callback settles */
     for (size_t k = 0; k < cy->nlanes; k++) {
         lane *l = &cy->lanes[k];
         if (!l->c)
