@@ -39,6 +39,13 @@
  * most 100 ms to noticing a close in that degenerate case. */
 #define REPOLL_FLOOR_MS 100
 
+/* Requests in flight at once, long polls aside (temporal.h, max_in_flight):
+ * the rest wait in order. 1,000 dispatchers starting (or failing over) at
+ * once sent 1,000 starts together; the dev server answered the first after
+ * 3 s, many after the 10 s request timeout, and the retries of those (1,396)
+ * did the same work again (bench/scale, bench/RESULTS.md). */
+#define DEFAULT_MAX_IN_FLIGHT 32
+
 struct dd_temporal {
     dd_ctx ctx;
     char *base; /* "/api/v1/namespaces/<ns>": request paths start with it */
@@ -48,6 +55,8 @@ struct dd_temporal {
     dd_buf headers; /* extra header lines of every request; holds the API key */
     dd_http *http;
     dd_temporal_call *calls; /* in flight, doubly linked */
+    int active, max_active;  /* requests (not long polls) on the wire, and the cap */
+    dd_temporal_call *wait_head, *wait_tail; /* calls waiting for a slot, in order */
     dd_rng rng;
     dd_metric *m_requests;
     int open_handles; /* uv handles not yet closed: the client is freed at 0 */
@@ -74,6 +83,9 @@ struct dd_temporal_call {
     uint64_t sent_ms;   /* dd_mono_ms() when the attempt in flight was sent */
     bool done;
     bool cancelling; /* cancelled: finishes with DD_ECANCELED from the loop */
+    bool slot;       /* holds one of the client's max_active slots */
+    bool queued;     /* waiting for one (in t->wait_head..) */
+    dd_temporal_call *wnext;
 
     /* The decoded replies (codec.h): the result, the strings and events it
      * points to (valid until the callback returns), the message, and the
@@ -141,12 +153,72 @@ static void call_closed(uv_handle_t *h)
     maybe_free_client(t);
 }
 
+static void retry_timer_cb(uv_timer_t *h);
+
+static void unqueue(dd_temporal_call *c)
+{
+    dd_temporal *t = c->t;
+    if (!c->queued)
+        return;
+    c->queued = false;
+    dd_temporal_call **pp = &t->wait_head, *prev = NULL;
+    while (*pp && *pp != c) {
+        prev = *pp;
+        pp = &(*pp)->wnext;
+    }
+    if (*pp)
+        *pp = c->wnext;
+    if (t->wait_tail == c)
+        t->wait_tail = prev;
+    c->wnext = NULL;
+}
+
+/* Gives the call's slot back: straight to the first waiting call, whose
+ * attempt then starts from the loop (its own timer), never inside this. */
+static void slot_put(dd_temporal_call *c)
+{
+    dd_temporal *t = c->t;
+    if (!c->slot)
+        return;
+    c->slot = false;
+    dd_temporal_call *w = t->wait_head;
+    if (!w) {
+        t->active--;
+        return;
+    }
+    unqueue(w);
+    w->slot = true;
+    uv_timer_start(&w->timer, retry_timer_cb, 0, 0);
+}
+
+/* A slot for the next attempt: true to send now, false when it waits in
+ * line (its attempt starts when a slot is handed to it). */
+static bool slot_take(dd_temporal_call *c)
+{
+    dd_temporal *t = c->t;
+    if (c->slot || c->op == DD_TC_WAIT_CLOSE)
+        return true;
+    if (t->active < t->max_active) {
+        t->active++;
+        c->slot = true;
+        return true;
+    }
+    c->queued = true;
+    if (t->wait_tail)
+        t->wait_tail->wnext = c;
+    else
+        t->wait_head = c;
+    t->wait_tail = c;
+    return false;
+}
+
 static void abandon_attempt(dd_temporal_call *c)
 {
     if (c->req) {
         dd_http_abandon(c->req);
         c->req = NULL;
     }
+    slot_put(c);
 }
 
 /* Runs the callback once and frees the call (asynchronously). */
@@ -156,6 +228,7 @@ static void call_finish(dd_temporal_call *c, int err)
     if (c->done)
         return;
     c->done = true;
+    unqueue(c);
     abandon_attempt(c);
     uv_timer_stop(&c->timer);
     if (c->prev)
@@ -233,6 +306,7 @@ static void on_reply(const dd_http_reply *rep, void *arg)
     dd_temporal_call *c = arg;
     bool retry = false;
     c->req = NULL;
+    slot_put(c);
     c->dec.res.http_status = rep->status;
     dd_buf_reset(&c->dec.msg);
 
@@ -268,6 +342,7 @@ static void call_attempt(dd_temporal_call *c)
     if (c->deadline) {
         uint64_t now = dd_mono_ms();
         if (now >= c->deadline) {
+            slot_put(c);
             dd_buf_reset(&c->dec.msg);
             dd_buf_printf(&c->dec.msg, "%s of workflow '%s' exceeded its deadline",
                           dd_tc_op_name(c->op), c->workflow_id ? c->workflow_id : "");
@@ -277,6 +352,8 @@ static void call_attempt(dd_temporal_call *c)
         if ((int64_t)(c->deadline - now) < tmo)
             tmo = (int64_t)(c->deadline - now);
     }
+    if (!slot_take(c))
+        return; /* in line: slot_put starts this attempt */
     dd_buf_puts(&url, c->url);
     if (c->dec.page_token) {
         dd_buf_putc(&url, strchr(c->url, '?') ? '&' : '?');
@@ -373,6 +450,7 @@ int dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *o, dd_temporal **
     t->max_attempts = o->max_attempts > 0 ? o->max_attempts : 5;
     t->backoff_base_ms = o->backoff_base_ms > 0 ? o->backoff_base_ms : 100;
     t->backoff_cap_ms = o->backoff_cap_ms > 0 ? o->backoff_cap_ms : 2000;
+    t->max_active = o->max_in_flight > 0 ? o->max_in_flight : DEFAULT_MAX_IN_FLIGHT;
     dd_rng_seed(&t->rng, 0);
 
     dd_buf_puts(&t->headers, "Content-Type: application/json\r\n"
@@ -409,6 +487,7 @@ static void call_cancel(dd_temporal_call *c)
     if (c->done || c->cancelling)
         return;
     c->cancelling = true;
+    unqueue(c); /* never handed a slot now */
     abandon_attempt(c);
     uv_timer_stop(&c->timer);
     uv_timer_start(&c->timer, cancel_fire, 0, 0);
