@@ -15,6 +15,7 @@
 #   5. kill -9 of B; time until A has claimed all N again (the stale
 #      threshold, 15 s by default, is the floor), and the number of running
 #      dispatcher workflows then (must be N: no duplicates)
+# START_ONLY=1: steps 1-3 only (the handover and failover columns stay empty).
 # Output: one CSV line per N on stdout (header first), the logs and a
 # per-N detail file under $OUT (default bench/scale/results/<date>).
 # Needs: build/dispatchd (DISPATCHD=...), redis-server, the Temporal CLI.
@@ -100,7 +101,7 @@ for n in "${NS[@]}"; do
   # 2. host A owns all
   t0=$(date +%s%3N)
   a=$(host hostA); PIDS+=("$a")
-  ta=$(wait_claims "$OUT/hostA-$n.log" "$n" 0 300) || { echo "n=$n: host A did not claim all $n within 300 s" >&2; exit 1; }
+  ta=$(wait_claims "$OUT/hostA-$n.log" "$n" 0 "${START_TIMEOUT_S:-300}") || { echo "n=$n: host A did not claim all $n within 300 s" >&2; exit 1; }
   owned_all=$((ta - t0))
   # 3. idle
   sleep "$SETTLE_S"
@@ -112,6 +113,12 @@ for n in "${NS[@]}"; do
   rcpu=$(awk -v a="$r0" -v b="$r1" -v s="$IDLE_S" 'BEGIN {printf "%.2f", 100 * (b - a) / s}')
   rss=$(rss_kb "$a"); peak=$(hwm_kb "$a"); fds=$(ls "/proc/$a/fd" | wc -l)
   ct=$(conns "$a" "$TP"); cr=$(conns "$a" "$RP"); srss=$(rss_kb "$tpid")
+  if [ -n "${START_ONLY:-}" ]; then   # steps 1-3 only (a size whose takeovers take minutes)
+    echo "$n,$owned_all,$rss,$peak,$fds,$ct,$cr,$cpu,$srv_alone,$srv,$srss,$rcpu,,,,$(running_count),$load_before,$(cut -d' ' -f1 /proc/loadavg)"
+    kill -9 "$a"; redis-cli -p "$RP" shutdown nosave >/dev/null 2>&1 || true
+    bash "$root/tests/fixtures/temporal.sh" stop "$T/temporal" >/dev/null 2>&1 || true
+    PIDS=(); continue
+  fi
   # 4. host B takes all over; A stands by
   t1=$(date +%s%3N)
   b=$(host hostB); PIDS+=("$b")

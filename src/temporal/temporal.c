@@ -56,6 +56,7 @@ struct dd_temporal {
     dd_http *http;
     dd_temporal_call *calls; /* in flight, doubly linked */
     int active, max_active;  /* requests (not long polls) on the wire, and the cap */
+    int64_t poll_busy_ms;    /* a long poll refused with 429: asked again after 1/2..1 of this */
     dd_temporal_call *wait_head, *wait_tail; /* calls waiting for a slot, in order */
     dd_rng rng;
     dd_metric *m_requests;
@@ -275,6 +276,16 @@ static void call_failed(dd_temporal_call *c, int err, bool retry)
     c->failures++;
     if (retry && c->failures < t->max_attempts && !dd_ctx_cancelled(&t->ctx)) {
         int64_t delay = dd_backoff_next(&c->bo);
+        /* A long poll refused with 429: the namespace is at its limit of
+         * long-running requests (frontend.namespaceCount, 1,200 per
+         * frontend by default; docs/scale.md). Asking again within a
+         * second, as for other errors, only adds to the load that refused
+         * it (5,000 watches on one host drew 431,447 such answers in four
+         * minutes); the watch buys latency, the fenced heartbeat is the
+         * backstop, so it waits seconds. */
+        if (c->op == DD_TC_WAIT_CLOSE && c->dec.res.http_status == 429 && delay < t->poll_busy_ms)
+            delay = t->poll_busy_ms / 2 +
+                    (int64_t)(dd_rng_unit(&t->rng) * (double)(t->poll_busy_ms / 2));
         if (!c->deadline || dd_mono_ms() + (uint64_t)delay < c->deadline) {
             count(t, c->op, "retry");
             dd_warn(t->ctx.log, "temporal_retry",
@@ -451,6 +462,7 @@ int dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *o, dd_temporal **
     t->backoff_base_ms = o->backoff_base_ms > 0 ? o->backoff_base_ms : 100;
     t->backoff_cap_ms = o->backoff_cap_ms > 0 ? o->backoff_cap_ms : 2000;
     t->max_active = o->max_in_flight > 0 ? o->max_in_flight : DEFAULT_MAX_IN_FLIGHT;
+    t->poll_busy_ms = o->long_poll_busy_ms > 0 ? o->long_poll_busy_ms : 10000;
     dd_rng_seed(&t->rng, 0);
 
     dd_buf_puts(&t->headers, "Content-Type: application/json\r\n"

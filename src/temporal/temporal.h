@@ -60,6 +60,10 @@ typedef struct dd_temporal_opts {
      * with 1,000 dispatchers would otherwise send 1,000 starts at once, and
      * a server that answers late makes every one of them a retry. */
     int max_in_flight;
+    /* A long poll answered 429 (the namespace's limit of long-running
+     * requests) is asked again after 1/2 to 1 of this, not within the
+     * usual backoff. 0: 10 s. */
+    int64_t long_poll_busy_ms;
     int64_t backoff_base_ms; /* 0: 100 ms */
     int64_t backoff_cap_ms;  /* 0: 2 s */
     const char *ca_file;    /* TLS: CA bundle to verify the server; NULL: system */
