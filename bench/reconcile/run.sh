@@ -5,6 +5,13 @@
 # size; its own duration_ms is the figure. Also a cycle with 0 stale at each
 # size, to show that healthy records cost (almost) nothing.
 #   bench/reconcile/run.sh [SIZES...]     (default: 1000 10000 100000)
+# STALE_RUNS picks what the stale records point at (issue 16):
+#   gone     (default) run ids Temporal never saw: each needs a describe
+#   closed   real runs, terminated before the cycle: visibility lists them closed
+#   running  real runs still running (a crashed host's): each is terminated
+# For closed/running the runs are started (and terminated) before the cycle
+# and the cycle waits for nothing: the script waits until visibility lists
+# them, as it would a minute after a crash.
 # Needs: build/dispatchd, redis-server, the Temporal CLI in .tools/bin. Loopback only.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -16,20 +23,67 @@ RP=$(free_port)
 cleanup() {
   redis-cli -p "$RP" shutdown nosave >/dev/null 2>&1 || true
   bash "$root/tests/fixtures/temporal.sh" stop "$T/temporal" >/dev/null 2>&1 || true
-  rm -rf "$T"
+  [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
 redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
   --dir "$T" --logfile "$T/redis.log" >/dev/null
 DD_SOURCE_DIR=$root bash "$root/tests/fixtures/temporal.sh" start "$T/temporal" >/dev/null
 U=$(cat "$T/temporal/url")
+# A record's age counts from its heartbeat or from Redis's start, whichever is
+# later (docs/ownership.md, "A Redis restart is not a missed heartbeat"): on a
+# Redis younger than the threshold nothing is stale yet, so wait that out once.
+until [ "$(redis-cli -p "$RP" info server | tr -d '\r' | sed -n 's/^uptime_in_seconds://p')" -gt 16 ]; do sleep 0.5; done
+
+STALE_RUNS=${STALE_RUNS:-gone}
+ROUND=0
+# real_runs STALE: starts STALE dispatcher runs (ids as populate names them),
+# terminates them for "closed", waits until visibility lists them all as
+# such; writes "index run_id" lines to $T/runs
+real_runs() {
+  local stale=$1 n=$2 step i want status
+  ROUND=$((ROUND + 1))   # a task queue per round: visibility counts this round's runs
+  step=$(( n / stale ))
+  : >"$T/runs"; : >"$T/curl"
+  for ((i = 0; i < n; i += step)); do
+    [ "$i" -eq 0 ] || echo next >>"$T/curl"   # curl -K: each request its own options
+    printf 'url = "%s/api/v1/namespaces/default/workflows/dispatcher-bench-q%06d"\nrequest = "POST"\ndata = "{\\"workflowType\\":{\\"name\\":\\"dispatchd.dispatcher\\"},\\"taskQueue\\":{\\"name\\":\\"bench%d\\"},\\"workflowIdConflictPolicy\\":\\"WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING\\"}"\nwrite-out = "\\n"\n' "$U" "$i" "$ROUND" >>"$T/curl"
+  done
+  curl -s --no-progress-meter --parallel --parallel-max 16 -K "$T/curl" >"$T/started" || true
+  jq -r 'select(.runId) | "\(.link.workflowEvent.workflowId | ltrimstr("dispatcher-bench-q") | tonumber) \(.runId)"' \
+    "$T/started" >"$T/runs"
+  [ "$(wc -l <"$T/runs")" -eq "$stale" ] || { echo "started $(wc -l <"$T/runs") of $stale runs" >&2; exit 1; }
+  want=Running
+  if [ "$STALE_RUNS" = closed ]; then
+    : >"$T/curl"
+    while read -r i run; do
+      [ ! -s "$T/curl" ] || echo next >>"$T/curl"
+      printf 'url = "%s/api/v1/namespaces/default/workflows/dispatcher-bench-q%06d/terminate"\nrequest = "POST"\ndata = "{\\"workflowExecution\\":{\\"runId\\":\\"%s\\"},\\"reason\\":\\"bench\\"}"\noutput = /dev/null\n' "$U" "$i" "$run" >>"$T/curl"
+    done <"$T/runs"
+    curl -s --no-progress-meter --parallel --parallel-max 16 -K "$T/curl"
+    want=Terminated
+  fi
+  for _ in $(seq 1 600); do
+    status=$(curl -sG "$U/api/v1/namespaces/default/workflow-count" \
+      --data-urlencode "query=WorkflowType='dispatchd.dispatcher' AND TaskQueue='bench$ROUND' AND ExecutionStatus='$want'" | jq -r '.count // 0')
+    [ "$status" -ge "$stale" ] && return 0
+    sleep 0.1
+  done
+  echo "visibility did not list $stale $want runs within 60 s ($status)" >&2; exit 1
+}
 
 populate() { # populate N STALE: N records, STALE of them an hour old
   local n=$1 stale=$2 now; now=$(date +%s%3N)
   redis-cli -p "$RP" flushall >/dev/null
-  python3 - "$n" "$stale" "$now" <<'PY' | redis-cli -p "$RP" --pipe >/dev/null
+  if [ "$STALE_RUNS" != gone ] && [ "$stale" -gt 0 ]; then
+    real_runs "$stale" "$n"
+  else
+    : >"$T/runs"
+  fi
+  python3 - "$n" "$stale" "$now" "$T/runs" <<'PY' | redis-cli -p "$RP" --pipe >/dev/null
 import sys
 n, stale, now = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+runs = dict(l.split() for l in open(sys.argv[4]) if l.strip())
 def cmd(*a):
     out = "*%d\r\n" % len(a)
     for x in a:
@@ -39,7 +93,8 @@ step = n // stale if stale else n + 1
 for i in range(n):
     wid = "dispatcher-bench-q%06d" % i
     hb = now - 3600_000 if stale and i % step == 0 else now
-    cmd("HSET", "dd:hb:{%s}" % wid, "workflow_id", wid, "run_id", "00000000-0000-0000-0000-%012d" % i,
+    run = runs.get(str(i), "00000000-0000-0000-0000-%012d" % i)
+    cmd("HSET", "dd:hb:{%s}" % wid, "workflow_id", wid, "run_id", run,
         "server_id", "bench-host", "project", "bench", "queue", "q%06d" % i,
         "hb_ms", hb, "ttl_ms", 15000, "epoch", 1)
     cmd("ZADD", "dd:hb:index", hb, wid)
@@ -47,15 +102,16 @@ PY
 }
 
 cycle() { "$D" reconcile --temporal-url "$U" --redis-url "redis://127.0.0.1:$RP/0" \
-            --server-id bench --stale-threshold 15s --terminate-rate 0 2>>"$T/reconcile.log"; }
+            --server-id bench --stale-threshold 15s --terminate-rate 100000 2>>"$T/reconcile.log"; }
 
-echo "records,stale,duration_ms,candidates,cleaned,errors"
+echo "# stale runs: $STALE_RUNS; $(uptime)"
+echo "records,stale,duration_ms,candidates,cleaned,errors,terminated,visible,described"
 for n in "${SIZES[@]}"; do
   for stale in $((n / 100)) 0; do
     populate "$n" "$stale"
     j=$(cycle)
     left=$(redis-cli -p "$RP" zcard dd:hb:index)
     [ "$left" = $((n - stale)) ] || { echo "expected $((n - stale)) records left, got $left" >&2; exit 1; }
-    echo "$n,$stale,$(jq -r '[.duration_ms, .candidates, .cleaned, .errors] | map(tostring) | join(",")' <<<"$j")"
+    echo "$n,$stale,$(jq -r '[.duration_ms, .candidates, .cleaned, .errors, .terminated, .visible, .described] | map(tostring) | join(",")' <<<"$j")"
   done
 done

@@ -33,14 +33,16 @@ typedef struct {
 
 static void dd_rec_print(const dd_reconcile_stats *st)
 {
-    json_t *o = json_pack("{s:s, s:I, s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:b, s:f}",
+    json_t *o = json_pack("{s:s, s:I, s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, "
+                          "s:b, s:f}",
                           "result", st->result ? dd_strerror(st->result) : "ok", "active",
                           (json_int_t)st->active, "stale", (json_int_t)st->stale, "candidates",
                           st->candidates, "terminated", st->terminated, "already_closed",
                           st->already_closed, "cleaned", st->cleaned, "kept_refreshed",
                           st->kept_refreshed, "malformed", st->malformed, "leased_elsewhere",
                           st->leased_elsewhere, "swept", st->swept, "errors", st->errors,
-                          "sweep_ran", st->sweep_ran, "duration_ms", st->duration_ms);
+                          "visible", st->visible, "described", st->described, "sweep_ran",
+                          st->sweep_ran, "duration_ms", st->duration_ms);
     char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
     printf("%s\n", text);
     fflush(stdout);

@@ -563,6 +563,7 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
     uv_timer_init(ctx->loop, &d->life);
     d->life.data = d;
     const char *disp[DD_MAX_DISPATCHERS];
+    dd_heartbeat_group *group = NULL;
     int n = cli->cfg.ndispatchers;
     for (int i = 0; i < n; i++)
         disp[i] = cli->cfg.dispatchers[i];
@@ -600,6 +601,9 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
         wsig = wf.type ? NULL : "workers";
     else if (!strcmp(wsig, "off"))
         wsig = NULL;
+    /* one heartbeat timer and one Redis call per interval for all of them
+     * (owner.h, dd_heartbeat_group_new); each heartbeat holds it */
+    group = dd_heartbeat_group_new(ctx->loop, d->store, cli->cfg.heartbeat_interval_ms);
     for (int i = 0; i < n; i++) {
         /* whole names (heap): the workflow ID is built from (project, queue)
          * only, so a cut name could make two dispatchers one */
@@ -638,7 +642,8 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
                                 .threshold_ms = cli->cfg.stale_threshold_ms,
                                 .failover = true,
                                 .t = d->t,
-                                .workers_signal = wsig};
+                                .workers_signal = wsig,
+                                .group = group};
         if (dd_heartbeat_new(ctx, d->store, d->owners[i], &ho, &d->hbs[i], err, sizeof(err)) < 0) {
             d->hbs[i] = NULL;
             code = dd_cli_usage_error(cli, "--dispatcher '%s': %s", disp[i], err);
@@ -664,6 +669,8 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
         dd_warn(ctx->log, "release_channel_lost", "channel=%s error=%s note=%s",
                 DD_STORE_CHANNEL_RELEASED, err,
                 "standbys fall back to their stale timers");
+    dd_heartbeat_group_unref(group);
+    group = NULL;
     dd_reconciler_opts ro = {.stale_threshold_ms = cli->cfg.stale_threshold_ms,
                              .interval_ms = cli->cfg.reconcile_interval_ms,
                              .terminate_rate = cli->cfg.terminate_rate,
@@ -690,6 +697,7 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
     *out = d;
     return 0;
 fail:
+    dd_heartbeat_group_unref(group); /* NULL once the heartbeats hold it */
     /* Undo what was built; it frees itself, the caller runs the loop. */
     d->close_requested = true;
     dd_daemon_wind_down(d);

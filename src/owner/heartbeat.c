@@ -57,6 +57,7 @@ static void dd_hb_timer_closed(uv_handle_t *t)
     dd_heartbeat *h = t->data;
     if (--h->closes > 0)
         return;
+    dd_hb__group_leave(h);
     free(h->known);
     free(h->workers_signal);
     void (*done)(void *) = h->done;
@@ -102,6 +103,10 @@ int dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o, const dd_heart
     *out = NULL;
     if (opts->interval_ms <= 0 || opts->threshold_ms <= 0) {
         dd_msgf(err, errlen, "heartbeat: interval and threshold must be above zero");
+        return DD_EINVAL;
+    }
+    if (opts->group && !dd_hb__group_fits(opts->group, s, opts->interval_ms)) {
+        dd_msgf(err, errlen, "heartbeat: a beat group serves one store and one interval");
         return DD_EINVAL;
     }
     dd_heartbeat *h = dd_xcalloc(1, sizeof(*h));
@@ -156,6 +161,8 @@ int dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o, const dd_heart
     uv_timer_init(ctx->loop, &h->ack_timer);
     uv_timer_init(ctx->loop, &h->unsure_timer);
     h->timer.data = h->ack_timer.data = h->unsure_timer.data = h;
+    if (opts->group)
+        dd_hb__group_join(opts->group, h);
     *out = h;
     return 0;
 }
@@ -168,9 +175,15 @@ int dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o, const dd_heart
  * nothing. Writes go out at a fixed rate, one interval after the previous
  * send, so a slow reply does not push every later heartbeat back. */
 
-/* Arms the next owner write one interval after the last send. */
+/* Arms the next owner write one interval after the last send; in a beat
+ * group, a heartbeat the group's next tick sends no later goes with it. */
 static void dd_hb_arm_next(dd_heartbeat *h)
 {
+    if ((h->owning || h->releasing) && h->claimed &&
+        dd_hb__group_covers(h, h->sent_us + h->opts.interval_ms * 1000)) {
+        uv_timer_stop(&h->timer);
+        return;
+    }
     int64_t next = (h->sent_us - dd_boot_us()) / 1000 + h->opts.interval_ms;
     dd_hb__arm(h, next);
 }
@@ -324,7 +337,7 @@ void dd_hb__claim(dd_heartbeat *h)
     dd_hb__arm(h, h->opts.interval_ms);
 }
 
-static void dd_hb_beat_done(int st, const dd_store_owner *res, void *arg)
+void dd_hb__beat_done(int st, const dd_store_owner *res, void *arg)
 {
     dd_heartbeat *h = arg;
     h->writing = false;
@@ -378,7 +391,7 @@ static void dd_hb_tick(uv_timer_t *t)
         int rc = dd_store_heartbeat_chain(h->s, dd_owner_workflow_id(h->o), h->run_id,
                                           h->first_run_id[0] ? h->first_run_id : NULL, h->epoch,
                                           0 /* Redis's clock */, h->opts.threshold_ms,
-                                          dd_hb_beat_done, h);
+                                          dd_hb__beat_done, h);
         if (rc == 0) {
             h->inflight++;
             h->writing = true;

@@ -6,6 +6,8 @@
  *                  (claim, heartbeat, release, a claim whose fate is unknown)
  *   hb_failover.c  the standby: watch the record, failover through a lease
  *   hb_handoff.c   a new owner waits for the old one to stop acting
+ *   hb_batch.c     the host's beat group: every owned dispatcher's
+ *                  heartbeat in one store call per interval
  *   hb_workers.c   the worker registry while owning (R9, R10), and the
  *                  fleet's thresholds as the owner record shows them */
 #ifndef DD_OWNER_HEARTBEAT_INT_H
@@ -62,6 +64,9 @@ struct dd_heartbeat {
     char *workers_signal;    /* owned copy of opts.workers_signal, or NULL */
     uint64_t fo_not_before;  /* monotonic ms: no failover attempt before this */
     dd_rng rng;
+    /* the host's beat group (hb_batch.c), or NULL; members form a list */
+    dd_heartbeat_group *group;
+    dd_heartbeat *grp_prev, *grp_next;
     /* worker registry, while owning */
     char **known;      /* worker server ids seen at the last check (sorted) */
     size_t nknown;
@@ -76,6 +81,13 @@ struct dd_heartbeat {
 };
 
 void dd_hb__arm(dd_heartbeat *h, int64_t delay_ms);
+void dd_hb__beat_done(int st, const dd_store_owner *res, void *arg);
+/* hb_batch.c: join/leave the group; whether its next tick is at or before
+ * boot-clock time due_us (then the owner's next heartbeat goes with it). */
+void dd_hb__group_join(dd_heartbeat_group *g, dd_heartbeat *h);
+void dd_hb__group_leave(dd_heartbeat *h);
+bool dd_hb__group_covers(const dd_heartbeat *h, int64_t due_us);
+bool dd_hb__group_fits(const dd_heartbeat_group *g, const dd_store *s, int64_t interval_ms);
 void dd_hb__claim(dd_heartbeat *h);
 void dd_hb__claimed(int st, const dd_store_owner *res, void *arg);
 void dd_hb__finish_close(dd_heartbeat *h);

@@ -244,6 +244,7 @@ void dd_owner_fenced(dd_owner *o, const char *holder);
  *    standby takes over, and take over termination-first. */
 struct dd_store;
 typedef struct dd_heartbeat dd_heartbeat;
+typedef struct dd_heartbeat_group dd_heartbeat_group;
 
 typedef struct dd_heartbeat_opts {
     int64_t interval_ms;  /* default 5000 */
@@ -256,6 +257,11 @@ typedef struct dd_heartbeat_opts {
     struct dd_temporal *t;
     const char *workers_signal; /* signal name (copied); NULL: no signals */
     size_t evict_batch;   /* default 100 */
+    /* The host's beat group (dd_heartbeat_group_new), or NULL: this
+     * dispatcher's heartbeats then go out on a timer of its own. With a
+     * group they go out together with every other owned dispatcher's, in
+     * one store call per interval; same store and interval required. */
+    dd_heartbeat_group *group;
 } dd_heartbeat_opts;
 
 /* s and o are borrowed. Wire dd_heartbeat_owner_changed into the owner's
@@ -286,6 +292,23 @@ void dd_heartbeat_want(dd_heartbeat *h);
  * and deleted if it is ours: docs/ownership.md, "Shutdown during a
  * takeover"); then done(arg) and frees h. */
 void dd_heartbeat_close(dd_heartbeat *h, void (*done)(void *arg), void *arg);
+/* One timer per host for the heartbeats of all its owned dispatchers
+ * (hb_batch.c): every interval, every member that owns (or is releasing)
+ * and has no write in flight is heartbeated in one
+ * dd_store_heartbeat_batch call (chunks of DD_STORE_BEAT_MAX), each fenced
+ * on its own run id and epoch and answered on its own: the deadlines
+ * (fence.h) stay per dispatcher, anchored to the batch's send time. A
+ * member whose own schedule (last send + interval) comes before the
+ * group's next tick (its claim landed just after a tick) sends that one
+ * heartbeat alone, so no heartbeat is ever later than it would be without
+ * the group. Claims, failover reads and out-of-turn heartbeats (a child
+ * that needs a fresh landing) stay individual. The group lives while its
+ * creator's reference or any member does: call dd_heartbeat_group_unref
+ * once the members are made (each member holds its own reference). */
+dd_heartbeat_group *dd_heartbeat_group_new(struct uv_loop_s *loop, struct dd_store *s,
+                                           int64_t interval_ms);
+void dd_heartbeat_group_unref(dd_heartbeat_group *g);
+
 /* The fencing epoch of the current ownership (0 when none). */
 int64_t dd_heartbeat_epoch(const dd_heartbeat *h);
 /* The fenced part of the last will for the current ownership

@@ -20,10 +20,10 @@
  * wait is just the shared timer, a store reply must be waited for (the
  * store has no per-operation cancel; its command timeout bounds the wait).
  *
- * Re-entrancy: only loop callbacks (and close) call dd_reconcile_settle(), and always
- * last; everything dd_reconcile_settle() calls (starting lanes, granting tokens, a call
+ * Re-entrancy: only loop callbacks (and close) call settle(), and always
+ * last; everything settle() calls (starting lanes, granting tokens, a call
  * the store or Temporal refuses at once) just changes lane state, never
- * calls dd_reconcile_settle() back. dd_reconcile_settle() is the one place that starts lanes, hands
+ * calls settle() back. settle() is the one place that starts lanes, hands
  * out tokens, moves the cycle to its next phase and finishes it. */
 #include "reconcile/reconcile.h"
 
@@ -50,6 +50,7 @@
 #define SEEN_MAX 10000      /* bound on the sweep's first-seen map */
 #define EARLY_GAP_MS 1000   /* at most one early wake-up per second */
 #define WAKE_SLACK_MS 50
+#define VIS_CHUNK 100       /* run ids per visibility query (a ~4 KB query) */
 
 static const char *const stages[] = {"list", "describe", "terminate", "delete", "lease",
                                      "malformed"};
@@ -63,6 +64,11 @@ typedef struct cand {
     int64_t hb_ms;    /* record: as classified; sweep: when first seen without a record */
     int64_t start_ms; /* sweep: run start (wall ms) */
     bool malformed, sweep;
+    /* what the cycle's visibility query said about exactly (wid, run_id):
+     * VIS_NONE (not asked, not listed, or the query failed: describe it) */
+    enum { VIS_NONE, VIS_LISTED } vis;
+    dd_temporal_status vis_status;
+    char *vis_type;
 } cand;
 
 typedef struct seen {
@@ -81,7 +87,7 @@ typedef struct lane {
     struct cycle *cy;
     cand *c;          /* points into cy->c or cy->sw */
     size_t seq;       /* the candidate's place in its list: token order */
-    char *lease;      /* its lease name while held, owned */
+    char *lease;     /* its lease name while held, owned */
     char reason[256];
     wait_kind wait;
     dd_temporal_call *call; /* while wait == WAIT_TEMPORAL */
@@ -105,10 +111,15 @@ typedef struct cycle {
     int pages;
     lane *lanes;      /* owned, nlanes of them */
     size_t nlanes, busy;
-    int hold;         /* > 0: dd_reconcile_settle() must not run (close is walking the lanes) */
+    int hold;         /* > 0: settle() must not run (close is walking the lanes) */
     wait_kind wait;   /* cycle-level call (only while no lane is busy) */
     dd_temporal_call *call; /* while wait == WAIT_TEMPORAL */
     int64_t oldest_hb;      /* oldest non-stale heartbeat, -1 none */
+    /* The visibility queries run ahead of the lanes, one at a time: the
+     * candidates before vis_upto have been asked about (lanes take only
+     * those), the one in flight covers [vis_upto, vis_next). */
+    dd_temporal_call *vis_call;
+    size_t vis_upto, vis_next;
     void (*done)(const dd_reconcile_stats *, void *);
     void *done_arg;
 } cycle;
@@ -157,8 +168,7 @@ int64_t dd_reconcile_stagger_ms(const char *holder, int64_t interval_ms, double 
     if (interval_ms <= 0)
         return 0;
     int64_t spread = interval_ms / 10;
-    int64_t base =
-        spread > 0 ? (int64_t)(dd_reconcile_fnv1a(holder ? holder : "") % (uint64_t)spread) : 0;
+    int64_t base = spread > 0 ? (int64_t)(dd_reconcile_fnv1a(holder ? holder : "") % (uint64_t)spread) : 0;
     return base + (int64_t)(u * (double)(interval_ms / 50));
 }
 
@@ -241,6 +251,7 @@ static void dd_reconcile_cand_free(cand *c)
     free(c->first_run_id);
     free(c->wf_type);
     free(c->term_run);
+    free(c->vis_type);
 }
 
 static void dd_reconcile_cycle_free(cycle *cy)
@@ -282,8 +293,7 @@ static void dd_reconcile_on_handle_closed(uv_handle_t *h)
 }
 
 /* c: the candidate the error is about, NULL for the cycle's own queries. */
-static void dd_reconcile_count_error(cycle *cy, const cand *c, const char *stage, int rc,
-                                     const char *msg)
+static void dd_reconcile_count_error(cycle *cy, const cand *c, const char *stage, int rc, const char *msg)
 {
     dd_reconciler *r = cy->r;
     cy->st.errors++;
@@ -296,8 +306,7 @@ static void dd_reconcile_count_error(cycle *cy, const cand *c, const char *stage
             msg && *msg ? msg : dd_strerror(rc), r->holder);
 }
 
-static void dd_reconcile_count_malformed(cycle *cy, cand *c, const char *problem,
-                                         const char *action)
+static void dd_reconcile_count_malformed(cycle *cy, cand *c, const char *problem, const char *action)
 {
     dd_reconciler *r = cy->r;
     cy->st.malformed++;
@@ -341,11 +350,12 @@ static void dd_reconcile_finish(cycle *cy, int status)
             "reconcile_cycle",
             "result=%s error=%s active=%lld stale=%lld candidates=%d terminated=%d "
             "already_closed=%d cleaned=%d kept_refreshed=%d malformed=%d leased_elsewhere=%d "
-            "swept=%d errors=%d sweep=%s duration_ms=%.1f holder=%s",
+            "swept=%d errors=%d visible=%d described=%d sweep=%s duration_ms=%.1f holder=%s",
             cut ? "canceled" : st.result ? "error" : "ok", st.result ? dd_strerror(st.result) : "",
             (long long)st.active, (long long)st.stale, st.candidates, st.terminated,
             st.already_closed, st.cleaned, st.kept_refreshed, st.malformed, st.leased_elsewhere,
-            st.swept, st.errors, st.sweep_ran ? "true" : "false", st.duration_ms, r->holder);
+            st.swept, st.errors, st.visible, st.described, st.sweep_ran ? "true" : "false",
+            st.duration_ms, r->holder);
 
     r->cy = NULL; /* before the callbacks: they may start a cycle or close */
     dd_reconcile_cycle_free(cy);
@@ -381,11 +391,11 @@ static lane *dd_reconcile_lane_start(cycle *cy, cand *c, size_t seq)
         cy->busy++;
         return l;
     }
-    abort(); /* dd_reconcile_settle() starts lanes only while busy < nlanes */
+    abort(); /* settle() starts lanes only while busy < nlanes */
 }
 
 /* The lane is done with its candidate (its lease released, given up, or
- * left to expire when closing). Never calls dd_reconcile_settle(). */
+ * left to expire when closing). Never calls settle(). */
 static void dd_reconcile_lane_end(lane *l)
 {
     free(l->lease);
@@ -398,7 +408,7 @@ static void dd_reconcile_lane_end(lane *l)
 }
 
 /* Lane callbacks start with this: false when the lane must stop (closing);
- * the lane is then ended and the callback only calls dd_reconcile_settle(). */
+ * the lane is then ended and the callback only calls settle(). */
 static bool dd_reconcile_lane_resume(lane *l)
 {
     l->wait = WAIT_NONE;
@@ -444,8 +454,7 @@ static void dd_reconcile_release(lane *l)
 {
     l->gated = false;
     if (l->lease) {
-        int rc = dd_store_lease_release(l->cy->r->s, l->lease, l->cy->r->holder,
-                                        dd_reconcile_on_release, l);
+        int rc = dd_store_lease_release(l->cy->r->s, l->lease, l->cy->r->holder, dd_reconcile_on_release, l);
         if (rc == 0) {
             l->wait = WAIT_STORE;
             return;
@@ -557,6 +566,11 @@ static void dd_reconcile_terminate(lane *l)
         char a[32];
         dd_duration_format(age < 0 ? 0 : age, a, sizeof(a));
         dd_msgf(l->reason, sizeof(l->reason), "stale: no heartbeat record for %s", a);
+    } else if (c->hb_ms == 0) {
+        /* hb_ms 0: a dead owner's last will made the record stale
+         * (docs/ownership.md); an age since 1970 would mislead */
+        dd_msgf(l->reason, sizeof(l->reason), "stale: released by the last will of %s",
+                c->server_id ? c->server_id : "?");
     } else {
         dd_reconcile_reason(l->reason, sizeof(l->reason), c->server_id, age);
     }
@@ -565,8 +579,8 @@ static void dd_reconcile_terminate(lane *l)
     int rc = c->first_run_id
                  ? dd_temporal_terminate_chain(r->t, c->wid, c->term_run, c->first_run_id,
                                                l->reason, dd_reconcile_on_terminate, l, &l->call)
-                 : dd_temporal_terminate(r->t, c->wid, c->run_id, l->reason,
-                                         dd_reconcile_on_terminate, l, &l->call);
+                 : dd_temporal_terminate(r->t, c->wid, c->run_id, l->reason, dd_reconcile_on_terminate, l,
+                                         &l->call);
     if (rc == 0) {
         l->wait = WAIT_TEMPORAL;
         return;
@@ -575,7 +589,7 @@ static void dd_reconcile_terminate(lane *l)
     dd_reconcile_release(l);
 }
 
-/* The lane needs a termination token; dd_reconcile_settle() hands it out (pump_tokens). */
+/* The lane needs a termination token; settle() hands it out (pump_tokens). */
 static void dd_reconcile_take_token(lane *l)
 {
     l->want_token = true;
@@ -620,11 +634,52 @@ static bool dd_reconcile_pump_tokens(cycle *cy)
     }
 }
 
+/* What to do with the run the record names, once Temporal said what it
+ * is (a describe of exactly that run, or the visibility listing of exactly
+ * that run id): its type, its chain, its status, and the run to end. */
+static void dd_reconcile_decide(lane *l, const char *type, const char *first_run_id,
+                   dd_temporal_status status, const char *run_id)
+{
+    cycle *cy = l->cy;
+    dd_reconciler *r = cy->r;
+    cand *c = l->c;
+    /* The record names a workflow id; make sure the run there really is
+     * one of ours before ending it: a wrong record must not kill a
+     * stranger. Workflow-mode records name the user's type and a chain. */
+    bool type_ok = type && (!strcmp(type, DD_DISPATCHER_WORKFLOW_TYPE) ||
+                            (c->wf_type && !strcmp(type, c->wf_type)));
+    bool other_chain =
+        c->first_run_id && first_run_id && strcmp(first_run_id, c->first_run_id) != 0;
+    if (!type_ok) {
+        char why[300];
+        dd_msgf(why, sizeof(why), "run has workflow type '%s', not a dispatcher%s%s",
+                type ? type : "", c->wf_type ? " nor " : "", c->wf_type ? c->wf_type : "");
+        dd_reconcile_count_malformed(cy, c, why, "kept");
+        dd_reconcile_release(l);
+    } else if (other_chain) {
+        /* the chain the record names has ended; a newer one runs under
+         * the ID (someone else's): never ours to end */
+        cy->st.already_closed++;
+        dd_info(r->ctx.log, "stale_closed",
+                "workflow_id=%s run_id=%s first_run_id=%s status=%s requester=%s", c->wid,
+                c->run_id, c->first_run_id, "another chain runs now", r->holder);
+        dd_reconcile_cad(l);
+    } else if (status == DD_WF_RUNNING) {
+        free(c->term_run);
+        c->term_run = dd_reconcile_xdup(run_id);
+        dd_reconcile_take_token(l);
+    } else {
+        cy->st.already_closed++;
+        dd_info(r->ctx.log, "stale_closed", "workflow_id=%s run_id=%s status=%s requester=%s",
+                c->wid, c->run_id, dd_temporal_status_name(status), r->holder);
+        dd_reconcile_cad(l);
+    }
+}
+
 static void dd_reconcile_on_describe(int st, const dd_temporal_result *res, void *arg)
 {
     lane *l = arg;
     cycle *cy = l->cy;
-    dd_reconciler *r = cy->r;
     cand *c = l->c;
     if (!dd_reconcile_lane_resume(l)) {
         dd_reconcile_settle(cy);
@@ -640,43 +695,11 @@ static void dd_reconcile_on_describe(int st, const dd_temporal_result *res, void
         cy->st.already_closed++;
         dd_reconcile_cad(l);
     } else if (st < 0 || !res->execution) {
-        dd_reconcile_count_error(cy, c, "describe", st < 0 ? st : DD_EPROTO,
-                                 res ? res->message : NULL);
+        dd_reconcile_count_error(cy, c, "describe", st < 0 ? st : DD_EPROTO, res ? res->message : NULL);
         dd_reconcile_release(l);
     } else {
         const dd_temporal_execution *e = res->execution;
-        /* The record names a workflow id; make sure the run there really is
-         * one of ours before ending it: a wrong record must not kill a
-         * stranger. Workflow-mode records name the user's type and a chain. */
-        bool type_ok = e->type && (!strcmp(e->type, DD_DISPATCHER_WORKFLOW_TYPE) ||
-                                   (c->wf_type && !strcmp(e->type, c->wf_type)));
-        bool other_chain = c->first_run_id && e->first_run_id &&
-                           strcmp(e->first_run_id, c->first_run_id) != 0;
-        if (!type_ok) {
-            char why[300];
-            dd_msgf(why, sizeof(why), "run has workflow type '%s', not a dispatcher%s%s",
-                    e->type ? e->type : "", c->wf_type ? " nor " : "",
-                    c->wf_type ? c->wf_type : "");
-            dd_reconcile_count_malformed(cy, c, why, "kept");
-            dd_reconcile_release(l);
-        } else if (other_chain) {
-            /* the chain the record names has ended; a newer one runs under
-             * the ID (someone else's): never ours to end */
-            cy->st.already_closed++;
-            dd_info(r->ctx.log, "stale_closed",
-                    "workflow_id=%s run_id=%s first_run_id=%s status=%s requester=%s", c->wid,
-                    c->run_id, c->first_run_id, "another chain runs now", r->holder);
-            dd_reconcile_cad(l);
-        } else if (e->status == DD_WF_RUNNING) {
-            free(c->term_run);
-            c->term_run = dd_reconcile_xdup(e->run_id);
-            dd_reconcile_take_token(l);
-        } else {
-            cy->st.already_closed++;
-            dd_info(r->ctx.log, "stale_closed", "workflow_id=%s run_id=%s status=%s requester=%s",
-                    c->wid, c->run_id, dd_temporal_status_name(e->status), r->holder);
-            dd_reconcile_cad(l);
-        }
+        dd_reconcile_decide(l, e->type, e->first_run_id, e->status, e->run_id);
     }
     dd_reconcile_settle(cy);
 }
@@ -699,8 +722,16 @@ static void dd_reconcile_on_lease(int st, void *arg)
         dd_reconcile_lane_end(l);
     } else if (c->sweep) {
         dd_reconcile_take_token(l);
+    } else if (c->vis == VIS_LISTED) {
+        /* visibility listed exactly this run: a closed one is closed for
+         * good, a running one is ended by its exact run id (a terminate
+         * that finds it closed meanwhile changes nothing). reconcile.h */
+        cy->st.visible++;
+        dd_reconcile_decide(l, c->vis_type, NULL, c->vis_status, c->run_id);
     } else {
-        /* a chain moves on by itself (continue-as-new): ask for its current run */
+        /* not listed (gone, or not visible yet), not asked (a chain, whose
+         * current run moves by itself), or the query failed: describe */
+        cy->st.described++;
         int rc = dd_temporal_describe(r->t, c->wid, c->first_run_id ? NULL : c->run_id,
                                       dd_reconcile_on_describe, l, &l->call);
         if (rc == 0) {
@@ -725,8 +756,7 @@ static int dd_reconcile_lease(lane *l)
     dd_reconciler *r = l->cy->r;
     cand *c = l->c;
     l->lease = dd_strdupf(DD_STORE_LEASE_FAILOVER, c->wid); /* an ID: whole */
-    int rc = dd_store_lease_acquire(r->s, l->lease, r->holder, r->o.lease_ttl_ms,
-                                    dd_reconcile_on_lease, l);
+    int rc = dd_store_lease_acquire(r->s, l->lease, r->holder, r->o.lease_ttl_ms, dd_reconcile_on_lease, l);
     if (rc == 0) {
         l->wait = WAIT_STORE;
         return 0;
@@ -905,8 +935,7 @@ static void dd_reconcile_end_cycle(cycle *cy)
     dd_reconciler *r = cy->r;
     cy->ph = PH_END;
     if (r->started) {
-        int rc = dd_store_oldest(r->s, dd_reconcile_srv_now(r) - r->o.stale_threshold_ms,
-                                 dd_reconcile_on_oldest, cy);
+        int rc = dd_store_oldest(r->s, dd_reconcile_srv_now(r) - r->o.stale_threshold_ms, dd_reconcile_on_oldest, cy);
         if (rc == 0) {
             cy->wait = WAIT_STORE;
             return;
@@ -933,14 +962,114 @@ static bool dd_reconcile_start_sweep(cycle *cy)
     return true;
 }
 
+/* ---- visibility, in batches ---------------------------------------------
+ *
+ * One list query names up to VIS_CHUNK run ids (RunId IN (...)): what it
+ * lists is decided without a describe (decide()); what it does not list, a
+ * chain (its current run moves by itself), or a chunk whose query failed
+ * is described as before. reconcile.h and docs/reconcile.md argue why that
+ * is safe while visibility lags. */
+
+/* A run id that can go into a query as is: Temporal's are UUIDs. */
+static bool dd_reconcile_vis_id_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s && *s; s++, n++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              *s == '-'))
+            return false;
+    return n > 0 && n <= 64;
+}
+
+static bool dd_reconcile_vis_askable(const cand *c)
+{
+    return !c->malformed && !c->first_run_id && dd_reconcile_vis_id_ok(c->run_id);
+}
+
+static void dd_reconcile_vis_failed(cycle *cy, size_t from, size_t to, int rc, const char *msg)
+{
+    dd_warn(cy->r->ctx.log, "reconcile_visibility",
+            "error=%s candidates=%zu action=describe holder=%s", msg && *msg ? msg : dd_strerror(rc),
+            to - from, cy->r->holder);
+}
+
+static void dd_reconcile_on_vis(int st, const dd_temporal_result *res, void *arg)
+{
+    cycle *cy = arg;
+    cy->vis_call = NULL;
+    if (cy->r->closing) {
+        dd_reconcile_settle(cy);
+        return;
+    }
+    if (st < 0) {
+        dd_reconcile_vis_failed(cy, cy->vis_upto, cy->vis_next, st, res ? res->message : NULL);
+    } else {
+        for (size_t k = 0; k < res->nexecutions; k++) {
+            const dd_temporal_execution *e = &res->executions[k];
+            if (!e->workflow_id || !e->run_id)
+                continue;
+            /* exactly the record's (wid, run_id): a run id listed under
+             * another workflow id is not this record's run */
+            for (size_t j = cy->vis_upto; j < cy->vis_next; j++) {
+                cand *c = &cy->c[j];
+                if (!dd_reconcile_vis_askable(c) || strcmp(c->run_id, e->run_id) || strcmp(c->wid, e->workflow_id))
+                    continue;
+                c->vis = VIS_LISTED;
+                c->vis_status = e->status;
+                free(c->vis_type);
+                c->vis_type = dd_reconcile_xdup(e->type);
+            }
+        }
+    }
+    cy->vis_upto = cy->vis_next;
+    dd_reconcile_settle(cy);
+}
+
+/* Asks about the next chunk, unless a query is in flight. Candidates with
+ * nothing to ask are passed over at once. */
+static void dd_reconcile_vis_ask(cycle *cy)
+{
+    dd_reconciler *r = cy->r;
+    if (cy->vis_call || cy->vis_upto >= cy->n)
+        return;
+    dd_buf q = DD_BUF_INIT;
+    size_t i = cy->vis_upto, k = 0;
+    for (; i < cy->n && k < VIS_CHUNK; i++) {
+        if (!dd_reconcile_vis_askable(&cy->c[i]))
+            continue;
+        dd_buf_printf(&q, "%s'%s'", k ? "," : "RunId IN (", cy->c[i].run_id);
+        k++;
+    }
+    cy->vis_next = i;
+    if (k == 0) {
+        cy->vis_upto = i;
+        dd_buf_release(&q);
+        return;
+    }
+    dd_buf_puts(&q, ")");
+    int rc = dd_temporal_list(r->t, dd_buf_str(&q), NULL, (int)k, dd_reconcile_on_vis, cy, &cy->vis_call);
+    dd_buf_release(&q);
+    if (rc < 0) {
+        cy->vis_call = NULL;
+        dd_reconcile_vis_failed(cy, cy->vis_upto, i, rc, NULL);
+        cy->vis_upto = i;
+    }
+}
+
 /* Takes the next candidate of the current phase: into a lane, or dealt
- * with at once (malformed). false when there is none left. */
+ * with at once (malformed). false when there is none left, or when the
+ * next one waits for its visibility answer. */
 static bool dd_reconcile_start_next(cycle *cy)
 {
     dd_reconciler *r = cy->r;
     if (cy->ph == PH_RECORDS) {
         if (cy->i >= cy->n)
             return false;
+        if (cy->i >= cy->vis_upto) {
+            dd_reconcile_vis_ask(cy);
+            if (cy->i >= cy->vis_upto)
+                return false; /* its answer is on the way */
+        }
         size_t seq = cy->i;
         cand *c = &cy->c[cy->i++];
         if (c->malformed) {
@@ -996,7 +1125,7 @@ static void dd_reconcile_settle(cycle *cy)
     for (;;) {
         if (r->closing) {
             /* no new work; the cycle ends when the last lane has stopped */
-            if (!cy->busy && cy->wait == WAIT_NONE)
+            if (!cy->busy && cy->wait == WAIT_NONE && !cy->vis_call)
                 dd_reconcile_finish(cy, DD_ECANCELED);
             return;
         }
@@ -1005,11 +1134,19 @@ static void dd_reconcile_settle(cycle *cy)
         bool progress = dd_reconcile_pump_tokens(cy);
         bool stopping = dd_ctx_cancelled(&r->ctx);
         size_t limit = cy->ph == PH_SWEEP ? 1 : cy->nlanes;
+        if (!stopping && cy->ph == PH_RECORDS)
+            dd_reconcile_vis_ask(cy); /* runs a chunk ahead of the lanes */
         if (!stopping && cy->busy < limit && dd_reconcile_start_next(cy))
             continue;
         if (cy->busy) {
             if (progress)
                 continue;
+            return;
+        }
+        if (cy->vis_call) {
+            /* the next candidates wait for it; a stop need not */
+            if (stopping)
+                dd_temporal_cancel(cy->vis_call);
             return;
         }
         if (stopping) {
@@ -1108,8 +1245,8 @@ static void dd_reconcile_on_later(uv_timer_t *h)
         dd_reconcile_finish(r->cy, 0);
 }
 
-static int dd_reconcile_cycle_begin(dd_reconciler *r,
-                                    void (*done)(const dd_reconcile_stats *, void *), void *arg)
+static int dd_reconcile_cycle_begin(dd_reconciler *r, void (*done)(const dd_reconcile_stats *, void *),
+                       void *arg)
 {
     if (r->closing || dd_ctx_cancelled(&r->ctx))
         return DD_ECANCELED;
@@ -1124,8 +1261,8 @@ static int dd_reconcile_cycle_begin(dd_reconciler *r,
     cy->done_arg = arg;
     r->cy = cy;
     r->last_cycle_ms = dd_mono_ms();
-    int rc = dd_store_stale(r->s, dd_reconcile_store_now_arg(r), r->o.stale_threshold_ms,
-                            r->o.batch, dd_reconcile_on_stale, cy);
+    int rc = dd_store_stale(r->s, dd_reconcile_store_now_arg(r), r->o.stale_threshold_ms, r->o.batch, dd_reconcile_on_stale,
+                            cy);
     if (rc == 0) {
         cy->wait = WAIT_STORE;
         return 0;
@@ -1161,8 +1298,8 @@ static void dd_reconcile_schedule(dd_reconciler *r, int64_t oldest_hb)
     int64_t periodic = r->next_periodic_ms > now ? (int64_t)(r->next_periodic_ms - now) : 0;
     uint64_t gap_end = r->last_cycle_ms + EARLY_GAP_MS;
     int64_t gap = gap_end > now ? (int64_t)(gap_end - now) : 0;
-    int64_t d = dd_reconcile_next_wake_ms(dd_reconcile_srv_now(r), oldest_hb,
-                                          r->o.stale_threshold_ms, periodic, gap);
+    int64_t d = dd_reconcile_next_wake_ms(dd_reconcile_srv_now(r), oldest_hb, r->o.stale_threshold_ms,
+                                          periodic, gap);
     if (oldest_hb < 0) {
         /* No healthy record to time the next look by: one claimed after
          * this cycle (a host that starts, then crashes) would wait for the
@@ -1340,6 +1477,8 @@ void dd_reconciler_close(dd_reconciler *r, void (*done)(void *), void *arg)
      * step. The hold keeps those callbacks from finishing (and freeing) the
      * cycle while we walk the lanes. */
     cy->hold++;
+    if (cy->vis_call)
+        dd_temporal_cancel(cy->vis_call); /* its callback settles */
     for (size_t k = 0; k < cy->nlanes; k++) {
         lane *l = &cy->lanes[k];
         if (!l->c)

@@ -6,7 +6,9 @@
  * own lane, taken oldest first):
  *
  *   lease "failover:<wid>" (SET NX PX, ~30 s)   busy -> a standby or another host has it
- *   describe (wid, run_id)                               must be a dispatchd.dispatcher run
+ *   the run (wid, run_id): as the cycle's visibility   must be a dispatchd.dispatcher run
+ *     listing shows it (RunId IN (...), 100 per query),
+ *     or, when not listed, a describe of exactly it
  *   RUNNING: token bucket -> terminate exactly that run  then compare-and-delete the record
  *   closed / not found:                                  compare-and-delete only
  *   release the lease
@@ -17,6 +19,12 @@
  * again and it would keep running as a second dispatcher. The other order
  * fails safe: a terminate that fails leaves the record, and the next cycle
  * (ours or another host's) retries.
+ *
+ * Visibility lags: a run it lists as closed is closed for good (a status
+ * never goes back), and one it lists as running is ended by its exact run
+ * id (a terminate that finds it closed ends nothing else), but a run it
+ * does not list may just not be visible yet: that one is described, never
+ * taken as gone (docs/reconcile.md, "Visibility in batches").
  *
  * Compare-and-delete: between the stale query and the delete, the record may
  * have been refreshed (a paused owner woke up and heartbeated) or re-claimed
@@ -73,6 +81,8 @@ typedef struct dd_reconcile_stats {
     int leased_elsewhere;   /* another host held the candidate's lease */
     int swept;              /* sweep: running dispatchers without a record, terminated */
     int errors;             /* Redis/Temporal failures (any makes result an error) */
+    int visible;            /* decided from the batched visibility listing of their run */
+    int described;          /* describes sent (not listed, chains, failed listing) */
     bool sweep_ran;
     double duration_ms;
 } dd_reconcile_stats;

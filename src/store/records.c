@@ -72,6 +72,28 @@ static const char lua_heartbeat[] =
     "redis.call('ZADD', KEYS[2], nows, ARGV[1])\n"
     "return {'ok', nows}\n";
 
+/* The same for many records at once. KEYS: hb_1..hb_n, index. ARGV: now,
+ * then per item wid run epoch ttl first_run|''. One TIME for all; each item
+ * is fenced on its own record alone, so one that a newer owner holds is
+ * answered 'fenced' and the loop goes on. Returns one reply per item, as
+ * lua_heartbeat's. */
+static const char lua_heartbeat_batch[] = LUA_NOW("ARGV[1]")
+    "local out = {}\n"
+    "local index = KEYS[#KEYS]\n"
+    "for i = 1, #KEYS - 1 do\n"
+    "  local a = 2 + (i - 1) * 5\n"
+    "  local cur = redis.call('HMGET', KEYS[i], 'run_id', 'epoch', 'server_id', 'first_run_id')\n"
+    "  if (cur[1] ~= ARGV[a + 1] and (ARGV[a + 4] == '' or cur[4] ~= ARGV[a + 4])) or\n"
+    "     tonumber(cur[2]) ~= tonumber(ARGV[a + 2]) then\n"
+    "    out[i] = {'fenced', cur[3] or '', cur[1] or '', cur[2] or ''}\n"
+    "  else\n"
+    "    redis.call('HSET', KEYS[i], 'hb_ms', nows, 'ttl_ms', ARGV[a + 3], 'run_id', ARGV[a + 1])\n"
+    "    redis.call('ZADD', index, nows, ARGV[a])\n"
+    "    out[i] = {'ok', nows}\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
 /* When Redis (re)started, by its own uptime, on the server clock only
  * (since = 0 when the caller judges by a time of its own): a record's age
  * counts from its last heartbeat or from then, whichever is later. While
@@ -578,6 +600,131 @@ int dd_store_heartbeat_chain(dd_store *s, const char *wid, const char *run_id,
     rc = dd_store__cmd(r, "EVAL", lua_heartbeat, "2", key, INDEX_KEY, wid, run_id, I64(e, epoch),
                        I64(now, now_ms), I64(ttl, ttl_ms), first_run_id ? first_run_id : "", NULL);
     return end(r, rc < 0 ? rc : dd_store__add_wait(r));
+}
+
+/* A batch: r->arg is this, r->cb a marker (begin wants one). Results are
+ * parsed into it from the reply, then delivered item by item. */
+typedef struct beat_batch {
+    size_t n;
+    struct beat_item {
+        dd_store_owner_cb *cb;
+        void *arg;
+        int status;
+        dd_store_owner owner;
+        char *str[2];
+    } it[];
+} beat_batch;
+
+static void beat_batch_marker(void) {}
+
+/* One item's reply, as fenced_reply reads a single heartbeat's. */
+static int beat_item_parse(struct beat_item *it, const redisReply *rep)
+{
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || !is_str(rep->element[0]))
+        return DD_EPROTO;
+    if (!strcmp(rep->element[0]->str, "fenced") && rep->elements == 4) {
+        for (int i = 0; i < 2; i++)
+            if (is_str(rep->element[1 + i]) && rep->element[1 + i]->len > 0)
+                it->str[i] = xstrndup(rep->element[1 + i]->str, rep->element[1 + i]->len);
+        it->owner.server_id = it->str[0];
+        it->owner.run_id = it->str[1];
+        if (is_str(rep->element[3]))
+            (void)parse_i64(rep->element[3]->str, &it->owner.epoch);
+        return DD_EFENCED;
+    }
+    if (strcmp(rep->element[0]->str, "ok") || rep->elements != 2 || !is_str(rep->element[1]) ||
+        parse_i64(rep->element[1]->str, &it->owner.now_ms) < 0)
+        return DD_EPROTO;
+    return 0;
+}
+
+static void beat_batch_reply(dd_store__req *r, redisReply *rep)
+{
+    beat_batch *b = r->arg;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != b->n)
+        r->status = DD_EPROTO;
+    else
+        for (size_t i = 0; i < b->n; i++)
+            b->it[i].status = beat_item_parse(&b->it[i], rep->element[i]);
+    dd_store__finish(r, 0);
+}
+
+static void beat_batch_deliver(dd_store__req *r, int status)
+{
+    beat_batch *b = r->arg;
+    status = status ? status : r->status;
+    for (size_t i = 0; i < b->n; i++) {
+        struct beat_item *it = &b->it[i];
+        int st = status ? status : it->status;
+        it->cb(st, st == 0 || st == DD_EFENCED ? &it->owner : NULL, it->arg);
+        free(it->str[0]);
+        free(it->str[1]);
+    }
+    free(b);
+}
+
+static const dd_store__op heartbeat_batch_op = {"heartbeat_batch", beat_batch_reply,
+                                                beat_batch_deliver,
+    "EVAL (TIME HMGET HSET ZADD) on dd:hb:{wid} (many) dd:hb:index"};
+
+int dd_store_heartbeat_batch(dd_store *s, const dd_store_beat *items, size_t n, int64_t now_ms)
+{
+    if (!items || n == 0 || n > DD_STORE_BEAT_MAX)
+        return DD_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!items[i].workflow_id || !*items[i].workflow_id || !items[i].run_id ||
+            !*items[i].run_id || !items[i].cb)
+            return DD_EINVAL;
+    int rc = dd_store__check(s);
+    if (rc)
+        return rc;
+    /* argv: EVAL script numkeys keys... index now (wid run epoch ttl first)... */
+    size_t argc = 3 + n + 1 + 1 + 5 * n;
+    const char **argv = dd_xcalloc(argc, sizeof(*argv));
+    char *keys = dd_xmalloc(n * DD_STORE__KEYMAX);
+    char *nums = dd_xmalloc(n * 2 * 24);
+    char numkeys[24], now[24];
+    size_t k = 0;
+    argv[k++] = "EVAL";
+    argv[k++] = lua_heartbeat_batch;
+    argv[k++] = I64(numkeys, n + 1);
+    for (size_t i = 0; i < n; i++)
+        if (!(argv[k++] = dd_store__key(keys + i * DD_STORE__KEYMAX, "hb", items[i].workflow_id)))
+            rc = DD_EINVAL; /* an id too long for a key */
+    if (rc) {
+        free(argv);
+        free(keys);
+        free(nums);
+        return rc;
+    }
+    argv[k++] = INDEX_KEY;
+    argv[k++] = I64(now, now_ms);
+    for (size_t i = 0; i < n; i++) {
+        char *e = nums + i * 48, *t = e + 24;
+        snprintf(e, 24, "%" PRId64, items[i].epoch);
+        snprintf(t, 24, "%" PRId64, items[i].ttl_ms);
+        argv[k++] = items[i].workflow_id;
+        argv[k++] = items[i].run_id;
+        argv[k++] = e;
+        argv[k++] = t;
+        argv[k++] = items[i].first_run_id ? items[i].first_run_id : "";
+    }
+    beat_batch *b = dd_xcalloc(1, sizeof(*b) + n * sizeof(b->it[0]));
+    b->n = n;
+    for (size_t i = 0; i < n; i++) {
+        b->it[i].cb = items[i].cb;
+        b->it[i].arg = items[i].arg;
+        b->it[i].owner.epoch = items[i].epoch;
+    }
+    dd_store__req *r = begin(s, &heartbeat_batch_op, beat_batch_marker, b, &rc);
+    if (r)
+        rc = end(r, dd_store__cmdv(r, (int)argc, argv));
+    if (rc < 0) /* refused at once: no callback runs, so nothing else frees it */
+        free(b);
+    free(argv);
+    free(keys);
+    free(nums);
+    return rc;
 }
 
 int dd_store_release(dd_store *s, const char *wid, const char *run_id, int64_t epoch,

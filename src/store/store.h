@@ -266,6 +266,27 @@ int dd_store_heartbeat(dd_store *s, const char *workflow_id, const char *run_id,
 int dd_store_heartbeat_chain(dd_store *s, const char *workflow_id, const char *run_id,
                              const char *first_run_id, int64_t epoch, int64_t now_ms,
                              int64_t ttl_ms, dd_store_owner_cb *cb, void *arg);
+/* Many heartbeats in one script call (one round trip, one command for
+ * Redis to parse): the host's owners beat together once per interval
+ * (owner/heartbeat.c). Each item is fenced on its own, exactly as
+ * dd_store_heartbeat_chain (its run id, or its chain's first run, AND its
+ * epoch): one fenced-out item is answered DD_EFENCED with its holder and
+ * changes nothing for the others. Every item's cb is called exactly once,
+ * in item order, with that item's result (an error of the whole call, a
+ * timeout or a lost connection, goes to every item). The hb_ms written is
+ * one TIME for the batch. At most DD_STORE_BEAT_MAX items (DD_EINVAL
+ * beyond): a longer list is several calls, so one script never holds Redis
+ * for long (about 2 us per item). */
+#define DD_STORE_BEAT_MAX 256
+typedef struct dd_store_beat {
+    const char *workflow_id, *run_id;
+    const char *first_run_id; /* NULL: plain heartbeat */
+    int64_t epoch;
+    int64_t ttl_ms;
+    dd_store_owner_cb *cb;
+    void *arg;
+} dd_store_beat;
+int dd_store_heartbeat_batch(dd_store *s, const dd_store_beat *items, size_t n, int64_t now_ms);
 /* Deletes record + index entry only if still ours; DD_EFENCED otherwise. */
 int dd_store_release(dd_store *s, const char *workflow_id, const char *run_id, int64_t epoch,
                      dd_store_owner_cb *cb, void *arg);

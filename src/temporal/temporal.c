@@ -39,6 +39,13 @@
  * most 100 ms to noticing a close in that degenerate case. */
 #define REPOLL_FLOOR_MS 100
 
+/* Requests in flight at once, long polls aside (temporal.h, max_in_flight):
+ * the rest wait in order. 1,000 dispatchers starting (or failing over) at
+ * once sent 1,000 starts together; the dev server answered the first after
+ * 3 s, many after the 10 s request timeout, and the retries of those (1,396)
+ * did the same work again (bench/scale, bench/RESULTS.md). */
+#define DEFAULT_MAX_IN_FLIGHT 32
+
 struct dd_temporal {
     dd_ctx ctx;
     char *base; /* "/api/v1/namespaces/<ns>": request paths start with it */
@@ -48,6 +55,9 @@ struct dd_temporal {
     dd_buf headers; /* extra header lines of every request; holds the API key */
     dd_http *http;
     dd_temporal_call *calls; /* in flight, doubly linked */
+    int active, max_active;  /* requests (not long polls) on the wire, and the cap */
+    int64_t poll_busy_ms;    /* a long poll refused with 429: asked again after 1/2..1 of this */
+    dd_temporal_call *wait_head, *wait_tail; /* calls waiting for a slot, in order */
     dd_rng rng;
     dd_metric *m_requests;
     int open_handles; /* uv handles not yet closed: the client is freed at 0 */
@@ -74,6 +84,9 @@ struct dd_temporal_call {
     uint64_t sent_ms;   /* dd_mono_ms() when the attempt in flight was sent */
     bool done;
     bool cancelling; /* cancelled: finishes with DD_ECANCELED from the loop */
+    bool slot;       /* holds one of the client's max_active slots */
+    bool queued;     /* waiting for one (in t->wait_head..) */
+    dd_temporal_call *wnext;
 
     /* The decoded replies (codec.h): the result, the strings and events it
      * points to (valid until the callback returns), the message, and the
@@ -141,12 +154,72 @@ static void dd_temporal_call_closed(uv_handle_t *h)
     dd_temporal_maybe_free_client(t);
 }
 
+static void dd_temporal_retry_timer_cb(uv_timer_t *h);
+
+static void dd_temporal_unqueue(dd_temporal_call *c)
+{
+    dd_temporal *t = c->t;
+    if (!c->queued)
+        return;
+    c->queued = false;
+    dd_temporal_call **pp = &t->wait_head, *prev = NULL;
+    while (*pp && *pp != c) {
+        prev = *pp;
+        pp = &(*pp)->wnext;
+    }
+    if (*pp)
+        *pp = c->wnext;
+    if (t->wait_tail == c)
+        t->wait_tail = prev;
+    c->wnext = NULL;
+}
+
+/* Gives the call's slot back: straight to the first waiting call, whose
+ * attempt then starts from the loop (its own timer), never inside this. */
+static void dd_temporal_slot_put(dd_temporal_call *c)
+{
+    dd_temporal *t = c->t;
+    if (!c->slot)
+        return;
+    c->slot = false;
+    dd_temporal_call *w = t->wait_head;
+    if (!w) {
+        t->active--;
+        return;
+    }
+    dd_temporal_unqueue(w);
+    w->slot = true;
+    uv_timer_start(&w->timer, dd_temporal_retry_timer_cb, 0, 0);
+}
+
+/* A slot for the next attempt: true to send now, false when it waits in
+ * line (its attempt starts when a slot is handed to it). */
+static bool dd_temporal_slot_take(dd_temporal_call *c)
+{
+    dd_temporal *t = c->t;
+    if (c->slot || c->op == DD_TC_WAIT_CLOSE)
+        return true;
+    if (t->active < t->max_active) {
+        t->active++;
+        c->slot = true;
+        return true;
+    }
+    c->queued = true;
+    if (t->wait_tail)
+        t->wait_tail->wnext = c;
+    else
+        t->wait_head = c;
+    t->wait_tail = c;
+    return false;
+}
+
 static void dd_temporal_abandon_attempt(dd_temporal_call *c)
 {
     if (c->req) {
         dd_http_abandon(c->req);
         c->req = NULL;
     }
+    dd_temporal_slot_put(c);
 }
 
 /* Runs the callback once and frees the call (asynchronously). */
@@ -156,6 +229,7 @@ static void dd_temporal_call_finish(dd_temporal_call *c, int err)
     if (c->done)
         return;
     c->done = true;
+    dd_temporal_unqueue(c);
     dd_temporal_abandon_attempt(c);
     uv_timer_stop(&c->timer);
     if (c->prev)
@@ -171,9 +245,9 @@ static void dd_temporal_call_finish(dd_temporal_call *c, int err)
     /* "not found" answers a question (is anything running under this ID?)
      * and is how every fresh takeover's describe ends: not an error */
     dd_temporal_count(t, c->op,
-                      err == 0                ? "ok"
-                      : err == DD_ENOTFOUND   ? "not_found"
-                      : err == DD_ECANCELED   ? "cancelled"
+          err == 0                ? "ok"
+          : err == DD_ENOTFOUND   ? "not_found"
+          : err == DD_ECANCELED   ? "cancelled"
                                   : "error");
     if (err < 0 && err != DD_ECANCELED)
         dd_debug(t->ctx.log, "temporal_call_failed", "op=%s workflow_id=%s error=%s message=%s",
@@ -202,6 +276,16 @@ static void dd_temporal_call_failed(dd_temporal_call *c, int err, bool retry)
     c->failures++;
     if (retry && c->failures < t->max_attempts && !dd_ctx_cancelled(&t->ctx)) {
         int64_t delay = dd_backoff_next(&c->bo);
+        /* A long poll refused with 429: the namespace is at its limit of
+         * long-running requests (frontend.namespaceCount, 1,200 per
+         * frontend by default; docs/scale.md). Asking again within a
+         * second, as for other errors, only adds to the load that refused
+         * it (5,000 watches on one host drew 431,447 such answers in four
+         * minutes); the watch buys latency, the fenced heartbeat is the
+         * backstop, so it waits seconds. */
+        if (c->op == DD_TC_WAIT_CLOSE && c->dec.res.http_status == 429 && delay < t->poll_busy_ms)
+            delay = t->poll_busy_ms / 2 +
+                    (int64_t)(dd_rng_unit(&t->rng) * (double)(t->poll_busy_ms / 2));
         if (!c->deadline || dd_mono_ms() + (uint64_t)delay < c->deadline) {
             dd_temporal_count(t, c->op, "retry");
             dd_warn(t->ctx.log, "temporal_retry",
@@ -233,6 +317,7 @@ static void dd_temporal_on_reply(const dd_http_reply *rep, void *arg)
     dd_temporal_call *c = arg;
     bool retry = false;
     c->req = NULL;
+    dd_temporal_slot_put(c);
     c->dec.res.http_status = rep->status;
     dd_buf_reset(&c->dec.msg);
 
@@ -268,6 +353,7 @@ static void dd_temporal_call_attempt(dd_temporal_call *c)
     if (c->deadline) {
         uint64_t now = dd_mono_ms();
         if (now >= c->deadline) {
+            dd_temporal_slot_put(c);
             dd_buf_reset(&c->dec.msg);
             dd_buf_printf(&c->dec.msg, "%s of workflow '%s' exceeded its deadline",
                           dd_tc_op_name(c->op), c->workflow_id ? c->workflow_id : "");
@@ -277,6 +363,8 @@ static void dd_temporal_call_attempt(dd_temporal_call *c)
         if ((int64_t)(c->deadline - now) < tmo)
             tmo = (int64_t)(c->deadline - now);
     }
+    if (!dd_temporal_slot_take(c))
+        return; /* in line: slot_put starts this attempt */
     dd_buf_puts(&url, c->url);
     if (c->dec.page_token) {
         dd_buf_putc(&url, strchr(c->url, '?') ? '&' : '?');
@@ -299,8 +387,8 @@ static void dd_temporal_call_attempt(dd_temporal_call *c)
     }
 }
 
-static dd_temporal_call *dd_temporal_call_new(dd_temporal *t, dd_tc_op op, const char *wf,
-                                              const char *run, dd_temporal_cb cb, void *arg)
+static dd_temporal_call *dd_temporal_call_new(dd_temporal *t, dd_tc_op op, const char *wf, const char *run,
+                                  dd_temporal_cb cb, void *arg)
 {
     dd_temporal_call *c = dd_xcalloc(1, sizeof(*c));
     c->t = t;
@@ -374,6 +462,8 @@ int dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *o, dd_temporal **
     t->max_attempts = o->max_attempts > 0 ? o->max_attempts : 5;
     t->backoff_base_ms = o->backoff_base_ms > 0 ? o->backoff_base_ms : 100;
     t->backoff_cap_ms = o->backoff_cap_ms > 0 ? o->backoff_cap_ms : 2000;
+    t->max_active = o->max_in_flight > 0 ? o->max_in_flight : DEFAULT_MAX_IN_FLIGHT;
+    t->poll_busy_ms = o->long_poll_busy_ms > 0 ? o->long_poll_busy_ms : 10000;
     dd_rng_seed(&t->rng, 0);
 
     dd_buf_puts(&t->headers, "Content-Type: application/json\r\n"
@@ -410,6 +500,7 @@ static void dd_temporal_call_cancel(dd_temporal_call *c)
     if (c->done || c->cancelling)
         return;
     c->cancelling = true;
+    dd_temporal_unqueue(c); /* never handed a slot now */
     dd_temporal_abandon_attempt(c);
     uv_timer_stop(&c->timer);
     uv_timer_start(&c->timer, dd_temporal_cancel_fire, 0, 0);
@@ -478,7 +569,7 @@ static int dd_temporal_launch(dd_temporal_call *c, dd_temporal_call **out)
 }
 
 static int dd_temporal_start_common(dd_temporal *t, dd_tc_op op, const dd_temporal_start_req *r,
-                                    dd_temporal_cb cb, void *arg, dd_temporal_call **out)
+                        dd_temporal_cb cb, void *arg, dd_temporal_call **out)
 {
     dd_buf msg = DD_BUF_INIT, u = DD_BUF_INIT, e = DD_BUF_INIT;
     json_t *body = NULL, *p = NULL;
@@ -578,8 +669,8 @@ int dd_temporal_signal_with_start(dd_temporal *t, const dd_temporal_start_req *r
 
 /* Shared by signal and terminate: POST .../workflows/{id}/<suffix>. */
 static int dd_temporal_post_exec(dd_temporal *t, dd_tc_op op, const char *wf, const char *run,
-                                 const char *suffix, json_t *body, dd_temporal_cb cb, void *arg,
-                                 dd_temporal_call **out)
+                     const char *suffix, json_t *body, dd_temporal_cb cb, void *arg,
+                     dd_temporal_call **out)
 {
     dd_buf u = DD_BUF_INIT;
     json_t *ex = json_pack("{s:s}", "workflowId", wf);
@@ -647,8 +738,8 @@ int dd_temporal_terminate_chain(dd_temporal *t, const char *wf, const char *run,
 }
 
 static int dd_temporal_get_exec(dd_temporal *t, dd_tc_op op, const char *wf, const char *run,
-                                const char *suffix, const char *query, dd_temporal_cb cb, void *arg,
-                                dd_temporal_call **out)
+                    const char *suffix, const char *query, dd_temporal_cb cb, void *arg,
+                    dd_temporal_call **out)
 {
     dd_buf msg = DD_BUF_INIT, u = DD_BUF_INIT;
     int rc = t->closing ? DD_ECANCELED : dd_temporal_check_wf(wf, &msg);
@@ -688,7 +779,7 @@ int dd_temporal_wait_close(dd_temporal *t, const char *wf, const char *run, dd_t
 {
     /* Enum values in query strings must be numbers: 2 = CLOSE_EVENT. */
     return dd_temporal_get_exec(t, DD_TC_WAIT_CLOSE, wf, run, "/history",
-                                "&waitNewEvent=true&historyEventFilterType=2", cb, arg, out);
+                    "&waitNewEvent=true&historyEventFilterType=2", cb, arg, out);
 }
 
 int dd_temporal_list(dd_temporal *t, const char *query, const char *page_token, int page_size,

@@ -55,6 +55,15 @@ typedef struct dd_temporal_opts {
     int64_t deadline_ms;    /* per call, across retries; 0: 30 s */
     int64_t long_poll_ms;   /* per long-poll request (server answers after ~20 s); 0: 70 s */
     int max_attempts;       /* per call; 0: 5 */
+    /* Requests on the wire at once, long polls (wait_close) aside; the
+     * others wait in order, their per-call deadline running. 0: 32. A host
+     * with 1,000 dispatchers would otherwise send 1,000 starts at once, and
+     * a server that answers late makes every one of them a retry. */
+    int max_in_flight;
+    /* A long poll answered 429 (the namespace's limit of long-running
+     * requests) is asked again after 1/2 to 1 of this, not within the
+     * usual backoff. 0: 10 s. */
+    int64_t long_poll_busy_ms;
     int64_t backoff_base_ms; /* 0: 100 ms */
     int64_t backoff_cap_ms;  /* 0: 2 s */
     const char *ca_file;    /* TLS: CA bundle to verify the server; NULL: system */

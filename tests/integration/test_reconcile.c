@@ -594,6 +594,288 @@ static void test_already_closed(void **state)
     terminate_now(f, w2, run2);
 }
 
+/* Visibility in batches: stale records of running, closed and unknown runs.
+ * The running and closed ones are decided from one visibility listing of
+ * their exact run ids (no describe); the one Temporal never saw is not
+ * listed, and is described before anything is decided about it. */
+typedef struct vis_wait {
+    bool done;
+    int status;
+    size_t n;
+    int running;
+} vis_wait;
+
+static void vis_cb(int st, const dd_temporal_result *r, void *arg)
+{
+    vis_wait *v = arg;
+    v->done = true;
+    v->status = st;
+    v->n = st == 0 ? r->nexecutions : 0;
+    v->running = 0;
+    for (size_t i = 0; st == 0 && i < r->nexecutions; i++)
+        v->running += r->executions[i].status == DD_WF_RUNNING;
+}
+
+static void test_visibility_batch(void **state)
+{
+    fx *f = *state;
+    enum { NRUN = 3, NCLOSED = 2 };
+    char w[NRUN + NCLOSED + 1][DD_DISPATCHER_ID_BUFLEN], run[NRUN + NCLOSED + 1][64];
+    int64_t now = dd_wall_ms();
+    dd_buf q = DD_BUF_INIT;
+    for (int i = 0; i < NRUN + NCLOSED; i++) {
+        char p[32];
+        snprintf(p, sizeof(p), "p-vis-%d", i);
+        start_dispatcher(f, p, "host-gone", w[i], run[i]);
+        if (i >= NRUN)
+            terminate_now(f, w[i], run[i]);
+        claim(f, p, w[i], run[i], "host-gone", now - THR - 1000 - i);
+        dd_buf_printf(&q, "%s'%s'", i ? "," : "RunId IN (", run[i]);
+    }
+    dd_buf_puts(&q, ")");
+    /* a run id Temporal never saw */
+    char err[64];
+    assert_int_equal(dd_dispatcher_id("p-vis-ghost", f->queue, w[NRUN + NCLOSED],
+                                      sizeof(w[0]), err, sizeof(err)),
+                     0);
+    claim(f, "p-vis-ghost", w[NRUN + NCLOSED], "4b1e8f6a-0000-4000-8000-00000000beef",
+          "host-gone", now - THR - 2000);
+    /* visibility lags writes: wait until it shows what we did (bounded) */
+    vis_wait v = {0};
+    for (int i = 0; i < 100; i++) {
+        memset(&v, 0, sizeof(v));
+        assert_int_equal(dd_temporal_list(f->t, dd_buf_str(&q), NULL, 10, vis_cb, &v, NULL), 0);
+        assert_true(run_until(f, &v.done, 30000));
+        if (v.status == 0 && v.n == NRUN + NCLOSED && v.running == NRUN)
+            break;
+        sleep_loop(f, 100);
+    }
+    assert_int_equal(v.n, NRUN + NCLOSED);
+    assert_int_equal(v.running, NRUN);
+    dd_buf_release(&q);
+
+    dd_reconciler_opts o = {.terminate_rate = 1000};
+    dd_reconciler *r = reconciler(f, NULL, NULL, "host-rec", &o);
+    dd_reconcile_stats st = run_cycle(f, r);
+    assert_int_equal(st.result, 0);
+    assert_int_equal(st.errors, 0);
+    assert_int_equal(st.candidates, NRUN + NCLOSED + 1);
+    assert_int_equal(st.visible, NRUN + NCLOSED);
+    assert_int_equal(st.described, 1);
+    assert_int_equal(st.terminated, NRUN);
+    assert_int_equal(st.already_closed, NCLOSED + 1);
+    assert_int_equal(st.cleaned, NRUN + NCLOSED + 1);
+    for (int i = 0; i < NRUN; i++)
+        assert_int_equal(wf_status(f, w[i], run[i]), DD_WF_TERMINATED);
+    sgot g;
+    for (int i = 0; i <= NRUN + NCLOSED; i++)
+        assert_int_equal(get_record(f, w[i], &g), DD_ENOTFOUND);
+    close_reconciler(f, r);
+}
+
+/* A fake Temporal whose visibility lags: it lists the record's run as
+ * RUNNING, but the run has closed since (terminate answers "already
+ * completed"), and the ID may run a newer run by now. The reconciler ends
+ * only the exact run it listed (the terminate names that run id), finds it
+ * closed, deletes the record; nothing is decided from the listing alone
+ * that a terminate scoped to the run could get wrong. With the listing
+ * failing, it falls back to describes. */
+typedef struct fake_srv {
+    uv_tcp_t tcp;
+    int port, conns, lists, describes, terminates;
+    bool closed, fail_list;
+    char wid[DD_DISPATCHER_ID_BUFLEN], run[64];
+    char term_body[1024];
+} fake_srv;
+
+typedef struct fake_conn {
+    uv_tcp_t tcp;
+    fake_srv *srv;
+    char buf[16384];
+    size_t len;
+} fake_conn;
+
+static void fake_conn_closed(uv_handle_t *h)
+{
+    fake_conn *c = h->data;
+    c->srv->conns--;
+    free(c);
+}
+
+static void fake_written(uv_write_t *w, int status)
+{
+    (void)status;
+    free(w->data);
+    free(w);
+}
+
+static void fake_reply(fake_conn *c, int code, const char *body)
+{
+    size_t cap = strlen(body) + 256;
+    char *resp = malloc(cap);
+    int len = snprintf(resp, cap,
+                       "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %zu\r\n\r\n%s",
+                       code, strlen(body), body);
+    uv_write_t *w = malloc(sizeof(*w));
+    w->data = resp;
+    uv_buf_t b = uv_buf_init(resp, (unsigned)len);
+    if (uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, fake_written) < 0) {
+        free(resp);
+        free(w);
+    }
+}
+
+/* Answers every complete request in the buffer (head + Content-Length body). */
+static void fake_serve(fake_conn *c)
+{
+    fake_srv *srv = c->srv;
+    for (;;) {
+        char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+        if (!end)
+            return;
+        size_t head = (size_t)(end + 4 - c->buf), body = 0;
+        char *cl = memmem(c->buf, head, "Content-Length: ", 16);
+        if (cl)
+            body = strtoul(cl + 16, NULL, 10);
+        if (c->len < head + body)
+            return;
+        char line[4096];
+        size_t ll = (size_t)((char *)memchr(c->buf, '\r', head) - c->buf);
+        snprintf(line, sizeof(line), "%.*s", (int)(ll < sizeof(line) - 1 ? ll : sizeof(line) - 1),
+                 c->buf);
+        if (strstr(line, "/terminate")) {
+            srv->terminates++;
+            snprintf(srv->term_body, sizeof(srv->term_body), "%.*s", (int)body, c->buf + head);
+            fake_reply(c, 404, "{\"code\":5,\"message\":\"workflow execution already completed\"}");
+        } else if (strstr(line, "/workflows?query=")) {
+            srv->lists++;
+            if (srv->fail_list) {
+                fake_reply(c, 400, "{\"code\":3,\"message\":\"invalid query\"}");
+            } else {
+                char b[1024];
+                snprintf(b, sizeof(b),
+                         "{\"executions\":[{\"execution\":{\"workflowId\":\"%s\",\"runId\":\"%s\"},"
+                         "\"type\":{\"name\":\"dispatchd.dispatcher\"},"
+                         "\"status\":\"WORKFLOW_EXECUTION_STATUS_RUNNING\"}]}",
+                         srv->wid, srv->run);
+                fake_reply(c, 200, b);
+            }
+        } else {
+            srv->describes++;
+            fake_reply(c, 404, "{\"code\":5,\"message\":\"workflow execution not found\"}");
+        }
+        memmove(c->buf, c->buf + head + body, c->len - head - body);
+        c->len -= head + body;
+    }
+}
+
+static void fake_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    (void)hint;
+    fake_conn *c = h->data;
+    *b = uv_buf_init(c->buf + c->len, (unsigned)(sizeof(c->buf) - c->len));
+}
+
+static void fake_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    (void)b;
+    fake_conn *c = st->data;
+    if (n < 0 || c->len + (size_t)n >= sizeof(c->buf)) {
+        if (!uv_is_closing((uv_handle_t *)&c->tcp))
+            uv_close((uv_handle_t *)&c->tcp, fake_conn_closed);
+        return;
+    }
+    c->len += (size_t)n;
+    fake_serve(c);
+}
+
+static void fake_accept(uv_stream_t *ls, int status)
+{
+    fake_srv *srv = ls->data;
+    if (status < 0)
+        return;
+    fake_conn *c = calloc(1, sizeof(*c));
+    c->srv = srv;
+    uv_tcp_init(ls->loop, &c->tcp);
+    c->tcp.data = c;
+    srv->conns++;
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, fake_alloc, fake_read) < 0)
+        uv_close((uv_handle_t *)&c->tcp, fake_conn_closed);
+}
+
+static void fake_listener_closed(uv_handle_t *h)
+{
+    ((fake_srv *)h->data)->closed = true;
+}
+
+static void test_visibility_lags(void **state)
+{
+    fx *f = *state;
+    fake_srv srv;
+    memset(&srv, 0, sizeof(srv));
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    uv_tcp_init(&f->loop, &srv.tcp);
+    srv.tcp.data = &srv;
+    assert_int_equal(uv_tcp_bind(&srv.tcp, (const struct sockaddr *)&sa, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&srv.tcp, 128, fake_accept), 0);
+    int sl = sizeof(sa);
+    assert_int_equal(uv_tcp_getsockname(&srv.tcp, (struct sockaddr *)&sa, &sl), 0);
+    srv.port = ntohs(sa.sin_port);
+    char url[64], err[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", srv.port);
+    dd_temporal *t = open_temporal(f, url, 1, 2000);
+
+    assert_int_equal(dd_dispatcher_id("p-lag", f->queue, srv.wid, sizeof(srv.wid), err,
+                                      sizeof(err)),
+                     0);
+    snprintf(srv.run, sizeof(srv.run), "%s", "4b1e8f6a-0000-4000-8000-00000000a11a");
+    int64_t now = dd_wall_ms();
+    claim(f, "p-lag", srv.wid, srv.run, "host-gone", now - THR - 1000);
+    dd_reconciler_opts o = {.terminate_rate = 1000};
+    dd_reconciler *r = reconciler(f, NULL, t, "host-rec", &o);
+    dd_reconcile_stats st = run_cycle(f, r);
+    assert_int_equal(st.result, 0);
+    assert_int_equal(srv.lists, 1);
+    assert_int_equal(st.visible, 1);
+    assert_int_equal(st.described, 0);
+    assert_int_equal(srv.describes, 0);
+    /* the listing said RUNNING: a terminate of exactly that run, which
+     * found it closed */
+    assert_int_equal(srv.terminates, 1);
+    assert_non_null(strstr(srv.term_body, srv.run));
+    assert_int_equal(st.terminated, 0);
+    assert_int_equal(st.already_closed, 1);
+    assert_int_equal(st.cleaned, 1);
+    sgot g;
+    assert_int_equal(get_record(f, srv.wid, &g), DD_ENOTFOUND);
+
+    /* the listing fails: every candidate is described instead */
+    srv.fail_list = true;
+    claim(f, "p-lag", srv.wid, srv.run, "host-gone", now - THR - 1000);
+    st = run_cycle(f, r);
+    assert_int_equal(st.result, 0);
+    assert_int_equal(srv.lists, 2);
+    assert_int_equal(st.visible, 0);
+    assert_int_equal(st.described, 1);
+    assert_int_equal(srv.describes, 1);
+    assert_int_equal(srv.terminates, 1);
+    assert_int_equal(st.already_closed, 1);
+    assert_int_equal(st.cleaned, 1);
+    close_reconciler(f, r);
+    int closed = 0;
+    dd_temporal_close(t, count_cb, &closed);
+    bool never = false;
+    for (int i = 0; i < 100 && !closed; i++)
+        run_until(f, &never, 20);
+    uv_close((uv_handle_t *)&srv.tcp, fake_listener_closed);
+    for (int i = 0; i < 100 && (srv.conns > 0 || !srv.closed); i++)
+        run_until(f, &never, 20);
+    assert_int_equal(srv.conns, 0);
+}
+
 /* Malformed records are counted and kept, never silently deleted; a
  * record whose workflow id does not match its project/queue, and a run
  * that is not a dispatcher, are not terminated. */
@@ -1492,6 +1774,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_classify_terminate_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compare_and_delete_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_already_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_visibility_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_visibility_lags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_temporal_down, setup, teardown),

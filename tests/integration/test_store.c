@@ -383,6 +383,138 @@ static void test_let_go(void **state)
     assert_int_equal(dd_store_let_go(f->s, &b, owner_cb, &w), DD_EINVAL);
 }
 
+/* Many heartbeats in one call: each is fenced on its own record. */
+typedef struct beat_seen {
+    int calls, status;
+    int64_t now_ms, epoch;
+    char holder[64];
+    int order; /* the call's position among all items' callbacks */
+} beat_seen;
+
+static int beat_order;
+
+static void beat_cb(int status, const dd_store_owner *res, void *arg)
+{
+    beat_seen *b = arg;
+    b->calls++;
+    b->status = status;
+    b->order = beat_order++;
+    if (res) {
+        b->now_ms = res->now_ms;
+        b->epoch = res->epoch;
+        snprintf(b->holder, sizeof(b->holder), "%s", res->server_id ? res->server_id : "");
+    }
+}
+
+static bool beats_done(beat_seen *b, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (b[i].calls == 0)
+            return false;
+    return true;
+}
+
+static void test_heartbeat_batch_fencing(void **state)
+{
+    fx *f = *state;
+    waiter w;
+    int64_t e1, e2, e3, e4;
+    assert_int_equal(claim(f, "wf-1", "run-a", "host-a", 1000, &e1), 0);
+    assert_int_equal(claim(f, "wf-2", "run-b", "host-a", 1000, &e2), 0);
+    assert_int_equal(claim(f, "wf-3", "run-c", "host-a", 1000, &e3), 0);
+    /* wf-2 was taken over by host-b: our run, old epoch */
+    assert_int_equal(claim(f, "wf-2", "run-x", "host-b", 1500, &e4), 0);
+    /* wf-4 never existed (released, or cleaned up) */
+    beat_seen b[4];
+    memset(b, 0, sizeof(b));
+    beat_order = 0;
+    dd_store_beat items[4] = {
+        {"wf-1", "run-a", NULL, e1, 30000, beat_cb, &b[0]},
+        {"wf-2", "run-b", NULL, e2, 30000, beat_cb, &b[1]},
+        {"wf-3", "run-c", NULL, e3, 30000, beat_cb, &b[2]},
+        {"wf-4", "run-d", NULL, 1, 30000, beat_cb, &b[3]},
+    };
+    assert_int_equal(dd_store_heartbeat_batch(f->s, items, 4, 5000), 0);
+    for (int i = 0; i < 200 && !beats_done(b, 4); i++)
+        sleep_loop(f, 10);
+    assert_true(beats_done(b, 4));
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(b[i].calls, 1);
+        assert_int_equal(b[i].order, i); /* item order */
+    }
+    assert_int_equal(b[0].status, 0);
+    assert_int_equal(b[0].now_ms, 5000);
+    assert_int_equal(b[1].status, DD_EFENCED);
+    assert_string_equal(b[1].holder, "host-b");
+    assert_int_equal(b[1].epoch, e4);
+    assert_int_equal(b[2].status, 0);
+    assert_int_equal(b[3].status, DD_EFENCED);
+    assert_string_equal(b[3].holder, "");
+    /* the fenced ones are untouched, the others refreshed (hash and index) */
+    assert_int_equal(W(dd_store_get(f->s, "wf-1", hb_cb, &w)), 0);
+    assert_int_equal(w.hbs[0], 5000);
+    assert_int_equal(W(dd_store_get(f->s, "wf-2", hb_cb, &w)), 0);
+    assert_int_equal(w.hbs[0], 1500);
+    assert_string_equal(w.holder, "host-b");
+    assert_int_equal(W(dd_store_get(f->s, "wf-3", hb_cb, &w)), 0);
+    assert_int_equal(w.hbs[0], 5000);
+    assert_int_equal(W(dd_store_get(f->s, "wf-4", hb_cb, &w)), DD_ENOTFOUND);
+    assert_int_equal(W(dd_store_list(f->s, 0, list_cb, &w)), 0);
+    assert_int_equal(w.total, 3);
+    for (size_t i = 0; i < w.n; i++)
+        assert_int_equal(w.hbs[i], strcmp(w.ids[i], "wf-2") ? 5000 : 1500);
+    /* the right run with an old epoch is fenced too */
+    memset(b, 0, sizeof(b));
+    dd_store_beat again[2] = {
+        {"wf-1", "run-a", NULL, e1 + 10, 30000, beat_cb, &b[0]},
+        {"wf-3", "run-c", NULL, e3, 30000, beat_cb, &b[1]},
+    };
+    assert_int_equal(dd_store_heartbeat_batch(f->s, again, 2, 6000), 0);
+    for (int i = 0; i < 200 && !beats_done(b, 2); i++)
+        sleep_loop(f, 10);
+    assert_int_equal(b[0].status, DD_EFENCED);
+    assert_int_equal(b[1].status, 0);
+    /* bad arguments are refused synchronously, no callback */
+    assert_int_equal(dd_store_heartbeat_batch(f->s, again, 0, 0), DD_EINVAL);
+    assert_int_equal(dd_store_heartbeat_batch(f->s, again, DD_STORE_BEAT_MAX + 1, 0), DD_EINVAL);
+    again[1].workflow_id = "";
+    memset(b, 0, sizeof(b));
+    assert_int_equal(dd_store_heartbeat_batch(f->s, again, 2, 0), DD_EINVAL);
+    sleep_loop(f, 50);
+    assert_int_equal(b[0].calls + b[1].calls, 0);
+}
+
+static void batch_closed(void *arg)
+{
+    *(bool *)arg = true;
+}
+
+/* A batch whose call fails (Redis gone) answers every item once. */
+static void test_heartbeat_batch_error(void **state)
+{
+    fx *f = *state;
+    int64_t e1;
+    assert_int_equal(claim(f, "wf-1", "run-a", "host-a", 1000, &e1), 0);
+    beat_seen b[3];
+    memset(b, 0, sizeof(b));
+    dd_store_beat items[3] = {
+        {"wf-1", "run-a", NULL, e1, 30000, beat_cb, &b[0]},
+        {"wf-2", "run-b", NULL, 1, 30000, beat_cb, &b[1]},
+        {"wf-3", "run-c", NULL, 1, 30000, beat_cb, &b[2]},
+    };
+    assert_int_equal(dd_store_heartbeat_batch(f->s, items, 3, 0), 0);
+    bool closed = false;
+    dd_store_close(f->s, batch_closed, &closed); /* cancels what is in flight, from the loop */
+    f->s = NULL;
+    for (int i = 0; i < 3; i++) /* never inside the call */
+        assert_int_equal(b[i].calls, 0);
+    assert_true(run_until(f, &closed, 5000));
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(b[i].calls, 1);
+        assert_int_equal(b[i].status, DD_ECANCELED);
+    }
+}
+
 static void test_compare_and_delete(void **state)
 {
     fx *f = *state;
@@ -1083,6 +1215,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_claim_heartbeat_fencing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_let_go, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_batch_fencing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_batch_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compare_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_records, setup, teardown),

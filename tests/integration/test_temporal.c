@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -89,6 +90,8 @@ typedef struct fx {
     FILE *logf; /* everything the client logged, checked for secrets */
 } fx;
 
+static dd_temporal *client_max(fx *f, const char *url, int attempts, int64_t timeout_ms,
+                               int max_in_flight);
 static dd_temporal *client(fx *f, const char *url, const char *ns, int attempts,
                            int64_t timeout_ms, const char *api_key)
 {
@@ -101,6 +104,24 @@ static dd_temporal *client(fx *f, const char *url, const char *ns, int attempts,
         .backoff_base_ms = 50,
         .backoff_cap_ms = 400,
         .api_key = api_key,
+    };
+    dd_temporal *t = NULL;
+    char err[512];
+    if (dd_temporal_new(&f->ctx, &o, &t, err, sizeof(err)) < 0)
+        fail_msg("dd_temporal_new: %s", err);
+    return t;
+}
+
+static dd_temporal *client_max(fx *f, const char *url, int attempts, int64_t timeout_ms,
+                               int max_in_flight)
+{
+    dd_temporal_opts o = {
+        .base_url = url,
+        .namespace_ = "default",
+        .identity = "test_temporal",
+        .timeout_ms = timeout_ms,
+        .max_attempts = attempts,
+        .max_in_flight = max_in_flight,
     };
     dd_temporal *t = NULL;
     char err[512];
@@ -664,6 +685,68 @@ static void test_request_timeout(void **state)
     close(fd);
 }
 
+/* Requests in flight are capped (max_in_flight), long polls aside: the
+ * rest wait in order and go out as slots free up; a waiting call can be
+ * cancelled. A server that accepts but never answers shows how many
+ * requests were sent at once: each connection carries one. */
+static int accept_all(int fd)
+{
+    int n = 0, c;
+    while ((c = accept(fd, NULL, NULL)) >= 0) {
+        n++;
+        /* kept open (the client times out), closed at the end */
+    }
+    return n;
+}
+
+static void test_max_in_flight(void **state)
+{
+    fx *f = *state;
+    enum { N = 8, M = 3 };
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sa);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 64), 0);
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(sa.sin_port));
+    dd_temporal *t = client_max(f, url, 1, 400, M);
+    static got g[N + 2];
+    memset(g, 0, sizeof(g));
+    dd_temporal_call *last = NULL;
+    uint64_t t0 = dd_mono_ms();
+    for (int i = 0; i < N; i++)
+        assert_int_equal(dd_temporal_describe(t, "wf", NULL, capture, &g[i], i == N - 1 ? &last : NULL),
+                         0);
+    /* a long poll is not held back by the cap */
+    assert_int_equal(dd_temporal_wait_close(t, "wf", "r", capture, &g[N], NULL), 0);
+    sleep_loop(f, 200);
+    int seen = accept_all(fd);
+    printf("measure: %d describes + 1 long poll with max_in_flight %d: %d connections at once\n",
+           N, M, seen);
+    assert_int_equal(seen, M + 1);
+    /* the last one waits in line: cancelled there, it answers DD_ECANCELED */
+    dd_temporal_cancel(last);
+    for (int i = 0; i < N; i++)
+        wait_for(f, &g[i]);
+    uint64_t took = dd_mono_ms() - t0;
+    int timeouts = 0;
+    for (int i = 0; i < N - 1; i++)
+        timeouts += g[i].status == DD_ETIMEOUT;
+    assert_int_equal(timeouts, N - 1);
+    assert_int_equal(g[N - 1].status, DD_ECANCELED);
+    /* 7 answered by their 400 ms timeout, 3 at a time: three rounds */
+    printf("measure: 7 silent describes, 3 at a time, 400 ms timeout: %llu ms\n",
+           (unsigned long long)took);
+    assert_true(took >= 3 * 400 * 9 / 10);
+    assert_int_equal(accept_all(fd) + seen, N - 1 + 1);
+    close_client(f, t);
+    close(fd);
+}
+
 static void test_bad_arguments(void **state)
 {
     fx *f = *state;
@@ -740,6 +823,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_namespace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_key_never_logged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_close_repolls, setup, teardown),

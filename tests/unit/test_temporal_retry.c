@@ -223,7 +223,7 @@ typedef struct fx {
 /* Runs one start against a stub scripted with replies; returns the result. */
 static dd_cancel *g_cancel; /* test knob: shutdown already begun */
 
-typedef enum { OP_START, OP_DESCRIBE, OP_HISTORY } test_op;
+typedef enum { OP_START, OP_DESCRIBE, OP_HISTORY, OP_WAIT } test_op;
 
 static got run_op3(test_op op, const char *const *replies, int n, int attempts,
                    int64_t deadline_ms, stub *s_out, uint64_t *took)
@@ -238,7 +238,8 @@ static got run_op3(test_op op, const char *const *replies, int n, int attempts,
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/", f.s.port);
     dd_temporal_opts o = {.base_url = url, .namespace_ = "ns 1", .max_attempts = attempts,
                           .deadline_ms = deadline_ms, .backoff_base_ms = 20,
-                          .backoff_cap_ms = 100, .api_key = "key-abcdef-123"};
+                          .backoff_cap_ms = 100, .api_key = "key-abcdef-123",
+                          .long_poll_busy_ms = 400};
     dd_temporal *t = NULL;
     char terr[512];
     assert_int_equal(dd_temporal_new(&f.ctx, &o, &t, terr, sizeof(terr)), 0);
@@ -249,6 +250,8 @@ static got run_op3(test_op op, const char *const *replies, int n, int attempts,
         assert_int_equal(dd_temporal_describe(t, "w", "r-1", capture, &g, NULL), 0);
     else if (op == OP_HISTORY)
         assert_int_equal(dd_temporal_history(t, "w", "r-1", capture, &g, NULL), 0);
+    else if (op == OP_WAIT)
+        assert_int_equal(dd_temporal_wait_close(t, "w", "r-1", capture, &g, NULL), 0);
     else
         assert_int_equal(dd_temporal_start(t, &r, capture, &g, NULL), 0);
     while (!g.done)
@@ -324,6 +327,26 @@ static void test_rate_limit_exhausted(void **state)
     assert_int_equal(g.http, 429);
     assert_non_null(strstr(g.msg, "after 3 attempts"));
     assert_non_null(strstr(g.msg, "too many restarts"));
+}
+
+/* A long poll refused for the namespace's long-poll limit waits seconds
+ * (here long_poll_busy_ms 400: 200..400 ms) before asking again, not the
+ * usual 20..100 ms; another call's 429 keeps the usual backoff. */
+static void test_long_poll_busy(void **state)
+{
+    static const char *const replies[] = {
+        "429 {\"code\":8,\"message\":\"namespace concurrent poller limit exceeded\"}"};
+    stub s;
+    uint64_t took = 0;
+    got g = run_op3(OP_WAIT, replies, 1, 3, 0, &s, &took);
+    printf("measure: a long poll refused 3 times with 429 gave up after %llu ms\n",
+           (unsigned long long)took);
+    assert_int_equal(g.status, DD_ERATELIMIT);
+    assert_int_equal(s.nreq, 3);
+    assert_true(took >= 2 * 200);
+    got d = run_op3(OP_DESCRIBE, replies, 1, 3, 0, &s, &took);
+    assert_int_equal(d.status, DD_ERATELIMIT);
+    assert_true(took < 400);
 }
 
 static void test_no_retry_on_4xx_and_501(void **state)
@@ -576,6 +599,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_retry_then_success),
         cmocka_unit_test(test_rate_limit_exhausted),
+        cmocka_unit_test(test_long_poll_busy),
         cmocka_unit_test(test_no_retry_on_4xx_and_501),
         cmocka_unit_test(test_deadline_bounds_retries),
         cmocka_unit_test(test_describe_payload_forms),
