@@ -606,6 +606,7 @@ int dd_store_heartbeat_chain(dd_store *s, const char *wid, const char *run_id,
  * parsed into it from the reply, then delivered item by item. */
 typedef struct beat_batch {
     size_t n;
+    bool answered; /* the script's reply was parsed into it[].status */
     struct beat_item {
         dd_store_owner_cb *cb;
         void *arg;
@@ -641,12 +642,16 @@ static int beat_item_parse(struct beat_item *it, const redisReply *rep)
 static void beat_batch_reply(dd_store__req *r, redisReply *rep)
 {
     beat_batch *b = r->arg;
+    if (wait_reply(r, rep))
+        return;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != b->n)
         r->status = DD_EPROTO;
-    else
+    else {
         for (size_t i = 0; i < b->n; i++)
             b->it[i].status = beat_item_parse(&b->it[i], rep->element[i]);
-    dd_store__finish(r, 0);
+        b->answered = true;
+    }
+    script_done(r); /* with --redis-wait-replicas, WAIT decides (below) */
 }
 
 static void beat_batch_deliver(dd_store__req *r, int status)
@@ -655,7 +660,11 @@ static void beat_batch_deliver(dd_store__req *r, int status)
     status = status ? status : r->status;
     for (size_t i = 0; i < b->n; i++) {
         struct beat_item *it = &b->it[i];
-        int st = status ? status : it->status;
+        /* a WAIT that fell short fails the beats that landed; a fenced one
+         * stays fenced (its answer came from the script) */
+        int st = !status                                        ? it->status
+                 : b->answered && it->status == DD_EFENCED ? DD_EFENCED
+                                                              : status;
         it->cb(st, st == 0 || st == DD_EFENCED ? &it->owner : NULL, it->arg);
         free(it->str[0]);
         free(it->str[1]);
@@ -717,8 +726,10 @@ int dd_store_heartbeat_batch(dd_store *s, const dd_store_beat *items, size_t n, 
         b->it[i].owner.epoch = items[i].epoch;
     }
     dd_store__req *r = begin(s, &heartbeat_batch_op, beat_batch_marker, b, &rc);
-    if (r)
-        rc = end(r, dd_store__cmdv(r, (int)argc, argv));
+    if (r) {
+        int c = dd_store__cmdv(r, (int)argc, argv);
+        rc = end(r, c < 0 ? c : dd_store__add_wait(r)); /* SENTINEL: WAIT N, if asked */
+    }
     if (rc < 0) /* refused at once: no callback runs, so nothing else frees it */
         free(b);
     free(argv);

@@ -489,6 +489,39 @@ static void batch_closed(void *arg)
     *(bool *)arg = true;
 }
 
+/* --redis-wait-replicas on a batch: a primary without replicas confirms
+ * nothing, so the beats that landed do not count (DD_ETIMEOUT); a fenced one
+ * stays fenced. */
+static void test_heartbeat_batch_wait(void **state)
+{
+    fx *f = *state;
+    int64_t e1, e2;
+    char url[128], err[256];
+    assert_int_equal(claim(f, "wf-1", "run-a", "host-a", 1000, &e1), 0);
+    assert_int_equal(claim(f, "wf-2", "run-b", "host-a", 1000, &e2), 0);
+    dd_store_opts o = {.url = url_of(f, url, sizeof(url)), .cmd_timeout_ms = 400,
+                       .wait_replicas = 1, .seed = 7};
+    dd_store *s2 = NULL;
+    assert_int_equal(dd_store_open(&f->ctx, &o, &s2, err, sizeof(err)), 0);
+    beat_seen b[2];
+    memset(b, 0, sizeof(b));
+    dd_store_beat items[2] = {
+        {"wf-1", "run-a", NULL, e1, 30000, beat_cb, &b[0]},
+        {"wf-2", "run-b", NULL, e2 + 1, 30000, beat_cb, &b[1]},
+    };
+    assert_int_equal(dd_store_heartbeat_batch(s2, items, 2, 5000), 0);
+    for (int i = 0; i < 300 && !beats_done(b, 2); i++)
+        sleep_loop(f, 10);
+    /* closed before any assert: a failed one must not leave s2 open for
+     * the teardown's loop to wait on */
+    bool closed = false;
+    dd_store_close(s2, batch_closed, &closed);
+    assert_true(run_until(f, &closed, 5000));
+    assert_true(beats_done(b, 2));
+    assert_int_equal(b[0].status, DD_ETIMEOUT);
+    assert_int_equal(b[1].status, DD_EFENCED);
+}
+
 /* A batch whose call fails (Redis gone) answers every item once. */
 static void test_heartbeat_batch_error(void **state)
 {
@@ -1217,6 +1250,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_let_go, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_batch_fencing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_batch_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_batch_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compare_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_records, setup, teardown),
