@@ -101,7 +101,7 @@ for n in "${NS[@]}"; do
   # 2. host A owns all
   t0=$(date +%s%3N)
   a=$(host hostA); PIDS+=("$a")
-  ta=$(wait_claims "$OUT/hostA-$n.log" "$n" 0 "${START_TIMEOUT_S:-300}") || { echo "n=$n: host A did not claim all $n within 300 s" >&2; exit 1; }
+  ta=$(wait_claims "$OUT/hostA-$n.log" "$n" 0 "${START_TIMEOUT_S:-300}") || { echo "n=$n: host A did not claim all $n within ${START_TIMEOUT_S:-300} s" >&2; exit 1; }
   owned_all=$((ta - t0))
   # 3. idle
   sleep "$SETTLE_S"
