@@ -15,27 +15,13 @@ C=$T/certs
 mkdir -p "$C"
 
 # --- certificates ----------------------------------------------------------------------
-ossl() { openssl "$@" >>"$T/openssl.log" 2>&1 || fail "openssl $1 failed"; }
-# new_ca NAME
-new_ca() {
-  ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -keyout "$C/$1.key" -out "$C/$1.pem" -subj "/CN=dispatchd test $1" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
-}
-# new_cert NAME CA SAN EKU
-new_cert() {
-  ossl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -keyout "$C/$1.key" -out "$C/$1.csr" -subj "/CN=$1"
-  printf 'basicConstraints=CA:FALSE\nsubjectAltName=%s\nextendedKeyUsage=%s\n' "$3" "$4" >"$C/$1.ext"
-  ossl x509 -req -in "$C/$1.csr" -CA "$C/$2.pem" -CAkey "$C/$2.key" -CAcreateserial -days 2 \
-    -out "$C/$1.pem" -extfile "$C/$1.ext"
-}
-new_ca ca
-new_ca otherca
-new_cert server ca "IP:127.0.0.1,DNS:localhost" serverAuth
-new_cert wrongname ca "DNS:other.test" serverAuth
-new_cert client ca "DNS:dispatchd-test-client" clientAuth
-new_cert strayclient otherca "DNS:dispatchd-test-client" clientAuth
+CERT_DIR=$C
+. "$DD_SOURCE_DIR/tests/support/certs.sh"
+{ new_ca ca && new_ca otherca &&
+  new_cert server ca "IP:127.0.0.1,DNS:localhost" serverAuth &&
+  new_cert wrongname ca "DNS:other.test" serverAuth &&
+  new_cert client ca "DNS:dispatchd-test-client" clientAuth &&
+  new_cert strayclient otherca "DNS:dispatchd-test-client" clientAuth; } || fail "certificates"
 cat "$C/client.pem" "$C/client.key" >"$C/client-combined.pem"
 ok "certificates generated (CA, other CA, server, wrong-name server, client, stray client)"
 
