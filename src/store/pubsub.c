@@ -37,6 +37,10 @@ enum { SUB_DOWN, SUB_CONNECTING, SUB_READY, SUB_CLOSED };
 #define SUB_PING ((void *)(uintptr_t)2)
 
 struct dd_store_sub {
+    /* SENTINEL: the store that tells it where the primary is (NULL once
+     * the store closed, or without sentinels), and the next of its subs */
+    dd_store *store;
+    dd_store_sub *next;
     uv_loop_t *loop;
     struct dd_log *log;
     char *host, *path, *password, *user;
@@ -168,6 +172,11 @@ static void dd_sub_start(dd_store_sub *sub)
     char err[256];
     if (sub->state != SUB_DOWN)
         return;
+    if (!sub->host && !sub->path) { /* SENTINEL: no answer from them yet */
+        sub->state = SUB_CONNECTING;
+        dd_sub_fail(sub, DD_EUNAVAIL, "the sentinels have not named the primary yet");
+        return;
+    }
     dd_store_conn_opts co = {
         .host = sub->host,
         .port = sub->port,
@@ -222,13 +231,14 @@ int dd_store_subscribe(dd_store *s, const dd_store_sub_opts *o, dd_store_sub **o
         dd_msgf(err, errlen, "dd_store_subscribe: the store is closing");
         return DD_ECANCELED;
     }
-    if (s->sentinel) {
-        /* SENTINEL: the subscription copies one address and would not follow
-         * a failover (not needed by anything yet) */
-        dd_msgf(err, errlen, "dd_store_subscribe: not supported through Sentinel yet");
-        return DD_EINVAL;
-    }
     dd_store_sub *sub = dd_xcalloc(1, sizeof(*sub));
+    if (s->sentinel) {
+        /* SENTINEL: the store tells it where the primary is, every time the
+         * sentinels answer or announce a switch (dd_store__subs_primary) */
+        sub->store = s;
+        sub->next = s->subs;
+        s->subs = sub;
+    }
     sub->loop = s->ctx.loop;
     sub->log = s->ctx.log;
     sub->host = s->url.host ? dd_strdup(s->url.host) : NULL;
@@ -282,6 +292,14 @@ void dd_store_sub_close(dd_store_sub *sub, void (*done)(void *arg), void *arg)
 {
     if (!sub || sub->state == SUB_CLOSED)
         return;
+    if (sub->store) { /* unlink */
+        dd_store_sub **pp = &sub->store->subs;
+        while (*pp && *pp != sub)
+            pp = &(*pp)->next;
+        if (*pp)
+            *pp = sub->next;
+        sub->store = NULL;
+    }
     sub->state = SUB_CLOSED;
     sub->done = done;
     sub->done_arg = arg;
@@ -289,4 +307,37 @@ void dd_store_sub_close(dd_store_sub *sub, void (*done)(void *arg), void *arg)
         dd_store_conn_close(sub->conn, NULL, NULL);
     sub->conn = NULL;
     uv_close((uv_handle_t *)&sub->timer, dd_sub_closed);
+}
+
+void dd_store__subs_primary(dd_store *s, const char *host, int port)
+{
+    for (dd_store_sub *sub = s->subs; sub; sub = sub->next) {
+        if (sub->host && !strcmp(sub->host, host) && sub->port == port)
+            continue;
+        free(sub->host);
+        sub->host = dd_strdup(host);
+        sub->port = port;
+        if (sub->state == SUB_READY || sub->state == SUB_CONNECTING) {
+            /* subscribed to the old primary (a replica now, or gone):
+             * messages published on the new one would never come */
+            dd_sub_fail(sub, DD_EUNAVAIL, "the primary moved: subscribing there");
+            dd_backoff_reset(&sub->backoff);
+            uv_timer_stop(&sub->timer);
+            uv_timer_start(&sub->timer, dd_sub_on_reconnect, 0, 0);
+        } else if (sub->state == SUB_DOWN) {
+            /* waiting to retry (maybe for an address): go now */
+            uv_timer_stop(&sub->timer);
+            uv_timer_start(&sub->timer, dd_sub_on_reconnect, 0, 0);
+        }
+    }
+}
+
+void dd_store__subs_detach(dd_store *s)
+{
+    for (dd_store_sub *sub = s->subs, *next; sub; sub = next) {
+        next = sub->next;
+        sub->store = NULL;
+        sub->next = NULL;
+    }
+    s->subs = NULL;
 }

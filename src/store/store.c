@@ -273,6 +273,7 @@ static void dd_store_on_resolved(int status, const char *host, int port, void *a
     s->url.host = dd_strdup(host);
     s->url.port = port;
     s->resolved = true;
+    dd_store__subs_primary(s, host, port);
     dd_store_conn_start(s);
 }
 
@@ -289,6 +290,7 @@ static void dd_store_on_switch(const char *host, int port, void *arg)
                 !strcmp(s->url.host, host) && s->url.port == port;
     dd_info(s->ctx.log, "redis_primary_switch", "master=%s addr=%s:%d connected=%s",
             dd_sentinel_master_name(s->sentinel), host, port, same ? "already" : "reconnect");
+    dd_store__subs_primary(s, host, port);
     if (same)
         return;
     dd_msgf(s->last_error, sizeof(s->last_error), "sentinel announced a new primary %s:%d",
@@ -792,6 +794,7 @@ void dd_store_close(dd_store *s, void (*done)(void *arg), void *arg)
     }
     dd_sentinel_close(s->sentinel); /* SENTINEL */
     s->sentinel = NULL;
+    dd_store__subs_detach(s);
     for (dd_store__req *r = s->head; r; r = r->next)
         uv_timer_stop(&r->timer);
     uv_timer_stop(&s->conn_timer);

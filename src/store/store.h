@@ -382,8 +382,11 @@ typedef struct dd_store_sub_opts {
     void *arg;
 } dd_store_sub_opts;
 
-/* 0, DD_EINVAL (no channel, an empty one, no on_message; a store opened
- * through Sentinel: not supported yet) or DD_ECANCELED
+/* On a store opened through Sentinel the subscription follows the primary:
+ * it subscribes where the sentinels' latest answer points, and moves (a
+ * new connection, subscribed again) whenever the store hears of a new
+ * primary; after the store closed it keeps the last address.
+ * 0, DD_EINVAL (no channel, an empty one, no on_message) or DD_ECANCELED
  * (the store is closing), with the reason in err. */
 int dd_store_subscribe(dd_store *s, const dd_store_sub_opts *opts, dd_store_sub **out,
                        char *err, size_t errlen);

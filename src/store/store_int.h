@@ -57,6 +57,7 @@ struct dd_store {
     /* SENTINEL: NULL without --redis-sentinel (store.c, sentinel.h) */
     struct dd_sentinel *sentinel;
     bool resolved; /* url.host/port is the sentinels' fresh answer */
+    struct dd_store_sub *subs; /* its subscriptions, told where the primary is */
     int wait_replicas;
     dd_metric *m_readonly, *m_switches, *m_wait_short;
 
@@ -141,6 +142,11 @@ struct dd_log *dd_store__log(const dd_store *s);
  * r when --redis-wait-replicas is set (r->wait_reply says which reply), and
  * judges its reply: 0, or DD_ETIMEOUT when fewer replicas confirmed. */
 int dd_store__add_wait(dd_store__req *r);
+/* SENTINEL: the primary is (now) at host:port: every subscription of s
+ * follows (pubsub.c); one connected elsewhere reconnects at once. */
+void dd_store__subs_primary(dd_store *s, const char *host, int port);
+/* The store is going: its subscriptions keep their last address. */
+void dd_store__subs_detach(dd_store *s);
 int dd_store__wait_result(dd_store__req *r, const redisReply *rep);
 
 #endif

@@ -44,6 +44,7 @@ host() { # NAME: a dispatchd host for $P/a and $P/b through the sentinels
     --metrics-listen off --temporal-url "$U" --redis-sentinel "$SENTINELS" \
     --redis-master-name "$NAME" "${KNOBS[@]}" -- "${CHILD[@]}" 2>"$T/$1.log" &
   track_dd $! "$1"
+  echo $! >"$T/$1.pid"
 }
 primary() { sentinel_master "$S1" "$NAME" | cut -d' ' -f2; }
 rec() { redis-cli -p "$(primary)" hget "dd:hb:{$1}" "$2"; }
@@ -114,6 +115,10 @@ scenario() {
   ok "$name: exactly one acting child each for $((THR_S + 2)) s after"
   local ov; ov=$($OVERLAP "$CH" --since "$t0") || fail "$name: children of two hosts acted at once: $ov"
   ok "$name: no two children acted at once ($ov)"
+  # the standbys' release channel moved with the primary: every host is subscribed there
+  # (judged by the new primary itself: PUBSUB NUMSUB)
+  check "$name: all three hosts subscribe to dd:released on the new primary $new" wait_until 15 \
+    bash -c "[ \"\$(redis-cli -p $new pubsub numsub dd:released | sed -n 2p)\" = 3 ]"
   echo "# $name: sentinels switched $old -> $new in $(( (t_switch - t0) / 1000 )) ms;" \
     "both dispatchers acted by one host again $(( (t_act - t0) / 1000 )) ms after the action" \
     "(ticks checked every 50 ms); longest no-child gap: a $(gap_ms "${WIDS[0]}" "$t0") ms," \
@@ -129,6 +134,15 @@ check "the old primary $RPRI has linked to the new one" wait_until 20 bash -c "r
 kill9() { kill -KILL "$(redis_pid "$(primary)")"; }
 scenario "kill -9 of the new primary" kill9
 
+# kill -9 of the owner (h3) alone: its guards' wills reach the primary through the sentinels,
+# and a standby hears the release on the subscription that followed the two switches
+owner_pid=$(cat "$T/h3.pid")
+kill -9 "$owner_pid"
+expect_exit "$owner_pid" 137
+check "h3's guards wrote their wills (will_released)" wait_until 15 bash -c "[ \$(grep -c event=will_released '$T/h3.log') -ge 1 ]"
+check "a standby heard the release (release_heard), not its timer" \
+  wait_until 15 bash -c "grep -q event=release_heard '$T/h1.log' '$T/h2.log'"
+check "and both dispatchers are acted on by exactly one standby again" wait_until 20 all_owned
 check "no host logged a write to a replica it was refused (READONLY) more than once per switch" \
   bash -c "[ \$(cat $T/h1.log $T/h2.log $T/h3.log | grep -c event=redis_readonly) -le 6 ]"
 echo "# primary switches each host heard: $(for h in h1 h2 h3; do printf '%s=%s ' $h "$(grep -c event=redis_primary_switch "$T/$h.log")"; done)"
