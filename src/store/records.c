@@ -219,7 +219,7 @@ static const char lua_evict[] = LUA_FENCE("ARGV[1]", "ARGV[2]")
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static char *xstrndup(const char *s, size_t n)
+static char *dd_rec_xstrndup(const char *s, size_t n)
 {
     char *p = dd_xmalloc(n + 1);
     memcpy(p, s, n);
@@ -227,20 +227,20 @@ static char *xstrndup(const char *s, size_t n)
     return p;
 }
 
-static int parse_i64(const char *s, int64_t *out)
+static int dd_rec_parse_i64(const char *s, int64_t *out)
 {
     char *end;
     if (!s || !*s)
-        return -1;
+        return DD_EINVAL;
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (errno || *end)
-        return -1;
+        return DD_EINVAL;
     *out = v;
     return 0;
 }
 
-static bool is_str(const redisReply *r)
+static bool dd_rec_is_str(const redisReply *r)
 {
     return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
 }
@@ -248,7 +248,7 @@ static bool is_str(const redisReply *r)
 #define I64(buf, v) (snprintf((buf), sizeof(buf), "%" PRId64, (int64_t)(v)), (buf))
 
 /* Common start of every operation: refuse early, build the request. */
-static dd_store__req *begin(dd_store *s, const dd_store__op *op, void (*cb)(void), void *arg,
+static dd_store__req *dd_rec_begin(dd_store *s, const dd_store__op *op, void (*cb)(void), void *arg,
                             int *rc)
 {
     *rc = dd_store__check(s);
@@ -257,7 +257,7 @@ static dd_store__req *begin(dd_store *s, const dd_store__op *op, void (*cb)(void
     return *rc ? NULL : dd_store__req_new(s, op, cb, arg);
 }
 
-static int end(dd_store__req *r, int rc)
+static int dd_rec_end(dd_store__req *r, int rc)
 {
     if (rc < 0)
         dd_store__abort(r);
@@ -269,18 +269,18 @@ static int end(dd_store__req *r, int rc)
 /* ---- status-only operations --------------------------------------------- */
 
 /* reply -> status: decided per op by r->status, set by the reply parser. */
-static void status_deliver(dd_store__req *r, int status)
+static void dd_rec_status_deliver(dd_store__req *r, int status)
 {
     ((dd_store_status_cb *)r->cb)(status ? status : r->status, r->arg);
 }
 
-static void ok_reply(dd_store__req *r, redisReply *rep)
+static void dd_rec_ok_reply(dd_store__req *r, redisReply *rep)
 {
     if (r->pending == 0)
         dd_store__finish(r, 0);
 }
 
-static void cad_reply(dd_store__req *r, redisReply *rep)
+static void dd_rec_cad_reply(dd_store__req *r, redisReply *rep)
 {
     if (rep->type != REDIS_REPLY_INTEGER)
         r->status = DD_EPROTO;
@@ -289,13 +289,13 @@ static void cad_reply(dd_store__req *r, redisReply *rep)
     dd_store__finish(r, 0);
 }
 
-static void lease_acquire_reply(dd_store__req *r, redisReply *rep)
+static void dd_rec_lease_acquire_reply(dd_store__req *r, redisReply *rep)
 {
-    r->status = rep->type == REDIS_REPLY_NIL ? DD_EBUSY : is_str(rep) ? 0 : DD_EPROTO;
+    r->status = rep->type == REDIS_REPLY_NIL ? DD_EBUSY : dd_rec_is_str(rep) ? 0 : DD_EPROTO;
     dd_store__finish(r, 0);
 }
 
-static void lease_release_reply(dd_store__req *r, redisReply *rep)
+static void dd_rec_lease_release_reply(dd_store__req *r, redisReply *rep)
 {
     r->status = rep->type != REDIS_REPLY_INTEGER ? DD_EPROTO
                 : rep->integer == 1             ? 0
@@ -303,30 +303,30 @@ static void lease_release_reply(dd_store__req *r, redisReply *rep)
     dd_store__finish(r, 0);
 }
 
-static void lease_held_reply(dd_store__req *r, redisReply *rep)
+static void dd_rec_lease_held_reply(dd_store__req *r, redisReply *rep)
 {
-    r->status = rep->type == REDIS_REPLY_NIL ? DD_ENOTFOUND : is_str(rep) ? 0 : DD_EPROTO;
+    r->status = rep->type == REDIS_REPLY_NIL ? DD_ENOTFOUND : dd_rec_is_str(rep) ? 0 : DD_EPROTO;
     dd_store__finish(r, 0);
 }
 
-static const dd_store__op ping_op = {"ping", ok_reply, status_deliver,
+static const dd_store__op ping_op = {"ping", dd_rec_ok_reply, dd_rec_status_deliver,
     "PING"};
-static const dd_store__op lease_held_op = {"lease_held", lease_held_reply, status_deliver,
+static const dd_store__op lease_held_op = {"lease_held", dd_rec_lease_held_reply, dd_rec_status_deliver,
     "GET on dd:lease:*"};
-static const dd_store__op cad_op = {"compare_and_delete", cad_reply, status_deliver,
+static const dd_store__op cad_op = {"compare_and_delete", dd_rec_cad_reply, dd_rec_status_deliver,
     "EVAL (HMGET EXISTS DEL ZREM) on dd:hb:{wid} dd:hb:index"};
-static const dd_store__op lease_acquire_op = {"lease_acquire", lease_acquire_reply,
-                                              status_deliver,
+static const dd_store__op lease_acquire_op = {"lease_acquire", dd_rec_lease_acquire_reply,
+                                              dd_rec_status_deliver,
     "SET NX PX on dd:lease:*"};
-static const dd_store__op lease_release_op = {"lease_release", lease_release_reply,
-                                              status_deliver,
+static const dd_store__op lease_release_op = {"lease_release", dd_rec_lease_release_reply,
+                                              dd_rec_status_deliver,
     "EVAL (GET DEL) on dd:lease:*"};
-static const dd_store__op worker_hb_op = {"worker_heartbeat", ok_reply, status_deliver,
+static const dd_store__op worker_hb_op = {"worker_heartbeat", dd_rec_ok_reply, dd_rec_status_deliver,
     "EVAL (TIME ZADD) on dd:workers:{wid}"};
-static const dd_store__op worker_dereg_op = {"worker_deregister", ok_reply, status_deliver,
+static const dd_store__op worker_dereg_op = {"worker_deregister", dd_rec_ok_reply, dd_rec_status_deliver,
     "ZREM on dd:workers:{wid}"};
 
-static void publish_reply(dd_store__req *r, redisReply *rep)
+static void dd_rec_publish_reply(dd_store__req *r, redisReply *rep)
 {
     if (rep->type == REDIS_REPLY_INTEGER)
         r->total = rep->integer;
@@ -335,13 +335,13 @@ static void publish_reply(dd_store__req *r, redisReply *rep)
     dd_store__finish(r, 0);
 }
 
-static void publish_deliver(dd_store__req *r, int status)
+static void dd_rec_publish_deliver(dd_store__req *r, int status)
 {
     status = status ? status : r->status;
     ((dd_store_publish_cb *)r->cb)(status, status == 0 ? r->total : 0, r->arg);
 }
 
-static const dd_store__op publish_op = {"publish", publish_reply, publish_deliver,
+static const dd_store__op publish_op = {"publish", dd_rec_publish_reply, dd_rec_publish_deliver,
     "PUBLISH on the channel"};
 
 int dd_store_publish(dd_store *s, const char *channel, const char *message,
@@ -350,19 +350,19 @@ int dd_store_publish(dd_store *s, const char *channel, const char *message,
     int rc;
     if (!channel || !*channel || !message)
         return DD_EINVAL;
-    dd_store__req *r = begin(s, &publish_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &publish_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
-    return end(r, dd_store__cmd(r, "PUBLISH", channel, message, NULL));
+    return dd_rec_end(r, dd_store__cmd(r, "PUBLISH", channel, message, NULL));
 }
 
 int dd_store_ping(dd_store *s, dd_store_status_cb *cb, void *arg)
 {
     int rc;
-    dd_store__req *r = begin(s, &ping_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &ping_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
-    return end(r, dd_store__cmd(r, "PING", NULL));
+    return dd_rec_end(r, dd_store__cmd(r, "PING", NULL));
 }
 
 int dd_store_compare_and_delete(dd_store *s, const char *wid, const char *run_id, int64_t hb_ms,
@@ -372,10 +372,10 @@ int dd_store_compare_and_delete(dd_store *s, const char *wid, const char *run_id
     int rc;
     if (!dd_store__key(key, "hb", wid) || !run_id)
         return DD_EINVAL;
-    dd_store__req *r = begin(s, &cad_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &cad_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
-    return end(r, dd_store__cmd(r, "EVAL", lua_cad, "2", key, INDEX_KEY, wid, run_id,
+    return dd_rec_end(r, dd_store__cmd(r, "EVAL", lua_cad, "2", key, INDEX_KEY, wid, run_id,
                                 I64(hb, hb_ms), NULL));
 }
 
@@ -386,10 +386,10 @@ int dd_store_lease_acquire(dd_store *s, const char *name, const char *holder, in
     int rc;
     if (!dd_store__key(key, "lease", name) || !holder || !*holder || ttl_ms <= 0)
         return DD_EINVAL;
-    dd_store__req *r = begin(s, &lease_acquire_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &lease_acquire_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
-    return end(r, dd_store__cmd(r, "SET", key, holder, "NX", "PX", I64(ttl, ttl_ms), NULL));
+    return dd_rec_end(r, dd_store__cmd(r, "SET", key, holder, "NX", "PX", I64(ttl, ttl_ms), NULL));
 }
 
 int dd_store_lease_release(dd_store *s, const char *name, const char *holder,
@@ -399,10 +399,10 @@ int dd_store_lease_release(dd_store *s, const char *name, const char *holder,
     int rc;
     if (!dd_store__key(key, "lease", name) || !holder)
         return DD_EINVAL;
-    dd_store__req *r = begin(s, &lease_release_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &lease_release_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
-    return end(r, dd_store__cmd(r, "EVAL", lua_lease_release, "1", key, holder, NULL));
+    return dd_rec_end(r, dd_store__cmd(r, "EVAL", lua_lease_release, "1", key, holder, NULL));
 }
 
 int dd_store_lease_held(dd_store *s, const char *name, dd_store_status_cb *cb, void *arg)
@@ -411,10 +411,10 @@ int dd_store_lease_held(dd_store *s, const char *name, dd_store_status_cb *cb, v
     int rc;
     if (!dd_store__key(key, "lease", name))
         return DD_EINVAL;
-    dd_store__req *r = begin(s, &lease_held_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &lease_held_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
-    return end(r, dd_store__cmd(r, "GET", key, NULL));
+    return dd_rec_end(r, dd_store__cmd(r, "GET", key, NULL));
 }
 
 int dd_store_worker_heartbeat(dd_store *s, const char *wid, const char *server_id, int64_t now_ms,
@@ -424,14 +424,14 @@ int dd_store_worker_heartbeat(dd_store *s, const char *wid, const char *server_i
     int rc;
     if (!dd_store__key(key, "workers", wid) || !server_id || !*server_id)
         return DD_EINVAL;
-    dd_store__req *r = begin(s, &worker_hb_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &worker_hb_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
-    return end(r, dd_store__cmd(r, "EVAL", lua_worker_hb, "1", key, server_id, I64(now, now_ms),
+    return dd_rec_end(r, dd_store__cmd(r, "EVAL", lua_worker_hb, "1", key, server_id, I64(now, now_ms),
                                 NULL));
 }
 
-static void worker_beat_reply(dd_store__req *r, redisReply *rep)
+static void dd_rec_worker_beat_reply(dd_store__req *r, redisReply *rep)
 {
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
         rep->element[0]->type != REDIS_REPLY_INTEGER ||
@@ -444,15 +444,15 @@ static void worker_beat_reply(dd_store__req *r, redisReply *rep)
     dd_store__finish(r, 0);
 }
 
-static void worker_beat_deliver(dd_store__req *r, int status)
+static void dd_rec_worker_beat_deliver(dd_store__req *r, int status)
 {
     status = status ? status : r->status;
     ((dd_store_worker_beat_cb *)r->cb)(status, status == 0 && r->owner.epoch,
                                        status == 0 ? r->owner.now_ms : 0, r->arg);
 }
 
-static const dd_store__op worker_beat_op = {"worker_beat", worker_beat_reply,
-                                            worker_beat_deliver,
+static const dd_store__op worker_beat_op = {"worker_beat", dd_rec_worker_beat_reply,
+                                            dd_rec_worker_beat_deliver,
     "EVAL (TIME ZADD HGET) on dd:workers:{wid} dd:hb:{wid}"};
 
 int dd_store_worker_beat(dd_store *s, const char *wid, const char *server_id, int64_t now_ms,
@@ -463,10 +463,10 @@ int dd_store_worker_beat(dd_store *s, const char *wid, const char *server_id, in
     if (!dd_store__key(key, "workers", wid) || !dd_store__key(hb, "hb", wid) || !server_id ||
         !*server_id)
         return DD_EINVAL;
-    dd_store__req *r = begin(s, &worker_beat_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &worker_beat_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
-    return end(r, dd_store__cmd(r, "EVAL", lua_worker_beat, "2", key, hb, server_id,
+    return dd_rec_end(r, dd_store__cmd(r, "EVAL", lua_worker_beat, "2", key, hb, server_id,
                                 I64(now, now_ms), NULL));
 }
 
@@ -477,15 +477,15 @@ int dd_store_worker_deregister(dd_store *s, const char *wid, const char *server_
     int rc;
     if (!dd_store__key(key, "workers", wid) || !server_id)
         return DD_EINVAL;
-    dd_store__req *r = begin(s, &worker_dereg_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &worker_dereg_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
-    return end(r, dd_store__cmd(r, "ZREM", key, server_id, NULL));
+    return dd_rec_end(r, dd_store__cmd(r, "ZREM", key, server_id, NULL));
 }
 
 /* ---- owner operations --------------------------------------------------- */
 
-static void owner_deliver(dd_store__req *r, int status)
+static void dd_rec_owner_deliver(dd_store__req *r, int status)
 {
     status = status ? status : r->status;
     ((dd_store_owner_cb *)r->cb)(status, status == 0 || status == DD_EFENCED ? &r->owner : NULL,
@@ -494,7 +494,7 @@ static void owner_deliver(dd_store__req *r, int status)
 
 /* SENTINEL (--redis-wait-replicas): the WAIT after a claim or heartbeat
  * decides whether it counts. true: rep was WAIT's, the request is done. */
-static bool wait_reply(dd_store__req *r, redisReply *rep)
+static bool dd_rec_wait_reply(dd_store__req *r, redisReply *rep)
 {
     if (!r->wait_reply || r->nreplies != r->wait_reply)
         return false;
@@ -504,7 +504,7 @@ static bool wait_reply(dd_store__req *r, redisReply *rep)
 
 /* The script's answer is in; with a WAIT behind it, a success waits for
  * WAIT's verdict (an error or a fence is final at once). */
-static void script_done(dd_store__req *r)
+static void dd_rec_script_done(dd_store__req *r)
 {
     if (r->wait_reply && r->status == 0)
         return;
@@ -512,51 +512,51 @@ static void script_done(dd_store__req *r)
 }
 
 /* {epoch, hb_ms} */
-static void claim_reply(dd_store__req *r, redisReply *rep)
+static void dd_rec_claim_reply(dd_store__req *r, redisReply *rep)
 {
-    if (wait_reply(r, rep))
+    if (dd_rec_wait_reply(r, rep))
         return;
     r->status = DD_EPROTO;
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-        rep->element[0]->type == REDIS_REPLY_INTEGER && is_str(rep->element[1]) &&
-        parse_i64(rep->element[1]->str, &r->owner.now_ms) == 0) {
+        rep->element[0]->type == REDIS_REPLY_INTEGER && dd_rec_is_str(rep->element[1]) &&
+        dd_rec_parse_i64(rep->element[1]->str, &r->owner.now_ms) == 0) {
         r->owner.epoch = rep->element[0]->integer;
         r->status = 0;
     }
-    script_done(r);
+    dd_rec_script_done(r);
 }
 
 /* {'ok'} or {'fenced', server, run, epoch} */
-static void fenced_reply(dd_store__req *r, redisReply *rep)
+static void dd_rec_fenced_reply(dd_store__req *r, redisReply *rep)
 {
-    if (wait_reply(r, rep))
+    if (dd_rec_wait_reply(r, rep))
         return;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || !is_str(rep->element[0])) {
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || !dd_rec_is_str(rep->element[0])) {
         r->status = DD_EPROTO;
     } else if (!strcmp(rep->element[0]->str, "fenced") && rep->elements == 4) {
         r->status = DD_EFENCED;
         for (int i = 0; i < 2; i++)
-            if (is_str(rep->element[1 + i]) && rep->element[1 + i]->len > 0)
-                r->str[i] = xstrndup(rep->element[1 + i]->str, rep->element[1 + i]->len);
+            if (dd_rec_is_str(rep->element[1 + i]) && rep->element[1 + i]->len > 0)
+                r->str[i] = dd_rec_xstrndup(rep->element[1 + i]->str, rep->element[1 + i]->len);
         r->owner.server_id = r->str[0];
         r->owner.run_id = r->str[1];
-        if (is_str(rep->element[3]))
-            (void)parse_i64(rep->element[3]->str, &r->owner.epoch);
+        if (dd_rec_is_str(rep->element[3]))
+            (void)dd_rec_parse_i64(rep->element[3]->str, &r->owner.epoch);
     } else {
         r->status = strcmp(rep->element[0]->str, "ok") ? DD_EPROTO : 0;
         /* a heartbeat says when it was written (Redis's clock) */
         if (r->status == 0 && rep->elements >= 2 &&
-            (!is_str(rep->element[1]) || parse_i64(rep->element[1]->str, &r->owner.now_ms) < 0))
+            (!dd_rec_is_str(rep->element[1]) || dd_rec_parse_i64(rep->element[1]->str, &r->owner.now_ms) < 0))
             r->status = DD_EPROTO;
     }
-    script_done(r);
+    dd_rec_script_done(r);
 }
 
-static const dd_store__op claim_op = {"claim", claim_reply, owner_deliver,
+static const dd_store__op claim_op = {"claim", dd_rec_claim_reply, dd_rec_owner_deliver,
     "EVAL (TIME INCR DEL HSET ZADD) on dd:hb:{wid} dd:hb:index dd:epoch:{wid}"};
-static const dd_store__op heartbeat_op = {"heartbeat", fenced_reply, owner_deliver,
+static const dd_store__op heartbeat_op = {"heartbeat", dd_rec_fenced_reply, dd_rec_owner_deliver,
     "EVAL (HMGET TIME HSET ZADD) on dd:hb:{wid} dd:hb:index"};
-static const dd_store__op release_op = {"release", fenced_reply, owner_deliver,
+static const dd_store__op release_op = {"release", dd_rec_fenced_reply, dd_rec_owner_deliver,
     "EVAL (HMGET DEL ZREM) on dd:hb:{wid} dd:hb:index"};
 
 int dd_store_claim(dd_store *s, const dd_store_claim_args *a, dd_store_owner_cb *cb, void *arg)
@@ -567,7 +567,7 @@ int dd_store_claim(dd_store *s, const dd_store_claim_args *a, dd_store_owner_cb 
         !dd_store__key(ep, "epoch", a->workflow_id) || !a->run_id || !*a->run_id ||
         !a->server_id || !a->project || !a->queue)
         return DD_EINVAL;
-    dd_store__req *r = begin(s, &claim_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &claim_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
     r->owner.server_id = r->str[0] = dd_strdup(a->server_id);
@@ -576,7 +576,7 @@ int dd_store_claim(dd_store *s, const dd_store_claim_args *a, dd_store_owner_cb 
                        a->server_id, a->project, a->queue, I64(now, a->now_ms),
                        I64(ttl, a->ttl_ms), a->first_run_id ? a->first_run_id : "",
                        a->wf_type ? a->wf_type : "", a->nonce ? a->nonce : "", NULL);
-    return end(r, rc < 0 ? rc : dd_store__add_wait(r));
+    return dd_rec_end(r, rc < 0 ? rc : dd_store__add_wait(r));
 }
 
 int dd_store_heartbeat(dd_store *s, const char *wid, const char *run_id, int64_t epoch,
@@ -593,13 +593,13 @@ int dd_store_heartbeat_chain(dd_store *s, const char *wid, const char *run_id,
     int rc;
     if (!dd_store__key(key, "hb", wid) || !run_id || !*run_id)
         return DD_EINVAL;
-    dd_store__req *r = begin(s, &heartbeat_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &heartbeat_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
     r->owner.epoch = epoch;
     rc = dd_store__cmd(r, "EVAL", lua_heartbeat, "2", key, INDEX_KEY, wid, run_id, I64(e, epoch),
                        I64(now, now_ms), I64(ttl, ttl_ms), first_run_id ? first_run_id : "", NULL);
-    return end(r, rc < 0 ? rc : dd_store__add_wait(r));
+    return dd_rec_end(r, rc < 0 ? rc : dd_store__add_wait(r));
 }
 
 /* A batch: r->arg is this, r->cb a marker (begin wants one). Results are
@@ -616,45 +616,45 @@ typedef struct beat_batch {
     } it[];
 } beat_batch;
 
-static void beat_batch_marker(void) {}
+static void dd_rec_beat_batch_marker(void) {}
 
 /* One item's reply, as fenced_reply reads a single heartbeat's. */
-static int beat_item_parse(struct beat_item *it, const redisReply *rep)
+static int dd_rec_beat_item_parse(struct beat_item *it, const redisReply *rep)
 {
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || !is_str(rep->element[0]))
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || !dd_rec_is_str(rep->element[0]))
         return DD_EPROTO;
     if (!strcmp(rep->element[0]->str, "fenced") && rep->elements == 4) {
         for (int i = 0; i < 2; i++)
-            if (is_str(rep->element[1 + i]) && rep->element[1 + i]->len > 0)
-                it->str[i] = xstrndup(rep->element[1 + i]->str, rep->element[1 + i]->len);
+            if (dd_rec_is_str(rep->element[1 + i]) && rep->element[1 + i]->len > 0)
+                it->str[i] = dd_rec_xstrndup(rep->element[1 + i]->str, rep->element[1 + i]->len);
         it->owner.server_id = it->str[0];
         it->owner.run_id = it->str[1];
-        if (is_str(rep->element[3]))
-            (void)parse_i64(rep->element[3]->str, &it->owner.epoch);
+        if (dd_rec_is_str(rep->element[3]))
+            (void)dd_rec_parse_i64(rep->element[3]->str, &it->owner.epoch);
         return DD_EFENCED;
     }
-    if (strcmp(rep->element[0]->str, "ok") || rep->elements != 2 || !is_str(rep->element[1]) ||
-        parse_i64(rep->element[1]->str, &it->owner.now_ms) < 0)
+    if (strcmp(rep->element[0]->str, "ok") || rep->elements != 2 || !dd_rec_is_str(rep->element[1]) ||
+        dd_rec_parse_i64(rep->element[1]->str, &it->owner.now_ms) < 0)
         return DD_EPROTO;
     return 0;
 }
 
-static void beat_batch_reply(dd_store__req *r, redisReply *rep)
+static void dd_rec_beat_batch_reply(dd_store__req *r, redisReply *rep)
 {
     beat_batch *b = r->arg;
-    if (wait_reply(r, rep))
+    if (dd_rec_wait_reply(r, rep))
         return;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != b->n)
         r->status = DD_EPROTO;
     else {
         for (size_t i = 0; i < b->n; i++)
-            b->it[i].status = beat_item_parse(&b->it[i], rep->element[i]);
+            b->it[i].status = dd_rec_beat_item_parse(&b->it[i], rep->element[i]);
         b->answered = true;
     }
-    script_done(r); /* with --redis-wait-replicas, WAIT decides (below) */
+    dd_rec_script_done(r); /* with --redis-wait-replicas, WAIT decides (below) */
 }
 
-static void beat_batch_deliver(dd_store__req *r, int status)
+static void dd_rec_beat_batch_deliver(dd_store__req *r, int status)
 {
     beat_batch *b = r->arg;
     status = status ? status : r->status;
@@ -672,8 +672,8 @@ static void beat_batch_deliver(dd_store__req *r, int status)
     free(b);
 }
 
-static const dd_store__op heartbeat_batch_op = {"heartbeat_batch", beat_batch_reply,
-                                                beat_batch_deliver,
+static const dd_store__op heartbeat_batch_op = {"heartbeat_batch", dd_rec_beat_batch_reply,
+                                                dd_rec_beat_batch_deliver,
     "EVAL (TIME HMGET HSET ZADD) on dd:hb:{wid} (many) dd:hb:index"};
 
 int dd_store_heartbeat_batch(dd_store *s, const dd_store_beat *items, size_t n, int64_t now_ms)
@@ -725,10 +725,10 @@ int dd_store_heartbeat_batch(dd_store *s, const dd_store_beat *items, size_t n, 
         b->it[i].arg = items[i].arg;
         b->it[i].owner.epoch = items[i].epoch;
     }
-    dd_store__req *r = begin(s, &heartbeat_batch_op, beat_batch_marker, b, &rc);
+    dd_store__req *r = dd_rec_begin(s, &heartbeat_batch_op, dd_rec_beat_batch_marker, b, &rc);
     if (r) {
         int c = dd_store__cmdv(r, (int)argc, argv);
-        rc = end(r, c < 0 ? c : dd_store__add_wait(r)); /* SENTINEL: WAIT N, if asked */
+        rc = dd_rec_end(r, c < 0 ? c : dd_store__add_wait(r)); /* SENTINEL: WAIT N, if asked */
     }
     if (rc < 0) /* refused at once: no callback runs, so nothing else frees it */
         free(b);
@@ -745,15 +745,15 @@ int dd_store_release(dd_store *s, const char *wid, const char *run_id, int64_t e
     int rc;
     if (!dd_store__key(key, "hb", wid) || !run_id || !*run_id)
         return DD_EINVAL;
-    dd_store__req *r = begin(s, &release_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &release_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
     r->owner.epoch = epoch;
-    return end(r, dd_store__cmd(r, "EVAL", lua_release, "2", key, INDEX_KEY, wid, run_id,
+    return dd_rec_end(r, dd_store__cmd(r, "EVAL", lua_release, "2", key, INDEX_KEY, wid, run_id,
                                 I64(e, epoch), NULL));
 }
 
-static const dd_store__op let_go_op = {"let_go", fenced_reply, owner_deliver,
+static const dd_store__op let_go_op = {"let_go", dd_rec_fenced_reply, dd_rec_owner_deliver,
     "EVAL (HMGET SET HSET ZADD DEL ZREM PUBLISH) on dd:hb:{wid} dd:hb:index dd:lease:* "
     "and channel " DD_STORE_CHANNEL_RELEASED};
 
@@ -773,11 +773,11 @@ int dd_store_let_go(dd_store *s, const dd_store_let_go_args *a, dd_store_owner_c
     dd_buf_release(&name);
     if (!k)
         return DD_EINVAL;
-    dd_store__req *r = begin(s, &let_go_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &let_go_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
     r->owner.epoch = a->epoch;
-    return end(r, dd_store__cmd(r, "EVAL", lua_let_go, "3", key, INDEX_KEY, ack, a->workflow_id,
+    return dd_rec_end(r, dd_store__cmd(r, "EVAL", lua_let_go, "3", key, INDEX_KEY, ack, a->workflow_id,
                                 a->run_id, I64(e, a->epoch),
                                 a->first_run_id ? a->first_run_id : "",
                                 a->expire ? "expire" : "delete",
@@ -806,7 +806,7 @@ void dd_store__free_recs(dd_store_hb *recs, size_t n)
 }
 
 /* Fills h from an HGETALL reply; wid names it when the hash is missing. */
-static void parse_record(dd_store_hb *h, const char *wid, const redisReply *rep)
+static void dd_rec_parse_record(dd_store_hb *h, const char *wid, const redisReply *rep)
 {
     static const char *const names[] = {"workflow_id", "run_id", "server_id", "project",
                                         "queue",       "hb_ms",  "ttl_ms",    "epoch"};
@@ -818,9 +818,9 @@ static void parse_record(dd_store_hb *h, const char *wid, const redisReply *rep)
     } else {
         for (size_t i = 0; i + 1 < rep->elements; i += 2) {
             const redisReply *k = rep->element[i], *val = rep->element[i + 1];
-            for (int j = 0; j < 8 && is_str(k) && is_str(val); j++)
+            for (int j = 0; j < 8 && dd_rec_is_str(k) && dd_rec_is_str(val); j++)
                 if (!v[j] && !strcmp(k->str, names[j]))
-                    v[j] = xstrndup(val->str, val->len);
+                    v[j] = dd_rec_xstrndup(val->str, val->len);
         }
         if (rep->elements == 0)
             problem = "record missing (index entry only)";
@@ -832,7 +832,7 @@ static void parse_record(dd_store_hb *h, const char *wid, const redisReply *rep)
         }
     int64_t *nums[3] = {&h->hb_ms, &h->ttl_ms, &h->epoch};
     for (int j = 5; j < 8; j++)
-        if (v[j] && parse_i64(v[j], nums[j - 5]) < 0 && !problem) {
+        if (v[j] && dd_rec_parse_i64(v[j], nums[j - 5]) < 0 && !problem) {
             snprintf(why, sizeof(why), "'%s' is not a number", names[j]);
             problem = why;
         }
@@ -840,14 +840,14 @@ static void parse_record(dd_store_hb *h, const char *wid, const redisReply *rep)
     if (rep->type == REDIS_REPLY_ARRAY)
         for (size_t i = 0; i + 1 < rep->elements; i += 2) {
             const redisReply *k = rep->element[i], *val = rep->element[i + 1];
-            if (!is_str(k) || !is_str(val) || val->len == 0)
+            if (!dd_rec_is_str(k) || !dd_rec_is_str(val) || val->len == 0)
                 continue;
             if (!strcmp(k->str, "first_run_id") && !h->first_run_id)
-                h->first_run_id = xstrndup(val->str, val->len);
+                h->first_run_id = dd_rec_xstrndup(val->str, val->len);
             else if (!strcmp(k->str, "wf_type") && !h->wf_type)
-                h->wf_type = xstrndup(val->str, val->len);
+                h->wf_type = dd_rec_xstrndup(val->str, val->len);
             else if (!strcmp(k->str, "nonce") && !h->nonce)
-                h->nonce = xstrndup(val->str, val->len);
+                h->nonce = dd_rec_xstrndup(val->str, val->len);
         }
     h->workflow_id = v[0] ? v[0] : dd_strdup(wid);
     h->run_id = v[1];
@@ -861,32 +861,32 @@ static void parse_record(dd_store_hb *h, const char *wid, const redisReply *rep)
 }
 
 /* {server time, HGETALL reply} */
-static void get_reply(dd_store__req *r, redisReply *rep)
+static void dd_rec_get_reply(dd_store__req *r, redisReply *rep)
 {
     int64_t now = 0, since = 0;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 || !is_str(rep->element[0]) ||
-        parse_i64(rep->element[0]->str, &now) < 0 || !is_str(rep->element[2]) ||
-        parse_i64(rep->element[2]->str, &since) < 0) {
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 || !dd_rec_is_str(rep->element[0]) ||
+        dd_rec_parse_i64(rep->element[0]->str, &now) < 0 || !dd_rec_is_str(rep->element[2]) ||
+        dd_rec_parse_i64(rep->element[2]->str, &since) < 0) {
         r->status = DD_EPROTO;
     } else if (rep->element[1]->type == REDIS_REPLY_ARRAY && rep->element[1]->elements == 0) {
         r->status = DD_ENOTFOUND;
     } else {
         r->recs = dd_xcalloc(1, sizeof(*r->recs));
         r->nrecs = 1;
-        parse_record(r->recs, r->str[0], rep->element[1]);
+        dd_rec_parse_record(r->recs, r->str[0], rep->element[1]);
         r->recs->now_ms = now;
         r->recs->up_since_ms = since;
     }
     dd_store__finish(r, 0);
 }
 
-static void get_deliver(dd_store__req *r, int status)
+static void dd_rec_get_deliver(dd_store__req *r, int status)
 {
     status = status ? status : r->status;
     ((dd_store_hb_cb *)r->cb)(status, status == 0 ? r->recs : NULL, r->arg);
 }
 
-static const dd_store__op get_op = {"get", get_reply, get_deliver,
+static const dd_store__op get_op = {"get", dd_rec_get_reply, dd_rec_get_deliver,
     "EVAL (TIME INFO HGETALL) on dd:hb:{wid}"};
 
 int dd_store_get(dd_store *s, const char *wid, dd_store_hb_cb *cb, void *arg)
@@ -895,26 +895,26 @@ int dd_store_get(dd_store *s, const char *wid, dd_store_hb_cb *cb, void *arg)
     int rc;
     if (!dd_store__key(key, "hb", wid))
         return DD_EINVAL;
-    dd_store__req *r = begin(s, &get_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &get_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
     r->str[0] = dd_strdup(wid);
-    return end(r, dd_store__cmd(r, "EVAL", lua_get, "1", key, NULL));
+    return dd_rec_end(r, dd_store__cmd(r, "EVAL", lua_get, "1", key, NULL));
 }
 
 /* Stale query / list: reply 1 is the script's {server time, members,
  * ZCARD, ZCOUNT}; it sends one HGETALL per member (pipelined: all go out
  * before the first answer is read), and reply 1 + i fills record i. */
-static void range_reply(dd_store__req *r, redisReply *rep)
+static void dd_rec_range_reply(dd_store__req *r, redisReply *rep)
 {
     unsigned k = r->nreplies;
     if (k == 1) {
-        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 5 || !is_str(rep->element[0]) ||
-            parse_i64(rep->element[0]->str, &r->owner.now_ms) < 0 ||
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 5 || !dd_rec_is_str(rep->element[0]) ||
+            dd_rec_parse_i64(rep->element[0]->str, &r->owner.now_ms) < 0 ||
             rep->element[1]->type != REDIS_REPLY_ARRAY ||
             rep->element[2]->type != REDIS_REPLY_INTEGER ||
-            rep->element[3]->type != REDIS_REPLY_INTEGER || !is_str(rep->element[4]) ||
-            parse_i64(rep->element[4]->str, &r->up_since_ms) < 0) {
+            rep->element[3]->type != REDIS_REPLY_INTEGER || !dd_rec_is_str(rep->element[4]) ||
+            dd_rec_parse_i64(rep->element[4]->str, &r->up_since_ms) < 0) {
             dd_store__finish(r, DD_EPROTO);
             return;
         }
@@ -927,7 +927,7 @@ static void range_reply(dd_store__req *r, redisReply *rep)
             char key[DD_STORE__KEYMAX];
             const redisReply *m = ms->element[i];
             /* workflow_id is set here so a failed send still frees cleanly */
-            r->recs[i].workflow_id = is_str(m) ? xstrndup(m->str, m->len) : dd_strdup("");
+            r->recs[i].workflow_id = dd_rec_is_str(m) ? dd_rec_xstrndup(m->str, m->len) : dd_strdup("");
             r->recs[i].now_ms = r->owner.now_ms;
             r->recs[i].up_since_ms = r->up_since_ms;
             if (!dd_store__key(key, "hb", r->recs[i].workflow_id))
@@ -940,7 +940,7 @@ static void range_reply(dd_store__req *r, redisReply *rep)
     } else if (k - 2 < r->nrecs) {
         dd_store_hb *h = &r->recs[k - 2];
         char *wid = (char *)h->workflow_id;
-        parse_record(h, wid, rep);
+        dd_rec_parse_record(h, wid, rep);
         if (h->workflow_id != wid)
             free(wid);
     }
@@ -948,28 +948,28 @@ static void range_reply(dd_store__req *r, redisReply *rep)
         dd_store__finish(r, 0);
 }
 
-static void list_deliver(dd_store__req *r, int status)
+static void dd_rec_list_deliver(dd_store__req *r, int status)
 {
     dd_store_hb_list l = {r->recs, r->nrecs, r->total, r->stale, r->owner.now_ms,
                           r->up_since_ms};
     ((dd_store_hb_list_cb *)r->cb)(status, status == 0 ? &l : NULL, r->arg);
 }
 
-static const dd_store__op stale_op = {"stale", range_reply, list_deliver,
+static const dd_store__op stale_op = {"stale", dd_rec_range_reply, dd_rec_list_deliver,
     "EVAL (TIME INFO ZRANGEBYSCORE ZCARD ZCOUNT) on dd:hb:index, then HGETALL on dd:hb:{wid}"};
-static const dd_store__op list_op = {"list", range_reply, list_deliver,
+static const dd_store__op list_op = {"list", dd_rec_range_reply, dd_rec_list_deliver,
     "EVAL (TIME INFO ZRANGEBYSCORE ZCARD ZCOUNT) on dd:hb:index, then HGETALL on dd:hb:{wid}"};
 
-static int range_query(dd_store *s, const dd_store__op *op, int64_t now_ms, const char *thr,
+static int dd_rec_range_query(dd_store *s, const dd_store__op *op, int64_t now_ms, const char *thr,
                        size_t limit, dd_store_hb_list_cb *cb, void *arg)
 {
     char lim[24], now[24];
     int rc;
-    dd_store__req *r = begin(s, op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
     snprintf(lim, sizeof(lim), "%zu", limit);
-    return end(r, dd_store__cmd(r, "EVAL", lua_range, "1", INDEX_KEY, I64(now, now_ms), thr,
+    return dd_rec_end(r, dd_store__cmd(r, "EVAL", lua_range, "1", INDEX_KEY, I64(now, now_ms), thr,
                                 limit ? lim : "-1", NULL));
 }
 
@@ -980,18 +980,18 @@ int dd_store_stale(dd_store *s, int64_t now_ms, int64_t threshold_ms, size_t lim
     if (limit == 0 || threshold_ms < 0 || now_ms < 0)
         return DD_EINVAL;
     /* the script makes it exclusive: a record exactly threshold old is not stale yet */
-    return range_query(s, &stale_op, now_ms, I64(thr, threshold_ms), limit, cb, arg);
+    return dd_rec_range_query(s, &stale_op, now_ms, I64(thr, threshold_ms), limit, cb, arg);
 }
 
 int dd_store_list(dd_store *s, size_t limit, dd_store_hb_list_cb *cb, void *arg)
 {
-    return range_query(s, &list_op, 0, "", limit, cb, arg);
+    return dd_rec_range_query(s, &list_op, 0, "", limit, cb, arg);
 }
 
 /* ---- worker registry ---------------------------------------------------- */
 
 /* Fills r->workers from a flat {member, score, ...} array. */
-static int parse_workers(dd_store__req *r, const redisReply *a)
+static int dd_rec_parse_workers(dd_store__req *r, const redisReply *a)
 {
     if (a->type != REDIS_REPLY_ARRAY || a->elements % 2)
         return DD_EPROTO;
@@ -999,27 +999,27 @@ static int parse_workers(dd_store__req *r, const redisReply *a)
     r->workers = r->nworkers ? dd_xcalloc(r->nworkers, sizeof(*r->workers)) : NULL;
     for (size_t i = 0; i < r->nworkers; i++) {
         const redisReply *m = a->element[2 * i], *sc = a->element[2 * i + 1];
-        double d = is_str(sc) ? strtod(sc->str, NULL) : 0;
+        double d = dd_rec_is_str(sc) ? strtod(sc->str, NULL) : 0;
         /* a score from the peer: NaN or beyond int64 must not reach the cast */
         if (!(d >= -9.0e18 && d <= 9.0e18))
             d = 0;
-        r->workers[i].server_id = is_str(m) ? xstrndup(m->str, m->len) : dd_strdup("");
+        r->workers[i].server_id = dd_rec_is_str(m) ? dd_rec_xstrndup(m->str, m->len) : dd_strdup("");
         r->workers[i].hb_ms = (int64_t)d;
     }
     return 0;
 }
 
-static void workers_reply(dd_store__req *r, redisReply *rep)
+static void dd_rec_workers_reply(dd_store__req *r, redisReply *rep)
 {
-    r->status = parse_workers(r, rep);
+    r->status = dd_rec_parse_workers(r, rep);
     dd_store__finish(r, 0);
 }
 
-static void evict_reply(dd_store__req *r, redisReply *rep)
+static void dd_rec_evict_reply(dd_store__req *r, redisReply *rep)
 {
-    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 && is_str(rep->element[0]) &&
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 && dd_rec_is_str(rep->element[0]) &&
         !strcmp(rep->element[0]->str, "ok"))
-        r->status = parse_workers(r, rep->element[1]);
+        r->status = dd_rec_parse_workers(r, rep->element[1]);
     else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 4)
         r->status = DD_EFENCED;
     else
@@ -1027,16 +1027,16 @@ static void evict_reply(dd_store__req *r, redisReply *rep)
     dd_store__finish(r, 0);
 }
 
-static void workers_deliver(dd_store__req *r, int status)
+static void dd_rec_workers_deliver(dd_store__req *r, int status)
 {
     dd_store_workers w = {r->workers, r->nworkers};
     status = status ? status : r->status;
     ((dd_store_workers_cb *)r->cb)(status, status == 0 ? &w : NULL, r->arg);
 }
 
-static const dd_store__op workers_op = {"worker_list", workers_reply, workers_deliver,
+static const dd_store__op workers_op = {"worker_list", dd_rec_workers_reply, dd_rec_workers_deliver,
     "ZRANGE WITHSCORES on dd:workers:{wid}"};
-static const dd_store__op evict_op = {"worker_evict", evict_reply, workers_deliver,
+static const dd_store__op evict_op = {"worker_evict", dd_rec_evict_reply, dd_rec_workers_deliver,
     "EVAL (HMGET ZRANGEBYSCORE ZREM) on dd:hb:{wid} dd:workers:{wid}"};
 
 int dd_store_worker_list(dd_store *s, const char *wid, dd_store_workers_cb *cb, void *arg)
@@ -1045,10 +1045,10 @@ int dd_store_worker_list(dd_store *s, const char *wid, dd_store_workers_cb *cb, 
     int rc;
     if (!dd_store__key(key, "workers", wid))
         return DD_EINVAL;
-    dd_store__req *r = begin(s, &workers_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &workers_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
-    return end(r, dd_store__cmd(r, "ZRANGE", key, "0", "-1", "WITHSCORES", NULL));
+    return dd_rec_end(r, dd_store__cmd(r, "ZRANGE", key, "0", "-1", "WITHSCORES", NULL));
 }
 
 int dd_store_worker_evict(dd_store *s, const char *wid, const char *run_id, int64_t epoch,
@@ -1060,27 +1060,27 @@ int dd_store_worker_evict(dd_store *s, const char *wid, const char *run_id, int6
     if (!dd_store__key(hb, "hb", wid) || !dd_store__key(wk, "workers", wid) || !run_id ||
         max_batch == 0)
         return DD_EINVAL;
-    dd_store__req *r = begin(s, &evict_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &evict_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
     snprintf(batch, sizeof(batch), "%zu", max_batch);
-    return end(r, dd_store__cmd(r, "EVAL", lua_evict, "2", hb, wk, run_id, I64(e, epoch),
+    return dd_rec_end(r, dd_store__cmd(r, "EVAL", lua_evict, "2", hb, wk, run_id, I64(e, epoch),
                                 I64(older, older_than_ms), batch, NULL));
 }
 
 /* ---- oldest heartbeat --------------------------------------------------- */
 
-static void oldest_reply(dd_store__req *r, redisReply *rep)
+static void dd_rec_oldest_reply(dd_store__req *r, redisReply *rep)
 {
     if (rep->type != REDIS_REPLY_ARRAY || (rep->elements != 0 && rep->elements != 2)) {
         r->status = DD_EPROTO;
     } else if (rep->elements == 0) {
         r->status = DD_ENOTFOUND;
-    } else if (!is_str(rep->element[0]) || !is_str(rep->element[1])) {
+    } else if (!dd_rec_is_str(rep->element[0]) || !dd_rec_is_str(rep->element[1])) {
         r->status = DD_EPROTO;
     } else {
         /* scores come back as "1700000000000" (or "1.7e+12" for big ones) */
-        r->str[0] = xstrndup(rep->element[0]->str, rep->element[0]->len);
+        r->str[0] = dd_rec_xstrndup(rep->element[0]->str, rep->element[0]->len);
         double d = strtod(rep->element[1]->str, NULL);
         if (d >= -9.0e18 && d <= 9.0e18) /* NaN and out of range: malformed */
             r->owner.epoch = (int64_t)d;
@@ -1090,24 +1090,24 @@ static void oldest_reply(dd_store__req *r, redisReply *rep)
     dd_store__finish(r, 0);
 }
 
-static void oldest_deliver(dd_store__req *r, int status)
+static void dd_rec_oldest_deliver(dd_store__req *r, int status)
 {
     status = status ? status : r->status;
     ((dd_store_oldest_cb *)r->cb)(status, status == 0 ? r->str[0] : NULL,
                                   status == 0 ? r->owner.epoch : 0, r->arg);
 }
 
-static const dd_store__op oldest_op = {"oldest", oldest_reply, oldest_deliver,
+static const dd_store__op oldest_op = {"oldest", dd_rec_oldest_reply, dd_rec_oldest_deliver,
     "ZRANGEBYSCORE on dd:hb:index"};
 
 int dd_store_oldest(dd_store *s, int64_t min_hb_ms, dd_store_oldest_cb *cb, void *arg)
 {
     char min[24];
     int rc;
-    dd_store__req *r = begin(s, &oldest_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &oldest_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
-    return end(r, dd_store__cmd(r, "ZRANGEBYSCORE", INDEX_KEY, I64(min, min_hb_ms), "+inf",
+    return dd_rec_end(r, dd_store__cmd(r, "ZRANGEBYSCORE", INDEX_KEY, I64(min, min_hb_ms), "+inf",
                                 "WITHSCORES", "LIMIT", "0", "1", NULL));
 }
 
@@ -1121,22 +1121,22 @@ static const char lua_id_prefix[] =
     "redis.call('SET', KEYS[1], ARGV[1])\n"
     "return ARGV[1]\n";
 
-static void id_prefix_reply(dd_store__req *r, redisReply *rep)
+static void dd_rec_id_prefix_reply(dd_store__req *r, redisReply *rep)
 {
-    if (is_str(rep))
-        r->str[0] = xstrndup(rep->str, rep->len);
+    if (dd_rec_is_str(rep))
+        r->str[0] = dd_rec_xstrndup(rep->str, rep->len);
     else
         r->status = DD_EPROTO;
     dd_store__finish(r, 0);
 }
 
-static void id_prefix_deliver(dd_store__req *r, int status)
+static void dd_rec_id_prefix_deliver(dd_store__req *r, int status)
 {
     status = status ? status : r->status;
     ((dd_store_id_prefix_cb *)r->cb)(status, status == 0 ? r->str[0] : NULL, r->arg);
 }
 
-static const dd_store__op id_prefix_op = {"id_prefix", id_prefix_reply, id_prefix_deliver,
+static const dd_store__op id_prefix_op = {"id_prefix", dd_rec_id_prefix_reply, dd_rec_id_prefix_deliver,
     "EVAL (GET SET) on dd:id_prefix"};
 
 int dd_store_id_prefix(dd_store *s, const char *prefix, dd_store_id_prefix_cb *cb, void *arg)
@@ -1144,8 +1144,8 @@ int dd_store_id_prefix(dd_store *s, const char *prefix, dd_store_id_prefix_cb *c
     int rc;
     if (!prefix || !*prefix)
         return DD_EINVAL;
-    dd_store__req *r = begin(s, &id_prefix_op, (void (*)(void))cb, arg, &rc);
+    dd_store__req *r = dd_rec_begin(s, &id_prefix_op, (void (*)(void))cb, arg, &rc);
     if (!r)
         return rc;
-    return end(r, dd_store__cmd(r, "EVAL", lua_id_prefix, "1", ID_PREFIX_KEY, prefix, NULL));
+    return dd_rec_end(r, dd_store__cmd(r, "EVAL", lua_id_prefix, "1", ID_PREFIX_KEY, prefix, NULL));
 }

@@ -37,14 +37,14 @@
 
 /* ---- URL ---------------------------------------------------------------- */
 
-static int url_fail(char *err, size_t errlen, const char *fmt, const char *subject)
+static int dd_store_url_fail(char *err, size_t errlen, const char *fmt, const char *subject)
 {
     if (err && errlen)
         dd_msgf(err, errlen, fmt, subject);
     return DD_EINVAL;
 }
 
-static int parse_uint(const char *s, size_t n, long max, long *out)
+static int dd_store_parse_uint(const char *s, size_t n, long max, long *out)
 {
     long v = 0;
     if (n == 0 || n > 10)
@@ -60,7 +60,7 @@ static int parse_uint(const char *s, size_t n, long max, long *out)
     return 0;
 }
 
-static int hexval(char c)
+static int dd_store_hexval(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -72,13 +72,13 @@ static int hexval(char c)
 }
 
 /* %-decodes s[0..n) into a new string; NULL on a bad escape. */
-static char *pct_decode(const char *s, size_t n)
+static char *dd_store_pct_decode(const char *s, size_t n)
 {
     char *out = dd_xmalloc(n + 1), *o = out;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '%') {
-            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+            int hi = i + 2 < n ? dd_store_hexval(s[i + 1]) : -1;
+            int lo = i + 2 < n ? dd_store_hexval(s[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 free(out);
                 return NULL;
@@ -102,12 +102,12 @@ void dd_store_url_release(dd_store_url *u)
     memset(u, 0, sizeof(*u));
 }
 
-static int parse_unix(const char *p, dd_store_url *u, char *err, size_t errlen)
+static int dd_store_parse_unix(const char *p, dd_store_url *u, char *err, size_t errlen)
 {
     const char *q = strchr(p, '?');
     size_t plen = q ? (size_t)(q - p) : strlen(p);
     if (plen == 0 || p[0] != '/')
-        return url_fail(err, errlen, "missing socket path in redis url (want %s)",
+        return dd_store_url_fail(err, errlen, "missing socket path in redis url (want %s)",
                         "unix:///path/to/redis.sock");
     u->path = dd_xmalloc(plen + 1);
     memcpy(u->path, p, plen);
@@ -116,15 +116,15 @@ static int parse_unix(const char *p, dd_store_url *u, char *err, size_t errlen)
         return 0;
     q++;
     if (strncmp(q, "db=", 3) != 0)
-        return url_fail(err, errlen, "unknown parameter '%s' in redis url (want db=N)", q);
+        return dd_store_url_fail(err, errlen, "unknown parameter '%s' in redis url (want db=N)", q);
     long db;
-    if (parse_uint(q + 3, strlen(q + 3), INT_MAX, &db) < 0)
-        return url_fail(err, errlen, "bad db '%s' in redis url", q + 3);
+    if (dd_store_parse_uint(q + 3, strlen(q + 3), INT_MAX, &db) < 0)
+        return dd_store_url_fail(err, errlen, "bad db '%s' in redis url", q + 3);
     u->db = (int)db;
     return 0;
 }
 
-static int parse_tcp(const char *p, dd_store_url *u, char *err, size_t errlen)
+static int dd_store_parse_tcp(const char *p, dd_store_url *u, char *err, size_t errlen)
 {
     char sub[64];
     const char *slash = strchr(p, '/');
@@ -139,29 +139,29 @@ static int parse_tcp(const char *p, dd_store_url *u, char *err, size_t errlen)
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (!colon)
-            return url_fail(err, errlen, "missing ':' before the password in redis url%s",
+            return dd_store_url_fail(err, errlen, "missing ':' before the password in redis url%s",
                             " (want redis://[user]:password@host)");
         if (colon > p) {
-            u->user = pct_decode(p, (size_t)(colon - p));
+            u->user = dd_store_pct_decode(p, (size_t)(colon - p));
             if (!u->user)
-                return url_fail(err, errlen, "bad %%-escape in the %s of the redis url", "user");
+                return dd_store_url_fail(err, errlen, "bad %%-escape in the %s of the redis url", "user");
         }
-        u->password = pct_decode(colon + 1, (size_t)(at - colon - 1));
+        u->password = dd_store_pct_decode(colon + 1, (size_t)(at - colon - 1));
         if (!u->password)
-            return url_fail(err, errlen, "bad %%-escape in the %s of the redis url", "password");
+            return dd_store_url_fail(err, errlen, "bad %%-escape in the %s of the redis url", "password");
         host = at + 1;
     }
     dd_hostport hp;
     char msg[160];
     if (dd_hostport_parse(host, (size_t)(auth_end - host), 6379, 0, &hp, msg, sizeof(msg)) < 0)
-        return url_fail(err, errlen, "redis url: %s", msg);
+        return dd_store_url_fail(err, errlen, "redis url: %s", msg);
     u->host = hp.host; /* taken over */
     u->port = hp.port;
     if (slash && slash[1]) {
         long db;
-        if (parse_uint(slash + 1, strlen(slash + 1), INT_MAX, &db) < 0) {
+        if (dd_store_parse_uint(slash + 1, strlen(slash + 1), INT_MAX, &db) < 0) {
             dd_msgf(sub, sizeof(sub), "%s", slash + 1);
-            return url_fail(err, errlen, "bad db '%s' in redis url (want a number)", sub);
+            return dd_store_url_fail(err, errlen, "bad db '%s' in redis url (want a number)", sub);
         }
         u->db = (int)db;
     }
@@ -173,23 +173,23 @@ int dd_store_url_parse(const char *url, dd_store_url *out, char *err, size_t err
     int rc;
     memset(out, 0, sizeof(*out));
     if (!url || !*url)
-        return url_fail(err, errlen, "empty redis url%s", "");
+        return dd_store_url_fail(err, errlen, "empty redis url%s", "");
     if (strncmp(url, "redis://", 8) == 0) {
-        rc = parse_tcp(url + 8, out, err, errlen);
+        rc = dd_store_parse_tcp(url + 8, out, err, errlen);
     } else if (strncmp(url, "rediss://", 9) == 0) {
         out->tls = true;
-        rc = parse_tcp(url + 9, out, err, errlen);
+        rc = dd_store_parse_tcp(url + 9, out, err, errlen);
     } else if (strncmp(url, "unix://", 7) == 0) {
-        rc = parse_unix(url + 7, out, err, errlen);
+        rc = dd_store_parse_unix(url + 7, out, err, errlen);
     } else {
         char scheme[32];
         const char *sep = strstr(url, "://");
         if (!sep)
-            rc = url_fail(err, errlen, "missing scheme in redis url (want %s)",
+            rc = dd_store_url_fail(err, errlen, "missing scheme in redis url (want %s)",
                           "redis://, rediss:// or unix://");
         else {
             dd_msgf(scheme, sizeof(scheme), "%.*s", (int)(sep - url), url);
-            rc = url_fail(err, errlen,
+            rc = dd_store_url_fail(err, errlen,
                           "unknown scheme '%s' in redis url (want redis://, rediss:// or "
                           "unix://)",
                           scheme);
@@ -615,12 +615,12 @@ static int dd_store_tls_setup(dd_store *s, const dd_store_opts *o, char *err, si
                  (o->tls_key_file && *o->tls_key_file);
     if (!s->url.tls) {
         if (files && s->sentinel) /* not built: docs/redis.md */
-            return url_fail(err, errlen,
+            return dd_store_url_fail(err, errlen,
                             "TLS files (--redis-ca-file, --redis-cert-file, --redis-key-file) "
                             "cannot be used with %s: TLS through Sentinel is not supported",
                             "--redis-sentinel");
         if (files)
-            return url_fail(err, errlen,
+            return dd_store_url_fail(err, errlen,
                             "TLS files (--redis-ca-file, --redis-cert-file, --redis-key-file) "
                             "were given but the redis url is not %s",
                             "rediss://");
@@ -647,13 +647,13 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
     int rc;
     *out = NULL;
     if (!ctx || !ctx->loop || !opts)
-        return url_fail(err, errlen, "dd_store_open: %s", "missing loop or options");
+        return dd_store_url_fail(err, errlen, "dd_store_open: %s", "missing loop or options");
     s = dd_xcalloc(1, sizeof(*s));
     s->ctx = *ctx;
     if (opts->sentinels && *opts->sentinels) {
         /* SENTINEL: the address comes from the sentinels, not a URL */
         if (opts->url && *opts->url) {
-            rc = url_fail(err, errlen, "give either a redis url or sentinels%s, not both", "");
+            rc = dd_store_url_fail(err, errlen, "give either a redis url or sentinels%s, not both", "");
             goto out;
         }
         dd_sentinel_opts so = {.addrs = opts->sentinels,
@@ -688,7 +688,7 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
     if (s->user && !s->password) {
         /* AUTH user needs a password; sending none would log in as the
          * default user, which is not who was asked for */
-        rc = url_fail(err, errlen,
+        rc = dd_store_url_fail(err, errlen,
                       "redis user '%s' has no password: set DISPATCHD_REDIS_PASSWORD or "
                       "--redis-password-file (or put it in the URL: redis://user:password@host)",
                       s->user);
