@@ -825,7 +825,7 @@ static bool dd_http_looks_http2(const char *p, size_t n)
 }
 
 /* Feeds reply bytes. Returns 1 when the reply is complete, 0 for more,
- * -1 when c has failed (already reported). */
+ * DD_EPROTO when c has failed (already reported). */
 static int dd_http_feed(conn *c, const char *p, size_t n)
 {
     size_t used;
@@ -840,7 +840,7 @@ static int dd_http_feed(conn *c, const char *p, size_t n)
                         "must name the Temporal HTTP API port (7243 by default, `temporal "
                         "server start-dev --http-port`)"
                       : "");
-        return -1;
+        return DD_EPROTO;
     }
     if (rc == DD_HTTP_PARSE_DONE && used < n)
         c->close_after = true; /* bytes after the reply: the stream is not ours to parse */

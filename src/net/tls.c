@@ -241,7 +241,7 @@ ssize_t dd_tls_read(dd_tls *t, char *buf, size_t n)
         return 0;
     if (t->last == SSL_ERROR_ZERO_RETURN)
         return DD_TLS_EOF;
-    return -1;
+    return DD_EPROTO;
 }
 
 int dd_tls_write(dd_tls *t, const char *p, size_t n)
@@ -249,7 +249,7 @@ int dd_tls_write(dd_tls *t, const char *p, size_t n)
     /* a memory BIO takes everything: all or an error */
     if (n > 0 && SSL_write(t->ssl, p, (int)n) <= 0) {
         t->last = SSL_ERROR_SSL;
-        return -1;
+        return DD_EPROTO;
     }
     return 0;
 }

@@ -61,10 +61,10 @@ void dd_tls_feed(dd_tls *t, const char *p, size_t n);
 /* 1 handshake done, 0 more input needed, < 0 failed (dd_tls_failure). */
 int dd_tls_handshake(dd_tls *t);
 /* Plaintext: > 0 bytes, 0 more input needed, DD_TLS_EOF the peer closed
- * (close_notify), other < 0 failed (dd_tls_failure). */
+ * (close_notify), DD_EPROTO failed (dd_tls_failure says how). */
 #define DD_TLS_EOF (-100000)
 ssize_t dd_tls_read(dd_tls *t, char *buf, size_t n);
-/* Encrypts all of p: 0, or < 0 (dd_tls_failure). */
+/* Encrypts all of p: 0, or DD_EPROTO (dd_tls_failure says how). */
 int dd_tls_write(dd_tls *t, const char *p, size_t n);
 /* Ciphertext for the peer: appends what is waiting to out; returns the
  * number of bytes appended. */

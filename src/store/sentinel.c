@@ -56,7 +56,7 @@ struct dd_sentinel {
 
 /* ---- list ------------------------------------------------------------------ */
 
-static int parse_addrs(const char *addrs, dd_hostport **out, size_t *nout, char *err,
+static int dd_sentinel_parse_addrs(const char *addrs, dd_hostport **out, size_t *nout, char *err,
                        size_t errlen)
 {
     dd_hostport *v = NULL;
@@ -94,7 +94,7 @@ int dd_sentinel_check_addrs(const char *addrs, char *err, size_t errlen)
 {
     dd_hostport *v;
     size_t n;
-    int rc = parse_addrs(addrs, &v, &n, err, errlen);
+    int rc = dd_sentinel_parse_addrs(addrs, &v, &n, err, errlen);
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < n; i++)
@@ -118,7 +118,7 @@ const char *dd_sentinel_last_error(const dd_sentinel *sn)
     return sn->last_error;
 }
 
-static const char *hp_str(const dd_hostport *hp, char *buf, size_t len)
+static const char *dd_sentinel_hp_str(const dd_hostport *hp, char *buf, size_t len)
 {
     dd_msgf(buf, len, hp->ipv6 ? "[%s]:%d" : "%s:%d", hp->host, hp->port);
     return buf;
@@ -126,9 +126,9 @@ static const char *hp_str(const dd_hostport *hp, char *buf, size_t len)
 
 /* ---- I/O ------------------------------------------------------------------- */
 
-static dd_store_conn *sconn_open(dd_sentinel *sn, const dd_hostport *hp, bool sub, char *err,
+static dd_store_conn *dd_sentinel_sconn_open(dd_sentinel *sn, const dd_hostport *hp, bool sub, char *err,
                                  size_t errlen);
-static void sconn_drop(dd_store_conn **c)
+static void dd_sentinel_sconn_drop(dd_store_conn **c)
 {
     if (*c)
         dd_store_conn_close(*c, NULL, NULL);
@@ -137,25 +137,25 @@ static void sconn_drop(dd_store_conn **c)
 
 enum { TAG_AUTH = 1, TAG_ADDR = 2, TAG_PING = 3 };
 
-static int sconn_cmd(dd_store_conn *c, int tag, bool expect_reply, int argc, const char **argv)
+static int dd_sentinel_sconn_cmd(dd_store_conn *c, int tag, bool expect_reply, int argc, const char **argv)
 {
     return dd_store_conn_command(c, argc, argv, NULL, expect_reply, (void *)(intptr_t)tag);
 }
 
 /* ---- resolution ------------------------------------------------------------ */
 
-static void res_next(dd_sentinel *sn);
+static void dd_sentinel_res_next(dd_sentinel *sn);
 
-static void res_note(dd_sentinel *sn, const char *fmt, const char *what)
+static void dd_sentinel_res_note(dd_sentinel *sn, const char *fmt, const char *what)
 {
     char a[300], one[400];
     dd_msgf(one, sizeof(one), fmt, what);
     size_t l = strlen(sn->round_err);
     dd_msgf(sn->round_err + l, sizeof(sn->round_err) - l, "%s%s: %s", l ? "; " : "",
-            hp_str(&sn->addrs[sn->ridx], a, sizeof(a)), one);
+            dd_sentinel_hp_str(&sn->addrs[sn->ridx], a, sizeof(a)), one);
 }
 
-static void res_finish(dd_sentinel *sn, int status, const char *host, int port)
+static void dd_sentinel_res_finish(dd_sentinel *sn, int status, const char *host, int port)
 {
     dd_sentinel_resolve_cb *cb = sn->rcb;
     void *arg = sn->rarg;
@@ -183,15 +183,15 @@ static void res_finish(dd_sentinel *sn, int status, const char *host, int port)
 
 /* The current sentinel is done with (answered badly or not at all): on to
  * the next one. */
-static void res_skip(dd_sentinel *sn)
+static void dd_sentinel_res_skip(dd_sentinel *sn)
 {
-    sconn_drop(&sn->res);
+    dd_sentinel_sconn_drop(&sn->res);
     uv_timer_stop(&sn->rtimer);
     sn->ridx++;
-    res_next(sn);
+    dd_sentinel_res_next(sn);
 }
 
-static void res_reply(void *arg, void *priv, redisReply *rep)
+static void dd_sentinel_res_reply(void *arg, void *priv, redisReply *rep)
 {
     dd_sentinel *sn = arg;
     int tag = (int)(intptr_t)priv;
@@ -200,19 +200,19 @@ static void res_reply(void *arg, void *priv, redisReply *rep)
         if (tag == TAG_AUTH || !strncmp(rep->str, "NOAUTH", 6) ||
             !strncmp(rep->str, "WRONGPASS", 9)) {
             sn->nauth++;
-            res_note(sn, "authentication refused (%.200s)", rep->str);
+            dd_sentinel_res_note(sn, "authentication refused (%.200s)", rep->str);
         } else {
-            res_note(sn, "error reply (%.200s)", rep->str);
+            dd_sentinel_res_note(sn, "error reply (%.200s)", rep->str);
         }
-        res_skip(sn);
+        dd_sentinel_res_skip(sn);
         return;
     }
     if (tag == TAG_AUTH)
         return;
     if (rep->type == REDIS_REPLY_NIL) {
         sn->nunknown++;
-        res_note(sn, "does not know master '%s'", sn->name);
-        res_skip(sn);
+        dd_sentinel_res_note(sn, "does not know master '%s'", sn->name);
+        dd_sentinel_res_skip(sn);
         return;
     }
     long port = 0;
@@ -224,57 +224,57 @@ static void res_reply(void *arg, void *priv, redisReply *rep)
         port = strtol(rep->element[1]->str, &end, 10);
     }
     if (!end || *end || errno || port < 1 || port > 65535 || !rep->element[0]->len) {
-        res_note(sn, "unexpected answer to SENTINEL %s", "get-master-addr-by-name");
-        res_skip(sn);
+        dd_sentinel_res_note(sn, "unexpected answer to SENTINEL %s", "get-master-addr-by-name");
+        dd_sentinel_res_skip(sn);
         return;
     }
     char *host = dd_strdup(rep->element[0]->str); /* rep goes with the connection */
-    sconn_drop(&sn->res);
-    res_finish(sn, 0, host, (int)port);
+    dd_sentinel_sconn_drop(&sn->res);
+    dd_sentinel_res_finish(sn, 0, host, (int)port);
     free(host);
 }
 
-static void res_fail(void *arg, int status, const char *msg)
+static void dd_sentinel_res_fail(void *arg, int status, const char *msg)
 {
     dd_sentinel *sn = arg;
     (void)status;
-    res_note(sn, sn->res_up ? "connection lost (%s)" : "cannot connect (%s)", msg);
-    res_skip(sn);
+    dd_sentinel_res_note(sn, sn->res_up ? "connection lost (%s)" : "cannot connect (%s)", msg);
+    dd_sentinel_res_skip(sn);
 }
 
-static void res_connected(void *arg)
+static void dd_sentinel_res_connected(void *arg)
 {
     ((dd_sentinel *)arg)->res_up = true;
 }
 
-static void res_timeout(dd_sentinel *sn)
+static void dd_sentinel_res_timeout(dd_sentinel *sn)
 {
     char ms[32];
     snprintf(ms, sizeof(ms), "%lld", (long long)sn->timeout_ms);
-    res_note(sn, "no answer within %s ms", ms);
-    res_skip(sn);
+    dd_sentinel_res_note(sn, "no answer within %s ms", ms);
+    dd_sentinel_res_skip(sn);
 }
 
 /* The timer starts the round (dd_sentinel_resolve) and then bounds each
  * sentinel's answer: one callback for both, told apart by res. */
-static void rtimer_cb(uv_timer_t *t)
+static void dd_sentinel_rtimer_cb(uv_timer_t *t)
 {
     dd_sentinel *sn = t->data;
     if (!sn->resolving)
         return;
     if (sn->res)
-        res_timeout(sn);
+        dd_sentinel_res_timeout(sn);
     else
-        res_next(sn);
+        dd_sentinel_res_next(sn);
 }
 
-static void res_next(dd_sentinel *sn)
+static void dd_sentinel_res_next(dd_sentinel *sn)
 {
     while (sn->ridx < sn->n) {
         char err[200];
-        dd_store_conn *c = sconn_open(sn, &sn->addrs[sn->ridx], false, err, sizeof(err));
+        dd_store_conn *c = dd_sentinel_sconn_open(sn, &sn->addrs[sn->ridx], false, err, sizeof(err));
         if (!c) {
-            res_note(sn, "cannot connect (%s)", err);
+            dd_sentinel_res_note(sn, "cannot connect (%s)", err);
             sn->ridx++;
             continue;
         }
@@ -282,14 +282,14 @@ static void res_next(dd_sentinel *sn)
         sn->res_up = false;
         const char *auth[] = {"AUTH", sn->password};
         const char *q[] = {"SENTINEL", "get-master-addr-by-name", sn->name};
-        if ((sn->password && sconn_cmd(c, TAG_AUTH, true, 2, auth) < 0) ||
-            sconn_cmd(c, TAG_ADDR, true, 3, q) < 0) {
-            res_note(sn, "cannot send (%s)", "the connection refused the command");
-            sconn_drop(&sn->res);
+        if ((sn->password && dd_sentinel_sconn_cmd(c, TAG_AUTH, true, 2, auth) < 0) ||
+            dd_sentinel_sconn_cmd(c, TAG_ADDR, true, 3, q) < 0) {
+            dd_sentinel_res_note(sn, "cannot send (%s)", "the connection refused the command");
+            dd_sentinel_sconn_drop(&sn->res);
             sn->ridx++;
             continue;
         }
-        uv_timer_start(&sn->rtimer, rtimer_cb, (uint64_t)sn->timeout_ms, 0);
+        uv_timer_start(&sn->rtimer, dd_sentinel_rtimer_cb, (uint64_t)sn->timeout_ms, 0);
         return;
     }
     int st = DD_EUNAVAIL;
@@ -297,14 +297,14 @@ static void res_next(dd_sentinel *sn)
         st = -ENOENT;
     else if (sn->nauth > 0 && sn->nauth == sn->nanswered)
         st = -EACCES;
-    res_finish(sn, st, NULL, 0);
+    dd_sentinel_res_finish(sn, st, NULL, 0);
 }
 
 void dd_sentinel_cancel(dd_sentinel *sn)
 {
     if (!sn || !sn->resolving)
         return;
-    sconn_drop(&sn->res);
+    dd_sentinel_sconn_drop(&sn->res);
     sn->resolving = false;
     sn->rcb = NULL;
     uv_timer_stop(&sn->rtimer);
@@ -321,59 +321,59 @@ void dd_sentinel_resolve(dd_sentinel *sn, dd_sentinel_resolve_cb *cb, void *arg)
     sn->round_err[0] = '\0';
     /* never inside the caller: a 0 ms timer starts the round, so cb cannot
      * run before dd_sentinel_resolve has returned */
-    uv_timer_start(&sn->rtimer, rtimer_cb, 0, 0);
+    uv_timer_start(&sn->rtimer, dd_sentinel_rtimer_cb, 0, 0);
 }
 
 /* ---- +switch-master --------------------------------------------------------- */
 
-static void sub_start(dd_sentinel *sn);
-static void sub_retry(dd_sentinel *sn, const char *why);
+static void dd_sentinel_sub_start(dd_sentinel *sn);
+static void dd_sentinel_sub_retry(dd_sentinel *sn, const char *why);
 
-static void stimer_cb(uv_timer_t *t)
+static void dd_sentinel_stimer_cb(uv_timer_t *t)
 {
     dd_sentinel *sn = t->data;
     const char *ping[] = {"PING"};
     if (!sn->sub) {
-        sub_start(sn);
+        dd_sentinel_sub_start(sn);
         return;
     }
     /* connected: the keepalive. A sentinel that went silent (a black-holed
      * network keeps the socket open) would hide every switch from us. */
     if (sn->ping_owed) {
-        sub_retry(sn, "no answer to PING");
+        dd_sentinel_sub_retry(sn, "no answer to PING");
         return;
     }
     sn->ping_owed = true;
-    if (sconn_cmd(sn->sub, TAG_PING, true, 1, ping) < 0) {
-        sub_retry(sn, "cannot send PING");
+    if (dd_sentinel_sconn_cmd(sn->sub, TAG_PING, true, 1, ping) < 0) {
+        dd_sentinel_sub_retry(sn, "cannot send PING");
         return;
     }
-    uv_timer_start(&sn->stimer, stimer_cb, (uint64_t)(sn->timeout_ms * 2), 0);
+    uv_timer_start(&sn->stimer, dd_sentinel_stimer_cb, (uint64_t)(sn->timeout_ms * 2), 0);
 }
 
-static void sub_retry(dd_sentinel *sn, const char *why)
+static void dd_sentinel_sub_retry(dd_sentinel *sn, const char *why)
 {
     char a[300];
-    sconn_drop(&sn->sub);
+    dd_sentinel_sconn_drop(&sn->sub);
     sn->sub_ok = false;
     sn->ping_owed = false;
     if (sn->closing)
         return;
     int64_t delay = dd_backoff_next(&sn->sback);
     dd_warn(sn->ctx.log, "sentinel_subscription_lost", "sentinel=%s error=%s retry_ms=%lld",
-            hp_str(&sn->addrs[sn->sidx % sn->n], a, sizeof(a)), why, (long long)delay);
+            dd_sentinel_hp_str(&sn->addrs[sn->sidx % sn->n], a, sizeof(a)), why, (long long)delay);
     sn->sidx++; /* the next one in the list */
     uv_timer_stop(&sn->stimer);
-    uv_timer_start(&sn->stimer, stimer_cb, (uint64_t)delay, 0);
+    uv_timer_start(&sn->stimer, dd_sentinel_stimer_cb, (uint64_t)delay, 0);
 }
 
-static bool is_str(const redisReply *r)
+static bool dd_sentinel_is_str(const redisReply *r)
 {
     return r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS;
 }
 
 /* AUTH's and PING's answers (SUBSCRIBE's come as pushes) */
-static void sub_reply(void *arg, void *priv, redisReply *rep)
+static void dd_sentinel_sub_reply(void *arg, void *priv, redisReply *rep)
 {
     dd_sentinel *sn = arg;
     char why[300];
@@ -381,17 +381,17 @@ static void sub_reply(void *arg, void *priv, redisReply *rep)
         dd_msgf(why, sizeof(why), "%s (%s)",
                 (int)(intptr_t)priv == TAG_AUTH ? "authentication refused" : "error reply",
                 rep->str);
-        sub_retry(sn, why);
+        dd_sentinel_sub_retry(sn, why);
         return;
     }
     if ((int)(intptr_t)priv == TAG_PING)
         sn->ping_owed = false;
 }
 
-static void sub_push(void *arg, redisReply *rep)
+static void dd_sentinel_sub_push(void *arg, redisReply *rep)
 {
     dd_sentinel *sn = arg;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 || !is_str(rep->element[0]))
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 || !dd_sentinel_is_str(rep->element[0]))
         return;
     char a[300];
     if (!strcmp(rep->element[0]->str, "subscribe")) {
@@ -399,12 +399,12 @@ static void sub_push(void *arg, redisReply *rep)
         sn->ping_owed = false;
         dd_backoff_reset(&sn->sback);
         dd_info(sn->ctx.log, "sentinel_subscribed", "sentinel=%s channel=+switch-master",
-                hp_str(&sn->addrs[sn->sidx % sn->n], a, sizeof(a)));
+                dd_sentinel_hp_str(&sn->addrs[sn->sidx % sn->n], a, sizeof(a)));
         uv_timer_stop(&sn->stimer);
-        uv_timer_start(&sn->stimer, stimer_cb, (uint64_t)(sn->timeout_ms * 2), 0);
+        uv_timer_start(&sn->stimer, dd_sentinel_stimer_cb, (uint64_t)(sn->timeout_ms * 2), 0);
         return;
     }
-    if (strcmp(rep->element[0]->str, "message") || !is_str(rep->element[2]))
+    if (strcmp(rep->element[0]->str, "message") || !dd_sentinel_is_str(rep->element[2]))
         return;
     /* "<name> <old-ip> <old-port> <new-ip> <new-port>" */
     char name[256], oldip[64], newip[64];
@@ -416,47 +416,47 @@ static void sub_push(void *arg, redisReply *rep)
     sn->on_switch(newip, newport, sn->arg);
 }
 
-static void sub_fail(void *arg, int status, const char *msg)
+static void dd_sentinel_sub_fail(void *arg, int status, const char *msg)
 {
     (void)status;
-    sub_retry(arg, msg);
+    dd_sentinel_sub_retry(arg, msg);
 }
 
-static void sub_start(dd_sentinel *sn)
+static void dd_sentinel_sub_start(dd_sentinel *sn)
 {
     char err[200];
     if (sn->closing)
         return;
-    dd_store_conn *c = sconn_open(sn, &sn->addrs[sn->sidx % sn->n], true, err, sizeof(err));
+    dd_store_conn *c = dd_sentinel_sconn_open(sn, &sn->addrs[sn->sidx % sn->n], true, err, sizeof(err));
     if (!c) {
-        sub_retry(sn, err);
+        dd_sentinel_sub_retry(sn, err);
         return;
     }
     sn->sub = c;
     const char *auth[] = {"AUTH", sn->password};
     const char *sub[] = {"SUBSCRIBE", "+switch-master"};
-    if ((sn->password && sconn_cmd(c, TAG_AUTH, true, 2, auth) < 0) ||
-        sconn_cmd(c, 0, false, 2, sub) < 0) {
-        sub_retry(sn, "the connection refused the command");
+    if ((sn->password && dd_sentinel_sconn_cmd(c, TAG_AUTH, true, 2, auth) < 0) ||
+        dd_sentinel_sconn_cmd(c, 0, false, 2, sub) < 0) {
+        dd_sentinel_sub_retry(sn, "the connection refused the command");
         return;
     }
     /* not confirmed within the timeout: the next sentinel */
     uv_timer_stop(&sn->stimer);
     sn->ping_owed = true; /* the confirmation stands in for the first PONG */
-    uv_timer_start(&sn->stimer, stimer_cb, (uint64_t)(sn->timeout_ms * 2), 0);
+    uv_timer_start(&sn->stimer, dd_sentinel_stimer_cb, (uint64_t)(sn->timeout_ms * 2), 0);
 }
 
-static dd_store_conn *sconn_open(dd_sentinel *sn, const dd_hostport *hp, bool sub, char *err,
+static dd_store_conn *dd_sentinel_sconn_open(dd_sentinel *sn, const dd_hostport *hp, bool sub, char *err,
                                  size_t errlen)
 {
     dd_store_conn *c = NULL;
     dd_store_conn_opts o = {.host = hp->host,
                             .port = hp->port,
                             .connect_timeout_ms = sn->timeout_ms,
-                            .on_connected = sub ? NULL : res_connected,
-                            .on_reply = sub ? sub_reply : res_reply,
-                            .on_push = sub ? sub_push : NULL,
-                            .on_fail = sub ? sub_fail : res_fail,
+                            .on_connected = sub ? NULL : dd_sentinel_res_connected,
+                            .on_reply = sub ? dd_sentinel_sub_reply : dd_sentinel_res_reply,
+                            .on_push = sub ? dd_sentinel_sub_push : NULL,
+                            .on_fail = sub ? dd_sentinel_sub_fail : dd_sentinel_res_fail,
                             .arg = sn};
     if (dd_store_conn_new(sn->ctx.loop, &o, &c, err, errlen) < 0)
         return NULL;
@@ -474,7 +474,7 @@ int dd_sentinel_open(const dd_ctx *ctx, const dd_sentinel_opts *o, dd_sentinel *
         return DD_EINVAL;
     }
     dd_sentinel *sn = dd_xcalloc(1, sizeof(*sn));
-    int rc = parse_addrs(o->addrs, &sn->addrs, &sn->n, err, errlen);
+    int rc = dd_sentinel_parse_addrs(o->addrs, &sn->addrs, &sn->n, err, errlen);
     if (rc < 0) {
         free(sn);
         return rc;
@@ -495,11 +495,11 @@ int dd_sentinel_open(const dd_ctx *ctx, const dd_sentinel_opts *o, dd_sentinel *
     sn->open_timers = 2;
     *out = sn;
     if (sn->on_switch)
-        uv_timer_start(&sn->stimer, stimer_cb, 0, 0); /* sub_start, from the loop */
+        uv_timer_start(&sn->stimer, dd_sentinel_stimer_cb, 0, 0); /* sub_start, from the loop */
     return 0;
 }
 
-static void on_timer_closed(uv_handle_t *h)
+static void dd_sentinel_on_timer_closed(uv_handle_t *h)
 {
     dd_sentinel *sn = h->data;
     if (--sn->open_timers > 0)
@@ -519,7 +519,7 @@ void dd_sentinel_close(dd_sentinel *sn)
         return;
     dd_sentinel_cancel(sn);
     sn->closing = true;
-    sconn_drop(&sn->sub);
-    uv_close((uv_handle_t *)&sn->rtimer, on_timer_closed);
-    uv_close((uv_handle_t *)&sn->stimer, on_timer_closed);
+    dd_sentinel_sconn_drop(&sn->sub);
+    uv_close((uv_handle_t *)&sn->rtimer, dd_sentinel_on_timer_closed);
+    uv_close((uv_handle_t *)&sn->stimer, dd_sentinel_on_timer_closed);
 }
