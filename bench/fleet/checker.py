@@ -13,10 +13,11 @@ logs, metrics or `status`. Its sources are
   * the harness's event log (what was done to which process, and when).
 
   checker.py watch --dir DIR --redis-port P --temporal-url URL [--interval-ms 100]
-                   [--workflow-type T]
+                   [--workflow-type T] [--tls-ca-file CA]
       samples Redis and Temporal into DIR/watch.jsonl until SIGTERM (the
       running executions of type T, default dispatchd.dispatcher; with
-      --redis-port 0 Temporal only: MODE=workflow, see wfchecker.py).
+      --redis-port 0 Temporal only: MODE=workflow, see wfchecker.py;
+      --tls-ca-file: Redis over TLS, run.sh TLS=1).
   checker.py check --dir DIR --temporal-url URL --redis-port P [--window-ms W]
       analyses DIR and prints a report (DIR/report.json too); exits 1 when
       an invariant breaks, 0 otherwise.
@@ -49,6 +50,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import statistics
 import sys
 import time
@@ -61,7 +63,7 @@ WF_TYPE = "dispatchd.dispatcher"
 
 # ---------------------------------------------------------------- Redis (RESP)
 class Redis:
-    def __init__(self, port, host="127.0.0.1", timeout=1.0, sentinel=None):
+    def __init__(self, port, host="127.0.0.1", timeout=1.0, sentinel=None, tls_ca=None):
         self.addr = (host, port)
         self.timeout = timeout
         self.sock = None
@@ -69,6 +71,9 @@ class Redis:
         # (sentinel port, master name): the primary is asked for at every
         # (re)connect, so the watch follows failovers (run.sh SENTINEL=1)
         self.sentinel = sentinel
+        # a CA file: TLS (run.sh TLS=1), Python's own ssl, verifying the
+        # server's certificate and its name (an IP SAN), not dispatchd's code
+        self.tls = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
 
     def _connect(self):
         if self.sentinel:
@@ -79,6 +84,12 @@ class Redis:
                 s.close()
             self.addr = (host, int(port))
         self.sock = socket.create_connection(self.addr, timeout=self.timeout)
+        if self.tls:
+            try:
+                self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.addr[0])
+            except OSError:
+                self.close()
+                raise
         self.buf = b""
 
     def close(self):
@@ -226,7 +237,7 @@ def cmd_watch(a):
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     out = open(os.path.join(a.dir, "watch.jsonl"), "a", buffering=1)
-    r = Redis(a.redis_port, timeout=0.5, sentinel=sentinel_of(a)) if a.redis_port else None
+    r = Redis(a.redis_port, timeout=0.5, sentinel=sentinel_of(a), tls_ca=a.tls_ca_file) if a.redis_port else None
     q = "WorkflowType='%s' AND ExecutionStatus='Running'" % a.workflow_type
     last_r = last_t = None
     last_r_err = last_t_err = None
@@ -742,7 +753,7 @@ def cmd_check(a):
     # ---- I4: the settled end state, read live
     if a.final:
         try:
-            r = Redis(a.redis_port, timeout=2, sentinel=sentinel_of(a))
+            r = Redis(a.redis_port, timeout=2, sentinel=sentinel_of(a), tls_ca=a.tls_ca_file)
             snap = redis_snapshot(r)
             running = list_executions(a.temporal_url, "WorkflowType='%s' AND ExecutionStatus='Running'" % WF_TYPE)
             run_by_wid = {}
@@ -857,6 +868,7 @@ def main():
         x.add_argument("--sentinel-port", type=int, default=0,
                        help="read the primary a sentinel names for --master-name instead")
         x.add_argument("--master-name", default="")
+        x.add_argument("--tls-ca-file", default=None, help="speak TLS to Redis, trusting this CA")
     c = sub.add_parser("check")
     c.add_argument("--dir", required=True)
     c.add_argument("--temporal-url", required=True)
@@ -871,6 +883,7 @@ def main():
     c.add_argument("--sentinel-port", type=int, default=0,
                    help="read the primary a sentinel names for --master-name instead")
     c.add_argument("--master-name", default="")
+    c.add_argument("--tls-ca-file", default=None, help="speak TLS to Redis, trusting this CA")
     c.add_argument("--enforce-targets", action="store_true")
     c.add_argument("--latency-factor", type=float, default=1.0,
                    help="stretch the latency targets' slack by this factor (>= 1)")

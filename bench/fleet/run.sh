@@ -26,6 +26,13 @@
 #                       of the primary (restarted as a replica of the new one); the
 #                       checker reports the sentinels' switch time and the time until
 #                       every dispatcher acts again
+#   TLS (0)             1: Redis is a TLS-only redis-server of its own (--port 0
+#                       --tls-port, certificates made at run time with the openssl
+#                       CLI under the run's temp dir), not the stack's; hosts,
+#                       reconcile, workers use rediss:// --redis-ca-file, the checker
+#                       Python's ssl with the same CA; REDIS_RESTARTS restart it
+#                       (SHUTDOWN SAVE, the RDB kept). Not with SENTINEL=1 (TLS through
+#                       Sentinel is not built) nor PARTITIONS (the proxies are plain TCP)
 #   WORKER_KILLS (0)    kill -9 of a random worker sidecar, then a new one
 #   PARTITIONS (0)      network faults: every host then reaches Redis and Temporal
 #                       through its own netfault proxy (tests/support/netfault_proxy.py);
@@ -85,6 +92,7 @@ STOP_SCOPE=${STOP_SCOPE:-daemon}
 REDIS_RESTARTS=${REDIS_RESTARTS:-1}; REDIS_DOWN_S=${REDIS_DOWN_S:-1}
 TEMPORAL_RESTARTS=${TEMPORAL_RESTARTS:-1}; WORKER_KILLS=${WORKER_KILLS:-0}
 SENTINEL=${SENTINEL:-0}; PRIMARY_SWITCHES=${PRIMARY_SWITCHES:-0}; SENTINEL_DOWN_MS=${SENTINEL_DOWN_MS:-1000}
+TLS=${TLS:-0}
 PARTITIONS=${PARTITIONS:-0}; PARTITION_MODES=${PARTITION_MODES:-whole redis temporal asym}
 SKEWS=${SKEWS:-}; SKEW_HOLDS=${SKEW_HOLDS:-0}; SKEW_HOLD_S=${SKEW_HOLD_S:-$((THRESH_S * 4))}
 read -r -a SKEW_OF <<<"$SKEWS"
@@ -120,6 +128,13 @@ case $MODE in
     fi ;;
   *) die "MODE must be marker or workflow, not '$MODE'" ;;
 esac
+case $TLS in 0|1) ;; *) die "TLS must be 0 or 1, not '$TLS'" ;; esac
+if [ "$TLS" = 1 ]; then
+  [ "$SENTINEL" = 0 ] || die "TLS=1 and SENTINEL=1 do not go together: TLS through Sentinel is not built (docs/redis.md, 'Not built: TLS through Sentinel'); run one or the other"
+  [ "$PARTITIONS" = 0 ] || die "TLS=1 and PARTITIONS do not go together: the netfault proxies route plain TCP to one Redis; run one or the other"
+  command -v openssl >/dev/null || die "TLS=1 needs the openssl CLI (scripts/install-deps.sh)"
+  command -v redis-cli >/dev/null || die "TLS=1 needs redis-cli (scripts/install-deps.sh)"
+fi
 if [ "$SENTINEL" = 1 ]; then
   command -v redis-sentinel >/dev/null || die "redis-sentinel missing (scripts/install-deps.sh)"
   [ "$PARTITIONS" = 0 ] || die "PARTITIONS and SENTINEL=1 do not go together (the proxies route to one Redis)"
@@ -202,7 +217,7 @@ cleanup() {
   if [ -n "${OUT:-}" ]; then
     cp "$T"/hosts/*.log "$D/" 2>/dev/null
     cp "$T/stack/"*.log "$D/" 2>/dev/null
-    cp "$T"/redis-*.log "$T"/sentinel-*.log "$D/" 2>/dev/null # SENTINEL=1
+    cp "$T"/redis-*.log "$T"/sentinel-*.log "$D/" 2>/dev/null # SENTINEL=1, TLS=1
   fi
   local f san=0
   while IFS= read -r f; do
@@ -293,7 +308,40 @@ if [ "$SENTINEL" = 1 ]; then
   RP=$RPRI
   log "sentinel: primary $RPRI, replica $RREP, sentinels $SENTS (down-after ${SENTINEL_DOWN_MS} ms)"
 fi
+
+# ---- TLS=1: a TLS-only redis-server of ours, certificates made now -----------------
+TC=$T/tls
+ossl() { openssl "$@" >>"$TC/openssl.log" 2>&1 || die "openssl $1 failed (see $TC/openssl.log)"; }
+tcli() { redis-cli --tls --cacert "$TC/ca.pem" -h 127.0.0.1 -p "$RTLS" "$@"; }
+start_tls_rs() { # the TLS redis on $RTLS (pid in RSPID[$RTLS]); loads its RDB on a restart
+  mkdir -p "$T/redis-$RTLS"
+  redis-server --port 0 --tls-port "$RTLS" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$T/redis-$RTLS" --loglevel warning --tls-cert-file "$TC/server.pem" \
+    --tls-key-file "$TC/server.key" --tls-ca-cert-file "$TC/ca.pem" --tls-auth-clients no \
+    >>"$T/redis-$RTLS.log" 2>&1 &
+  RSPID[$RTLS]=$!
+  local i; for i in $(seq 1 300); do [ "$(tcli ping 2>/dev/null)" = PONG ] && return 0; sleep 0.05; done
+  die "the TLS redis on $RTLS did not start (see $T/redis-$RTLS.log)"
+}
+if [ "$TLS" = 1 ]; then
+  mkdir -p "$TC"
+  ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -keyout "$TC/ca.key" -out "$TC/ca.pem" -subj "/CN=dispatchd fleet CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+  ossl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$TC/server.key" -out "$TC/server.csr" -subj "/CN=fleet redis"
+  printf 'basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$TC/server.ext"
+  ossl x509 -req -in "$TC/server.csr" -CA "$TC/ca.pem" -CAkey "$TC/ca.key" -CAcreateserial -days 2 \
+    -out "$TC/server.pem" -extfile "$TC/server.ext"
+  RTLS=$(free_port); start_tls_rs
+  [ "$(redis-cli -h 127.0.0.1 -p "$RTLS" ping 2>&1)" != PONG ] || die "the TLS redis on $RTLS answers plain PING"
+  RURL=rediss://127.0.0.1:$RTLS/0
+  RARGS=(--redis-url "$RURL" --redis-ca-file "$TC/ca.pem")
+  RP=$RTLS
+  log "tls: TLS-only redis on $RTLS (no plain port), CA $TC/ca.pem"
+fi
 CHECK_REDIS=(--redis-port "$RP"); [ "$SENTINEL" = 1 ] && CHECK_REDIS+=(--sentinel-port "$SEN1" --master-name fleet)
+[ "$TLS" = 1 ] && CHECK_REDIS+=(--tls-ca-file "$TC/ca.pem")
 
 DISP=(); WIDS=()
 for q in $(seq 1 "$M"); do DISP+=(--dispatcher "fleet/q$q"); WIDS+=("dispatcher-fleet-q$q"); done
@@ -355,7 +403,7 @@ start_host() { # h
   local mode_args=(--stop-timeout 5s -- "${child[@]}" -S "$here/child.py" "$D/children.log")
   # workflow mode: the user's workflow acts, no child command
   [ "$MODE" = workflow ] && mode_args=(--workflow-type DispatcherWorkflow --input '{}' --input-server-id-field server_id)
-  local red=(--redis-url "$r"); [ "$SENTINEL" = 1 ] && red=("${RARGS[@]}")
+  local red=(--redis-url "$r"); { [ "$SENTINEL" = 1 ] || [ "$TLS" = 1 ]; } && red=("${RARGS[@]}")
   "${pre[@]}" "$DISPATCHD" run "${DISP[@]}" --temporal-url "$u" "${red[@]}" --server-id "$1" \
     --heartbeat-interval "$HB" --stale-threshold "$THRESH" --metrics-listen 127.0.0.1:0 \
     --reconcile-interval "$RECONCILE_INTERVAL" "${mode_args[@]}" \
@@ -567,10 +615,22 @@ stops() {
 redis_restarts() {
   local k
   for k in $(seq 1 "$REDIS_RESTARTS"); do
-    ev redis_stop; "$DISPATCHD" stack stop redis "${SCOPE[@]}" "${PORTS[@]}" >>"$T/stack.out" 2>&1
-    sleep "$REDIS_DOWN_S"
-    ev redis_start; "$DISPATCHD" stack start redis "${SCOPE[@]}" "${PORTS[@]}" >>"$T/stack.out" 2>&1 ||
-      die "redis did not come back"
+    if [ "$TLS" = 1 ]; then
+      # graceful, like the stack's: SHUTDOWN SAVE writes the RDB the restart loads
+      ev redis_stop; tcli shutdown save >>"$T/stack.out" 2>&1 || true
+      local p=${RSPID[$RTLS]} end=$((SECONDS + 15))
+      while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.02; done
+      kill -0 "$p" 2>/dev/null && die "the TLS redis (pid $p) did not stop within 15 s of SHUTDOWN SAVE"
+      wait "$p" 2>/dev/null || true
+      [ -s "$T/redis-$RTLS/dump.rdb" ] || die "the TLS redis left no RDB in $T/redis-$RTLS"
+      sleep "$REDIS_DOWN_S"
+      ev redis_start; start_tls_rs
+    else
+      ev redis_stop; "$DISPATCHD" stack stop redis "${SCOPE[@]}" "${PORTS[@]}" >>"$T/stack.out" 2>&1
+      sleep "$REDIS_DOWN_S"
+      ev redis_start; "$DISPATCHD" stack start redis "${SCOPE[@]}" "${PORTS[@]}" >>"$T/stack.out" 2>&1 ||
+        die "redis did not come back"
+    fi
     wait_settled "redis restart $k" || true
     reconcile
   done
@@ -710,7 +770,7 @@ idle() {
 
 {
   echo "date_utc=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "command=MODE=$MODE SDK_WORKERS=$SDK_WORKERS CAS_EVERY=$CAS_EVERY N=$N M=$M W=$W HB=$HB THRESH_S=$THRESH_S THRESH=$THRESH ROLLING_ROUNDS=$ROLLING_ROUNDS KILLS=$KILLS STOPS=$STOPS STOP_SCOPE=$STOP_SCOPE REDIS_RESTARTS=$REDIS_RESTARTS TEMPORAL_RESTARTS=$TEMPORAL_RESTARTS SENTINEL=$SENTINEL PRIMARY_SWITCHES=$PRIMARY_SWITCHES SENTINEL_DOWN_MS=$SENTINEL_DOWN_MS WORKER_KILLS=$WORKER_KILLS PARTITIONS=$PARTITIONS SKEWS=\"$SKEWS\" SKEW_HOLDS=$SKEW_HOLDS ETCD_KILLS=$ETCD_KILLS ETCD_TTL=$ETCD_TTL IDLE_S=$IDLE_S WINDOW_MS=$WINDOW_MS bench/fleet/run.sh"
+  echo "command=MODE=$MODE SDK_WORKERS=$SDK_WORKERS CAS_EVERY=$CAS_EVERY N=$N M=$M W=$W HB=$HB THRESH_S=$THRESH_S THRESH=$THRESH ROLLING_ROUNDS=$ROLLING_ROUNDS KILLS=$KILLS STOPS=$STOPS STOP_SCOPE=$STOP_SCOPE REDIS_RESTARTS=$REDIS_RESTARTS TEMPORAL_RESTARTS=$TEMPORAL_RESTARTS TLS=$TLS SENTINEL=$SENTINEL PRIMARY_SWITCHES=$PRIMARY_SWITCHES SENTINEL_DOWN_MS=$SENTINEL_DOWN_MS WORKER_KILLS=$WORKER_KILLS PARTITIONS=$PARTITIONS SKEWS=\"$SKEWS\" SKEW_HOLDS=$SKEW_HOLDS ETCD_KILLS=$ETCD_KILLS ETCD_TTL=$ETCD_TTL IDLE_S=$IDLE_S WINDOW_MS=$WINDOW_MS bench/fleet/run.sh"
   echo "nproc=$(nproc)"
   echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
   echo "mem=$(awk '/MemTotal/{print $2" kB"}' /proc/meminfo)"
