@@ -311,7 +311,6 @@ fi
 
 # ---- TLS=1: a TLS-only redis-server of ours, certificates made now -----------------
 TC=$T/tls
-ossl() { openssl "$@" >>"$TC/openssl.log" 2>&1 || die "openssl $1 failed (see $TC/openssl.log)"; }
 tcli() { redis-cli --tls --cacert "$TC/ca.pem" -h 127.0.0.1 -p "$RTLS" "$@"; }
 start_tls_rs() { # the TLS redis on $RTLS (pid in RSPID[$RTLS]); loads its RDB on a restart
   mkdir -p "$T/redis-$RTLS"
@@ -325,14 +324,8 @@ start_tls_rs() { # the TLS redis on $RTLS (pid in RSPID[$RTLS]); loads its RDB o
 }
 if [ "$TLS" = 1 ]; then
   mkdir -p "$TC"
-  ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -keyout "$TC/ca.key" -out "$TC/ca.pem" -subj "/CN=dispatchd fleet CA" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
-  ossl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -keyout "$TC/server.key" -out "$TC/server.csr" -subj "/CN=fleet redis"
-  printf 'basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$TC/server.ext"
-  ossl x509 -req -in "$TC/server.csr" -CA "$TC/ca.pem" -CAkey "$TC/ca.key" -CAcreateserial -days 2 \
-    -out "$TC/server.pem" -extfile "$TC/server.ext"
+  CERT_DIR=$TC; . "$root/tests/support/certs.sh"
+  { new_ca ca && new_cert server ca "IP:127.0.0.1" serverAuth; } || die "cannot make the certificates (see $TC/openssl.log)"
   RTLS=$(free_port); start_tls_rs
   [ "$(redis-cli -h 127.0.0.1 -p "$RTLS" ping 2>&1)" != PONG ] || die "the TLS redis on $RTLS answers plain PING"
   RURL=rediss://127.0.0.1:$RTLS/0

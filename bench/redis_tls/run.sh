@@ -55,15 +55,8 @@ cc -O2 -std=c11 -D_GNU_SOURCE -I"$root/src" -o "$W/hb_rtt" "$here/hb_rtt.c" \
 
 # --- certificates, one redis-server with both ports ----------------------------------------
 C=$W/certs; mkdir -p "$C"
-ossl() { openssl "$@" >>"$W/openssl.log" 2>&1 || die "openssl $1 failed"; }
-ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -keyout "$C/ca.key" -out "$C/ca.pem" -subj "/CN=bench ca" \
-  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
-ossl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-  -keyout "$C/server.key" -out "$C/server.csr" -subj "/CN=server"
-printf 'basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$C/server.ext"
-ossl x509 -req -in "$C/server.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" -CAcreateserial -days 2 \
-  -out "$C/server.pem" -extfile "$C/server.ext"
+CERT_DIR=$C; . "$root/tests/support/certs.sh"
+{ new_ca ca && new_cert server ca "IP:127.0.0.1" serverAuth; } || die "cannot make the certificates (see $C/openssl.log)"
 RP=$(free_port); TP=$(free_port)
 redis-server --port "$RP" --tls-port "$TP" --bind 127.0.0.1 --save "" --appendonly no \
   --dir "$W" --tls-cert-file "$C/server.pem" --tls-key-file "$C/server.key" \

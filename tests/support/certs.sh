@@ -1,7 +1,8 @@
-# tests/support/certs.sh - certificates made at test time with the openssl CLI, for the TLS
-# tests (test_tls.sh: Temporal over TLS; test_redis_tls.sh: rediss://) and the fleet bench over
-# TLS. Source it with CERT_DIR set; files land there as NAME.pem / NAME.key, openssl's output in
-# CERT_DIR/openssl.log. Each function returns non-zero (and says why on stderr) on failure.
+# tests/support/certs.sh - certificates made at run time with the openssl CLI, for the TLS
+# tests (test_tls.sh: Temporal over TLS; test_redis_tls.sh: rediss://) and the benches over TLS
+# (bench/fleet TLS=1, bench/redis_tls). Source it with CERT_DIR set; files land there as
+# NAME.pem / NAME.key, openssl's output in CERT_DIR/openssl.log. Each function returns non-zero
+# (and says why on stderr) on failure.
 # EC P-256 keys, valid for 2 days: fast to make, never long-lived.
 
 cert_ossl() {
