@@ -258,6 +258,15 @@ static void dd_store_maybe_free(dd_store *s)
 
 /* ---- SENTINEL hooks (sentinel.h) ------------------------------------------ */
 
+/* The primary to connect to next: the sentinels' answer or announcement. */
+static void dd_store_set_primary(dd_store *s, const char *host, int port)
+{
+    free(s->url.host);
+    s->url.host = dd_strdup(host);
+    s->url.port = port;
+    s->resolved = true;
+}
+
 static void dd_store_on_resolved(int status, const char *host, int port, void *arg)
 {
     dd_store *s = arg;
@@ -269,10 +278,7 @@ static void dd_store_on_resolved(int status, const char *host, int port, void *a
         dd_store_conn_fail(s, status);
         return;
     }
-    free(s->url.host);
-    s->url.host = dd_strdup(host);
-    s->url.port = port;
-    s->resolved = true;
+    dd_store_set_primary(s, host, port);
     dd_store__subs_primary(s, host, port);
     dd_store_conn_start(s);
 }
@@ -299,10 +305,7 @@ static void dd_store_on_switch(const char *host, int port, void *arg)
     if (s->state == ST_DOWN) {
         /* straight to the announced primary (its role is still checked):
          * another sentinel asked now may not have switched yet */
-        free(s->url.host);
-        s->url.host = dd_strdup(host);
-        s->url.port = port;
-        s->resolved = true;
+        dd_store_set_primary(s, host, port);
         uv_timer_stop(&s->conn_timer);
         uv_timer_start(&s->conn_timer, dd_store_on_reconnect_timer, 0, 0);
     }
