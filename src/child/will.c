@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "core/time.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,26 +20,50 @@ static void dd_will_put(dd_buf *out, const char *key, const char *val)
     dd_buf_append(out, val, strlen(val) + 1);
 }
 
+/* The string fields, each packed under its name when set and not empty (an
+ * empty one means the same as none everywhere it is used): adding a
+ * connection setting is one line here and one in will.h. */
+static const struct dd_will_str {
+    const char *key;
+    size_t off;
+} dd_will_strs[] = {
+    {"url", offsetof(dd_will, url)},
+    {"username", offsetof(dd_will, username)},
+    {"password", offsetof(dd_will, password)},
+    {"tls_ca_file", offsetof(dd_will, tls_ca_file)},
+    {"tls_cert_file", offsetof(dd_will, tls_cert_file)},
+    {"tls_key_file", offsetof(dd_will, tls_key_file)},
+    {"sentinels", offsetof(dd_will, sentinels)},
+    {"master_name", offsetof(dd_will, master_name)},
+    {"sentinel_password", offsetof(dd_will, sentinel_password)},
+    {"workflow_id", offsetof(dd_will, workflow_id)},
+    {"run_id", offsetof(dd_will, run_id)},
+    {"first_run_id", offsetof(dd_will, first_run_id)},
+    {"server_id", offsetof(dd_will, server_id)},
+};
+#define DD_WILL_NSTRS (sizeof(dd_will_strs) / sizeof(dd_will_strs[0]))
+
+static const char *dd_will_str_get(const dd_will *w, size_t i)
+{
+    return *(const char *const *)((const char *)w + dd_will_strs[i].off);
+}
+
+static void dd_will_str_set(dd_will *w, size_t i, const char *v)
+{
+    *(const char **)((char *)w + dd_will_strs[i].off) = v;
+}
+
 void dd_will_pack(dd_buf *out, const dd_will *w)
 {
     char n[24];
-    dd_will_put(out, "url", w->url);
-    dd_will_put(out, "username", w->username && *w->username ? w->username : NULL);
-    dd_will_put(out, "password", w->password);
-    dd_will_put(out, "tls_ca_file", w->tls_ca_file);
-    dd_will_put(out, "tls_cert_file", w->tls_cert_file);
-    dd_will_put(out, "tls_key_file", w->tls_key_file);
-    if (w->sentinels && *w->sentinels) {
-        dd_will_put(out, "sentinels", w->sentinels);
-        dd_will_put(out, "master_name", w->master_name);
-        dd_will_put(out, "sentinel_password", w->sentinel_password);
+    for (size_t i = 0; i < DD_WILL_NSTRS; i++) {
+        const char *v = dd_will_str_get(w, i);
+        dd_will_put(out, dd_will_strs[i].key, v && *v ? v : NULL);
+    }
+    if (w->sentinels && *w->sentinels) { /* the db only matters through them */
         snprintf(n, sizeof(n), "%d", w->db);
         dd_will_put(out, "db", n);
     }
-    dd_will_put(out, "workflow_id", w->workflow_id);
-    dd_will_put(out, "run_id", w->run_id);
-    dd_will_put(out, "first_run_id", w->first_run_id && *w->first_run_id ? w->first_run_id : NULL);
-    dd_will_put(out, "server_id", w->server_id);
     snprintf(n, sizeof(n), "%lld", (long long)w->epoch);
     dd_will_put(out, "epoch", n);
     snprintf(n, sizeof(n), "%lld", (long long)w->ack_ttl_ms);
@@ -60,34 +85,13 @@ int dd_will_unpack(char *data, size_t len, dd_will *w)
         if (!vend)
             return DD_EINVAL;
         i = (size_t)(vend - data) + 1;
-        if (!strcmp(key, "url"))
-            w->url = val;
-        else if (!strcmp(key, "username"))
-            w->username = val;
-        else if (!strcmp(key, "password"))
-            w->password = val;
-        else if (!strcmp(key, "tls_ca_file"))
-            w->tls_ca_file = val;
-        else if (!strcmp(key, "tls_cert_file"))
-            w->tls_cert_file = val;
-        else if (!strcmp(key, "tls_key_file"))
-            w->tls_key_file = val;
-        else if (!strcmp(key, "sentinels"))
-            w->sentinels = val;
-        else if (!strcmp(key, "master_name"))
-            w->master_name = val;
-        else if (!strcmp(key, "sentinel_password"))
-            w->sentinel_password = val;
+        size_t f = 0;
+        while (f < DD_WILL_NSTRS && strcmp(key, dd_will_strs[f].key) != 0)
+            f++;
+        if (f < DD_WILL_NSTRS)
+            dd_will_str_set(w, f, val);
         else if (!strcmp(key, "db"))
             w->db = atoi(val);
-        else if (!strcmp(key, "workflow_id"))
-            w->workflow_id = val;
-        else if (!strcmp(key, "run_id"))
-            w->run_id = val;
-        else if (!strcmp(key, "first_run_id"))
-            w->first_run_id = val;
-        else if (!strcmp(key, "server_id"))
-            w->server_id = val;
         else if (!strcmp(key, "epoch"))
             w->epoch = atoll(val);
         else if (!strcmp(key, "ack_ttl_ms"))
