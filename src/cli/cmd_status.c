@@ -73,13 +73,13 @@ static void dd_status_list_done(int st, const dd_store_hb_list *l, void *arg)
             /* hb_ms 0 on a well-formed record: a dead owner's last will made
              * it stale at once (docs/ownership.md); an age since 1970 would
              * only mislead */
-            if (h->hb_ms == 0)
+            if (h->hb_ms == DD_STORE_HB_RELEASED)
                 json_object_set_new(row, "released_by_will", json_true());
             else
                 json_object_set_new(row, "heartbeat_age_ms", json_integer(age));
             /* ... and from Redis's restart if that is later, like everyone */
             json_object_set_new(row, "state",
-                                json_string(h->hb_ms == 0 ? "released"
+                                json_string(h->hb_ms == DD_STORE_HB_RELEASED ? "released"
                                             : r->now - dd_store_hb_fresh_since(h) > thr
                                                 ? "stale"
                                                 : "healthy"));

@@ -566,7 +566,7 @@ static void dd_reconcile_terminate(lane *l)
         char a[32];
         dd_duration_format(age < 0 ? 0 : age, a, sizeof(a));
         dd_msgf(l->reason, sizeof(l->reason), "stale: no heartbeat record for %s", a);
-    } else if (c->hb_ms == 0) {
+    } else if (c->hb_ms == DD_STORE_HB_RELEASED) {
         /* hb_ms 0: a dead owner's last will made the record stale
          * (docs/ownership.md); an age since 1970 would mislead */
         dd_msgf(l->reason, sizeof(l->reason), "stale: released by the last will of %s",

@@ -180,7 +180,7 @@ static const char lua_let_go[] =
     "   tonumber(cur[2]) ~= tonumber(ARGV[3]) then\n"
     "  return {'fenced', cur[3] or '', cur[1] or '', cur[2] or ''}\n"
     "end\n"
-    "if ARGV[5] == 'expire' then\n"
+    "if ARGV[5] == 'expire' then\n" /* hb_ms DD_STORE_HB_RELEASED: stale at once */
     "  redis.call('HSET', KEYS[1], 'hb_ms', '0')\n"
     "  redis.call('ZADD', KEYS[2], 0, ARGV[1])\n"
     "else\n"

@@ -302,6 +302,10 @@ int dd_store_release(dd_store *s, const char *workflow_id, const char *run_id, i
  * too, fenced or not. Then PUBLISH workflow_id on
  * DD_STORE_CHANNEL_RELEASED: standbys try at once. */
 #define DD_STORE_CHANNEL_RELEASED "dd:released"
+/* The hb_ms an expired record carries (the let_go script in records.c writes
+ * it): readers show it as released by a last will rather than as a
+ * heartbeat age since 1970 (status, reconciler). */
+#define DD_STORE_HB_RELEASED 0
 typedef struct dd_store_let_go_args {
     const char *workflow_id, *run_id;
     const char *first_run_id; /* workflow mode: the chain; NULL otherwise */
