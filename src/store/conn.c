@@ -215,7 +215,11 @@ static void dd_conn_dispatch(dd_store_conn *c)
         if (!rep)
             return;
         redisReply *r = rep;
-        if (c->on_push && dd_conn_is_push(r)) {
+        if (c->on_push && (dd_conn_is_push(r) ||
+                           (c->fifo_n == 0 && r->type == REDIS_REPLY_ERROR))) {
+            /* an error no request waits for, on a subscriber's connection: the
+             * answer to a refused SUBSCRIBE (sent without a reply slot, as
+             * its confirmations are pushes), e.g. an ACL user without it */
             c->on_push(c->arg, r);
         } else if (c->fifo_n == 0) {
             dd_conn_fail(c, DD_EPROTO, "protocol error: a reply nobody asked for (type %d)",

@@ -143,6 +143,15 @@ static void dd_sub_on_reply(void *arg, void *privdata, redisReply *rep)
 static void dd_sub_on_push(void *arg, redisReply *rep)
 {
     dd_store_sub *sub = arg;
+    if (rep->type == REDIS_REPLY_ERROR) { /* conn.c: the SUBSCRIBE was refused */
+        char msg[400];
+        bool noperm = !strncmp(rep->str, "NOPERM", 6);
+        dd_msgf(msg, sizeof(msg), "redis refused SUBSCRIBE: %s%s", rep->str,
+                noperm ? " (the ACL user needs +subscribe and the channels &dd:*: docs/redis.md)"
+                       : "");
+        dd_sub_fail(sub, noperm ? -EPERM : DD_EPROTO, msg);
+        return;
+    }
     if (rep->elements < 3 || rep->element[1]->type != REDIS_REPLY_STRING)
         return;
     const char *kind = rep->element[0]->str;

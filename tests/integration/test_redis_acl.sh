@@ -108,3 +108,15 @@ check "and says which step, what it uses, and where the rules are" \
   grep -q "Operation not permitted (redis ACL user 'dispatchd' may not run 'list' (EVAL (TIME INFO ZRANGEBYSCORE ZCARD ZCOUNT) on dd:hb:index.*docs/redis.md" <<<"$out"
 kill -TERM "$(pid_of h3)"
 expect_exit "$(pid_of h3)" 0
+
+# --- no SUBSCRIBE: the standbys' channel is refused by name, ownership goes on -----------------
+admin acl setuser dispatchd +incr +zrangebyscore -subscribe >/dev/null
+P3=${P}s
+host h4 "$P3/q"
+check "without SUBSCRIBE the subscription is refused, named as such (not a protocol error)" \
+  wait_until 15 grep -q 'event=redis_subscribe_unavailable .*err="Operation not permitted" error="redis refused SUBSCRIBE: NOPERM.*the ACL user needs +subscribe and the channels &dd:\*: docs/redis.md' "$T/h4.log"
+check "and h4 still owns its dispatcher (the stale timer is the fallback)" \
+  wait_until 15 bash -c "[ \"\$(redis-cli -p $RP hget 'dd:hb:{dispatcher-$P3-q}' server_id)\" = h4 ]"
+check "no protocol error was logged" bash -c "! grep -q 'protocol error' '$T/h4.log'"
+kill -TERM "$(pid_of h4)"
+expect_exit "$(pid_of h4)" 0
