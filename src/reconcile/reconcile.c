@@ -1175,7 +1175,7 @@ static void dd_reconcile_settle(cycle *cy)
         bool stopping = dd_ctx_cancelled(&r->ctx);
         size_t limit = cy->ph == PH_SWEEP ? 1 : cy->nlanes;
         if (!stopping && cy->ph == PH_RECORDS)
-            dd_reconcile_vis_ask(cy); /* runs a chunk ahead of the lanes */
+            dd_reconcile_vis_ask(cy); /* up to VIS_AHEAD queries ahead of the lanes */
         if (!stopping && cy->busy < limit && dd_reconcile_start_next(cy))
             continue;
         if (cy->busy) {
