@@ -12,7 +12,16 @@
 # For closed/running the runs are started (and terminated) before the cycle
 # and the cycle waits for nothing: the script waits until visibility lists
 # them, as it would a minute after a crash.
-# Needs: build/dispatchd, redis-server, the Temporal CLI in .tools/bin. Loopback only.
+# Anchor (ANCHOR=0 to skip): right after each cycle with stale records, the
+# official Go SDK (build/dd-interop, tests/interop/many.go) makes the same
+# Temporal calls over the same (workflow id, run id) pairs on the same server:
+# the visibility queries (100 run ids each, one at a time as the cycle sends
+# them), then the describes (gone) or terminations (running: the runs are
+# started again first, the cycle has ended them) at each concurrency of
+# ANCHOR_CONC (default "16 32 64"; 16 = the cycle's lanes). Rows "anchor,...".
+# EXTRA: more arguments for `dispatchd reconcile` (e.g. to compare lanes).
+# Needs: build/dispatchd, build/dd-interop (tests/interop/build.sh), redis-server,
+# the Temporal CLI in .tools/bin. Loopback only.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 D=${DISPATCHD:-$root/build/dispatchd}
@@ -30,6 +39,12 @@ redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize
   --dir "$T" --logfile "$T/redis.log" >/dev/null
 DD_SOURCE_DIR=$root bash "$root/tests/fixtures/temporal.sh" start "$T/temporal" >/dev/null
 U=$(cat "$T/temporal/url")
+G=$(cat "$T/temporal/grpc")
+SDK=${SDK:-$root/build/dd-interop}
+ANCHOR=${ANCHOR:-1}
+read -r -a ANCHOR_CONC <<<"${ANCHOR_CONC:-16 32 64}"
+read -r -a EXTRA <<<"${EXTRA:-}"
+[ "$ANCHOR" = 0 ] || [ -x "$SDK" ] || { echo "no $SDK: run tests/interop/build.sh $SDK (or ANCHOR=0)" >&2; exit 1; }
 # A record's age counts from its heartbeat or from Redis's start, whichever is
 # later (docs/ownership.md, "A Redis restart is not a missed heartbeat"): on a
 # Redis younger than the threshold nothing is stale yet, so wait that out once.
@@ -102,16 +117,58 @@ PY
 }
 
 cycle() { "$D" reconcile --temporal-url "$U" --redis-url "redis://127.0.0.1:$RP/0" \
-            --server-id bench --stale-threshold 15s --terminate-rate 100000 2>>"$T/reconcile.log"; }
+            --server-id bench --stale-threshold 15s --terminate-rate 100000 "${EXTRA[@]}" \
+            2>>"$T/reconcile.log"; }
 
-echo "# stale runs: $STALE_RUNS; $(uptime)"
-echo "records,stale,duration_ms,candidates,cleaned,errors,terminated,visible,described"
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# pairs N STALE: the stale records' "workflow_id run_id" lines, as populate wrote them
+pairs() {
+  local n=$1 stale=$2 step i
+  step=$((n / stale))
+  if [ "$STALE_RUNS" = gone ]; then
+    for ((i = 0; i < n; i += step)); do
+      printf 'dispatcher-bench-q%06d 00000000-0000-0000-0000-%012d\n' "$i" "$i"
+    done
+  else
+    while read -r i run; do printf 'dispatcher-bench-q%06d %s\n' "$i" "$run"; done <"$T/runs"
+  fi >"$T/pairs"
+}
+
+sdk() { # sdk OP CONC: one dd-interop bulk call over $T/pairs, one "anchor,..." row
+  local j
+  j=$("$SDK" "$1" --address "$G" --file "$T/pairs" --concurrency "$2" 2>>"$T/sdk.log") ||
+    { echo "dd-interop $1 failed: $j" >&2; exit 1; }
+  echo "anchor,$1,$2,$(jq -r '[.elapsed_ms, .p50_ms, .p95_ms, .calls, .running, .closed, .not_found, .listed, .errors] | map(tostring) | join(",")' <<<"$j"),$(load1)"
+}
+
+anchor() { # anchor N STALE: the SDK makes the cycle's Temporal calls
+  local n=$1 stale=$2 c
+  pairs "$n" "$stale"
+  case $STALE_RUNS in
+    gone | closed)
+      sdk list-many 1
+      for c in "${ANCHOR_CONC[@]}"; do sdk describe-many "$c"; done ;;
+    running)
+      for c in "${ANCHOR_CONC[@]}"; do
+        real_runs "$stale" "$n"   # the cycle ended them: start them again
+        pairs "$n" "$stale"
+        sdk list-many 1
+        sdk terminate-many "$c"
+      done ;;
+  esac
+}
+
+echo "# stale runs: $STALE_RUNS; dispatchd: $D ${EXTRA[*]}; $(uptime)"
+echo "records,stale,duration_ms,candidates,cleaned,errors,terminated,visible,described,load1"
+[ "$ANCHOR" = 0 ] || echo "anchor,op,concurrency,elapsed_ms,p50_ms,p95_ms,calls,running,closed,not_found,listed,errors,load1"
 for n in "${SIZES[@]}"; do
   for stale in $((n / 100)) 0; do
     populate "$n" "$stale"
     j=$(cycle)
     left=$(redis-cli -p "$RP" zcard dd:hb:index)
     [ "$left" = $((n - stale)) ] || { echo "expected $((n - stale)) records left, got $left" >&2; exit 1; }
-    echo "$n,$stale,$(jq -r '[.duration_ms, .candidates, .cleaned, .errors, .terminated, .visible, .described] | map(tostring) | join(",")' <<<"$j")"
+    echo "$n,$stale,$(jq -r '[.duration_ms, .candidates, .cleaned, .errors, .terminated, .visible, .described] | map(tostring) | join(",")' <<<"$j"),$(load1)"
+    [ "$ANCHOR" = 0 ] || [ "$stale" -eq 0 ] || anchor "$n" "$stale"
   done
 done

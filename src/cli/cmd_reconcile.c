@@ -134,6 +134,7 @@ int dd_cmd_reconcile(dd_cli *cli)
         dd_reconciler_opts ro = {.stale_threshold_ms = cli->cfg.stale_threshold_ms,
                                  .interval_ms = cli->cfg.reconcile_interval_ms,
                                  .terminate_rate = cli->cfg.terminate_rate,
+                                 .max_inflight = (size_t)cli->cfg.reconcile_lanes,
                                  .holder = dd_cli_server_id(cli),
                                  .sweep = true,
                                  .on_cycle = cli->cfg.loop ? dd_rec_on_cycle : NULL,

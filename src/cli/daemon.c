@@ -674,6 +674,7 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
     dd_reconciler_opts ro = {.stale_threshold_ms = cli->cfg.stale_threshold_ms,
                              .interval_ms = cli->cfg.reconcile_interval_ms,
                              .terminate_rate = cli->cfg.terminate_rate,
+                             .max_inflight = (size_t)cli->cfg.reconcile_lanes,
                              .holder = dd_cli_server_id(cli),
                              .sweep = true};
     if (dd_reconciler_new(ctx, d->store, d->t, &ro, &d->rec, err, sizeof(err)) < 0) {

@@ -146,6 +146,8 @@ const dd_opt dd_opts_reconcile[] = {
      O(reconcile_interval_ms), "DUR", "period of the full reconcile cycle (default 60s)"},
     {"terminate-rate", "DISPATCHD_TERMINATE_RATE", DD_OPT_DOUBLE, O(terminate_rate), "N",
      "max stale terminations per second (default 10)"},
+    {"reconcile-lanes", "DISPATCHD_RECONCILE_LANES", DD_OPT_COUNT, O(reconcile_lanes), "N",
+     "stale records a reconcile cycle works on at once (default 16, 1 to 256)"},
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
@@ -273,6 +275,7 @@ void dd_config_defaults(dd_config *cfg)
     cfg->stale_threshold_ms = 15000;
     cfg->reconcile_interval_ms = 60000;
     cfg->terminate_rate = 10;
+    cfg->reconcile_lanes = 16;
     cfg->metrics_listen = "127.0.0.1:9464";
     cfg->marker_task_queue = "dispatchd";
     cfg->id_prefix = "dispatcher-";
@@ -621,6 +624,13 @@ int dd_config_validate(const dd_config *cfg, char *err, size_t errlen)
     }
     if (cfg->reconcile_interval_ms <= 0) {
         dd_msgf(err, errlen, "--reconcile-interval must be above zero");
+        return DD_EINVAL;
+    }
+    if (cfg->reconcile_lanes < 1 || cfg->reconcile_lanes > 256) {
+        /* each lane may hold a Temporal call: past the client's own cap
+         * (32 in flight) they only queue there (docs/reconcile.md, Lanes) */
+        dd_msgf(err, errlen, "--reconcile-lanes %d: use 1 to 256 (default 16)",
+                cfg->reconcile_lanes);
         return DD_EINVAL;
     }
     if (cfg->temporal_timeout_ms <= 0 || cfg->stop_timeout_ms <= 0) {

@@ -80,6 +80,7 @@ typedef struct dd_config {
     int64_t stale_threshold_ms; /* at least DD_STALE_THRESHOLD_MIN_MS */
     int64_t reconcile_interval_ms;
     double terminate_rate;
+    int reconcile_lanes; /* reconciler max_inflight, 1..256 */
     bool loop;
     bool legacy_takeover;
     bool heartbeats; /* the command heartbeats: validate threshold vs interval */

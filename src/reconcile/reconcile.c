@@ -51,6 +51,7 @@
 #define EARLY_GAP_MS 1000   /* at most one early wake-up per second */
 #define WAKE_SLACK_MS 50
 #define VIS_CHUNK 100       /* run ids per visibility query (a ~4 KB query) */
+#define VIS_AHEAD 4         /* visibility queries in flight at once */
 
 static const char *const stages[] = {"list", "describe", "terminate", "delete", "lease",
                                      "malformed"};
@@ -76,6 +77,16 @@ typedef struct seen {
     int64_t first_ms;
     bool live; /* seen in the current sweep */
 } seen;
+
+/* One visibility query: the candidates [from, to) of the cycle's list.
+ * Queries go out in candidate order and may answer in any order; the lanes
+ * take a candidate only once every query up to its own has answered. */
+typedef struct vis_q {
+    struct cycle *cy;
+    size_t from, to;
+    dd_temporal_call *call; /* while in flight */
+    bool done;
+} vis_q;
 
 typedef enum wait_kind { WAIT_NONE, WAIT_STORE, WAIT_TEMPORAL, WAIT_TOKEN, WAIT_LATER } wait_kind;
 typedef enum phase { PH_RECORDS, PH_LIST, PH_SWEEP, PH_END } phase;
@@ -115,10 +126,12 @@ typedef struct cycle {
     wait_kind wait;   /* cycle-level call (only while no lane is busy) */
     dd_temporal_call *call; /* while wait == WAIT_TEMPORAL */
     int64_t oldest_hb;      /* oldest non-stale heartbeat, -1 none */
-    /* The visibility queries run ahead of the lanes, one at a time: the
-     * candidates before vis_upto have been asked about (lanes take only
-     * those), the one in flight covers [vis_upto, vis_next). */
-    dd_temporal_call *vis_call;
+    /* The visibility queries run ahead of the lanes, up to VIS_AHEAD at
+     * once: the candidates before vis_upto have their answer (lanes take
+     * only those); the queries in the ring cover [vis_upto, vis_next). */
+    vis_q vq[VIS_AHEAD]; /* ring, oldest at vq_head, vq_len of them */
+    size_t vq_head, vq_len;
+    size_t vis_busy;      /* queries in flight */
     size_t vis_upto, vis_next;
     void (*done)(const dd_reconcile_stats *, void *);
     void *done_arg;
@@ -993,16 +1006,29 @@ static void dd_reconcile_vis_failed(cycle *cy, size_t from, size_t to, int rc, c
             to - from, cy->r->holder);
 }
 
+/* Moves vis_upto over the answered queries at the front of the ring. */
+static void dd_reconcile_vis_advance(cycle *cy)
+{
+    while (cy->vq_len && cy->vq[cy->vq_head].done) {
+        cy->vis_upto = cy->vq[cy->vq_head].to;
+        cy->vq_head = (cy->vq_head + 1) % VIS_AHEAD;
+        cy->vq_len--;
+    }
+}
+
 static void dd_reconcile_on_vis(int st, const dd_temporal_result *res, void *arg)
 {
-    cycle *cy = arg;
-    cy->vis_call = NULL;
+    vis_q *q = arg;
+    cycle *cy = q->cy;
+    q->call = NULL;
+    q->done = true;
+    cy->vis_busy--;
     if (cy->r->closing) {
         dd_reconcile_settle(cy);
         return;
     }
     if (st < 0) {
-        dd_reconcile_vis_failed(cy, cy->vis_upto, cy->vis_next, st, res ? res->message : NULL);
+        dd_reconcile_vis_failed(cy, q->from, q->to, st, res ? res->message : NULL);
     } else {
         for (size_t k = 0; k < res->nexecutions; k++) {
             const dd_temporal_execution *e = &res->executions[k];
@@ -1010,7 +1036,7 @@ static void dd_reconcile_on_vis(int st, const dd_temporal_result *res, void *arg
                 continue;
             /* exactly the record's (wid, run_id): a run id listed under
              * another workflow id is not this record's run */
-            for (size_t j = cy->vis_upto; j < cy->vis_next; j++) {
+            for (size_t j = q->from; j < q->to; j++) {
                 cand *c = &cy->c[j];
                 if (!dd_reconcile_vis_askable(c) || strcmp(c->run_id, e->run_id) || strcmp(c->wid, e->workflow_id))
                     continue;
@@ -1021,38 +1047,52 @@ static void dd_reconcile_on_vis(int st, const dd_temporal_result *res, void *arg
             }
         }
     }
-    cy->vis_upto = cy->vis_next;
+    dd_reconcile_vis_advance(cy);
     dd_reconcile_settle(cy);
 }
 
-/* Asks about the next chunk, unless a query is in flight. Candidates with
- * nothing to ask are passed over at once. */
+/* Sends the next queries, up to VIS_AHEAD in flight. Candidates with
+ * nothing to ask are passed over (a query that is done at once). */
 static void dd_reconcile_vis_ask(cycle *cy)
 {
     dd_reconciler *r = cy->r;
-    if (cy->vis_call || cy->vis_upto >= cy->n)
-        return;
-    dd_buf q = DD_BUF_INIT;
-    size_t i = cy->vis_upto, k = 0;
-    for (; i < cy->n && k < VIS_CHUNK; i++) {
-        if (!dd_reconcile_vis_askable(&cy->c[i]))
-            continue;
-        dd_buf_printf(&q, "%s'%s'", k ? "," : "RunId IN (", cy->c[i].run_id);
-        k++;
+    while (cy->vq_len < VIS_AHEAD && cy->vis_next < cy->n) {
+        dd_buf b = DD_BUF_INIT;
+        size_t i = cy->vis_next, k = 0;
+        for (; i < cy->n && k < VIS_CHUNK; i++) {
+            if (!dd_reconcile_vis_askable(&cy->c[i]))
+                continue;
+            dd_buf_printf(&b, "%s'%s'", k ? "," : "RunId IN (", cy->c[i].run_id);
+            k++;
+        }
+        vis_q *q = &cy->vq[(cy->vq_head + cy->vq_len) % VIS_AHEAD];
+        *q = (vis_q){.cy = cy, .from = cy->vis_next, .to = i, .done = true};
+        cy->vq_len++;
+        cy->vis_next = i;
+        if (k > 0) {
+            dd_buf_puts(&b, ")");
+            int rc = dd_temporal_list(r->t, dd_buf_str(&b), NULL, (int)k, dd_reconcile_on_vis, q,
+                                      &q->call);
+            if (rc == 0) {
+                q->done = false;
+                cy->vis_busy++;
+            } else {
+                q->call = NULL;
+                dd_reconcile_vis_failed(cy, q->from, q->to, rc, NULL);
+            }
+        }
+        dd_buf_release(&b);
     }
-    cy->vis_next = i;
-    if (k == 0) {
-        cy->vis_upto = i;
-        dd_buf_release(&q);
-        return;
-    }
-    dd_buf_puts(&q, ")");
-    int rc = dd_temporal_list(r->t, dd_buf_str(&q), NULL, (int)k, dd_reconcile_on_vis, cy, &cy->vis_call);
-    dd_buf_release(&q);
-    if (rc < 0) {
-        cy->vis_call = NULL;
-        dd_reconcile_vis_failed(cy, cy->vis_upto, i, rc, NULL);
-        cy->vis_upto = i;
+    dd_reconcile_vis_advance(cy);
+}
+
+/* Cancels every visibility query in flight (their callbacks settle). */
+static void dd_reconcile_vis_cancel(cycle *cy)
+{
+    for (size_t k = 0; k < cy->vq_len; k++) {
+        vis_q *q = &cy->vq[(cy->vq_head + k) % VIS_AHEAD];
+        if (q->call)
+            dd_temporal_cancel(q->call);
     }
 }
 
@@ -1125,7 +1165,7 @@ static void dd_reconcile_settle(cycle *cy)
     for (;;) {
         if (r->closing) {
             /* no new work; the cycle ends when the last lane has stopped */
-            if (!cy->busy && cy->wait == WAIT_NONE && !cy->vis_call)
+            if (!cy->busy && cy->wait == WAIT_NONE && !cy->vis_busy)
                 dd_reconcile_finish(cy, DD_ECANCELED);
             return;
         }
@@ -1135,7 +1175,7 @@ static void dd_reconcile_settle(cycle *cy)
         bool stopping = dd_ctx_cancelled(&r->ctx);
         size_t limit = cy->ph == PH_SWEEP ? 1 : cy->nlanes;
         if (!stopping && cy->ph == PH_RECORDS)
-            dd_reconcile_vis_ask(cy); /* runs a chunk ahead of the lanes */
+            dd_reconcile_vis_ask(cy); /* up to VIS_AHEAD queries ahead of the lanes */
         if (!stopping && cy->busy < limit && dd_reconcile_start_next(cy))
             continue;
         if (cy->busy) {
@@ -1143,10 +1183,10 @@ static void dd_reconcile_settle(cycle *cy)
                 continue;
             return;
         }
-        if (cy->vis_call) {
-            /* the next candidates wait for it; a stop need not */
+        if (cy->vis_busy) {
+            /* the next candidates wait for them; a stop need not */
             if (stopping)
-                dd_temporal_cancel(cy->vis_call);
+                dd_reconcile_vis_cancel(cy);
             return;
         }
         if (stopping) {
@@ -1477,8 +1517,7 @@ void dd_reconciler_close(dd_reconciler *r, void (*done)(void *), void *arg)
      * step. The hold keeps those callbacks from finishing (and freeing) the
      * cycle while we walk the lanes. */
     cy->hold++;
-    if (cy->vis_call)
-        dd_temporal_cancel(cy->vis_call); /* its callback settles */
+    dd_reconcile_vis_cancel(cy); /* their callbacks settle */
     for (size_t k = 0; k < cy->nlanes; k++) {
         lane *l = &cy->lanes[k];
         if (!l->c)

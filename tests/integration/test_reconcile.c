@@ -680,25 +680,36 @@ static void test_visibility_batch(void **state)
  * closed, deletes the record; nothing is decided from the listing alone
  * that a terminate scoped to the run could get wrong. With the listing
  * failing, it falls back to describes. */
+typedef struct fake_conn fake_conn;
 typedef struct fake_srv {
     uv_tcp_t tcp;
     int port, conns, lists, describes, terminates;
     bool closed, fail_list;
     char wid[DD_DISPATCHER_ID_BUFLEN], run[64];
     char term_body[1024];
+    /* hold_lists > 1: list requests are held unanswered until that many
+     * are held at once, then all answered (test_visibility_ahead); a client
+     * that sends one at a time times out on each instead */
+    int hold_lists, max_held;
+    fake_conn *held[8];
+    int nheld;
 } fake_srv;
 
-typedef struct fake_conn {
+struct fake_conn {
     uv_tcp_t tcp;
     fake_srv *srv;
     char buf[16384];
     size_t len;
-} fake_conn;
+};
 
 static void fake_conn_closed(uv_handle_t *h)
 {
     fake_conn *c = h->data;
-    c->srv->conns--;
+    fake_srv *srv = c->srv;
+    for (int i = 0; i < srv->nheld; i++)
+        if (srv->held[i] == c)
+            srv->held[i] = srv->held[--srv->nheld];
+    srv->conns--;
     free(c);
 }
 
@@ -759,7 +770,18 @@ static void fake_serve(fake_conn *c)
                          "\"type\":{\"name\":\"dispatchd.dispatcher\"},"
                          "\"status\":\"WORKFLOW_EXECUTION_STATUS_RUNNING\"}]}",
                          srv->wid, srv->run);
-                fake_reply(c, 200, b);
+                if (srv->hold_lists > 1 && srv->nheld < (int)(sizeof(srv->held) / sizeof(srv->held[0]))) {
+                    srv->held[srv->nheld++] = c;
+                    if (srv->nheld > srv->max_held)
+                        srv->max_held = srv->nheld;
+                    if (srv->nheld >= srv->hold_lists) {
+                        for (int i = 0; i < srv->nheld; i++)
+                            fake_reply(srv->held[i], 200, b);
+                        srv->nheld = 0;
+                    }
+                } else {
+                    fake_reply(c, 200, b);
+                }
             }
         } else {
             srv->describes++;
@@ -874,6 +896,68 @@ static void test_visibility_lags(void **state)
     for (int i = 0; i < 100 && (srv.conns > 0 || !srv.closed); i++)
         run_until(f, &never, 20);
     assert_int_equal(srv.conns, 0);
+}
+
+/* The visibility queries go out ahead of the lanes, several at once (not
+ * one, then the next when it answered): 300 stale records are three
+ * queries of 100 run ids, and this fake answers none of them until it holds
+ * all three. One query at a time would wait out the client's 2 s timeout
+ * on each (then describe) and never have more than one held. */
+static void test_visibility_ahead(void **state)
+{
+    fx *f = *state;
+    enum { N = 300 };
+    fake_srv srv;
+    memset(&srv, 0, sizeof(srv));
+    srv.hold_lists = 3;
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    uv_tcp_init(&f->loop, &srv.tcp);
+    srv.tcp.data = &srv;
+    assert_int_equal(uv_tcp_bind(&srv.tcp, (const struct sockaddr *)&sa, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&srv.tcp, 128, fake_accept), 0);
+    int sl = sizeof(sa);
+    assert_int_equal(uv_tcp_getsockname(&srv.tcp, (struct sockaddr *)&sa, &sl), 0);
+    srv.port = ntohs(sa.sin_port);
+    char url[64], err[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", srv.port);
+    dd_temporal *t = open_temporal(f, url, 1, 2000);
+    snprintf(srv.wid, sizeof(srv.wid), "%s", "dispatcher-none");
+    snprintf(srv.run, sizeof(srv.run), "%s", "none");
+    int64_t old = dd_wall_ms() - THR - 1000;
+    for (int i = 0; i < N; i++) {
+        char p[32], wid[DD_DISPATCHER_ID_BUFLEN], run[64];
+        snprintf(p, sizeof(p), "p-ahead-%d", i);
+        assert_int_equal(dd_dispatcher_id(p, f->queue, wid, sizeof(wid), err, sizeof(err)), 0);
+        snprintf(run, sizeof(run), "00000000-0000-4000-8000-%012d", i);
+        claim(f, p, wid, run, "host-gone", old - i);
+    }
+    dd_reconciler_opts o = {.terminate_rate = 1000};
+    dd_reconciler *r = reconciler(f, NULL, t, "host-rec", &o);
+    dd_reconcile_stats st = run_cycle(f, r);
+    printf("measure: %d candidates, queries held at once: %d, cycle %.0f ms\n", N, srv.max_held,
+           st.duration_ms);
+    /* the fake lives on this stack: close it before any assertion can
+     * leave this frame */
+    close_reconciler(f, r);
+    int closed = 0;
+    dd_temporal_close(t, count_cb, &closed);
+    bool never = false;
+    for (int i = 0; i < 100 && !closed; i++)
+        run_until(f, &never, 20);
+    uv_close((uv_handle_t *)&srv.tcp, fake_listener_closed);
+    for (int i = 0; i < 100 && (srv.conns > 0 || !srv.closed); i++)
+        run_until(f, &never, 20);
+    assert_int_equal(srv.conns, 0);
+    assert_int_equal(srv.lists, 3);
+    assert_int_equal(srv.max_held, 3);
+    assert_int_equal(st.result, 0);
+    assert_int_equal(st.errors, 0);
+    /* none listed (the fake lists a stranger): all described, found gone */
+    assert_int_equal(st.visible, 0);
+    assert_int_equal(st.described, N);
+    assert_int_equal(srv.describes, N);
+    assert_int_equal(st.cleaned, N);
 }
 
 /* Malformed records are counted and kept, never silently deleted; a
@@ -1776,6 +1860,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_already_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_visibility_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_visibility_lags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_visibility_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_temporal_down, setup, teardown),

@@ -9,6 +9,7 @@
 //	dd-interop describe-chain --workflow-id W [--run-id R]
 //	dd-interop query-state    --workflow-id W [--run-id R]
 //	dd-interop signal         --workflow-id W --name NAME [--input JSON]
+//	dd-interop describe-many | terminate-many | list-many  [--file F] [--concurrency C]  (many.go)
 //
 // Every subcommand also takes --address HOST:PORT (the frontend's gRPC address) and
 // --namespace NS. Results go to stdout (one number or one JSON document); logs go to
@@ -47,6 +48,9 @@ commands:
   describe-chain  the continue-as-new chain of a workflow id, as JSON
   query-state     the 'state' query of a DispatcherWorkflow, as JSON
   signal          send a signal to a workflow
+  describe-many   describe, terminate or list (RunId IN, --chunk per query) the
+  terminate-many  'workflow_id run_id' lines of --file (or stdin), --concurrency
+  list-many       at once; one JSON line: elapsed_ms, p50/p95 per call (many.go)
 every command takes --address HOST:PORT --namespace NS (see COMMAND -h)
 `
 
@@ -62,6 +66,9 @@ func main() {
 		"describe-chain": cmdDescribeChain,
 		"query-state":    cmdQueryState,
 		"signal":         cmdSignal,
+		"describe-many":  cmdMany("describe-many"),
+		"terminate-many": cmdMany("terminate-many"),
+		"list-many":      cmdMany("list-many"),
 	}
 	run, ok := cmds[os.Args[1]]
 	if !ok {
