@@ -959,6 +959,44 @@ void dd_owner_run_closed(dd_owner *o, const char *run_id)
     o->long_poll = lp;
 }
 
+/* The visibility check did not list our run at all (owner.h): ask Temporal
+ * about exactly our run; "not found" takes the long poll's "not found"
+ * path (Temporal lost it: start again), closed the close event's. */
+static void dd_owner_unlisted_done(int st, const dd_temporal_result *r, void *arg)
+{
+    dd_owner *o = arg;
+    o->check = NULL;
+    if (o->state != DD_OWNER_OWNING) {
+        dd_owner_maybe_stopped(o);
+        return;
+    }
+    if (st == DD_ENOTFOUND && r->grpc_code == 5) {
+        dd_warn(o->ctx.log, "run_not_found", "dispatcher=%s workflow_id=%s run_id=%s source=%s",
+                o->name, o->wid, o->run_id, "visibility");
+        if (o->fenced && dd_boot_ms() < o->deadline_ms &&
+            dd_temporal_describe(o->t, o->wid, NULL, dd_owner_check_done, o, &o->check) == 0)
+            return; /* what runs under the ID? (dd_owner_check_done) */
+        dd_owner_lost(o, NULL);
+        return;
+    }
+    if (st == 0 && r->execution && r->execution->status != DD_WF_RUNNING)
+        dd_owner_run_closed(o, o->run_id);
+    /* running after all (visibility lagged), or no answer: next round */
+}
+
+void dd_owner_run_unlisted(dd_owner *o, const char *run_id)
+{
+    if (o->state != DD_OWNER_OWNING || strcmp(run_id, o->run_id) != 0 || o->check || o->poll)
+        return;
+    if (dd_temporal_describe(o->t, o->wid, o->run_id, dd_owner_unlisted_done, o, &o->check) < 0)
+        o->check = NULL;
+}
+
+uint64_t dd_owner_owned_for_ms(const dd_owner *o)
+{
+    return o->state == DD_OWNER_OWNING ? (dd_mono_us() - o->owned_since_us) / 1000 : 0;
+}
+
 void dd_owner_start(dd_owner *o)
 {
     if (o->state == DD_OWNER_IDLE || o->state == DD_OWNER_LOST)

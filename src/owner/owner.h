@@ -253,6 +253,15 @@ bool dd_owner_long_polling(const dd_owner *o);
  * takes (a takeover: LOST; continue-as-new: follow it; the chain ended on
  * its own: --on-workflow-exit). A run not listed proves nothing. */
 void dd_owner_run_closed(dd_owner *o, const char *run_id);
+/* A presence check (the same query without the status condition) did not
+ * list run_id at all, long after it started: if it is still our run, ask
+ * Temporal about exactly that run; "not found" is Temporal having lost it
+ * (docs/ownership.md, "Temporal loses the run": started again while our
+ * record is fresh), closed goes as dd_owner_run_closed, running (visibility
+ * lagged) changes nothing. */
+void dd_owner_run_unlisted(dd_owner *o, const char *run_id);
+/* How long the current ownership has lasted (0 unless owning). */
+uint64_t dd_owner_owned_for_ms(const dd_owner *o);
 
 /* ---- heartbeats, fencing and failover (heartbeat.c) ---------------------- */
 

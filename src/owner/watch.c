@@ -14,9 +14,18 @@
 #include <string.h>
 #include <uv.h>
 
+/* Every DD_WATCH_PRESENCE_EVERY-th round asks without the status condition
+ * (a presence check): a run long owned that is not listed at all may be a
+ * run Temporal lost, which nothing else in batch mode would notice. */
+#define DD_WATCH_PRESENCE_EVERY 12
+
 typedef struct dd_watch_query {
     dd_loss_watch *w;
     dd_temporal_call *call; /* in flight, or NULL */
+    bool presence;          /* no status condition: unlisted runs are looked at */
+    size_t n;               /* the runs asked about, and their owners */
+    dd_owner *owners[DD_TEMPORAL_RUNS_MAX];
+    char runs[DD_TEMPORAL_RUNS_MAX][DD_RUN_ID_LEN];
 } dd_watch_query;
 
 struct dd_loss_watch {
@@ -33,6 +42,7 @@ struct dd_loss_watch {
     bool count_warned;    /* said that it failed, not answered since */
     dd_watch_query *q;    /* one per DD_TEMPORAL_RUNS_MAX owners */
     size_t nq, q_busy;    /* slots, queries in flight */
+    uint64_t round;       /* batch rounds so far (presence every DD_WATCH_PRESENCE_EVERY) */
     int pending;          /* callbacks still owed to us (ZCARD, queries) */
     uv_timer_t timer;
     bool closing, timer_closed;
@@ -99,50 +109,68 @@ static void dd_watch_query_done(int st, const dd_temporal_result *r, void *arg)
         dd_warn(w->ctx.log, "loss_watch_check_failed", "error=%s", r->message);
         return;
     }
+    /* exactly (workflow id, run id) of the runs asked about, each still its
+     * owner's current run (the owner checks that too) */
+    bool listed[DD_TEMPORAL_RUNS_MAX] = {false};
     for (size_t k = 0; k < r->nexecutions; k++) {
         const dd_temporal_execution *e = &r->executions[k];
         if (!e->workflow_id || !e->run_id)
             continue;
-        /* exactly (workflow id, run id) of an owner's current run */
-        for (size_t i = 0; i < w->n; i++) {
-            dd_owner *o = w->owners[i];
-            if (strcmp(dd_owner_workflow_id(o), e->workflow_id) ||
-                strcmp(dd_owner_run_id(o), e->run_id))
+        for (size_t i = 0; i < q->n; i++) {
+            if (strcmp(q->runs[i], e->run_id) ||
+                strcmp(dd_owner_workflow_id(q->owners[i]), e->workflow_id))
                 continue;
+            listed[i] = true;
+            if (e->status == DD_WF_RUNNING)
+                continue; /* a presence check lists running runs too */
             dd_metric_add(w->m_closed, NULL, 1);
-            dd_owner_run_closed(o, e->run_id);
+            dd_owner_run_closed(q->owners[i], e->run_id);
         }
     }
+    for (size_t i = 0; q->presence && i < q->n; i++)
+        if (!listed[i])
+            dd_owner_run_unlisted(q->owners[i], q->runs[i]);
 }
 
 static void dd_watch_check(dd_loss_watch *w)
 {
     if (w->q_busy > 0)
         return; /* the last round is still out: no pile-up behind a slow server */
+    bool presence = ++w->round % DD_WATCH_PRESENCE_EVERY == 0;
+    /* a run started within the last two intervals may not be visible yet */
+    uint64_t settled_ms = 2 * (uint64_t)w->interval_ms;
     const char *ids[DD_TEMPORAL_RUNS_MAX];
     size_t k = 0, slot = 0;
+    dd_watch_query *q = &w->q[0];
     for (size_t i = 0; i <= w->n; i++) {
         if (i < w->n) {
             dd_owner *o = w->owners[i];
             const char *run = dd_owner_run_id(o); /* "" unless owning */
-            if (dd_owner_owning(o) && dd_temporal_run_id_plain(run))
-                ids[k++] = run;
+            if (!dd_owner_owning(o) || !dd_temporal_run_id_plain(run) ||
+                (presence && dd_owner_owned_for_ms(o) < settled_ms))
+                continue;
+            q->owners[k] = o;
+            snprintf(q->runs[k], sizeof(q->runs[k]), "%s", run);
+            ids[k] = q->runs[k];
+            k++;
             if (k < DD_TEMPORAL_RUNS_MAX)
                 continue;
         }
         if (k == 0)
             break;
-        dd_watch_query *q = &w->q[slot++];
-        int rc = dd_temporal_list_runs(w->t, "ExecutionStatus != 'Running'", ids, k,
-                                       dd_watch_query_done, q, &q->call);
-        k = 0;
+        q->n = k;
+        q->presence = presence;
+        int rc = dd_temporal_list_runs(w->t, presence ? NULL : "ExecutionStatus != 'Running'",
+                                       ids, k, dd_watch_query_done, q, &q->call);
         if (rc < 0) {
             q->call = NULL;
             dd_metric_add(w->m_checks, DD_L1("error"), 1);
-            continue;
+        } else {
+            w->q_busy++;
+            w->pending++;
         }
-        w->q_busy++;
-        w->pending++;
+        q = &w->q[++slot < w->nq ? slot : 0];
+        k = 0;
     }
 }
 
@@ -232,8 +260,8 @@ dd_loss_watch *dd_loss_watch_new(const dd_ctx *ctx, dd_store *s, dd_temporal *t,
         const char *const rl[] = {"result", NULL};
         w->m_checks = dd_metrics_family(
             ctx->metrics, DD_COUNTER, "dispatchd_loss_watch_queries_total",
-            "Batch mode: visibility queries for closed owned runs (up to 100 runs each), by "
-            "result (ok, error).",
+            "Batch mode: visibility queries about owned runs (up to 100 runs each: the closed "
+            "ones, every 12th round all of them), by result (ok, error).",
             rl, NULL, 0);
         dd_metric_add(w->m_checks, DD_L1("ok"), 0);
         dd_metric_add(w->m_checks, DD_L1("error"), 0);

@@ -12,7 +12,10 @@
  *                   that fails) are found by this watch's visibility check
  *                   once per heartbeat interval (ExecutionStatus !=
  *                   'Running' AND RunId IN (...), 100 runs per query), and
- *                   the fenced heartbeat stays the backstop.
+ *                   the fenced heartbeat stays the backstop. Every 12th
+ *                   round drops the status condition: a long-owned run not
+ *                   listed at all may be one Temporal lost (owner.h,
+ *                   dd_owner_run_unlisted).
  *
  * Which one: every heartbeat interval the watch reads the fleet's size
  * (ZCARD dd:hb:index, one command per host; at least the number of
