@@ -197,7 +197,8 @@ static void dd_daemon_sub_state(int status, void *arg)
         if (!d->sub_warned) /* once per loss, not per reconnect attempt */
             dd_warn(d->ctx.log, "release_channel_lost", "channel=%s error=%s note=%s",
                     DD_STORE_CHANNEL_RELEASED, dd_strerror(status),
-                    "standbys fall back to their stale timers until it is back");
+                    "until it is back standbys fall back to their stale timers, and owners hear "
+                    "of a takeover from their fenced heartbeat or long poll");
         d->sub_warned = true;
         return;
     }
