@@ -16,6 +16,8 @@
 #      threshold, 15 s by default, is the floor), and the number of running
 #      dispatcher workflows then (must be N: no duplicates)
 # START_ONLY=1: steps 1-3 only (the handover and failover columns stay empty).
+# DD_EXTRA_ARGS: more `run` options for every host, word-split (e.g.
+# "--long-poll-budget 1000000": long polls whatever the fleet's size).
 # Output: one CSV line per N on stdout (header first), the logs and a
 # per-N detail file under $OUT (default bench/scale/results/<date>).
 # Needs: build/dispatchd (DISPATCHD=...), redis-server, the Temporal CLI.
@@ -95,7 +97,7 @@ for n in "${NS[@]}"; do
   host() { # NAME: starts a host owning the N dispatchers
     DISPATCHD_DISPATCHER=$list "$D" run --temporal-url "$U" --redis-url "redis://127.0.0.1:$RP/0" \
       --server-id "$1" --heartbeat-interval "$INTERVAL" --stale-threshold "$THRESHOLD" \
-      --metrics-listen off >/dev/null 2>"$OUT/$1-$n.log" &
+      --metrics-listen off ${DD_EXTRA_ARGS:-} >/dev/null 2>"$OUT/$1-$n.log" &
     echo $!
   }
   # 2. host A owns all

@@ -10,6 +10,7 @@
 #include "metrics/http.h"
 #include "metrics/metrics.h"
 #include "owner/owner.h"
+#include "owner/watch.h"
 #include "reconcile/reconcile.h"
 #include "store/store.h"
 #include "temporal/temporal.h"
@@ -60,6 +61,9 @@ struct dd_daemon {
     bool sub_closed; /* true when there is none, or once it has closed */
     bool sub_warned; /* release_channel_lost said, not subscribed since */
     dd_metric *m_subscribed;
+    /* the loss watch: long polls or batch mode (owner/watch.h) */
+    dd_loss_watch *watch;
+    bool watch_closed; /* true when there is none, or once it has closed */
     /* the last will's connection part (child/will.h): what the store uses */
     char *will_url, *will_user, *will_password; /* secrets: wiped when freed */
     char *will_sentinel_password;               /* the same */
@@ -111,7 +115,7 @@ static void dd_daemon_life_closed(uv_handle_t *h)
 static void dd_daemon_maybe_done(dd_daemon *d)
 {
     if (d->owners_closed < d->nowners || d->hbs_closed < d->nowners || !d->temporal_closed ||
-        !d->gate_closed || !d->http_closed || !d->sub_closed)
+        !d->gate_closed || !d->http_closed || !d->sub_closed || !d->watch_closed)
         return;
     if (!d->notify_closed || !d->notify_poll_closed) {
         dd_daemon_notify_close(d); /* last, so the watchdog pings through shutdown */
@@ -145,16 +149,44 @@ static void dd_daemon_close_clients(dd_daemon *d);
  * its next timer. The timer stays: a message published while we were not
  * subscribed is lost, so after every (re)subscription every standby looks
  * again. */
+static void dd_daemon_taken(dd_daemon *d, const char *data, size_t len);
+
 static void dd_daemon_released(const char *channel, const char *data, size_t len, void *arg)
 {
-    (void)channel;
     dd_daemon *d = arg;
     if (d->stopping)
         return;
+    if (!strcmp(channel, DD_STORE_CHANNEL_TAKEN)) {
+        dd_daemon_taken(d, data, len);
+        return;
+    }
     for (int i = 0; i < d->nowners; i++)
         if (d->hbs[i] && strlen(dd_owner_workflow_id(d->owners[i])) == len &&
             !memcmp(dd_owner_workflow_id(d->owners[i]), data, len))
             dd_heartbeat_notified(d->hbs[i], "release");
+}
+
+/* A takeover notice "<wid>\n<run>\n<epoch>" (owner/hb_taken.c): the owner
+ * of that dispatcher here, if it owns another run, looks at the record. */
+static void dd_daemon_taken(dd_daemon *d, const char *data, size_t len)
+{
+    const char *nl = memchr(data, '\n', len);
+    if (!nl)
+        return; /* not ours to parse: ignored */
+    size_t wlen = (size_t)(nl - data);
+    char run[DD_RUN_ID_LEN];
+    size_t rlen = len - wlen - 1;
+    const char *re = memchr(nl + 1, '\n', rlen);
+    if (re)
+        rlen = (size_t)(re - nl - 1);
+    if (rlen >= sizeof(run))
+        return;
+    memcpy(run, nl + 1, rlen);
+    run[rlen] = '\0';
+    for (int i = 0; i < d->nowners; i++)
+        if (d->hbs[i] && strlen(dd_owner_workflow_id(d->owners[i])) == wlen &&
+            !memcmp(dd_owner_workflow_id(d->owners[i]), data, wlen))
+            dd_heartbeat_taken(d->hbs[i], run);
 }
 
 static void dd_daemon_sub_state(int status, void *arg)
@@ -165,7 +197,8 @@ static void dd_daemon_sub_state(int status, void *arg)
         if (!d->sub_warned) /* once per loss, not per reconnect attempt */
             dd_warn(d->ctx.log, "release_channel_lost", "channel=%s error=%s note=%s",
                     DD_STORE_CHANNEL_RELEASED, dd_strerror(status),
-                    "standbys fall back to their stale timers until it is back");
+                    "until it is back standbys fall back to their stale timers, and owners hear "
+                    "of a takeover from their fenced heartbeat or long poll");
         d->sub_warned = true;
         return;
     }
@@ -195,6 +228,23 @@ static void dd_daemon_sub_close(dd_daemon *d)
     d->sub = NULL;
     dd_metric_set(d->m_subscribed, NULL, 0);
     dd_store_sub_close(sub, dd_daemon_sub_closed, d);
+}
+
+static void dd_daemon_watch_closed(void *arg)
+{
+    dd_daemon *d = arg;
+    d->watch_closed = true;
+    dd_daemon_maybe_done(d);
+}
+
+/* Before the owners close (it reads them) and the clients (it uses them). */
+static void dd_daemon_watch_close(dd_daemon *d)
+{
+    if (!d->watch)
+        return;
+    dd_loss_watch *w = d->watch;
+    d->watch = NULL;
+    dd_loss_watch_close(w, dd_daemon_watch_closed, d);
 }
 
 static void dd_daemon_http_closed(void *arg)
@@ -270,6 +320,7 @@ static void dd_daemon_owner_stopped(dd_owner *o, void *arg)
         d->stopping = true;
         dd_info(d->ctx.log, "all_released", "dispatchers=%d", d->nowners);
         dd_daemon_sub_close(d);
+        dd_daemon_watch_close(d);
         dd_daemon_notify_stopping(d);
         dd_daemon_http_close(d);
     }
@@ -525,6 +576,7 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
     *out = NULL;
     dd_daemon *d = dd_xcalloc(1, sizeof(*d));
     d->sub_closed = true; /* until there is a subscription */
+    d->watch_closed = true; /* until there is a loss watch */
     d->cli = cli;
     d->ctx = *ctx;
     d->gate_closed = true; /* until the timer exists */
@@ -657,9 +709,14 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
             "last wills at once), else 0 (they fall back to their stale timers).",
             NULL, NULL, 0);
     dd_metric_set(d->m_subscribed, NULL, 0);
-    const char *channels[] = {DD_STORE_CHANNEL_RELEASED};
+    /* long polls or batch mode, chosen from the fleet's size */
+    dd_loss_watch_opts wo = {.interval_ms = cli->cfg.heartbeat_interval_ms,
+                             .budget = cli->cfg.long_poll_budget};
+    d->watch = dd_loss_watch_new(ctx, d->store, d->t, d->owners, (size_t)d->nowners, &wo);
+    d->watch_closed = false;
+    const char *channels[] = {DD_STORE_CHANNEL_RELEASED, DD_STORE_CHANNEL_TAKEN};
     dd_store_sub_opts subo = {.channels = channels,
-                              .nchannels = 1,
+                              .nchannels = 2,
                               .on_message = dd_daemon_released,
                               .on_state = dd_daemon_sub_state,
                               .arg = d};
@@ -694,6 +751,7 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
     dd_backoff_init(&d->gate_backoff, 250, 5000, 0);
     dd_daemon_notify_start(d);
     dd_daemon_gate_try(d); /* owners start once the fleet's ID prefix is known */
+    dd_loss_watch_start(d->watch);
     dd_reconciler_start(d->rec);
     *out = d;
     return 0;
@@ -719,6 +777,7 @@ static void dd_daemon_wind_down(dd_daemon *d)
     dd_daemon_notify_stopping(d);
     dd_daemon_gate_close(d);
     dd_daemon_sub_close(d);
+    dd_daemon_watch_close(d);
     dd_daemon_http_close(d);
     if (d->nowners == 0) {
         dd_daemon_close_clients(d);

@@ -23,12 +23,12 @@
 static const dd_opt *const dd_groups_stack[] = {dd_opts_state, dd_opts_stack, dd_opts_json, NULL};
 static const dd_opt *const dd_groups_up[] = {
     dd_opts_state, dd_opts_stack, dd_opts_dispatcher, dd_opts_server_id, dd_opts_heartbeat, dd_opts_stale,
-    dd_opts_reconcile, dd_opts_takeover, dd_opts_metrics, NULL};
+    dd_opts_reconcile, dd_opts_takeover, dd_opts_loss_watch, dd_opts_metrics, NULL};
 static const dd_opt *const dd_groups_run[] = {
     dd_opts_dispatcher, dd_opts_server_id, dd_opts_heartbeat, dd_opts_stale, dd_opts_reconcile,
     dd_opts_takeover, dd_opts_workflow, dd_opts_id_prefix, dd_opts_workflow_run, dd_opts_temporal,
     dd_opts_stack_http, dd_opts_redis, dd_opts_redis_wait, dd_opts_metrics, dd_opts_stop,
-    dd_opts_child, NULL};
+    dd_opts_child, dd_opts_loss_watch, NULL};
 static const dd_opt *const dd_groups_takeover[] = {dd_opts_server_id, dd_opts_takeover,
                                                   dd_opts_workflow, dd_opts_id_prefix,
                                                   dd_opts_temporal,
@@ -67,7 +67,8 @@ static const dd_cli_cmd dd_commands[] = {
      "own dispatchers: take over, hold, detect loss, release on SIGTERM; serve /metrics",
      "For each --dispatcher, takes over its workflow (termination-first) and holds it.\n"
      "When another host takes over, this one learns within milliseconds (a long-poll on\n"
-     "its run's close event), stops acting and does not fight back. With -- CMD ARGS,\n"
+     "its run's close event, or in a fleet of --long-poll-budget records or more a notice\n"
+     "on dd:taken), stops acting and does not fight back. With -- CMD ARGS,\n"
      "CMD runs (own process group; env DISPATCHD_WORKFLOW_ID, DISPATCHD_RUN_ID,\n"
      "DISPATCHD_SERVER_ID) only while this host owns the dispatcher, and is stopped\n"
      "(TERM, --stop-timeout, KILL) as soon as ownership is lost. SIGTERM or Ctrl-C\n"

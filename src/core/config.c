@@ -151,6 +151,16 @@ const dd_opt dd_opts_reconcile[] = {
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
+const dd_opt dd_opts_loss_watch[] = {
+    {"long-poll-budget", "DISPATCHD_LONG_POLL_BUDGET", DD_OPT_COUNT, O(long_poll_budget), "N",
+     "while the fleet has fewer than N dispatcher records, each owner holds a long poll on its "
+     "run's close event; at N or more the host's owners drop them and learn of losses from "
+     "takeover notices and one batched visibility check per heartbeat interval, taking them "
+     "again below 90% of N (default 500; 0 never long-polls; Temporal allows ~1,200 long polls "
+     "per namespace: docs/scale.md)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
 const dd_opt dd_opts_takeover[] = {
     {"legacy-takeover", "DISPATCHD_LEGACY_TAKEOVER", DD_OPT_FLAG, O(legacy_takeover), NULL,
      "take over by terminate-then-start instead of the conflict policy (servers < 1.24)"},
@@ -266,6 +276,7 @@ void dd_config_defaults(dd_config *cfg)
     cfg->redis_bin = "redis-server";
     cfg->stop_timeout_ms = 10000;
     cfg->child_max_restarts = 5;
+    cfg->long_poll_budget = 500;
     cfg->temporal_url = "";
     cfg->namespace_ = "default";
     cfg->temporal_timeout_ms = 10000;

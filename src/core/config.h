@@ -96,6 +96,7 @@ typedef struct dd_config {
     const char *on_workflow_exit;      /* "restart" or "release" */
     const char *workers_signal;        /* signal name for worker changes, "off", or "" (mode default) */
     int child_max_restarts;            /* run: quick child exits before release (0: never) */
+    int long_poll_budget;              /* run/up: fleet records below which owners long-poll */
 
     /* metrics */
     const char *metrics_listen;
@@ -154,6 +155,7 @@ extern const dd_opt dd_opts_stack_http[];
 extern const dd_opt dd_opts_stop[];
 extern const dd_opt dd_opts_loop[];
 extern const dd_opt dd_opts_child[];
+extern const dd_opt dd_opts_loss_watch[];
 
 /* Fills defaults (state dir from $XDG_STATE_HOME or ~/.local/state). */
 void dd_config_defaults(dd_config *cfg);

@@ -145,6 +145,17 @@ int dd_heartbeat_new(const dd_ctx *ctx, dd_store *s, dd_owner *o, const dd_heart
                                          "look at the record at once.",
                                          NULL, NULL, 0);
         dd_metric_add(h->m_notices, NULL, 0);
+        const char *const rl[] = {"result", NULL};
+        h->m_taken = dd_metrics_family(ctx->metrics, DD_COUNTER,
+                                       "dispatchd_takeover_notices_total",
+                                       "Takeover notices (dd:taken) for a dispatcher this process "
+                                       "owned under another run, by what reading the record "
+                                       "showed: lost (a newer epoch: ownership let go), ignored "
+                                       "(still ours), unread (Redis did not answer).",
+                                       rl, NULL, 0);
+        dd_metric_add(h->m_taken, DD_L1("lost"), 0);
+        dd_metric_add(h->m_taken, DD_L1("ignored"), 0);
+        dd_metric_add(h->m_taken, DD_L1("unread"), 0);
         h->m_own_threshold = dd_metrics_family(ctx->metrics, DD_GAUGE,
                                                DD_METRIC_STALE_THRESHOLD,
                                                DD_METRIC_STALE_THRESHOLD_HELP, NULL, NULL, 0);
@@ -307,6 +318,8 @@ void dd_hb__claimed(int st, const dd_store_owner *res, void *arg)
                 dd_owner_name(h->o), dd_owner_workflow_id(h->o), h->run_id,
                 (long long)h->epoch);
         dd_hb__note_ttl(h, h->opts.threshold_ms); /* the record carries ours now */
+        dd_hb__announce_claim(h);     /* the owner we replaced lets go at once */
+        dd_hb__taken_after_claim(h);
         return;
     }
     dd_warn(h->ctx.log, "record_claim_failed", "dispatcher=%s error=%s retry_in_ms=%lld",
@@ -480,6 +493,7 @@ void dd_heartbeat_stopped_acting(dd_heartbeat *h, const char *run_id)
 
 void dd_heartbeat_owner_changed(dd_heartbeat *h, bool owning, const char *run_id)
 {
+    h->taken_pending = h->taken_again = false; /* notices were about the last ownership */
     if (owning) {
         /* A failover's lease is given back once our claim is in Redis (a
          * standby reading the record then sees us, fresh), not before. */

@@ -1,4 +1,4 @@
-/* heartbeat_int.h - what the heartbeat's four files share (src/owner):
+/* heartbeat_int.h - what the heartbeat's files share (src/owner):
  * the state of one dispatcher's heartbeat and the functions one protocol
  * calls in another. Not for use outside heartbeat*.c / hb_*.c.
  *
@@ -9,7 +9,8 @@
  *   hb_batch.c     the host's beat group: every owned dispatcher's
  *                  heartbeat in one store call per interval
  *   hb_workers.c   the worker registry while owning (R9, R10), and the
- *                  fleet's thresholds as the owner record shows them */
+ *                  fleet's thresholds as the owner record shows them
+ *   hb_taken.c     takeover notices: publish our claim, check one heard */
 #ifndef DD_OWNER_HEARTBEAT_INT_H
 #define DD_OWNER_HEARTBEAT_INT_H
 
@@ -55,6 +56,11 @@ struct dd_heartbeat {
     bool watch_reading;      /* the standby's read of the record is in flight */
     bool told_while_reading; /* a release was heard meanwhile: read again at once */
     dd_metric *m_notices;    /* dispatchd_release_notices_total */
+    /* takeover notices (hb_taken.c) */
+    bool taken_pending;      /* one came before our claim landed: look once it has */
+    bool taken_reading;      /* the record read for one is in flight */
+    bool taken_again;        /* ... and another came meanwhile */
+    dd_metric *m_taken;      /* dispatchd_takeover_notices_total{result} */
     bool releasing;    /* owner releasing: keep heartbeating until its child stopped */
     int64_t sent_us;     /* boot clock: when the write in flight went out */
     bool writing;        /* a claim or heartbeat is in flight */
@@ -104,5 +110,8 @@ void dd_hb__try_failover(dd_heartbeat *h, const char *stale_run);
 void dd_hb__wait_for(dd_heartbeat *h, const char *const *runs, int n);
 void dd_hb__watch_done(int st, const dd_store_hb *rec, void *arg);
 void dd_hb__workers_check(dd_heartbeat *h);
+/* hb_taken.c: publish our landed claim; look at a notice heard before it. */
+void dd_hb__announce_claim(dd_heartbeat *h);
+void dd_hb__taken_after_claim(dd_heartbeat *h);
 
 #endif

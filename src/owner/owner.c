@@ -61,7 +61,15 @@ struct dd_owner {
     bool gate_open;
     dd_owner_state state;
     dd_takeover *takeover;  /* in flight */
-    dd_temporal_call *poll; /* close-event long-poll in flight */
+    dd_temporal_call *poll; /* close-event long-poll (or, batch mode, one fetch) in flight */
+    /* The loss watch's mode (owner.h, dd_owner_set_long_poll; watch.h):
+     * long_poll false, our run is watched by the host (visibility checks,
+     * takeover notices, the fenced heartbeat), and poll is at most a fetch
+     * of a close event the host was told of (poll_once). poll_dropped: the
+     * poll in flight was cancelled by a switch of mode, not by a loss. */
+    bool long_poll;
+    bool poll_once;
+    bool poll_dropped;
     dd_temporal_call *term; /* release terminate in flight */
     dd_temporal_call *check; /* "is our run really gone?" describe in flight */
     dd_temporal_call *pickup; /* "did a worker pick up our first task?" describe */
@@ -376,6 +384,7 @@ int dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *opts, d
         dd_owner_free(o);
         return rc;
     }
+    o->long_poll = !opts->no_long_poll;
     o->fenced = opts->fence != NULL;
     if (o->fenced)
         o->fence = *opts->fence;
@@ -556,7 +565,7 @@ static void dd_owner_retry_fire(uv_timer_t *t)
     dd_owner *o = t->data;
     if (o->state == DD_OWNER_TAKING_OVER)
         dd_owner_takeover(o);
-    else if (o->state == DD_OWNER_OWNING && !o->poll)
+    else if (o->state == DD_OWNER_OWNING && !o->poll && o->long_poll)
         dd_owner_poll(o);
 }
 
@@ -624,7 +633,8 @@ static void dd_owner_takeover_done(const dd_takeover_result *r, void *arg)
     dd_info(o->ctx.log, "owning", "dispatcher=%s workflow_id=%s run_id=%s wall_us=%lld", o->name,
             o->wid, o->run_id, (long long)dd_wall_us());
     dd_owner_set_state(o, DD_OWNER_OWNING);
-    dd_owner_poll(o);
+    if (o->long_poll) /* else the host watches our run (watch.h) */
+        dd_owner_poll(o);
     if (o->workflow_mode) {
         o->pickup_warned = false;
         uv_timer_start(&o->pickup_timer, dd_owner_pickup_fire, (uint64_t)dd_owner_pickup_ms(o), 0);
@@ -693,27 +703,52 @@ static void dd_owner_lost(dd_owner *o, const dd_temporal_event *ev)
     dd_owner_maybe_stopped_acting(o);
 }
 
-void dd_owner_fenced(dd_owner *o, const char *holder)
+/* A loss learned from somewhere other than our poll (the record): the poll
+ * in flight, if any, goes too. */
+static void dd_owner_lost_elsewhere(dd_owner *o, const dd_temporal_event *ev)
 {
     if (o->state != DD_OWNER_OWNING)
         return;
-    dd_temporal_event ev = {.type = "HEARTBEAT_FENCED", .reason = "a newer owner holds the record",
-                            .identity = holder};
     if (o->poll) {
         dd_temporal_call *c = o->poll;
-        dd_owner_lost(o, &ev); /* state LOST first: the cancelled poll sees it */
+        dd_owner_lost(o, ev); /* state LOST first: the cancelled poll sees it */
         dd_temporal_cancel(c);
         return;
     }
-    dd_owner_lost(o, &ev);
+    dd_owner_lost(o, ev);
+}
+
+void dd_owner_taken(dd_owner *o, const char *holder, const char *holder_run_id)
+{
+    char reason[160];
+    snprintf(reason, sizeof(reason), "the record names a newer owner (run %s)",
+             holder_run_id && *holder_run_id ? holder_run_id : "?");
+    dd_temporal_event ev = {.type = "TAKEOVER_NOTICE", .reason = reason, .identity = holder};
+    dd_owner_lost_elsewhere(o, &ev);
+}
+
+void dd_owner_fenced(dd_owner *o, const char *holder)
+{
+    dd_temporal_event ev = {.type = "HEARTBEAT_FENCED", .reason = "a newer owner holds the record",
+                            .identity = holder};
+    dd_owner_lost_elsewhere(o, &ev);
 }
 
 static void dd_owner_poll_done(int st, const dd_temporal_result *r, void *arg)
 {
     dd_owner *o = arg;
+    bool dropped = o->poll_dropped, once = o->poll_once;
     o->poll = NULL;
+    o->poll_dropped = o->poll_once = false;
     if (o->state != DD_OWNER_OWNING) {
         dd_owner_maybe_stopped(o);
+        return;
+    }
+    if (dropped && st == DD_ECANCELED) {
+        /* our own switch to batch mode, not a loss; if the mode came back
+         * meanwhile, watch again */
+        if (o->long_poll)
+            dd_owner_poll(o);
         return;
     }
     if (st == 0 && r->nevents >= 1) {
@@ -733,6 +768,16 @@ static void dd_owner_poll_done(int st, const dd_temporal_result *r, void *arg)
     if (st == DD_ENOTFOUND) {
         /* Our run vanished (namespace reset, retention): we do not own it. */
         dd_owner_lost(o, NULL);
+        return;
+    }
+    if (!o->long_poll) {
+        /* batch mode: the host asks again at its next check if the run is
+         * still listed as closed (nothing held open here) */
+        if (st != 0 || once)
+            dd_warn(o->ctx.log, "close_event_unread",
+                    "dispatcher=%s run_id=%s error=%s note=%s", o->name, o->run_id,
+                    st ? r->message : "no close event yet",
+                    "asked again at the next visibility check");
         return;
     }
     if (st == 0)
@@ -852,14 +897,104 @@ static bool dd_owner_chain_exit(dd_owner *o, const dd_temporal_event *ev)
     return true;
 }
 
+/* Long-poll mode: hold a long poll on our run's close event. Batch mode:
+ * fetch that event once (the host was told the run closed); the answer
+ * takes the same path either way (dd_owner_poll_done). */
 static void dd_owner_poll(dd_owner *o)
 {
-    int rc = dd_temporal_wait_close(o->t, o->wid, o->run_id, dd_owner_poll_done, o, &o->poll);
+    o->poll_once = !o->long_poll;
+    o->poll_dropped = false;
+    int rc = o->long_poll ? dd_temporal_wait_close(o->t, o->wid, o->run_id, dd_owner_poll_done, o,
+                                                   &o->poll)
+                          : dd_temporal_close_event(o->t, o->wid, o->run_id, dd_owner_poll_done,
+                                                    o, &o->poll);
     if (rc < 0) {
         o->poll = NULL;
-        uv_timer_start(&o->retry, dd_owner_retry_fire,
-                       (uint64_t)dd_backoff_next(&o->poll_backoff), 0);
+        o->poll_once = false;
+        if (o->long_poll)
+            uv_timer_start(&o->retry, dd_owner_retry_fire,
+                           (uint64_t)dd_backoff_next(&o->poll_backoff), 0);
     }
+}
+
+void dd_owner_set_long_poll(dd_owner *o, bool on)
+{
+    if (o->long_poll == on)
+        return;
+    o->long_poll = on;
+    if (o->state != DD_OWNER_OWNING)
+        return; /* takeover_done decides when we own */
+    if (!on) {
+        uv_timer_stop(&o->retry); /* a re-poll waiting for its backoff */
+        if (o->poll && !o->poll_once && !o->poll_dropped) {
+            o->poll_dropped = true;
+            dd_temporal_cancel(o->poll);
+        }
+        return;
+    }
+    /* a poll still in flight (a cancelled one, or a fetch) re-polls when
+     * it answers; a check in flight starts one (its retry timer) */
+    if (!o->poll && !o->check) {
+        uv_timer_stop(&o->retry);
+        dd_owner_poll(o);
+    }
+}
+
+bool dd_owner_long_polling(const dd_owner *o)
+{
+    return o->poll && !o->poll_once && !o->poll_dropped;
+}
+
+void dd_owner_run_closed(dd_owner *o, const char *run_id)
+{
+    if (o->state != DD_OWNER_OWNING || strcmp(run_id, o->run_id) != 0 || o->check)
+        return;
+    if (o->poll) /* a long poll hears it, or a fetch is on its way */
+        return;
+    dd_info(o->ctx.log, "run_closed_heard", "dispatcher=%s workflow_id=%s run_id=%s source=%s",
+            o->name, o->wid, o->run_id, "visibility");
+    bool lp = o->long_poll;
+    o->long_poll = false; /* one fetch, whatever the mode */
+    dd_owner_poll(o);
+    o->long_poll = lp;
+}
+
+/* The visibility check did not list our run at all (owner.h): ask Temporal
+ * about exactly our run; "not found" takes the long poll's "not found"
+ * path (Temporal lost it: start again), closed the close event's. */
+static void dd_owner_unlisted_done(int st, const dd_temporal_result *r, void *arg)
+{
+    dd_owner *o = arg;
+    o->check = NULL;
+    if (o->state != DD_OWNER_OWNING) {
+        dd_owner_maybe_stopped(o);
+        return;
+    }
+    if (st == DD_ENOTFOUND && r->grpc_code == 5) {
+        dd_warn(o->ctx.log, "run_not_found", "dispatcher=%s workflow_id=%s run_id=%s source=%s",
+                o->name, o->wid, o->run_id, "visibility");
+        if (o->fenced && dd_boot_ms() < o->deadline_ms &&
+            dd_temporal_describe(o->t, o->wid, NULL, dd_owner_check_done, o, &o->check) == 0)
+            return; /* what runs under the ID? (dd_owner_check_done) */
+        dd_owner_lost(o, NULL);
+        return;
+    }
+    if (st == 0 && r->execution && r->execution->status != DD_WF_RUNNING)
+        dd_owner_run_closed(o, o->run_id);
+    /* running after all (visibility lagged), or no answer: next round */
+}
+
+void dd_owner_run_unlisted(dd_owner *o, const char *run_id)
+{
+    if (o->state != DD_OWNER_OWNING || strcmp(run_id, o->run_id) != 0 || o->check || o->poll)
+        return;
+    if (dd_temporal_describe(o->t, o->wid, o->run_id, dd_owner_unlisted_done, o, &o->check) < 0)
+        o->check = NULL;
+}
+
+uint64_t dd_owner_owned_for_ms(const dd_owner *o)
+{
+    return o->state == DD_OWNER_OWNING ? (dd_mono_us() - o->owned_since_us) / 1000 : 0;
 }
 
 void dd_owner_start(dd_owner *o)

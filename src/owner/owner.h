@@ -14,7 +14,11 @@
  * Ownership: while owning, a long-poll on our run's close event is always
  * outstanding, so when someone else takes over (terminating our run) the
  * server answers within milliseconds and we stop acting: the child command
- * is stopped and nothing fights back. */
+ * is stopped and nothing fights back. In batch mode (a fleet too large for
+ * one long poll per dispatcher: owner/watch.h) there is no long poll; the
+ * host's takeover notices (dd_owner_taken), visibility checks
+ * (dd_owner_run_closed) and the fenced heartbeat (dd_owner_fenced) tell
+ * the owner instead, and each leads to the same loss path. */
 #ifndef DD_OWNER_OWNER_H
 #define DD_OWNER_OWNER_H
 
@@ -166,6 +170,8 @@ typedef struct dd_owner_opts {
     /* Workflow mode: our chain continued as new; run_id is its new current
      * run (the owner keeps owning; wire to dd_heartbeat_chain_moved). */
     void (*on_chain)(dd_owner *o, const char *run_id, void *arg);
+    /* Start in batch mode (dd_owner_set_long_poll false): no long poll. */
+    bool no_long_poll;
     void *arg;
 } dd_owner_opts;
 
@@ -230,6 +236,32 @@ const char *dd_owner_own_previous_run_id(const dd_owner *o);
  * heartbeat was fenced: a newer owner holds the record). Stops the child
  * like a close event does. No-op unless owning. */
 void dd_owner_fenced(dd_owner *o, const char *holder);
+/* The same, learned from a takeover notice (owner/hb_taken.c): the record,
+ * read after the notice, names a newer epoch (holder, its run). */
+void dd_owner_taken(dd_owner *o, const char *holder, const char *holder_run_id);
+
+/* The loss watch's mode (owner/watch.h decides it for the host). true (the
+ * default): while owning, one long poll on our run's close event. false
+ * (batch mode): none; the host tells us instead. A switch cancels or
+ * starts the poll at once; a poll cancelled by a switch is never read as
+ * a loss. */
+void dd_owner_set_long_poll(dd_owner *o, bool on);
+/* A long poll of ours is held now (for dispatchd_loss_watch_long_polls). */
+bool dd_owner_long_polling(const dd_owner *o);
+/* The host's visibility check listed run_id as closed: if it is still our
+ * run, fetch its close event once and take the path a long poll's answer
+ * takes (a takeover: LOST; continue-as-new: follow it; the chain ended on
+ * its own: --on-workflow-exit). A run not listed proves nothing. */
+void dd_owner_run_closed(dd_owner *o, const char *run_id);
+/* A presence check (the same query without the status condition) did not
+ * list run_id at all, long after it started: if it is still our run, ask
+ * Temporal about exactly that run; "not found" is Temporal having lost it
+ * (docs/ownership.md, "Temporal loses the run": started again while our
+ * record is fresh), closed goes as dd_owner_run_closed, running (visibility
+ * lagged) changes nothing. */
+void dd_owner_run_unlisted(dd_owner *o, const char *run_id);
+/* How long the current ownership has lasted (0 unless owning). */
+uint64_t dd_owner_owned_for_ms(const dd_owner *o);
 
 /* ---- heartbeats, fencing and failover (heartbeat.c) ---------------------- */
 
@@ -283,6 +315,10 @@ void dd_heartbeat_start(dd_heartbeat *h);
  * and fails over through the lease if it is stale or gone. No-op unless
  * standing by. */
 void dd_heartbeat_notified(dd_heartbeat *h, const char *why);
+/* A takeover notice (dd:taken) for this dispatcher naming run_id: if we own
+ * it under another run, read the record and let go if it names a newer
+ * epoch (hb_taken.c; a notice is only a reason to look). No-op otherwise. */
+void dd_heartbeat_taken(dd_heartbeat *h, const char *run_id);
 /* Sends a heartbeat now if we own and none is in flight (wire to the
  * owner's want_heartbeat). */
 void dd_heartbeat_want(dd_heartbeat *h);

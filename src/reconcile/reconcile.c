@@ -50,7 +50,7 @@
 #define SEEN_MAX 10000      /* bound on the sweep's first-seen map */
 #define EARLY_GAP_MS 1000   /* at most one early wake-up per second */
 #define WAKE_SLACK_MS 50
-#define VIS_CHUNK 100       /* run ids per visibility query (a ~4 KB query) */
+#define VIS_CHUNK DD_TEMPORAL_RUNS_MAX /* run ids per visibility query (a ~4 KB query) */
 #define VIS_AHEAD 4         /* visibility queries in flight at once */
 
 static const char *const stages[] = {"list", "describe", "terminate", "delete", "lease",
@@ -983,20 +983,11 @@ static bool dd_reconcile_start_sweep(cycle *cy)
  * is described as before. reconcile.h and docs/reconcile.md argue why that
  * is safe while visibility lags. */
 
-/* A run id that can go into a query as is: Temporal's are UUIDs. */
-static bool dd_reconcile_vis_id_ok(const char *s)
-{
-    size_t n = 0;
-    for (; s && *s; s++, n++)
-        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-              *s == '-'))
-            return false;
-    return n > 0 && n <= 64;
-}
-
+/* A run id that can go into a query as is (Temporal's are UUIDs):
+ * dd_temporal_run_id_plain, the check dd_temporal_list_runs makes. */
 static bool dd_reconcile_vis_askable(const cand *c)
 {
-    return !c->malformed && !c->first_run_id && dd_reconcile_vis_id_ok(c->run_id);
+    return !c->malformed && !c->first_run_id && dd_temporal_run_id_plain(c->run_id);
 }
 
 static void dd_reconcile_vis_failed(cycle *cy, size_t from, size_t to, int rc, const char *msg)
@@ -1057,22 +1048,17 @@ static void dd_reconcile_vis_ask(cycle *cy)
 {
     dd_reconciler *r = cy->r;
     while (cy->vq_len < VIS_AHEAD && cy->vis_next < cy->n) {
-        dd_buf b = DD_BUF_INIT;
+        const char *ids[VIS_CHUNK];
         size_t i = cy->vis_next, k = 0;
-        for (; i < cy->n && k < VIS_CHUNK; i++) {
-            if (!dd_reconcile_vis_askable(&cy->c[i]))
-                continue;
-            dd_buf_printf(&b, "%s'%s'", k ? "," : "RunId IN (", cy->c[i].run_id);
-            k++;
-        }
+        for (; i < cy->n && k < VIS_CHUNK; i++)
+            if (dd_reconcile_vis_askable(&cy->c[i]))
+                ids[k++] = cy->c[i].run_id;
         vis_q *q = &cy->vq[(cy->vq_head + cy->vq_len) % VIS_AHEAD];
         *q = (vis_q){.cy = cy, .from = cy->vis_next, .to = i, .done = true};
         cy->vq_len++;
         cy->vis_next = i;
         if (k > 0) {
-            dd_buf_puts(&b, ")");
-            int rc = dd_temporal_list(r->t, dd_buf_str(&b), NULL, (int)k, dd_reconcile_on_vis, q,
-                                      &q->call);
+            int rc = dd_temporal_list_runs(r->t, NULL, ids, k, dd_reconcile_on_vis, q, &q->call);
             if (rc == 0) {
                 q->done = false;
                 cy->vis_busy++;
@@ -1081,7 +1067,6 @@ static void dd_reconcile_vis_ask(cycle *cy)
                 dd_reconcile_vis_failed(cy, q->from, q->to, rc, NULL);
             }
         }
-        dd_buf_release(&b);
     }
     dd_reconcile_vis_advance(cy);
 }

@@ -356,6 +356,24 @@ int dd_store_publish(dd_store *s, const char *channel, const char *message,
     return dd_rec_end(r, dd_store__cmd(r, "PUBLISH", channel, message, NULL));
 }
 
+static void dd_rec_count_deliver(dd_store__req *r, int status)
+{
+    status = status ? status : r->status;
+    ((dd_store_count_cb *)r->cb)(status, status == 0 ? r->total : 0, r->arg);
+}
+
+static const dd_store__op fleet_size_op = {"fleet_size", dd_rec_publish_reply,
+                                           dd_rec_count_deliver, "ZCARD on dd:hb:index"};
+
+int dd_store_fleet_size(dd_store *s, dd_store_count_cb *cb, void *arg)
+{
+    int rc;
+    dd_store__req *r = dd_rec_begin(s, &fleet_size_op, (void (*)(void))cb, arg, &rc);
+    if (!r)
+        return rc;
+    return dd_rec_end(r, dd_store__cmd(r, "ZCARD", INDEX_KEY, NULL));
+}
+
 int dd_store_ping(dd_store *s, dd_store_status_cb *cb, void *arg)
 {
     int rc;

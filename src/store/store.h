@@ -302,6 +302,11 @@ int dd_store_release(dd_store *s, const char *workflow_id, const char *run_id, i
  * too, fenced or not. Then PUBLISH workflow_id on
  * DD_STORE_CHANNEL_RELEASED: standbys try at once. */
 #define DD_STORE_CHANNEL_RELEASED "dd:released"
+/* After a new owner's claim has landed it publishes "<workflow id>\n<run
+ * id>\n<epoch>" here (owner/hb_taken.c): a host that owns that dispatcher
+ * under another run reads the record and lets go if it names a newer epoch
+ * (a message is only ever a reason to look, never trusted by itself). */
+#define DD_STORE_CHANNEL_TAKEN "dd:taken"
 /* The hb_ms an expired record carries (the let_go script in records.c writes
  * it): readers show it as released by a last will rather than as a
  * heartbeat age since 1970 (status, reconciler). */
@@ -348,6 +353,12 @@ int dd_store_id_prefix(dd_store *s, const char *prefix, dd_store_id_prefix_cb *c
 
 typedef void dd_store_oldest_cb(int status, const char *workflow_id, int64_t hb_ms, void *arg);
 int dd_store_oldest(dd_store *s, int64_t min_hb_ms, dd_store_oldest_cb *cb, void *arg);
+
+/* How many records the whole fleet has (ZCARD dd:hb:index: every host's
+ * dispatchers, owned or stale, one command): the loss watch decides from
+ * it whether owners may hold long polls (owner/watch.h). */
+typedef void dd_store_count_cb(int status, int64_t n, void *arg);
+int dd_store_fleet_size(dd_store *s, dd_store_count_cb *cb, void *arg);
 
 /* ---- publish / subscribe ------------------------------------------------ */
 

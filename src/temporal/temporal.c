@@ -797,3 +797,53 @@ int dd_temporal_list(dd_temporal *t, const char *query, const char *page_token, 
     c->dec.page_token = dd_temporal_xdup(page_token);
     return dd_temporal_launch(c, out);
 }
+
+/* ---- exact runs, for the batched loss watch (owner/watch.c) ------------ */
+
+bool dd_temporal_run_id_plain(const char *s)
+{
+    size_t n = 0;
+    for (; s && *s; s++, n++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              *s == '-'))
+            return false;
+    return n > 0 && n <= 64;
+}
+
+int dd_temporal_list_runs(dd_temporal *t, const char *cond, const char *const *run_ids, size_t n,
+                          dd_temporal_cb cb, void *arg, dd_temporal_call **out)
+{
+    dd_buf msg = DD_BUF_INIT, q = DD_BUF_INIT;
+    if (n == 0 || n > DD_TEMPORAL_RUNS_MAX) {
+        dd_buf_printf(&msg, "a query for exact runs names 1 to %d run ids, not %zu",
+                      DD_TEMPORAL_RUNS_MAX, n);
+        return dd_temporal_refuse(t, "list", NULL, DD_EINVAL, &msg);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!dd_temporal_run_id_plain(run_ids[i])) {
+            dd_buf_printf(&msg, "run id '%.80s' is not a plain id (letters, digits, '-')",
+                          run_ids[i] ? run_ids[i] : "");
+            return dd_temporal_refuse(t, "list", NULL, DD_EINVAL, &msg);
+        }
+    if (cond && *cond)
+        dd_buf_printf(&q, "%s AND ", cond);
+    for (size_t i = 0; i < n; i++)
+        dd_buf_printf(&q, "%s'%s'", i ? "," : "RunId IN (", run_ids[i]);
+    dd_buf_puts(&q, ")");
+    int rc = dd_temporal_list(t, dd_buf_str(&q), NULL, (int)n, cb, arg, out);
+    dd_buf_release(&q);
+    return rc;
+}
+
+int dd_temporal_close_event(dd_temporal *t, const char *wf, const char *run, dd_temporal_cb cb,
+                            void *arg, dd_temporal_call **out)
+{
+    dd_buf msg = DD_BUF_INIT;
+    if (!run || !*run) {
+        dd_buf_printf(&msg, "the close event of workflow '%s' needs a run id", wf ? wf : "");
+        return dd_temporal_refuse(t, "history", wf, DD_EINVAL, &msg);
+    }
+    /* 2 = CLOSE_EVENT; no waitNewEvent: one page, one event */
+    return dd_temporal_get_exec(t, DD_TC_HISTORY, wf, run, "/history",
+                                "&historyEventFilterType=2", cb, arg, out);
+}

@@ -226,5 +226,22 @@ int dd_temporal_wait_close(dd_temporal *t, const char *workflow_id, const char *
  * executions, next_page_token. Visibility lags writes by up to ~1 s. */
 int dd_temporal_list(dd_temporal *t, const char *query, const char *page_token, int page_size,
                      dd_temporal_cb cb, void *arg, dd_temporal_call **out);
+/* The list query for exact runs: "<cond> AND RunId IN ('r1','r2',...)"
+ * (cond NULL or "": "RunId IN (...)"), one page of up to n (at most
+ * DD_TEMPORAL_RUNS_MAX) executions. Every run id must be a plain id
+ * (letters, digits, '-', at most 64: Temporal's are UUIDs), else DD_EINVAL
+ * and cb does not run: nothing from a record is ever pasted into a query
+ * unchecked. Match the answer on (workflow id, run id). */
+#define DD_TEMPORAL_RUNS_MAX 100
+bool dd_temporal_run_id_plain(const char *run_id);
+int dd_temporal_list_runs(dd_temporal *t, const char *cond, const char *const *run_ids, size_t n,
+                          dd_temporal_cb cb, void *arg, dd_temporal_call **out);
+/* The close event of run_id (required), asked once: nevents 1 for a run
+ * that has closed. Meant for a run known to be closed (visibility listed
+ * it so): for a run still open the server holds the request like a long
+ * poll (measured: ~20 s, then an empty answer, nevents 0), bounded here by
+ * the usual request timeout and per-call deadline. */
+int dd_temporal_close_event(dd_temporal *t, const char *workflow_id, const char *run_id,
+                            dd_temporal_cb cb, void *arg, dd_temporal_call **out);
 
 #endif

@@ -206,6 +206,32 @@ run2=$(awk '$1=="tick"{r=$4} END{print r}' "$CH")
 check "Temporal runs the new run" [ "$(curl -fsS "http://127.0.0.1:$hp/api/v1/namespaces/default/workflows/dispatcher-$P-q6?execution.runId=$run2" | jq -r .workflowExecutionInfo.status)" = WORKFLOW_EXECUTION_STATUS_RUNNING ]
 kill -TERM $WP
 expect_exit $WP 0
+
+# --- the same in batch mode (no long poll: docs/ownership.md, "Long polls or batch mode") ---
+# Nothing lists a run that no longer exists, and the record stays ours: the host's presence
+# check (every 12th visibility round without the status condition; here every 12 s) finds
+# the run unlisted, asks Temporal about exactly it, and takes the same start-again path.
+CH=$T/wipe2-children.log
+CHILD_TICK_S=0.05 "$DISPATCHD" run --dispatcher "$P/q7" --temporal-url "http://127.0.0.1:$hp" \
+  --server-id wiper2 --metrics-listen off --long-poll-budget 0 --heartbeat-interval 1s \
+  --stale-threshold 3s -- python3 "$DD_SOURCE_DIR/bench/fleet/child.py" "$CH" 2>"$T/wipe2.log" &
+WP=$!; track_dd $WP wiper2
+wait_until 30 grep -q "^tick" "$CH" || fail "the batch-mode wipe test's owner does not act"
+run1=$(awk '$1=="tick"{r=$4} END{print r}' "$CH")
+kill -KILL -- -$T2 2>/dev/null || true; wait $T2 2>/dev/null || true
+setsid "$TEMPORAL" server start-dev --headless --ip 127.0.0.1 --port "$gp" --http-port "$hp" \
+  --log-level error >"$T/t4.log" 2>&1 </dev/null &
+T2=$!; track $T2
+wait_until 60 temporal_ok "$hp" || fail "the third dev server did not come up"
+up_us=$(( $(date +%s%N) / 1000 ))
+check "in batch mode the owner acts again under a new run after the wipe" wait_until 45 acting_again
+again_us=$(awk -v r="$run1" -v t="$up_us" '$1=="tick" && $4!=r && $2>=t {print $2; exit}' "$CH")
+echo "# batch mode: child acting again $(( (again_us - up_us) / 1000 )) ms after the wiped server answered"
+check "  found by the presence check (run_not_found source=visibility, then run_missing)" \
+  bash -c "grep -q 'event=run_not_found .*source=visibility' '$T/wipe2.log' && grep -q 'event=run_missing .*action=start_again' '$T/wipe2.log' && ! grep -q event=ownership_lost '$T/wipe2.log'"
+check "  without a long poll" bash -c "grep -q 'event=loss_watch_mode .*mode=batch' '$T/wipe2.log'"
+kill -TERM $WP
+expect_exit $WP 0
 kill -TERM -- -$T2 2>/dev/null || true; wait $T2 2>/dev/null || true
 
 # --- rapid restarts of one ID ----------------------------------------------------------------

@@ -571,6 +571,49 @@ static void test_list(void **state)
     assert_int_equal(d.status, 0);
 }
 
+/* The batched loss watch's two calls (owner/watch.c): exact runs listed by
+ * status, and a closed run's close event read without a long poll. */
+static void test_list_runs_and_close_event(void **state)
+{
+    fx *f = *state;
+    char wf[DD_DISPATCHER_ID_BUFLEN];
+    got a, b, l, d;
+    unique_id(wf, "proj-runs");
+    do_start(f, wf, "h", "TERMINATE_EXISTING", &a);
+    assert_int_equal(a.status, 0);
+    do_start(f, wf, "h2", "TERMINATE_EXISTING", &b); /* terminates a's run */
+    assert_int_equal(b.status, 0);
+    const char *ids[] = {a.run_id, b.run_id};
+    int tries = 0;
+    do { /* visibility lags: a's run shows as closed within a second or so */
+        if (tries)
+            sleep_loop(f, 100);
+        memset(&l, 0, sizeof(l));
+        do_op(f, &l, dd_temporal_list_runs(f->t, "ExecutionStatus != 'Running'", ids, 2, capture,
+                                           &l, NULL));
+        assert_int_equal(l.status, 0);
+    } while (l.nexecs == 0 && ++tries < 50);
+    assert_int_equal(l.nexecs, 1); /* a's run only: b's runs */
+    assert_string_equal(l.exec_wf[0], wf);
+    assert_int_equal(l.exec_status[0], DD_WF_TERMINATED);
+
+    memset(&d, 0, sizeof(d));
+    do_op(f, &d, dd_temporal_close_event(f->t, wf, a.run_id, capture, &d, NULL));
+    assert_int_equal(d.status, 0);
+    assert_int_equal(d.nevents, 1);
+    assert_string_equal(d.ev_type[0], "EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED");
+
+    /* nothing unchecked goes into a query; no call, no callback */
+    const char *bad[] = {"x') OR ('1'='1"};
+    assert_int_equal(dd_temporal_list_runs(f->t, NULL, bad, 1, capture, &l, NULL), DD_EINVAL);
+    assert_int_equal(dd_temporal_list_runs(f->t, NULL, ids, 0, capture, &l, NULL), DD_EINVAL);
+    assert_int_equal(dd_temporal_close_event(f->t, wf, NULL, capture, &d, NULL), DD_EINVAL);
+
+    memset(&d, 0, sizeof(d));
+    do_op(f, &d, dd_temporal_terminate(f->t, wf, b.run_id, "test done", capture, &d, NULL));
+    assert_int_equal(d.status, 0);
+}
+
 static void test_concurrent_calls(void **state)
 {
     /* many calls in flight on one client: sockets multiplexed on the loop */
@@ -819,6 +862,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wait_close_already_closed_and_cancel, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_runs_and_close_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_namespace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),
