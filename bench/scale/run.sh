@@ -15,6 +15,15 @@
 #   5. kill -9 of B; time until A has claimed all N again (the stale
 #      threshold, 15 s by default, is the floor), and the number of running
 #      dispatcher workflows then (must be N: no duplicates)
+#   6. the anchor: kill -9 of A, then the official Go SDK (tests/interop,
+#      `dd-interop start-many`) takes the same N ids over on the same server,
+#      one pass per entry of SDK_PASSES (default "32d 32": 32 at a time with a
+#      describe before each start, as dispatchd's takeover does, then 32 at a
+#      time without): each a start with TERMINATE_EXISTING of a running run.
+#      SDK_PASSES="" skips it.
+# TEMPORAL_DB=memory: the dev server keeps its SQLite database in memory
+# (no file, no fsync per write; default: a file, as the tests run it).
+# MAX_IN_FLIGHT=K: both hosts run with --temporal-max-in-flight K.
 # START_ONLY=1: steps 1-3 only (the handover and failover columns stay empty).
 # Output: one CSV line per N on stdout (header first), the logs and a
 # per-N detail file under $OUT (default bench/scale/results/<date>).
@@ -28,6 +37,9 @@ SETTLE_S=${SETTLE_S:-15}
 INTERVAL=${INTERVAL:-5s}
 THRESHOLD=${THRESHOLD:-15s}
 OUT=${OUT:-$root/bench/scale/results/$(date -u +%Y%m%dT%H%M)}
+SDK_PASSES=${SDK_PASSES-32d 32}
+export DD_TEMPORAL_DB=${TEMPORAL_DB:-file}
+MIF=(); [ -z "${MAX_IN_FLIGHT:-}" ] || MIF=(--temporal-max-in-flight "$MAX_IN_FLIGHT")
 mkdir -p "$OUT"
 T=$(mktemp -d /tmp/dd-bench-scale.XXXXXX)
 HZ=$(getconf CLK_TCK)
@@ -41,6 +53,10 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
+if [ -n "$SDK_PASSES" ]; then
+  INTEROP=${INTEROP:-$T/dd-interop}
+  [ -x "$INTEROP" ] || bash "$root/tests/interop/build.sh" "$INTEROP" >&2
+fi
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }           # utime + stime
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -79,7 +95,7 @@ running_count() {
     --data-urlencode "query=WorkflowType='dispatchd.dispatcher' AND ExecutionStatus='Running'" | jq -r '.count // 0'
 }
 
-echo "n,owned_all_ms,rss_kb,rss_peak_kb,fds,conns_temporal,conns_redis,cpu_pct_idle,server_cpu_pct_idle_alone,server_cpu_pct_idle,server_rss_kb,redis_cpu_pct_idle,handover_all_ms,failover_all_ms,failover_first_ms,running_after,load_before,load_after"
+echo "db,n,owned_all_ms,rss_kb,rss_peak_kb,fds,conns_temporal,conns_redis,cpu_pct_idle,server_cpu_pct_idle_alone,server_cpu_pct_idle,server_rss_kb,redis_cpu_pct_idle,handover_all_ms,failover_all_ms,failover_first_ms,failover_storm_ms,running_after,sdk_takeovers_ms,load_before,load_after,load_end"
 for n in "${NS[@]}"; do
   RP=$(free_port)
   redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
@@ -95,7 +111,7 @@ for n in "${NS[@]}"; do
   host() { # NAME: starts a host owning the N dispatchers
     DISPATCHD_DISPATCHER=$list "$D" run --temporal-url "$U" --redis-url "redis://127.0.0.1:$RP/0" \
       --server-id "$1" --heartbeat-interval "$INTERVAL" --stale-threshold "$THRESHOLD" \
-      --metrics-listen off >/dev/null 2>"$OUT/$1-$n.log" &
+      --metrics-listen off "${MIF[@]}" >/dev/null 2>"$OUT/$1-$n.log" &
     echo $!
   }
   # 2. host A owns all
@@ -114,7 +130,7 @@ for n in "${NS[@]}"; do
   rss=$(rss_kb "$a"); peak=$(hwm_kb "$a"); fds=$(ls "/proc/$a/fd" | wc -l)
   ct=$(conns "$a" "$TP"); cr=$(conns "$a" "$RP"); srss=$(rss_kb "$tpid")
   if [ -n "${START_ONLY:-}" ]; then   # steps 1-3 only (a size whose takeovers take minutes)
-    echo "$n,$owned_all,$rss,$peak,$fds,$ct,$cr,$cpu,$srv_alone,$srv,$srss,$rcpu,,,,$(running_count),$load_before,$(cut -d' ' -f1 /proc/loadavg)"
+    echo "$DD_TEMPORAL_DB,$n,$owned_all,$rss,$peak,$fds,$ct,$cr,$cpu,$srv_alone,$srv,$srss,$rcpu,,,,,$(running_count),,$load_before,$(cut -d' ' -f1 /proc/loadavg),"
     kill -9 "$a"; redis-cli -p "$RP" shutdown nosave >/dev/null 2>&1 || true
     bash "$root/tests/fixtures/temporal.sh" stop "$T/temporal" >/dev/null 2>&1 || true
     PIDS=(); continue
@@ -133,9 +149,21 @@ for n in "${NS[@]}"; do
   sleep 2
   running=$(running_count)
   load_after=$(cut -d' ' -f1 /proc/loadavg)
-  echo "$n,$owned_all,$rss,$peak,$fds,$ct,$cr,$cpu,$srv_alone,$srv,$srss,$rcpu,$handover,$((tf - tk)),$((tfirst - tk)),$running,$load_before,$load_after"
-  kill -TERM "$a"; for _ in $(seq 1 600); do kill -0 "$a" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$a" 2>/dev/null || true
+  # 6. the anchor: A goes (kill -9: its owners must not answer the SDK's
+  # takeovers), then the SDK takes the same N ids over, pass by pass
+  kill -9 "$a"; for _ in $(seq 1 100); do kill -0 "$a" 2>/dev/null || break; sleep 0.1; done
+  sdk=""
+  for pass in $SDK_PASSES; do
+    c=${pass%d}; df=(); [ "$c" = "$pass" ] || df=(--describe-first)
+    sleep 2
+    j=$("$INTEROP" start-many --address "$(cat "$T/temporal/grpc")" --prefix dispatcher-scale-q \
+        --n "$n" --concurrency "$c" "${df[@]}" 2>>"$OUT/sdk-$n.log") || true
+    echo "{\"db\":\"$DD_TEMPORAL_DB\",\"pass\":\"$pass\",\"load\":$(cut -d' ' -f1 /proc/loadavg),\"result\":${j:-null}}" >>"$OUT/sdk-$n.jsonl"
+    ms=failed
+    [ -z "$j" ] || ms=$(jq -r 'if .failed == 0 then .elapsed_ms else "failed" end' <<<"$j" 2>/dev/null || echo failed)
+    sdk="$sdk${sdk:+;}$pass=$ms"
+  done
+  echo "$DD_TEMPORAL_DB,$n,$owned_all,$rss,$peak,$fds,$ct,$cr,$cpu,$srv_alone,$srv,$srss,$rcpu,$handover,$((tf - tk)),$((tfirst - tk)),$((tf - tfirst)),$running,$sdk,$load_before,$load_after,$(cut -d' ' -f1 /proc/loadavg)"
   redis-cli -p "$RP" shutdown nosave >/dev/null 2>&1 || true
   bash "$root/tests/fixtures/temporal.sh" stop "$T/temporal" >/dev/null 2>&1 || true
   PIDS=()

@@ -9,6 +9,7 @@
 //	dd-interop describe-chain --workflow-id W [--run-id R]
 //	dd-interop query-state    --workflow-id W [--run-id R]
 //	dd-interop signal         --workflow-id W --name NAME [--input JSON]
+//	dd-interop start-many     --prefix P --n N [--concurrency C] [--describe-first]   (startmany.go)
 //
 // Every subcommand also takes --address HOST:PORT (the frontend's gRPC address) and
 // --namespace NS. Results go to stdout (one number or one JSON document); logs go to
@@ -47,6 +48,7 @@ commands:
   describe-chain  the continue-as-new chain of a workflow id, as JSON
   query-state     the 'state' query of a DispatcherWorkflow, as JSON
   signal          send a signal to a workflow
+  start-many      N takeover-like starts (TERMINATE_EXISTING), C at a time: elapsed and p50/p95 as JSON
 every command takes --address HOST:PORT --namespace NS (see COMMAND -h)
 `
 
@@ -62,6 +64,7 @@ func main() {
 		"describe-chain": cmdDescribeChain,
 		"query-state":    cmdQueryState,
 		"signal":         cmdSignal,
+		"start-many":     cmdStartMany,
 	}
 	run, ok := cmds[os.Args[1]]
 	if !ok {
