@@ -5,11 +5,13 @@
 // (project, queue, server_id) dispatchd writes) with WorkflowIdConflictPolicy
 // TERMINATE_EXISTING and reuse ALLOW_DUPLICATE: a takeover when a run of that id
 // is running, a plain start when none is. C ids at a time over the client's one
-// gRPC connection. Prints one JSON line: n, ok, failed, took_over (how many
+// gRPC connection. With --watch each new run also gets what dispatchd's loss
+// watch holds: a long-poll on its close event (held until the command ends),
+// opened as soon as its start returns. Prints one JSON line: n, ok, failed, took_over (how many
 // terminated a running run: the describe saw one), elapsed_ms, per-call p50/p95
 // of the whole takeover and of its start.
 //
-//	dd-interop start-many --prefix dispatcher-scale-q --n 1000 [--width 5] --concurrency 32 [--describe-first]
+//	dd-interop start-many --prefix dispatcher-scale-q --n 1000 [--width 5] --concurrency 32 [--describe-first] [--watch]
 //
 // The ids are PREFIX followed by the index 0..N-1, zero-padded to --width digits
 // (bench/scale's dispatchers scale/q00000.. have the ids dispatcher-scale-q00000..).
@@ -41,12 +43,13 @@ func cmdStartMany(args []string) int {
 	c := newCommon("start-many", 600*time.Second)
 	var prefix, serverID string
 	var n, width, conc int
-	var describeFirst bool
+	var describeFirst, watch bool
 	c.fs.StringVar(&prefix, "prefix", "", "workflow id prefix; the ids are PREFIX + index (required)")
 	c.fs.IntVar(&n, "n", 1000, "how many ids (1..100000)")
 	c.fs.IntVar(&width, "width", 5, "the index is zero-padded to this many digits (1..12)")
 	c.fs.IntVar(&conc, "concurrency", 32, "ids in flight at once (1..10000)")
 	c.fs.BoolVar(&describeFirst, "describe-first", false, "describe each id before its start, as dispatchd's takeover does")
+	c.fs.BoolVar(&watch, "watch", false, "after each start, long-poll the new run's close event until the command ends, as dispatchd's loss watch does")
 	c.fs.StringVar(&serverID, "server-id", "sdk-anchor", "the server_id written into each run's memo and input")
 	if rc, ok := c.parse(args, func() error {
 		if prefix == "" {
@@ -78,6 +81,9 @@ func cmdStartMany(args []string) int {
 	var failed, tookOver atomic.Int64
 	var firstErr atomic.Value
 	idx := make(chan int)
+	wctx, wcancel := context.WithCancel(ctx)
+	var watches sync.WaitGroup
+	var watching atomic.Int64
 	var wg sync.WaitGroup
 	t0 := time.Now()
 	for w := 0; w < conc; w++ {
@@ -104,7 +110,7 @@ func cmdStartMany(args []string) int {
 					}
 				}
 				ts := time.Now()
-				_, err := cl.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+				run, err := cl.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 					ID:                       id,
 					TaskQueue:                "dispatchd",
 					WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING,
@@ -116,6 +122,19 @@ func cmdStartMany(args []string) int {
 				if err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, fmt.Sprintf("start %s: %v", id, err))
+				} else if watch {
+					watches.Add(1)
+					watching.Add(1)
+					go func() {
+						defer watches.Done()
+						it := cl.GetWorkflowHistory(wctx, id, run.GetRunID(), true,
+							enumspb.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT)
+						for it.HasNext() {
+							if _, err := it.Next(); err != nil {
+								return
+							}
+						}
+					}()
 				}
 			}
 		}()
@@ -126,6 +145,8 @@ func cmdStartMany(args []string) int {
 	close(idx)
 	wg.Wait()
 	elapsed := time.Since(t0)
+	wcancel()
+	watches.Wait()
 	sort.Float64s(total)
 	sort.Float64s(starts)
 	out := map[string]any{
@@ -137,6 +158,9 @@ func cmdStartMany(args []string) int {
 	}
 	if describeFirst {
 		out["took_over"] = tookOver.Load()
+	}
+	if watch {
+		out["watches"] = watching.Load()
 	}
 	if e := firstErr.Load(); e != nil {
 		out["first_error"] = e
