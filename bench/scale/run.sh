@@ -15,6 +15,22 @@
 #   5. kill -9 of B; time until A has claimed all N again (the stale
 #      threshold, 15 s by default, is the floor), and the number of running
 #      dispatcher workflows then (must be N: no duplicates)
+#   6. the anchor: kill -9 of A, then the official Go SDK (tests/interop,
+#      `dd-interop start-many`) takes the same N ids over on the same server,
+#      one pass per entry of SDK_PASSES (default "32dw 32d 32"): C[d][w] is C
+#      ids at a time, d a describe before each start (as dispatchd's takeover
+#      does), w a long-poll on each new run's close event held from its start
+#      on (as dispatchd's loss watch does); each a start with
+#      TERMINATE_EXISTING of a running run. SDK_PASSES="" skips it.
+# TEMPORAL_DB=memory: the dev server keeps its SQLite database in memory
+# (no file, no fsync per write; default: a file, as the tests run it).
+# MAX_IN_FLIGHT=K: both hosts run with --temporal-max-in-flight K.
+# CHILD=1: every dispatcher runs a child (`sleep 3600`, exec'd by its guard),
+#   so each owned dispatcher has a guard with a last will: the kill -9 of
+#   step 5 is then dispatchd alone with its host alive, B's guards stop their
+#   children and release the records, and A is told at once (no threshold).
+#   Extra columns: B's guards (count, summed RSS and PSS, fds) after the
+#   handover, the wills B's guards wrote, the last one's ms after the kill.
 # START_ONLY=1: steps 1-3 only (the handover and failover columns stay empty).
 # DD_EXTRA_ARGS: more `run` options for every host, word-split (e.g.
 # "--long-poll-budget 1000000": long polls whatever the fleet's size).
@@ -30,6 +46,10 @@ SETTLE_S=${SETTLE_S:-15}
 INTERVAL=${INTERVAL:-5s}
 THRESHOLD=${THRESHOLD:-15s}
 OUT=${OUT:-$root/bench/scale/results/$(date -u +%Y%m%dT%H%M)}
+SDK_PASSES=${SDK_PASSES-32dw 32d 32}
+export DD_TEMPORAL_DB=${TEMPORAL_DB:-file}
+MIF=(); [ -z "${MAX_IN_FLIGHT:-}" ] || MIF=(--temporal-max-in-flight "$MAX_IN_FLIGHT")
+CHILD=${CHILD:-0}; CHILD_CMD=(); [ "$CHILD" = 0 ] || CHILD_CMD=(-- sleep 3600)
 mkdir -p "$OUT"
 T=$(mktemp -d /tmp/dd-bench-scale.XXXXXX)
 HZ=$(getconf CLK_TCK)
@@ -43,6 +63,10 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
+if [ -n "$SDK_PASSES" ]; then
+  INTEROP=${INTEROP:-$T/dd-interop}
+  [ -x "$INTEROP" ] || bash "$root/tests/interop/build.sh" "$INTEROP" >&2
+fi
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }           # utime + stime
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -81,7 +105,7 @@ running_count() {
     --data-urlencode "query=WorkflowType='dispatchd.dispatcher' AND ExecutionStatus='Running'" | jq -r '.count // 0'
 }
 
-echo "n,owned_all_ms,rss_kb,rss_peak_kb,fds,conns_temporal,conns_redis,cpu_pct_idle,server_cpu_pct_idle_alone,server_cpu_pct_idle,server_rss_kb,redis_cpu_pct_idle,handover_all_ms,failover_all_ms,failover_first_ms,running_after,load_before,load_after"
+echo "db,n,owned_all_ms,rss_kb,rss_peak_kb,fds,conns_temporal,conns_redis,cpu_pct_idle,server_cpu_pct_idle_alone,server_cpu_pct_idle,server_rss_kb,redis_cpu_pct_idle,handover_all_ms,failover_all_ms,failover_first_ms,failover_storm_ms,running_after,sdk_takeovers_ms,load_before,load_after,load_end,child,guards,guards_rss_kb,guards_pss_kb,guards_fds,wills,wills_last_ms"
 for n in "${NS[@]}"; do
   RP=$(free_port)
   redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
@@ -97,7 +121,7 @@ for n in "${NS[@]}"; do
   host() { # NAME: starts a host owning the N dispatchers
     DISPATCHD_DISPATCHER=$list "$D" run --temporal-url "$U" --redis-url "redis://127.0.0.1:$RP/0" \
       --server-id "$1" --heartbeat-interval "$INTERVAL" --stale-threshold "$THRESHOLD" \
-      --metrics-listen off ${DD_EXTRA_ARGS:-} >/dev/null 2>"$OUT/$1-$n.log" &
+      --metrics-listen off ${DD_EXTRA_ARGS:-} "${MIF[@]}" "${CHILD_CMD[@]}" >/dev/null 2>"$OUT/$1-$n.log" &
     echo $!
   }
   # 2. host A owns all
@@ -116,7 +140,7 @@ for n in "${NS[@]}"; do
   rss=$(rss_kb "$a"); peak=$(hwm_kb "$a"); fds=$(ls "/proc/$a/fd" | wc -l)
   ct=$(conns "$a" "$TP"); cr=$(conns "$a" "$RP"); srss=$(rss_kb "$tpid")
   if [ -n "${START_ONLY:-}" ]; then   # steps 1-3 only (a size whose takeovers take minutes)
-    echo "$n,$owned_all,$rss,$peak,$fds,$ct,$cr,$cpu,$srv_alone,$srv,$srss,$rcpu,,,,$(running_count),$load_before,$(cut -d' ' -f1 /proc/loadavg)"
+    echo "$DD_TEMPORAL_DB,$n,$owned_all,$rss,$peak,$fds,$ct,$cr,$cpu,$srv_alone,$srv,$srss,$rcpu,,,,,$(running_count),,$load_before,$(cut -d' ' -f1 /proc/loadavg),,${CHILD:-0},,,,,,"
     kill -9 "$a"; redis-cli -p "$RP" shutdown nosave >/dev/null 2>&1 || true
     bash "$root/tests/fixtures/temporal.sh" stop "$T/temporal" >/dev/null 2>&1 || true
     PIDS=(); continue
@@ -127,17 +151,57 @@ for n in "${NS[@]}"; do
   tb=$(wait_claims "$OUT/hostB-$n.log" "$n" 0 300) || { echo "n=$n: host B did not take all $n over within 300 s" >&2; exit 1; }
   handover=$((tb - t1))
   sleep "$SETTLE_S"   # A's standby watches are armed one interval after its loss
-  # 5. kill -9 of B
+  guards=0 grss=0 gpss=0 gfds=0
+  if [ "$CHILD" != 0 ]; then  # B's guards (its direct children), their cost
+    for g in $(pgrep -P "$b"); do
+      tr '\0' ' ' <"/proc/$g/cmdline" 2>/dev/null | grep -q __guard || continue
+      guards=$((guards + 1))
+      grss=$((grss + $(rss_kb "$g")))
+      gpss=$((gpss + $(awk '/^Pss:/ {print $2}' "/proc/$g/smaps_rollup")))
+      gfds=$((gfds + $(ls "/proc/$g/fd" | wc -l)))
+    done
+  fi
+  # 5. kill -9 of B. What A must claim: the records B holds now (an overloaded
+  # handover can leave a few with A already; counting N claims would never end)
+  nb=$(redis-cli -p "$RP" --scan --pattern 'dd:hb:{*' | sed 's/^/HGET /; s/$/ server_id/' |
+       redis-cli -p "$RP" | grep -cx hostB || true)
+  [ "$nb" = "$n" ] || echo "n=$n: host B holds $nb of the records at the kill: waiting for A to claim those" >&2
   tk=$(date +%s%3N)
   kill -9 "$b"
-  tf=$(wait_claims "$OUT/hostA-$n.log" "$n" "$tk" 300) || { echo "n=$n: host A did not fail all $n over within 300 s" >&2; exit 1; }
+  tf=$(wait_claims "$OUT/hostA-$n.log" "$nb" "$tk" 300) || { echo "n=$n: host A did not fail the $nb records of B over within 300 s" >&2; exit 1; }
   tfirst=$(wait_claims "$OUT/hostA-$n.log" 1 "$tk" 1)
+  sleep 1
+  wills=$(grep -c 'event=will_released' "$OUT/hostB-$n.log" || true)
+  wlast=$(python3 - "$OUT/hostB-$n.log" "$tk" <<'PY'
+import sys, re, datetime
+last = None
+for line in open(sys.argv[1], errors="replace"):
+    if "event=will_released" in line:
+        t = datetime.datetime.strptime(re.match(r"ts=(\S+)", line).group(1), "%Y-%m-%dT%H:%M:%S.%fZ")
+        last = int(t.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+print("" if last is None else last - int(sys.argv[2]))
+PY
+)
   sleep 2
   running=$(running_count)
   load_after=$(cut -d' ' -f1 /proc/loadavg)
-  echo "$n,$owned_all,$rss,$peak,$fds,$ct,$cr,$cpu,$srv_alone,$srv,$srss,$rcpu,$handover,$((tf - tk)),$((tfirst - tk)),$running,$load_before,$load_after"
-  kill -TERM "$a"; for _ in $(seq 1 600); do kill -0 "$a" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$a" 2>/dev/null || true
+  # 6. the anchor: A goes (kill -9: its owners must not answer the SDK's
+  # takeovers), then the SDK takes the same N ids over, pass by pass
+  kill -9 "$a"; for _ in $(seq 1 100); do kill -0 "$a" 2>/dev/null || break; sleep 0.1; done
+  sdk=""
+  for pass in $SDK_PASSES; do
+    c=${pass%%[dw]*}; df=()
+    [[ $pass != *d* ]] || df+=(--describe-first)
+    [[ $pass != *w* ]] || df+=(--watch)
+    sleep 2
+    j=$("$INTEROP" start-many --address "$(cat "$T/temporal/grpc")" --prefix dispatcher-scale-q \
+        --n "$n" --concurrency "$c" "${df[@]}" 2>>"$OUT/sdk-$n.log") || true
+    echo "{\"db\":\"$DD_TEMPORAL_DB\",\"pass\":\"$pass\",\"load\":$(cut -d' ' -f1 /proc/loadavg),\"result\":${j:-null}}" >>"$OUT/sdk-$n.jsonl"
+    ms=failed
+    [ -z "$j" ] || ms=$(jq -r 'if .failed == 0 then .elapsed_ms else "failed" end' <<<"$j" 2>/dev/null || echo failed)
+    sdk="$sdk${sdk:+;}$pass=$ms"
+  done
+  echo "$DD_TEMPORAL_DB,$n,$owned_all,$rss,$peak,$fds,$ct,$cr,$cpu,$srv_alone,$srv,$srss,$rcpu,$handover,$((tf - tk)),$((tfirst - tk)),$((tf - tfirst)),$running,$sdk,$load_before,$load_after,$(cut -d' ' -f1 /proc/loadavg),${CHILD:-0},$guards,$grss,$gpss,$gfds,$wills,$wlast"
   redis-cli -p "$RP" shutdown nosave >/dev/null 2>&1 || true
   bash "$root/tests/fixtures/temporal.sh" stop "$T/temporal" >/dev/null 2>&1 || true
   PIDS=()

@@ -151,8 +151,10 @@ int dd_cmd_run(dd_cli *cli)
         uv_signal_start(&r.sigterm, dd_run_on_signal, SIGTERM);
         uv_signal_start(&r.sighup, dd_run_on_signal, SIGHUP);
         dd_daemon_on_exit(r.d, dd_run_exited, &r);
-        dd_info(cli->log, "started", "dispatchers=%d temporal_url=%s namespace=%s",
-                cli->cfg.ndispatchers, dd_cli_temporal_url(cli), cli->cfg.namespace_);
+        dd_info(cli->log, "started",
+                "dispatchers=%d temporal_url=%s namespace=%s temporal_max_in_flight=%d",
+                cli->cfg.ndispatchers, dd_cli_temporal_url(cli), cli->cfg.namespace_,
+                cli->cfg.temporal_max_in_flight);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     if (code == 0)

@@ -77,6 +77,7 @@ int dd_cli_temporal_new(dd_cli *cli, const dd_ctx *ctx, struct dd_temporal **out
         .namespace_ = cli->cfg.namespace_,
         .identity = dd_cli_server_id(cli),
         .timeout_ms = cli->cfg.temporal_timeout_ms,
+        .max_in_flight = cli->cfg.temporal_max_in_flight,
         .ca_file = cli->cfg.temporal_ca_file,
         .cert_file = cli->cfg.temporal_cert_file,
         .key_file = cli->cfg.temporal_key_file,

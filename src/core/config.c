@@ -63,6 +63,10 @@ const dd_opt dd_opts_temporal[] = {
      "file holding an API key sent as a bearer token (or env DISPATCHD_TEMPORAL_API_KEY)"},
     {"temporal-timeout", "DISPATCHD_TEMPORAL_TIMEOUT", DD_OPT_DURATION, O(temporal_timeout_ms),
      "DUR", "timeout of one Temporal request (default 10s)"},
+    {"temporal-max-in-flight", "DISPATCHD_TEMPORAL_MAX_IN_FLIGHT", DD_OPT_COUNT,
+     O(temporal_max_in_flight), "N",
+     "Temporal requests on the wire at once, long polls aside; the rest wait in order "
+     "(default 32, 1 to 1024; docs/scale.md)"},
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
@@ -280,6 +284,7 @@ void dd_config_defaults(dd_config *cfg)
     cfg->temporal_url = "";
     cfg->namespace_ = "default";
     cfg->temporal_timeout_ms = 10000;
+    cfg->temporal_max_in_flight = 32;
     cfg->redis_url = "";
     cfg->server_id = "";
     cfg->heartbeat_interval_ms = 5000;
@@ -646,6 +651,13 @@ int dd_config_validate(const dd_config *cfg, char *err, size_t errlen)
     }
     if (cfg->temporal_timeout_ms <= 0 || cfg->stop_timeout_ms <= 0) {
         dd_msgf(err, errlen, "--temporal-timeout and --stop-timeout must be above zero");
+        return DD_EINVAL;
+    }
+    if (cfg->temporal_max_in_flight < 1 || cfg->temporal_max_in_flight > 1024) {
+        dd_msgf(err, errlen,
+                "--temporal-max-in-flight %d is outside 1 to 1024 (default 32: what one "
+                "host sends Temporal at once; docs/scale.md)",
+                cfg->temporal_max_in_flight);
         return DD_EINVAL;
     }
     return 0;

@@ -54,6 +54,7 @@ typedef struct dd_config {
     const char *temporal_key_file;
     const char *temporal_api_key_file; /* or env DISPATCHD_TEMPORAL_API_KEY */
     int64_t temporal_timeout_ms;
+    int temporal_max_in_flight; /* Temporal requests on the wire at once, long polls aside */
 
     /* Redis */
     const char *redis_url;

@@ -94,6 +94,10 @@ for cmd in "run --dispatcher a/b" "takeover p q" "reconcile"; do
   [ "${c[0]}" = takeover ] || c+=("${R[@]}")   # takeover does not use Redis
   row 2 "--temporal-url 'ftp://x'" -- "${c[@]}" --temporal-url ftp://x
   row 2 "--temporal-timeout '5parsecs'" -- "${c[@]}" --temporal-timeout 5parsecs
+  for bad in 0 1025; do
+    row 2 "--temporal-max-in-flight $bad is outside 1 to 1024" -- "${c[@]}" "${TU[@]}" \
+      --temporal-max-in-flight "$bad"
+  done
   row 2 "--temporal-api-key-file: cannot open secret file '$T/nosuch'" -- "${c[@]}" "${TU[@]}" \
     --temporal-api-key-file "$T/nosuch"
 done

@@ -10,6 +10,7 @@
 //	dd-interop query-state    --workflow-id W [--run-id R]
 //	dd-interop signal         --workflow-id W --name NAME [--input JSON]
 //	dd-interop describe-many | terminate-many | list-many  [--file F] [--concurrency C]  (many.go)
+//	dd-interop start-many     --prefix P --n N [--concurrency C] [--describe-first]   (startmany.go)
 //
 // Every subcommand also takes --address HOST:PORT (the frontend's gRPC address) and
 // --namespace NS. Results go to stdout (one number or one JSON document); logs go to
@@ -51,6 +52,7 @@ commands:
   describe-many   describe, terminate or list (RunId IN, --chunk per query) the
   terminate-many  'workflow_id run_id' lines of --file (or stdin), --concurrency
   list-many       at once; one JSON line: elapsed_ms, p50/p95 per call (many.go)
+  start-many      N takeover-like starts (TERMINATE_EXISTING), C at a time: elapsed and p50/p95 as JSON
 every command takes --address HOST:PORT --namespace NS (see COMMAND -h)
 `
 
@@ -69,6 +71,7 @@ func main() {
 		"describe-many":  cmdMany("describe-many"),
 		"terminate-many": cmdMany("terminate-many"),
 		"list-many":      cmdMany("list-many"),
+		"start-many":     cmdStartMany,
 	}
 	run, ok := cmds[os.Args[1]]
 	if !ok {
