@@ -981,7 +981,10 @@ static void dd_owner_unlisted_done(int st, const dd_temporal_result *r, void *ar
     }
     if (st == 0 && r->execution && r->execution->status != DD_WF_RUNNING)
         dd_owner_run_closed(o, o->run_id);
-    /* running after all (visibility lagged), or no answer: next round */
+    else if (o->long_poll && !o->poll)
+        dd_owner_poll(o); /* the host went back to long polls while we asked:
+                           * dd_owner_set_long_poll left the poll to us */
+    /* else running after all (visibility lagged), or no answer: next round */
 }
 
 void dd_owner_run_unlisted(dd_owner *o, const char *run_id)
