@@ -40,6 +40,7 @@ struct dd_loss_watch {
     int64_t fleet;        /* the last size read (at least n), -1 none yet */
     bool counting;        /* ZCARD in flight */
     bool count_warned;    /* said that it failed, not answered since */
+    uint64_t check_fails; /* visibility queries failed since the last answer */
     dd_watch_query *q;    /* one per DD_TEMPORAL_RUNS_MAX owners */
     size_t nq, q_busy;    /* slots, queries in flight */
     uint64_t round;       /* batch rounds so far (presence every DD_WATCH_PRESENCE_EVERY) */
@@ -105,9 +106,20 @@ static void dd_watch_query_done(int st, const dd_temporal_result *r, void *arg)
     }
     dd_metric_add(w->m_checks, DD_L1(st == 0 ? "ok" : "error"), 1);
     if (st != 0) {
-        /* the next interval asks again; the fence and the notices still work */
-        dd_warn(w->ctx.log, "loss_watch_check_failed", "error=%s", r->message);
+        /* the next interval asks again; the fence and the notices still work.
+         * Said once per streak: at 5,000 dispatchers a visibility store that
+         * refuses the query would otherwise log 50 lines every interval */
+        if (w->check_fails++ == 0)
+            dd_warn(w->ctx.log, "loss_watch_check_failed",
+                    "error=%s note=\"said once until a query is answered; "
+                    "dispatchd_loss_watch_queries_total{result=error} counts each\"",
+                    r && *r->message ? r->message : dd_strerror(st));
         return;
+    }
+    if (w->check_fails) {
+        dd_info(w->ctx.log, "loss_watch_check_recovered", "failed_before=%llu",
+                (unsigned long long)w->check_fails);
+        w->check_fails = 0;
     }
     /* exactly (workflow id, run id) of the runs asked about, each still its
      * owner's current run (the owner checks that too) */
