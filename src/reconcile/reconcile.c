@@ -1058,12 +1058,15 @@ static void dd_reconcile_vis_ask(cycle *cy)
         cy->vq_len++;
         cy->vis_next = i;
         if (k > 0) {
+            /* busy before the call: an answer that came back inside it
+             * (dd_reconcile_on_vis) must find the slot it settles */
+            q->done = false;
+            cy->vis_busy++;
             int rc = dd_temporal_list_runs(r->t, NULL, ids, k, dd_reconcile_on_vis, q, &q->call);
-            if (rc == 0) {
-                q->done = false;
-                cy->vis_busy++;
-            } else {
+            if (rc < 0) {
                 q->call = NULL;
+                q->done = true;
+                cy->vis_busy--;
                 dd_reconcile_vis_failed(cy, q->from, q->to, rc, NULL);
             }
         }
