@@ -203,7 +203,8 @@ static void dd_daemon_sub_state(int status, void *arg)
         return;
     }
     d->sub_warned = false;
-    dd_info(d->ctx.log, "release_channel_subscribed", "channel=%s", DD_STORE_CHANNEL_RELEASED);
+    dd_info(d->ctx.log, "release_channel_subscribed", "channels=%s,%s", DD_STORE_CHANNEL_RELEASED,
+            DD_STORE_CHANNEL_TAKEN);
     if (d->stopping)
         return;
     /* what was published while we were away is lost: look again */
@@ -705,8 +706,9 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
     if (ctx->metrics)
         d->m_subscribed = dd_metrics_family(
             ctx->metrics, DD_GAUGE, "dispatchd_release_channel_subscribed",
-            "1 while this process is subscribed to dd:released (standbys hear of releases and "
-            "last wills at once), else 0 (they fall back to their stale timers).",
+            "1 while this process is subscribed to dd:released and dd:taken (standbys hear of "
+            "releases and last wills, owners of takeovers, at once), else 0 (standbys fall back "
+            "to their stale timers, owners to their fenced heartbeat or long poll).",
             NULL, NULL, 0);
     dd_metric_set(d->m_subscribed, NULL, 0);
     /* long polls or batch mode, chosen from the fleet's size */
