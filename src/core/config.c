@@ -373,7 +373,8 @@ static int dd_opt_set(dd_config *cfg, const dd_opt *o, const char *val, const ch
         errno = 0;
         long v = strtol(val, &end, 10);
         if (errno || *end || end == val || v < 0 || v > 1000000) {
-            dd_msgf(err, errlen, "%s '%s': not a count (a whole number, 0 to 1000000)", src, val);
+            dd_msgf(err, errlen, "%s '%s': not a count (a whole number of 0 or more; --help gives this option's range)",
+                    src, val);
             return DD_EINVAL;
         }
         *(int *)field = (int)v;
@@ -645,8 +646,8 @@ int dd_config_validate(const dd_config *cfg, char *err, size_t errlen)
     if (cfg->reconcile_lanes < 1 || cfg->reconcile_lanes > 256) {
         /* each lane may hold a Temporal call: past the client's own cap
          * (32 in flight) they only queue there (docs/reconcile.md, Lanes) */
-        dd_msgf(err, errlen, "--reconcile-lanes %d: use 1 to 256 (default 16)",
-                cfg->reconcile_lanes);
+        dd_msgf(err, errlen, "%s %d: use 1 to 256 (default 16)",
+                dd_config_what(cfg, "reconcile-lanes", w, sizeof(w)), cfg->reconcile_lanes);
         return DD_EINVAL;
     }
     if (cfg->temporal_timeout_ms <= 0 || cfg->stop_timeout_ms <= 0) {
@@ -655,8 +656,9 @@ int dd_config_validate(const dd_config *cfg, char *err, size_t errlen)
     }
     if (cfg->temporal_max_in_flight < 1 || cfg->temporal_max_in_flight > 1024) {
         dd_msgf(err, errlen,
-                "--temporal-max-in-flight %d is outside 1 to 1024 (default 32: what one "
+                "%s %d is outside 1 to 1024 (default 32: what one "
                 "host sends Temporal at once; docs/scale.md)",
+                dd_config_what(cfg, "temporal-max-in-flight", w, sizeof(w)),
                 cfg->temporal_max_in_flight);
         return DD_EINVAL;
     }

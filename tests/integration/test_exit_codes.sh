@@ -111,7 +111,11 @@ row 2 "--stop-timeout" -- stack stop "${P[@]}" --stop-timeout 0s
 row 2 "must be longer than --heartbeat-interval" -- run --dispatcher a/b --heartbeat-interval 5s --stale-threshold 5s
 row 2 "--terminate-rate 'nan'" -- reconcile --terminate-rate nan
 row 2 "--reconcile-lanes 0: use 1 to 256" -- reconcile --reconcile-lanes 0
-row 2 "--reconcile-lanes 257: use 1 to 256" DISPATCHD_RECONCILE_LANES=257 -- up
+row 2 "environment DISPATCHD_RECONCILE_LANES 257: use 1 to 256" DISPATCHD_RECONCILE_LANES=257 -- up
+row 2 "environment DISPATCHD_TEMPORAL_MAX_IN_FLIGHT 2000 is outside 1 to 1024" \
+  DISPATCHD_TEMPORAL_MAX_IN_FLIGHT=2000 -- reconcile "${R[@]}"
+row 2 "--reconcile-lanes '-1': not a count \\(a whole number of 0 or more; --help gives this option's range\\)" \
+  -- reconcile --reconcile-lanes -1
 
 # --- malformed or unusable --metrics-listen (was exit 1, found only after start)
 for cmd in "run --dispatcher a/b" "up" "reconcile --loop"; do
