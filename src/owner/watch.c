@@ -177,6 +177,9 @@ static void dd_watch_check(dd_loss_watch *w)
         if (rc < 0) {
             q->call = NULL;
             dd_metric_add(w->m_checks, DD_L1("error"), 1);
+            if (w->check_fails++ == 0) /* as a failed answer: once per streak */
+                dd_warn(w->ctx.log, "loss_watch_check_failed", "error=%s note=%s",
+                        dd_strerror(rc), "\"the query could not be sent\"");
         } else {
             w->q_busy++;
             w->pending++;
