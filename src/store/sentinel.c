@@ -391,6 +391,12 @@ static void dd_sentinel_sub_reply(void *arg, void *priv, redisReply *rep)
 static void dd_sentinel_sub_push(void *arg, redisReply *rep)
 {
     dd_sentinel *sn = arg;
+    if (rep->type == REDIS_REPLY_ERROR) { /* conn.c: the SUBSCRIBE was refused */
+        char why[300];
+        dd_msgf(why, sizeof(why), "SUBSCRIBE +switch-master refused (%s)", rep->str);
+        dd_sentinel_sub_retry(sn, why);
+        return;
+    }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 || !dd_sentinel_is_str(rep->element[0]))
         return;
     char a[300];

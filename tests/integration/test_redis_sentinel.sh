@@ -130,6 +130,21 @@ check "it never wrote to the replica (no EVAL in its command stats)" \
   [ "$(redis-cli -p "$RREP" info commandstats | grep -c cmdstat_eval || true)" = "$evals0" ]
 check "no child was started" nobody_acts "dispatcher-$P-stale"
 
+# --- a sentinel whose ACL refuses SUBSCRIBE: said by name, not ignored ---------------------------
+SACL=$(free_port)
+start_sentinel "$SACL" "$RPRI" "$NAME" 1 60000
+redis-cli -p "$SACL" ACL SETUSER default -subscribe >/dev/null
+"$DISPATCHD" run --dispatcher "$P/acl" --temporal-url "$U" --server-id acl1 \
+  --redis-sentinel "127.0.0.1:$SACL" --redis-master-name "$NAME" --metrics-listen off \
+  --heartbeat-interval 300ms --stale-threshold 1200ms -- "${CHILD[@]}" 2>"$T/acl.log" &
+ACLPID=$!
+track_dd $ACLPID acl
+check "a refused SUBSCRIBE +switch-master is logged as such and retried" \
+  wait_until 20 grep -q "event=sentinel_subscription_lost .*sentinel=127.0.0.1:$SACL error=\"SUBSCRIBE +switch-master refused (NOPERM" "$T/acl.log"
+check "and the host still owns its dispatcher through that sentinel" wait_until 20 acts "dispatcher-$P-acl" acl1
+kill -TERM "$ACLPID"
+expect_exit "$ACLPID" 0
+
 # --- READONLY: the primary turns into a replica behind everyone's back -------------------------
 # its own pair: A (primary), B (A's replica), and a sentinel for A that will
 # not fail over within the test (down-after 60 s)
