@@ -25,6 +25,7 @@ struct dd_daemon {
     dd_ctx ctx;
     dd_temporal *t;
     dd_store *store;
+    dd_heartbeat_group *group; /* our reference, for the store's on_state */
     dd_reconciler *rec;
     dd_metrics_http *http;
     dd_owner *owners[DD_MAX_DISPATCHERS];
@@ -288,6 +289,13 @@ static void dd_daemon_hb_closed(void *arg)
         dd_owner_close(d->owners[i], dd_daemon_owner_closed, d);
 }
 
+static void dd_daemon_store_state(int status, void *arg)
+{
+    dd_daemon *d = arg;
+    if (status == 0)
+        dd_heartbeat_group_kick(d->group);
+}
+
 static void dd_daemon_store_closed(void *arg)
 {
     dd_daemon_close_clients(arg);
@@ -304,6 +312,9 @@ static void dd_daemon_close_clients(dd_daemon *d)
     if (d->store) {
         dd_store *s = d->store;
         d->store = NULL;
+        dd_store_set_on_state(s, NULL, NULL);
+        dd_heartbeat_group_unref(d->group);
+        d->group = NULL;
         dd_store_close(s, dd_daemon_store_closed, d); /* comes back here */
         return;
     }
@@ -728,8 +739,10 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
         dd_warn(ctx->log, "release_channel_lost", "channel=%s error=%s note=%s",
                 DD_STORE_CHANNEL_RELEASED, err,
                 "standbys fall back to their stale timers");
-    dd_heartbeat_group_unref(group);
+    /* kept: a Redis that comes back gets the failed heartbeats at once */
+    d->group = group;
     group = NULL;
+    dd_store_set_on_state(d->store, dd_daemon_store_state, d);
     dd_reconciler_opts ro = {.stale_threshold_ms = cli->cfg.stale_threshold_ms,
                              .interval_ms = cli->cfg.reconcile_interval_ms,
                              .terminate_rate = cli->cfg.terminate_rate,

@@ -28,6 +28,7 @@ struct dd_heartbeat_group {
     int64_t next_tick_us; /* boot clock: when the timer fires next (at the latest
                            * what libuv will do; it may fire later under load) */
     int refs;
+    bool missed; /* a heartbeat failed since the last tick (dd_heartbeat_group_kick) */
     dd_heartbeat *head;
 };
 
@@ -68,7 +69,8 @@ static void dd_hb_group_send(dd_heartbeat_group *g, dd_store_beat *items, dd_hea
             continue;
         }
         /* not sent (Redis reconnecting): the next tick tries again, one
-         * interval from now, as a member's own timer would */
+         * interval from now, or at once when Redis is back (kick) */
+        g->missed = true;
         dd_warn(h->ctx.log, "heartbeat_failed", "dispatcher=%s error=%s", dd_owner_name(h->o),
                 dd_strerror(rc));
     }
@@ -78,6 +80,7 @@ static void dd_hb_group_tick(uv_timer_t *t)
 {
     dd_heartbeat_group *g = t->data;
     g->next_tick_us = dd_boot_us() + g->interval_ms * 1000;
+    g->missed = false;
     dd_store_beat items[DD_STORE_BEAT_MAX];
     dd_heartbeat *hs[DD_STORE_BEAT_MAX];
     size_t n = 0;
@@ -99,6 +102,23 @@ static void dd_hb_group_tick(uv_timer_t *t)
         }
     }
     dd_hb_group_send(g, items, hs, n);
+}
+
+void dd_heartbeat_group_kick(dd_heartbeat_group *g)
+{
+    if (!g || !g->missed || g->refs == 0)
+        return;
+    g->missed = false;
+    uv_timer_stop(&g->timer);
+    dd_hb_group_tick(&g->timer); /* members with a write in flight skip it */
+    uv_timer_start(&g->timer, dd_hb_group_tick, (uint64_t)g->interval_ms,
+                   (uint64_t)g->interval_ms);
+}
+
+void dd_hb__group_missed(dd_heartbeat *h)
+{
+    if (h->group)
+        h->group->missed = true;
 }
 
 dd_heartbeat_group *dd_heartbeat_group_new(struct uv_loop_s *loop, dd_store *s,

@@ -379,6 +379,7 @@ void dd_hb__beat_done(int st, const dd_store_owner *res, void *arg)
     }
     dd_hb_arm_next(h);
     if (st < 0) {
+        dd_hb__group_missed(h); /* sent again at once when Redis is back */
         dd_warn(h->ctx.log, "heartbeat_failed", "dispatcher=%s error=%s", dd_owner_name(h->o),
                 dd_strerror(st));
     } else {

@@ -93,6 +93,7 @@ void dd_hb__beat_done(int st, const dd_store_owner *res, void *arg);
 void dd_hb__group_join(dd_heartbeat_group *g, dd_heartbeat *h);
 void dd_hb__group_leave(dd_heartbeat *h);
 bool dd_hb__group_covers(const dd_heartbeat *h, int64_t due_us);
+void dd_hb__group_missed(dd_heartbeat *h); /* a heartbeat of h failed */
 bool dd_hb__group_fits(const dd_heartbeat_group *g, const dd_store *s, int64_t interval_ms);
 void dd_hb__claim(dd_heartbeat *h);
 void dd_hb__claimed(int st, const dd_store_owner *res, void *arg);

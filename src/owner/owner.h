@@ -344,6 +344,13 @@ void dd_heartbeat_close(dd_heartbeat *h, void (*done)(void *arg), void *arg);
 dd_heartbeat_group *dd_heartbeat_group_new(struct uv_loop_s *loop, struct dd_store *s,
                                            int64_t interval_ms);
 void dd_heartbeat_group_unref(dd_heartbeat_group *g);
+/* Redis is reachable again (the store's on_state(0)): when a heartbeat
+ * failed since the last tick, send the batch now and count the interval
+ * from now. Why: after an outage the next tick can come up to one interval
+ * later, past the acting deadline of a child whose heartbeats failed
+ * during it (seen: a Sentinel switch of 1.2 s stopped every child at a 1 s
+ * interval, 70 ms before the tick that would have landed). */
+void dd_heartbeat_group_kick(dd_heartbeat_group *g);
 
 /* The fencing epoch of the current ownership (0 when none). */
 int64_t dd_heartbeat_epoch(const dd_heartbeat *h);

@@ -359,6 +359,12 @@ int dd_store__wait_result(dd_store__req *r, const redisReply *rep)
     return DD_ETIMEOUT;
 }
 
+void dd_store_set_on_state(dd_store *s, void (*on_state)(int status, void *arg), void *arg)
+{
+    s->on_state = on_state;
+    s->state_arg = arg;
+}
+
 static void dd_store_notify(dd_store *s, int status)
 {
     if (s->m_up)

@@ -186,6 +186,10 @@ int dd_store_open(const dd_ctx *ctx, const dd_store_opts *opts, dd_store **out, 
  * is a no-op. */
 void dd_store_close(dd_store *s, void (*done)(void *arg), void *arg);
 bool dd_store_ready(const dd_store *s);
+/* Replaces opts.on_state (the one listener; NULL: none). For a listener
+ * made after the store (run's heartbeat group: a Redis that comes back
+ * gets the heartbeats that failed at once, not one interval later). */
+void dd_store_set_on_state(dd_store *s, void (*on_state)(int status, void *arg), void *arg);
 /* The last connection/server error in words ("" if none). Owned by s. */
 const char *dd_store_last_error(const dd_store *s);
 
