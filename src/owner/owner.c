@@ -589,6 +589,8 @@ static void dd_owner_end_unowned(dd_owner *o, const char *run_id)
                                                dd_owner_released, o, &o->term)
                  : dd_temporal_terminate(o->t, o->wid, o->run_id, reason, dd_owner_released, o,
                                          &o->term);
+    /* work begun: the release (or the takeover it interrupted) ends here */
+    dd_temporal_prioritize(rc == 0 ? o->term : NULL);
     if (rc < 0)
         o->term = NULL;
 }
@@ -762,7 +764,9 @@ static void dd_owner_poll_done(int st, const dd_temporal_result *r, void *arg)
         dd_temporal_describe(o->t, o->wid, NULL, dd_owner_check_done, o, &o->check) == 0) {
         /* Temporal says our run does not exist (a gRPC NotFound, not some
          * proxy's 404) while our fenced record is still ours and fresh: ask
-         * what runs under the ID before deciding (dd_owner_check_done). */
+         * what runs under the ID before deciding (dd_owner_check_done),
+         * ahead of new work: the second half of the watch's answer */
+        dd_temporal_prioritize(o->check);
         return;
     }
     if (st == DD_ENOTFOUND) {
@@ -908,6 +912,9 @@ static void dd_owner_poll(dd_owner *o)
                                                    &o->poll)
                           : dd_temporal_close_event(o->t, o->wid, o->run_id, dd_owner_poll_done,
                                                     o, &o->poll);
+    /* a fetch follows the host's visibility check that listed the run
+     * closed: the second half of that check (temporal.h) */
+    dd_temporal_prioritize(rc == 0 && !o->long_poll ? o->poll : NULL);
     if (rc < 0) {
         o->poll = NULL;
         o->poll_once = false;
@@ -974,8 +981,10 @@ static void dd_owner_unlisted_done(int st, const dd_temporal_result *r, void *ar
         dd_warn(o->ctx.log, "run_not_found", "dispatcher=%s workflow_id=%s run_id=%s source=%s",
                 o->name, o->wid, o->run_id, "visibility");
         if (o->fenced && dd_boot_ms() < o->deadline_ms &&
-            dd_temporal_describe(o->t, o->wid, NULL, dd_owner_check_done, o, &o->check) == 0)
+            dd_temporal_describe(o->t, o->wid, NULL, dd_owner_check_done, o, &o->check) == 0) {
+            dd_temporal_prioritize(o->check);
             return; /* what runs under the ID? (dd_owner_check_done) */
+        }
         dd_owner_lost(o, NULL);
         return;
     }
@@ -993,6 +1002,8 @@ void dd_owner_run_unlisted(dd_owner *o, const char *run_id)
         return;
     if (dd_temporal_describe(o->t, o->wid, o->run_id, dd_owner_unlisted_done, o, &o->check) < 0)
         o->check = NULL;
+    else /* the second half of the visibility check that did not list it */
+        dd_temporal_prioritize(o->check);
 }
 
 uint64_t dd_owner_owned_for_ms(const dd_owner *o)
@@ -1124,6 +1135,8 @@ static void dd_owner_release_terminate(dd_owner *o)
                                                dd_owner_released, o, &o->term)
                  : dd_temporal_terminate(o->t, o->wid, o->run_id, reason, dd_owner_released, o,
                                          &o->term);
+    /* work begun: the release (or the takeover it interrupted) ends here */
+    dd_temporal_prioritize(rc == 0 ? o->term : NULL);
     if (rc < 0) {
         o->term = NULL;
         o->ack_after_term = false;

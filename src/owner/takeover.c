@@ -159,6 +159,9 @@ static void dd_tk_send_start(dd_takeover *tk)
     tk->res.attempts++;
     int rc = dd_temporal_start(tk->t, &req, dd_tk_start_done, tk, &tk->call);
     tk->starting = rc == 0;
+    /* the second half of a takeover begun with a describe: ahead of the
+     * describes of takeovers that have not begun (temporal.h) */
+    dd_temporal_prioritize(rc == 0 ? tk->call : NULL);
     if (rc < 0)
         dd_tk_finish(tk, rc, "cannot start workflow '%s': %s", tk->res.workflow_id,
                      dd_strerror(rc));
@@ -230,6 +233,7 @@ static void dd_tk_legacy_check_done(int st, const dd_temporal_result *r, void *a
             tk->res.previous_server_id);
     int rc = dd_temporal_terminate(tk->t, tk->res.workflow_id, tk->res.previous_run_id, reason,
                                    dd_tk_terminate_done, tk, &tk->call);
+    dd_temporal_prioritize(rc == 0 ? tk->call : NULL);
     if (rc < 0)
         dd_tk_finish(tk, rc, "cannot terminate: %s", dd_strerror(rc));
 }
@@ -270,6 +274,7 @@ static void dd_tk_start_done(int st, const dd_temporal_result *r, void *arg)
         snprintf(tk->res.previous_run_id, sizeof(tk->res.previous_run_id), "%s", r->run_id);
         int rc = dd_temporal_describe(tk->t, tk->res.workflow_id, tk->res.previous_run_id,
                                       dd_tk_legacy_check_done, tk, &tk->call);
+        dd_temporal_prioritize(rc == 0 ? tk->call : NULL);
         if (rc < 0)
             dd_tk_finish(tk, rc, "cannot describe: %s", dd_strerror(rc));
         return;

@@ -595,6 +595,9 @@ static void dd_reconcile_terminate(lane *l)
                  : dd_temporal_terminate(r->t, c->wid, c->run_id, l->reason, dd_reconcile_on_terminate, l,
                                          &l->call);
     if (rc == 0) {
+        /* the lane's last call, under the failover lease it holds: ahead of
+         * the describes that begin other lanes and takeovers (temporal.h) */
+        dd_temporal_prioritize(l->call);
         l->wait = WAIT_TEMPORAL;
         return;
     }

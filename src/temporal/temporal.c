@@ -40,11 +40,29 @@
 #define REPOLL_FLOOR_MS 100
 
 /* Requests in flight at once, long polls aside (temporal.h, max_in_flight):
- * the rest wait in order. 1,000 dispatchers starting (or failing over) at
+ * the rest wait in line (below). 1,000 dispatchers starting (or failing over) at
  * once sent 1,000 starts together; the dev server answered the first after
  * 3 s, many after the 10 s request timeout, and the retries of those (1,396)
  * did the same work again (bench/scale, bench/RESULTS.md). */
 #define DEFAULT_MAX_IN_FLIGHT 32
+
+/* The line for a slot has two classes, each first come first served:
+ * LINE_CONTINUE (dd_temporal_prioritize: a call that finishes work already
+ * begun, e.g. a takeover's start after its describe) is served before
+ * LINE_BEGIN (everything else: a describe that begins a takeover, a
+ * reconciler's describe, a visibility list). One line made 1,000
+ * takeovers begun at once queue 1,000 describes, and every start waited
+ * behind all of them: the last took 31.8 s, at the edge of the 30 s call
+ * deadline, and past it on a slower server (docs/scale.md).
+ * The first class cannot starve the second beyond what the herd itself
+ * imposes: a call is marked only when it continues an operation already
+ * under way, which has one call out at a time (a takeover, a reconciler's
+ * lane; a release has its one terminate), and an operation whose first
+ * call waits in LINE_BEGIN behind ours has no continuation until that call
+ * is served, after ours (first come first served). So what can pass a
+ * waiting call is the rest of the operations begun before it, one call
+ * each at a time: the herd it joined, never a stream growing behind it. */
+enum { LINE_BEGIN, LINE_CONTINUE, LINE_CLASSES };
 
 struct dd_temporal {
     dd_ctx ctx;
@@ -57,7 +75,8 @@ struct dd_temporal {
     dd_temporal_call *calls; /* in flight, doubly linked */
     int active, max_active;  /* requests (not long polls) on the wire, and the cap */
     int64_t poll_busy_ms;    /* a long poll refused with 429: asked again after 1/2..1 of this */
-    dd_temporal_call *wait_head, *wait_tail; /* calls waiting for a slot, in order */
+    /* calls waiting for a slot, in order, per class (LINE_*) */
+    dd_temporal_call *wait_head[LINE_CLASSES], *wait_tail[LINE_CLASSES];
     dd_rng rng;
     dd_metric *m_requests;
     int open_handles; /* uv handles not yet closed: the client is freed at 0 */
@@ -85,8 +104,9 @@ struct dd_temporal_call {
     bool done;
     bool cancelling; /* cancelled: finishes with DD_ECANCELED from the loop */
     bool slot;       /* holds one of the client's max_active slots */
-    bool queued;     /* waiting for one (in t->wait_head..) */
-    dd_temporal_call *wnext;
+    bool queued;     /* waiting for one (in t->wait_head[line]..) */
+    int line;        /* LINE_BEGIN, or LINE_CONTINUE (dd_temporal_prioritize) */
+    dd_temporal_call *wprev, *wnext;
 
     /* The decoded replies (codec.h): the result, the strings and events it
      * points to (valid until the callback returns), the message, and the
@@ -162,16 +182,29 @@ static void dd_temporal_unqueue(dd_temporal_call *c)
     if (!c->queued)
         return;
     c->queued = false;
-    dd_temporal_call **pp = &t->wait_head, *prev = NULL;
-    while (*pp && *pp != c) {
-        prev = *pp;
-        pp = &(*pp)->wnext;
-    }
-    if (*pp)
-        *pp = c->wnext;
-    if (t->wait_tail == c)
-        t->wait_tail = prev;
+    if (c->wprev)
+        c->wprev->wnext = c->wnext;
+    else
+        t->wait_head[c->line] = c->wnext;
+    if (c->wnext)
+        c->wnext->wprev = c->wprev;
+    else
+        t->wait_tail[c->line] = c->wprev;
+    c->wprev = c->wnext = NULL;
+}
+
+/* At the end of its class's line. */
+static void dd_temporal_enqueue(dd_temporal_call *c)
+{
+    dd_temporal *t = c->t;
+    c->queued = true;
     c->wnext = NULL;
+    c->wprev = t->wait_tail[c->line];
+    if (c->wprev)
+        c->wprev->wnext = c;
+    else
+        t->wait_head[c->line] = c;
+    t->wait_tail[c->line] = c;
 }
 
 /* Gives the call's slot back: straight to the first waiting call, whose
@@ -182,7 +215,9 @@ static void dd_temporal_slot_put(dd_temporal_call *c)
     if (!c->slot)
         return;
     c->slot = false;
-    dd_temporal_call *w = t->wait_head;
+    dd_temporal_call *w = t->wait_head[LINE_CONTINUE];
+    if (!w)
+        w = t->wait_head[LINE_BEGIN];
     if (!w) {
         t->active--;
         return;
@@ -204,12 +239,7 @@ static bool dd_temporal_slot_take(dd_temporal_call *c)
         c->slot = true;
         return true;
     }
-    c->queued = true;
-    if (t->wait_tail)
-        t->wait_tail->wnext = c;
-    else
-        t->wait_head = c;
-    t->wait_tail = c;
+    dd_temporal_enqueue(c);
     return false;
 }
 
@@ -510,6 +540,17 @@ void dd_temporal_cancel(dd_temporal_call *c)
 {
     if (c)
         dd_temporal_call_cancel(c);
+}
+
+void dd_temporal_prioritize(dd_temporal_call *c)
+{
+    if (!c || c->done || c->line == LINE_CONTINUE)
+        return;
+    bool queued = c->queued;
+    dd_temporal_unqueue(c);
+    c->line = LINE_CONTINUE;
+    if (queued) /* its first attempt waits: at the end of the first class */
+        dd_temporal_enqueue(c);
 }
 
 void dd_temporal_close(dd_temporal *t, dd_temporal_close_cb cb, void *arg)

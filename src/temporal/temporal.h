@@ -56,7 +56,8 @@ typedef struct dd_temporal_opts {
     int64_t long_poll_ms;   /* per long-poll request (server answers after ~20 s); 0: 70 s */
     int max_attempts;       /* per call; 0: 5 */
     /* Requests on the wire at once, long polls (wait_close) aside; the
-     * others wait in order, their per-call deadline running. 0: 32. A host
+     * others wait in line (first those dd_temporal_prioritize marked, then
+     * the rest, each in order), their per-call deadline running. 0: 32. A host
      * with 1,000 dispatchers would otherwise send 1,000 starts at once, and
      * a server that answers late makes every one of them a retry. */
     int max_in_flight;
@@ -166,6 +167,17 @@ void dd_temporal_close(dd_temporal *t, dd_temporal_close_cb cb, void *arg);
  * argument; it is valid until the callback starts, so do not cancel from or
  * after the callback. */
 void dd_temporal_cancel(dd_temporal_call *call);
+
+/* Marks a call as one that continues work already begun (a takeover's
+ * start after its describe, a release's terminate): while it waits for a
+ * slot (max_in_flight) it goes ahead of every call that begins new work,
+ * first come first served among such calls, and so do its retries. Call
+ * it right after the operation returned 0 and wrote `call` (NULL: no-op);
+ * same validity as dd_temporal_cancel(). Why: a takeover is a describe
+ * then a start; with one line, 1,000 takeovers begun at once queue 1,000
+ * describes, and every start then waits behind all of them
+ * (docs/temporal.md, "Two classes in the line"). */
+void dd_temporal_prioritize(dd_temporal_call *call);
 
 /* Start or signal-with-start request. All strings borrowed for the call only. */
 typedef struct dd_temporal_start_req {

@@ -74,7 +74,7 @@ typedef struct stub {
     const char *const *replies; /* "503 {json}" per request; the last one repeats */
     int nreplies;
     int nreq;
-    char reqs[8][2048]; /* first requests, headers + body */
+    char reqs[16][2048]; /* first requests, headers + body */
     size_t live_at[64]; /* jansson bytes live when request i arrived */
 } stub;
 
@@ -126,7 +126,7 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
     if (c->in.len < (size_t)(hdr_end + 4 - c->in.data) + clen)
         return;
     stub *s = c->s;
-    if (s->nreq < 8)
+    if (s->nreq < 16)
         snprintf(s->reqs[s->nreq], sizeof(s->reqs[0]), "%s", dd_buf_str(&c->in));
     if (s->nreq < 64)
         s->live_at[s->nreq] = a_live;
@@ -593,6 +593,85 @@ static void test_history_pages_not_kept(void **state)
                  at39);
 }
 
+/* The two classes of the line (dd_temporal_prioritize), against the
+ * stand-in: with one request in flight, requests reach the server in the
+ * order the line serves them. Describes that begin new work are queued
+ * first; a start and a terminate marked as continuing work go ahead of
+ * them, in their own order, and a marked call cancelled while it waits is
+ * never sent. One line (before the classes): d0 d1 d2 d3 d4 s1 s2 d5. */
+static const char *req_target(const char *req, char *out, size_t len)
+{
+    const char *p = strstr(req, "/workflows/");
+    assert_non_null(p);
+    p += strlen("/workflows/");
+    size_t n = strcspn(p, " ?/");
+    snprintf(out, len, "%.*s", (int)n, p);
+    return out;
+}
+
+static void test_line_continue_first(void **state)
+{
+    static const char *const replies[] = {"404 {\"code\":5,\"message\":\"not found\"}"};
+    enum { N = 10 };
+    fx f;
+    uv_loop_init(&f.loop);
+    f.log = dd_log_new(stderr, DD_LOG_WARN);
+    f.ctx = (dd_ctx){.loop = &f.loop, .log = f.log};
+    stub_start(&f.loop, &f.s, replies, 1);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/", f.s.port);
+    dd_temporal_opts o = {.base_url = url, .namespace_ = "ns", .max_attempts = 1,
+                          .max_in_flight = 1};
+    dd_temporal *t = NULL;
+    char terr[512];
+    assert_int_equal(dd_temporal_new(&f.ctx, &o, &t, terr, sizeof(terr)), 0);
+    static got g[N];
+    memset(g, 0, sizeof(g));
+    dd_temporal_call *c = NULL;
+    int k = 0;
+    for (int i = 0; i < 5; i++) { /* d0 takes the one slot; d1..d4 wait */
+        char wf[8];
+        snprintf(wf, sizeof(wf), "d%d", i);
+        assert_int_equal(dd_temporal_describe(t, wf, NULL, capture, &g[k++], NULL), 0);
+    }
+    dd_temporal_start_req r = {.workflow_id = "s1", .workflow_type = "ty", .task_queue = "q",
+                               .conflict_policy = "TERMINATE_EXISTING"};
+    assert_int_equal(dd_temporal_start(t, &r, capture, &g[k++], &c), 0);
+    dd_temporal_prioritize(c);
+    dd_temporal_prioritize(c); /* twice: no change */
+    assert_int_equal(dd_temporal_terminate(t, "s2", "r-2", "takeover", capture, &g[k++], &c), 0);
+    dd_temporal_prioritize(c);
+    r.workflow_id = "sx";
+    assert_int_equal(dd_temporal_start(t, &r, capture, &g[k++], &c), 0);
+    dd_temporal_prioritize(c);
+    dd_temporal_cancel(c); /* waits in the first class: leaves it, never sent */
+    assert_int_equal(dd_temporal_describe(t, "d5", NULL, capture, &g[k++], NULL), 0);
+    dd_temporal_prioritize(NULL);
+    for (int i = 0; i < k; i++)
+        while (!g[i].done)
+            uv_run(&f.loop, UV_RUN_ONCE);
+    static const char *const want[] = {"d0", "s1", "s2", "d1", "d2", "d3", "d4", "d5"};
+    char got_order[128] = "", one[32];
+    for (int i = 0; i < f.s.nreq && i < 16; i++)
+        snprintf(got_order + strlen(got_order), sizeof(got_order) - strlen(got_order), "%s%s",
+                 i ? " " : "", req_target(f.s.reqs[i], one, sizeof(one)));
+    printf("order at the server: %s\n", got_order);
+    assert_int_equal(f.s.nreq, 8);
+    for (int i = 0; i < 8; i++)
+        if (strcmp(req_target(f.s.reqs[i], one, sizeof(one)), want[i]) != 0)
+            fail_msg("request %d went to '%s', not '%s' (order: %s)", i, one, want[i],
+                     got_order);
+    assert_int_equal(g[7].status, DD_ECANCELED);
+    for (int i = 0; i < k; i++)
+        if (i != 7)
+            assert_int_equal(g[i].status, DD_ENOTFOUND);
+    dd_temporal_close(t, NULL, NULL);
+    uv_close((uv_handle_t *)&f.s.server, NULL);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f.loop), 0);
+    dd_log_free(f.log);
+}
+
 int main(void)
 {
     json_set_alloc_funcs(count_malloc, count_free);
@@ -609,6 +688,7 @@ int main(void)
         cmocka_unit_test(test_huge_history_page),
         cmocka_unit_test(test_history_event_limit),
         cmocka_unit_test(test_history_pages_not_kept),
+        cmocka_unit_test(test_line_continue_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
