@@ -362,6 +362,8 @@ void dd_hb__beat_done(int st, const dd_store_owner *res, void *arg)
         if (st == 0) {
             dd_hb_arm_next(h);
             dd_hb_write_ok(h, res);
+        } else {
+            dd_hb__group_missed(h); /* sent again at once when Redis is back */
         }
         return;
     }
@@ -412,6 +414,7 @@ static void dd_hb_tick(uv_timer_t *t)
             h->sent_us = sent;
             return;
         }
+        dd_hb__group_missed(h); /* sent again at once when Redis is back */
         dd_warn(h->ctx.log, "heartbeat_failed", "dispatcher=%s error=%s", dd_owner_name(h->o),
                 dd_strerror(rc));
         dd_hb__arm(h, h->opts.interval_ms);

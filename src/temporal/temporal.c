@@ -61,7 +61,10 @@
  * call waits in LINE_BEGIN behind ours has no continuation until that call
  * is served, after ours (first come first served). So what can pass a
  * waiting call is the rest of the operations begun before it, one call
- * each at a time: the herd it joined, never a stream growing behind it. */
+ * each at a time: the herd it joined. Two marked calls are an operation's
+ * first (a release's terminate, the describe after a loss watch's "not
+ * found"); each owner has at most one such at a time, so those add at
+ * most one call per owner: bounded, never a stream growing behind it. */
 enum { LINE_BEGIN, LINE_CONTINUE, LINE_CLASSES };
 
 struct dd_temporal {
