@@ -5,8 +5,27 @@
 source "$(dirname "$0")/lib.sh"
 
 U=$(cat "$DD_FIXTURE_DIR/temporal/url")
-# the bus port explicitly: by default it is port + 10000, which a free port above 55535 lacks
-CP=$(free_port); start_redis "$CP" --cluster-enabled yes --cluster-port "$(free_port)"
+# the bus port explicitly: by default it is port + 10000, which a free port above 55535 lacks.
+# A port free when picked can be taken before redis binds it (another test, an outgoing
+# connection's local port: seen once under ASan, "bind: Address already in use" for the bus
+# port): such a start is tried again on other ports, three times at most.
+cluster_node() {
+  local i pid
+  for i in 1 2 3; do
+    CP=$(free_port)
+    mkdir -p "$T/redis-$CP"
+    redis-server --port "$CP" --bind 127.0.0.1 --save "" --appendonly no --dir "$T/redis-$CP" \
+      --loglevel warning --cluster-enabled yes --cluster-port "$(free_port)" >"$T/redis-$CP.log" 2>&1 &
+    pid=$!
+    track $pid
+    wait_until 15 bash -c "redis-cli -p $CP ping >/dev/null 2>&1 || ! kill -0 $pid 2>/dev/null" || true
+    redis-cli -p "$CP" ping >/dev/null 2>&1 && return 0
+    grep -q 'Address already in use' "$T/redis-$CP.log" || fail "redis on $CP did not start within 15 s"
+    echo "# attempt $i: a port was taken before redis bound it; trying other ports"
+  done
+  fail "redis (cluster mode) did not start: its ports were taken three times"
+}
+cluster_node
 check "the server is a Cluster node" grep -q cluster_enabled:1 <<<"$(redis-cli -p "$CP" info cluster)"
 P=cl$$x$RANDOM
 RU="redis://127.0.0.1:$CP/0"
