@@ -680,6 +680,21 @@ static void test_visibility_batch(void **state)
  * closed, deletes the record; nothing is decided from the listing alone
  * that a terminate scoped to the run could get wrong. With the listing
  * failing, it falls back to describes. */
+/* A scripted stand-in's listener on a free loopback port (this test's
+ * fake and slow servers): returns the port. */
+static int stub_listen(fx *f, uv_tcp_t *tcp, void *data, uv_connection_cb on_conn)
+{
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    uv_tcp_init(&f->loop, tcp);
+    tcp->data = data;
+    assert_int_equal(uv_tcp_bind(tcp, (const struct sockaddr *)&sa, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)tcp, 128, on_conn), 0);
+    int sl = sizeof(sa);
+    assert_int_equal(uv_tcp_getsockname(tcp, (struct sockaddr *)&sa, &sl), 0);
+    return ntohs(sa.sin_port);
+}
+
 typedef struct fake_conn fake_conn;
 typedef struct fake_srv {
     uv_tcp_t tcp;
@@ -832,23 +847,37 @@ static void fake_listener_closed(uv_handle_t *h)
     ((fake_srv *)h->data)->closed = true;
 }
 
+/* Listens on a free loopback port; a client with 1 attempt and a 2 s
+ * timeout talks to it. */
+static dd_temporal *fake_start(fx *f, fake_srv *srv)
+{
+    srv->port = stub_listen(f, &srv->tcp, srv, fake_accept);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", srv->port);
+    return open_temporal(f, url, 1, 2000);
+}
+
+/* Closes the client, then the fake (it lives on the test's stack). */
+static void fake_stop(fx *f, fake_srv *srv, dd_temporal *t)
+{
+    int closed = 0;
+    dd_temporal_close(t, count_cb, &closed);
+    bool never = false;
+    for (int i = 0; i < 100 && !closed; i++)
+        run_until(f, &never, 20);
+    uv_close((uv_handle_t *)&srv->tcp, fake_listener_closed);
+    for (int i = 0; i < 100 && (srv->conns > 0 || !srv->closed); i++)
+        run_until(f, &never, 20);
+    assert_int_equal(srv->conns, 0);
+}
+
 static void test_visibility_lags(void **state)
 {
     fx *f = *state;
     fake_srv srv;
     memset(&srv, 0, sizeof(srv));
-    struct sockaddr_in sa;
-    uv_ip4_addr("127.0.0.1", 0, &sa);
-    uv_tcp_init(&f->loop, &srv.tcp);
-    srv.tcp.data = &srv;
-    assert_int_equal(uv_tcp_bind(&srv.tcp, (const struct sockaddr *)&sa, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&srv.tcp, 128, fake_accept), 0);
-    int sl = sizeof(sa);
-    assert_int_equal(uv_tcp_getsockname(&srv.tcp, (struct sockaddr *)&sa, &sl), 0);
-    srv.port = ntohs(sa.sin_port);
-    char url[64], err[64];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", srv.port);
-    dd_temporal *t = open_temporal(f, url, 1, 2000);
+    char err[64];
+    dd_temporal *t = fake_start(f, &srv);
 
     assert_int_equal(dd_dispatcher_id("p-lag", f->queue, srv.wid, sizeof(srv.wid), err,
                                       sizeof(err)),
@@ -887,15 +916,7 @@ static void test_visibility_lags(void **state)
     assert_int_equal(st.already_closed, 1);
     assert_int_equal(st.cleaned, 1);
     close_reconciler(f, r);
-    int closed = 0;
-    dd_temporal_close(t, count_cb, &closed);
-    bool never = false;
-    for (int i = 0; i < 100 && !closed; i++)
-        run_until(f, &never, 20);
-    uv_close((uv_handle_t *)&srv.tcp, fake_listener_closed);
-    for (int i = 0; i < 100 && (srv.conns > 0 || !srv.closed); i++)
-        run_until(f, &never, 20);
-    assert_int_equal(srv.conns, 0);
+    fake_stop(f, &srv, t);
 }
 
 /* The visibility queries go out ahead of the lanes, several at once (not
@@ -910,18 +931,8 @@ static void test_visibility_ahead(void **state)
     fake_srv srv;
     memset(&srv, 0, sizeof(srv));
     srv.hold_lists = 3;
-    struct sockaddr_in sa;
-    uv_ip4_addr("127.0.0.1", 0, &sa);
-    uv_tcp_init(&f->loop, &srv.tcp);
-    srv.tcp.data = &srv;
-    assert_int_equal(uv_tcp_bind(&srv.tcp, (const struct sockaddr *)&sa, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&srv.tcp, 128, fake_accept), 0);
-    int sl = sizeof(sa);
-    assert_int_equal(uv_tcp_getsockname(&srv.tcp, (struct sockaddr *)&sa, &sl), 0);
-    srv.port = ntohs(sa.sin_port);
-    char url[64], err[64];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", srv.port);
-    dd_temporal *t = open_temporal(f, url, 1, 2000);
+    char err[64];
+    dd_temporal *t = fake_start(f, &srv);
     snprintf(srv.wid, sizeof(srv.wid), "%s", "dispatcher-none");
     snprintf(srv.run, sizeof(srv.run), "%s", "none");
     int64_t old = dd_wall_ms() - THR - 1000;
@@ -940,15 +951,7 @@ static void test_visibility_ahead(void **state)
     /* the fake lives on this stack: close it before any assertion can
      * leave this frame */
     close_reconciler(f, r);
-    int closed = 0;
-    dd_temporal_close(t, count_cb, &closed);
-    bool never = false;
-    for (int i = 0; i < 100 && !closed; i++)
-        run_until(f, &never, 20);
-    uv_close((uv_handle_t *)&srv.tcp, fake_listener_closed);
-    for (int i = 0; i < 100 && (srv.conns > 0 || !srv.closed); i++)
-        run_until(f, &never, 20);
-    assert_int_equal(srv.conns, 0);
+    fake_stop(f, &srv, t);
     assert_int_equal(srv.lists, 3);
     assert_int_equal(srv.max_held, 3);
     assert_int_equal(st.result, 0);
@@ -1582,15 +1585,7 @@ static void slow_start(fx *f, slow_srv *srv, int delay_ms)
 {
     memset(srv, 0, sizeof(*srv));
     srv->delay_ms = delay_ms;
-    struct sockaddr_in sa;
-    uv_ip4_addr("127.0.0.1", 0, &sa);
-    uv_tcp_init(&f->loop, &srv->tcp);
-    srv->tcp.data = srv;
-    assert_int_equal(uv_tcp_bind(&srv->tcp, (const struct sockaddr *)&sa, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&srv->tcp, 128, slow_accept), 0);
-    int sl = sizeof(sa);
-    assert_int_equal(uv_tcp_getsockname(&srv->tcp, (struct sockaddr *)&sa, &sl), 0);
-    srv->port = ntohs(sa.sin_port);
+    srv->port = stub_listen(f, &srv->tcp, srv, slow_accept);
 }
 
 static void slow_listener_closed(uv_handle_t *h)
