@@ -52,21 +52,25 @@ struct dd_loss_watch {
     dd_metric *m_long_polls, *m_mode, *m_checks, *m_closed;
 };
 
-static void dd_watch_gauges(dd_loss_watch *w)
+/* Long polls our owners hold now. */
+static size_t dd_watch_held(const dd_loss_watch *w)
 {
     size_t held = 0;
     for (size_t i = 0; i < w->n; i++)
         held += dd_owner_long_polling(w->owners[i]);
-    dd_metric_set(w->m_long_polls, NULL, (double)held);
+    return held;
+}
+
+static void dd_watch_gauges(dd_loss_watch *w)
+{
+    dd_metric_set(w->m_long_polls, NULL, (double)dd_watch_held(w));
     dd_metric_set(w->m_mode, DD_L1("long_poll"), w->long_poll ? 1 : 0);
     dd_metric_set(w->m_mode, DD_L1("batch"), w->long_poll ? 0 : 1);
 }
 
 static void dd_watch_set_mode(dd_loss_watch *w, bool long_poll, const char *why)
 {
-    size_t held = 0;
-    for (size_t i = 0; i < w->n; i++)
-        held += dd_owner_long_polling(w->owners[i]);
+    size_t held = dd_watch_held(w);
     w->long_poll = long_poll;
     for (size_t i = 0; i < w->n; i++)
         dd_owner_set_long_poll(w->owners[i], long_poll);
