@@ -1,5 +1,6 @@
 /* child.c - one command in its own session, stopped as a whole group. */
 #include "child/child.h"
+#include "child/will_proc.h"
 
 #include "core/buf.h"
 #include "core/env.h"
@@ -37,6 +38,7 @@ struct dd_child {
     int live_wfd;          /* deadline pipe's write end while the command runs, else -1 */
     char *will;            /* the packed last will for the next start (a secret), or NULL */
     size_t will_len;
+    const dd_will_proc *will_proc; /* the host's will process (borrowed), or NULL */
     void (*done)(void *);
     void *done_arg;
 };
@@ -161,6 +163,9 @@ int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra,
      * the environment (will.h). A will that does not fit the pipe is not
      * sent: the dispatcher then takes the threshold path. */
     int will_fd = live[0] >= 0 && c->will ? dd_child_will_pipe(c) : -1;
+    /* and, as fd 5, the pipe to the host's will process, which runs it if
+     * dispatchd dies (will_proc.h); without one the guard runs it itself */
+    int hand_fd = will_fd >= 0 ? dd_will_proc_fd(c->will_proc) : -1;
     if (c->guard_exe) {
         size_t n = 0;
         while (argv[n])
@@ -169,7 +174,7 @@ int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra,
         if (live[0] >= 0)
             snprintf(guard_arg, sizeof(guard_arg), "%d:%lld:%lld:%lld:%d", (int)getpid(),
                      (long long)c->guard_grace_ms, (long long)c->deadline_ms,
-                     (long long)c->guard_lead_ms, will_fd >= 0 ? 1 : 0);
+                     (long long)c->guard_lead_ms, hand_fd >= 0 ? 2 : will_fd >= 0 ? 1 : 0);
         else
             snprintf(guard_arg, sizeof(guard_arg), "%d:%lld", (int)getpid(),
                      (long long)c->guard_grace_ms);
@@ -182,17 +187,18 @@ int dd_child_start(dd_child *c, char *const *argv, const char *const *env_extra,
         run_argv[4 + n] = NULL;
     }
     uv_process_t *p = dd_xcalloc(1, sizeof(*p));
-    uv_stdio_container_t stdio[5] = {
+    uv_stdio_container_t stdio[6] = {
         {.flags = UV_IGNORE}, {.flags = UV_INHERIT_FD, .data.fd = 1},
         {.flags = UV_INHERIT_FD, .data.fd = 2}, {.flags = UV_INHERIT_FD, .data.fd = live[0]},
-        {.flags = UV_INHERIT_FD, .data.fd = will_fd}};
+        {.flags = UV_INHERIT_FD, .data.fd = will_fd},
+        {.flags = UV_INHERIT_FD, .data.fd = hand_fd}};
     uv_process_options_t opts = {
         .exit_cb = dd_child_on_exit,
         .file = run_argv[0],
         .args = run_argv,
         .env = env,
         .flags = UV_PROCESS_DETACHED,
-        .stdio_count = will_fd >= 0 ? 5 : live[0] >= 0 ? 4 : 3,
+        .stdio_count = hand_fd >= 0 ? 6 : will_fd >= 0 ? 5 : live[0] >= 0 ? 4 : 3,
         .stdio = stdio,
     };
     p->data = c;
@@ -316,6 +322,11 @@ void dd_child_set_deadline(dd_child *c, int64_t deadline_boot_ms)
 int64_t dd_child_deadline(const dd_child *c)
 {
     return c->deadline_ms;
+}
+
+void dd_child_set_will_proc(dd_child *c, const dd_will_proc *p)
+{
+    c->will_proc = p;
 }
 
 void dd_child_set_will(dd_child *c, const void *will, size_t len)

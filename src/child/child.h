@@ -62,6 +62,11 @@ void dd_child_set_guard(dd_child *c, const char *guard_exe, int64_t grace_ms, bo
  * fd 4, to run if dispatchd dies while the command runs; copied (and wiped
  * when replaced). NULL: none. Only with a fenced guard. */
 void dd_child_set_will(dd_child *c, const void *will, size_t len);
+/* The host's will process (will_proc.h, borrowed: it must outlive c): a
+ * guard started while it runs hands its will over instead of running it
+ * alone. NULL: none. */
+struct dd_will_proc;
+void dd_child_set_will_proc(dd_child *c, const struct dd_will_proc *p);
 /* Moves the acting deadline (passed on to a running command's guard). */
 void dd_child_set_deadline(dd_child *c, int64_t deadline_boot_ms);
 int64_t dd_child_deadline(const dd_child *c);

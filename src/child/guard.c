@@ -19,11 +19,14 @@
  *    window.
  * Every stop's KILL comes at the deadline at the latest.
  *
- * The last will (WILL 1, will.h): fd 4 holds what dispatchd would release.
- * When dispatchd died (the two signs above, never a TERM, never the
+ * The last will (WILL 1 or 2, will.h): fd 4 holds what dispatchd would
+ * release. When dispatchd died (the two signs above, never a TERM, never the
  * deadline: a frozen dispatchd is not dead) the guard stops CMD's group as
- * always, and once CMD has exited it releases the record, fenced by run id
- * and epoch, and tells the standbys (event=will_released, will_fenced,
+ * always, and once CMD has exited the will goes out: with WILL 2 it is
+ * handed to the host's will process on fd 5 (will_proc.h: one connection
+ * for all the host's guards, event=will_handed), and otherwise, or when
+ * that fails, the guard releases the record itself, fenced by run id and
+ * epoch, and tells the standbys (event=will_released, will_fenced,
  * will_failed); then it exits. Signals are taken
  * through a signalfd and waited for with poll(), so none can slip in
  * between a check and a wait. It exits with CMD's status (128 + signal when
@@ -44,6 +47,7 @@
  * into pieces marked partial=true). */
 #include "child/child.h"
 #include "child/will.h"
+#include "child/will_proc.h"
 #include "proc/proc.h" /* dd_proc_find (proc.c, the /proc helpers) */
 
 #include "core/buf.h"
@@ -78,6 +82,7 @@ typedef struct dd_guard {
     pid_t cmd;
     dd_guard_out out[2];
     int will_fd;      /* the last will (fd 4), or -1 */
+    int hand_fd;      /* the host's will process (fd 5), or -1: run it ourselves */
     bool parent_gone; /* the stop is for dispatchd's death: the will runs after it */
 } dd_guard;
 
@@ -262,6 +267,23 @@ static void dd_guard_will(dd_guard *g)
     if (w.password)
         dd_log_add_secret(g->log, w.password);
     long long t0 = dd_guard_now_ms();
+    if (g->hand_fd >= 0) {
+        /* one connection for every guard of the host, not one each */
+        int hrc = dd_will_hand_over(g->hand_fd, data, len, 3000);
+        close(g->hand_fd);
+        g->hand_fd = -1;
+        if (hrc == 0) {
+            dd_info(g->log, "will_handed", "run_id=%s epoch=%lld took_ms=%lld note=%s", w.run_id,
+                    (long long)w.epoch, dd_guard_now_ms() - t0,
+                    "to the host's will process (component=will says what became of it)");
+            explicit_bzero(data, len);
+            free(data);
+            return;
+        }
+        dd_info(g->log, "will_hand_over_failed", "run_id=%s epoch=%lld error=\"%s\" note=%s",
+                w.run_id, (long long)w.epoch, dd_strerror(hrc), "running it here instead");
+        t0 = dd_guard_now_ms();
+    }
     char holder[200], err[300] = "";
     int rc = dd_will_run(&w, g->log, 5000, holder, sizeof(holder), err, sizeof(err));
     long long took = dd_guard_now_ms() - t0;
@@ -352,7 +374,8 @@ int dd_guard_main(int argc, char **argv)
     if (argc < 4 || strcmp(argv[2], "--") != 0) {
         fprintf(stderr,
                 "usage: dispatchd __guard PPID:GRACE_MS[:DEADLINE_MS:LEAD_MS[:WILL]] -- CMD "
-                "ARGS...\n");
+                "ARGS...\n(WILL: 0 none, 1 the will on fd 4, 2 also the host's will process on "
+                "fd 5)\n");
         return 2;
     }
     long long v[5] = {0, 10000, 0, 0, 0};
@@ -367,9 +390,11 @@ int dd_guard_main(int argc, char **argv)
     long long deadline = nv >= 4 ? v[2] : 0; /* 0: no acting deadline */
     long long lead_ms = nv >= 4 ? v[3] : 0;
     int livefd = deadline > 0 ? 3 : -1;
-    int willfd = livefd >= 0 && nv >= 5 && v[4] == 1 ? 4 : -1;
-    /* Only 0-2, the deadline pipe and the will are ours to keep. */
-    dd_guard_close_from(willfd >= 0 ? 5 : livefd >= 0 ? 4 : 3);
+    int willfd = livefd >= 0 && nv >= 5 && (v[4] == 1 || v[4] == 2) ? 4 : -1;
+    int handfd = willfd >= 0 && v[4] == 2 ? 5 : -1;
+    /* Only 0-2, the deadline pipe, the will and the will process's pipe
+     * are ours to keep. */
+    dd_guard_close_from(handfd >= 0 ? 6 : willfd >= 0 ? 5 : livefd >= 0 ? 4 : 3);
     if (livefd >= 0) {
         fcntl(livefd, F_SETFD, FD_CLOEXEC); /* CMD does not get it */
         fcntl(livefd, F_SETFL, O_NONBLOCK);
@@ -378,12 +403,17 @@ int dd_guard_main(int argc, char **argv)
         fcntl(willfd, F_SETFD, FD_CLOEXEC);
         fcntl(willfd, F_SETFL, O_NONBLOCK);
     }
+    if (handfd >= 0) { /* a whole frame or nothing (will_proc.h) */
+        fcntl(handfd, F_SETFD, FD_CLOEXEC);
+        fcntl(handfd, F_SETFL, O_NONBLOCK);
+    }
     /* A log reader that went away (dispatchd's stderr was a pipe) must
      * not kill the guard on its next line: CMD would be left unguarded. */
     signal(SIGPIPE, SIG_IGN);
     dd_guard g = {.log = dd_guard_log_new(),
                   .out = {{.fd = -1, .stream = "stdout"}, {.fd = -1, .stream = "stderr"}},
-                  .will_fd = willfd};
+                  .will_fd = willfd,
+                  .hand_fd = handfd};
 
     sigset_t set, old;
     sigemptyset(&set);

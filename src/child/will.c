@@ -107,18 +107,67 @@ int dd_will_unpack(char *data, size_t len, dd_will *w)
 
 /* ---- running it --------------------------------------------------------- */
 
-typedef struct dd_will_job {
+bool dd_will_same_conn(const dd_will *a, const dd_will *b)
+{
+    /* every connection field (the strings before workflow_id in dd_will_strs) */
+    for (size_t i = 0; i < DD_WILL_NSTRS && strcmp(dd_will_strs[i].key, "workflow_id"); i++) {
+        const char *x = dd_will_str_get(a, i), *y = dd_will_str_get(b, i);
+        if (strcmp(x ? x : "", y ? y : ""))
+            return false;
+    }
+    return a->db == b->db;
+}
+
+int dd_will_store_open(const dd_ctx *ctx, const dd_will *w, dd_store **out, char *err,
+                       size_t errlen)
+{
+    dd_store_opts so = {.url = w->sentinels && *w->sentinels ? NULL : w->url,
+                        .username = w->username,
+                        .password = w->password,
+                        .tls_ca_file = w->tls_ca_file,
+                        .tls_cert_file = w->tls_cert_file,
+                        .tls_key_file = w->tls_key_file,
+                        .sentinels = w->sentinels,
+                        .master_name = w->master_name,
+                        .sentinel_password = w->sentinel_password,
+                        .db = w->db,
+                        .cmd_timeout_ms = 1000,
+                        .reconnect_base_ms = 50,
+                        .reconnect_cap_ms = 200};
+    return dd_store_open(ctx, &so, out, err, errlen);
+}
+
+struct dd_will_job {
     const dd_will *w;
     dd_store *s;
     uv_timer_t retry;
     uint64_t end_ms; /* monotonic */
-    bool done;
     int status;
-    char *holder;
-    size_t holderlen;
-} dd_will_job;
+    char holder[200];
+    dd_will_done_cb *cb;
+    void *arg;
+};
 
 static void dd_will_try(dd_will_job *j);
+
+static void dd_will_job_closed(uv_handle_t *h)
+{
+    dd_will_job *j = h->data;
+    dd_will_done_cb *cb = j->cb;
+    void *arg = j->arg;
+    int st = j->status;
+    char holder[sizeof(j->holder)];
+    memcpy(holder, j->holder, sizeof(holder));
+    free(j);
+    cb(st, holder, arg);
+}
+
+static void dd_will_job_end(dd_will_job *j, int st)
+{
+    j->status = st;
+    uv_timer_stop(&j->retry);
+    uv_close((uv_handle_t *)&j->retry, dd_will_job_closed);
+}
 
 static void dd_will_retry_fire(uv_timer_t *t)
 {
@@ -127,9 +176,8 @@ static void dd_will_retry_fire(uv_timer_t *t)
 
 static void dd_will_again(dd_will_job *j, int st)
 {
-    j->status = st;
     if (dd_mono_ms() + 100 >= j->end_ms) {
-        j->done = true;
+        dd_will_job_end(j, st);
         return;
     }
     uv_timer_start(&j->retry, dd_will_retry_fire, 100, 0);
@@ -142,10 +190,9 @@ static void dd_will_answer(int st, const dd_store_owner *res, void *arg)
         dd_will_again(j, st);
         return;
     }
-    j->status = st;
-    if (st == DD_EFENCED && res && j->holder)
-        snprintf(j->holder, j->holderlen, "%s", res->server_id ? res->server_id : "");
-    j->done = true;
+    if (st == DD_EFENCED && res)
+        snprintf(j->holder, sizeof(j->holder), "%s", res->server_id ? res->server_id : "");
+    dd_will_job_end(j, st);
 }
 
 static void dd_will_try(dd_will_job *j)
@@ -161,10 +208,35 @@ static void dd_will_try(dd_will_job *j)
     int rc = dd_store_let_go(j->s, &a, dd_will_answer, j);
     if (rc == DD_EUNAVAIL || rc == DD_EBUSY) /* between connection attempts */
         dd_will_again(j, rc);
-    else if (rc < 0) {
-        j->status = rc;
-        j->done = true;
-    }
+    else if (rc < 0)
+        dd_will_job_end(j, rc);
+}
+
+void dd_will_job_start(uv_loop_t *loop, dd_store *s, const dd_will *w, int64_t timeout_ms,
+                       dd_will_done_cb *cb, void *arg)
+{
+    dd_will_job *j = dd_xcalloc(1, sizeof(*j));
+    *j = (dd_will_job){.w = w, .s = s, .end_ms = dd_mono_ms() + (uint64_t)timeout_ms,
+                       .status = DD_ETIMEOUT, .cb = cb, .arg = arg};
+    uv_timer_init(loop, &j->retry);
+    j->retry.data = j;
+    dd_will_try(j);
+}
+
+typedef struct dd_will_one {
+    bool done;
+    int status;
+    char *holder;
+    size_t holderlen;
+} dd_will_one;
+
+static void dd_will_one_done(int st, const char *holder, void *arg)
+{
+    dd_will_one *one = arg;
+    one->status = st;
+    if (one->holder && one->holderlen)
+        snprintf(one->holder, one->holderlen, "%s", holder);
+    one->done = true;
 }
 
 int dd_will_run(const dd_will *w, dd_log *log, int64_t timeout_ms, char *holder,
@@ -178,37 +250,20 @@ int dd_will_run(const dd_will *w, dd_log *log, int64_t timeout_ms, char *holder,
         return DD_EINVAL;
     }
     dd_ctx ctx = {.loop = &loop, .log = log};
-    dd_store_opts so = {.url = w->sentinels && *w->sentinels ? NULL : w->url,
-                        .username = w->username,
-                        .password = w->password,
-                        .tls_ca_file = w->tls_ca_file,
-                        .tls_cert_file = w->tls_cert_file,
-                        .tls_key_file = w->tls_key_file,
-                        .sentinels = w->sentinels,
-                        .master_name = w->master_name,
-                        .sentinel_password = w->sentinel_password,
-                        .db = w->db,
-                        .cmd_timeout_ms = 1000,
-                        .reconnect_base_ms = 50,
-                        .reconnect_cap_ms = 200};
-    dd_will_job j = {.w = w, .end_ms = dd_mono_ms() + (uint64_t)timeout_ms,
-                     .status = DD_ETIMEOUT, .holder = holder, .holderlen = holderlen};
-    uv_timer_init(&loop, &j.retry);
-    j.retry.data = &j;
-    int rc = dd_store_open(&ctx, &so, &j.s, err, errlen);
+    dd_store *s = NULL;
+    int rc = dd_will_store_open(&ctx, w, &s, err, errlen);
     if (rc == 0) {
-        dd_will_try(&j);
+        dd_will_one one = {.holder = holder, .holderlen = holderlen};
+        dd_will_job_start(&loop, s, w, timeout_ms, dd_will_one_done, &one);
         /* bounded: every step has a timeout, and the retries end at end_ms */
-        while (!j.done && uv_run(&loop, UV_RUN_ONCE))
+        while (!one.done && uv_run(&loop, UV_RUN_ONCE))
             ;
-        rc = j.status;
+        rc = one.done ? one.status : DD_ETIMEOUT;
         if (rc < 0 && rc != DD_EFENCED)
             snprintf(err, errlen, "%s%s%s", dd_strerror(rc),
-                     *dd_store_last_error(j.s) ? ": " : "", dd_store_last_error(j.s));
-        dd_store_close(j.s, NULL, NULL);
+                     *dd_store_last_error(s) ? ": " : "", dd_store_last_error(s));
+        dd_store_close(s, NULL, NULL);
     }
-    uv_timer_stop(&j.retry);
-    uv_close((uv_handle_t *)&j.retry, NULL);
     uv_run(&loop, UV_RUN_DEFAULT); /* the store's and our handles close */
     uv_loop_close(&loop);
     return rc;

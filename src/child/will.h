@@ -36,6 +36,8 @@
 
 struct dd_log;
 
+typedef struct dd_will_job dd_will_job;
+
 typedef struct dd_will {
     /* the connection (secrets: the packed form is wiped after use) */
     const char *url, *username, *password;
@@ -61,5 +63,22 @@ int dd_will_unpack(char *data, size_t len, dd_will *w);
  * else the last error. Logs nothing: the caller says what happened. */
 int dd_will_run(const dd_will *w, struct dd_log *log, int64_t timeout_ms, char *holder,
                 size_t holderlen, char *err, size_t errlen);
+
+/* The pieces dd_will_run is made of, for the host's will process, which
+ * runs many wills on one loop and one connection. */
+struct dd_ctx;
+struct uv_loop_s;
+/* True when a and b name the same Redis connection (every connection
+ * field equal): their wills can share one store. */
+bool dd_will_same_conn(const dd_will *a, const dd_will *b);
+/* A store for w's connection (short timeouts: a will is bounded). */
+int dd_will_store_open(const struct dd_ctx *ctx, const dd_will *w, dd_store **out, char *err,
+                       size_t errlen);
+/* One will on s: dd_store_let_go, again every 100 ms while Redis cannot be
+ * reached, for at most timeout_ms; then cb(status, holder) once (status as
+ * dd_will_run's; holder "" unless fenced). w and s must outlive it. */
+typedef void dd_will_done_cb(int status, const char *holder, void *arg);
+void dd_will_job_start(struct uv_loop_s *loop, dd_store *s, const dd_will *w, int64_t timeout_ms,
+                       dd_will_done_cb *cb, void *arg);
 
 #endif

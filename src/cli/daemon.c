@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "core/notify.h"
 #include "child/will.h"
+#include "child/will_proc.h"
 #include "metrics/http.h"
 #include "metrics/metrics.h"
 #include "owner/owner.h"
@@ -68,6 +69,10 @@ struct dd_daemon {
     /* the last will's connection part (child/will.h): what the store uses */
     char *will_url, *will_user, *will_password; /* secrets: wiped when freed */
     char *will_sentinel_password;               /* the same */
+    /* the host's will process (child/will_proc.h): the guards hand their
+     * wills to it, one Redis connection for all of them */
+    dd_will_proc *will_proc;
+    bool will_proc_closed; /* true when there is none, or once it has exited */
 };
 
 static bool dd_daemon_ready(void *arg, char *reason, size_t len)
@@ -116,7 +121,8 @@ static void dd_daemon_life_closed(uv_handle_t *h)
 static void dd_daemon_maybe_done(dd_daemon *d)
 {
     if (d->owners_closed < d->nowners || d->hbs_closed < d->nowners || !d->temporal_closed ||
-        !d->gate_closed || !d->http_closed || !d->sub_closed || !d->watch_closed)
+        !d->gate_closed || !d->http_closed || !d->sub_closed || !d->watch_closed ||
+        !d->will_proc_closed)
         return;
     if (!d->notify_closed || !d->notify_poll_closed) {
         dd_daemon_notify_close(d); /* last, so the watchdog pings through shutdown */
@@ -301,9 +307,21 @@ static void dd_daemon_store_closed(void *arg)
     dd_daemon_close_clients(arg);
 }
 
+static void dd_daemon_will_proc_closed(void *arg)
+{
+    dd_daemon *d = arg;
+    d->will_proc_closed = true;
+    dd_daemon_maybe_done(d);
+}
+
 /* Records released and the reconciler stopped: now the clients can go. */
 static void dd_daemon_close_clients(dd_daemon *d)
 {
+    if (d->will_proc) { /* every child has stopped: no will is due ("bye") */
+        dd_will_proc *p = d->will_proc;
+        d->will_proc = NULL;
+        dd_will_proc_close(p, dd_daemon_will_proc_closed, d);
+    }
     if (d->rec) {
         dd_reconciler_close(d->rec, dd_daemon_rec_closed, d);
         return;
@@ -594,6 +612,7 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
     d->gate_closed = true; /* until the timer exists */
     d->http_closed = true; /* until it exists */
     d->notify_closed = d->notify_poll_closed = true; /* until they exist */
+    d->will_proc_closed = true;                      /* until it exists */
     int code = dd_cli_temporal_new(cli, ctx, &d->t);
     if (code) {
         free(d);
@@ -652,6 +671,17 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
     code = dd_cli_workflow(cli, &wf, &d->wf_input);
     if (code != 0)
         goto fail;
+    if (child_argv && child_argv[0] && d->will_url) {
+        /* One will process for every guard of this host (child/will_proc.h).
+         * After our death a guard's stop ends by the acting deadline at the
+         * latest: the process waits that long for their wills, and more. */
+        if (dd_will_proc_start(ctx->loop, ctx->log, dd_cli_self_exe(), dd_cli_server_id(cli),
+                               fence.window_ms + 10000, &d->will_proc, err, sizeof(err)) == 0)
+            d->will_proc_closed = false;
+        else
+            dd_warn(ctx->log, "will_process_failed", "error=\"%s\" note=%s", err,
+                    "each guard runs its own will");
+    }
     dd_info(ctx->log, "acting_window",
             "interval_ms=%lld threshold_ms=%lld margin_ms=%lld kill_after_ms=%lld "
             "term_lead_ms=%lld",
@@ -686,6 +716,7 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
                             .wf = &wf,
                             .on_chain = dd_daemon_chain,
                             .will = dd_daemon_will,
+                            .will_proc = d->will_proc,
                             .want_heartbeat = dd_daemon_want_heartbeat,
                             .child_grace_ms = cli->cfg.stop_timeout_ms,
                             .child_max_restarts = cli->cfg.child_max_restarts,

@@ -5,6 +5,7 @@
 #include "cli/cli.h"
 
 #include "child/child.h"
+#include "child/will_proc.h"
 #include "core/buf.h"
 #include "core/error.h"
 #include "metrics/http.h"
@@ -281,6 +282,9 @@ int main(int argc, char **argv)
     /* Internal: the first process of every owner child command (guard.c). */
     if (!strcmp(argv[1], "__guard"))
         return dd_guard_main(argc - 1, argv + 1);
+    /* Internal: the host's will process, started by run/up (will_proc.c). */
+    if (!strcmp(argv[1], "__will"))
+        return dd_will_main(argc - 1, argv + 1);
     /* Internal: run by the build to write dispatchd.1 and the completion (man.c). */
     if (!strcmp(argv[1], "__man")) {
         dd_cli_man(stdout, dd_commands, DD_NCOMMANDS, DD_VERSION);

@@ -392,6 +392,7 @@ int dd_owner_new(const dd_ctx *ctx, dd_temporal *t, const dd_owner_opts *opts, d
     if (opts->guard_exe || o->fenced)
         dd_child_set_guard(o->child, opts->guard_exe, o->opts.child_grace_ms, o->fenced,
                            o->fence.term_lead_ms);
+    dd_child_set_will_proc(o->child, opts->will_proc);
     uv_timer_init(ctx->loop, &o->retry);
     uv_timer_init(ctx->loop, &o->child_retry);
     uv_timer_init(ctx->loop, &o->fence_timer);

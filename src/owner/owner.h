@@ -167,6 +167,10 @@ typedef struct dd_owner_opts {
      * (child/will.h) its guard runs if this process dies while the child
      * runs; nothing appended: no will. May be NULL. */
     void (*will)(dd_owner *o, struct dd_buf *out, void *arg);
+    /* The host's will process (child/will_proc.h; borrowed, outlives the
+     * owner): the child's guard hands the will to it. NULL: the guard
+     * runs the will itself. */
+    const struct dd_will_proc *will_proc;
     /* Workflow mode: our chain continued as new; run_id is its new current
      * run (the owner keeps owning; wire to dd_heartbeat_chain_moved). */
     void (*on_chain)(dd_owner *o, const char *run_id, void *arg);

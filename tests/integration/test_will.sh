@@ -25,6 +25,8 @@ host() { # host NAME [REDIS_URL]: a dispatchd host for P/q (takes over at start)
   track_dd $! "$1"
 }
 pid_of() { cat "$T/$1.pid"; }
+# the host's will process (child/will_proc.h): a child of dispatchd, `dispatchd __will CAP_MS`
+will_pid_of() { pgrep -P "$(pid_of "$1")" -f -- ' __will ' | head -1; }
 rec() { redis-cli -p "$RP" hget "$KEY" "$1"; }
 descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
 running_children() {
@@ -48,12 +50,18 @@ acting h2 || fail "h2 did not take over and start its child"
 redis_up_a_threshold() { [ "$(redis-cli -p "$RP" info server | sed -n 's/^uptime_in_seconds:\([0-9]*\).*/\1/p')" -gt $((THR / 1000)) ]; }
 wait_until 30 redis_up_a_threshold || fail "redis did not report its uptime"
 r2=$(rec run_id); e2=$(rec epoch); hb2=$(rec hb_ms)
+wp2=$(will_pid_of h2)
+check "h2 runs one will process" [ -n "$wp2" ]
 kill -9 "$(pid_of h2)"
 expect_exit "$(pid_of h2)" 137
-check "the guard released the record after its child stopped (will_released)" \
-  wait_until 10 grep -q "event=will_released .*run_id=$r2 epoch=$e2 mode=expire" "$T/h2.log"
+check "the guard handed its will to the host's will process once its child had stopped" \
+  wait_until 10 grep -q "event=will_handed .*run_id=$r2 epoch=$e2" "$T/h2.log"
+check "the will process released the record (will_released)" \
+  wait_until 10 grep -q "event=will_released .*component=will .*run_id=$r2 epoch=$e2 mode=expire" "$T/h2.log"
 check "the child stopped before the will ran" \
   bash -c "grep -n 'event=guard_command_exited\|event=will_released' '$T/h2.log' | tail -2 | head -1 | grep -q guard_command_exited"
+check "the will process exited once its guards were gone" wait_until 10 gone "$wp2"
+check "  after saying what it did" grep -q "event=will_process_done .*released=1 fenced=0 failed=0" "$T/h2.log"
 check "the standby took over and its child acts" acting h1
 # on Redis's clock: h1's claim landed before h2's last heartbeat was a threshold old
 check "the standby's claim landed well before the dead owner's record would have gone stale" \
@@ -75,8 +83,13 @@ check "the standby heard the will on dd:released and went at once" told_first h1
 # --- graceful handover (SIGTERM): the same path ------------------------------------------------
 host h5
 acting h5 || fail "h5 did not take over"
+wp5=$(will_pid_of h5)
+check "h5 runs one will process" [ -n "$wp5" ]
 kill -TERM "$(pid_of h5)"
 expect_exit "$(pid_of h5)" 0
+check "a clean exit takes the will process along (told bye, no will)" gone "$wp5"
+check "  and it neither ran a will nor had to be killed" \
+  bash -c "! grep -Eq 'event=(will_handed|will_released|will_process_kill|will_process_active)' '$T/h5.log'"
 check "the standby took over the released dispatcher and its child acts" acting h1
 check "  told on dd:released, not by its timer" told_first h1
 check "  without waiting for an acknowledgement" bash -c "! grep -q 'event=handoff_timeout' '$T/h1.log'"
@@ -103,6 +116,28 @@ check "no two children acted at once" [ "$(overlaps)" = 0 ]
 host h1                            # a subscribed standby again for what follows
 acting h1 || fail "h1 did not take over"
 
+# --- the will process killed: dispatchd starts another; a guard whose pipe leads nowhere runs
+# --- its will itself -----------------------------------------------------------------------------
+host h7
+acting h7 || fail "h7 did not take over"
+r7=$(rec run_id); e7=$(rec epoch); hb7=$(rec hb_ms)
+wp7=$(will_pid_of h7)
+check "h7 runs one will process" [ -n "$wp7" ]
+kill -9 "$wp7"
+check "dispatchd says its will process died" \
+  wait_until 10 grep -q "event=will_process_exited .*pid=$wp7 .*signal=9" "$T/h7.log"
+check "  and starts another after a back-off" \
+  wait_until 10 bash -c "[ \$(grep -c 'event=will_process_started' '$T/h7.log') = 2 ]"
+kill -9 "$(pid_of h7)"
+expect_exit "$(pid_of h7)" 137
+check "the guard (started with the dead one's pipe) could not hand its will over" \
+  wait_until 10 grep -q "event=will_hand_over_failed .*run_id=$r7 epoch=$e7" "$T/h7.log"
+check "  and released the record itself" \
+  wait_until 10 grep -q "event=will_released .*component=guard .*run_id=$r7 epoch=$e7 mode=expire" "$T/h7.log"
+check "the standby took over long before the threshold" acting h1
+check "  (its claim came before the record would have gone stale)" [ "$(rec hb_ms)" -lt $((hb7 + THR)) ]
+check "no two children acted at once" [ "$(overlaps)" = 0 ]
+
 # --- SIGSTOP of the owner's dispatchd: no will, the threshold path -------------------------------
 taken_over() { o=$(rec server_id); [ -n "$o" ] && [ "$o" != "$1" ]; }
 host h3
@@ -117,7 +152,7 @@ check "  the record was judged stale" \
   bash -c "cat '$T'/*.log | grep -q 'event=owner_stale .*run_id=$r3\|event=stale_terminate .*run_id=$r3'"
 check "the frozen owner's guard stopped its child at the deadline" \
   grep -q 'reason="no heartbeat landed in time' "$T/h3.log"
-check "and wrote no will" bash -c "! grep -q 'event=will_' '$T/h3.log'"
+check "and wrote no will" bash -c "! grep -Eq 'event=will_(handed|released|fenced|failed)' '$T/h3.log'"
 check "$S's child acts alone" wait_until 20 only_child_is "$S"
 kill -CONT "$(pid_of h3)"
 check "the woken ex-owner learns it lost" wait_until 10 grep -q event=ownership_lost "$T/h3.log"
@@ -137,7 +172,7 @@ echo "stop $(date +%s%N) h4" >>"$T/children.log"
 expect_exit "$p4" 137
 check "a standby takes over the dead host only at the threshold" wait_until 40 taken_over h4
 check "  (its claim came after the record was a threshold old)" [ "$(rec hb_ms)" -ge $((hb4 + THR)) ]
-check "no guard wrote a will" bash -c "! grep -q 'event=will_' '$T/h4.log'"
+check "no guard wrote a will" bash -c "! grep -Eq 'event=will_(handed|released|fenced|failed)' '$T/h4.log'"
 X=$(rec server_id)
 check "$X's child acts alone" wait_until 20 only_child_is "$X"
 check "no two children acted at once" [ "$(overlaps)" = 0 ]
