@@ -89,11 +89,46 @@ typedef struct dd_guard {
 static void dd_guard_kill_rest(pid_t self, int sig)
 {
     /* Everyone in our group but us: kill(-self) would also hit the guard,
-     * and a KILL to ourselves would hide CMD's exit status from dispatchd. */
+     * and a KILL to ourselves would hide CMD's exit status from dispatchd.
+     * A scan of all of /proc: only where kill(0) and the check below cannot
+     * do (a KILL while CMD still runs). */
     pid_t pids[256];
     int n = dd_proc_find(NULL, self, pids, 256); /* never lists the caller */
     for (int i = 0; i < n; i++)
         kill(pids[i], sig);
+}
+
+/* TERM to CMD's whole group: kill(0) reaches the guard too, where TERM is
+ * blocked and lands on the signalfd, read and dropped while it stops. No
+ * scan of /proc: a thousand guards stopping at once (dispatchd killed on a
+ * host with a thousand dispatchers) each read every process's stat twice
+ * with it, and the load went to 200 on 2 cores (docs/scale.md). */
+static void dd_guard_term_group(void)
+{
+    kill(0, SIGTERM);
+}
+
+/* KILL to what is left of CMD's group once CMD has been reaped. The guard
+ * is a child subreaper (PR_SET_CHILD_SUBREAPER): every descendant of CMD
+ * whose parent died became our child, so with no child left nothing of
+ * CMD is left (a member of our group is one of CMD's descendants), and the
+ * scan is needed only when something is. */
+static void dd_guard_kill_leftovers(pid_t self)
+{
+    int st;
+    pid_t r;
+    while ((r = waitpid(-1, &st, WNOHANG)) > 0) /* orphans that already exited */
+        ;
+    if (r < 0 && errno == ECHILD)
+        return;
+    dd_guard_kill_rest(self, SIGKILL);
+}
+
+static void dd_guard_drain_signals(int sfd)
+{
+    struct signalfd_siginfo si;
+    while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        ;
 }
 
 static long long dd_guard_now_ms(void)
@@ -212,11 +247,8 @@ static bool dd_guard_wait_cmd(dd_guard *g, int sfd, long long end, int *status)
             return false;
         bool sig = false;
         dd_guard_poll(g, sfd, -1, (int)left, &sig, NULL);
-        if (sig) {
-            struct signalfd_siginfo si;
-            while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-                ;
-        }
+        if (sig)
+            dd_guard_drain_signals(sfd);
     }
 }
 
@@ -312,6 +344,8 @@ static int dd_guard_finish(dd_guard *g, int sfd, int status)
     while ((g->out[0].fd >= 0 || g->out[1].fd >= 0) && dd_guard_now_ms() < end) {
         bool sig = false;
         dd_guard_poll(g, sfd, -1, (int)(end - dd_guard_now_ms()), &sig, NULL);
+        if (sig) /* our own TERM from dd_guard_term_group, a SIGCHLD: nothing to do */
+            dd_guard_drain_signals(sfd);
     }
     for (int i = 0; i < 2; i++) {
         if (g->out[i].fd >= 0) { /* held open by an escaped process: stop listening */
@@ -338,14 +372,14 @@ static int dd_guard_stop_group(dd_guard *g, pid_t self, int sfd, long long kill_
     int status = 0;
     dd_info(g->log, "guard_stopping", "pid=%d signal=TERM kill_in_ms=%lld reason=%s",
             (int)g->cmd, kill_at - dd_guard_now_ms(), why);
-    dd_guard_kill_rest(self, SIGTERM);
+    dd_guard_term_group();
     if (!dd_guard_wait_cmd(g, sfd, kill_at, &status)) {
         dd_warn(g->log, "guard_kill", "pid=%d signal=KILL reason=%s", (int)g->cmd,
                 "did not exit after TERM");
         dd_guard_kill_rest(self, SIGKILL);
         waitpid(g->cmd, &status, 0);
     }
-    dd_guard_kill_rest(self, SIGKILL); /* its leftovers */
+    dd_guard_kill_leftovers(self);
     return dd_guard_finish(g, sfd, status);
 }
 
@@ -430,6 +464,8 @@ int dd_guard_main(int argc, char **argv)
         return 1;
     }
     prctl(PR_SET_PDEATHSIG, SIGUSR2);
+    /* CMD's orphans become ours (dd_guard_kill_leftovers) */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
     const char *stop = getppid() != want_parent ? "dispatchd is gone (its parent died)" : NULL;
     if (!stop && deadline > 0 && dd_guard_now_ms() >= deadline - lead_ms)
         stop = "acting deadline already reached";
@@ -528,10 +564,20 @@ int dd_guard_main(int argc, char **argv)
                            : si.ssi_signo == SIGINT ? "asked to stop (SIGINT)"
                                                     : "asked to stop (SIGHUP)";
             }
-            int status;
-            if (waitpid(cmd, &status, WNOHANG) == cmd) {
+            /* CMD, or an orphan of CMD's that we adopted (a subreaper must
+             * reap them, or a command that double-forks helpers leaves a
+             * zombie for each) */
+            int status, st;
+            pid_t r;
+            bool cmd_ended = false;
+            for (int k = 0; k < 4096 && (r = waitpid(-1, &st, WNOHANG)) > 0; k++)
+                if (r == cmd) {
+                    cmd_ended = true;
+                    status = st;
+                }
+            if (cmd_ended) {
                 /* CMD ended by itself: take any of its leftovers along. */
-                dd_guard_kill_rest(self, SIGKILL);
+                dd_guard_kill_leftovers(self);
                 return dd_guard_finish(&g, sfd, status);
             }
         }

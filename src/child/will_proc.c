@@ -84,7 +84,8 @@ struct dd_will_proc {
     int ctl_wfd;        /* our end of its control pipe ("bye", or its end at our death) */
     int in_wfd;         /* the guards' end of its will pipe (they get a copy) */
     uv_timer_t timer;   /* a restart's back-off, or the KILL after "bye" */
-    int restarts;
+    int restarts;       /* in a row: the back-off doubles with each */
+    uint64_t started_ms;
     bool closing;
     int pending; /* handle closes in flight */
     void (*done)(void *);
@@ -155,6 +156,8 @@ static void dd_will_proc_on_exit(uv_process_t *h, int64_t status, int sig)
     }
     /* Not asked to go: someone killed it. Guards started meanwhile run their
      * own wills (no fd 5); a new one comes after a back-off. */
+    if (dd_mono_ms() - p->started_ms >= 60000)
+        p->restarts = 0; /* it had been running a while: not a crash loop */
     int64_t delay = 1000LL << (p->restarts < 5 ? p->restarts : 5);
     p->restarts++;
     dd_warn(p->log, "will_process_exited", "pid=%d exit_status=%lld signal=%d restart_in_ms=%lld "
@@ -222,6 +225,7 @@ static int dd_will_proc_spawn(dd_will_proc *p, char *err, size_t errlen)
         return rc;
     }
     p->proc = h;
+    p->started_ms = dd_mono_ms();
     p->ctl_wfd = ctl[1];
     p->in_wfd = in[1];
     dd_info(p->log, "will_process_started", "pid=%d", h->pid);
@@ -397,6 +401,11 @@ static dd_store *dd_wp_store(dd_wp *wp, const dd_will *w, char *err, size_t errl
     wp->stores[i].copy = packed.data;
     wp->stores[i].copy_len = packed.len;
     wp->nstores++;
+    /* never in a log line (a store's error may quote its URL) */
+    if (w->password && *w->password)
+        dd_log_add_secret(wp->log, w->password);
+    if (w->sentinel_password && *w->sentinel_password)
+        dd_log_add_secret(wp->log, w->sentinel_password);
     return wp->stores[i].s;
 }
 
@@ -518,8 +527,6 @@ static void dd_wp_frames(dd_wp *wp)
             dd_wp_item_free(it);
             continue;
         }
-        if (it->w.password)
-            dd_log_add_secret(wp->log, it->w.password);
         if (wp->dead_ms) {
             dd_wp_run(wp, it);
         } else { /* its end may close a moment after the guard saw it die */

@@ -278,6 +278,124 @@ static void test_guard_deadline_kills_ignorer(void **state)
     dd_log_free(log);
 }
 
+/* The pid in file dir/name once a command wrote it (0 after 5 s). */
+static pid_t read_pid_file(const char *dir, const char *name)
+{
+    char path[700];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    for (int i = 0; i < 500; i++) {
+        FILE *f = fopen(path, "r");
+        int v = 0;
+        if (f) {
+            int ok = fscanf(f, "%d", &v);
+            fclose(f);
+            if (ok == 1 && v > 0)
+                return v;
+        }
+        usleep(10000);
+    }
+    return 0;
+}
+
+/* Zombie children of pid (its task's children file); *has true when want
+ * is one of its children. */
+static int zombie_children(pid_t pid, pid_t want, bool *has)
+{
+    char path[64], buf[8192];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    int z = 0;
+    *has = false;
+    for (char *tok = strtok(buf, " \n"); tok; tok = strtok(NULL, " \n")) {
+        dd_proc_info info;
+        pid_t p = (pid_t)atoi(tok);
+        if (dd_proc_read(p, &info) == 0 && info.state == 'Z')
+            z++;
+        if (p == want)
+            *has = true;
+    }
+    return z;
+}
+
+/* The guard adopts what its command leaves behind (a child subreaper): a
+ * helper orphaned while the command runs is TERMed with the group at the
+ * stop, orphans that exit are reaped (no zombie piles up under a command
+ * that double-forks), and a helper left when the command exits by itself
+ * is KILLed with it. */
+static void test_guard_orphans(void **state)
+{
+    const char *exe = getenv("DISPATCHD");
+    if (!exe)
+        skip();
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    dd_log *log = dd_log_new(stderr, DD_LOG_WARN);
+    exit_rec rec = {0};
+    dd_child *c = new_child(&loop, log, on_exit_cb, &rec);
+    dd_child_set_guard(c, exe, 5000, false, 0);
+    char dir[600];
+    snprintf(dir, sizeof(dir), "%s/orphans-XXXXXX", dd_test_tmpdir());
+    assert_non_null(mkdtemp(dir));
+    char script[2000];
+    /* an orphan that lives on, 20 that exit at once, then wait to be stopped */
+    snprintf(script, sizeof(script),
+             "(sleep 100 & echo $! > %s/orphan); i=0; while [ $i -lt 20 ]; do (sh -c 'exit 0' &); "
+             "i=$((i+1)); done; echo $$ > %s/ready; while :; do sleep 0.05; done",
+             dir, dir);
+    char *argv[] = {(char *)"/bin/sh", (char *)"-c", script, NULL};
+    char err[256];
+    assert_int_equal(dd_child_start(c, argv, NULL, err, sizeof(err)), 0);
+    pid_t guard = dd_child_pid(c);
+    pid_t orphan = read_pid_file(dir, "orphan");
+    assert_true(orphan > 0);
+    assert_true(read_pid_file(dir, "ready") > 0);
+    /* the 20 exited orphans were reaped: no zombie children (bounded wait) */
+    int z = -1;
+    bool adopted = false;
+    for (int i = 0; i < 500 && ((z = zombie_children(guard, orphan, &adopted)) != 0 || !adopted);
+         i++)
+        usleep(10000);
+    assert_int_equal(z, 0);
+    assert_true(adopted);
+    dd_child_stop(c, 5000);
+    uint64_t t0 = uv_now(&loop);
+    while (rec.exits == 0 && uv_now(&loop) - t0 < 10000)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(rec.exits, 1);
+    for (int i = 0; i < 300 && !proc_gone(orphan); i++)
+        usleep(10000);
+    assert_true(proc_gone(orphan)); /* TERMed with the group */
+
+    /* the command exits by itself and leaves a helper: KILLed with it */
+    snprintf(script, sizeof(script), "(trap '' TERM; sleep 100 & echo $! > %s/left); exit 3",
+             dir);
+    rec = (exit_rec){0};
+    assert_int_equal(dd_child_start(c, argv, NULL, err, sizeof(err)), 0);
+    pid_t left = read_pid_file(dir, "left");
+    assert_true(left > 0);
+    t0 = uv_now(&loop);
+    while (rec.exits == 0 && uv_now(&loop) - t0 < 10000)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(rec.exits, 1);
+    assert_int_equal(rec.status, 3); /* the command's own status */
+    for (int i = 0; i < 300 && !proc_gone(left); i++)
+        usleep(10000);
+    assert_true(proc_gone(left));
+    assert_int_equal(dd_test_sanitizer_reports(), 0);
+    dd_child_close(c, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    dd_log_free(log);
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     /* as dispatchd's main does (child.h): a deadline written to the pipe of
@@ -292,6 +410,7 @@ int main(void)
         cmocka_unit_test(test_bad_command),
         cmocka_unit_test(test_guard_deadline),
         cmocka_unit_test(test_guard_deadline_kills_ignorer),
+        cmocka_unit_test(test_guard_orphans),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
