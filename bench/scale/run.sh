@@ -30,7 +30,8 @@
 #   step 5 is then dispatchd alone with its host alive, B's guards stop their
 #   children and release the records, and A is told at once (no threshold).
 #   Extra columns: B's guards (count, summed RSS and PSS, fds) after the
-#   handover, the wills B's guards wrote, the last one's ms after the kill.
+#   handover, the wills released for B (by its will process, or a guard itself), the last
+#   one's ms after the kill.
 # START_ONLY=1: steps 1-3 only (the handover and failover columns stay empty).
 # DD_EXTRA_ARGS: more `run` options for every host, word-split (e.g.
 # "--long-poll-budget 1000000": long polls whatever the fleet's size).

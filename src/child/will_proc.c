@@ -146,12 +146,13 @@ static void dd_will_proc_on_exit(uv_process_t *h, int64_t status, int sig)
     p->pending++;
     uv_close((uv_handle_t *)h, dd_will_proc_handle_closed);
     dd_will_proc_close_fds(p); /* its guards' ends: a write there now is EPIPE */
-    if (p->closing) {
-        uv_timer_stop(&p->timer);
+    if (p->closing) { /* after "bye": the KILL timer is no longer needed */
         if (status != 0 || sig != 0)
             dd_warn(p->log, "will_process_exited", "pid=%d exit_status=%lld signal=%d", pid,
                     (long long)status, sig);
-        dd_will_proc_maybe_free(p);
+        uv_timer_stop(&p->timer);
+        p->pending++;
+        uv_close((uv_handle_t *)&p->timer, dd_will_proc_handle_closed);
         return;
     }
     /* Not asked to go: someone killed it. Guards started meanwhile run their
@@ -280,8 +281,10 @@ void dd_will_proc_close(dd_will_proc *p, void (*done)(void *), void *arg)
         (void)w; /* if it failed the process is exiting anyway */
     }
     dd_will_proc_close_fds(p);
-    if (p->proc)
+    if (p->proc) { /* its exit closes the timer (dd_will_proc_on_exit) */
         uv_timer_start(&p->timer, dd_will_proc_kill, 2000, 0);
+        return;
+    }
     p->pending++;
     uv_close((uv_handle_t *)&p->timer, dd_will_proc_handle_closed);
 }

@@ -198,3 +198,14 @@ all_gone() { local p; for p in "$@"; do gone "$p" || return 1; done; }
 check "the woken guard's child is gone" wait_until 10 all_gone "${gc[@]}"
 echo "stop $(date +%s%N) $X" >>"$T/children.log"
 check "$Y's child acts alone" wait_until 20 only_child_is "$Y"
+
+# --- a will process that does not go after "bye" (frozen) is killed 2 s later: the clean exit
+# --- stays clean and leaves nothing behind --------------------------------------------------------
+wpy=$(will_pid_of "$Y")
+check "$Y runs one will process" [ -n "$wpy" ]
+kill -STOP "$wpy"
+kill -TERM "$(pid_of "$Y")"
+expect_exit "$(pid_of "$Y")" 0
+check "dispatchd killed its frozen will process" grep -q "event=will_process_kill .*pid=$wpy" "$T/$Y.log"
+check "  which is gone" wait_until 10 gone "$wpy"
+check "no two children acted at once" [ "$(overlaps)" = 0 ]
