@@ -69,6 +69,8 @@ struct dd_heartbeat {
     dd_backoff fo_backoff;   /* between failover attempts that were refused */
     char *workers_signal;    /* owned copy of opts.workers_signal, or NULL */
     uint64_t fo_not_before;  /* monotonic ms: no failover attempt before this */
+    dd_failover_lease fo_lease;  /* the lease last asked for (owner.h) */
+    uint64_t fo_lease_asked_ms;  /* monotonic: when */
     dd_rng rng;
     /* the host's beat group (hb_batch.c), or NULL; members form a list */
     dd_heartbeat_group *group;
