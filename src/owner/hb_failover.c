@@ -202,6 +202,10 @@ void dd_hb__watch_done(int st, const dd_store_hb *rec, void *arg)
 
 void dd_heartbeat_notified(dd_heartbeat *h, const char *why)
 {
+    if (!strcmp(why, "resubscribed") && h->owning) {
+        dd_hb__taken_resubscribed(h); /* an owner may have missed a takeover notice */
+        return;
+    }
     if (h->closing || h->owning || h->releasing || !h->opts.failover || h->failing_over)
         return;
     dd_owner_state os = dd_owner_get_state(h->o);

@@ -341,7 +341,10 @@ void dd_heartbeat_start(dd_heartbeat *h);
  * the dispatcher's owner; why "release"), or may have missed such a message
  * (why "resubscribed"): it reads the record now instead of at its timer,
  * and fails over through the lease if it is stale or gone. No-op unless
- * standing by. */
+ * standing by, except that on "resubscribed" an owner reads its own record
+ * (a takeover notice may have been lost meanwhile; the host's owners read
+ * theirs in one batched read) and lets go if it names a newer epoch, as
+ * dd_heartbeat_taken does. */
 void dd_heartbeat_notified(dd_heartbeat *h, const char *why);
 /* A takeover notice (dd:taken) for this dispatcher naming run_id: if we own
  * it under another run, read the record and let go if it names a newer
