@@ -1008,6 +1008,11 @@ void dd_owner_run_unlisted(dd_owner *o, const char *run_id)
         dd_temporal_prioritize(o->check);
 }
 
+bool dd_owner_checking(const dd_owner *o)
+{
+    return o->check != NULL;
+}
+
 uint64_t dd_owner_owned_for_ms(const dd_owner *o)
 {
     return o->state == DD_OWNER_OWNING ? (dd_mono_us() - o->owned_since_us) / 1000 : 0;

@@ -288,6 +288,9 @@ void dd_owner_run_closed(dd_owner *o, const char *run_id);
  * record is fresh), closed goes as dd_owner_run_closed, running (visibility
  * lagged) changes nothing. */
 void dd_owner_run_unlisted(dd_owner *o, const char *run_id);
+/* A describe or close-event read of the owned run is in flight (the loss
+ * watch counts them against its cap, watch.c). */
+bool dd_owner_checking(const dd_owner *o);
 /* How long the current ownership has lasted (0 unless owning). */
 uint64_t dd_owner_owned_for_ms(const dd_owner *o);
 
