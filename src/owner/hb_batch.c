@@ -11,7 +11,12 @@
  * path as an individual heartbeat), and each member's acting deadline is
  * anchored to the send time of the batch its last landed heartbeat went
  * in. The group owns nothing of its members: it holds a list of them, and
- * they hold a reference to it. */
+ * they hold a reference to it.
+ *
+ * The group also batches the owners' look at their records after a
+ * (re)subscription (hb_taken.c): every owner asks in the same loop turn,
+ * and one timer turn later the group reads all their records with
+ * dd_store_get_batch, DD_STORE_GET_MAX per command. */
 #include "owner/heartbeat_int.h"
 
 #include "core/error.h"
@@ -23,6 +28,8 @@
 
 struct dd_heartbeat_group {
     uv_timer_t timer;
+    uv_timer_t look;  /* the owners' batched record read (dd_hb__group_look) */
+    int closes;       /* handles still to close once the last reference went */
     dd_store *s;
     int64_t interval_ms;
     int64_t next_tick_us; /* boot clock: when the timer fires next (at the latest
@@ -34,15 +41,78 @@ struct dd_heartbeat_group {
 
 static void dd_hb_group_closed(uv_handle_t *t)
 {
-    free(t->data);
+    dd_heartbeat_group *g = t->data;
+    if (--g->closes == 0)
+        free(g);
 }
 
 void dd_heartbeat_group_unref(dd_heartbeat_group *g)
 {
     if (!g || --g->refs > 0)
         return;
-    uv_timer_stop(&g->timer);
+    g->closes = 2;
     uv_close((uv_handle_t *)&g->timer, dd_hb_group_closed);
+    uv_close((uv_handle_t *)&g->look, dd_hb_group_closed);
+}
+
+static void dd_hb_group_look_send(dd_heartbeat_group *g, dd_store_get_item *items,
+                                  dd_heartbeat **hs, size_t n)
+{
+    if (n == 0)
+        return;
+    int rc = dd_store_get_batch(g->s, items, n);
+    for (size_t i = 0; i < n; i++) {
+        dd_heartbeat *h = hs[i];
+        if (rc == 0) {
+            h->inflight++;
+            h->taken_reading = true;
+            continue;
+        }
+        /* not sent (Redis away): the next resubscription looks again, and
+         * the fenced heartbeat is the backstop */
+        h->taken_resub = false;
+        dd_debug(h->ctx.log, "takeover_look_failed", "dispatcher=%s error=%s",
+                 dd_owner_name(h->o), dd_strerror(rc));
+    }
+}
+
+static void dd_hb_group_look_fire(uv_timer_t *t)
+{
+    dd_heartbeat_group *g = t->data;
+    dd_store_get_item items[DD_STORE_GET_MAX];
+    dd_heartbeat *hs[DD_STORE_GET_MAX];
+    size_t n = 0;
+    for (dd_heartbeat *h = g->head; h; h = h->grp_next) {
+        if (!h->look_wanted)
+            continue;
+        h->look_wanted = false;
+        if (h->closing || !h->owning || !h->claimed) { /* let go meanwhile */
+            h->taken_resub = false;
+            continue;
+        }
+        if (h->taken_reading) { /* a notice's read went out meanwhile: one more after it */
+            h->taken_resub = false;
+            h->taken_again = true;
+            continue;
+        }
+        items[n] = (dd_store_get_item){.workflow_id = dd_owner_workflow_id(h->o),
+                                       .cb = dd_hb__taken_read,
+                                       .arg = h};
+        hs[n++] = h;
+        if (n == DD_STORE_GET_MAX) {
+            dd_hb_group_look_send(g, items, hs, n);
+            n = 0;
+        }
+    }
+    dd_hb_group_look_send(g, items, hs, n);
+}
+
+void dd_hb__group_look(dd_heartbeat *h)
+{
+    dd_heartbeat_group *g = h->group;
+    h->look_wanted = true;
+    if (!uv_is_active((uv_handle_t *)&g->look))
+        uv_timer_start(&g->look, dd_hb_group_look_fire, 0, 0);
 }
 
 /* A member whose heartbeat goes in this tick's batch: it owns (or keeps
@@ -130,6 +200,8 @@ dd_heartbeat_group *dd_heartbeat_group_new(struct uv_loop_s *loop, dd_store *s,
     g->refs = 1;
     uv_timer_init(loop, &g->timer);
     g->timer.data = g;
+    uv_timer_init(loop, &g->look);
+    g->look.data = g;
     g->next_tick_us = dd_boot_us() + g->interval_ms * 1000;
     uv_timer_start(&g->timer, dd_hb_group_tick, (uint64_t)g->interval_ms,
                    (uint64_t)g->interval_ms);

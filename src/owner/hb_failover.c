@@ -63,9 +63,14 @@ static void dd_hb_confirm_done(int st, const dd_store_hb *rec, void *arg)
         dd_hb__arm(h, h->opts.interval_ms);
         return;
     }
-    dd_info(h->ctx.log, "failover", "dispatcher=%s action=takeover", dd_owner_name(h->o));
+    /* The start must go out while the lease still covers its answer
+     * (owner.h, dd_failover_lease_plan): counted from when we asked for
+     * the lease, which Redis set no earlier than that. */
+    uint64_t start_by = h->fo_lease_asked_ms + (uint64_t)h->fo_lease.start_within_ms;
+    dd_info(h->ctx.log, "failover", "dispatcher=%s action=takeover start_within_ms=%lld",
+            dd_owner_name(h->o), (long long)((int64_t)start_by - (int64_t)dd_mono_ms()));
     h->failing_over = true;
-    dd_owner_retake(h->o);
+    dd_owner_retake_by(h->o, start_by);
     /* If the takeover fails we give the lease back and look again. */
     dd_hb__arm(h, h->opts.interval_ms / 2);
 }
@@ -113,13 +118,17 @@ void dd_hb__try_failover(dd_heartbeat *h, const char *stale_run)
      * it free again. */
     dd_buf name = DD_BUF_INIT;
     dd_hb__lease_name(h, &name);
-    dd_info(h->ctx.log, "failover_attempt", "dispatcher=%s stale_run_id=%s",
-            dd_owner_name(h->o), stale_run);
-    /* Held past the longest the takeover call can take (the Temporal
-     * client's 30 s per-call deadline), so a slow attempt is never raced by
-     * a second standby; a winner that dies costs the next one that long. */
+    /* Held past the longest a takeover can take (its describe and its
+     * start, each bounded by the Temporal client's per-call deadline), so a
+     * slow attempt is never raced by a second standby; the takeover sends
+     * no start the lease might not cover (dd_hb_confirm_done). A winner
+     * that dies costs the next one that long. */
+    h->fo_lease = dd_failover_lease_plan(h->opts.threshold_ms, dd_owner_call_deadline_ms(h->o));
+    h->fo_lease_asked_ms = dd_mono_ms();
+    dd_info(h->ctx.log, "failover_attempt", "dispatcher=%s stale_run_id=%s lease_ms=%lld",
+            dd_owner_name(h->o), stale_run, (long long)h->fo_lease.ttl_ms);
     int rc = dd_store_lease_acquire(h->s, dd_buf_str(&name), dd_owner_server_id(h->o),
-                                    h->opts.threshold_ms + 30000, dd_hb_lease_done, h);
+                                    h->fo_lease.ttl_ms, dd_hb_lease_done, h);
     dd_buf_release(&name);
     if (rc == 0)
         h->inflight++;
@@ -193,6 +202,10 @@ void dd_hb__watch_done(int st, const dd_store_hb *rec, void *arg)
 
 void dd_heartbeat_notified(dd_heartbeat *h, const char *why)
 {
+    if (!strcmp(why, "resubscribed") && h->owning) {
+        dd_hb__taken_resubscribed(h); /* an owner may have missed a takeover notice */
+        return;
+    }
     if (h->closing || h->owning || h->releasing || !h->opts.failover || h->failing_over)
         return;
     dd_owner_state os = dd_owner_get_state(h->o);

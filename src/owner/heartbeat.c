@@ -585,7 +585,7 @@ void dd_heartbeat_close(dd_heartbeat *h, void (*done)(void *), void *arg)
     if (h->failing_over || h->lease_after_claim) {
         /* a shutdown interrupted our failover (before the takeover ended, or
          * before its claim landed): the lease goes back now, or the next
-         * standby would wait it out (threshold + 30 s) */
+         * standby would wait out its life (threshold + 2 x the call deadline + 5 s) */
         h->failing_over = h->lease_after_claim = false;
         dd_hb__give_back_lease(h);
     }

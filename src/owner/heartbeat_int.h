@@ -60,6 +60,8 @@ struct dd_heartbeat {
     bool taken_pending;      /* one came before our claim landed: look once it has */
     bool taken_reading;      /* the record read for one is in flight */
     bool taken_again;        /* ... and another came meanwhile */
+    bool taken_resub;        /* the read in flight (or wanted) is a resubscription's look */
+    bool look_wanted;        /* the group's next look reads our record (hb_batch.c) */
     dd_metric *m_taken;      /* dispatchd_takeover_notices_total{result} */
     bool releasing;    /* owner releasing: keep heartbeating until its child stopped */
     int64_t sent_us;     /* boot clock: when the write in flight went out */
@@ -69,6 +71,8 @@ struct dd_heartbeat {
     dd_backoff fo_backoff;   /* between failover attempts that were refused */
     char *workers_signal;    /* owned copy of opts.workers_signal, or NULL */
     uint64_t fo_not_before;  /* monotonic ms: no failover attempt before this */
+    dd_failover_lease fo_lease;  /* the lease last asked for (owner.h) */
+    uint64_t fo_lease_asked_ms;  /* monotonic: when */
     dd_rng rng;
     /* the host's beat group (hb_batch.c), or NULL; members form a list */
     dd_heartbeat_group *group;
@@ -114,5 +118,11 @@ void dd_hb__workers_check(dd_heartbeat *h);
 /* hb_taken.c: publish our landed claim; look at a notice heard before it. */
 void dd_hb__announce_claim(dd_heartbeat *h);
 void dd_hb__taken_after_claim(dd_heartbeat *h);
+/* After a (re)subscription: an owner reads its record once (a notice may
+ * have been lost meanwhile) and lets go as a notice would. */
+void dd_hb__taken_resubscribed(dd_heartbeat *h);
+void dd_hb__taken_read(int st, const dd_store_hb *rec, void *arg);
+/* hb_batch.c: h's record is read in the group's next batched look. */
+void dd_hb__group_look(dd_heartbeat *h);
 
 #endif

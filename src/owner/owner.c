@@ -104,6 +104,7 @@ struct dd_owner {
     bool release_terminate; /* terminate our run once the child has exited */
     bool ack_after_term;    /* ...and only then let the record go (on_stopped_acting) */
     bool one_shot;          /* failover takeover: on error go back to LOST, no retry */
+    uint64_t start_by_ms;   /* set only while dd_owner_retake_by starts its takeover */
     dd_metric *m_owner, *m_lost, *m_exits, *m_chain, *m_unpicked, *m_unpicked_total;
     /* a child that keeps failing (owner.h, child_max_restarts) */
     uint64_t child_started_us; /* monotonic, of the running or last child */
@@ -674,7 +675,8 @@ static void dd_owner_takeover(dd_owner *o)
                            .queue = o->queue,
                            .server_id = o->server_id,
                            .legacy = o->opts.legacy,
-                           .wf = &o->wf};
+                           .wf = &o->wf,
+                           .start_by_ms = o->start_by_ms};
     char err[256];
     int rc = dd_takeover_start(&o->ctx, o->t, &req, dd_owner_takeover_done, o, &o->takeover, err,
                                sizeof(err));
@@ -1007,6 +1009,11 @@ void dd_owner_run_unlisted(dd_owner *o, const char *run_id)
         dd_temporal_prioritize(o->check);
 }
 
+bool dd_owner_checking(const dd_owner *o)
+{
+    return o->check != NULL;
+}
+
 uint64_t dd_owner_owned_for_ms(const dd_owner *o)
 {
     return o->state == DD_OWNER_OWNING ? (dd_mono_us() - o->owned_since_us) / 1000 : 0;
@@ -1020,10 +1027,22 @@ void dd_owner_start(dd_owner *o)
 
 void dd_owner_retake(dd_owner *o)
 {
+    dd_owner_retake_by(o, 0);
+}
+
+void dd_owner_retake_by(dd_owner *o, uint64_t start_by_ms)
+{
     if (o->state != DD_OWNER_LOST && o->state != DD_OWNER_IDLE)
         return;
     o->one_shot = true;
+    o->start_by_ms = start_by_ms;
     dd_owner_takeover(o);
+    o->start_by_ms = 0; /* this attempt only: retries of our own start have no lease */
+}
+
+int64_t dd_owner_call_deadline_ms(const dd_owner *o)
+{
+    return dd_temporal_call_deadline_ms(o->t);
 }
 
 static void dd_owner_timer_closed(uv_handle_t *h)

@@ -72,7 +72,30 @@ typedef struct dd_takeover_req {
     bool legacy;      /* no conflict policy: 409 -> terminate -> retry */
     int max_attempts; /* legacy starts; 0: 5 */
     const dd_owner_workflow *wf; /* NULL: marker mode on DD_MARKER_TASK_QUEUE */
+    /* Monotonic ms (dd_mono_ms) after which no start request is sent: a
+     * failover under a lease (dd_failover_lease_plan), whose start must
+     * have reached Temporal before the lease can expire. A start due later
+     * is not sent: the takeover fails (DD_ETIMEOUT, outcome failed) and says
+     * so. 0: no bound (a host's own start, the takeover command). */
+    uint64_t start_by_ms;
 } dd_takeover_req;
+
+/* How long a failover lease (failover:<wid>) is held, and until when the
+ * takeover begun under it may still send its start. A takeover is two
+ * Temporal calls (a describe, then the termination-first start), each
+ * bounded by the client's per-call deadline (call_deadline_ms, queue wait
+ * and retries included: dd_temporal_call_deadline_ms). The lease lives
+ * threshold + 2 x deadline + DD_FAILOVER_LEASE_MARGIN_MS; a start may be
+ * sent only while it would still be answered (or given up) a margin before
+ * the lease can expire: up to ttl - deadline - margin after the lease was
+ * asked for (= threshold + deadline). Past that, a second standby could
+ * take the lease while our start is still on its way. */
+#define DD_FAILOVER_LEASE_MARGIN_MS 5000
+typedef struct dd_failover_lease {
+    int64_t ttl_ms;          /* the lease's life in Redis */
+    int64_t start_within_ms; /* from the moment the lease was asked for */
+} dd_failover_lease;
+dd_failover_lease dd_failover_lease_plan(int64_t threshold_ms, int64_t call_deadline_ms);
 
 typedef struct dd_takeover_result {
     int err;               /* 0 or DD_E* / -errno */
@@ -187,6 +210,11 @@ int dd_owner_new(const dd_ctx *ctx, struct dd_temporal *t, const dd_owner_opts *
 void dd_owner_start(dd_owner *o);
 /* Takes over again after a loss (failover decided by the caller). */
 void dd_owner_retake(dd_owner *o);
+/* The same under a failover lease: no start is sent after start_by_ms
+ * (monotonic; dd_takeover_req.start_by_ms). */
+void dd_owner_retake_by(dd_owner *o, uint64_t start_by_ms);
+/* The Temporal client's per-call deadline (dd_temporal_call_deadline_ms). */
+int64_t dd_owner_call_deadline_ms(const dd_owner *o);
 /* Graceful stop: stops the child, terminates our own run with reason
  * "released by <server_id>" (so nothing is left for the reconciler), then
  * on_stopped. Safe in any state. o stays valid (the heartbeat that borrows
@@ -264,6 +292,9 @@ void dd_owner_run_closed(dd_owner *o, const char *run_id);
  * record is fresh), closed goes as dd_owner_run_closed, running (visibility
  * lagged) changes nothing. */
 void dd_owner_run_unlisted(dd_owner *o, const char *run_id);
+/* A describe or close-event read of the owned run is in flight (the loss
+ * watch counts them against its cap, watch.c). */
+bool dd_owner_checking(const dd_owner *o);
 /* How long the current ownership has lasted (0 unless owning). */
 uint64_t dd_owner_owned_for_ms(const dd_owner *o);
 
@@ -317,7 +348,10 @@ void dd_heartbeat_start(dd_heartbeat *h);
  * the dispatcher's owner; why "release"), or may have missed such a message
  * (why "resubscribed"): it reads the record now instead of at its timer,
  * and fails over through the lease if it is stale or gone. No-op unless
- * standing by. */
+ * standing by, except that on "resubscribed" an owner reads its own record
+ * (a takeover notice may have been lost meanwhile; the host's owners read
+ * theirs in one batched read) and lets go if it names a newer epoch, as
+ * dd_heartbeat_taken does. */
 void dd_heartbeat_notified(dd_heartbeat *h, const char *why);
 /* A takeover notice (dd:taken) for this dispatcher naming run_id: if we own
  * it under another run, read the record and let go if it names a newer

@@ -16,6 +16,14 @@
 #include <string.h>
 #include <uv.h>
 
+dd_failover_lease dd_failover_lease_plan(int64_t threshold_ms, int64_t call_deadline_ms)
+{
+    dd_failover_lease l;
+    l.ttl_ms = threshold_ms + 2 * call_deadline_ms + DD_FAILOVER_LEASE_MARGIN_MS;
+    l.start_within_ms = l.ttl_ms - call_deadline_ms - DD_FAILOVER_LEASE_MARGIN_MS;
+    return l;
+}
+
 struct dd_takeover {
     dd_ctx ctx;
     dd_temporal *t;
@@ -31,6 +39,7 @@ struct dd_takeover {
     uv_timer_t *retry;      /* legacy retry delay, or NULL */
     bool cancelling;        /* dd_takeover_cancel was called */
     bool starting;          /* call is the start: it may already have reached Temporal */
+    uint64_t start_by_ms;   /* monotonic: no start sent after this (0: no bound) */
     dd_backoff backoff;
     dd_takeover_cb cb;
     void *arg;
@@ -147,6 +156,20 @@ static bool dd_tk_same_dispatcher(const dd_takeover *tk, const dd_temporal_execu
 
 static void dd_tk_send_start(dd_takeover *tk)
 {
+    /* Under a failover lease: a start sent now could reach Temporal up to
+     * a call deadline later, and by then the lease may have expired and
+     * another standby begun a takeover of its own (owner.h,
+     * dd_failover_lease_plan). Give up instead; the caller gives the lease
+     * back and backs off. */
+    uint64_t now = dd_mono_ms();
+    if (tk->start_by_ms && now > tk->start_by_ms) {
+        dd_tk_finish(tk, DD_ETIMEOUT,
+                     "not starting '%s': the failover lease could expire before the start's "
+                     "answer (%llu ms past the last moment a start may be sent under it; "
+                     "Temporal or this host is slow)",
+                     tk->res.workflow_id, (unsigned long long)(now - tk->start_by_ms));
+        return;
+    }
     dd_temporal_start_req req = {
         .workflow_id = tk->res.workflow_id,
         .workflow_type = tk->type,
@@ -335,6 +358,7 @@ int dd_takeover_start(const dd_ctx *ctx, dd_temporal *t, const dd_takeover_req *
     tk->cb = cb;
     tk->arg = arg;
     tk->start_us = dd_mono_us();
+    tk->start_by_ms = req->start_by_ms;
     dd_backoff_init(&tk->backoff, 50, 1000, 0);
     snprintf(tk->res.workflow_id, sizeof(tk->res.workflow_id), "%s", wid);
     const dd_owner_workflow *wf = req->wf;

@@ -25,6 +25,7 @@ typedef struct dd_watch_query {
     bool presence;          /* no status condition: unlisted runs are looked at */
     size_t n;               /* the runs asked about, and their owners */
     dd_owner *owners[DD_TEMPORAL_RUNS_MAX];
+    size_t idx[DD_TEMPORAL_RUNS_MAX]; /* each owner's index in w->owners */
     char runs[DD_TEMPORAL_RUNS_MAX][DD_RUN_ID_LEN];
 } dd_watch_query;
 
@@ -42,6 +43,11 @@ struct dd_loss_watch {
     bool count_warned;    /* said that it failed, not answered since */
     uint64_t check_fails; /* visibility queries failed since the last answer */
     dd_watch_query *q;    /* one per DD_TEMPORAL_RUNS_MAX owners */
+    /* presence checks: owned runs not listed, still to be described (at
+     * most DD_WATCH_DESCRIBES_MAX in flight; watch.h) */
+    bool *unlisted;
+    char (*unlisted_run)[DD_RUN_ID_LEN];
+    size_t unlisted_cursor;
     size_t nq, q_busy;    /* slots, queries in flight */
     uint64_t round;       /* batch rounds so far (presence every DD_WATCH_PRESENCE_EVERY) */
     int pending;          /* callbacks still owed to us (ZCARD, queries) */
@@ -90,12 +96,57 @@ static void dd_watch_maybe_free(dd_loss_watch *w)
     void *arg = w->done_arg;
     free(w->q);
     free(w->owners);
+    free(w->unlisted);
+    free(w->unlisted_run);
     free(w);
     if (done)
         done(arg);
 }
 
 /* ---- batch mode: which of our runs have closed? ------------------------ */
+
+size_t dd_watch_spread(const bool *want, size_t n, size_t *cursor, size_t room, size_t *picked)
+{
+    size_t k = 0;
+    if (n == 0)
+        return 0;
+    size_t start = *cursor % n;
+    for (size_t j = 0; j < n && k < room; j++) {
+        size_t i = (start + j) % n;
+        if (!want[i])
+            continue;
+        picked[k++] = i;
+        *cursor = (i + 1) % n;
+    }
+    return k;
+}
+
+/* Describes the next unlisted runs, keeping at most DD_WATCH_DESCRIBES_MAX
+ * of our owners' reads in flight (watch.h). Each round, and after a
+ * presence check's answer. */
+static void dd_watch_describe_unlisted(dd_loss_watch *w, bool say)
+{
+    size_t busy = 0, waiting = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        busy += dd_owner_checking(w->owners[i]);
+        waiting += w->unlisted[i];
+    }
+    if (waiting == 0)
+        return;
+    size_t room = busy < DD_WATCH_DESCRIBES_MAX ? DD_WATCH_DESCRIBES_MAX - busy : 0;
+    size_t picked[DD_WATCH_DESCRIBES_MAX];
+    size_t k = dd_watch_spread(w->unlisted, w->n, &w->unlisted_cursor, room, picked);
+    for (size_t j = 0; j < k; j++) {
+        size_t i = picked[j];
+        w->unlisted[i] = false;
+        /* no-op when it no longer owns that run, or already reads it */
+        dd_owner_run_unlisted(w->owners[i], w->unlisted_run[i]);
+    }
+    if (say && waiting > k)
+        dd_info(w->ctx.log, "presence_check_spread",
+                "unlisted=%zu describing=%zu in_flight_before=%zu later=%zu max_in_flight=%d",
+                waiting, k, busy, waiting - k, DD_WATCH_DESCRIBES_MAX);
+}
 
 static void dd_watch_query_done(int st, const dd_temporal_result *r, void *arg)
 {
@@ -143,13 +194,20 @@ static void dd_watch_query_done(int st, const dd_temporal_result *r, void *arg)
             dd_owner_run_closed(q->owners[i], e->run_id);
         }
     }
+    bool any = false;
     for (size_t i = 0; q->presence && i < q->n; i++)
-        if (!listed[i])
-            dd_owner_run_unlisted(q->owners[i], q->runs[i]);
+        if (!listed[i]) {
+            w->unlisted[q->idx[i]] = true;
+            snprintf(w->unlisted_run[q->idx[i]], DD_RUN_ID_LEN, "%s", q->runs[i]);
+            any = true;
+        }
+    if (any)
+        dd_watch_describe_unlisted(w, true);
 }
 
 static void dd_watch_check(dd_loss_watch *w)
 {
+    dd_watch_describe_unlisted(w, false); /* those a presence check left for later */
     if (w->q_busy > 0)
         return; /* the last round is still out: no pile-up behind a slow server */
     bool presence = ++w->round % DD_WATCH_PRESENCE_EVERY == 0;
@@ -166,6 +224,7 @@ static void dd_watch_check(dd_loss_watch *w)
                 (presence && dd_owner_owned_for_ms(o) < settled_ms))
                 continue;
             q->owners[k] = o;
+            q->idx[k] = i;
             snprintf(q->runs[k], sizeof(q->runs[k]), "%s", run);
             ids[k] = q->runs[k];
             k++;
@@ -252,6 +311,8 @@ dd_loss_watch *dd_loss_watch_new(const dd_ctx *ctx, dd_store *s, dd_temporal *t,
     w->t = t;
     w->n = n;
     w->owners = dd_xcalloc(n ? n : 1, sizeof(*w->owners));
+    w->unlisted = dd_xcalloc(n ? n : 1, sizeof(*w->unlisted));
+    w->unlisted_run = dd_xcalloc(n ? n : 1, sizeof(*w->unlisted_run));
     if (n)
         memcpy(w->owners, owners, n * sizeof(*owners));
     w->interval_ms = o->interval_ms > 0 ? o->interval_ms : 5000;

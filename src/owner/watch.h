@@ -15,7 +15,8 @@
  *                   the fenced heartbeat stays the backstop. Every 12th
  *                   round drops the status condition: a long-owned run not
  *                   listed at all may be one Temporal lost (owner.h,
- *                   dd_owner_run_unlisted).
+ *                   dd_owner_run_unlisted), described at most
+ *                   DD_WATCH_DESCRIBES_MAX at a time (below).
  *
  * Which one: every heartbeat interval the watch reads the fleet's size
  * (ZCARD dd:hb:index, one command per host; at least the number of
@@ -44,6 +45,20 @@ typedef struct dd_loss_watch_opts {
     int64_t interval_ms; /* the heartbeat interval */
     int64_t budget;      /* fleet records below which owners long-poll; 0: never */
 } dd_loss_watch_opts;
+
+/* Presence checks (every 12th round) may find many owned runs unlisted at
+ * once (a wiped server, a visibility store that lost its index): each is
+ * described by run id, and those describes go ahead of new work in the
+ * Temporal client's line (temporal.h, dd_temporal_prioritize). So at most
+ * DD_WATCH_DESCRIBES_MAX of the host's owners have such a read in flight;
+ * the rest wait, marked, and go in later rounds (one every interval), in
+ * turn from where the last round stopped. */
+#define DD_WATCH_DESCRIBES_MAX 16
+
+/* Picks up to room indices i < n with want[i] set, in turn from *cursor
+ * (wrapping), into picked (room entries at least); returns how many and
+ * moves *cursor past the last one picked. Clears nothing. */
+size_t dd_watch_spread(const bool *want, size_t n, size_t *cursor, size_t room, size_t *picked);
 
 /* Sets every owner's initial mode (owners not yet started: from the number
  * configured here alone) and returns the watch; owners are borrowed. */

@@ -116,6 +116,13 @@ static const char lua_heartbeat_batch[] = LUA_NOW("ARGV[1]")
 static const char lua_get[] = LUA_NOW("0") LUA_SINCE("0")
     "return {nows, redis.call('HGETALL', KEYS[1]), sinces}\n";
 
+/* KEYS: hb_1..hb_n. {server time, Redis up since, HGETALL 1, ..., HGETALL
+ * n}: many records read as lua_get reads one, on one clock. */
+static const char lua_get_batch[] = LUA_NOW("0") LUA_SINCE("0")
+    "local out = {nows, sinces}\n"
+    "for i = 1, #KEYS do out[i + 2] = redis.call('HGETALL', KEYS[i]) end\n"
+    "return out\n";
+
 /* KEYS: index. ARGV: now threshold|'' limit. {server time, members older
  * than now - threshold (all with ''), ZCARD, their count, Redis up since}.
  * Nothing is older than the threshold while Redis has been up for less. */
@@ -918,6 +925,116 @@ int dd_store_get(dd_store *s, const char *wid, dd_store_hb_cb *cb, void *arg)
         return rc;
     r->str[0] = dd_strdup(wid);
     return dd_rec_end(r, dd_store__cmd(r, "EVAL", lua_get, "1", key, NULL));
+}
+
+/* A batched read: r->arg is this, r->cb a marker (begin wants one). */
+typedef struct get_batch {
+    size_t n;
+    struct get_item {
+        dd_store_hb_cb *cb;
+        void *arg;
+        int status;
+        char *wid;
+        dd_store_hb rec; /* filled when status is 0 */
+    } it[];
+} get_batch;
+
+static void dd_rec_get_batch_marker(void) {}
+
+static void dd_rec_get_batch_reply(dd_store__req *r, redisReply *rep)
+{
+    get_batch *b = r->arg;
+    int64_t now = 0, since = 0;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != b->n + 2 ||
+        !dd_rec_is_str(rep->element[0]) || dd_rec_parse_i64(rep->element[0]->str, &now) < 0 ||
+        !dd_rec_is_str(rep->element[1]) || dd_rec_parse_i64(rep->element[1]->str, &since) < 0) {
+        r->status = DD_EPROTO;
+    } else {
+        for (size_t i = 0; i < b->n; i++) {
+            struct get_item *it = &b->it[i];
+            const redisReply *h = rep->element[i + 2];
+            if (h->type == REDIS_REPLY_ARRAY && h->elements == 0) {
+                it->status = DD_ENOTFOUND;
+                continue;
+            }
+            dd_rec_parse_record(&it->rec, it->wid, h);
+            it->rec.now_ms = now;
+            it->rec.up_since_ms = since;
+        }
+    }
+    dd_store__finish(r, 0);
+}
+
+static void dd_rec_get_batch_deliver(dd_store__req *r, int status)
+{
+    get_batch *b = r->arg;
+    status = status ? status : r->status;
+    for (size_t i = 0; i < b->n; i++) {
+        struct get_item *it = &b->it[i];
+        int st = status ? status : it->status;
+        it->cb(st, st == 0 ? &it->rec : NULL, it->arg);
+        /* the record's strings (dd_rec_parse_record copies them all) */
+        free((char *)it->rec.workflow_id);
+        free((char *)it->rec.run_id);
+        free((char *)it->rec.server_id);
+        free((char *)it->rec.project);
+        free((char *)it->rec.queue);
+        free((char *)it->rec.problem);
+        free((char *)it->rec.first_run_id);
+        free((char *)it->rec.wf_type);
+        free((char *)it->rec.nonce);
+        free(it->wid);
+    }
+    free(b);
+}
+
+static const dd_store__op get_batch_op = {"get_batch", dd_rec_get_batch_reply,
+    dd_rec_get_batch_deliver, "EVAL (TIME INFO HGETALL) on dd:hb:{wid} (many)"};
+
+int dd_store_get_batch(dd_store *s, const dd_store_get_item *items, size_t n)
+{
+    if (!items || n == 0 || n > DD_STORE_GET_MAX)
+        return DD_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!items[i].workflow_id || !*items[i].workflow_id || !items[i].cb)
+            return DD_EINVAL;
+    int rc = dd_store__check(s);
+    if (rc)
+        return rc;
+    size_t argc = 3 + n;
+    const char **argv = dd_xcalloc(argc, sizeof(*argv));
+    char *keys = dd_xmalloc(n * DD_STORE__KEYMAX);
+    char numkeys[24];
+    size_t k = 0;
+    argv[k++] = "EVAL";
+    argv[k++] = lua_get_batch;
+    argv[k++] = I64(numkeys, n);
+    for (size_t i = 0; i < n && !rc; i++)
+        if (!(argv[k++] = dd_store__key(keys + i * DD_STORE__KEYMAX, "hb", items[i].workflow_id)))
+            rc = DD_EINVAL; /* an id too long for a key */
+    if (rc) {
+        free(argv);
+        free(keys);
+        return rc;
+    }
+    get_batch *b = dd_xcalloc(1, sizeof(*b) + n * sizeof(b->it[0]));
+    b->n = n;
+    for (size_t i = 0; i < n; i++) {
+        b->it[i].cb = items[i].cb;
+        b->it[i].arg = items[i].arg;
+        b->it[i].wid = dd_strdup(items[i].workflow_id);
+    }
+    dd_store__req *r = dd_rec_begin(s, &get_batch_op, dd_rec_get_batch_marker, b, &rc);
+    if (r)
+        rc = dd_rec_end(r, dd_store__cmdv(r, (int)argc, argv));
+    if (rc < 0) { /* refused at once: no callback runs, so nothing else frees it */
+        for (size_t i = 0; i < n; i++)
+            free(b->it[i].wid);
+        free(b);
+    }
+    free(argv);
+    free(keys);
+    return rc;
 }
 
 /* Stale query / list: reply 1 is the script's {server time, members,

@@ -343,6 +343,20 @@ int dd_store_stale(dd_store *s, int64_t now_ms, int64_t threshold_ms, size_t lim
 int dd_store_list(dd_store *s, size_t limit, dd_store_hb_list_cb *cb, void *arg);
 /* One record; DD_ENOTFOUND if there is none. */
 int dd_store_get(dd_store *s, const char *workflow_id, dd_store_hb_cb *cb, void *arg);
+/* Many records in one EVAL (one TIME and INFO for all, an HGETALL each):
+ * each item's cb runs once, in order, with what dd_store_get would give it
+ * (0 and the record, DD_ENOTFOUND, or the batch's error). At most
+ * DD_STORE_GET_MAX items; DD_EINVAL (no cb runs) for more, none, an empty
+ * id or a missing cb. A host's owners read their records so after a
+ * resubscription (owner/hb_batch.c): 1,000 of them are 4 commands, not
+ * 1,000. */
+#define DD_STORE_GET_MAX 256
+typedef struct dd_store_get_item {
+    const char *workflow_id; /* copied */
+    dd_store_hb_cb *cb;
+    void *arg;
+} dd_store_get_item;
+int dd_store_get_batch(dd_store *s, const dd_store_get_item *items, size_t n);
 
 /* The oldest record whose heartbeat is at or after min_hb_ms (one
  * ZRANGEBYSCORE min +inf LIMIT 0 1 WITHSCORES on the index): the reconciler

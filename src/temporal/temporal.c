@@ -891,3 +891,8 @@ int dd_temporal_close_event(dd_temporal *t, const char *wf, const char *run, dd_
     return dd_temporal_get_exec(t, DD_TC_HISTORY, wf, run, "/history",
                                 "&historyEventFilterType=2", cb, arg, out);
 }
+
+int64_t dd_temporal_call_deadline_ms(const dd_temporal *t)
+{
+    return t->deadline_ms;
+}

@@ -161,6 +161,12 @@ int dd_temporal_new(const dd_ctx *ctx, const dd_temporal_opts *opts, dd_temporal
  * frees t. New calls are refused from here on. */
 void dd_temporal_close(dd_temporal *t, dd_temporal_close_cb cb, void *arg);
 
+/* The per-call deadline in force (opts.deadline_ms, or its 30 s default):
+ * the longest any call but a long poll can take from the moment it is made,
+ * waiting in line (max_in_flight) and retries included. A failover lease
+ * is sized from it (owner.h, dd_failover_lease_plan). */
+int64_t dd_temporal_call_deadline_ms(const dd_temporal *t);
+
 /* Cancels one call: its callback runs once with DD_ECANCELED from the loop
  * (the next iteration), never inside this call; cancelling again before
  * then does nothing. `call` is the handle an operation wrote to its `out`

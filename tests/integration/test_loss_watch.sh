@@ -5,9 +5,11 @@
 #       nor a long poll can explain it), and its child stops before the new owner's starts;
 #   (b) learns of a run terminated outside dispatchd (the real temporal CLI) from its batched
 #       visibility check within one interval and a few seconds;
-# and (c) a host with a budget switches its long polls off when the fleet (records in Redis)
+# (c) a host with a budget switches its long polls off when the fleet (records in Redis)
 # reaches the budget, keeps them off at the boundary (hysteresis), and takes them again when
-# the fleet shrinks. Judged from the children's own lines (tests/support/overlap.py), Redis,
+# the fleet shrinks; and (d) an owner in batch mode whose subscription was cut while another
+# host took over (the takeover notice published to nobody) lets go as soon as it is
+# subscribed again, reading its record then, not at its next heartbeat 90 s later. Judged from the children's own lines (tests/support/overlap.py), Redis,
 # Temporal (the temporal CLI and the HTTP API) and /metrics.
 source "$(dirname "$0")/lib.sh"
 
@@ -141,3 +143,52 @@ check "  and h3 still owns both, nothing lost on the way" \
 host h6 "$P/c1" -- "${Q[@]}"
 check "a takeover of c1 reaches h3" wait_until 30 grep -q "event=ownership_lost .*dispatcher=$P/c1" "$T/h3.log"
 check "no two children acted at once (overlap.py)" $OVERLAP "$CH"
+
+# --- (d) a notice lost while unsubscribed: the owner looks at its record at resubscription ----
+# h7 talks to Redis as ACL user h7; taking its channels away drops its subscription (Redis
+# disconnects a subscriber whose channels are no longer allowed; CLIENT KILL makes sure) and
+# keeps it from subscribing again, while its commands go on. h8 (the default user) then
+# takes over for real and publishes its notice, which h7 cannot hear. A 90 s interval: h7's
+# heartbeat and visibility check come 90 s after its start, long after all this.
+RP3=$(free_port); start_redis "$RP3"
+PW7=h7pw-$RANDOM
+r3() { redis-cli -p "$RP3" "$@"; }
+check "an ACL user for h7" [ "$(r3 ACL SETUSER h7 on ">$PW7" '~*' '&*' +@all)" = OK ]
+D=(--temporal-url "$U" --heartbeat-interval 90s --stale-threshold 270s --long-poll-budget 0)
+WR="dispatcher-$P-r"
+recd() { r3 hget "dd:hb:{$WR}" "$1"; }
+DISPATCHD_REDIS_PASSWORD=$PW7 host h7 "$P/r" -- "${D[@]}" --redis-url "redis://127.0.0.1:$RP3/0" \
+  --redis-username h7
+check "h7 owns r and its child acts" wait_until 30 bash -c "$(declare -f acting acts); CH=$CH; [ \"\$(redis-cli -p $RP3 hget 'dd:hb:{$WR}' server_id)\" = h7 ] && acts $WR h7"
+check "h7 is subscribed" wait_until 10 metric_is h7 dispatchd_release_channel_subscribed 1
+r7=$(recd run_id)
+check "h7's channels taken away" [ "$(r3 ACL SETUSER h7 resetchannels)" = OK ]
+r3 CLIENT KILL USER h7 TYPE pubsub >/dev/null
+check "h7 lost its subscription" wait_until 15 grep -q "event=release_channel_lost" "$T/h7.log"
+check "  (the gauge says so)" wait_until 10 metric_is h7 dispatchd_release_channel_subscribed 0
+host h8 "$P/r" -- "${D[@]}" --redis-url "redis://127.0.0.1:$RP3/0"
+check "h8 takes over r (its claim in Redis)" wait_until 40 bash -c "[ \"\$(redis-cli -p $RP3 hget 'dd:hb:{$WR}' server_id)\" = h8 ]"
+check "h8's claim landed (its takeover notice is published with it)" wait_until 10 grep -q "event=record_claimed" "$T/h8.log"
+sleep 2 # a notice, had h7 heard one, is acted on in milliseconds (part (a))
+check "h7, not subscribed, has not heard of it: it still owns" \
+  bash -c "! grep -q 'event=ownership_lost' '$T/h7.log'"
+t_restore=$(now_us)
+check "h7's channels given back" [ "$(r3 ACL SETUSER h7 allchannels)" = OK ]
+check "h7 lets go once subscribed again" \
+  wait_until 30 grep -q "event=ownership_lost .*run_id=$r7 close_event=TAKEOVER_NOTICE" "$T/h7.log"
+check "  having read its record at the resubscription (takeover_heard via=resubscribed)" \
+  grep -q "event=takeover_heard .*holder=h8 .*via=resubscribed" "$T/h7.log"
+check "  after it subscribed again" \
+  bash -c "[ \"\$(grep -c 'event=release_channel_subscribed' '$T/h7.log')\" -ge 2 ]"
+lost7=$(wall_us "$T/h7.log" ownership_lost)
+rlag_ms=$(( (lost7 - t_restore) / 1000 ))
+echo "# channels back at $t_restore, h7 lost at $lost7: ${rlag_ms} ms (reconnect backoff up to 5 s; interval 90000 ms)"
+check "h7 lost within 10 s of being able to subscribe again, far inside its 90 s interval (${rlag_ms} ms)" \
+  [ "$rlag_ms" -lt 10000 ]
+check "  not from its heartbeat (no heartbeat_fenced) nor the visibility check" \
+  bash -c "! grep -q 'event=heartbeat_fenced\|event=run_closed_heard' '$T/h7.log'"
+check "h8's child acts after h7's stopped" wait_until 30 bash -c "$(declare -f acting acts); CH=$CH; acts $WR h8"
+check "no two children acted at once (overlap.py)" $OVERLAP "$CH"
+kill -TERM "$(pid_of h7)" "$(pid_of h8)"
+expect_exit "$(pid_of h7)" 0
+expect_exit "$(pid_of h8)" 0

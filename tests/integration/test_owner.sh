@@ -232,6 +232,44 @@ check "  found by the presence check (run_not_found source=visibility, then run_
 check "  without a long poll" bash -c "grep -q 'event=loss_watch_mode .*mode=batch' '$T/wipe2.log'"
 kill -TERM $WP
 expect_exit $WP 0
+
+# --- many runs lost at once: the presence check's describes are spread ----------------------
+# 24 dispatchers on one batch-mode host; the server is wiped, so one presence check finds all
+# 24 runs unlisted. Each is described by run id, ahead of new work in the client's line: at
+# most 16 of those reads are in flight per host (src/owner/watch.h, DD_WATCH_DESCRIBES_MAX),
+# the rest go in later rounds; every one is still started again.
+kill -KILL -- -$T2 2>/dev/null || true; wait $T2 2>/dev/null || true
+setsid "$TEMPORAL" server start-dev --headless --ip 127.0.0.1 --port "$gp" --http-port "$hp" \
+  --log-level error >"$T/t5.log" 2>&1 </dev/null &
+T2=$!; track $T2
+wait_until 60 temporal_ok "$hp" || fail "the fourth dev server did not come up"
+MANY=()
+for i in $(seq 1 24); do MANY+=(--dispatcher "$P/m$i"); done
+"$DISPATCHD" run "${MANY[@]}" --temporal-url "http://127.0.0.1:$hp" --server-id many \
+  --metrics-listen off --long-poll-budget 0 --heartbeat-interval 1s --stale-threshold 3s \
+  -- sleep 600 2>"$T/many.log" &
+MP=$!; track_dd $MP many
+check "the host owns all 24" wait_until 60 bash -c "[ \"\$(grep -c 'event=record_claimed' '$T/many.log')\" -ge 24 ]"
+kill -KILL -- -$T2 2>/dev/null || true; wait $T2 2>/dev/null || true
+setsid "$TEMPORAL" server start-dev --headless --ip 127.0.0.1 --port "$gp" --http-port "$hp" \
+  --log-level error >"$T/t6.log" 2>&1 </dev/null &
+T2=$!; track $T2
+wait_until 60 temporal_ok "$hp" || fail "the fifth dev server did not come up"
+check "a presence check finds the 24 runs unlisted and leaves some for later" \
+  wait_until 45 grep -q 'event=presence_check_spread .*unlisted=24 ' "$T/many.log"
+spread=$(grep -m1 'event=presence_check_spread .*unlisted=24 ' "$T/many.log")
+echo "# $spread"
+describing=$(sed -n 's/.* describing=\([0-9]*\) .*/\1/p' <<<"$spread")
+before=$(sed -n 's/.* in_flight_before=\([0-9]*\) .*/\1/p' <<<"$spread")
+later=$(sed -n 's/.* later=\([0-9]*\) .*/\1/p' <<<"$spread")
+check "  at most 16 reads in flight: describing $describing + $before already in flight, $later later" \
+  bash -c "[ $describing -ge 1 ] && [ $((describing + before)) -le 16 ] && [ $((describing + later)) = 24 ]"
+check "every one of the 24 is found missing and started again" \
+  wait_until 60 bash -c "[ \"\$(grep -c 'event=run_missing .*action=start_again' '$T/many.log')\" -ge 24 ]"
+check "  each from the presence check (run_not_found source=visibility), none lost" \
+  bash -c "[ \"\$(grep -c 'event=run_not_found .*source=visibility' '$T/many.log')\" -ge 24 ] && ! grep -q event=ownership_lost '$T/many.log'"
+kill -TERM $MP
+expect_exit $MP 0 60
 kill -TERM -- -$T2 2>/dev/null || true; wait $T2 2>/dev/null || true
 
 # --- rapid restarts of one ID ----------------------------------------------------------------

@@ -484,6 +484,76 @@ static void test_heartbeat_batch_fencing(void **state)
     assert_int_equal(b[0].calls + b[1].calls, 0);
 }
 
+/* dd_store_get_batch: what dd_store_get would give each item, in order,
+ * from one command. */
+typedef struct got_rec {
+    int calls, order, status;
+    char server[32], run[32];
+    int64_t epoch, now_ms;
+    bool malformed;
+} got_rec;
+static int got_order;
+
+static void got_cb(int st, const dd_store_hb *rec, void *arg)
+{
+    got_rec *g = arg;
+    g->calls++;
+    g->order = got_order++;
+    g->status = st;
+    if (st == 0) {
+        snprintf(g->server, sizeof(g->server), "%s", rec->server_id ? rec->server_id : "");
+        snprintf(g->run, sizeof(g->run), "%s", rec->run_id ? rec->run_id : "");
+        g->epoch = rec->epoch;
+        g->now_ms = rec->now_ms;
+        g->malformed = rec->malformed;
+    }
+}
+
+static void test_get_batch(void **state)
+{
+    fx *f = *state;
+    int64_t e1, e2;
+    assert_int_equal(claim(f, "wf-1", "run-a", "host-a", 1000, &e1), 0);
+    assert_int_equal(claim(f, "wf-2", "run-b", "host-b", 1000, &e2), 0);
+    raw_cmd(f, "HSET dd:hb:{wf-bad} workflow_id wf-bad hb_ms 11");
+    got_rec g[4];
+    memset(g, 0, sizeof(g));
+    got_order = 0;
+    dd_store_get_item items[4] = {
+        {"wf-1", got_cb, &g[0]},
+        {"wf-none", got_cb, &g[1]},
+        {"wf-2", got_cb, &g[2]},
+        {"wf-bad", got_cb, &g[3]},
+    };
+    assert_int_equal(dd_store_get_batch(f->s, items, 4), 0);
+    for (int i = 0; i < 200 && g[3].calls == 0; i++)
+        sleep_loop(f, 10);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(g[i].calls, 1);
+        assert_int_equal(g[i].order, i);
+    }
+    assert_int_equal(g[0].status, 0);
+    assert_string_equal(g[0].server, "host-a");
+    assert_string_equal(g[0].run, "run-a");
+    assert_int_equal(g[0].epoch, e1);
+    assert_true(g[0].now_ms > 1000); /* Redis's clock, read with it */
+    assert_int_equal(g[1].status, DD_ENOTFOUND);
+    assert_int_equal(g[2].status, 0);
+    assert_string_equal(g[2].server, "host-b");
+    assert_int_equal(g[2].epoch, e2);
+    assert_int_equal(g[2].now_ms, g[0].now_ms); /* one clock for the batch */
+    assert_int_equal(g[3].status, 0);
+    assert_true(g[3].malformed);
+    /* bad arguments: refused at once, no callback */
+    memset(g, 0, sizeof(g));
+    assert_int_equal(dd_store_get_batch(f->s, items, 0), DD_EINVAL);
+    assert_int_equal(dd_store_get_batch(f->s, items, DD_STORE_GET_MAX + 1), DD_EINVAL);
+    items[1].workflow_id = "";
+    assert_int_equal(dd_store_get_batch(f->s, items, 2), DD_EINVAL);
+    sleep_loop(f, 50);
+    assert_int_equal(g[0].calls + g[1].calls, 0);
+}
+
 static void batch_closed(void *arg)
 {
     *(bool *)arg = true;
@@ -1251,6 +1321,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_heartbeat_batch_fencing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_batch_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_batch_wait, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compare_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_records, setup, teardown),
