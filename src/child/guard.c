@@ -312,7 +312,7 @@ static void dd_guard_will(dd_guard *g)
             free(data);
             return;
         }
-        dd_info(g->log, "will_hand_over_failed", "run_id=%s epoch=%lld error=\"%s\" note=%s",
+        dd_info(g->log, "will_hand_over_failed", "run_id=%s epoch=%lld error=%s note=%s",
                 w.run_id, (long long)w.epoch, dd_strerror(hrc), "running it here instead");
         t0 = dd_guard_now_ms();
     }

@@ -367,10 +367,12 @@ static void dd_wp_done(int st, const char *holder, void *arg)
         for (int i = 0; i < wp->nstores; i++)
             if (dd_will_same_conn(&wp->stores[i].conn, w))
                 why = dd_store_last_error(wp->stores[i].s);
-        dd_warn(wp->log, "will_failed", "workflow_id=%s run_id=%s epoch=%lld error=\"%s%s%s\" "
-                "took_ms=%lld note=%s",
-                w->workflow_id, w->run_id, (long long)w->epoch, dd_strerror(st), *why ? ": " : "",
-                why, took, "the standbys take over at the stale threshold instead");
+        char e[400]; /* one value: each %s is quoted on its own */
+        snprintf(e, sizeof(e), "%s%s%s", dd_strerror(st), *why ? ": " : "", why);
+        dd_warn(wp->log, "will_failed",
+                "workflow_id=%s run_id=%s epoch=%lld error=%s took_ms=%lld note=%s",
+                w->workflow_id, w->run_id, (long long)w->epoch, e, took,
+                "the standbys take over at the stale threshold instead");
     }
     dd_wp_item_free(it);
     wp->jobs--;
@@ -418,7 +420,7 @@ static void dd_wp_run(dd_wp *wp, dd_wp_item *it)
     dd_store *s = dd_wp_store(wp, &it->w, err, sizeof(err));
     if (!s) {
         wp->failed++;
-        dd_warn(wp->log, "will_failed", "workflow_id=%s run_id=%s epoch=%lld error=\"%s\" note=%s",
+        dd_warn(wp->log, "will_failed", "workflow_id=%s run_id=%s epoch=%lld error=%s note=%s",
                 it->w.workflow_id, it->w.run_id, (long long)it->w.epoch, err,
                 "the standbys take over at the stale threshold instead");
         dd_wp_item_free(it);
@@ -630,7 +632,7 @@ int dd_will_main(int argc, char **argv)
     if (rc == 0)
         rc = uv_read_start((uv_stream_t *)&wp.in, dd_wp_alloc, dd_wp_in_read);
     if (rc < 0) {
-        dd_error(wp.log, "will_process_failed", "error=\"%s\" note=%s", uv_strerror(rc),
+        dd_error(wp.log, "will_process_failed", "error=%s note=%s", uv_strerror(rc),
                  "run by dispatchd only, with its pipes as fd 3 and 4");
         wp.in_eof = true;
         wp.bye = true;

@@ -679,7 +679,7 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
                                fence.window_ms + 10000, &d->will_proc, err, sizeof(err)) == 0)
             d->will_proc_closed = false;
         else
-            dd_warn(ctx->log, "will_process_failed", "error=\"%s\" note=%s", err,
+            dd_warn(ctx->log, "will_process_failed", "error=%s note=%s", err,
                     "each guard runs its own will");
     }
     dd_info(ctx->log, "acting_window",

@@ -208,4 +208,3 @@ kill -TERM "$(pid_of "$Y")"
 expect_exit "$(pid_of "$Y")" 0
 check "dispatchd killed its frozen will process" grep -q "event=will_process_kill .*pid=$wpy" "$T/$Y.log"
 check "  which is gone" wait_until 10 gone "$wpy"
-check "no two children acted at once" [ "$(overlaps)" = 0 ]
