@@ -28,11 +28,22 @@ extra=$(awk 'NF >= 11 && $9 ~ /^[0-9]+$/ && $9 > 2 && $11 !~ /^\/proc\/[0-9]+\/f
 check "the child holds no descriptor but 0, 1 and 2 (extra: ${extra:-none})" [ -z "$extra" ]
 # The same from the outside: the child (under the guard) shares no socket
 # with dispatchd (the Redis connection, the metrics listener, Temporal's).
-guard=$(pgrep -P $D | head -1 || true)
+# (dispatchd's children: the guard, and the host's will process, `__will`)
+guard=$(pgrep -P $D -f -- ' __guard ' | head -1 || true)
 cpid=$( [ -n "$guard" ] && pgrep -P "$guard" | head -1 || true)
 check "found the child process" [ -n "$cpid" ]
 sockets() { ls -l "/proc/$1/fd" 2>/dev/null | grep -o 'socket:\[[0-9]*\]' | sort -u; }
 shared=$(comm -12 <(sockets $D) <(sockets "$cpid") | tr '\n' ' ')
 check "the child shares no socket with dispatchd (shared: ${shared:-none})" [ -z "$shared" ]
+# The guard and the will process hold none of dispatchd's sockets either (a leaked Redis or
+# Temporal connection there would outlive dispatchd's death): the guard has pipes and its
+# signalfd, the will process its two pipes (3: from dispatchd, 4: from the guards) and its event
+# loop's, and no socket until dispatchd has died.
+wp=$(pgrep -P $D -f -- ' __will ' | head -1 || true)
+check "found the will process" [ -n "$wp" ]
+check "the guard holds no socket (has: $(sockets "$guard" | tr '\n' ' '))" [ -z "$(sockets "$guard")" ]
+check "the will process holds no socket (has: $(sockets "$wp" | tr '\n' ' '))" [ -z "$(sockets "$wp")" ]
+check "  its fds 3 and 4 are pipes" \
+  bash -c "ls -l /proc/$wp/fd/3 /proc/$wp/fd/4 | grep -c 'pipe:' | grep -qx 2"
 kill -TERM $D; wait $D
 check "dispatchd exits cleanly" grep -q "event=stopped .*clean=true" "$T/run.log"
