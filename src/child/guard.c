@@ -35,10 +35,16 @@
  * Only the guard sends CMD its TERM: dispatchd TERMs the guard alone, never
  * the group (a second TERM while CMD runs its TERM handler can kill it and
  * turn its clean exit 0 into 143). Its parent's death arrives as SIGUSR2
- * (PR_SET_PDEATHSIG), a signal nobody else sends it, so the guard can tell
- * "dispatchd died" from "dispatchd asked": after a kill -9 the TERM-based
- * check raced (the parent death signal comes when the spawning thread dies,
- * while getppid() still names the dying dispatchd).
+ * (PR_SET_PDEATHSIG), sent by the kernel as from dispatchd's pid, so the
+ * guard can tell "dispatchd died" from "dispatchd asked": after a kill -9
+ * the TERM-based check raced (the parent death signal comes when the
+ * spawning thread dies, while getppid() still names the dying dispatchd).
+ * A SIGUSR2 from anyone else (CMD can signal its own group) is ignored.
+ *
+ * The guard is a child subreaper: whatever CMD starts, also what leaves
+ * its group (setsid), becomes the guard's child when its parent dies, so a
+ * stop ends everything CMD started (dd_guard_kill_leftovers), and a will
+ * runs only once all of it is gone.
  *
  * The log stream stays logfmt: the guard writes its own lines through
  * core/log (event=guard_*), and CMD's stdout and stderr reach dispatchd's
@@ -84,6 +90,7 @@ typedef struct dd_guard {
     int will_fd;      /* the last will (fd 4), or -1 */
     int hand_fd;      /* the host's will process (fd 5), or -1: run it ourselves */
     bool parent_gone; /* the stop is for dispatchd's death: the will runs after it */
+    bool leftovers;   /* something CMD started outlived the KILL: no will */
 } dd_guard;
 
 static void dd_guard_kill_rest(pid_t self, int sig)
@@ -108,20 +115,55 @@ static void dd_guard_term_group(void)
     kill(0, SIGTERM);
 }
 
-/* KILL to what is left of CMD's group once CMD has been reaped. The guard
- * is a child subreaper (PR_SET_CHILD_SUBREAPER): every descendant of CMD
- * whose parent died became our child, so with no child left nothing of
- * CMD is left (a member of our group is one of CMD's descendants), and the
- * scan is needed only when something is. */
-static void dd_guard_kill_leftovers(pid_t self)
+/* KILLs every child of ours (our children cannot be reaped by anyone else,
+ * so their pids cannot have been reused). */
+static void dd_guard_kill_children(pid_t self)
 {
-    int st;
-    pid_t r;
-    while ((r = waitpid(-1, &st, WNOHANG)) > 0) /* orphans that already exited */
-        ;
-    if (r < 0 && errno == ECHILD)
+    char path[64], buf[16384];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)self, (int)self);
+    FILE *f = fopen(path, "r");
+    if (!f)
         return;
-    dd_guard_kill_rest(self, SIGKILL);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    for (char *p = buf; *p;) {
+        char *end;
+        long pid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        if (pid > 0)
+            kill((pid_t)pid, SIGKILL);
+        p = end;
+        while (*p == ' ' || *p == '\n')
+            p++;
+    }
+}
+
+/* KILL to everything CMD left once CMD has been reaped: what is still in
+ * its group, and what left the group (setsid: a daemonized helper). The
+ * guard is a child subreaper (PR_SET_CHILD_SUBREAPER): every descendant of
+ * CMD whose parent died became our child, so with no child left nothing of
+ * CMD is left, and the /proc scan runs only when something is. A killed
+ * child's own children become ours in turn: one round per generation, for
+ * at most a second. False when something survived (a process stuck in the
+ * kernel): nothing may then say that CMD has stopped. */
+static bool dd_guard_kill_leftovers(pid_t self)
+{
+    for (int round = 0; round < 50; round++) {
+        int st;
+        pid_t r;
+        while ((r = waitpid(-1, &st, WNOHANG)) > 0) /* the dead: reaped */
+            ;
+        if (r < 0 && errno == ECHILD)
+            return true;
+        if (round == 0)
+            dd_guard_kill_rest(self, SIGKILL); /* the group, children's children too */
+        dd_guard_kill_children(self);
+        struct pollfd none;
+        poll(&none, 0, 20);
+    }
+    return false;
 }
 
 static void dd_guard_drain_signals(int sfd)
@@ -359,8 +401,12 @@ static int dd_guard_finish(dd_guard *g, int sfd, int status)
     dd_info(g->log, "guard_command_exited", "pid=%d exit_status=%d signal=%d",
             (int)g->cmd, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
             WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    if (g->parent_gone && g->will_fd >= 0)
-        dd_guard_will(g); /* CMD and its group are gone: nothing acts any more */
+    if (g->parent_gone && g->will_fd >= 0 && g->leftovers)
+        dd_warn(g->log, "will_skipped", "reason=%s note=%s",
+                "processes the command started were still alive a second after their KILL",
+                "the standbys take over at the stale threshold instead");
+    else if (g->parent_gone && g->will_fd >= 0)
+        dd_guard_will(g); /* CMD and all it started are gone: nothing acts any more */
     dd_log_free(g->log);
     return code;
 }
@@ -379,7 +425,7 @@ static int dd_guard_stop_group(dd_guard *g, pid_t self, int sfd, long long kill_
         dd_guard_kill_rest(self, SIGKILL);
         waitpid(g->cmd, &status, 0);
     }
-    dd_guard_kill_leftovers(self);
+    g->leftovers = !dd_guard_kill_leftovers(self);
     return dd_guard_finish(g, sfd, status);
 }
 
@@ -555,11 +601,20 @@ int dd_guard_main(int argc, char **argv)
         if (n > 0 && sig) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-                if (si.ssi_signo == SIGUSR2 || getppid() != want_parent) {
+                /* The parent-death signal is sent by the kernel as from the
+                 * dying dispatchd (SI_USER, its pid). CMD is in our group
+                 * and can send us a SIGUSR2 too: that must not pass for
+                 * dispatchd's death, or its will would run while dispatchd
+                 * lives (and no one can forge SI_USER with another pid). */
+                bool death = si.ssi_signo == SIGUSR2 && si.ssi_code == SI_USER &&
+                             (pid_t)si.ssi_pid == want_parent;
+                if (death || getppid() != want_parent) {
                     stop = "dispatchd is gone (its parent died)";
                     g.parent_gone = true;
                 }
-                else if (si.ssi_signo != SIGCHLD && (!stop || strncmp(stop, "dispatchd", 9)))
+                else if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT ||
+                          si.ssi_signo == SIGHUP) &&
+                         (!stop || strncmp(stop, "dispatchd", 9)))
                     stop = si.ssi_signo == SIGTERM ? "asked to stop (SIGTERM)"
                            : si.ssi_signo == SIGINT ? "asked to stop (SIGINT)"
                                                     : "asked to stop (SIGHUP)";
@@ -575,9 +630,13 @@ int dd_guard_main(int argc, char **argv)
                     cmd_ended = true;
                     status = st;
                 }
+            if (!cmd_ended && waitpid(cmd, &st, WNOHANG) == cmd) { /* past the bound */
+                cmd_ended = true;
+                status = st;
+            }
             if (cmd_ended) {
                 /* CMD ended by itself: take any of its leftovers along. */
-                dd_guard_kill_leftovers(self);
+                g.leftovers = !dd_guard_kill_leftovers(self);
                 return dd_guard_finish(&g, sfd, status);
             }
         }

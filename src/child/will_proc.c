@@ -27,6 +27,7 @@
 #define DD_WILL_FRAME_MAX PIPE_BUF
 #define DD_WILL_BYE 'B'
 #define DD_WILL_RUN_MS 5000 /* one will's budget, as a guard's own */
+#define DD_WILL_WAIT_DEATH_MS 1000 /* a will handed over before fd 3 closed */
 
 /* ---- the guard's side ---------------------------------------------------- */
 
@@ -192,8 +193,12 @@ static int dd_will_proc_spawn(dd_will_proc *p, char *err, size_t errlen)
         n++;
     char **env = dd_xcalloc(n + 2, sizeof(char *));
     size_t k = 0;
+    /* none of dispatchd's settings (DISPATCHD_REDIS_PASSWORD, API keys...):
+     * a will brings what it needs; the log format and the sanitizers'
+     * options stay */
     for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "DISPATCHD_SERVER_ID=", 20))
+        if (strncmp(environ[i], "DISPATCHD_", 10) != 0 ||
+            strncmp(environ[i], "DISPATCHD_LOG_FORMAT=", 21) == 0)
             env[k++] = environ[i];
     env[k++] = sid;
     env[k] = NULL;
@@ -310,8 +315,12 @@ typedef struct dd_wp {
     uv_signal_t sigterm, sigint;
     uv_timer_t cap;
     int64_t cap_ms;
-    dd_buf frame; /* bytes of the will pipe not yet a whole frame */
+    /* bytes of the will pipe not yet a whole frame: a fixed buffer, so no
+     * copy of a password is left behind by a reallocation */
+    char frame[65536 + DD_WILL_FRAME_MAX];
+    size_t frame_len;
     dd_wp_item *waiting; /* handed over before we saw dispatchd die */
+    uv_timer_t drop;     /* drops waiting wills dispatchd's death did not follow */
     struct {
         dd_will conn; /* the first will's connection fields (point into its copy) */
         char *copy;
@@ -321,7 +330,7 @@ typedef struct dd_wp {
     int nstores;
     int jobs;
     uint64_t dead_ms; /* when dispatchd's end closed without a bye (0: not yet) */
-    bool bye, in_eof, ending;
+    bool bye, in_eof, in_closed, ending;
     int released, fenced, failed;
 } dd_wp;
 
@@ -334,6 +343,7 @@ static void dd_wp_item_free(dd_wp_item *it)
 
 static void dd_wp_end(dd_wp *wp);
 static void dd_wp_cap_fire(uv_timer_t *t);
+static void dd_wp_drop_waiting(dd_wp *wp, const char *why);
 
 static void dd_wp_maybe_end(dd_wp *wp)
 {
@@ -394,6 +404,11 @@ static dd_store *dd_wp_store(dd_wp *wp, const dd_will *w, char *err, size_t errl
     /* the connection fields must outlive the will they came with */
     dd_buf packed = DD_BUF_INIT;
     dd_will_pack(&packed, w);
+    /* never in a log line (a store's error may quote its URL) */
+    if (w->password && *w->password)
+        dd_log_add_secret(wp->log, w->password);
+    if (w->sentinel_password && *w->sentinel_password)
+        dd_log_add_secret(wp->log, w->sentinel_password);
     int i = wp->nstores;
     if (dd_will_unpack(packed.data, packed.len, &wp->stores[i].conn) < 0 ||
         dd_will_store_open(&wp->ctx, w, &wp->stores[i].s, err, errlen) < 0) {
@@ -406,11 +421,6 @@ static dd_store *dd_wp_store(dd_wp *wp, const dd_will *w, char *err, size_t errl
     wp->stores[i].copy = packed.data;
     wp->stores[i].copy_len = packed.len;
     wp->nstores++;
-    /* never in a log line (a store's error may quote its URL) */
-    if (w->password && *w->password)
-        dd_log_add_secret(wp->log, w->password);
-    if (w->sentinel_password && *w->sentinel_password)
-        dd_log_add_secret(wp->log, w->sentinel_password);
     return wp->stores[i].s;
 }
 
@@ -441,6 +451,7 @@ static void dd_wp_dispatchd_died(dd_wp *wp)
     dd_info(wp->log, "will_process_active", "waiting_wills=%d cap_ms=%lld note=%s", n,
             (long long)wp->cap_ms, "dispatchd died: running the wills its guards hand over");
     uv_timer_start(&wp->cap, dd_wp_cap_fire, (uint64_t)wp->cap_ms, 0);
+    uv_timer_stop(&wp->drop);
     dd_wp_item *it = wp->waiting;
     wp->waiting = NULL;
     while (it) {
@@ -450,12 +461,15 @@ static void dd_wp_dispatchd_died(dd_wp *wp)
     }
 }
 
+/* No more wills: the pipe is closed, so a guard still to come gets EPIPE
+ * and runs its will itself instead of writing into a pipe nobody reads. */
 static void dd_wp_stop_reading(dd_wp *wp)
 {
-    if (wp->in_eof)
-        return;
     wp->in_eof = true;
-    uv_read_stop((uv_stream_t *)&wp->in);
+    if (!wp->in_closed) {
+        wp->in_closed = true;
+        uv_close((uv_handle_t *)&wp->in, NULL);
+    }
 }
 
 static void dd_wp_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -479,12 +493,7 @@ static void dd_wp_ctl_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     uv_read_stop(st); /* the end (or an error: the same to us) */
     if (wp->bye) {
         /* a clean exit: every guard was told to stop, no will is due */
-        int n = 0;
-        for (dd_wp_item *it = wp->waiting; it; it = it->next)
-            n++;
-        if (n)
-            dd_warn(wp->log, "will_dropped", "wills=%d note=%s", n,
-                    "handed over although dispatchd exited cleanly: not run");
+        dd_wp_drop_waiting(wp, "handed over although dispatchd exited cleanly: not run");
         dd_wp_stop_reading(wp);
         dd_wp_end(wp);
         return;
@@ -503,28 +512,60 @@ static void dd_wp_cap_fire(uv_timer_t *t)
     dd_wp_maybe_end(wp);
 }
 
+/* True when dispatchd's end of the control pipe (fd 3) is closed. */
+static bool dd_wp_ctl_hung_up(void)
+{
+    struct pollfd p = {3, POLLIN, 0};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR)) != 0;
+}
+
+static void dd_wp_drop_waiting(dd_wp *wp, const char *why)
+{
+    while (wp->waiting) {
+        dd_wp_item *next = wp->waiting->next;
+        dd_warn(wp->log, "will_dropped", "workflow_id=%s run_id=%s epoch=%lld reason=%s",
+                wp->waiting->w.workflow_id, wp->waiting->w.run_id,
+                (long long)wp->waiting->w.epoch, why);
+        dd_wp_item_free(wp->waiting);
+        wp->waiting = next;
+    }
+}
+
+static void dd_wp_drop_fire(uv_timer_t *t)
+{
+    dd_wp *wp = t->data;
+    if (wp->dead_ms)
+        return;
+    if (dd_wp_ctl_hung_up()) {
+        dd_wp_dispatchd_died(wp);
+        return;
+    }
+    dd_wp_drop_waiting(wp, "handed over while dispatchd is alive (not run: a will runs only "
+                           "after dispatchd's death)");
+}
+
 /* Whole frames from the will pipe become wills. */
 static void dd_wp_frames(dd_wp *wp)
 {
     size_t off = 0;
-    while (wp->frame.len - off >= DD_WILL_FRAME_HEAD) {
+    while (wp->frame_len - off >= DD_WILL_FRAME_HEAD) {
         uint32_t n;
-        memcpy(&n, wp->frame.data + off, DD_WILL_FRAME_HEAD);
+        memcpy(&n, wp->frame + off, DD_WILL_FRAME_HEAD);
         if (n == 0 || n > DD_WILL_FRAME_MAX - DD_WILL_FRAME_HEAD) {
             dd_warn(wp->log, "will_pipe_corrupt", "frame_len=%u note=%s", (unsigned)n,
                     "no longer reading the will pipe: the guards still to come run their own "
                     "wills");
             dd_wp_stop_reading(wp);
-            off = wp->frame.len;
+            off = wp->frame_len;
             break;
         }
-        if (wp->frame.len - off < DD_WILL_FRAME_HEAD + n)
+        if (wp->frame_len - off < DD_WILL_FRAME_HEAD + n)
             break;
         dd_wp_item *it = dd_xcalloc(1, sizeof(*it));
         it->wp = wp;
         it->len = n;
         it->data = dd_xmalloc(n);
-        memcpy(it->data, wp->frame.data + off + DD_WILL_FRAME_HEAD, n);
+        memcpy(it->data, wp->frame + off + DD_WILL_FRAME_HEAD, n);
         it->got_ms = dd_mono_ms();
         off += DD_WILL_FRAME_HEAD + n;
         if (dd_will_unpack(it->data, it->len, &it->w) < 0) {
@@ -532,23 +573,37 @@ static void dd_wp_frames(dd_wp *wp)
             dd_wp_item_free(it);
             continue;
         }
+        if (!wp->dead_ms && dd_wp_ctl_hung_up())
+            dd_wp_dispatchd_died(wp); /* its end is closed: the read just did not come yet */
         if (wp->dead_ms) {
             dd_wp_run(wp, it);
-        } else { /* its end may close a moment after the guard saw it die */
+        } else {
+            /* A guard hands a will over only after dispatchd died, and the
+             * kernel closes dispatchd's end of fd 3 before it tells the
+             * guard; wait a moment for that (the files of a dying process
+             * with threads close with its last thread), then drop it: a will
+             * must never run while dispatchd lives. */
             it->next = wp->waiting;
             wp->waiting = it;
+            if (!uv_is_active((uv_handle_t *)&wp->drop))
+                uv_timer_start(&wp->drop, dd_wp_drop_fire, DD_WILL_WAIT_DEATH_MS, 0);
         }
     }
-    explicit_bzero(wp->frame.data, off);
-    memmove(wp->frame.data, wp->frame.data + off, wp->frame.len - off);
-    wp->frame.len -= off;
+    explicit_bzero(wp->frame, off);
+    memmove(wp->frame, wp->frame + off, wp->frame_len - off);
+    wp->frame_len -= off;
 }
 
 static void dd_wp_in_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     dd_wp *wp = st->data;
     if (nread > 0) {
-        dd_buf_append(&wp->frame, buf->base, (size_t)nread);
+        /* the slab is 64 KiB and what is left of a frame under 4 KiB */
+        size_t k = (size_t)nread;
+        if (k > sizeof(wp->frame) - wp->frame_len)
+            k = sizeof(wp->frame) - wp->frame_len;
+        memcpy(wp->frame + wp->frame_len, buf->base, k);
+        wp->frame_len += k;
         explicit_bzero(buf->base, (size_t)nread);
         dd_wp_frames(wp);
         return;
@@ -579,7 +634,8 @@ static void dd_wp_end(dd_wp *wp)
                 wp->released, wp->fenced, wp->failed,
                 (long long)(dd_mono_ms() - wp->dead_ms));
     uv_close((uv_handle_t *)&wp->ctl, NULL);
-    uv_close((uv_handle_t *)&wp->in, NULL);
+    dd_wp_stop_reading(wp);
+    uv_close((uv_handle_t *)&wp->drop, NULL);
     uv_close((uv_handle_t *)&wp->sigterm, NULL);
     uv_close((uv_handle_t *)&wp->sigint, NULL);
     uv_close((uv_handle_t *)&wp->cap, NULL);
@@ -599,7 +655,14 @@ int dd_will_main(int argc, char **argv)
         for (int fd = 5; fd < 1024; fd++)
             close(fd);
     signal(SIGPIPE, SIG_IGN);
-    dd_wp wp = {.cap_ms = atoll(argv[1]) > 0 ? atoll(argv[1]) : 60000};
+    /* before any loop takes their numbers */
+    if (fcntl(3, F_GETFD) < 0 || fcntl(4, F_GETFD) < 0) {
+        fprintf(stderr, "dispatchd __will: fd 3 and fd 4 must be open (it is started by dispatchd "
+                        "run/up only)\n");
+        return 2;
+    }
+    static dd_wp wp; /* the frame buffer is large: not on the stack */
+    wp.cap_ms = atoll(argv[1]) > 0 ? atoll(argv[1]) : 60000;
     wp.log = dd_log_new(stderr, DD_LOG_INFO);
     dd_log_format format = DD_LOG_LOGFMT;
     const char *f = getenv("DISPATCHD_LOG_FORMAT");
@@ -626,7 +689,8 @@ int dd_will_main(int argc, char **argv)
     uv_signal_init(&loop, &wp.sigterm);
     uv_signal_init(&loop, &wp.sigint);
     uv_timer_init(&loop, &wp.cap);
-    wp.sigterm.data = wp.sigint.data = wp.cap.data = &wp;
+    uv_timer_init(&loop, &wp.drop);
+    wp.sigterm.data = wp.sigint.data = wp.cap.data = wp.drop.data = &wp;
     if (rc == 0)
         rc = uv_read_start((uv_stream_t *)&wp.ctl, dd_wp_alloc, dd_wp_ctl_read);
     if (rc == 0)
@@ -652,9 +716,7 @@ int dd_will_main(int argc, char **argv)
         explicit_bzero(wp.stores[i].copy, wp.stores[i].copy_len);
         free(wp.stores[i].copy);
     }
-    if (wp.frame.data)
-        explicit_bzero(wp.frame.data, wp.frame.len);
-    dd_buf_release(&wp.frame);
+    explicit_bzero(wp.frame, sizeof(wp.frame));
     dd_log_free(wp.log);
     return rc < 0 ? 1 : 0;
 }

@@ -324,9 +324,10 @@ static int zombie_children(pid_t pid, pid_t want, bool *has)
 
 /* The guard adopts what its command leaves behind (a child subreaper): a
  * helper orphaned while the command runs is TERMed with the group at the
- * stop, orphans that exit are reaped (no zombie piles up under a command
- * that double-forks), and a helper left when the command exits by itself
- * is KILLed with it. */
+ * stop, one that left the group (setsid) is KILLed after the command, orphans
+ * that exit are reaped (no zombie piles up under a command that
+ * double-forks), and a helper left when the command exits by itself is
+ * KILLed with it. */
 static void test_guard_orphans(void **state)
 {
     const char *exe = getenv("DISPATCHD");
@@ -342,17 +343,21 @@ static void test_guard_orphans(void **state)
     snprintf(dir, sizeof(dir), "%s/orphans-XXXXXX", dd_test_tmpdir());
     assert_non_null(mkdtemp(dir));
     char script[2000];
-    /* an orphan that lives on, 20 that exit at once, then wait to be stopped */
+    /* an orphan that lives on, one that left the group (setsid), 20 that
+     * exit at once, then wait to be stopped */
     snprintf(script, sizeof(script),
-             "(sleep 100 & echo $! > %s/orphan); i=0; while [ $i -lt 20 ]; do (sh -c 'exit 0' &); "
-             "i=$((i+1)); done; echo $$ > %s/ready; while :; do sleep 0.05; done",
-             dir, dir);
+             "(sleep 100 & echo $! > %s/orphan); setsid sleep 100 & echo $! > %s/escaped; i=0; "
+             "while [ $i -lt 20 ]; do (sh -c 'exit 0' &); i=$((i+1)); done; echo $$ > %s/ready; "
+             "while :; do sleep 0.05; done",
+             dir, dir, dir);
     char *argv[] = {(char *)"/bin/sh", (char *)"-c", script, NULL};
     char err[256];
     assert_int_equal(dd_child_start(c, argv, NULL, err, sizeof(err)), 0);
     pid_t guard = dd_child_pid(c);
     pid_t orphan = read_pid_file(dir, "orphan");
     assert_true(orphan > 0);
+    pid_t escaped = read_pid_file(dir, "escaped");
+    assert_true(escaped > 0);
     assert_true(read_pid_file(dir, "ready") > 0);
     /* the 20 exited orphans were reaped: no zombie children (bounded wait) */
     int z = -1;
@@ -370,6 +375,9 @@ static void test_guard_orphans(void **state)
     for (int i = 0; i < 300 && !proc_gone(orphan); i++)
         usleep(10000);
     assert_true(proc_gone(orphan)); /* TERMed with the group */
+    for (int i = 0; i < 300 && !proc_gone(escaped); i++)
+        usleep(10000);
+    assert_true(proc_gone(escaped)); /* out of the group, still killed (the guard's child by then) */
 
     /* the command exits by itself and leaves a helper: KILLed with it */
     snprintf(script, sizeof(script), "(trap '' TERM; sleep 100 & echo $! > %s/left); exit 3",

@@ -208,3 +208,27 @@ kill -TERM "$(pid_of "$Y")"
 expect_exit "$(pid_of "$Y")" 0
 check "dispatchd killed its frozen will process" grep -q "event=will_process_kill .*pid=$wpy" "$T/$Y.log"
 check "  which is gone" wait_until 10 gone "$wpy"
+
+# --- a SIGUSR2 from the child to its own group (which its guard leads) is not dispatchd's death:
+# --- the guard goes on guarding, and no will is handed over while dispatchd lives --------------------
+cat >"$T/usr2.sh" <<'EOS'
+exec >>"$CHILDREN_LOG"
+trap '' USR2
+trap 'echo stop $(date +%s%N) $DISPATCHD_SERVER_ID; exit 0' TERM
+echo "start $(date +%s%N) $DISPATCHD_SERVER_ID"
+kill -USR2 0
+echo "$(date +%s%3N)" >"$USR2_MARK"
+while :; do sleep 0.05; done
+EOS
+CHILDREN_LOG=$T/children.log USR2_MARK=$T/usr2.mark "$DISPATCHD" run --dispatcher "$P/q" "${C[@]}" \
+  --redis-url "redis://127.0.0.1:$RP/0" --server-id h9 -- sh "$T/usr2.sh" >"$T/h9.out" 2>>"$T/h9.log" &
+echo $! >"$T/h9.pid"
+track_dd $! h9
+acting h9 || fail "h9 did not take over"
+check "h9's child sent SIGUSR2 to its group" wait_until 10 test -s "$T/usr2.mark"
+# a heartbeat that landed after the signal (Redis's clock) shows a full interval went by
+hb_after_usr2() { [ "$(rec hb_ms)" -gt "$(( $(cat "$T/usr2.mark") + 100 ))" ]; }
+check "h9 heartbeats on after the signal" wait_until 15 hb_after_usr2
+check "  its child still acts, alone" only_child_is h9
+check "  its guard did not take the signal for dispatchd's death" \
+  bash -c "! grep -Eq 'event=(guard_stopping|will_handed|will_released|will_dropped)' '$T/h9.log'"
