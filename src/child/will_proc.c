@@ -83,7 +83,11 @@ struct dd_will_proc {
     int64_t cap_ms;
     uv_process_t *proc; /* NULL while none runs */
     int ctl_wfd;        /* our end of its control pipe ("bye", or its end at our death) */
-    int in_wfd;         /* the guards' end of its will pipe (they get a copy) */
+    /* The will pipe: made once and kept across restarts, so a guard started
+     * before a restart hands its will to the new process. We hold the read
+     * end too (for the next process): no frame comes while we live, and at
+     * our death only the will process's copy is left (none: EPIPE). */
+    int in_rfd, in_wfd;
     uv_timer_t timer;   /* a restart's back-off, or the KILL after "bye" */
     int restarts;       /* in a row: the back-off doubles with each */
     uint64_t started_ms;
@@ -117,13 +121,18 @@ static void dd_will_proc_handle_closed(uv_handle_t *h)
     dd_will_proc_maybe_free(p);
 }
 
-static void dd_will_proc_close_fds(dd_will_proc *p)
+static void dd_will_proc_close_fds(dd_will_proc *p, bool will_pipe)
 {
     if (p->ctl_wfd >= 0)
         close(p->ctl_wfd);
+    p->ctl_wfd = -1;
+    if (!will_pipe)
+        return;
     if (p->in_wfd >= 0)
         close(p->in_wfd);
-    p->ctl_wfd = p->in_wfd = -1;
+    if (p->in_rfd >= 0)
+        close(p->in_rfd);
+    p->in_rfd = p->in_wfd = -1;
 }
 
 static void dd_will_proc_restart(uv_timer_t *t)
@@ -146,7 +155,7 @@ static void dd_will_proc_on_exit(uv_process_t *h, int64_t status, int sig)
     p->proc = NULL;
     p->pending++;
     uv_close((uv_handle_t *)h, dd_will_proc_handle_closed);
-    dd_will_proc_close_fds(p); /* its guards' ends: a write there now is EPIPE */
+    dd_will_proc_close_fds(p, p->closing); /* the will pipe stays for the next one */
     if (p->closing) { /* after "bye": the KILL timer is no longer needed */
         if (status != 0 || sig != 0)
             dd_warn(p->log, "will_process_exited", "pid=%d exit_status=%lld signal=%d", pid,
@@ -156,8 +165,9 @@ static void dd_will_proc_on_exit(uv_process_t *h, int64_t status, int sig)
         uv_close((uv_handle_t *)&p->timer, dd_will_proc_handle_closed);
         return;
     }
-    /* Not asked to go: someone killed it. Guards started meanwhile run their
-     * own wills (no fd 5); a new one comes after a back-off. */
+    /* Not asked to go: someone killed it. A new one comes after a back-off,
+     * on the same will pipe (a death of ours meanwhile: the guards get EPIPE
+     * and run their own wills). */
     if (dd_mono_ms() - p->started_ms >= 60000)
         p->restarts = 0; /* it had been running a while: not a crash loop */
     int64_t delay = 1000LL << (p->restarts < 5 ? p->restarts : 5);
@@ -171,16 +181,17 @@ static void dd_will_proc_on_exit(uv_process_t *h, int64_t status, int sig)
 static int dd_will_proc_spawn(dd_will_proc *p, char *err, size_t errlen)
 {
     int ctl[2], in[2];
+    if (p->in_rfd < 0) {
+        if (pipe2(in, O_CLOEXEC) < 0) {
+            dd_msgf(err, errlen, "pipe: %s", strerror(errno));
+            return -errno;
+        }
+        p->in_rfd = in[0];
+        p->in_wfd = in[1];
+    }
     if (pipe2(ctl, O_CLOEXEC) < 0) {
         dd_msgf(err, errlen, "pipe: %s", strerror(errno));
         return -errno;
-    }
-    if (pipe2(in, O_CLOEXEC) < 0) {
-        int e = errno;
-        close(ctl[0]);
-        close(ctl[1]);
-        dd_msgf(err, errlen, "pipe: %s", strerror(e));
-        return -e;
     }
     char cap[32];
     snprintf(cap, sizeof(cap), "%lld", (long long)p->cap_ms);
@@ -205,7 +216,7 @@ static int dd_will_proc_spawn(dd_will_proc *p, char *err, size_t errlen)
     uv_stdio_container_t stdio[5] = {
         {.flags = UV_IGNORE}, {.flags = UV_INHERIT_FD, .data.fd = 1},
         {.flags = UV_INHERIT_FD, .data.fd = 2}, {.flags = UV_INHERIT_FD, .data.fd = ctl[0]},
-        {.flags = UV_INHERIT_FD, .data.fd = in[0]}};
+        {.flags = UV_INHERIT_FD, .data.fd = p->in_rfd}};
     /* its own session, like the guards: a terminal's ^C is dispatchd's to
      * handle (it ends with "bye"), not the will process's */
     uv_process_options_t o = {.exit_cb = dd_will_proc_on_exit,
@@ -220,11 +231,9 @@ static int dd_will_proc_spawn(dd_will_proc *p, char *err, size_t errlen)
     int rc = uv_spawn(p->loop, h, &o);
     free(env);
     free(sid);
-    close(ctl[0]); /* its copies */
-    close(in[0]);
+    close(ctl[0]); /* its copy */
     if (rc < 0) {
         close(ctl[1]);
-        close(in[1]);
         p->pending++;
         uv_close((uv_handle_t *)h, dd_will_proc_handle_closed);
         dd_msgf(err, errlen, "cannot start '%s __will': %s", p->exe, uv_strerror(rc));
@@ -233,7 +242,6 @@ static int dd_will_proc_spawn(dd_will_proc *p, char *err, size_t errlen)
     p->proc = h;
     p->started_ms = dd_mono_ms();
     p->ctl_wfd = ctl[1];
-    p->in_wfd = in[1];
     dd_info(p->log, "will_process_started", "pid=%d", h->pid);
     return 0;
 }
@@ -245,12 +253,13 @@ int dd_will_proc_start(uv_loop_t *loop, dd_log *log, const char *exe, const char
     dd_will_proc *p = dd_xcalloc(1, sizeof(*p));
     *p = (dd_will_proc){.loop = loop, .log = log, .exe = dd_strdup(exe),
                         .server_id = server_id ? dd_strdup(server_id) : NULL, .cap_ms = cap_ms,
-                        .ctl_wfd = -1, .in_wfd = -1};
+                        .ctl_wfd = -1, .in_rfd = -1, .in_wfd = -1};
     uv_timer_init(loop, &p->timer);
     p->timer.data = p;
     int rc = dd_will_proc_spawn(p, err, errlen);
     if (rc < 0) {
         p->closing = true;
+        dd_will_proc_close_fds(p, true);
         p->pending++;
         uv_close((uv_handle_t *)&p->timer, dd_will_proc_handle_closed);
         return rc;
@@ -261,7 +270,7 @@ int dd_will_proc_start(uv_loop_t *loop, dd_log *log, const char *exe, const char
 
 int dd_will_proc_fd(const dd_will_proc *p)
 {
-    return p && p->proc && !p->closing ? p->in_wfd : -1;
+    return p && !p->closing ? p->in_wfd : -1;
 }
 
 static void dd_will_proc_kill(uv_timer_t *t)
@@ -285,7 +294,7 @@ void dd_will_proc_close(dd_will_proc *p, void (*done)(void *), void *arg)
         ssize_t w = write(p->ctl_wfd, &bye, 1); /* an empty pipe: room for a byte */
         (void)w; /* if it failed the process is exiting anyway */
     }
-    dd_will_proc_close_fds(p);
+    dd_will_proc_close_fds(p, true);
     if (p->proc) { /* its exit closes the timer (dd_will_proc_on_exit) */
         uv_timer_start(&p->timer, dd_will_proc_kill, 2000, 0);
         return;

@@ -25,8 +25,9 @@
  * (the Redis password in it is wiped after). It exits once dispatchd is gone,
  * every guard has closed its end of the pipe and every will has been
  * answered; at most cap_ms after dispatchd's death it stops waiting for
- * guards. A guard that cannot hand its will over (no will process, the pipe
- * full for 3 s, a will too large for one frame) runs it itself as before. */
+ * guards. A guard that cannot hand its will over (no will process at
+ * dispatchd's death: EPIPE; the pipe full for 3 s; a will too large for one
+ * frame) runs it itself as before. */
 #ifndef DD_CHILD_WILL_PROC_H
 #define DD_CHILD_WILL_PROC_H
 
@@ -43,8 +44,8 @@ typedef struct dd_will_proc dd_will_proc;
 int dd_will_proc_start(struct uv_loop_s *loop, struct dd_log *log, const char *exe,
                        const char *server_id, int64_t cap_ms, dd_will_proc **out, char *err,
                        size_t errlen);
-/* The end of the pipe a guard gets (as its fd 5) to hand its will over, or
- * -1 while there is no will process (then guards run their wills alone). */
+/* The end of the pipe a guard gets (as its fd 5) to hand its will over
+ * (the same pipe across restarts of the will process), or -1 after close. */
 int dd_will_proc_fd(const dd_will_proc *p);
 /* A clean exit: tells the process "bye" (no will is due), waits for it
  * (KILL after 2 s), frees p, then done(arg). Call after every child has

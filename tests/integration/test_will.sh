@@ -116,8 +116,8 @@ check "no two children acted at once" [ "$(overlaps)" = 0 ]
 host h1                            # a subscribed standby again for what follows
 acting h1 || fail "h1 did not take over"
 
-# --- the will process killed: dispatchd starts another; a guard whose pipe leads nowhere runs
-# --- its will itself -----------------------------------------------------------------------------
+# --- the will process killed: dispatchd starts another on the same pipe, and the guard started
+# --- before hands its will to the new one ----------------------------------------------------------
 host h7
 acting h7 || fail "h7 did not take over"
 r7=$(rec run_id); e7=$(rec epoch); hb7=$(rec hb_ms)
@@ -128,14 +128,36 @@ check "dispatchd says its will process died" \
   wait_until 10 grep -q "event=will_process_exited .*pid=$wp7 .*signal=9" "$T/h7.log"
 check "  and starts another after a back-off" \
   wait_until 10 bash -c "[ \$(grep -c 'event=will_process_started' '$T/h7.log') = 2 ]"
+wp7b=$(will_pid_of h7)
 kill -9 "$(pid_of h7)"
 expect_exit "$(pid_of h7)" 137
-check "the guard (started with the dead one's pipe) could not hand its will over" \
-  wait_until 10 grep -q "event=will_hand_over_failed .*run_id=$r7 epoch=$e7" "$T/h7.log"
-check "  and released the record itself" \
-  wait_until 10 grep -q "event=will_released .*component=guard .*run_id=$r7 epoch=$e7 mode=expire" "$T/h7.log"
+check "the guard (started before the restart) handed its will over" \
+  wait_until 10 grep -q "event=will_handed .*run_id=$r7 epoch=$e7" "$T/h7.log"
+check "  and the new will process released the record" \
+  wait_until 10 grep -q "event=will_released .*component=will .*run_id=$r7 epoch=$e7 mode=expire" "$T/h7.log"
 check "the standby took over long before the threshold" acting h1
 check "  (its claim came before the record would have gone stale)" [ "$(rec hb_ms)" -lt $((hb7 + THR)) ]
+check "no two children acted at once" [ "$(overlaps)" = 0 ]
+check "the new will process exited" wait_until 10 gone "$wp7b"
+
+# --- no will process at dispatchd's death (killed while dispatchd was frozen, then dispatchd
+# --- killed): the guard's hand-over fails (EPIPE) and it runs its will itself ---------------------
+host h8
+acting h8 || fail "h8 did not take over"
+r8=$(rec run_id); e8=$(rec epoch); hb8=$(rec hb_ms)
+wp8=$(will_pid_of h8)
+check "h8 runs one will process" [ -n "$wp8" ]
+kill -STOP "$(pid_of h8)"     # (frozen: it cannot start another)
+kill -9 "$wp8"
+wait_until 10 gone "$wp8" || fail "h8's will process did not go"
+kill -9 "$(pid_of h8)"
+expect_exit "$(pid_of h8)" 137
+check "the guard could not hand its will over" \
+  wait_until 10 grep -q "event=will_hand_over_failed .*run_id=$r8 epoch=$e8" "$T/h8.log"
+check "  and released the record itself" \
+  wait_until 10 grep -q "event=will_released .*component=guard .*run_id=$r8 epoch=$e8 mode=expire" "$T/h8.log"
+check "the standby took over long before the threshold" acting h1
+check "  (its claim came before the record would have gone stale)" [ "$(rec hb_ms)" -lt $((hb8 + THR)) ]
 check "no two children acted at once" [ "$(overlaps)" = 0 ]
 
 # --- SIGSTOP of the owner's dispatchd: no will, the threshold path -------------------------------
