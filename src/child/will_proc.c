@@ -143,7 +143,7 @@ static void dd_will_proc_restart(uv_timer_t *t)
         int64_t delay = 1000LL << (p->restarts < 5 ? p->restarts : 5);
         p->restarts++;
         dd_warn(p->log, "will_process_failed", "error=%s retry_in_ms=%lld note=%s", err,
-                (long long)delay, "until then each guard runs its own will");
+                (long long)delay, "the will pipe stays: guards hand their wills to the next one");
         uv_timer_start(&p->timer, dd_will_proc_restart, (uint64_t)delay, 0);
     }
 }
@@ -174,7 +174,7 @@ static void dd_will_proc_on_exit(uv_process_t *h, int64_t status, int sig)
     p->restarts++;
     dd_warn(p->log, "will_process_exited", "pid=%d exit_status=%lld signal=%d restart_in_ms=%lld "
             "note=%s", pid, (long long)status, sig, (long long)delay,
-            "until then each guard runs its own will");
+            "the will pipe stays: guards hand their wills to the next one");
     uv_timer_start(&p->timer, dd_will_proc_restart, (uint64_t)delay, 0);
 }
 

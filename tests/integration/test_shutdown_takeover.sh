@@ -94,7 +94,7 @@ scenario claim-timeout redis INCR record_names_us redis_timeout
 
 # window 4: a standby's failover takeover (through the failover lease), the
 # start out, then TERM: besides the run, the lease must not be left naming
-# us (the next standby would wait threshold + 30 s for it)
+# us (the next standby would wait threshold + 2 x 30 s + 5 s for it)
 lease_holder() { redis-cli -p "$RP" get "dd:lease:{failover:$W}"; }
 P=stk$$x$RANDOM; W="dispatcher-$P-q"; H=h-failover
 KN=(--heartbeat-interval 1s --stale-threshold 3s --metrics-listen off)
