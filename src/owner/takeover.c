@@ -154,22 +154,28 @@ static bool dd_tk_same_dispatcher(const dd_takeover *tk, const dd_temporal_execu
     return true;
 }
 
+/* Under a failover lease: a write (the start, or the legacy path's
+ * terminate) sent now could reach Temporal up to a call deadline later, and
+ * by then the lease may have expired and another standby begun a takeover
+ * of its own (owner.h, dd_failover_lease_plan). Give up instead (true: tk
+ * is finished); the caller gives the lease back and backs off. */
+static bool dd_tk_past_lease(dd_takeover *tk, const char *what)
+{
+    uint64_t now = dd_mono_ms();
+    if (!tk->start_by_ms || now <= tk->start_by_ms)
+        return false;
+    dd_tk_finish(tk, DD_ETIMEOUT,
+                 "not %s '%s': the failover lease could expire before the answer (%llu ms "
+                 "past the last moment a write may be sent under it; Temporal or this host is "
+                 "slow)",
+                 what, tk->res.workflow_id, (unsigned long long)(now - tk->start_by_ms));
+    return true;
+}
+
 static void dd_tk_send_start(dd_takeover *tk)
 {
-    /* Under a failover lease: a start sent now could reach Temporal up to
-     * a call deadline later, and by then the lease may have expired and
-     * another standby begun a takeover of its own (owner.h,
-     * dd_failover_lease_plan). Give up instead; the caller gives the lease
-     * back and backs off. */
-    uint64_t now = dd_mono_ms();
-    if (tk->start_by_ms && now > tk->start_by_ms) {
-        dd_tk_finish(tk, DD_ETIMEOUT,
-                     "not starting '%s': the failover lease could expire before the start's "
-                     "answer (%llu ms past the last moment a start may be sent under it; "
-                     "Temporal or this host is slow)",
-                     tk->res.workflow_id, (unsigned long long)(now - tk->start_by_ms));
+    if (dd_tk_past_lease(tk, "starting"))
         return;
-    }
     dd_temporal_start_req req = {
         .workflow_id = tk->res.workflow_id,
         .workflow_type = tk->type,
@@ -248,6 +254,8 @@ static void dd_tk_legacy_check_done(int st, const dd_temporal_result *r, void *a
     if (r->execution->server_id)
         snprintf(tk->res.previous_server_id, sizeof(tk->res.previous_server_id), "%s",
                  r->execution->server_id);
+    if (dd_tk_past_lease(tk, "terminating the run in the way of"))
+        return;
     char reason[256];
     snprintf(reason, sizeof(reason), "takeover by %s", tk->server_id);
     dd_info(tk->ctx.log, "terminate",
