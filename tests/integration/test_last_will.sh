@@ -117,7 +117,7 @@ check "the dead owner's record is still there, unreleased" \
   [ "$(rec server_id)/$(rec run_id)/$(rec epoch)" = "$ID2/$r2/$e2" ]
 
 # --- ExecStopPost=: last-will in the empty cgroup releases it; the standby goes at once ---------
-redis_ms() { redis-cli -p "$RP" time | awk 'NR==1{s=$1} NR==2{printf "%d\n", s*1000 + $1/1000}'; }
+redis_ms() { redis-cli -p "$RP" time | awk 'NR==1{s=$1} NR==2{printf "%.0f\n", s*1000 + int($1/1000)}'; }
 lw_at=$(redis_ms)
 last_will h2 "$G" "$T/lw.out"
 check "last-will ran (exit 0, got $LW)" [ "$LW" = 0 ]
@@ -125,6 +125,7 @@ check "last-will ran (exit 0, got $LW)" [ "$LW" = 0 ]
 check "the standby took over and its child acts" acting h1
 check "  its claim landed well before the dead owner's record would have gone stale" \
   [ "$(rec hb_ms)" -lt $((hb2 + THR)) ]
+check "  within 5 s of last-will's start (Redis's clock)" [ $(( $(rec hb_ms) - lw_at )) -lt 5000 ]
 echo "  (on Redis's clock: the claim $(( $(rec hb_ms) - lw_at )) ms after last-will started," \
   "$(( $(rec hb_ms) - hb2 )) ms after the dead owner's last heartbeat; threshold $THR ms)"
 check "  told on dd:released" told_first h1
