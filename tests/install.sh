@@ -50,6 +50,10 @@ check "TimeoutStopSec ($stop_s s) > --stop-timeout + --temporal-timeout defaults
   [ "${stop_s:-0}" -gt 20 ]
 check "KillMode=mixed: SIGTERM reaches dispatchd alone, which stops its child first" \
   grep -qx KillMode=mixed "$p/lib/systemd/system/dispatchd.service"
+check "ExecStopPost= runs the installed binary's last-will (a crash's records released at once)" \
+  grep -qx "ExecStopPost=-$p/bin/dispatchd last-will" "$p/lib/systemd/system/dispatchd.service"
+check "RuntimeDirectory= (where run writes the server id last-will reads)" \
+  grep -qx "RuntimeDirectory=dispatchd" "$p/lib/systemd/system/dispatchd.service"
 
 if command -v systemd-analyze >/dev/null; then
   # --man=no: the man page is checked below, not through man(1)'s database

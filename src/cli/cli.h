@@ -118,6 +118,7 @@ int dd_cmd_reconcile(dd_cli *cli);
 int dd_cmd_workers(dd_cli *cli);
 int dd_cmd_stack(dd_cli *cli);
 int dd_cmd_up(dd_cli *cli);
+int dd_cmd_last_will(dd_cli *cli);
 int dd_cmd_version(dd_cli *cli);
 
 #endif

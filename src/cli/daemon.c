@@ -16,9 +16,11 @@
 #include "store/store.h"
 #include "temporal/temporal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 struct dd_daemon {
@@ -600,6 +602,46 @@ int dd_daemon_exit_code(const dd_daemon *d)
     return d ? d->exit_code : 0;
 }
 
+/* Under systemd (RuntimeDirectory=), our server id goes to
+ * $RUNTIME_DIRECTORY/server_id: `dispatchd last-will`, the unit's
+ * ExecStopPost=, reads it to find our records once we are dead (the default
+ * id has our pid in it, which it cannot know). Write-then-rename: a reader
+ * never sees half an id. Several directories: the first. A failure is a
+ * warning: the records then wait out the threshold, as before. */
+static void dd_daemon_write_server_id(dd_cli *cli, const dd_ctx *ctx)
+{
+    const char *rd = getenv("RUNTIME_DIRECTORY");
+    if (!rd || !*rd)
+        return;
+    dd_buf dir = DD_BUF_INIT, tmp = DD_BUF_INIT, path = DD_BUF_INIT;
+    dd_buf_printf(&dir, "%.*s", (int)strcspn(rd, ":"), rd);
+    dd_buf_printf(&path, "%s/server_id", dd_buf_str(&dir));
+    dd_buf_printf(&tmp, "%s/.server_id.%d", dd_buf_str(&dir), (int)getpid());
+    const char *id = dd_cli_server_id(cli);
+    FILE *f = fopen(dd_buf_str(&tmp), "w");
+    int err = 0;
+    if (!f)
+        err = errno;
+    else {
+        if (fprintf(f, "%s\n", id) < 0)
+            err = errno ? errno : EIO;
+        if (fclose(f) != 0 && !err)
+            err = errno;
+        if (!err && rename(dd_buf_str(&tmp), dd_buf_str(&path)) < 0)
+            err = errno;
+        if (err)
+            unlink(dd_buf_str(&tmp));
+    }
+    if (err)
+        dd_warn(ctx->log, "server_id_file_failed", "path=%s error=%s note=%s", dd_buf_str(&path),
+                strerror(err), "`dispatchd last-will` cannot find this host's records");
+    else
+        dd_info(ctx->log, "server_id_file_written", "path=%s", dd_buf_str(&path));
+    dd_buf_release(&dir);
+    dd_buf_release(&tmp);
+    dd_buf_release(&path);
+}
+
 int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher,
                   char *const *child_argv, dd_daemon **out)
 {
@@ -613,6 +655,7 @@ int dd_daemon_new(dd_cli *cli, const dd_ctx *ctx, const char *default_dispatcher
     d->http_closed = true; /* until it exists */
     d->notify_closed = d->notify_poll_closed = true; /* until they exist */
     d->will_proc_closed = true;                      /* until it exists */
+    dd_daemon_write_server_id(cli, ctx);
     int code = dd_cli_temporal_new(cli, ctx, &d->t);
     if (code) {
         free(d);

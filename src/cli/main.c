@@ -45,6 +45,8 @@ static const dd_opt *const dd_groups_workers[] = {dd_opts_json, dd_opts_id_prefi
 static const dd_opt *const dd_groups_reconcile[] = {
     dd_opts_stale, dd_opts_reconcile, dd_opts_server_id, dd_opts_temporal, dd_opts_stack_http,
     dd_opts_redis, dd_opts_loop, dd_opts_reconcile_metrics, NULL};
+static const dd_opt *const dd_groups_last_will[] = {dd_opts_last_will_server_id, dd_opts_stale,
+                                                   dd_opts_redis, NULL};
 static const dd_opt *const dd_groups_none[] = {NULL};
 
 static const dd_cli_cmd dd_commands[] = {
@@ -105,6 +107,18 @@ static const dd_cli_cmd dd_commands[] = {
      "(or, with --legacy-takeover, terminate-then-start on 409), and prints\n"
      "{workflow_id, run_id, previous_run_id, outcome, latency_ms, attempts}.\n"
      "Exits 1 when Temporal cannot be reached or refuses, 2 for bad input."},
+    {"last-will", dd_cmd_last_will, dd_groups_last_will, "last-will [options]",
+     "ExecStopPost= of the unit: release a dead dispatchd's records at once",
+     "For systemd's ExecStopPost= (docs/systemd.md). When dispatchd dies on its own, systemd\n"
+     "kills the rest of the unit at once, before its guards' last wills go out. This\n"
+     "does it for them: every record held by the dead dispatchd's server id (the one\n"
+     "`run` wrote to $RUNTIME_DIRECTORY/server_id, or --server-id) is made stale at once,\n"
+     "fenced by its run id and epoch (a newer owner's record is left alone), and the\n"
+     "standbys are told on dd:released. Use the same Redis settings as `run` (the unit's\n"
+     "EnvironmentFile=). It refuses (exit 1) while any other process is in its cgroup\n"
+     "(v2; exit 2 where there is none): under ExecStopPost= the unit's processes are all\n"
+     "gone by then. Redis unreachable for 5 s: exit 1. No record of that server id\n"
+     "(a clean stop released them): exit 0."},
     {"version", dd_cmd_version, dd_groups_none, "version", "print the version", NULL},
 };
 

@@ -132,6 +132,14 @@ const dd_opt dd_opts_server_id[] = {
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
+/* last-will: the same setting, read differently (no pid of its own to use) */
+const dd_opt dd_opts_last_will_server_id[] = {
+    {"server-id", "DISPATCHD_SERVER_ID", DD_OPT_STR, O(server_id), "ID",
+     "the dead dispatchd's server id (default: the one `run` wrote to "
+     "$RUNTIME_DIRECTORY/server_id)"},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};
+
 const dd_opt dd_opts_heartbeat[] = {
     {"heartbeat-interval", "DISPATCHD_HEARTBEAT_INTERVAL", DD_OPT_DURATION,
      O(heartbeat_interval_ms), "DUR", "how often a heartbeat is written (default 5s)"},

@@ -145,6 +145,7 @@ extern const dd_opt dd_opts_metrics[];
 extern const dd_opt dd_opts_reconcile_metrics[];
 extern const dd_opt dd_opts_dispatcher[];
 extern const dd_opt dd_opts_server_id[];
+extern const dd_opt dd_opts_last_will_server_id[];
 extern const dd_opt dd_opts_heartbeat[];
 extern const dd_opt dd_opts_stale[];
 extern const dd_opt dd_opts_reconcile[];

@@ -58,7 +58,7 @@ BAD=0
 
 # --- every command: unknown flag, missing value, bad --log-level, stray argument
 for cmd in "up" "stack start" "stack stop" "stack status" "run --dispatcher a/b" "status" \
-           "worker --dispatcher a/b --server-id w" "workers a/b" "reconcile" "takeover p q" "version"; do
+           "worker --dispatcher a/b --server-id w" "workers a/b" "reconcile" "takeover p q" "last-will" "version"; do
   read -ra c <<<"$cmd"
   row 2 "unknown option '--bogus'" -- "${c[@]}" --bogus
   [ "$cmd" = version ] && continue   # version has no options to give a value to
@@ -70,6 +70,8 @@ row 2 "unknown command 'frob'" -- frob
 row 2 "" --
 row 2 "unexpected argument|takes no arguments" -- version extra
 row 2 "takes no arguments" -- up extra
+row 2 "takes no arguments" -- last-will extra
+row 2 "--stale-threshold" -- last-will --stale-threshold soon
 row 2 "unknown stack action 'frob'" -- stack frob
 row 2 "needs an action" -- stack
 row 2 "unknown service 'nosuch'" -- stack status nosuch "${P[@]}"
@@ -208,6 +210,8 @@ row 1 "cannot read" -- status --redis-port "$CLOSED"
 row 1 "" -- workers a/b --redis-port "$CLOSED"
 row 1 "" -- takeover p q "${TU[@]}"
 row 1 "" -- reconcile "${TU[@]}" "${R[@]}"
+# outside the unit's ExecStopPost= (here: other processes share the cgroup, or the root one)
+row 1 "last-will: refusing: .*ExecStopPost=" -- last-will "${R[@]}"
 row 1 "" -- stack status --state-dir "$S" --redis-port "$RP" --temporal-port "$TP" --temporal-http-port "$HP"
 nothing_left() { ! pgrep -f -- "--state-dir $S" >/dev/null && ! pgrep -f "redis-server 127.0.0.1:$RP" >/dev/null; }
 check "no dispatchd or server of this test is left running" nothing_left
