@@ -278,7 +278,7 @@ static void dd_will_proc_kill(uv_timer_t *t)
     dd_will_proc *p = t->data;
     if (p->proc) {
         dd_warn(p->log, "will_process_kill", "pid=%d reason=%s", p->proc->pid,
-                "did not exit 2 s after bye");
+                "did not exit 5 s after bye");
         uv_process_kill(p->proc, SIGKILL);
     }
 }
@@ -296,7 +296,7 @@ void dd_will_proc_close(dd_will_proc *p, void (*done)(void *), void *arg)
     }
     dd_will_proc_close_fds(p, true);
     if (p->proc) { /* its exit closes the timer (dd_will_proc_on_exit) */
-        uv_timer_start(&p->timer, dd_will_proc_kill, 2000, 0);
+        uv_timer_start(&p->timer, dd_will_proc_kill, 5000, 0); /* patient under load */
         return;
     }
     p->pending++;

@@ -48,7 +48,7 @@ int dd_will_proc_start(struct uv_loop_s *loop, struct dd_log *log, const char *e
  * (the same pipe across restarts of the will process), or -1 after close. */
 int dd_will_proc_fd(const dd_will_proc *p);
 /* A clean exit: tells the process "bye" (no will is due), waits for it
- * (KILL after 2 s), frees p, then done(arg). Call after every child has
+ * (KILL after 5 s), frees p, then done(arg). Call after every child has
  * stopped. */
 void dd_will_proc_close(dd_will_proc *p, void (*done)(void *arg), void *arg);
 
