@@ -89,6 +89,8 @@ typedef struct dd_guard {
     dd_guard_out out[2];
     int will_fd;      /* the last will (fd 4), or -1 */
     int hand_fd;      /* the host's will process (fd 5), or -1: run it ourselves */
+    int live_fd;      /* the deadline pipe (fd 3), or -1 */
+    int parent_fd;    /* a pidfd of dispatchd (readable once it has wholly exited), or -1 */
     bool parent_gone; /* the stop is for dispatchd's death: the will runs after it */
     bool leftovers;   /* something CMD started outlived the KILL: no will */
 } dd_guard;
@@ -323,6 +325,48 @@ static char *dd_guard_read_will(int fd, size_t *len)
 
 /* dispatchd died and CMD is confirmed stopped: release the record (fenced)
  * and tell the standbys, as dispatchd's own release would have. */
+/* Waits (at most timeout_ms) until dispatchd has wholly exited, its files
+ * closed. The parent-death signal comes when the thread that started us
+ * exits, which can be before the others (libuv's workers), and even the end
+ * of the deadline pipe can be seen while the dying process is still
+ * releasing its other files. Until then dispatchd still holds its end of the
+ * will process's pipe: a hand-over would not see EPIPE when no will process
+ * is left, and its frame would die with dispatchd's copy of the pipe (seen
+ * under load: the test's "no will process" case). A pidfd of dispatchd is
+ * readable only once the whole process has exited; without one (an old
+ * kernel), the end of the deadline pipe is the best sign there is. */
+static void dd_guard_wait_files_closed(dd_guard *g, int timeout_ms)
+{
+    long long end = dd_guard_now_ms() + timeout_ms;
+    if (g->parent_fd >= 0) {
+        for (int i = 0; i < 1000; i++) { /* bounded by the clock too */
+            long long left = end - dd_guard_now_ms();
+            struct pollfd p = {g->parent_fd, POLLIN, 0};
+            int rc = poll(&p, 1, left <= 0 ? 0 : (int)left);
+            if (rc != 0 && !(rc < 0 && errno == EINTR))
+                return; /* exited (or the pidfd cannot tell: go on) */
+            if (left <= 0)
+                return;
+        }
+        return;
+    }
+    if (g->live_fd < 0)
+        return;
+    char buf[64];
+    for (int i = 0; i < 10000; i++) { /* bounded by the clock too */
+        ssize_t r = read(g->live_fd, buf, sizeof(buf));
+        if (r == 0)
+            return; /* every copy of the write end is closed */
+        if (r > 0 || errno == EINTR)
+            continue; /* a last deadline, or a signal: read on */
+        long long left = end - dd_guard_now_ms();
+        if (errno != EAGAIN || left <= 0)
+            return;
+        struct pollfd p = {g->live_fd, POLLIN, 0};
+        poll(&p, 1, (int)(left > 100 ? 100 : left));
+    }
+}
+
 static void dd_guard_will(dd_guard *g)
 {
     size_t len = 0;
@@ -342,6 +386,7 @@ static void dd_guard_will(dd_guard *g)
         dd_log_add_secret(g->log, w.password);
     long long t0 = dd_guard_now_ms();
     if (g->hand_fd >= 0) {
+        dd_guard_wait_files_closed(g, 2000);
         /* one connection for every guard of the host, not one each */
         int hrc = dd_will_hand_over(g->hand_fd, data, len, 3000);
         close(g->hand_fd);
@@ -493,7 +538,9 @@ int dd_guard_main(int argc, char **argv)
     dd_guard g = {.log = dd_guard_log_new(),
                   .out = {{.fd = -1, .stream = "stdout"}, {.fd = -1, .stream = "stderr"}},
                   .will_fd = willfd,
-                  .hand_fd = handfd};
+                  .hand_fd = handfd,
+                  .live_fd = livefd,
+                  .parent_fd = -1};
 
     sigset_t set, old;
     sigemptyset(&set);
@@ -513,6 +560,10 @@ int dd_guard_main(int argc, char **argv)
     /* CMD's orphans become ours (dd_guard_kill_leftovers) */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     const char *stop = getppid() != want_parent ? "dispatchd is gone (its parent died)" : NULL;
+    /* dispatchd is our parent and alive here, so its pid is not reused:
+     * the pidfd names it (close-on-exec: CMD does not get it) */
+    if (!stop && handfd >= 0)
+        g.parent_fd = (int)syscall(SYS_pidfd_open, want_parent, 0);
     if (!stop && deadline > 0 && dd_guard_now_ms() >= deadline - lead_ms)
         stop = "acting deadline already reached";
 
