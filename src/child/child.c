@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -342,4 +343,29 @@ void dd_child_set_will(dd_child *c, const void *will, size_t len)
         memcpy(c->will, will, len);
         c->will_len = len;
     }
+}
+
+/* ---- for the helper processes (guard.c, will_proc.c) --------------------- */
+
+dd_log *dd_child_helper_log(const char *component)
+{
+    dd_log *log = dd_log_new(stderr, DD_LOG_INFO);
+    dd_log_format format = DD_LOG_LOGFMT;
+    const char *f = getenv("DISPATCHD_LOG_FORMAT");
+    if (f && dd_log_format_parse(f, &format) == 0)
+        dd_log_set_format(log, format);
+    const char *sid = getenv("DISPATCHD_SERVER_ID");
+    if (sid && *sid)
+        dd_log_add_field(log, "server_id", sid);
+    dd_log_add_field(log, "component", component);
+    return log;
+}
+
+void dd_child_close_from(int lo)
+{
+    if (syscall(SYS_close_range, (unsigned)lo, ~0U, 0) == 0)
+        return;
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long fd = lo; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+        close((int)fd);
 }

@@ -71,6 +71,15 @@ void dd_child_set_will_proc(dd_child *c, const struct dd_will_proc *p);
 void dd_child_set_deadline(dd_child *c, int64_t deadline_boot_ms);
 int64_t dd_child_deadline(const dd_child *c);
 
+/* For the helper processes dispatchd starts (`__guard`, `__will`): a logger
+ * on stderr (dispatchd's log stream) in dispatchd's --log-format
+ * (DISPATCHD_LOG_FORMAT, which dispatchd sets for its children), with
+ * server_id (DISPATCHD_SERVER_ID) and component=COMPONENT; and closing every
+ * fd from lo up (what dispatchd's libraries opened without close-on-exec
+ * must not stay open in them, nor reach a command they run). */
+struct dd_log *dd_child_helper_log(const char *component);
+void dd_child_close_from(int lo);
+
 /* The body of the hidden `__guard` command (guard.c). */
 int dd_guard_main(int argc, char **argv);
 

@@ -189,17 +189,6 @@ static int dd_guard_status(int status)
     return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
-/* Closes every fd from lo up: what dispatchd's libraries opened without
- * close-on-exec must not reach CMD. */
-static void dd_guard_close_from(int lo)
-{
-    if (syscall(SYS_close_range, (unsigned)lo, ~0U, 0) == 0)
-        return;
-    long max = sysconf(_SC_OPEN_MAX);
-    for (long fd = lo; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
-        close((int)fd);
-}
-
 /* One logfmt line per line of CMD's output (n bytes of o->buf). */
 static void dd_guard_emit(dd_guard *g, dd_guard_out *o, size_t n, bool partial)
 {
@@ -474,21 +463,11 @@ static int dd_guard_stop_group(dd_guard *g, pid_t self, int sfd, long long kill_
     return dd_guard_finish(g, sfd, status);
 }
 
-/* The guard's logger: on stderr (dispatchd's log stream), in dispatchd's
- * --log-format (DISPATCHD_LOG_FORMAT, which dispatchd sets for its
- * children), with the fields that say whose guard it is. */
+/* The guard's logger (dd_child_helper_log) with the dispatcher it guards. */
 static dd_log *dd_guard_log_new(void)
 {
-    dd_log *log = dd_log_new(stderr, DD_LOG_INFO);
-    dd_log_format format = DD_LOG_LOGFMT;
-    const char *f = getenv("DISPATCHD_LOG_FORMAT");
-    if (f && dd_log_format_parse(f, &format) == 0)
-        dd_log_set_format(log, format);
-    const char *sid = getenv("DISPATCHD_SERVER_ID");
+    dd_log *log = dd_child_helper_log("guard");
     const char *wid = getenv("DISPATCHD_WORKFLOW_ID");
-    if (sid && *sid)
-        dd_log_add_field(log, "server_id", sid);
-    dd_log_add_field(log, "component", "guard");
     if (wid && *wid)
         dd_log_add_field(log, "workflow_id", wid);
     return log;
@@ -519,7 +498,7 @@ int dd_guard_main(int argc, char **argv)
     int handfd = willfd >= 0 && v[4] == 2 ? 5 : -1;
     /* Only 0-2, the deadline pipe, the will and the will process's pipe
      * are ours to keep. */
-    dd_guard_close_from(handfd >= 0 ? 6 : willfd >= 0 ? 5 : livefd >= 0 ? 4 : 3);
+    dd_child_close_from(handfd >= 0 ? 6 : willfd >= 0 ? 5 : livefd >= 0 ? 4 : 3);
     if (livefd >= 0) {
         fcntl(livefd, F_SETFD, FD_CLOEXEC); /* CMD does not get it */
         fcntl(livefd, F_SETFL, O_NONBLOCK);
@@ -587,7 +566,7 @@ int dd_guard_main(int argc, char **argv)
         prctl(PR_SET_PDEATHSIG, 0);
         dup2(pout[1], 1);
         dup2(perr[1], 2);
-        dd_guard_close_from(3);
+        dd_child_close_from(3);
         execvp(argv[3], argv + 3);
         /* our stderr is the guard's pipe: this becomes a child_output line */
         fprintf(stderr, "dispatchd guard: cannot run '%s': %s\n", argv[3], strerror(errno));

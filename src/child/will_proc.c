@@ -1,6 +1,7 @@
 /* will_proc.c - the host's will process (will_proc.h): dispatchd's handle
  * on it, the guard's hand-over, and the process itself. */
 #include "child/will_proc.h"
+#include "child/child.h" /* dd_child_helper_log, dd_child_close_from */
 #include "child/will.h"
 
 #include "core/buf.h"
@@ -17,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -660,9 +660,7 @@ int dd_will_main(int argc, char **argv)
         return 2;
     }
     /* Only 0-2 and our two pipes: nothing else dispatchd had open. */
-    if (syscall(SYS_close_range, 5U, ~0U, 0) < 0)
-        for (int fd = 5; fd < 1024; fd++)
-            close(fd);
+    dd_child_close_from(5);
     signal(SIGPIPE, SIG_IGN);
     /* before any loop takes their numbers */
     if (fcntl(3, F_GETFD) < 0 || fcntl(4, F_GETFD) < 0) {
@@ -672,15 +670,7 @@ int dd_will_main(int argc, char **argv)
     }
     static dd_wp wp; /* the frame buffer is large: not on the stack */
     wp.cap_ms = atoll(argv[1]) > 0 ? atoll(argv[1]) : 60000;
-    wp.log = dd_log_new(stderr, DD_LOG_INFO);
-    dd_log_format format = DD_LOG_LOGFMT;
-    const char *f = getenv("DISPATCHD_LOG_FORMAT");
-    if (f && dd_log_format_parse(f, &format) == 0)
-        dd_log_set_format(wp.log, format);
-    const char *sid = getenv("DISPATCHD_SERVER_ID");
-    if (sid && *sid)
-        dd_log_add_field(wp.log, "server_id", sid);
-    dd_log_add_field(wp.log, "component", "will");
+    wp.log = dd_child_helper_log("will");
     uv_loop_t loop;
     if (uv_loop_init(&loop) < 0) {
         dd_error(wp.log, "will_process_failed", "error=%s", "cannot make an event loop");
